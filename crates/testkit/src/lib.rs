@@ -1,0 +1,1 @@
+//! Test-only support (filled in by the transaction work).
