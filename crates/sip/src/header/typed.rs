@@ -1,0 +1,619 @@
+//! Typed views of header values, decoded on demand from the raw text.
+//!
+//! Every view borrows the value it was decoded from and allocates nothing. Values reach these
+//! decoders already unfolded (the message parser replaces folds) and as UTF-8 text.
+
+use std::net::IpAddr;
+
+use crate::method::Method;
+use crate::text::{self, is_token, parse_u32, quoted_end, split_commas, trim};
+use crate::uri::{Host, Params, Uri, UriError, split_hostport};
+
+/// A malformed header value (the caller knows which header it was).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed;
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("malformed header value")
+    }
+}
+
+impl std::error::Error for Malformed {}
+
+impl From<UriError> for Malformed {
+    fn from(_: UriError) -> Malformed {
+        Malformed
+    }
+}
+
+/// One element of a Via header (RFC 3261 §20.42, §18.2.1; RFC 3581 rport).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Via<'a> {
+    /// The element exactly as written (without surrounding whitespace).
+    pub raw: &'a str,
+    /// `UDP`, `TCP`, `TLS`, `WS`, `WSS`, `SCTP` as written (compare case-insensitively).
+    pub transport: &'a str,
+    /// The sent-by host.
+    pub host: Host<'a>,
+    pub host_raw: &'a str,
+    pub port: Option<u16>,
+    pub params: Params<'a>,
+}
+
+impl<'a> Via<'a> {
+    /// Parses one via-parm: `SIP / 2.0 / UDP host:port ;params`.
+    pub fn parse(raw: &'a str) -> Result<Via<'a>, Malformed> {
+        let raw = trim(raw);
+        let mut rest = raw;
+        let mut next_part = |last: bool| -> Result<&'a str, Malformed> {
+            let s = rest.trim_start_matches([' ', '\t']);
+            let end = if last {
+                s.find([' ', '\t']).ok_or(Malformed)?
+            } else {
+                s.find('/').ok_or(Malformed)?
+            };
+            let part = trim(&s[..end]);
+            rest = if last { &s[end..] } else { &s[end + 1..] };
+            Ok(part)
+        };
+        let name = next_part(false)?;
+        let version = next_part(false)?;
+        let transport = next_part(true)?;
+        if !name.eq_ignore_ascii_case("SIP") || version != "2.0" || !text::is_token_str(transport) {
+            return Err(Malformed);
+        }
+        let rest = rest.trim_start_matches([' ', '\t']);
+        let (sent_by, params) = match rest.find(';') {
+            Some(i) => (trim(&rest[..i]), &rest[i + 1..]),
+            None => (trim(rest), ""),
+        };
+        // LWS is allowed around the colon of sent-by (RFC 3261 §25.1 uses `COLON`).
+        let (host_raw, host, port) = if sent_by.contains([' ', '\t']) {
+            let compact = sent_by.split_once(':').map(|(h, p)| (trim(h), trim(p)));
+            match compact {
+                Some((h, p)) if !h.starts_with('[') => {
+                    let port = parse_u32(p)
+                        .and_then(|n| u16::try_from(n).ok())
+                        .ok_or(Malformed)?;
+                    (h, Host::parse(h)?, Some(port))
+                }
+                _ => return Err(Malformed),
+            }
+        } else {
+            split_hostport(sent_by)?
+        };
+        let params = Params::new(params);
+        for (name, value) in params.iter() {
+            if !text::is_token_str(name) {
+                return Err(Malformed);
+            }
+            if value.is_some_and(str::is_empty) {
+                return Err(Malformed);
+            }
+        }
+        Ok(Via {
+            raw,
+            transport,
+            host,
+            host_raw,
+            port,
+            params,
+        })
+    }
+
+    /// Parses every element of a (possibly comma-combined) Via header value.
+    pub fn parse_list(value: &'a str) -> impl Iterator<Item = Result<Via<'a>, Malformed>> {
+        split_commas(value).map(Via::parse)
+    }
+
+    /// The `branch` parameter (RFC 3261 §8.1.1.7).
+    pub fn branch(&self) -> Option<&'a str> {
+        self.params.get("branch").flatten()
+    }
+
+    /// Whether the branch carries the RFC 3261 magic cookie `z9hG4bK` (§17.2.3).
+    pub fn has_rfc3261_branch(&self) -> bool {
+        self.branch().is_some_and(|b| b.starts_with("z9hG4bK"))
+    }
+
+    /// The `received` parameter (RFC 3261 §18.2.1).
+    pub fn received(&self) -> Option<IpAddr> {
+        let v = self.params.get("received").flatten()?;
+        v.trim_start_matches('[').trim_end_matches(']').parse().ok()
+    }
+
+    /// The `rport` parameter (RFC 3581): `Some(None)` when requested without a value,
+    /// `Some(Some(port))` when filled in.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        match self.params.get("rport")? {
+            None => Some(None),
+            Some(v) => Some(v.parse().ok()),
+        }
+    }
+
+    /// The `maddr` parameter.
+    pub fn maddr(&self) -> Option<&'a str> {
+        self.params.get("maddr").flatten()
+    }
+}
+
+/// A name-addr or addr-spec with header parameters: From, To, Contact, Route, Record-Route,
+/// P-Asserted-Identity, Geolocation, Refer-To, Path (RFC 3261 §20.10, §25.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameAddr<'a> {
+    /// The display name as written (quoted or a run of tokens), when present.
+    pub display: Option<&'a str>,
+    /// The URI text (without angle brackets).
+    pub uri_raw: &'a str,
+    /// Whether the URI was written inside `<...>`.
+    pub bracketed: bool,
+    pub uri: Uri<'a>,
+    /// Header parameters after the URI (`tag`, `expires`, `q`, `+sip.instance`...).
+    pub params: Params<'a>,
+}
+
+impl<'a> NameAddr<'a> {
+    /// Parses `"Display" <uri>;params`, `Display <uri>;params`, `<uri>;params` or
+    /// `uri;params` (in the last form the parameters belong to the header, RFC 3261 §20).
+    pub fn parse(raw: &'a str) -> Result<NameAddr<'a>, Malformed> {
+        let s = trim(raw);
+        if s.is_empty() {
+            return Err(Malformed);
+        }
+        let (display, after_display) = if s.starts_with('"') {
+            let end = quoted_end(s).ok_or(Malformed)?;
+            (Some(&s[..end]), s[end..].trim_start_matches([' ', '\t']))
+        } else if let Some(lt) = s.find('<') {
+            let name = trim(&s[..lt]);
+            // A display name without quotes is a run of tokens separated by whitespace.
+            if !name.bytes().all(|b| is_token(b) || text::is_ws(b)) {
+                return Err(Malformed);
+            }
+            ((!name.is_empty()).then_some(name), &s[lt..])
+        } else {
+            (None, s)
+        };
+        let (uri_raw, bracketed, params) = if let Some(inner) = after_display.strip_prefix('<') {
+            let gt = inner.find('>').ok_or(Malformed)?;
+            let after = inner[gt + 1..].trim_start_matches([' ', '\t']);
+            let params = match after {
+                "" => "",
+                p => p.strip_prefix(';').ok_or(Malformed)?,
+            };
+            (trim(&inner[..gt]), true, params)
+        } else {
+            if display.is_some() {
+                return Err(Malformed);
+            }
+            match after_display.find(';') {
+                Some(i) => (trim(&after_display[..i]), false, &after_display[i + 1..]),
+                None => (after_display, false, ""),
+            }
+        };
+        let uri = Uri::parse(uri_raw)?;
+        let params = Params::new(params);
+        for (name, value) in params.iter() {
+            if !text::is_token_str(name) {
+                return Err(Malformed);
+            }
+            if let Some(v) = value {
+                let ok = if v.starts_with('"') {
+                    quoted_end(v) == Some(v.len())
+                } else {
+                    !v.is_empty() && v.bytes().all(|b| is_token(b) || b"[]:".contains(&b))
+                };
+                if !ok {
+                    return Err(Malformed);
+                }
+            }
+        }
+        Ok(NameAddr {
+            display,
+            uri_raw,
+            bracketed,
+            uri,
+            params,
+        })
+    }
+
+    /// Parses every element of a comma-separated list (Contact, Route, Record-Route...).
+    pub fn parse_list(value: &'a str) -> impl Iterator<Item = Result<NameAddr<'a>, Malformed>> {
+        split_commas(value).map(NameAddr::parse)
+    }
+
+    /// The `tag` parameter (From/To, RFC 3261 §19.3).
+    pub fn tag(&self) -> Option<&'a str> {
+        self.params.get("tag").flatten()
+    }
+
+    /// The display name without quotes and escapes.
+    pub fn display_unquoted(&self) -> Option<std::borrow::Cow<'a, str>> {
+        self.display.map(text::unquote)
+    }
+}
+
+/// A Contact header element: `*` or an address (RFC 3261 §20.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contact<'a> {
+    /// `Contact: *` — remove every binding (RFC 3261 §10.2.2).
+    Star,
+    Addr(NameAddr<'a>),
+}
+
+impl<'a> Contact<'a> {
+    /// Parses every element of a Contact header value.
+    pub fn parse_list(value: &'a str) -> impl Iterator<Item = Result<Contact<'a>, Malformed>> {
+        split_commas(value).map(|item| {
+            if item == "*" {
+                Ok(Contact::Star)
+            } else {
+                NameAddr::parse(item).map(Contact::Addr)
+            }
+        })
+    }
+}
+
+impl<'a> NameAddr<'a> {
+    /// The `expires` parameter of a Contact (RFC 3261 §10.2.1.1).
+    pub fn expires(&self) -> Option<u32> {
+        self.params.get("expires").flatten().and_then(parse_u32)
+    }
+
+    /// The `q` parameter (0.0 to 1.0) in thousandths, for ordering bindings without floats.
+    pub fn q_millis(&self) -> Option<u16> {
+        let v = self.params.get("q").flatten()?;
+        let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+        if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let int = parse_u32(int)?;
+        let mut f = 0u32;
+        for (i, d) in frac
+            .bytes()
+            .chain(std::iter::repeat(b'0'))
+            .take(3)
+            .enumerate()
+        {
+            f += u32::from(d - b'0') * [100, 10, 1][i];
+        }
+        match (int, f) {
+            (0, f) => u16::try_from(f).ok(),
+            (1, 0) => Some(1000),
+            _ => None,
+        }
+    }
+
+    /// The `+sip.instance` parameter without its quotes and angle brackets (RFC 5626 §4.1).
+    pub fn sip_instance(&self) -> Option<&'a str> {
+        let v = self.params.get("+sip.instance").flatten()?;
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        Some(
+            v.strip_prefix('<')
+                .and_then(|v| v.strip_suffix('>'))
+                .unwrap_or(v),
+        )
+    }
+
+    /// The `reg-id` parameter (RFC 5626 §4.2).
+    pub fn reg_id(&self) -> Option<u32> {
+        self.params.get("reg-id").flatten().and_then(parse_u32)
+    }
+}
+
+/// CSeq: sequence number and method (RFC 3261 §20.16).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CSeq {
+    pub seq: u32,
+    pub method: Method,
+}
+
+impl CSeq {
+    /// Parses `4711 INVITE`. The number must be below 2^31 (RFC 3261 §8.1.1.5).
+    pub fn parse(raw: &str) -> Result<CSeq, Malformed> {
+        let s = trim(raw);
+        let (num, method) = s.split_once([' ', '\t']).ok_or(Malformed)?;
+        let seq = parse_u32(num).filter(|n| *n < 1 << 31).ok_or(Malformed)?;
+        let method = Method::from_bytes(trim(method).as_bytes()).ok_or(Malformed)?;
+        Ok(CSeq { seq, method })
+    }
+}
+
+/// A media type: Content-Type, or an Accept element (RFC 3261 §20.15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaType<'a> {
+    pub ty: &'a str,
+    pub subtype: &'a str,
+    pub params: Params<'a>,
+}
+
+impl<'a> MediaType<'a> {
+    /// Parses `type/subtype;param=value`.
+    pub fn parse(raw: &'a str) -> Result<MediaType<'a>, Malformed> {
+        let s = trim(raw);
+        let (mt, params) = s.split_once(';').unwrap_or((s, ""));
+        let (ty, subtype) = mt.split_once('/').ok_or(Malformed)?;
+        let (ty, subtype) = (trim(ty), trim(subtype));
+        if !text::is_token_str(ty) || !text::is_token_str(subtype) {
+            return Err(Malformed);
+        }
+        Ok(MediaType {
+            ty,
+            subtype,
+            params: Params::new(params),
+        })
+    }
+
+    /// Case-insensitive comparison with `type/subtype`.
+    pub fn is(&self, ty: &str, subtype: &str) -> bool {
+        self.ty.eq_ignore_ascii_case(ty) && self.subtype.eq_ignore_ascii_case(subtype)
+    }
+
+    /// The `boundary` parameter of a multipart type, unquoted.
+    pub fn boundary(&self) -> Option<&'a str> {
+        let b = self.params.get("boundary").flatten()?;
+        Some(
+            b.strip_prefix('"')
+                .and_then(|b| b.strip_suffix('"'))
+                .unwrap_or(b),
+        )
+    }
+}
+
+/// Parses a non-negative integer header: Content-Length, Max-Forwards, Expires, Min-Expires.
+pub fn parse_number(raw: &str) -> Result<u32, Malformed> {
+    parse_u32(trim(raw)).ok_or(Malformed)
+}
+
+/// Iterates the tokens of a comma-separated token list: Supported, Require, Proxy-Require,
+/// Unsupported, Allow (RFC 3261 §20).
+pub fn tokens(raw: &str) -> impl Iterator<Item = &str> {
+    split_commas(raw)
+}
+
+/// One Resource-Priority value, `namespace.priority` (RFC 4412 §3.1), e.g. `esnet.1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourcePriority<'a> {
+    pub namespace: &'a str,
+    pub priority: &'a str,
+}
+
+impl<'a> ResourcePriority<'a> {
+    /// Parses a Resource-Priority header value into its values.
+    pub fn parse_list(
+        raw: &'a str,
+    ) -> impl Iterator<Item = Result<ResourcePriority<'a>, Malformed>> {
+        split_commas(raw).map(|item| {
+            let (namespace, priority) = item.rsplit_once('.').ok_or(Malformed)?;
+            if !text::is_token_str(namespace) || !text::is_token_str(priority) {
+                return Err(Malformed);
+            }
+            Ok(ResourcePriority {
+                namespace,
+                priority,
+            })
+        })
+    }
+}
+
+/// A Reason header element (RFC 3326): `SIP ;cause=503 ;text="..."`, `Q.850 ;cause=16`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reason<'a> {
+    pub protocol: &'a str,
+    pub params: Params<'a>,
+}
+
+impl<'a> Reason<'a> {
+    /// Parses one reason-value.
+    pub fn parse(raw: &'a str) -> Result<Reason<'a>, Malformed> {
+        let s = trim(raw);
+        let (protocol, params) = s.split_once(';').unwrap_or((s, ""));
+        let protocol = trim(protocol);
+        if !text::is_token_str(protocol) {
+            return Err(Malformed);
+        }
+        Ok(Reason {
+            protocol,
+            params: Params::new(params),
+        })
+    }
+
+    /// The `cause` parameter.
+    pub fn cause(&self) -> Option<u32> {
+        self.params.get("cause").flatten().and_then(parse_u32)
+    }
+
+    /// The `text` parameter without quotes.
+    pub fn text(&self) -> Option<std::borrow::Cow<'a, str>> {
+        self.params.get("text").flatten().map(text::unquote)
+    }
+}
+
+/// A Warning header element (RFC 3261 §20.43): `399 edge.example.com "text"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Warning<'a> {
+    pub code: u16,
+    pub agent: &'a str,
+    /// The quoted text, quotes included.
+    pub text: &'a str,
+}
+
+impl<'a> Warning<'a> {
+    /// Parses one warning-value.
+    pub fn parse(raw: &'a str) -> Result<Warning<'a>, Malformed> {
+        let s = trim(raw);
+        let (code, rest) = s.split_once(' ').ok_or(Malformed)?;
+        let (agent, text) = trim(rest).split_once(' ').ok_or(Malformed)?;
+        let text = trim(text);
+        let code = parse_u32(code)
+            .filter(|c| (300..400).contains(c))
+            .ok_or(Malformed)?;
+        if code_len(code) != 3 || quoted_end(text) != Some(text.len()) {
+            return Err(Malformed);
+        }
+        Ok(Warning {
+            code: code as u16,
+            agent,
+            text,
+        })
+    }
+}
+
+const fn code_len(code: u32) -> u32 {
+    if code >= 100 && code < 1000 { 3 } else { 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via_forms() {
+        let v = Via::parse("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776;rport;received=192.0.2.9")
+            .unwrap();
+        assert_eq!(v.transport, "UDP");
+        assert_eq!(v.host, Host::V4("192.0.2.1".parse().unwrap()));
+        assert_eq!(v.port, Some(5060));
+        assert_eq!(v.branch(), Some("z9hG4bK776"));
+        assert!(v.has_rfc3261_branch());
+        assert_eq!(v.rport(), Some(None));
+        assert_eq!(v.received(), Some("192.0.2.9".parse().unwrap()));
+
+        let ws = Via::parse("SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK5637").unwrap();
+        assert_eq!(ws.transport, "WSS");
+        assert_eq!(ws.port, None);
+
+        let odd = Via::parse("SIP / 2.0 / UDP first.example.com: 4000;ttl=16 ;maddr=224.2.0.1 ;branch=z9hG4bKa7c6a8dlze.1").unwrap();
+        assert_eq!(odd.host_raw, "first.example.com");
+        assert_eq!(odd.port, Some(4000));
+        assert_eq!(odd.maddr(), Some("224.2.0.1"));
+
+        let v6 = Via::parse("SIP/2.0/UDP [2001:db8::9:1]:5070;branch=z9hG4bKas3-111").unwrap();
+        assert_eq!(v6.host, Host::V6("2001:db8::9:1".parse().unwrap()));
+        assert_eq!(v6.port, Some(5070));
+
+        assert!(Via::parse("SIP/2.0 UDP host").is_err());
+        assert!(Via::parse("SIP/3.0/UDP host").is_err());
+        assert!(Via::parse("SIP/2.0/UDP").is_err());
+        assert!(Via::parse("SIP/2.0/UDP 2001:db8::1").is_err());
+
+        let list: Vec<_> =
+            Via::parse_list("SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/TCP b:5070;branch=z9hG4bK2")
+                .collect::<Result<_, _>>()
+                .unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1].branch(), Some("z9hG4bK2"));
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let a =
+            NameAddr::parse(r#""Alice \"A\" Doe" <sip:alice@example.com>;tag=1928301774"#).unwrap();
+        assert_eq!(a.display_unquoted().unwrap(), r#"Alice "A" Doe"#);
+        assert_eq!(a.uri_raw, "sip:alice@example.com");
+        assert_eq!(a.tag(), Some("1928301774"));
+
+        let b = NameAddr::parse("Bob Smith <sip:bob@example.com;transport=tcp>").unwrap();
+        assert_eq!(b.display, Some("Bob Smith"));
+        assert_eq!(b.uri.as_sip().unwrap().transport(), Some("tcp"));
+        assert_eq!(b.tag(), None);
+
+        // addr-spec: parameters after the URI belong to the header.
+        let c = NameAddr::parse("sip:carol@example.com;tag=abc").unwrap();
+        assert_eq!(c.uri_raw, "sip:carol@example.com");
+        assert_eq!(c.tag(), Some("abc"));
+        assert!(!c.bracketed);
+
+        let t = NameAddr::parse("<tel:+15550100123>").unwrap();
+        assert_eq!(t.uri.user(), Some("+15550100123"));
+
+        assert!(NameAddr::parse(r#""unterminated <sip:x@y>"#).is_err());
+        assert!(NameAddr::parse("<sip:x@y").is_err());
+        assert!(NameAddr::parse("Bad@Name <sip:x@y>").is_err());
+        assert!(NameAddr::parse("").is_err());
+    }
+
+    #[test]
+    fn browser_contact() {
+        let raw = r#"<sip:k3l8v2x1@df7jal23ls0d.invalid;transport=ws>;+sip.ice;reg-id=1;+sip.instance="<urn:uuid:4ac35b0c-7f60-4bb0-8a3b-3d2b3f2b0c1a>";expires=600"#;
+        let list: Vec<_> = Contact::parse_list(raw).collect::<Result<_, _>>().unwrap();
+        let Contact::Addr(c) = list[0] else {
+            panic!("star")
+        };
+        assert_eq!(c.reg_id(), Some(1));
+        assert_eq!(
+            c.sip_instance(),
+            Some("urn:uuid:4ac35b0c-7f60-4bb0-8a3b-3d2b3f2b0c1a")
+        );
+        assert_eq!(c.expires(), Some(600));
+        assert!(c.params.contains("+sip.ice"));
+        assert_eq!(Contact::parse_list("*").next(), Some(Ok(Contact::Star)));
+    }
+
+    #[test]
+    fn q_values() {
+        let q = |s: &str| {
+            NameAddr::parse(&format!("<sip:a@b>;q={s}"))
+                .unwrap()
+                .q_millis()
+        };
+        assert_eq!(q("0.5"), Some(500));
+        assert_eq!(q("1"), Some(1000));
+        assert_eq!(q("1.000"), Some(1000));
+        assert_eq!(q("0.125"), Some(125));
+        assert_eq!(q("1.5"), None);
+        assert_eq!(q("0.1234"), None);
+    }
+
+    #[test]
+    fn cseq_and_numbers() {
+        assert_eq!(
+            CSeq::parse("4711 INVITE").unwrap(),
+            CSeq {
+                seq: 4711,
+                method: Method::Invite
+            }
+        );
+        assert!(CSeq::parse("2147483648 INVITE").is_err());
+        assert!(CSeq::parse("-1 INVITE").is_err());
+        assert!(CSeq::parse("1").is_err());
+        assert_eq!(parse_number(" 70 "), Ok(70));
+        assert!(parse_number("-5").is_err());
+    }
+
+    #[test]
+    fn media_types_priority_reason_warning() {
+        let m = MediaType::parse(r#"multipart/mixed; boundary="boundary1""#).unwrap();
+        assert!(m.is("Multipart", "MIXED"));
+        assert_eq!(m.boundary(), Some("boundary1"));
+        assert!(MediaType::parse("application").is_err());
+
+        let rp: Vec<_> = ResourcePriority::parse_list("esnet.1, wps.3")
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rp[0],
+            ResourcePriority {
+                namespace: "esnet",
+                priority: "1"
+            }
+        );
+        assert!(
+            ResourcePriority::parse_list("esnet")
+                .next()
+                .unwrap()
+                .is_err()
+        );
+
+        let r = Reason::parse(r#"SIP ;cause=503 ;text="No trunk reachable""#).unwrap();
+        assert_eq!(r.cause(), Some(503));
+        assert_eq!(r.text().unwrap(), "No trunk reachable");
+
+        let w = Warning::parse(r#"399 edge.example.com "no trunk""#).unwrap();
+        assert_eq!(w.code, 399);
+        assert!(Warning::parse(r#"200 x "y""#).is_err());
+    }
+}

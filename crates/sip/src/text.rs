@@ -1,0 +1,239 @@
+//! Lexical helpers shared by the typed header decoders (RFC 3261 §25.1).
+//!
+//! Header values are kept as raw bytes; a typed view first [`unfold`]s the value (a folded value
+//! has CRLF followed by whitespace inside it, which is equivalent to one space), then scans it
+//! with these helpers. Nothing here allocates except `unfold` on a folded value.
+
+use std::borrow::Cow;
+
+/// `token` characters (RFC 3261 §25.1): alphanum and `-.!%*_+`'~`.
+pub(crate) const fn is_token(b: u8) -> bool {
+    matches!(b,
+        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+        | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
+}
+
+/// Linear white space inside an unfolded value.
+pub(crate) const fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t')
+}
+
+/// True when every byte is a `token` character and there is at least one.
+pub(crate) fn is_token_str(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token)
+}
+
+/// Trims spaces and tabs at both ends.
+pub(crate) fn trim(s: &str) -> &str {
+    s.trim_matches(|c| c == ' ' || c == '\t')
+}
+
+/// Trims spaces, tabs and line breaks at both ends of a raw value.
+pub(crate) fn trim_bytes(mut b: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = b {
+        if matches!(first, b' ' | b'\t' | b'\r' | b'\n') {
+            b = rest;
+        } else {
+            break;
+        }
+    }
+    while let [rest @ .., last] = b {
+        if matches!(last, b' ' | b'\t' | b'\r' | b'\n') {
+            b = rest;
+        } else {
+            break;
+        }
+    }
+    b
+}
+
+/// Replaces each line fold (CR? LF followed by spaces or tabs) with a single space, borrowing
+/// when the value was not folded (the common case).
+pub(crate) fn unfold(value: &[u8]) -> Cow<'_, [u8]> {
+    if memchr::memchr(b'\n', value).is_none() {
+        return Cow::Borrowed(value);
+    }
+    let mut out = Vec::with_capacity(value.len());
+    let mut i = 0;
+    while i < value.len() {
+        match value[i] {
+            b'\r' | b'\n' => {
+                while i < value.len() && matches!(value[i], b'\r' | b'\n' | b' ' | b'\t') {
+                    i += 1;
+                }
+                out.push(b' ');
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Splits a header value at top-level commas: commas inside a quoted string or inside `<...>`
+/// do not split (RFC 3261 §7.3.1). Empty elements are skipped.
+pub(crate) fn split_commas(s: &str) -> impl Iterator<Item = &str> {
+    let mut rest = s;
+    std::iter::from_fn(move || {
+        loop {
+            if rest.is_empty() {
+                return None;
+            }
+            let end = top_level_comma(rest).unwrap_or(rest.len());
+            let item = trim(&rest[..end]);
+            rest = if end < rest.len() {
+                &rest[end + 1..]
+            } else {
+                ""
+            };
+            if !item.is_empty() {
+                return Some(item);
+            }
+        }
+    })
+}
+
+/// Byte offset of the first comma outside quotes and angle brackets.
+pub(crate) fn top_level_comma(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut in_quotes = false;
+    let mut in_angle = false;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if in_quotes => i += 1,
+            b'"' if !in_angle => in_quotes = !in_quotes,
+            b'<' if !in_quotes => in_angle = true,
+            b'>' if !in_quotes => in_angle = false,
+            b',' if !in_quotes && !in_angle => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Finds the end of a quoted string that starts at `s[0] == '"'`; returns the index just past
+/// the closing quote, or `None` when the quote is not closed.
+pub(crate) fn quoted_end(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Removes the quotes and backslash escapes of a quoted string (`"a \"b\""` -> `a "b"`);
+/// returns the input unchanged when it is not quoted.
+pub(crate) fn unquote(s: &str) -> Cow<'_, str> {
+    let Some(inner) = s.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+        return Cow::Borrowed(s);
+    };
+    if !inner.contains('\\') {
+        return Cow::Borrowed(inner);
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                out.push(next);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Decodes `%XX` escapes (RFC 3261 §19.1.2, RFC 3986 §2.1). Returns `None` on a malformed
+/// escape; borrows when there is nothing to decode.
+pub(crate) fn percent_decode(s: &str) -> Option<Cow<'_, [u8]>> {
+    if !s.contains('%') {
+        return Some(Cow::Borrowed(s.as_bytes()));
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hi = hex_val(*b.get(i + 1)?)?;
+            let lo = hex_val(*b.get(i + 2)?)?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(Cow::Owned(out))
+}
+
+const fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Parses an unsigned decimal of at most `max_digits` digits (leading zeros allowed, as
+/// RFC 3261 `1*DIGIT` permits), rejecting signs, spaces and overflow.
+pub(crate) fn parse_u32(s: &str) -> Option<u32> {
+    let b = s.as_bytes();
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for d in b {
+        v = v * 10 + u64::from(d - b'0');
+        if v > u64::from(u32::MAX) {
+            return None;
+        }
+    }
+    u32::try_from(v).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unfold_replaces_folds() {
+        assert_eq!(&*unfold(b"a,\r\n b"), b"a, b");
+        assert_eq!(&*unfold(b"a\r\n\t\tb"), b"a b");
+        assert!(matches!(unfold(b"plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn commas_respect_quotes_and_brackets() {
+        let v: Vec<_> = split_commas(r#""a, b" <sip:x@y;p=1,2>;q=1 , <sip:z>,,"#).collect();
+        assert_eq!(v, [r#""a, b" <sip:x@y;p=1,2>;q=1"#, "<sip:z>"]);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(unquote(r#""a \"b\"""#), r#"a "b""#);
+        assert_eq!(quoted_end(r#""a\"b" rest"#), Some(6));
+        assert_eq!(quoted_end(r#""open"#), None);
+    }
+
+    #[test]
+    fn numbers_and_escapes() {
+        assert_eq!(parse_u32("0042"), Some(42));
+        assert_eq!(parse_u32("4294967296"), None);
+        assert_eq!(parse_u32("-1"), None);
+        assert_eq!(parse_u32(""), None);
+        assert_eq!(&*percent_decode("a%20b").unwrap(), b"a b");
+        assert!(percent_decode("a%2").is_none());
+        assert!(percent_decode("a%zz").is_none());
+    }
+}

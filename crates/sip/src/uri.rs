@@ -1,0 +1,574 @@
+//! URIs as SIP carries them: `sip:`/`sips:` (RFC 3261 §19.1), `tel:` (RFC 3966), `urn:`
+//! (RFC 8141; e.g. `urn:service:sos`, RFC 5031) and any other absolute URI kept opaque.
+//!
+//! [`Uri`] is a borrowed view over the text of a Request-URI or a name-addr: parsing checks the
+//! syntax and finds the parts, without allocating. Escaped characters stay escaped in the view;
+//! [`SipUri::user_decoded`] decodes them when a caller needs the real value.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::text;
+
+/// Why a URI was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UriError {
+    /// No `scheme:` prefix.
+    NoScheme,
+    /// Whitespace, angle brackets or control characters inside the URI.
+    IllegalCharacter,
+    /// A `%` not followed by two hex digits.
+    BadEscape,
+    /// The host is empty or not a hostname, IPv4 address or bracketed IPv6 reference.
+    BadHost,
+    /// The port is not a number in 0..=65535.
+    BadPort,
+    /// A `tel:` number or a `urn:` name that does not follow its grammar.
+    BadOpaquePart,
+}
+
+impl fmt::Display for UriError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UriError::NoScheme => "no URI scheme",
+            UriError::IllegalCharacter => "illegal character in URI",
+            UriError::BadEscape => "bad escape in URI",
+            UriError::BadHost => "bad host in URI",
+            UriError::BadPort => "bad port in URI",
+            UriError::BadOpaquePart => "malformed URI",
+        })
+    }
+}
+
+impl std::error::Error for UriError {}
+
+/// A parsed URI, borrowing the text it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uri<'a> {
+    Sip(SipUri<'a>),
+    Tel(TelUri<'a>),
+    Urn(UrnUri<'a>),
+    /// Another absolute URI (`http:`, `mailto:`, `cid:`...): scheme checked, the rest opaque.
+    Other {
+        scheme: &'a str,
+        raw: &'a str,
+    },
+}
+
+impl<'a> Uri<'a> {
+    /// Parses an absolute URI.
+    pub fn parse(raw: &'a str) -> Result<Uri<'a>, UriError> {
+        if raw
+            .bytes()
+            .any(|b| b <= b' ' || b == b'<' || b == b'>' || b == b'"' || b == 0x7f)
+        {
+            return Err(UriError::IllegalCharacter);
+        }
+        let colon = raw.find(':').ok_or(UriError::NoScheme)?;
+        let scheme = &raw[..colon];
+        let valid_scheme = scheme
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_alphabetic)
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if !valid_scheme {
+            return Err(UriError::NoScheme);
+        }
+        let rest = &raw[colon + 1..];
+        check_escapes(rest)?;
+        if scheme.eq_ignore_ascii_case("sip") {
+            SipUri::parse_rest(raw, false, rest).map(Uri::Sip)
+        } else if scheme.eq_ignore_ascii_case("sips") {
+            SipUri::parse_rest(raw, true, rest).map(Uri::Sip)
+        } else if scheme.eq_ignore_ascii_case("tel") {
+            TelUri::parse_rest(raw, rest).map(Uri::Tel)
+        } else if scheme.eq_ignore_ascii_case("urn") {
+            UrnUri::parse_rest(raw, rest).map(Uri::Urn)
+        } else if rest.is_empty() {
+            Err(UriError::BadOpaquePart)
+        } else {
+            Ok(Uri::Other { scheme, raw })
+        }
+    }
+
+    /// The URI exactly as it was written.
+    pub fn as_str(&self) -> &'a str {
+        match self {
+            Uri::Sip(u) => u.raw,
+            Uri::Tel(u) => u.raw,
+            Uri::Urn(u) => u.raw,
+            Uri::Other { raw, .. } => raw,
+        }
+    }
+
+    /// The SIP URI, when this is one.
+    pub fn as_sip(&self) -> Option<&SipUri<'a>> {
+        match self {
+            Uri::Sip(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// The user part for SIP URIs, the number for `tel:` URIs (still escaped).
+    pub fn user(&self) -> Option<&'a str> {
+        match self {
+            Uri::Sip(u) => u.user,
+            Uri::Tel(t) => Some(t.number),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Uri<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn check_escapes(s: &str) -> Result<(), UriError> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while let Some(off) = memchr::memchr(b'%', &b[i..]) {
+        let p = i + off;
+        let ok = b.get(p + 1).is_some_and(u8::is_ascii_hexdigit)
+            && b.get(p + 2).is_some_and(u8::is_ascii_hexdigit);
+        if !ok {
+            return Err(UriError::BadEscape);
+        }
+        i = p + 3;
+    }
+    Ok(())
+}
+
+/// The host of a SIP URI or a Via.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Host<'a> {
+    /// A hostname as written (compare case-insensitively).
+    Domain(&'a str),
+    V4(Ipv4Addr),
+    /// An IPv6 reference; written with brackets (RFC 5118).
+    V6(Ipv6Addr),
+}
+
+impl<'a> Host<'a> {
+    /// Parses `hostname`, `IPv4address` or `[IPv6address]` (RFC 3261 §25.1, RFC 5118).
+    pub fn parse(s: &'a str) -> Result<Host<'a>, UriError> {
+        if let Some(inner) = s.strip_prefix('[') {
+            let inner = inner.strip_suffix(']').ok_or(UriError::BadHost)?;
+            return inner
+                .parse::<Ipv6Addr>()
+                .map(Host::V6)
+                .map_err(|_| UriError::BadHost);
+        }
+        let b = s.as_bytes();
+        if b.is_empty() || b.len() > 255 {
+            return Err(UriError::BadHost);
+        }
+        if b.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
+            return s
+                .parse::<Ipv4Addr>()
+                .map(Host::V4)
+                .map_err(|_| UriError::BadHost);
+        }
+        // hostname = *( domainlabel "." ) toplabel [ "." ]: alphanumerics and inner hyphens.
+        let labels_ok = s.trim_end_matches('.').split('.').all(|label| {
+            let l = label.as_bytes();
+            !l.is_empty()
+                && l.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+                && l[0] != b'-'
+                && l[l.len() - 1] != b'-'
+        });
+        if labels_ok {
+            Ok(Host::Domain(s))
+        } else {
+            Err(UriError::BadHost)
+        }
+    }
+
+    /// The address when the host is an IP literal.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Host::Domain(_) => None,
+            Host::V4(a) => Some((*a).into()),
+            Host::V6(a) => Some((*a).into()),
+        }
+    }
+}
+
+impl fmt::Display for Host<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Domain(d) => f.write_str(d),
+            Host::V4(a) => write!(f, "{a}"),
+            Host::V6(a) => write!(f, "[{a}]"),
+        }
+    }
+}
+
+/// Splits `host[:port]` (with a bracketed IPv6 reference) into the host as written, the parsed
+/// host and the port.
+pub(crate) fn split_hostport(s: &str) -> Result<(&str, Host<'_>, Option<u16>), UriError> {
+    let (host, port) = if s.starts_with('[') {
+        let close = s.find(']').ok_or(UriError::BadHost)?;
+        match &s[close + 1..] {
+            "" => (&s[..=close], None),
+            rest => (
+                &s[..=close],
+                Some(rest.strip_prefix(':').ok_or(UriError::BadPort)?),
+            ),
+        }
+    } else {
+        match s.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(p) => {
+            let n = text::parse_u32(p).ok_or(UriError::BadPort)?;
+            Some(u16::try_from(n).map_err(|_| UriError::BadPort)?)
+        }
+    };
+    Ok((host, Host::parse(host)?, port))
+}
+
+/// A `sip:` or `sips:` URI (RFC 3261 §19.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipUri<'a> {
+    raw: &'a str,
+    /// `sips:` (RFC 3261 §19.1.1, §26.2.2).
+    pub secure: bool,
+    /// The user part, still escaped; `None` when the URI has no `user@`.
+    pub user: Option<&'a str>,
+    /// The password of `user:password@` (deprecated, but parsed).
+    pub password: Option<&'a str>,
+    pub host: Host<'a>,
+    /// The text of the host as written (for a verbatim copy).
+    pub host_raw: &'a str,
+    pub port: Option<u16>,
+    /// URI parameters (`;transport=tcp;lr`).
+    pub params: Params<'a>,
+    /// URI headers after `?`, raw (`a=b&c=d`).
+    pub headers: Option<&'a str>,
+}
+
+impl<'a> SipUri<'a> {
+    /// Parses a SIP or SIPS URI.
+    pub fn parse(raw: &'a str) -> Result<SipUri<'a>, UriError> {
+        match Uri::parse(raw)? {
+            Uri::Sip(u) => Ok(u),
+            _ => Err(UriError::NoScheme),
+        }
+    }
+
+    fn parse_rest(raw: &'a str, secure: bool, rest: &'a str) -> Result<SipUri<'a>, UriError> {
+        let (userinfo, after) = match rest.find('@') {
+            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+            None => (None, rest),
+        };
+        let (user, password) = match userinfo {
+            None => (None, None),
+            Some(ui) => match ui.split_once(':') {
+                Some((u, p)) => (Some(u), Some(p)),
+                None => (Some(ui), None),
+            },
+        };
+        let (before_headers, headers) = match after.split_once('?') {
+            Some((b, h)) => (b, Some(h)),
+            None => (after, None),
+        };
+        let (hostport, params) = match before_headers.split_once(';') {
+            Some((hp, p)) => (hp, p),
+            None => (before_headers, ""),
+        };
+        let (host_raw, host, port) = split_hostport(hostport)?;
+        Ok(SipUri {
+            raw,
+            secure,
+            user,
+            password,
+            host,
+            host_raw,
+            port,
+            params: Params::new(params),
+            headers,
+        })
+    }
+
+    /// The URI exactly as written.
+    pub fn as_str(&self) -> &'a str {
+        self.raw
+    }
+
+    /// The user part with `%XX` escapes decoded.
+    pub fn user_decoded(&self) -> Option<Cow<'a, [u8]>> {
+        self.user.and_then(text::percent_decode)
+    }
+
+    /// The `transport` parameter, lower-cased by the caller's comparison.
+    pub fn transport(&self) -> Option<&'a str> {
+        self.params.get("transport").flatten()
+    }
+
+    /// Whether the URI carries the `lr` parameter (a loose router, RFC 3261 §16.4).
+    pub fn is_loose_router(&self) -> bool {
+        self.params.contains("lr")
+    }
+}
+
+/// A `tel:` URI (RFC 3966).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TelUri<'a> {
+    raw: &'a str,
+    /// The number with its visual separators, e.g. `+1-555-0100` or `911`.
+    pub number: &'a str,
+    pub params: Params<'a>,
+}
+
+impl<'a> TelUri<'a> {
+    fn parse_rest(raw: &'a str, rest: &'a str) -> Result<TelUri<'a>, UriError> {
+        let (number, params) = rest.split_once(';').unwrap_or((rest, ""));
+        let digits = number.strip_prefix('+').unwrap_or(number);
+        let ok = !digits.is_empty()
+            && digits.bytes().all(|b| {
+                b.is_ascii_hexdigit() || matches!(b, b'*' | b'#' | b'-' | b'.' | b'(' | b')')
+            });
+        if !ok {
+            return Err(UriError::BadOpaquePart);
+        }
+        Ok(TelUri {
+            raw,
+            number,
+            params: Params::new(params),
+        })
+    }
+
+    /// The URI exactly as written.
+    pub fn as_str(&self) -> &'a str {
+        self.raw
+    }
+
+    /// Whether the number is global (E.164 with a leading `+`).
+    pub fn is_global(&self) -> bool {
+        self.number.starts_with('+')
+    }
+}
+
+/// A `urn:` URI (RFC 8141), e.g. `urn:service:sos.fire` (RFC 5031).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UrnUri<'a> {
+    raw: &'a str,
+    /// Namespace identifier (`service`).
+    pub nid: &'a str,
+    /// Namespace-specific string (`sos.fire`).
+    pub nss: &'a str,
+}
+
+impl<'a> UrnUri<'a> {
+    fn parse_rest(raw: &'a str, rest: &'a str) -> Result<UrnUri<'a>, UriError> {
+        let (nid, nss) = rest.split_once(':').ok_or(UriError::BadOpaquePart)?;
+        let nid_ok = !nid.is_empty()
+            && nid.len() <= 32
+            && nid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !nid_ok || nss.is_empty() {
+            return Err(UriError::BadOpaquePart);
+        }
+        Ok(UrnUri { raw, nid, nss })
+    }
+
+    /// The URI exactly as written.
+    pub fn as_str(&self) -> &'a str {
+        self.raw
+    }
+
+    /// For `urn:service:` URIs (RFC 5031), the service (`sos`, `sos.police`...).
+    pub fn service(&self) -> Option<&'a str> {
+        self.nid.eq_ignore_ascii_case("service").then_some(self.nss)
+    }
+}
+
+/// A `;`-separated parameter list (`name[=value]`), borrowed and decoded lazily. Works for URI
+/// parameters and header parameters alike (quoted values may contain `;`).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct Params<'a>(&'a str);
+
+impl<'a> Params<'a> {
+    /// Wraps the text after the first `;` (without it).
+    pub fn new(raw: &'a str) -> Params<'a> {
+        Params(raw)
+    }
+
+    /// The raw text, without the leading `;`.
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+
+    /// Iterates `(name, value)`; `value` is `None` for a bare flag (`lr`). Values are returned
+    /// as written (quoted strings keep their quotes).
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + 'a {
+        let mut rest = self.0;
+        std::iter::from_fn(move || {
+            loop {
+                if rest.is_empty() {
+                    return None;
+                }
+                let end = param_end(rest);
+                let item = text::trim(&rest[..end]);
+                rest = if end < rest.len() {
+                    &rest[end + 1..]
+                } else {
+                    ""
+                };
+                if item.is_empty() {
+                    continue;
+                }
+                return Some(match item.split_once('=') {
+                    Some((n, v)) => (text::trim(n), Some(text::trim(v))),
+                    None => (item, None),
+                });
+            }
+        })
+    }
+
+    /// The first parameter named `name` (case-insensitive): `Some(None)` for a flag,
+    /// `Some(Some(value))` for a value, `None` when absent.
+    pub fn get(&self, name: &str) -> Option<Option<&'a str>> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Whether a parameter named `name` is present (flag or value).
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Whether there are no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+}
+
+impl fmt::Debug for Params<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// Offset of the next `;` that is not inside a quoted string.
+fn param_end(s: &str) -> usize {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut quoted = false;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if quoted => i += 1,
+            b'"' => quoted = !quoted,
+            b';' if !quoted => return i,
+            _ => {}
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sip_uri_parts() {
+        let u =
+            SipUri::parse("sip:alice:pw@example.com:5070;transport=TCP;lr?subject=x&priority=1")
+                .unwrap();
+        assert!(!u.secure);
+        assert_eq!(u.user, Some("alice"));
+        assert_eq!(u.password, Some("pw"));
+        assert_eq!(u.host, Host::Domain("example.com"));
+        assert_eq!(u.port, Some(5070));
+        assert_eq!(u.transport(), Some("TCP"));
+        assert!(u.is_loose_router());
+        assert_eq!(u.headers, Some("subject=x&priority=1"));
+    }
+
+    #[test]
+    fn ipv6_references() {
+        let u = SipUri::parse("sips:[2001:db8::10]:5061;maddr=[2001:db8::1]").unwrap();
+        assert!(u.secure);
+        assert_eq!(u.host, Host::V6("2001:db8::10".parse().unwrap()));
+        assert_eq!(u.host_raw, "[2001:db8::10]");
+        assert_eq!(u.port, Some(5061));
+        assert_eq!(u.host.to_string(), "[2001:db8::10]");
+        // RFC 5118 §4.2: an unbracketed IPv6 address is not a valid host.
+        assert_eq!(
+            SipUri::parse("sip:user@2001:db8::10").unwrap_err(),
+            UriError::BadPort
+        );
+        assert!(SipUri::parse("sip:[2001:db8::10").is_err());
+        // RFC 5118 §4.5: IPv4-mapped forms are fine.
+        assert!(SipUri::parse("sip:[::ffff:192.0.2.1]").is_ok());
+    }
+
+    #[test]
+    fn escapes_and_browser_users() {
+        let u = SipUri::parse("sip:sip%3Auser%40example.com@example.com").unwrap();
+        assert_eq!(&*u.user_decoded().unwrap(), b"sip:user@example.com");
+        assert_eq!(Uri::parse("sip:a%zz@x").unwrap_err(), UriError::BadEscape);
+        let c = SipUri::parse("sip:k3l8v2x1@df7jal23ls0d.invalid;transport=ws").unwrap();
+        assert_eq!(c.host, Host::Domain("df7jal23ls0d.invalid"));
+        assert_eq!(c.transport(), Some("ws"));
+    }
+
+    #[test]
+    fn tel_urn_other() {
+        let Uri::Tel(t) = Uri::parse("tel:+1-201-555-0123;phone-context=example.com").unwrap()
+        else {
+            panic!("tel")
+        };
+        assert!(t.is_global());
+        assert_eq!(t.params.get("phone-context"), Some(Some("example.com")));
+        assert!(matches!(Uri::parse("tel:911"), Ok(Uri::Tel(t)) if t.number == "911"));
+        let Uri::Urn(u) = Uri::parse("urn:service:sos.fire").unwrap() else {
+            panic!("urn")
+        };
+        assert_eq!(u.service(), Some("sos.fire"));
+        assert!(matches!(
+            Uri::parse("cid:target123@atlanta.example.com"),
+            Ok(Uri::Other { .. })
+        ));
+        assert!(Uri::parse("tel:abc-xyz").is_err());
+    }
+
+    #[test]
+    fn illegal_uris() {
+        assert_eq!(
+            Uri::parse("sip:a b@x").unwrap_err(),
+            UriError::IllegalCharacter
+        );
+        assert_eq!(
+            Uri::parse("<sip:x>").unwrap_err(),
+            UriError::IllegalCharacter
+        );
+        assert_eq!(Uri::parse("example.com").unwrap_err(), UriError::NoScheme);
+        assert_eq!(Uri::parse("sip:x@").unwrap_err(), UriError::BadHost);
+        assert_eq!(Uri::parse("sip:x@h:99999").unwrap_err(), UriError::BadPort);
+        assert_eq!(
+            Uri::parse("sip:x@-bad-.com").unwrap_err(),
+            UriError::BadHost
+        );
+    }
+
+    #[test]
+    fn params_are_quote_aware() {
+        let p = Params::new(r#"expires=600;+sip.instance="<urn:uuid:a;b>";reg-id=1;ob"#);
+        assert_eq!(p.get("+sip.instance"), Some(Some(r#""<urn:uuid:a;b>""#)));
+        assert_eq!(p.get("REG-ID"), Some(Some("1")));
+        assert_eq!(p.get("ob"), Some(None));
+        assert_eq!(p.get("q"), None);
+    }
+}
