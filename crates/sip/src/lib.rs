@@ -18,6 +18,9 @@
 //! - [`error`]: why a message was refused, with the status and reason phrase to answer.
 //! - [`digest`]: HTTP digest authentication for SIP (RFC 7616, RFC 8760, RFC 3261 §22).
 //! - [`method`]: request methods.
+//! - [`transaction`]: client and server transactions with named timers (RFC 3261 §17,
+//!   RFC 6026).
+//! - [`proxy`]: the proxy rules of RFC 3261 §16 as pure functions.
 //!
 //! # Contracts
 //!
@@ -33,7 +36,9 @@ pub mod header;
 pub mod message;
 pub mod method;
 pub mod multipart;
+pub mod proxy;
 mod text;
+pub mod transaction;
 pub mod uri;
 
 pub use error::{HeaderError, Invalid, MessageKind, ParseError};

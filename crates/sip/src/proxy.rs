@@ -1,0 +1,1 @@
+//! Proxy rules (RFC 3261 §16). Being written.
