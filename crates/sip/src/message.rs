@@ -350,10 +350,9 @@ impl Headers {
     /// Every Via element of every Via header, top first.
     pub fn vias(&self) -> impl Iterator<Item = Result<Via<'_>, HeaderError>> {
         self.get_all(HeaderName::Via).flat_map(|raw| {
+            // A value that is not UTF-8 yields one malformed element.
             let text = std::str::from_utf8(raw).unwrap_or("\u{0}");
-            Via::parse_list(text)
-                .map(|v| v.map_err(|_| HeaderError::Malformed(HeaderName::Via)))
-                .collect::<Vec<_>>()
+            Via::parse_list(text).map(|v| v.map_err(|_| HeaderError::Malformed(HeaderName::Via)))
         })
     }
 
@@ -423,9 +422,7 @@ impl Headers {
     ) -> impl Iterator<Item = Result<NameAddr<'_>, HeaderError>> {
         self.get_all(name).flat_map(move |raw| {
             let text = std::str::from_utf8(raw).unwrap_or("\u{0}");
-            NameAddr::parse_list(text)
-                .map(|v| v.map_err(|_| HeaderError::Malformed(name)))
-                .collect::<Vec<_>>()
+            NameAddr::parse_list(text).map(move |v| v.map_err(|_| HeaderError::Malformed(name)))
         })
     }
 }
@@ -675,15 +672,19 @@ fn push_header(
         }
         return Ok(());
     }
-    let colon = memchr::memchr(b':', line).ok_or(Invalid::BadHeaderLine)?;
-    let mut name_end = colon;
-    while name_end > 0 && matches!(line[name_end - 1], b' ' | b'\t') {
-        name_end -= 1;
+    // One pass: the name is a run of token bytes, then optional whitespace, then the colon.
+    let name_end = line
+        .iter()
+        .position(|&c| !text::is_token(c))
+        .unwrap_or(line.len());
+    let mut colon = name_end;
+    while colon < line.len() && matches!(line[colon], b' ' | b'\t') {
+        colon += 1;
     }
-    let name_bytes = &line[..name_end];
-    if name_bytes.is_empty() || !name_bytes.iter().all(|&c| text::is_token(c)) {
+    if name_end == 0 || line.get(colon) != Some(&b':') {
         return Err(Invalid::BadHeaderLine);
     }
+    let name_bytes = &line[..name_end];
     let mut vstart = colon + 1;
     while vstart < line.len() && matches!(line[vstart], b' ' | b'\t') {
         vstart += 1;
@@ -721,15 +722,24 @@ fn check_headers(h: &Headers, checks: &mut Checks) -> Result<(), Invalid> {
     let mut via_count = 0;
     let mut dup: Option<HeaderName> = None;
     let mut cl_conflict = false;
+    let mut bad_via = None;
     for e in &h.entries {
         let v = e.value.resolve(&h.buf);
         let slot = match e.name {
             HeaderName::Via => {
-                if via_count == 0 {
-                    checks.top_via_ok = std::str::from_utf8(v)
-                        .ok()
-                        .and_then(|t| text::split_commas(t).next())
-                        .is_some_and(|t| Via::parse(t).is_ok());
+                let mut elements = 0;
+                for via in Via::parse_list(std::str::from_utf8(v).unwrap_or("\u{0}")) {
+                    let ok = via.is_ok();
+                    if via_count == 0 && elements == 0 {
+                        checks.top_via_ok = ok;
+                    }
+                    if !ok && bad_via.is_none() {
+                        bad_via = Some(Invalid::BadHeader(HeaderName::Via));
+                    }
+                    elements += 1;
+                }
+                if elements == 0 && bad_via.is_none() {
+                    bad_via = Some(Invalid::BadHeader(HeaderName::Via));
                 }
                 via_count += 1;
                 continue;
@@ -775,8 +785,8 @@ fn check_headers(h: &Headers, checks: &mut Checks) -> Result<(), Invalid> {
     if let Some(name) = dup {
         return Err(Invalid::Duplicate(name));
     }
-    for via in h.vias() {
-        via.map_err(|_| Invalid::BadHeader(HeaderName::Via))?;
+    if let Some(invalid) = bad_via {
+        return Err(invalid);
     }
     NameAddr::parse(utf8(from, HeaderName::From)?)
         .map_err(|_| Invalid::BadHeader(HeaderName::From))?;

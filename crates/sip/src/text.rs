@@ -7,11 +7,42 @@
 use std::borrow::Cow;
 
 /// `token` characters (RFC 3261 §25.1): alphanum and `-.!%*_+`'~`.
+#[inline]
 pub(crate) const fn is_token(b: u8) -> bool {
-    matches!(b,
-        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
-        | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
+    TOKEN[b as usize]
 }
+
+/// A lookup table is faster than a chain of comparisons on the per-byte parse path.
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = matches!(b,
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+            | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~');
+        i += 1;
+    }
+    t
+};
+
+/// Bytes that never appear unescaped in a URI: controls, space, `"`, `<`, `>` and DEL
+/// (RFC 3986 §2, RFC 3261 §25.1).
+#[inline]
+pub(crate) const fn is_uri_illegal(b: u8) -> bool {
+    URI_ILLEGAL[b as usize]
+}
+
+static URI_ILLEGAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b <= b' ' || b == b'<' || b == b'>' || b == b'"' || b == 0x7f;
+        i += 1;
+    }
+    t
+};
 
 /// Linear white space inside an unfolded value.
 pub(crate) const fn is_ws(b: u8) -> bool {
@@ -70,6 +101,19 @@ pub(crate) fn unfold(value: &[u8]) -> Cow<'_, [u8]> {
         }
     }
     Cow::Owned(out)
+}
+
+/// Byte offset of the first `b` (an ASCII delimiter) in `s`; memchr-fast on long values.
+#[inline]
+pub(crate) fn find_byte(s: &str, b: u8) -> Option<usize> {
+    memchr::memchr(b, s.as_bytes())
+}
+
+/// Splits `s` around the first ASCII delimiter `b`.
+#[inline]
+pub(crate) fn split_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    // `b` is ASCII, so both sides are on character boundaries.
+    find_byte(s, b).map(|i| (&s[..i], &s[i + 1..]))
 }
 
 /// Splits a header value at top-level commas: commas inside a quoted string or inside `<...>`

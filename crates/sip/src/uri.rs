@@ -65,7 +65,7 @@ impl<'a> Uri<'a> {
         {
             return Err(UriError::IllegalCharacter);
         }
-        let colon = raw.find(':').ok_or(UriError::NoScheme)?;
+        let colon = text::find_byte(raw, b':').ok_or(UriError::NoScheme)?;
         let scheme = &raw[..colon];
         let valid_scheme = scheme
             .as_bytes()
@@ -213,7 +213,7 @@ impl fmt::Display for Host<'_> {
 /// host and the port.
 pub(crate) fn split_hostport(s: &str) -> Result<(&str, Host<'_>, Option<u16>), UriError> {
     let (host, port) = if s.starts_with('[') {
-        let close = s.find(']').ok_or(UriError::BadHost)?;
+        let close = text::find_byte(s, b']').ok_or(UriError::BadHost)?;
         match &s[close + 1..] {
             "" => (&s[..=close], None),
             rest => (
@@ -222,7 +222,7 @@ pub(crate) fn split_hostport(s: &str) -> Result<(&str, Host<'_>, Option<u16>), U
             ),
         }
     } else {
-        match s.split_once(':') {
+        match text::split_byte(s, b':') {
             Some((h, p)) => (h, Some(p)),
             None => (s, None),
         }
@@ -267,22 +267,22 @@ impl<'a> SipUri<'a> {
     }
 
     fn parse_rest(raw: &'a str, secure: bool, rest: &'a str) -> Result<SipUri<'a>, UriError> {
-        let (userinfo, after) = match rest.find('@') {
+        let (userinfo, after) = match text::find_byte(rest, b'@') {
             Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
             None => (None, rest),
         };
         let (user, password) = match userinfo {
             None => (None, None),
-            Some(ui) => match ui.split_once(':') {
+            Some(ui) => match text::split_byte(ui, b':') {
                 Some((u, p)) => (Some(u), Some(p)),
                 None => (Some(ui), None),
             },
         };
-        let (before_headers, headers) = match after.split_once('?') {
+        let (before_headers, headers) = match text::split_byte(after, b'?') {
             Some((b, h)) => (b, Some(h)),
             None => (after, None),
         };
-        let (hostport, params) = match before_headers.split_once(';') {
+        let (hostport, params) = match text::split_byte(before_headers, b';') {
             Some((hp, p)) => (hp, p),
             None => (before_headers, ""),
         };
@@ -427,7 +427,7 @@ impl<'a> Params<'a> {
                 if item.is_empty() {
                     continue;
                 }
-                return Some(match item.split_once('=') {
+                return Some(match text::split_byte(item, b'=') {
                     Some((n, v)) => (text::trim(n), Some(text::trim(v))),
                     None => (item, None),
                 });

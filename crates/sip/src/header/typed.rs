@@ -51,7 +51,7 @@ impl<'a> Via<'a> {
             let end = if last {
                 s.find([' ', '\t']).ok_or(Malformed)?
             } else {
-                s.find('/').ok_or(Malformed)?
+                text::find_byte(s, b'/').ok_or(Malformed)?
             };
             let part = trim(&s[..end]);
             rest = if last { &s[end..] } else { &s[end + 1..] };
@@ -64,7 +64,7 @@ impl<'a> Via<'a> {
             return Err(Malformed);
         }
         let rest = rest.trim_start_matches([' ', '\t']);
-        let (sent_by, params) = match rest.find(';') {
+        let (sent_by, params) = match text::find_byte(rest, b';') {
             Some(i) => (trim(&rest[..i]), &rest[i + 1..]),
             None => (trim(rest), ""),
         };
@@ -164,7 +164,7 @@ impl<'a> NameAddr<'a> {
         let (display, after_display) = if s.starts_with('"') {
             let end = quoted_end(s).ok_or(Malformed)?;
             (Some(&s[..end]), s[end..].trim_start_matches([' ', '\t']))
-        } else if let Some(lt) = s.find('<') {
+        } else if let Some(lt) = text::find_byte(s, b'<') {
             let name = trim(&s[..lt]);
             // A display name without quotes is a run of tokens separated by whitespace.
             if !name.bytes().all(|b| is_token(b) || text::is_ws(b)) {
@@ -175,7 +175,7 @@ impl<'a> NameAddr<'a> {
             (None, s)
         };
         let (uri_raw, bracketed, params) = if let Some(inner) = after_display.strip_prefix('<') {
-            let gt = inner.find('>').ok_or(Malformed)?;
+            let gt = text::find_byte(inner, b'>').ok_or(Malformed)?;
             let after = inner[gt + 1..].trim_start_matches([' ', '\t']);
             let params = match after {
                 "" => "",
@@ -186,7 +186,7 @@ impl<'a> NameAddr<'a> {
             if display.is_some() {
                 return Err(Malformed);
             }
-            match after_display.find(';') {
+            match text::find_byte(after_display, b';') {
                 Some(i) => (trim(&after_display[..i]), false, &after_display[i + 1..]),
                 None => (after_display, false, ""),
             }
