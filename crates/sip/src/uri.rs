@@ -59,10 +59,7 @@ pub enum Uri<'a> {
 impl<'a> Uri<'a> {
     /// Parses an absolute URI.
     pub fn parse(raw: &'a str) -> Result<Uri<'a>, UriError> {
-        if raw
-            .bytes()
-            .any(|b| b <= b' ' || b == b'<' || b == b'>' || b == b'"' || b == 0x7f)
-        {
+        if raw.bytes().any(text::is_uri_illegal) {
             return Err(UriError::IllegalCharacter);
         }
         let colon = text::find_byte(raw, b':').ok_or(UriError::NoScheme)?;
