@@ -8,6 +8,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::app::{self, Binds};
+use crate::config::Config;
+
 /// sysexits(3) `EX_USAGE`: bad arguments or bad configuration.
 pub const EX_USAGE: u8 = 64;
 /// sysexits(3) `EX_SOFTWARE`: an internal error.
@@ -101,16 +104,91 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             println!("{}", version_line());
             ExitCode::SUCCESS
         }
-        Ok(Command::Run { .. } | Command::Check { .. }) => {
-            eprintln!(
-                "lifeline: the edge service is not built yet (see issue 5); only `version` works"
-            );
-            ExitCode::from(EX_SOFTWARE)
-        }
+        Ok(Command::Check { config }) => match load(config) {
+            Ok(_) => {
+                println!("configuration OK");
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("{message}");
+                ExitCode::from(EX_USAGE)
+            }
+        },
+        Ok(Command::Run { config }) => match load(config) {
+            Ok(config) => run(config),
+            Err(message) => {
+                eprintln!("{message}");
+                ExitCode::from(EX_USAGE)
+            }
+        },
         Err(e) => {
             eprintln!("lifeline: {e}\n\n{USAGE}");
             ExitCode::from(EX_USAGE)
         }
+    }
+}
+
+/// Loads the configuration the way `run` and `check` both do.
+fn load(path: Option<PathBuf>) -> Result<Config, String> {
+    let default = PathBuf::from("lifeline.toml");
+    match path.or_else(|| default.exists().then_some(default)) {
+        // The file format arrives with the edge service (issue 5); refuse rather than ignore.
+        Some(p) => Err(format!(
+            "{}:1: configuration files are not supported yet; \
+             run without --config to use the embedded defaults",
+            p.display()
+        )),
+        None => Ok(Config::embedded()),
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lifeline: cannot start the runtime: {e}");
+            return ExitCode::from(EX_SOFTWARE);
+        }
+    };
+    runtime.block_on(async move {
+        let binds = match Binds::bind(&config).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot bind");
+                return ExitCode::from(EX_SOFTWARE);
+            }
+        };
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            "lifeline started (embedded defaults)"
+        );
+        app::run(&config, binds, shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM (systemd's stop).
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
     }
 }
 

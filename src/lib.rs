@@ -4,9 +4,18 @@
 //! # Layout
 //!
 //! - [`cli`]: `lifeline run|check|version`, argument parsing and exit codes.
+//! - [`config`]: typed configuration (today: the embedded development defaults).
+//! - [`app`]: builds the edge from a configuration and sockets bound outside; runs it until
+//!   shutdown.
+//! - [`transport`]: UDP and TCP listeners.
+//! - [`core`]: what the edge does with each message (today: stateless OPTIONS and errors).
 //!
 //! The SIP protocol itself (codec, framing, transactions, proxy rules, digest) lives in the
 //! sans-IO crate `sip` (`crates/sip`); this crate is the only place with sockets and clocks.
 //! `../shared/DESIGN.md` has the full architecture.
 
+pub mod app;
 pub mod cli;
+pub mod config;
+pub mod core;
+pub mod transport;
