@@ -56,7 +56,11 @@ pub(crate) fn is_token_str(s: &str) -> bool {
 
 /// Trims spaces and tabs at both ends.
 pub(crate) fn trim(s: &str) -> &str {
-    s.trim_matches(|c| c == ' ' || c == '\t')
+    let b = s.as_bytes();
+    let start = b.iter().position(|&c| !is_ws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|&c| !is_ws(c)).map_or(start, |i| i + 1);
+    // Both ends are next to ASCII whitespace or at the string's ends: character boundaries.
+    &s[start..end.max(start)]
 }
 
 /// Trims spaces, tabs and line breaks at both ends of a raw value.
@@ -106,7 +110,18 @@ pub(crate) fn unfold(value: &[u8]) -> Cow<'_, [u8]> {
 /// Byte offset of the first `b` (an ASCII delimiter) in `s`; memchr-fast on long values.
 #[inline]
 pub(crate) fn find_byte(s: &str, b: u8) -> Option<usize> {
-    memchr::memchr(b, s.as_bytes())
+    find(s.as_bytes(), b)
+}
+
+/// Byte offset of the first `needle` in `hay`. Header values and URI parts are mostly short,
+/// where a plain loop beats memchr's set-up; long ones go to memchr.
+#[inline]
+pub(crate) fn find(hay: &[u8], needle: u8) -> Option<usize> {
+    if hay.len() < 32 {
+        hay.iter().position(|&c| c == needle)
+    } else {
+        memchr::memchr(needle, hay)
+    }
 }
 
 /// Splits `s` around the first ASCII delimiter `b`.
@@ -142,6 +157,8 @@ pub(crate) fn split_commas(s: &str) -> impl Iterator<Item = &str> {
 /// Byte offset of the first comma outside quotes and angle brackets.
 pub(crate) fn top_level_comma(s: &str) -> Option<usize> {
     let b = s.as_bytes();
+    // Most values hold one element: no comma at all means no split, found at memchr speed.
+    find(b, b',')?;
     let mut i = 0;
     let mut in_quotes = false;
     let mut in_angle = false;

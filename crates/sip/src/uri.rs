@@ -165,21 +165,9 @@ impl<'a> Host<'a> {
             return Err(UriError::BadHost);
         }
         if b.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
-            return s
-                .parse::<Ipv4Addr>()
-                .map(Host::V4)
-                .map_err(|_| UriError::BadHost);
+            return parse_ipv4(b).map(Host::V4).ok_or(UriError::BadHost);
         }
-        // hostname = *( domainlabel "." ) toplabel [ "." ]: alphanumerics and inner hyphens.
-        let labels_ok = s.trim_end_matches('.').split('.').all(|label| {
-            let l = label.as_bytes();
-            !l.is_empty()
-                && l.iter()
-                    .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
-                && l[0] != b'-'
-                && l[l.len() - 1] != b'-'
-        });
-        if labels_ok {
+        if hostname_ok(b) {
             Ok(Host::Domain(s))
         } else {
             Err(UriError::BadHost)
@@ -204,6 +192,55 @@ impl fmt::Display for Host<'_> {
             Host::V6(a) => write!(f, "[{a}]"),
         }
     }
+}
+
+/// `dotted-quad` (RFC 3261 §25.1 `IPv4address`): four decimal octets of at most three digits.
+fn parse_ipv4(b: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = 0;
+    let mut value: u16 = 0;
+    let mut digits = 0;
+    for &c in b.iter().chain(std::iter::once(&b'.')) {
+        if c == b'.' {
+            if digits == 0 || parts == 4 {
+                return None;
+            }
+            octets[parts] = u8::try_from(value).ok()?;
+            parts += 1;
+            value = 0;
+            digits = 0;
+        } else {
+            digits += 1;
+            if digits > 3 {
+                return None;
+            }
+            value = value * 10 + u16::from(c - b'0');
+        }
+    }
+    (parts == 4).then(|| Ipv4Addr::from(octets))
+}
+
+/// `hostname = *( domainlabel "." ) toplabel [ "." ]`: labels of alphanumerics with inner
+/// hyphens (underscores tolerated, as seen in the field), none empty.
+fn hostname_ok(b: &[u8]) -> bool {
+    let b = b.strip_suffix(b".").unwrap_or(b);
+    let mut label_len = 0;
+    let mut prev = b'.';
+    for &c in b {
+        match c {
+            b'.' => {
+                if label_len == 0 || prev == b'-' {
+                    return false;
+                }
+                label_len = 0;
+            }
+            b'-' if label_len == 0 => return false,
+            c if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' => label_len += 1,
+            _ => return false,
+        }
+        prev = c;
+    }
+    label_len > 0 && prev != b'-'
 }
 
 /// Splits `host[:port]` (with a bracketed IPv6 reference) into the host as written, the parsed

@@ -164,8 +164,11 @@ pub enum HeaderName {
 impl HeaderName {
     /// Decodes a header name, long or compact, case-insensitively.
     pub fn from_bytes(name: &[u8]) -> HeaderName {
-        if name.len() == 1 {
-            return match name[0].to_ascii_lowercase() {
+        if name.len() <= 1 {
+            let Some(&first) = name.first() else {
+                return HeaderName::Other;
+            };
+            return match first.to_ascii_lowercase() {
                 b'v' => HeaderName::Via,
                 b'f' => HeaderName::From,
                 b't' => HeaderName::To,
@@ -189,229 +192,81 @@ impl HeaderName {
             };
         }
         let eq = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
-        match name.len() {
-            2 if eq("To") => HeaderName::To,
-            3 if eq("Via") => HeaderName::Via,
-            4 => {
-                if eq("From") {
-                    HeaderName::From
-                } else if eq("CSeq") {
-                    HeaderName::CSeq
-                } else if eq("Date") {
-                    HeaderName::Date
-                } else if eq("Path") {
-                    HeaderName::Path
-                } else if eq("RSeq") {
-                    HeaderName::RSeq
-                } else if eq("RAck") {
-                    HeaderName::RAck
-                } else if eq("Hide") {
-                    HeaderName::Hide
-                } else {
-                    HeaderName::Other
-                }
-            }
-            5 => {
-                if eq("Route") {
-                    HeaderName::Route
-                } else if eq("Allow") {
-                    HeaderName::Allow
-                } else if eq("Event") {
-                    HeaderName::Event
-                } else {
-                    HeaderName::Other
-                }
-            }
-            6 => {
-                if eq("Min-SE") {
-                    HeaderName::MinSe
-                } else if eq("Reason") {
-                    HeaderName::Reason
-                } else if eq("Server") {
-                    HeaderName::Server
-                } else if eq("Accept") {
-                    HeaderName::Accept
-                } else {
-                    HeaderName::Other
-                }
-            }
-            7 => {
-                if eq("Call-ID") {
-                    HeaderName::CallId
-                } else if eq("Contact") {
-                    HeaderName::Contact
-                } else if eq("Expires") {
-                    HeaderName::Expires
-                } else if eq("Require") {
-                    HeaderName::Require
-                } else if eq("Subject") {
-                    HeaderName::Subject
-                } else if eq("Warning") {
-                    HeaderName::Warning
-                } else if eq("Privacy") {
-                    HeaderName::Privacy
-                } else {
-                    HeaderName::Other
-                }
-            }
-            8 => {
-                if eq("Refer-To") {
-                    HeaderName::ReferTo
-                } else if eq("Priority") {
-                    HeaderName::Priority
-                } else if eq("Identity") {
-                    HeaderName::Identity
-                } else if eq("Replaces") {
-                    HeaderName::Replaces
-                } else if eq("SIP-ETag") {
-                    HeaderName::SipEtag
-                } else if eq("Reply-To") {
-                    HeaderName::ReplyTo
-                } else {
-                    HeaderName::Other
-                }
-            }
-            9 => {
-                if eq("Supported") {
-                    HeaderName::Supported
-                } else if eq("Call-Info") {
-                    HeaderName::CallInfo
-                } else if eq("Timestamp") {
-                    HeaderName::Timestamp
-                } else {
-                    HeaderName::Other
-                }
-            }
-            10 => {
-                if eq("Content-ID") {
-                    HeaderName::ContentId
-                } else if eq("User-Agent") {
-                    HeaderName::UserAgent
-                } else if eq("Alert-Info") {
-                    HeaderName::AlertInfo
-                } else if eq("Flow-Timer") {
-                    HeaderName::FlowTimer
-                } else if eq("Error-Info") {
-                    HeaderName::ErrorInfo
-                } else {
-                    HeaderName::Other
-                }
-            }
-            11 => {
-                if eq("Min-Expires") {
-                    HeaderName::MinExpires
-                } else if eq("Unsupported") {
-                    HeaderName::Unsupported
-                } else if eq("Referred-By") {
-                    HeaderName::ReferredBy
-                } else if eq("Geolocation") {
-                    HeaderName::Geolocation
-                } else if eq("Retry-After") {
-                    HeaderName::RetryAfter
-                } else if eq("In-Reply-To") {
-                    HeaderName::InReplyTo
-                } else {
-                    HeaderName::Other
-                }
-            }
-            12 => {
-                if eq("Max-Forwards") {
-                    HeaderName::MaxForwards
-                } else if eq("Record-Route") {
-                    HeaderName::RecordRoute
-                } else if eq("Content-Type") {
-                    HeaderName::ContentType
-                } else if eq("Allow-Events") {
-                    HeaderName::AllowEvents
-                } else if eq("Organization") {
-                    HeaderName::Organization
-                } else if eq("SIP-If-Match") {
-                    HeaderName::SipIfMatch
-                } else if eq("MIME-Version") {
-                    HeaderName::MimeVersion
-                } else {
-                    HeaderName::Other
-                }
-            }
-            13 => {
-                if eq("Authorization") {
-                    HeaderName::Authorization
-                } else if eq("Proxy-Require") {
-                    HeaderName::ProxyRequire
-                } else {
-                    HeaderName::Other
-                }
-            }
-            14 => {
-                if eq("Content-Length") {
-                    HeaderName::ContentLength
-                } else if eq("Accept-Contact") {
-                    HeaderName::AcceptContact
-                } else if eq("Reject-Contact") {
-                    HeaderName::RejectContact
-                } else {
-                    HeaderName::Other
-                }
-            }
-            15 => {
-                if eq("Session-Expires") {
-                    HeaderName::SessionExpires
-                } else if eq("Accept-Encoding") {
-                    HeaderName::AcceptEncoding
-                } else if eq("Accept-Language") {
-                    HeaderName::AcceptLanguage
-                } else {
-                    HeaderName::Other
-                }
-            }
-            16 => {
-                if eq("Content-Encoding") {
-                    HeaderName::ContentEncoding
-                } else if eq("WWW-Authenticate") {
-                    HeaderName::WwwAuthenticate
-                } else if eq("Content-Language") {
-                    HeaderName::ContentLanguage
-                } else {
-                    HeaderName::Other
-                }
-            }
-            17 => {
-                if eq("Resource-Priority") {
-                    HeaderName::ResourcePriority
-                } else if eq("Geolocation-Error") {
-                    HeaderName::GeolocationError
-                } else {
-                    HeaderName::Other
-                }
-            }
-            18 => {
-                if eq("Proxy-Authenticate") {
-                    HeaderName::ProxyAuthenticate
-                } else if eq("Subscription-State") {
-                    HeaderName::SubscriptionState
-                } else {
-                    HeaderName::Other
-                }
-            }
-            19 => {
-                if eq("Content-Disposition") {
-                    HeaderName::ContentDisposition
-                } else if eq("Proxy-Authorization") {
-                    HeaderName::ProxyAuthorization
-                } else if eq("Authentication-Info") {
-                    HeaderName::AuthenticationInfo
-                } else if eq("Geolocation-Routing") {
-                    HeaderName::GeolocationRouting
-                } else if eq("P-Asserted-Identity") {
-                    HeaderName::PAssertedIdentity
-                } else if eq("Request-Disposition") {
-                    HeaderName::RequestDisposition
-                } else {
-                    HeaderName::Other
-                }
-            }
-            20 if eq("P-Preferred-Identity") => HeaderName::PPreferredIdentity,
-            24 if eq("Accept-Resource-Priority") => HeaderName::AcceptResourcePriority,
+        // Dispatch on (length, first letter): at most a couple of comparisons per name.
+        match (name.len(), name[0].to_ascii_lowercase()) {
+            (2, b't') if eq("To") => HeaderName::To,
+            (3, b'v') if eq("Via") => HeaderName::Via,
+            (4, b'c') if eq("CSeq") => HeaderName::CSeq,
+            (4, b'd') if eq("Date") => HeaderName::Date,
+            (4, b'f') if eq("From") => HeaderName::From,
+            (4, b'h') if eq("Hide") => HeaderName::Hide,
+            (4, b'p') if eq("Path") => HeaderName::Path,
+            (4, b'r') if eq("RSeq") => HeaderName::RSeq,
+            (4, b'r') if eq("RAck") => HeaderName::RAck,
+            (5, b'a') if eq("Allow") => HeaderName::Allow,
+            (5, b'e') if eq("Event") => HeaderName::Event,
+            (5, b'r') if eq("Route") => HeaderName::Route,
+            (6, b'a') if eq("Accept") => HeaderName::Accept,
+            (6, b'm') if eq("Min-SE") => HeaderName::MinSe,
+            (6, b'r') if eq("Reason") => HeaderName::Reason,
+            (6, b's') if eq("Server") => HeaderName::Server,
+            (7, b'c') if eq("Call-ID") => HeaderName::CallId,
+            (7, b'c') if eq("Contact") => HeaderName::Contact,
+            (7, b'e') if eq("Expires") => HeaderName::Expires,
+            (7, b'p') if eq("Privacy") => HeaderName::Privacy,
+            (7, b'r') if eq("Require") => HeaderName::Require,
+            (7, b's') if eq("Subject") => HeaderName::Subject,
+            (7, b'w') if eq("Warning") => HeaderName::Warning,
+            (8, b'i') if eq("Identity") => HeaderName::Identity,
+            (8, b'p') if eq("Priority") => HeaderName::Priority,
+            (8, b'r') if eq("Refer-To") => HeaderName::ReferTo,
+            (8, b'r') if eq("Replaces") => HeaderName::Replaces,
+            (8, b'r') if eq("Reply-To") => HeaderName::ReplyTo,
+            (8, b's') if eq("SIP-ETag") => HeaderName::SipEtag,
+            (9, b'c') if eq("Call-Info") => HeaderName::CallInfo,
+            (9, b's') if eq("Supported") => HeaderName::Supported,
+            (9, b't') if eq("Timestamp") => HeaderName::Timestamp,
+            (10, b'a') if eq("Alert-Info") => HeaderName::AlertInfo,
+            (10, b'c') if eq("Content-ID") => HeaderName::ContentId,
+            (10, b'e') if eq("Error-Info") => HeaderName::ErrorInfo,
+            (10, b'f') if eq("Flow-Timer") => HeaderName::FlowTimer,
+            (10, b'u') if eq("User-Agent") => HeaderName::UserAgent,
+            (11, b'g') if eq("Geolocation") => HeaderName::Geolocation,
+            (11, b'i') if eq("In-Reply-To") => HeaderName::InReplyTo,
+            (11, b'm') if eq("Min-Expires") => HeaderName::MinExpires,
+            (11, b'r') if eq("Referred-By") => HeaderName::ReferredBy,
+            (11, b'r') if eq("Retry-After") => HeaderName::RetryAfter,
+            (11, b'u') if eq("Unsupported") => HeaderName::Unsupported,
+            (12, b'a') if eq("Allow-Events") => HeaderName::AllowEvents,
+            (12, b'c') if eq("Content-Type") => HeaderName::ContentType,
+            (12, b'm') if eq("Max-Forwards") => HeaderName::MaxForwards,
+            (12, b'm') if eq("MIME-Version") => HeaderName::MimeVersion,
+            (12, b'o') if eq("Organization") => HeaderName::Organization,
+            (12, b'r') if eq("Record-Route") => HeaderName::RecordRoute,
+            (12, b's') if eq("SIP-If-Match") => HeaderName::SipIfMatch,
+            (13, b'a') if eq("Authorization") => HeaderName::Authorization,
+            (13, b'p') if eq("Proxy-Require") => HeaderName::ProxyRequire,
+            (14, b'a') if eq("Accept-Contact") => HeaderName::AcceptContact,
+            (14, b'c') if eq("Content-Length") => HeaderName::ContentLength,
+            (14, b'r') if eq("Reject-Contact") => HeaderName::RejectContact,
+            (15, b'a') if eq("Accept-Encoding") => HeaderName::AcceptEncoding,
+            (15, b'a') if eq("Accept-Language") => HeaderName::AcceptLanguage,
+            (15, b's') if eq("Session-Expires") => HeaderName::SessionExpires,
+            (16, b'c') if eq("Content-Encoding") => HeaderName::ContentEncoding,
+            (16, b'c') if eq("Content-Language") => HeaderName::ContentLanguage,
+            (16, b'w') if eq("WWW-Authenticate") => HeaderName::WwwAuthenticate,
+            (17, b'g') if eq("Geolocation-Error") => HeaderName::GeolocationError,
+            (17, b'r') if eq("Resource-Priority") => HeaderName::ResourcePriority,
+            (18, b'p') if eq("Proxy-Authenticate") => HeaderName::ProxyAuthenticate,
+            (18, b's') if eq("Subscription-State") => HeaderName::SubscriptionState,
+            (19, b'a') if eq("Authentication-Info") => HeaderName::AuthenticationInfo,
+            (19, b'c') if eq("Content-Disposition") => HeaderName::ContentDisposition,
+            (19, b'g') if eq("Geolocation-Routing") => HeaderName::GeolocationRouting,
+            (19, b'p') if eq("Proxy-Authorization") => HeaderName::ProxyAuthorization,
+            (19, b'p') if eq("P-Asserted-Identity") => HeaderName::PAssertedIdentity,
+            (19, b'r') if eq("Request-Disposition") => HeaderName::RequestDisposition,
+            (20, b'p') if eq("P-Preferred-Identity") => HeaderName::PPreferredIdentity,
+            (24, b'a') if eq("Accept-Resource-Priority") => HeaderName::AcceptResourcePriority,
             _ => HeaderName::Other,
         }
     }
