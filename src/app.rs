@@ -26,13 +26,17 @@ impl Binds {
             udp: Vec::new(),
             tcp: Vec::new(),
         };
-        for l in &config.listen {
+        for l in &config.sip.listen {
             let err = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{l}: {e}"));
             match l.transport {
                 ListenTransport::Udp => binds.udp.push(UdpSocket::bind(l.addr).await.map_err(err)?),
                 ListenTransport::Tcp => binds
                     .tcp
                     .push(TcpListener::bind(l.addr).await.map_err(err)?),
+                ListenTransport::Tls => {
+                    // Configured and validated, but not served yet: say so, never ignore it.
+                    tracing::warn!(listener = %l, "TLS listeners are not served yet (issue 5)");
+                }
             }
         }
         Ok(binds)
@@ -56,7 +60,7 @@ impl Binds {
 
 /// Runs the edge on `binds` until `shutdown` resolves, then stops accepting and returns.
 pub async fn run(config: &Config, binds: Binds, shutdown: impl Future<Output = ()>) {
-    let core = Arc::new(Core::new(&config.node_name));
+    let core = Arc::new(Core::new(&config.node.name));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for (transport, addr) in binds.local_addrs() {
@@ -70,7 +74,7 @@ pub async fn run(config: &Config, binds: Binds, shutdown: impl Future<Output = (
         tasks.spawn(transport::udp::serve(
             socket,
             core.clone(),
-            config.max_message_bytes,
+            config.limits.max_message_bytes,
             stopped,
         ));
     }
@@ -78,7 +82,7 @@ pub async fn run(config: &Config, binds: Binds, shutdown: impl Future<Output = (
         tasks.spawn(transport::tcp::serve(
             listener,
             core.clone(),
-            config.max_message_bytes,
+            config.limits.max_message_bytes,
             stop_rx.clone(),
         ));
     }

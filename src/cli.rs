@@ -128,16 +128,12 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
-/// Loads the configuration the way `run` and `check` both do.
+/// Loads the configuration the way `run` and `check` both do: `--config PATH`, else
+/// `./lifeline.toml` when present, else the embedded defaults.
 fn load(path: Option<PathBuf>) -> Result<Config, String> {
     let default = PathBuf::from("lifeline.toml");
     match path.or_else(|| default.exists().then_some(default)) {
-        // The file format arrives with the edge service (issue 5); refuse rather than ignore.
-        Some(p) => Err(format!(
-            "{}:1: configuration files are not supported yet; \
-             run without --config to use the embedded defaults",
-            p.display()
-        )),
+        Some(p) => Config::load(&p).map_err(|e| e.to_string()),
         None => Ok(Config::embedded()),
     }
 }

@@ -22,8 +22,8 @@ struct Edge {
 impl Edge {
     async fn start() -> Edge {
         let mut config = Config::embedded();
-        config.max_message_bytes = 4096;
-        config.listen = vec![
+        config.limits.max_message_bytes = 4096;
+        config.sip.listen = vec![
             Listen {
                 transport: ListenTransport::Udp,
                 addr: "127.0.0.1:0".parse().unwrap(),
