@@ -547,7 +547,7 @@ fn parse(buf: Bytes, framing: Framing) -> Result<Message, ParseError> {
         None => Ok(message),
         Some(invalid) => {
             let partial = match message {
-                Message::Request(r) if checks.top_via_ok => Some(Box::new(r)),
+                Message::Request(r) if checks.has_via => Some(Box::new(r)),
                 _ => None,
             };
             Err(ParseError {
@@ -619,7 +619,15 @@ fn parse_start_line(
     } else {
         match std::str::from_utf8(uri) {
             Err(_) => Err(Invalid::BadRequestUri(UriError::IllegalCharacter)),
-            Ok(u) => Uri::parse(u).map(|_| ()).map_err(Invalid::BadRequestUri),
+            // RFC 3261 §19.1.1 (table): URI headers are not allowed in a Request-URI
+            // (RFC 4475 §3.1.2.11 `escruri`).
+            Ok(u) => match Uri::parse(u) {
+                Ok(Uri::Sip(sip)) if sip.headers.is_some() => {
+                    Err(Invalid::BadRequestUri(UriError::IllegalCharacter))
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(Invalid::BadRequestUri(e)),
+            },
         }
     };
     // A Request-URI with whitespace inside cannot be told from a broken request line; keep the
@@ -711,7 +719,9 @@ fn trim_end_len(line: &[u8]) -> usize {
 struct Checks {
     content_length: Option<u32>,
     cseq_method: Option<Method>,
-    top_via_ok: bool,
+    /// A request with at least one Via line can be answered (over the flow it came on), even
+    /// when that Via is malformed.
+    has_via: bool,
 }
 
 /// Checks the mandatory headers and the ones every element relies on. The first defect found
@@ -728,11 +738,9 @@ fn check_headers(h: &Headers, checks: &mut Checks) -> Result<(), Invalid> {
         let slot = match e.name {
             HeaderName::Via => {
                 let mut elements = 0;
+                checks.has_via = true;
                 for via in Via::parse_list(std::str::from_utf8(v).unwrap_or("\u{0}")) {
                     let ok = via.is_ok();
-                    if via_count == 0 && elements == 0 {
-                        checks.top_via_ok = ok;
-                    }
                     if !ok && bad_via.is_none() {
                         bad_via = Some(Invalid::BadHeader(HeaderName::Via));
                     }

@@ -183,13 +183,19 @@ impl<'a> NameAddr<'a> {
             };
             (trim(&inner[..gt]), true, params)
         } else {
+            // Without brackets the URI cannot hold `?`, `,` or `;` (RFC 3261 §20; RFC 4475
+            // §3.1.2.13 `regbadct`): the `;` starts header parameters, the others are errors.
             if display.is_some() {
                 return Err(Malformed);
             }
-            match text::find_byte(after_display, b';') {
-                Some(i) => (trim(&after_display[..i]), false, &after_display[i + 1..]),
-                None => (after_display, false, ""),
+            let (uri, params) = match text::find_byte(after_display, b';') {
+                Some(i) => (trim(&after_display[..i]), &after_display[i + 1..]),
+                None => (after_display, ""),
+            };
+            if uri.contains(['?', ',']) {
+                return Err(Malformed);
             }
+            (uri, false, params)
         };
         let uri = Uri::parse(uri_raw)?;
         let params = Params::new(params);
@@ -534,6 +540,9 @@ mod tests {
         assert!(NameAddr::parse("<sip:x@y").is_err());
         assert!(NameAddr::parse("Bad@Name <sip:x@y>").is_err());
         assert!(NameAddr::parse("").is_err());
+        // Without brackets a URI cannot carry headers (RFC 3261 §20, RFC 4475 `regbadct`).
+        assert!(NameAddr::parse("sip:user@example.com?Route=%3Csip:x%3E").is_err());
+        assert!(NameAddr::parse("<sip:user@example.com?Route=%3Csip:x%3E>").is_ok());
     }
 
     #[test]
