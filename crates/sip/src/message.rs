@@ -572,8 +572,12 @@ fn parse_start_line(
         let bad = || ParseError::new(kind, Invalid::BadStartLine);
         let sp = memchr::memchr(b' ', line).ok_or_else(bad)?;
         let version_ok = version_is_2_0(&line[..sp]).map_err(|_| bad())?;
-        let code = line.get(sp + 1..sp + 4).ok_or_else(bad)?;
-        if !code.iter().all(u8::is_ascii_digit) {
+        // The status code runs to the next space (or the end of the line); it must be three
+        // digits (RFC 4475 §3.1.2.19 `bigcode` sends ten).
+        let rest = &line[sp + 1..];
+        let code_len = rest.iter().position(|&c| c == b' ').unwrap_or(rest.len());
+        let code = &rest[..code_len];
+        if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
             return Err(ParseError::new(kind, Invalid::BadStatusCode));
         }
         let status = u16::from(code[0] - b'0') * 100
@@ -605,19 +609,30 @@ fn parse_start_line(
             },
         )
     })?;
+    // From here on the line is known to be a request: a defect is reported once the headers
+    // are read, so that the request can still be answered.
     let rest = &line[sp1 + 1..];
-    let sp2 = memchr::memrchr(b' ', rest).ok_or_else(bad)?;
+    let Some(sp2) = memchr::memrchr(b' ', rest) else {
+        let uri = (pos + sp1 + 1, end);
+        return Ok((
+            StartLine::Request { method, uri },
+            kind,
+            Err(Invalid::BadStartLine),
+        ));
+    };
     let uri = &rest[..sp2];
     let version = &rest[sp2 + 1..];
-    if uri.is_empty() {
-        return Err(bad());
-    }
-    let version_ok = version_is_2_0(version).map_err(|_| bad())?;
     let uri_span = (pos + sp1 + 1, pos + sp1 + 1 + sp2);
-    let deferred = if !version_ok {
-        Err(Invalid::UnsupportedVersion)
-    } else {
-        match std::str::from_utf8(uri) {
+    let deferred = match version_is_2_0(version) {
+        // Extra spaces between the elements (RFC 4475 §3.1.2.9 `lwsstart`) or after the
+        // version (`trws`) break the request line itself; spaces inside the URI are a bad
+        // Request-URI (`lwsruri`).
+        _ if uri.is_empty() || uri.starts_with(b" ") || uri.ends_with(b" ") => {
+            Err(Invalid::BadStartLine)
+        }
+        Err(()) => Err(Invalid::BadStartLine),
+        Ok(false) => Err(Invalid::UnsupportedVersion),
+        Ok(true) => match std::str::from_utf8(uri) {
             Err(_) => Err(Invalid::BadRequestUri(UriError::IllegalCharacter)),
             // RFC 3261 §19.1.1 (table): URI headers are not allowed in a Request-URI
             // (RFC 4475 §3.1.2.11 `escruri`).
@@ -628,10 +643,8 @@ fn parse_start_line(
                 Ok(_) => Ok(()),
                 Err(e) => Err(Invalid::BadRequestUri(e)),
             },
-        }
+        },
     };
-    // A Request-URI with whitespace inside cannot be told from a broken request line; keep the
-    // request answerable but say what is wrong.
     Ok((
         StartLine::Request {
             method,

@@ -155,10 +155,7 @@ impl<'a> Host<'a> {
     pub fn parse(s: &'a str) -> Result<Host<'a>, UriError> {
         if let Some(inner) = s.strip_prefix('[') {
             let inner = inner.strip_suffix(']').ok_or(UriError::BadHost)?;
-            return inner
-                .parse::<Ipv6Addr>()
-                .map(Host::V6)
-                .map_err(|_| UriError::BadHost);
+            return parse_ipv6(inner).map(Host::V6).ok_or(UriError::BadHost);
         }
         let b = s.as_bytes();
         if b.is_empty() || b.len() > 255 {
@@ -192,6 +189,20 @@ impl fmt::Display for Host<'_> {
             Host::V6(a) => write!(f, "[{a}]"),
         }
     }
+}
+
+/// An IPv6 address. RFC 3261's ABNF lets `::` be followed by a third colon before an embedded
+/// IPv4 address (`2001:db8:::192.0.2.1`); RFC 5118 §4.10 asks receivers to tolerate that bug,
+/// so the extra colon is dropped when that alone makes the address valid.
+fn parse_ipv6(s: &str) -> Option<Ipv6Addr> {
+    if let Ok(a) = s.parse() {
+        return Some(a);
+    }
+    let (head, tail) = s.split_once(":::")?;
+    if !tail.contains('.') || tail.contains(':') {
+        return None;
+    }
+    format!("{head}::{tail}").parse().ok()
 }
 
 /// `dotted-quad` (RFC 3261 §25.1 `IPv4address`): four decimal octets of at most three digits.
@@ -544,6 +555,12 @@ mod tests {
             UriError::BadPort
         );
         assert!(SipUri::parse("sip:[2001:db8::10").is_err());
+        // RFC 5118 §4.10: the ABNF bug's extra colon is tolerated, other triple colons are not.
+        assert_eq!(
+            Host::parse("[2001:db8:::192.0.2.1]"),
+            Ok(Host::V6("2001:db8::192.0.2.1".parse().unwrap()))
+        );
+        assert!(Host::parse("[2001:db8:::1]").is_err());
         // RFC 5118 §4.5: IPv4-mapped forms are fine.
         assert!(SipUri::parse("sip:[::ffff:192.0.2.1]").is_ok());
     }
