@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, ListenTransport};
 use crate::core::Core;
@@ -17,6 +18,7 @@ use crate::transport;
 pub struct Binds {
     pub udp: Vec<UdpSocket>,
     pub tcp: Vec<TcpListener>,
+    pub tls: Vec<TcpListener>,
 }
 
 impl Binds {
@@ -25,6 +27,7 @@ impl Binds {
         let mut binds = Binds {
             udp: Vec::new(),
             tcp: Vec::new(),
+            tls: Vec::new(),
         };
         for l in &config.sip.listen {
             let err = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{l}: {e}"));
@@ -33,10 +36,9 @@ impl Binds {
                 ListenTransport::Tcp => binds
                     .tcp
                     .push(TcpListener::bind(l.addr).await.map_err(err)?),
-                ListenTransport::Tls => {
-                    // Configured and validated, but not served yet: say so, never ignore it.
-                    tracing::warn!(listener = %l, "TLS listeners are not served yet (issue 5)");
-                }
+                ListenTransport::Tls => binds
+                    .tls
+                    .push(TcpListener::bind(l.addr).await.map_err(err)?),
             }
         }
         Ok(binds)
@@ -54,40 +56,107 @@ impl Binds {
             .iter()
             .filter_map(|s| s.local_addr().ok())
             .map(|a| (ListenTransport::Tcp, a));
-        udp.chain(tcp).collect()
+        let tls = self
+            .tls
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .map(|a| (ListenTransport::Tls, a));
+        udp.chain(tcp).chain(tls).collect()
     }
 }
 
-/// Runs the edge on `binds` until `shutdown` resolves, then stops accepting and returns.
-pub async fn run(config: &Config, binds: Binds, shutdown: impl Future<Output = ()>) {
-    let core = Arc::new(Core::new(&config.node.name));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    for (transport, addr) in binds.local_addrs() {
-        tracing::info!(?transport, %addr, "listening");
+/// Why the edge could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The TLS certificate or key is unusable (a configuration problem: exit 64).
+    Tls(transport::tls::TlsError),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Tls(e) => write!(f, "tls: {e}"),
+        }
     }
-    for socket in binds.udp {
-        let mut rx = stop_rx.clone();
-        let stopped = async move {
-            let _ = rx.wait_for(|stop| *stop).await;
+}
+
+impl std::error::Error for StartError {}
+
+/// The edge, built from a configuration and sockets bound outside (tests bind port 0).
+pub struct App {
+    config: Config,
+    binds: Binds,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("binds", &self.binds)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Loads what the configuration names (TLS files) and prepares the edge; binds nothing.
+    pub fn build(config: Config, binds: Binds) -> Result<App, StartError> {
+        let tls = match &config.tls {
+            Some(t) => {
+                let server = transport::tls::server_config(
+                    &config.resolve(&t.cert),
+                    &config.resolve(&t.key),
+                )
+                .map_err(StartError::Tls)?;
+                Some(TlsAcceptor::from(server))
+            }
+            None => None,
         };
-        tasks.spawn(transport::udp::serve(
-            socket,
-            core.clone(),
-            config.limits.max_message_bytes,
-            stopped,
-        ));
+        Ok(App { config, binds, tls })
     }
-    for listener in binds.tcp {
-        tasks.spawn(transport::tcp::serve(
-            listener,
-            core.clone(),
-            config.limits.max_message_bytes,
-            stop_rx.clone(),
-        ));
+
+    /// Runs the edge until `shutdown` resolves, then stops accepting and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let App { config, binds, tls } = self;
+        let core = Arc::new(Core::new(&config.node.name));
+        let max = config.limits.max_message_bytes;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (transport, addr) in binds.local_addrs() {
+            tracing::info!(transport = transport.as_str(), %addr, "listening");
+        }
+        for socket in binds.udp {
+            let mut rx = stop_rx.clone();
+            let stopped = async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            tasks.spawn(transport::udp::serve(socket, core.clone(), max, stopped));
+        }
+        for listener in binds.tcp {
+            tasks.spawn(transport::tcp::serve(
+                listener,
+                None,
+                core.clone(),
+                max,
+                stop_rx.clone(),
+            ));
+        }
+        for listener in binds.tls {
+            // Config validation guarantees [tls] when a tls: listener exists.
+            let Some(acceptor) = tls.clone() else {
+                continue;
+            };
+            tasks.spawn(transport::tcp::serve(
+                listener,
+                Some(acceptor),
+                core.clone(),
+                max,
+                stop_rx.clone(),
+            ));
+        }
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        while tasks.join_next().await.is_some() {}
     }
-    shutdown.await;
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
 }

@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::app::{self, Binds};
+use crate::app::{App, Binds};
 use crate::config::Config;
 
 /// sysexits(3) `EX_USAGE`: bad arguments or bad configuration.
@@ -129,13 +129,23 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 }
 
 /// Loads the configuration the way `run` and `check` both do: `--config PATH`, else
-/// `./lifeline.toml` when present, else the embedded defaults.
+/// `./lifeline.toml` when present, else the embedded defaults. The files it names (TLS
+/// certificate and key) are read too, so `check` catches what `run` would refuse.
 fn load(path: Option<PathBuf>) -> Result<Config, String> {
     let default = PathBuf::from("lifeline.toml");
-    match path.or_else(|| default.exists().then_some(default)) {
-        Some(p) => Config::load(&p).map_err(|e| e.to_string()),
-        None => Ok(Config::embedded()),
+    let config = match path.or_else(|| default.exists().then_some(default)) {
+        Some(p) => Config::load(&p).map_err(|e| e.to_string())?,
+        None => Config::embedded(),
+    };
+    if let Some(tls) = &config.tls {
+        let file = config
+            .source
+            .as_ref()
+            .map_or("<embedded defaults>".into(), |p| p.display().to_string());
+        crate::transport::tls::server_config(&config.resolve(&tls.cert), &config.resolve(&tls.key))
+            .map_err(|e| format!("{file}: [tls]: {e}"))?;
     }
+    Ok(config)
 }
 
 fn run(config: Config) -> ExitCode {
@@ -163,11 +173,19 @@ fn run(config: Config) -> ExitCode {
                 return ExitCode::from(EX_SOFTWARE);
             }
         };
-        tracing::info!(
-            version = env!("CARGO_PKG_VERSION"),
-            "lifeline started (embedded defaults)"
-        );
-        app::run(&config, binds, shutdown_signal()).await;
+        let source = config
+            .source
+            .as_ref()
+            .map_or("embedded defaults".into(), |p| p.display().to_string());
+        let app = match App::build(config, binds) {
+            Ok(app) => app,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                return ExitCode::from(EX_USAGE);
+            }
+        };
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source, "lifeline started");
+        app.run(shutdown_signal()).await;
         ExitCode::SUCCESS
     })
 }

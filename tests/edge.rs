@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use lifeline::app::{self, Binds};
+use lifeline::app::{App, Binds};
 use lifeline::config::{Config, Listen, ListenTransport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -15,38 +15,54 @@ use tokio::sync::oneshot;
 struct Edge {
     udp: SocketAddr,
     tcp: SocketAddr,
+    tls: Option<(SocketAddr, rustls::pki_types::CertificateDer<'static>)>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Edge {
     async fn start() -> Edge {
+        Edge::start_with(false).await
+    }
+
+    /// Starts the edge on port 0; with `with_tls`, also a TLS listener with a fresh
+    /// self-signed certificate (returned for the client to trust).
+    async fn start_with(with_tls: bool) -> Edge {
+        let any = |transport| Listen {
+            transport,
+            addr: "127.0.0.1:0".parse().unwrap(),
+        };
         let mut config = Config::embedded();
         config.limits.max_message_bytes = 4096;
-        config.sip.listen = vec![
-            Listen {
-                transport: ListenTransport::Udp,
-                addr: "127.0.0.1:0".parse().unwrap(),
-            },
-            Listen {
-                transport: ListenTransport::Tcp,
-                addr: "127.0.0.1:0".parse().unwrap(),
-            },
-        ];
+        config.sip.listen = vec![any(ListenTransport::Udp), any(ListenTransport::Tcp)];
+        let mut cert_der = None;
+        if with_tls {
+            let dir = std::env::temp_dir().join(format!("lifeline-tls-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+            std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+            std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+            config.tls = Some(lifeline::config::Tls {
+                cert: dir.join("cert.pem"),
+                key: dir.join("key.pem"),
+            });
+            config.sip.listen.push(any(ListenTransport::Tls));
+            cert_der = Some(cert.cert.der().clone());
+        }
         let binds = Binds::bind(&config).await.unwrap();
         let addrs = binds.local_addrs();
         let find = |t| addrs.iter().find(|(tt, _)| *tt == t).unwrap().1;
         let (udp, tcp) = (find(ListenTransport::Udp), find(ListenTransport::Tcp));
+        let tls = cert_der.map(|der| (find(ListenTransport::Tls), der));
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            app::run(&config, binds, async {
-                let _ = stopped.await;
-            })
-            .await;
-        });
+        let app = App::build(config, binds).unwrap();
+        let task = tokio::spawn(app.run(async {
+            let _ = stopped.await;
+        }));
         Edge {
             udp,
             tcp,
+            tls,
             stop: Some(stop),
             task,
         }
@@ -165,5 +181,43 @@ async fn tcp_framing_keepalive_and_limits() {
         .await
         .unwrap();
     assert_eq!(status_line(&read_some(&mut s).await), "SIP/2.0 200 OK");
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn tls_listener_answers_over_tls_and_drops_plain_text() {
+    use rustls::pki_types::ServerName;
+
+    let edge = Edge::start_with(true).await;
+    let (addr, der) = edge.tls.clone().unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(lifeline::transport::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(options("s1", "tls1", "TLS").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(2), tls.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status_line(&buf[..n]), "SIP/2.0 200 OK");
+
+    // Plain SIP on the TLS port is not a handshake: at most a TLS alert comes back, never SIP.
+    let mut plain = TcpStream::connect(addr).await.unwrap();
+    let probe = options("s2", "tls2", "TCP");
+    plain.write_all(probe.as_bytes()).await.unwrap();
+    let reply = read_some(&mut plain).await;
+    assert!(!reply.starts_with(b"SIP/"), "{reply:?}");
     edge.stop().await;
 }

@@ -5,4 +5,5 @@
 //! flow: the source ip:port on UDP, the connection on TCP (DESIGN.md, "Decisions").
 
 pub mod tcp;
+pub mod tls;
 pub mod udp;

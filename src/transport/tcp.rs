@@ -1,5 +1,6 @@
-//! The TCP listener: messages framed by Content-Length (RFC 3261 §18.3), RFC 5626 keep-alives,
-//! a size limit and an idle timeout so that a slow or silent peer holds nothing for long.
+//! TCP and TLS listeners: messages framed by Content-Length (RFC 3261 §18.3), RFC 5626
+//! keep-alives, a size limit and an idle timeout so that a slow or silent peer holds nothing
+//! for long. TLS (RFC 3261 §26.2) is TCP with a rustls handshake first, bounded in time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,18 +8,24 @@ use std::time::Duration;
 use bytes::BytesMut;
 use sip::Framing;
 use sip::framing::{self, Frame};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::core::{Core, Outcome};
 
 /// A connection that sends nothing for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Accepts connections until `shutdown` changes to `true`.
+/// A TLS handshake that takes longer than this is abandoned (slow-loris protection).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections until `shutdown` changes to `true`; with `tls`, each connection starts
+/// with a TLS handshake.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     core: Arc<Core>,
     max_message: usize,
     mut shutdown: watch::Receiver<bool>,
@@ -32,9 +39,26 @@ pub async fn serve(
             Ok((stream, peer)) => {
                 let core = core.clone();
                 let shutdown = shutdown.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = connection(stream, core, max_message, shutdown).await {
-                        tracing::debug!(%peer, error = %e, "tcp connection closed");
+                    let _ = stream.set_nodelay(true);
+                    let result = match tls {
+                        None => connection(stream, core, max_message, shutdown).await,
+                        Some(acceptor) => {
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(tls)) => connection(tls, core, max_message, shutdown).await,
+                                Ok(Err(e)) => Err(e),
+                                Err(_) => Err(std::io::Error::new(
+                                    std::io::ErrorKind::TimedOut,
+                                    "tls handshake timed out",
+                                )),
+                            }
+                        }
+                    };
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection closed");
                     }
                 });
             }
@@ -47,8 +71,8 @@ pub async fn serve(
     }
 }
 
-async fn connection(
-    mut stream: TcpStream,
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     core: Arc<Core>,
     max_message: usize,
     mut shutdown: watch::Receiver<bool>,
