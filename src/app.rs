@@ -12,6 +12,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::{Config, ListenTransport};
 use crate::core::Core;
 use crate::transport;
+use crate::web::{self, WebState};
 
 /// Sockets bound for the configured listeners.
 #[derive(Debug)]
@@ -19,15 +20,21 @@ pub struct Binds {
     pub udp: Vec<UdpSocket>,
     pub tcp: Vec<TcpListener>,
     pub tls: Vec<TcpListener>,
+    /// The web listener (`[web] listen`): softphone page and SIP over WebSocket.
+    pub web: TcpListener,
 }
 
 impl Binds {
     /// Binds every listener of `config`.
     pub async fn bind(config: &Config) -> std::io::Result<Binds> {
+        let web = TcpListener::bind(config.web.listen).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("web {}: {e}", config.web.listen))
+        })?;
         let mut binds = Binds {
             udp: Vec::new(),
             tcp: Vec::new(),
             tls: Vec::new(),
+            web,
         };
         for l in &config.sip.listen {
             let err = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{l}: {e}"));
@@ -62,6 +69,11 @@ impl Binds {
             .filter_map(|s| s.local_addr().ok())
             .map(|a| (ListenTransport::Tls, a));
         udp.chain(tcp).chain(tls).collect()
+    }
+
+    /// The web listener's address (port 0 resolved).
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web.local_addr().ok()
     }
 }
 
@@ -122,6 +134,7 @@ impl App {
         let max = config.limits.max_message_bytes;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
+        let web_addr = binds.web_addr();
         for (transport, addr) in binds.local_addrs() {
             tracing::info!(transport = transport.as_str(), %addr, "listening");
         }
@@ -154,6 +167,21 @@ impl App {
                 stop_rx.clone(),
             ));
         }
+        if let Some(addr) = web_addr {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tracing::info!(url = %format!("{scheme}://{addr}/"), "web listener");
+        }
+        let state = WebState {
+            core: core.clone(),
+            allowed_origins: config.web.allowed_origins.clone().into(),
+            secure: tls.is_some(),
+            max_message: max,
+        };
+        let mut rx = stop_rx.clone();
+        let web_stopped = async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        tasks.spawn(web::serve(binds.web, tls.clone(), state, web_stopped));
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);

@@ -9,6 +9,7 @@
 //!   shutdown.
 //! - [`transport`]: UDP and TCP listeners.
 //! - [`core`]: what the edge does with each message (today: stateless OPTIONS and errors).
+//! - [`web`]: the web listener: SIP over WebSocket at `/ws` (RFC 7118), the softphone page.
 //!
 //! The SIP protocol itself (codec, framing, transactions, proxy rules, digest) lives in the
 //! sans-IO crate `sip` (`crates/sip`); this crate is the only place with sockets and clocks.
@@ -19,3 +20,4 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod transport;
+pub mod web;

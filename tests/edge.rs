@@ -15,7 +15,10 @@ use tokio::sync::oneshot;
 struct Edge {
     udp: SocketAddr,
     tcp: SocketAddr,
+    web: SocketAddr,
     tls: Option<(SocketAddr, rustls::pki_types::CertificateDer<'static>)>,
+    /// Where the test certificate and key were written; removed by `stop`.
+    tmp: Option<std::path::PathBuf>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -35,9 +38,14 @@ impl Edge {
         let mut config = Config::embedded();
         config.limits.max_message_bytes = 4096;
         config.sip.listen = vec![any(ListenTransport::Udp), any(ListenTransport::Tcp)];
+        config.web.listen = "127.0.0.1:0".parse().unwrap();
+        config.web.allowed_origins = vec!["https://agents.example.com".into()];
         let mut cert_der = None;
+        let mut tmp = None;
         if with_tls {
-            let dir = std::env::temp_dir().join(format!("lifeline-tls-{}", std::process::id()));
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!("lifeline-tls-{}-{n}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
             std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
@@ -48,12 +56,14 @@ impl Edge {
             });
             config.sip.listen.push(any(ListenTransport::Tls));
             cert_der = Some(cert.cert.der().clone());
+            tmp = Some(dir);
         }
         let binds = Binds::bind(&config).await.unwrap();
         let addrs = binds.local_addrs();
         let find = |t| addrs.iter().find(|(tt, _)| *tt == t).unwrap().1;
         let (udp, tcp) = (find(ListenTransport::Udp), find(ListenTransport::Tcp));
         let tls = cert_der.map(|der| (find(ListenTransport::Tls), der));
+        let web = binds.web_addr().unwrap();
         let (stop, stopped) = oneshot::channel();
         let app = App::build(config, binds).unwrap();
         let task = tokio::spawn(app.run(async {
@@ -62,7 +72,9 @@ impl Edge {
         Edge {
             udp,
             tcp,
+            web,
             tls,
+            tmp,
             stop: Some(stop),
             task,
         }
@@ -74,6 +86,9 @@ impl Edge {
             .await
             .unwrap()
             .unwrap();
+        if let Some(dir) = &self.tmp {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -219,5 +234,132 @@ async fn tls_listener_answers_over_tls_and_drops_plain_text() {
     plain.write_all(probe.as_bytes()).await.unwrap();
     let reply = read_some(&mut plain).await;
     assert!(!reply.starts_with(b"SIP/"), "{reply:?}");
+    edge.stop().await;
+}
+
+/// Opens `/ws` with the given Origin and subprotocol offer over `stream` (plain or TLS).
+async fn ws_handshake<S>(
+    stream: S,
+    url: &str,
+    origin: Option<&str>,
+    protocol: Option<&str>,
+) -> Result<tokio_tungstenite::WebSocketStream<S>, tokio_tungstenite::tungstenite::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    if let Some(o) = origin {
+        req.headers_mut().insert("Origin", o.parse().unwrap());
+    }
+    if let Some(p) = protocol {
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", p.parse().unwrap());
+    }
+    tokio_tungstenite::client_async(req, stream)
+        .await
+        .map(|(ws, resp)| {
+            if protocol.is_some() {
+                assert_eq!(resp.headers().get("Sec-WebSocket-Protocol").unwrap(), "sip");
+            }
+            ws
+        })
+}
+
+fn http_status(e: tokio_tungstenite::tungstenite::Error) -> u16 {
+    match e {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => resp.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other}"),
+    }
+}
+
+async fn ws_options<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, call_id: &str) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let msg = options(call_id, call_id, "WS").replace("127.0.0.1:5099", "df7jal23ls0d.invalid");
+    ws.send(Message::text(msg)).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(2), ws.next())
+        .await
+        .unwrap()
+    {
+        Some(Ok(Message::Text(t))) => t.to_string(),
+        other => panic!("no SIP answer: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn websocket_sip_subprotocol_and_origin_check() {
+    let edge = Edge::start().await;
+    let url = format!("ws://{}/ws", edge.web);
+    let connect = || TcpStream::connect(edge.web);
+
+    // A non-browser client (no Origin) offering "sip" is served.
+    let mut ws = ws_handshake(connect().await.unwrap(), &url, None, Some("sip"))
+        .await
+        .unwrap();
+    assert!(
+        ws_options(&mut ws, "ws1")
+            .await
+            .starts_with("SIP/2.0 200 OK\r\n")
+    );
+
+    // The edge's own origin and configured origins are allowed.
+    let own = format!("http://{}", edge.web);
+    let mut ws2 = ws_handshake(connect().await.unwrap(), &url, Some(&own), Some("sip"))
+        .await
+        .unwrap();
+    assert!(
+        ws_options(&mut ws2, "ws2")
+            .await
+            .starts_with("SIP/2.0 200 OK\r\n")
+    );
+    let configured = Some("https://agents.example.com");
+    assert!(
+        ws_handshake(connect().await.unwrap(), &url, configured, Some("sip"))
+            .await
+            .is_ok()
+    );
+
+    // Another site's page gets 403; a client not offering "sip" gets 400.
+    let evil = ws_handshake(
+        connect().await.unwrap(),
+        &url,
+        Some("https://evil.example.net"),
+        Some("sip"),
+    );
+    assert_eq!(http_status(evil.await.unwrap_err()), 403);
+    let no_sip = ws_handshake(connect().await.unwrap(), &url, None, Some("chat"));
+    assert_eq!(http_status(no_sip.await.unwrap_err()), 400);
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn secure_websocket_when_tls_is_configured() {
+    use rustls::pki_types::ServerName;
+    let edge = Edge::start_with(true).await;
+    let (_, der) = edge.tls.clone().unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(lifeline::transport::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = TcpStream::connect(edge.web).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let url = format!("wss://localhost:{}/ws", edge.web.port());
+    let mut ws = ws_handshake(tls, &url, None, Some("sip")).await.unwrap();
+    assert!(
+        ws_options(&mut ws, "wss1")
+            .await
+            .starts_with("SIP/2.0 200 OK\r\n")
+    );
     edge.stop().await;
 }

@@ -1,0 +1,105 @@
+//! The web listener (`[web] listen`): SIP over WebSocket at `/ws` (RFC 7118), and the
+//! softphone page (issue 7). Plain HTTP, or HTTPS/wss when `[tls]` is configured.
+//!
+//! Cross-site WebSocket hijacking is refused: an upgrade whose `Origin` is neither this
+//! listener's own origin nor in `[web] allowed_origins` gets 403. An upgrade without `Origin`
+//! comes from a non-browser client (SIPp, baresip) and is accepted; digest authentication
+//! applies either way (DESIGN.md, "Decisions").
+
+mod tls_listener;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::core::Core;
+
+pub use tls_listener::TlsListener;
+
+/// What the web handlers share.
+#[derive(Debug, Clone)]
+pub struct WebState {
+    pub core: Arc<Core>,
+    /// Extra origins allowed to open `/ws`, exactly as configured (`https://host:port`).
+    pub allowed_origins: Arc<[String]>,
+    /// Whether this listener serves HTTPS (its own origin is then `https://...`).
+    pub secure: bool,
+    pub max_message: usize,
+}
+
+/// The peer address of an HTTP connection, over TCP or TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> ClientAddr {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> ClientAddr {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+/// The routes of the web listener.
+pub fn router(state: WebState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/ws", get(ws::upgrade))
+        .with_state(state)
+}
+
+async fn index() -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Html(
+            "<!doctype html><title>lifeline</title>\
+             <p>lifeline edge: SIP over WebSocket at <code>/ws</code>. \
+             The web softphone arrives with issue 7.</p>",
+        ),
+    )
+}
+
+/// Serves the web listener until `shutdown` resolves; with `tls`, as HTTPS/wss.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    state: WebState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let app = router(state);
+    let result = match tls {
+        None => {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<ClientAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+        }
+        Some(acceptor) => {
+            axum::serve(
+                TlsListener::new(listener, acceptor),
+                app.into_make_service_with_connect_info::<ClientAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+        }
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "web listener stopped");
+    }
+}

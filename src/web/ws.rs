@@ -1,0 +1,158 @@
+//! SIP over WebSocket (RFC 7118): the `sip` subprotocol, one SIP message per WebSocket
+//! message, and the Origin check that keeps other sites' pages off `/ws`.
+
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use sip::Framing;
+
+use super::{ClientAddr, WebState};
+use crate::core::Outcome;
+
+/// The WebSocket subprotocol of RFC 7118 §4.
+pub const SUBPROTOCOL: &str = "sip";
+
+/// Whether a browser page from `origin` may open `/ws` on a listener reached as `host`.
+///
+/// No `Origin` means a non-browser client: allowed. Otherwise the origin must be this
+/// listener's own (`http[s]://` + the Host header) or one of `allowed` (exact, case-insensitive
+/// on scheme and host as RFC 6454 §6.1 serialises them).
+pub fn origin_allowed(
+    origin: Option<&str>,
+    host: Option<&str>,
+    secure: bool,
+    allowed: &[String],
+) -> bool {
+    let Some(origin) = origin else { return true };
+    let origin = origin.trim().trim_end_matches('/');
+    if let Some(host) = host {
+        let scheme = if secure { "https" } else { "http" };
+        if origin.eq_ignore_ascii_case(&format!("{scheme}://{host}")) {
+            return true;
+        }
+    }
+    allowed
+        .iter()
+        .any(|a| a.trim().trim_end_matches('/').eq_ignore_ascii_case(origin))
+}
+
+/// `GET /ws`: checks Origin and the `sip` subprotocol, then upgrades.
+pub async fn upgrade(
+    State(state): State<WebState>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
+    };
+    if !origin_allowed(
+        text(header::ORIGIN),
+        text(header::HOST),
+        state.secure,
+        &state.allowed_origins,
+    ) {
+        tracing::warn!(%peer, origin = text(header::ORIGIN).unwrap_or(""), "websocket origin refused");
+        return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+    }
+    let offers_sip = text(header::SEC_WEBSOCKET_PROTOCOL).is_some_and(|p| {
+        p.split(',')
+            .any(|p| p.trim().eq_ignore_ascii_case(SUBPROTOCOL))
+    });
+    if !offers_sip {
+        // RFC 7118 §4: the client must offer "sip"; completing the handshake without it
+        // would leave both sides guessing what the messages are.
+        return (
+            StatusCode::BAD_REQUEST,
+            "the sip subprotocol is required (RFC 7118)\n",
+        )
+            .into_response();
+    }
+    ws.protocols([SUBPROTOCOL])
+        .max_message_size(state.max_message)
+        .on_upgrade(move |socket| connection(socket, state, peer))
+}
+
+async fn connection(mut socket: WebSocket, state: WebState, peer: std::net::SocketAddr) {
+    tracing::debug!(%peer, "websocket connected");
+    while let Some(msg) = socket.recv().await {
+        let data = match msg {
+            Ok(WsMessage::Text(t)) => Bytes::from(t),
+            Ok(WsMessage::Binary(b)) => b,
+            // axum answers pings itself; close ends the loop below.
+            Ok(WsMessage::Ping(_) | WsMessage::Pong(_)) => continue,
+            Ok(WsMessage::Close(_)) | Err(_) => break,
+        };
+        if data.iter().all(|b| matches!(b, b'\r' | b'\n')) {
+            // A keep-alive some clients send as a message of line breaks.
+            continue;
+        }
+        // RFC 7118 §5: one SIP message per WebSocket message, so it is framed like a datagram.
+        if let Outcome::Reply(bytes) = state.core.handle(data, Framing::Datagram) {
+            let reply = match String::from_utf8(bytes.to_vec()) {
+                Ok(text) => WsMessage::Text(text.into()),
+                Err(e) => WsMessage::Binary(e.into_bytes().into()),
+            };
+            if socket.send(reply).await.is_err() {
+                break;
+            }
+        }
+    }
+    tracing::debug!(%peer, "websocket closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        let allowed = vec!["https://agents.example.com".to_owned()];
+        // Non-browser clients send no Origin.
+        assert!(origin_allowed(None, Some("edge:8080"), false, &allowed));
+        // Same origin.
+        assert!(origin_allowed(
+            Some("http://127.0.0.1:8080"),
+            Some("127.0.0.1:8080"),
+            false,
+            &allowed
+        ));
+        assert!(origin_allowed(
+            Some("https://edge.example.com"),
+            Some("edge.example.com"),
+            true,
+            &allowed
+        ));
+        // The scheme must match the listener's.
+        assert!(!origin_allowed(
+            Some("http://edge.example.com"),
+            Some("edge.example.com"),
+            true,
+            &allowed
+        ));
+        // Configured origins, exactly.
+        assert!(origin_allowed(
+            Some("https://AGENTS.example.com/"),
+            Some("edge"),
+            true,
+            &allowed
+        ));
+        assert!(!origin_allowed(
+            Some("https://agents.example.com.evil.net"),
+            Some("edge"),
+            true,
+            &allowed
+        ));
+        assert!(!origin_allowed(
+            Some("https://evil.example.net"),
+            Some("edge"),
+            true,
+            &allowed
+        ));
+        assert!(!origin_allowed(Some("null"), Some("edge"), true, &allowed));
+    }
+}
