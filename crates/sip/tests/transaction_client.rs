@@ -1,6 +1,9 @@
 //! Client transactions through their RFC paths (RFC 3261 §17.1, RFC 6026), on a virtual clock.
 //! The test plays the server side.
 
+// Test code: helpers outside #[test] functions may unwrap too (a panic is a failed test).
+#![allow(clippy::unwrap_used)]
+
 mod transaction_support;
 
 use sip::transaction::{CancelStatus, ClientKey, Event, Timer, TxnError, TxnKey, TxnState};
@@ -566,4 +569,37 @@ fn cancel_with_reason_carries_the_reason_header() {
 fn timer_names_cover_the_table() {
     assert_eq!(Timer::ALL.len(), 12);
     assert_eq!(Timer::M.name(), "Timer M");
+}
+
+#[test]
+fn cancelled_invite_without_a_final_gives_up_64_t1_after_the_cancel() {
+    let mut h = One::new();
+    let inv = invite(&mut Ids::new(), "UDP");
+    let key = start(&mut h, udp(REMOTE), &inv);
+    h.run_until(secs(1));
+    h.recv_response(udp(REMOTE), &response_to(&inv, 180, "Ringing", Some("b")));
+    h.run_until(secs(10));
+    let Ok(CancelStatus::Sent(cancel_key)) = h.layer.cancel(h.now(), key) else {
+        panic!("sent at once in Proceeding")
+    };
+    let cancel = cancel_sent(&mut h);
+    h.run_until(ms(10_100));
+    h.recv_response(
+        udp(REMOTE),
+        &response_to(&text(&cancel.to_bytes()), 200, "OK", Some("b")),
+    );
+    // The 487 never comes: RFC 3261 §9.1 gives the INVITE 64*T1 after the CANCEL.
+    h.run_until(secs(100));
+    let ik = TxnKey::Client(key);
+    assert_eq!(
+        described(&h.take_events()),
+        [
+            (secs(1), format!("Response 180 {key}")),
+            (ms(10_100), format!("Response 200 {cancel_key}")),
+            (ms(15_100), format!("Terminated {cancel_key}")),
+            (secs(42), format!("Timeout Timer B {ik}")),
+            (secs(42), format!("Terminated {ik}")),
+        ]
+    );
+    assert_eq!(h.layer.len(), 0);
 }

@@ -22,11 +22,11 @@
 //!
 //! # Layout
 //!
-//! - [`clock`]: [`VirtualClock`].
-//! - [`rng`]: [`Rng`], a SplitMix64 generator (deterministic, no dependencies).
-//! - [`netem`]: [`Netem`], [`NetemConfig`], [`Datagram`], [`NetemStats`] (after str0m's
+//! - [`clock`] — [`VirtualClock`].
+//! - [`rng`] — [`Rng`], a SplitMix64 generator (deterministic, no dependencies).
+//! - [`netem`] — [`Netem`], [`NetemConfig`], [`Datagram`], [`NetemStats`] (after str0m's
 //!   `crates/netem`).
-//! - [`msg`]: the text of SIP requests and responses for tests ([`msg::RequestText`],
+//! - [`msg`] — the text of SIP requests and responses for tests ([`msg::RequestText`],
 //!   [`msg::response_to`], [`msg::Ids`]).
 
 pub mod clock;

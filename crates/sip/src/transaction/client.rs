@@ -116,7 +116,8 @@ pub(crate) enum InviteClient {
         held_cancel: Option<HeldCancel>,
     },
     /// A provisional response came: waiting for the final one. No retransmission and no
-    /// timeout here; the proxy's Timer C bounds this state (RFC 3261 §16.6 step 11).
+    /// timeout here (the proxy's Timer C bounds this state, RFC 3261 §16.6 step 11) until a
+    /// CANCEL is sent: then Timer B runs again (RFC 3261 §9.1).
     Proceeding,
     /// A 2xx came: every further 2xx is passed up until Timer M (RFC 6026 §8.4).
     Accepted,
@@ -233,8 +234,26 @@ impl InviteClient {
                 });
                 Terminated
             }
+            // A CANCEL went out and no final came within 64*T1 (RFC 3261 §9.1).
+            (Proceeding, Timer::B) => {
+                core.timers.stop_all();
+                ctx.event(Event::Timeout {
+                    key: TxnKey::Client(core.key),
+                    timer: Timer::B,
+                });
+                Terminated
+            }
             (Completed { .. }, Timer::D) | (Accepted, Timer::M) => Terminated,
             (state, _) => state,
+        }
+    }
+
+    /// The CANCEL of this INVITE was sent: if no final response comes within 64*T1, the
+    /// INVITE is considered cancelled and the transaction destroyed (RFC 3261 §9.1). Timer B
+    /// measures that wait.
+    pub(crate) fn on_cancel_sent(&self, core: &mut ClientCore, ctx: &Ctx<'_>) {
+        if matches!(self, InviteClient::Proceeding) {
+            core.start(ctx, Timer::B);
         }
     }
 

@@ -69,7 +69,8 @@ pub enum Event {
         invite: ClientKey,
         cancel: ClientKey,
     },
-    /// A transaction gave up: Timer B (INVITE client, no response), Timer F (non-INVITE
+    /// A transaction gave up: Timer B (INVITE client, no response; or no final within 64*T1
+    /// of its CANCEL, RFC 3261 §9.1), Timer F (non-INVITE
     /// client, no final response; the TU acts as if a 408 came, §16.7 step 2) or Timer H
     /// (INVITE server, no ACK for a non-2xx final).
     Timeout { key: TxnKey, timer: Timer },

@@ -479,7 +479,17 @@ impl TxnLayer {
         let cancel = self.send_request(now, to, request)?;
         if let Some(txn) = self.clients.get_mut(&invite) {
             txn.core.cancel = Some(cancel);
+            if let ClientMachine::Invite(machine) = &txn.machine {
+                let ctx = Ctx {
+                    now,
+                    timers: &self.config.timers,
+                    transmits: &mut self.transmits,
+                    events: &mut self.events,
+                };
+                machine.on_cancel_sent(&mut txn.core, &ctx);
+            }
         }
+        self.settle(now, TxnKey::Client(invite));
         Ok(cancel)
     }
 
@@ -574,5 +584,235 @@ impl TxnLayer {
             }
         }
         self.events.push_back(Event::Terminated { key });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use testkit::msg::{Ids, RequestText};
+    use testkit::{Rng, VirtualClock};
+
+    use super::*;
+    use crate::message::{Framing, Message};
+    use crate::transaction::peer::{FlowId, Transport};
+
+    impl TxnLayer {
+        /// The minimum over every transaction's table, the slow way.
+        fn brute_force_timeout(&self) -> Option<Instant> {
+            let c = self.clients.values().map(|t| t.core.timers.next_timeout());
+            let s = self.servers.values().map(|t| t.core.timers.next_timeout());
+            c.chain(s).flatten().min()
+        }
+
+        fn check_invariants(&self) {
+            assert_eq!(self.poll_timeout(), self.brute_force_timeout());
+            let mut with_deadline = 0;
+            for t in self.clients.values() {
+                assert_eq!(t.core.scheduled, t.core.timers.next_timeout());
+                with_deadline += usize::from(t.core.scheduled.is_some());
+                assert!(!t.is_terminated());
+            }
+            for t in self.servers.values() {
+                assert_eq!(t.core.scheduled, t.core.timers.next_timeout());
+                with_deadline += usize::from(t.core.scheduled.is_some());
+                assert!(!t.is_terminated());
+            }
+            assert_eq!(self.deadlines.len(), with_deadline);
+            assert_eq!(self.client_index.len(), self.clients.len());
+            let legacy: usize = self.legacy_index.values().map(Vec::len).sum();
+            assert_eq!(self.branch_index.len() + legacy, self.servers.len());
+        }
+    }
+
+    fn parse_request(text: &str) -> Request {
+        match Message::parse(Bytes::copy_from_slice(text.as_bytes()), Framing::Datagram) {
+            Ok(Message::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn peer(rng: &mut Rng) -> Peer {
+        let addr = "192.0.2.9:5060".parse().unwrap();
+        if rng.chance(0.7) {
+            Peer::udp(addr)
+        } else {
+            Peer::stream(Transport::Tcp, addr, Some(FlowId(rng.below(4))))
+        }
+    }
+
+    fn pick<T: Copy>(rng: &mut Rng, items: &[T]) -> Option<T> {
+        (!items.is_empty()).then(|| items[rng.below(items.len() as u64) as usize])
+    }
+
+    /// Random traffic for a long virtual time: after every step the timer index agrees with a
+    /// scan of every transaction, and at the end every transaction is gone.
+    #[test]
+    fn long_run_poll_timeout_is_the_minimum_and_terminated_are_removed() {
+        let mut clock = VirtualClock::new();
+        let mut layer = TxnLayer::default();
+        let mut rng = Rng::new(2024);
+        let mut ids = Ids::new();
+        let mut clients: Vec<ClientKey> = Vec::new();
+        let mut servers: Vec<(ServerKey, Request)> = Vec::new();
+        let mut received: Vec<(Peer, Request)> = Vec::new();
+        let mut terminated = 0usize;
+        let mut peak = 0usize;
+
+        let drain = |layer: &mut TxnLayer,
+                     clients: &mut Vec<ClientKey>,
+                     servers: &mut Vec<(ServerKey, Request)>,
+                     terminated: &mut usize| {
+            while layer.poll_transmit().is_some() {}
+            while let Some(e) = layer.poll_event() {
+                match e {
+                    Event::Request { key, request, .. } | Event::Cancel { key, request, .. } => {
+                        servers.push((key, request))
+                    }
+                    Event::CancelSent { cancel, .. } => clients.push(cancel),
+                    Event::Terminated { key } => {
+                        *terminated += 1;
+                        match key {
+                            TxnKey::Client(k) => clients.retain(|c| *c != k),
+                            TxnKey::Server(k) => servers.retain(|(s, _)| *s != k),
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            layer.check_invariants();
+        };
+
+        for _ in 0..6_000 {
+            let now = clock.now();
+            match rng.below(10) {
+                0 | 1 => {
+                    let method = if rng.chance(0.5) { "INVITE" } else { "OPTIONS" };
+                    let text =
+                        RequestText::fresh(&mut ids, method, "sip:x@y.example", "UDP", "h:5060")
+                            .build();
+                    let key = layer
+                        .send_request(now, peer(&mut rng), parse_request(&text))
+                        .unwrap();
+                    clients.push(key);
+                }
+                2 => {
+                    if let Some(key) = pick(&mut rng, &clients) {
+                        let status = [100, 180, 200, 486][rng.below(4) as usize];
+                        if let Some(req) = layer.client_request(key) {
+                            let r = Response::for_request(req, status, "x");
+                            layer.handle_response(now, peer(&mut rng), r);
+                        }
+                    }
+                }
+                3 | 4 => {
+                    let method = if rng.chance(0.5) { "INVITE" } else { "MESSAGE" };
+                    let mut text = RequestText::fresh(&mut ids, method, "sip:a@b", "UDP", "u:1");
+                    if rng.chance(0.2) {
+                        // An RFC 2543 peer.
+                        text = text.raw_via(&format!("SIP/2.0/UDP old{}:5060", rng.below(50)));
+                        let t = text.build();
+                        let t = t.replacen(";branch=z9hG4bK", ";x=", 1);
+                        received.push((peer(&mut rng), parse_request(&t)));
+                    } else {
+                        received.push((peer(&mut rng), parse_request(&text.build())));
+                    }
+                    let (from, req) = received.last().unwrap().clone();
+                    layer.handle_request(now, from, req);
+                }
+                5 => {
+                    // A retransmission, an ACK or a CANCEL of something received before.
+                    if !received.is_empty() {
+                        // Mostly recent ones, some long gone.
+                        let back = rng.below(received.len().min(300) as u64) as usize;
+                        let (from, req) = received[received.len() - 1 - back].clone();
+                        match rng.below(3) {
+                            0 => layer.handle_request(now, from, req),
+                            1 if *req.method() == Method::Invite => {
+                                let resp = Response::for_request(&req, 486, "x");
+                                if let Ok(ack) = build::ack_for_non_2xx(&req, &resp) {
+                                    layer.handle_request(now, from, ack);
+                                }
+                            }
+                            _ if *req.method() == Method::Invite => {
+                                if let Ok(c) = build::cancel_for(&req, None) {
+                                    layer.handle_request(now, from, c);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                6 => {
+                    if !servers.is_empty() {
+                        let i = rng.below(servers.len() as u64) as usize;
+                        let (key, req) = servers[i].clone();
+                        let status = [100, 180, 200, 487, 603][rng.below(5) as usize];
+                        let _ =
+                            layer.send_response(now, key, Response::for_request(&req, status, "x"));
+                    }
+                }
+                7 => {
+                    if let Some(key) = pick(&mut rng, &clients)
+                        && let Ok(CancelStatus::Sent(c)) = layer.cancel(now, key)
+                    {
+                        clients.push(c);
+                    }
+                    if rng.chance(0.1) {
+                        let key = match (pick(&mut rng, &clients), servers.first()) {
+                            (Some(c), _) => TxnKey::Client(c),
+                            (None, Some((s, _))) => TxnKey::Server(*s),
+                            _ => continue,
+                        };
+                        layer.handle_transport_error(now, key);
+                    }
+                }
+                _ => {
+                    let step = rng.duration_between(Duration::ZERO, Duration::from_millis(900));
+                    let target = now + step;
+                    // Stop at every deadline on the way, exactly.
+                    while let Some(t) = layer.poll_timeout().filter(|t| *t <= target) {
+                        clock.advance_to(t);
+                        layer.handle_timeout(t);
+                        drain(&mut layer, &mut clients, &mut servers, &mut terminated);
+                        assert!(layer.poll_timeout().is_none_or(|n| n > t));
+                    }
+                    clock.advance_to(target);
+                }
+            }
+            drain(&mut layer, &mut clients, &mut servers, &mut terminated);
+            peak = peak.max(layer.len());
+        }
+
+        // Wind down: every open transaction gets its final, then time runs out.
+        let now = clock.now();
+        for (key, req) in servers.clone() {
+            let _ = layer.send_response(now, key, Response::for_request(&req, 500, "x"));
+        }
+        for key in clients.clone() {
+            if let Some(req) = layer.client_request(key).cloned() {
+                layer.handle_response(now, peer(&mut rng), Response::for_request(&req, 500, "x"));
+            }
+        }
+        drain(&mut layer, &mut clients, &mut servers, &mut terminated);
+        while let Some(t) = layer.poll_timeout() {
+            clock.advance_to(t);
+            layer.handle_timeout(t);
+            drain(&mut layer, &mut clients, &mut servers, &mut terminated);
+        }
+        assert!(peak > 200, "peak {peak}");
+        assert!(terminated > 2_000, "{terminated}");
+        assert_eq!(
+            layer.len(),
+            0,
+            "clients {clients:?} servers {}",
+            servers.len()
+        );
+        assert!(layer.deadlines.is_empty());
+        assert!(layer.client_index.is_empty());
+        assert!(layer.branch_index.is_empty());
+        assert!(layer.legacy_index.is_empty());
     }
 }

@@ -53,7 +53,8 @@
 //!   ([`ack_for_non_2xx`]) and absorbed by the INVITE server transaction. The ACK for a 2xx
 //!   is not part of the INVITE transaction: it reaches the TU as [`Event::Ack`].
 //! - **CANCEL** ([`TxnLayer::cancel`], [`cancel_for`]) is held until a provisional response
-//!   arrived (RFC 3261 §9.1).
+//!   arrived, and the cancelled INVITE is given up 64*T1 after its CANCEL if no final comes
+//!   (RFC 3261 §9.1; Timer B measures that wait).
 //! - **RFC 6026**: the Accepted state on both sides (Timers L and M): every 2xx reaches the
 //!   proxy, INVITE retransmissions after a 2xx are absorbed.
 //! - **Timeouts** (Timers B, F, H) and transport errors are [`Event`]s; every transaction ends
@@ -65,12 +66,14 @@
 //!
 //! # Layout
 //!
-//! - [`peer`]: [`Transport`], [`Peer`], [`FlowId`].
-//! - [`timer`]: [`TimerConfig`], the named [`Timer`]s and the per-transaction table.
-//! - `client`, `server`: the four state machines (states are enum variants owning their data).
-//! - `key`: [`ClientKey`], [`ServerKey`], and the matching keys.
-//! - [`build`]: the ACK and CANCEL builders.
-//! - `layer`: [`TxnLayer`], its indexes and its timer index (a `BTreeSet` of
+//! - [`peer`] — [`Transport`], [`Peer`], [`FlowId`].
+//! - [`timer`] — [`TimerConfig`], the named [`Timer`]s and the per-transaction table.
+//! - `client`, `server` — the four state machines (states are enum variants owning their
+//!   data).
+//! - `key` — [`ClientKey`], [`ServerKey`], and the matching keys.
+//! - [`build`] — the ACK and CANCEL builders.
+//! - `event` — [`Transmit`], [`Event`], [`TxnError`], [`TxnState`].
+//! - `layer` — [`TxnLayer`], its indexes and its timer index (a `BTreeSet` of
 //!   `(deadline, key)`: `poll_timeout` is its first element).
 
 pub mod build;

@@ -78,7 +78,8 @@ impl TimerConfig {
 pub enum Timer {
     /// INVITE request retransmission, UDP only: T1, then doubling (RFC 3261 §17.1.1.2).
     A = 0,
-    /// INVITE client transaction timeout in Calling: 64*T1 (RFC 3261 §17.1.1.2).
+    /// INVITE client transaction timeout in Calling: 64*T1 (RFC 3261 §17.1.1.2). Also the
+    /// wait for a final response after a CANCEL was sent in Proceeding: 64*T1 (RFC 3261 §9.1).
     B,
     /// Wait for retransmitted non-2xx finals in Completed: max(32 s, 64*T1) on UDP, 0 on
     /// reliable transports (RFC 3261 §17.1.1.2; a MUST since RFC 6026 §8.4).

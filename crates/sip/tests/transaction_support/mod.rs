@@ -1,6 +1,6 @@
 //! Shared by the `transaction*` tests: one `TxnLayer` on a virtual clock, with the test playing
 //! the peer, and message helpers. (Each test file uses part of it.)
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::time::Duration;
 
