@@ -594,3 +594,32 @@ fn responses_sent_are_well_formed() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_lost_connection_fails_the_transactions_on_it_only() {
+    let mut h = One::new();
+    let mut ids = Ids::new();
+    h.recv_request(
+        tcp(UA, 3),
+        &RequestText::invite(&mut ids, URI, "TCP", UA).build(),
+    );
+    let (on_3, _) = new_request(&h);
+    h.recv_request(
+        tcp(UA, 4),
+        &RequestText::invite(&mut ids, URI, "TCP", UA).build(),
+    );
+    let (on_4, _) = new_request(&h);
+    h.take_events();
+    h.layer
+        .handle_flow_error(h.now(), sip::transaction::FlowId(3));
+    h.pump();
+    let k = TxnKey::Server(on_3);
+    assert_eq!(
+        described(&h.take_events()),
+        [
+            (secs(0), format!("TransportError {k}")),
+            (secs(0), format!("Terminated {k}")),
+        ]
+    );
+    assert_eq!(h.layer.state(on_4), Some(TxnState::Proceeding));
+}

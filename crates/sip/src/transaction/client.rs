@@ -65,11 +65,11 @@ impl ClientCore {
     /// Starts `timer` with its RFC duration for this transport.
     fn start(&mut self, ctx: &Ctx<'_>, timer: Timer) {
         let d = ctx.timers.duration(timer, self.reliable());
-        self.timers.set(timer, ctx.now + d);
+        self.timers.set_after(timer, ctx.now, d);
     }
 
     fn start_in(&mut self, ctx: &Ctx<'_>, timer: Timer, d: Duration) {
-        self.timers.set(timer, ctx.now + d);
+        self.timers.set_after(timer, ctx.now, d);
     }
 
     fn pass_up(&self, ctx: &mut Ctx<'_>, response: Response) {

@@ -10,7 +10,7 @@ use super::build;
 use super::client::{Class, ClientCore, ClientMachine, ClientTxn};
 use super::event::{CancelStatus, Ctx, Event, Transmit, TxnError, TxnState};
 use super::key::{ClientKey, ClientMatch, RequestId, ServerKey, ServerMatch, TxnKey};
-use super::peer::Peer;
+use super::peer::{FlowId, Peer};
 use super::server::{ServerCore, ServerTxn};
 use super::timer::TimerConfig;
 use crate::message::{Request, Response};
@@ -260,6 +260,28 @@ impl TxnLayer {
             },
         }
         self.settle(now, key);
+    }
+
+    /// Connection `flow` is gone and cannot be reopened (a WebSocket or an inbound TLS
+    /// connection from a client behind NAT): every transaction that sends on it is handled as
+    /// in [`TxnLayer::handle_transport_error`], in key order. A connection the driver can
+    /// reopen (to a trunk's sent-by address, RFC 3261 §18.2.2) is not reported here.
+    pub fn handle_flow_error(&mut self, now: Instant, flow: FlowId) {
+        let clients = self
+            .clients
+            .values()
+            .filter(|t| t.core.to.flow == Some(flow))
+            .map(|t| TxnKey::Client(t.core.key));
+        let servers = self
+            .servers
+            .values()
+            .filter(|t| t.core.from.flow == Some(flow))
+            .map(|t| TxnKey::Server(t.core.key));
+        let mut keys: Vec<TxnKey> = clients.chain(servers).collect();
+        keys.sort_unstable();
+        for key in keys {
+            self.handle_transport_error(now, key);
+        }
     }
 
     // --- commands from the TU ----------------------------------------------------------------
@@ -597,7 +619,7 @@ mod tests {
 
     use super::*;
     use crate::message::{Framing, Message};
-    use crate::transaction::peer::{FlowId, Transport};
+    use crate::transaction::peer::Transport;
 
     impl TxnLayer {
         /// The minimum over every transaction's table, the slow way.

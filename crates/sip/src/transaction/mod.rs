@@ -8,7 +8,8 @@
 //! # Run-loop contract
 //!
 //! After **every** input — [`TxnLayer::handle_request`], [`TxnLayer::handle_response`],
-//! [`TxnLayer::handle_timeout`], [`TxnLayer::handle_transport_error`] — and after every TU
+//! [`TxnLayer::handle_timeout`], [`TxnLayer::handle_transport_error`],
+//! [`TxnLayer::handle_flow_error`] — and after every TU
 //! command — [`TxnLayer::send_request`], [`TxnLayer::send_response`], [`TxnLayer::cancel`],
 //! [`TxnLayer::send_stateless`] — the driver:
 //!

@@ -57,11 +57,11 @@ impl ServerCore {
 
     fn start(&mut self, ctx: &Ctx<'_>, timer: Timer) {
         let d = ctx.timers.duration(timer, self.reliable());
-        self.timers.set(timer, ctx.now + d);
+        self.timers.set_after(timer, ctx.now, d);
     }
 
     fn start_in(&mut self, ctx: &Ctx<'_>, timer: Timer, d: Duration) {
-        self.timers.set(timer, ctx.now + d);
+        self.timers.set_after(timer, ctx.now, d);
     }
 
     fn report_transport_error(&mut self, ctx: &mut Ctx<'_>) {

@@ -152,8 +152,10 @@ pub(crate) struct TimerTable {
 }
 
 impl TimerTable {
-    pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
-        self.deadlines[timer as usize] = Some(at);
+    /// Starts `timer` to fire `d` after `now`. A deadline past what `Instant` can hold (only
+    /// with an absurd [`TimerConfig`]) never fires, rather than panicking.
+    pub(crate) fn set_after(&mut self, timer: Timer, now: Instant, d: Duration) {
+        self.deadlines[timer as usize] = now.checked_add(d);
     }
 
     pub(crate) fn stop(&mut self, timer: Timer) {
@@ -215,12 +217,26 @@ mod tests {
     }
 
     #[test]
+    fn absurd_durations_do_not_panic() {
+        let t0 = testkit::VirtualClock::new().now();
+        let mut t = TimerTable::default();
+        t.set_after(Timer::B, t0, Duration::MAX);
+        assert_eq!(t.next_timeout(), None);
+        let huge = TimerConfig {
+            t1: Duration::MAX,
+            ..TimerConfig::default()
+        };
+        assert_eq!(huge.timeout(), Duration::MAX);
+        assert_eq!(huge.double(Duration::MAX), Duration::MAX);
+    }
+
+    #[test]
     fn table_pops_earliest_first() {
         let t0 = testkit::VirtualClock::new().now();
         let mut t = TimerTable::default();
         assert_eq!(t.next_timeout(), None);
-        t.set(Timer::B, t0 + Duration::from_secs(32));
-        t.set(Timer::A, t0 + Duration::from_millis(500));
+        t.set_after(Timer::B, t0, Duration::from_secs(32));
+        t.set_after(Timer::A, t0, Duration::from_millis(500));
         assert_eq!(t.next_timeout(), Some(t0 + Duration::from_millis(500)));
         assert_eq!(t.pop_expired(t0), None);
         assert_eq!(t.pop_expired(t0 + Duration::from_secs(40)), Some(Timer::A));
