@@ -603,3 +603,37 @@ fn cancelled_invite_without_a_final_gives_up_64_t1_after_the_cancel() {
     );
     assert_eq!(h.layer.len(), 0);
 }
+
+#[test]
+fn messages_without_the_headers_matching_reads_are_dropped_or_refused_never_a_panic() {
+    let mut h = One::new();
+    let now = h.now();
+    let bare = sip::Request::new(Method::Invite, URI).unwrap();
+    h.layer.handle_request(now, udp(REMOTE), bare.clone());
+    assert_eq!(
+        h.layer.send_request(now, udp(REMOTE), bare),
+        Err(TxnError::MissingBranch)
+    );
+    let mut no_cseq = sip::Request::new(Method::Options, URI).unwrap();
+    no_cseq
+        .headers_mut()
+        .push(HeaderName::Via, "SIP/2.0/UDP h;branch=z9hG4bKx");
+    assert_eq!(
+        h.layer.send_request(now, udp(REMOTE), no_cseq.clone()),
+        Err(TxnError::BadCSeq)
+    );
+    h.layer.handle_request(now, udp(REMOTE), no_cseq);
+    for status in [0, 99, 700, 999] {
+        h.layer
+            .handle_response(now, udp(REMOTE), sip::Response::new(status, "x"));
+    }
+    h.layer
+        .handle_response(now, udp(REMOTE), sip::Response::new(200, "OK"));
+    h.pump();
+    assert_eq!(
+        described(&h.take_events()),
+        [(secs(0), "Stray 200".to_owned())]
+    );
+    assert!(h.take_sent().is_empty());
+    assert_eq!(h.layer.len(), 0);
+}

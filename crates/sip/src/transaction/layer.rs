@@ -34,6 +34,19 @@ impl Default for TxnConfig {
     }
 }
 
+/// The output context of a transition, borrowing the layer's queues next to a borrowed
+/// transaction (a macro, so that the borrows stay field by field).
+macro_rules! ctx {
+    ($layer:ident, $now:expr) => {
+        Ctx {
+            now: $now,
+            timers: &$layer.config.timers,
+            transmits: &mut $layer.transmits,
+            events: &mut $layer.events,
+        }
+    };
+}
+
 /// Timers one transaction may fire within one call: a bound that no RFC path comes near, so
 /// that no configuration can make a call spin.
 const MAX_FIRINGS_PER_CALL: usize = 16;
@@ -114,12 +127,7 @@ impl TxnLayer {
             match self.find_server(&id, Find::AckTarget) {
                 Some(key) => {
                     if let Some(txn) = self.servers.get_mut(&key) {
-                        let mut ctx = Ctx {
-                            now,
-                            timers: &self.config.timers,
-                            transmits: &mut self.transmits,
-                            events: &mut self.events,
-                        };
+                        let mut ctx = ctx!(self, now);
                         txn.on_ack(&mut ctx, from, request);
                     }
                     self.settle(now, TxnKey::Server(key));
@@ -134,12 +142,7 @@ impl TxnLayer {
         }
         if let Some(key) = self.find_server(&id, Find::Own(&method)) {
             if let Some(txn) = self.servers.get_mut(&key) {
-                let mut ctx = Ctx {
-                    now,
-                    timers: &self.config.timers,
-                    transmits: &mut self.transmits,
-                    events: &mut self.events,
-                };
+                let mut ctx = ctx!(self, now);
                 txn.on_request(&mut ctx);
             }
             self.settle(now, TxnKey::Server(key));
@@ -160,12 +163,7 @@ impl TxnLayer {
             k @ ServerMatch::Legacy(_) => self.legacy_index.entry(k.clone()).or_default().push(key),
         }
         let core = ServerCore::new(key, id, method.clone(), from);
-        let mut ctx = Ctx {
-            now,
-            timers: &self.config.timers,
-            transmits: &mut self.transmits,
-            events: &mut self.events,
-        };
+        let mut ctx = ctx!(self, now);
         let txn = ServerTxn::start(core, &mut ctx, &request, self.config.send_trying);
         self.servers.insert(key, txn);
         self.events.push_back(if method == Method::Cancel {
@@ -196,12 +194,7 @@ impl TxnLayer {
             return;
         };
         let key = txn.core.key;
-        let mut ctx = Ctx {
-            now,
-            timers: &self.config.timers,
-            transmits: &mut self.transmits,
-            events: &mut self.events,
-        };
+        let mut ctx = ctx!(self, now);
         let due = txn.on_response(&mut ctx, class, response);
         self.settle(now, TxnKey::Client(key));
         if let Some(held) = due
@@ -243,12 +236,7 @@ impl TxnLayer {
     /// INVITE server transaction in Accepted (RFC 6026 §8.8), terminates. An unknown key is
     /// ignored.
     pub fn handle_transport_error(&mut self, now: Instant, key: TxnKey) {
-        let mut ctx = Ctx {
-            now,
-            timers: &self.config.timers,
-            transmits: &mut self.transmits,
-            events: &mut self.events,
-        };
+        let mut ctx = ctx!(self, now);
         match key {
             TxnKey::Client(k) => match self.clients.get_mut(&k) {
                 Some(txn) => txn.on_transport_error(&mut ctx),
@@ -309,12 +297,7 @@ impl TxnLayer {
         let key = ClientKey(self.next_id());
         self.client_index.insert(matcher.clone(), key);
         let core = ClientCore::new(key, matcher, to, request);
-        let mut ctx = Ctx {
-            now,
-            timers: &self.config.timers,
-            transmits: &mut self.transmits,
-            events: &mut self.events,
-        };
+        let mut ctx = ctx!(self, now);
         let txn = ClientTxn::start(core, &mut ctx);
         self.clients.insert(key, txn);
         self.settle(now, TxnKey::Client(key));
@@ -332,12 +315,7 @@ impl TxnLayer {
     ) -> Result<(), TxnError> {
         let class = Class::of(response.status()).ok_or(TxnError::BadStatus)?;
         let txn = self.servers.get_mut(&key).ok_or(TxnError::NoTransaction)?;
-        let mut ctx = Ctx {
-            now,
-            timers: &self.config.timers,
-            transmits: &mut self.transmits,
-            events: &mut self.events,
-        };
+        let mut ctx = ctx!(self, now);
         let result = txn.on_tu_response(&mut ctx, class, &response);
         self.settle(now, TxnKey::Server(key));
         result
@@ -502,12 +480,7 @@ impl TxnLayer {
         if let Some(txn) = self.clients.get_mut(&invite) {
             txn.core.cancel = Some(cancel);
             if let ClientMachine::Invite(machine) = &txn.machine {
-                let ctx = Ctx {
-                    now,
-                    timers: &self.config.timers,
-                    transmits: &mut self.transmits,
-                    events: &mut self.events,
-                };
+                let ctx = ctx!(self, now);
                 machine.on_cancel_sent(&mut txn.core, &ctx);
             }
         }
@@ -519,12 +492,7 @@ impl TxnLayer {
     /// duration, e.g. Timer K on TCP, takes effect at once), then either removes it
     /// (terminated) or moves its entry in the timer index to its new earliest deadline.
     fn settle(&mut self, now: Instant, key: TxnKey) {
-        let mut ctx = Ctx {
-            now,
-            timers: &self.config.timers,
-            transmits: &mut self.transmits,
-            events: &mut self.events,
-        };
+        let mut ctx = ctx!(self, now);
         let (terminated, scheduled, next) = match key {
             TxnKey::Client(k) => {
                 let Some(txn) = self.clients.get_mut(&k) else {
