@@ -9,6 +9,7 @@
 //!   shutdown.
 //! - [`transport`]: UDP and TCP listeners.
 //! - [`core`]: what the edge does with each message (today: stateless OPTIONS and errors).
+//! - [`registrar`]: REGISTER rules (RFC 3261 §10.3, RFC 5626 flows) and the location table.
 //! - [`web`]: the web listener: SIP over WebSocket at `/ws` (RFC 7118), the softphone page.
 //!
 //! The SIP protocol itself (codec, framing, transactions, proxy rules, digest) lives in the
@@ -19,5 +20,6 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod registrar;
 pub mod transport;
 pub mod web;
