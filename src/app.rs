@@ -10,8 +10,12 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, ListenTransport};
-use crate::core::Core;
+use crate::core::{Core, CoreConfig, Net};
+use crate::registrar::Policy;
 use crate::transport;
+use crate::transport::conn::ConnCtx;
+use crate::transport::connect::Connector;
+use crate::transport::flows::Flows;
 use crate::web::{self, WebState};
 
 /// Sockets bound for the configured listeners.
@@ -77,6 +81,9 @@ impl Binds {
     }
 }
 
+/// How long live transactions may take to finish once shutdown begins.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why the edge could not start.
 #[derive(Debug)]
 pub enum StartError {
@@ -127,64 +134,73 @@ impl App {
         Ok(App { config, binds, tls })
     }
 
-    /// Runs the edge until `shutdown` resolves, then stops accepting and returns.
+    /// Runs the edge until `shutdown` resolves; then stops accepting, lets live transactions
+    /// finish for up to [`SHUTDOWN_GRACE`], and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let App { config, binds, tls } = self;
-        let core = Arc::new(Core::new(&config.node.name));
-        let max = config.limits.max_message_bytes;
+        let server: Arc<str> = format!(
+            "lifeline/{} ({})",
+            env!("CARGO_PKG_VERSION"),
+            config.node.name
+        )
+        .into();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut tasks = tokio::task::JoinSet::new();
+        let flows = Arc::new(Flows::new());
+        let (handle, inbox) = Core::channel();
+        let ctx = ConnCtx {
+            flows: flows.clone(),
+            core: handle,
+            max_message: config.limits.max_message_bytes,
+            server: server.clone(),
+            shutdown: stop_rx.clone(),
+        };
         let web_addr = binds.web_addr();
         for (transport, addr) in binds.local_addrs() {
             tracing::info!(transport = transport.as_str(), %addr, "listening");
         }
-        for socket in binds.udp {
-            let mut rx = stop_rx.clone();
-            let stopped = async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            };
-            tasks.spawn(transport::udp::serve(socket, core.clone(), max, stopped));
+        let udp: Vec<Arc<UdpSocket>> = binds.udp.into_iter().map(Arc::new).collect();
+        let net = Net::new(udp.clone(), flows, Some(Connector::new(ctx.clone())));
+        let core_config = CoreConfig {
+            server: server.to_string(),
+            registrar: Policy::new(&config.sip.domain),
+        };
+        let core = Core::new(core_config, net);
+
+        let mut tasks = tokio::task::JoinSet::new();
+        for socket in udp {
+            tasks.spawn(transport::udp::serve(socket, ctx.clone()));
         }
         for listener in binds.tcp {
-            tasks.spawn(transport::tcp::serve(
-                listener,
-                None,
-                core.clone(),
-                max,
-                stop_rx.clone(),
-            ));
+            tasks.spawn(transport::tcp::serve(listener, None, ctx.clone()));
         }
         for listener in binds.tls {
             // Config validation guarantees [tls] when a tls: listener exists.
             let Some(acceptor) = tls.clone() else {
                 continue;
             };
-            tasks.spawn(transport::tcp::serve(
-                listener,
-                Some(acceptor),
-                core.clone(),
-                max,
-                stop_rx.clone(),
-            ));
+            tasks.spawn(transport::tcp::serve(listener, Some(acceptor), ctx.clone()));
         }
         if let Some(addr) = web_addr {
             let scheme = if tls.is_some() { "https" } else { "http" };
             tracing::info!(url = %format!("{scheme}://{addr}/"), "web listener");
         }
         let state = WebState {
-            core: core.clone(),
+            conn: ctx.clone(),
             allowed_origins: config.web.allowed_origins.clone().into(),
             secure: tls.is_some(),
-            max_message: max,
         };
         let mut rx = stop_rx.clone();
         let web_stopped = async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         tasks.spawn(web::serve(binds.web, tls.clone(), state, web_stopped));
+        drop(ctx);
+        let core_task = tokio::spawn(core.run(inbox, stop_rx, SHUTDOWN_GRACE));
+
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}
+        let _ = core_task.await;
     }
 }

@@ -363,3 +363,37 @@ async fn secure_websocket_when_tls_is_configured() {
     );
     edge.stop().await;
 }
+
+#[tokio::test]
+async fn websocket_register_is_answered_over_its_connection() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let edge = Edge::start().await;
+    let url = format!("ws://{}/ws", edge.web);
+    let stream = TcpStream::connect(edge.web).await.unwrap();
+    let mut ws = ws_handshake(stream, &url, None, Some("sip")).await.unwrap();
+    let register = "REGISTER sip:localhost SIP/2.0\r\n\
+Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bK8371942\r\n\
+Max-Forwards: 69\r\n\
+To: <sip:alice@localhost>\r\n\
+From: <sip:alice@localhost>;tag=5ld3m0q7vu\r\n\
+Call-ID: ugf0s1rbdqm8o3v2hk6l9a\r\n\
+CSeq: 1 REGISTER\r\n\
+Contact: <sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws>;+sip.ice;reg-id=1;+sip.instance=\"<urn:uuid:6f1c2b9e-3d4a-4e8b-9c1f-2a7d5e0b8c43>\";expires=600\r\n\
+Expires: 600\r\n\
+Content-Length: 0\r\n\r\n";
+    ws.send(Message::text(register)).await.unwrap();
+    let reply = match tokio::time::timeout(Duration::from_secs(2), ws.next())
+        .await
+        .unwrap()
+    {
+        Some(Ok(Message::Text(t))) => t.to_string(),
+        other => panic!("no answer: {other:?}"),
+    };
+    assert!(reply.starts_with("SIP/2.0 200 OK\r\n"), "{reply}");
+    assert!(
+        reply.contains("Contact: <sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws>;expires=600\r\n"),
+        "{reply}"
+    );
+    edge.stop().await;
+}

@@ -1,83 +1,96 @@
-//! The core: what the edge does with each message.
+//! The core: one task that owns the transaction layer and every table the SIP rules need,
+//! fed with parsed messages by the transports and driving them in return.
 //!
-//! This first slice is stateless: it answers OPTIONS (a keep-alive probe for trunks and load
-//! balancers), refuses malformed requests with the precise 400 reason the codec gives, drops
-//! malformed responses, and answers every other request `501 Not Implemented` until the
-//! registrar and the stateful proxy land (issue 5). ACK is never answered (RFC 3261 §17).
+//! # Run loop
+//!
+//! Transports parse on their own tasks (in parallel) and hand whole messages to the core
+//! through a bounded queue ([`CoreHandle::deliver`]); a malformed request is answered `400`
+//! right there ([`reject_malformed`]) and never reaches the core. The core then follows the
+//! sans-IO contract of `sip::transaction`: after every input it drains `poll_transmit` (each
+//! message goes out without awaiting: a UDP `try_send_to`, or a flow's queue) and
+//! `poll_event` (the rules below), and sleeps until `poll_timeout`.
+//!
+//! # Rules (this slice of issue 5)
+//!
+//! - OPTIONS to the edge: `200` (trunks and load balancers probe with it).
+//! - REGISTER: the registrar ([`crate::registrar`]); digest authentication arrives with
+//!   the `sip::digest` module.
+//! - ACK for a 2xx the edge did not send, and requests the edge cannot route yet: `501`
+//!   until the stateful proxy lands.
+//! - A connection that closes takes its registrations and transactions with it.
+
+mod net;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sip::{Framing, HeaderName, Message, Method, ParseError, Request, Response};
+use sip::transaction::{Event, FlowId, Peer, ServerKey, TxnConfig, TxnKey, TxnLayer};
+use sip::{HeaderName, Message, Method, ParseError, Request, Response};
+use tokio::sync::{mpsc, watch};
 
-/// What the core decided for one received message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Send these bytes back over the flow the message came on.
-    Reply(Bytes),
-    /// Nothing to send.
-    Drop,
+use crate::registrar::{Location, Policy};
+
+pub use net::Net;
+
+/// Messages waiting for the core before new ones are shed (the sender is told and drops).
+pub const QUEUE_DEPTH: usize = 16_384;
+
+/// What the transports tell the core.
+// Nearly every input is a message: boxing it would cost an allocation per message to save
+// queue space on the rare small variants.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Input {
+    /// A parsed message and where it came from.
+    Message { from: Peer, message: Message },
+    /// A connection closed.
+    FlowClosed(FlowId),
+    /// A message for this transaction could not be sent (connect failed, queue full).
+    SendFailed(TxnKey),
 }
 
-/// The message handler shared by every transport.
+/// The transports' way into the core. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Core {
-    server: Bytes,
+pub struct CoreHandle {
+    tx: mpsc::Sender<Input>,
 }
 
-impl Core {
-    pub fn new(node_name: &str) -> Core {
-        Core {
-            server: format!("lifeline/{} ({node_name})", env!("CARGO_PKG_VERSION")).into(),
-        }
+impl CoreHandle {
+    /// Hands a message to the core; `false` when the core is saturated and the message was
+    /// shed (the peer retransmits over UDP; on streams the transaction times out).
+    pub fn deliver(&self, from: Peer, message: Message) -> bool {
+        self.tx.try_send(Input::Message { from, message }).is_ok()
     }
 
-    /// Handles one whole message received as `framing`.
-    pub fn handle(&self, bytes: Bytes, framing: Framing) -> Outcome {
-        match Message::parse(bytes, framing) {
-            Ok(Message::Request(req)) => self.request(&req),
-            // No transactions yet: responses have nowhere to go.
-            Ok(Message::Response(_)) => Outcome::Drop,
-            Err(e) => self.invalid(e),
-        }
+    /// Tells the core that a connection closed. Waits for room: this must not be lost.
+    pub async fn flow_closed(&self, flow: FlowId) {
+        let _ = self.tx.send(Input::FlowClosed(flow)).await;
     }
 
-    fn request(&self, req: &Request) -> Outcome {
-        match req.method() {
-            Method::Ack => Outcome::Drop,
-            Method::Options => {
-                let mut r = self.response(req, 200, "OK");
-                let h = r.headers_mut();
-                h.push(HeaderName::Allow, "INVITE, ACK, BYE, CANCEL, OPTIONS");
-                h.push(HeaderName::Accept, "application/sdp");
-                Outcome::Reply(r.to_bytes())
-            }
-            _ => Outcome::Reply(self.response(req, 501, "Not Implemented").to_bytes()),
-        }
-    }
-
-    fn invalid(&self, e: ParseError) -> Outcome {
-        tracing::debug!(error = %e, "malformed message");
-        match &e.partial {
-            Some(req) if e.kind == sip::MessageKind::Request && *req.method() != Method::Ack => {
-                Outcome::Reply(self.response(req, e.status(), &e.reason()).to_bytes())
-            }
-            _ => Outcome::Drop,
-        }
-    }
-
-    fn response(&self, req: &Request, status: u16, reason: &str) -> Response {
-        let mut r = Response::for_request(req, status, reason);
-        if status > 100 {
-            r.set_to_tag(&to_tag(req));
-        }
-        r.headers_mut()
-            .push(HeaderName::Server, self.server.clone());
-        r
+    /// Tells the core that a send for `key` failed.
+    pub async fn send_failed(&self, key: TxnKey) {
+        let _ = self.tx.send(Input::SendFailed(key)).await;
     }
 }
 
-/// A To tag that is the same for retransmissions of one request (so a stateless answer is
-/// stable, RFC 3261 §8.2.6.2), derived from the Call-ID, the From tag and the top branch.
-fn to_tag(req: &Request) -> String {
+/// The answer to a malformed message: a `400` (or 505, 513) with the codec's precise reason
+/// for a request that can be answered, nothing for a response or unreadable bytes.
+pub fn reject_malformed(e: &ParseError, server: &str) -> Option<Bytes> {
+    match &e.partial {
+        Some(req) if e.is_answerable() && *req.method() != Method::Ack => {
+            let mut r = Response::for_request(req, e.status(), &e.reason());
+            r.set_to_tag(&stateless_tag(req));
+            r.headers_mut().push(HeaderName::Server, server.to_owned());
+            Some(r.to_bytes())
+        }
+        _ => None,
+    }
+}
+
+/// A To tag that is the same for retransmissions of one request, so that stateless answers
+/// are stable (RFC 3261 §8.2.6.2), derived from the Call-ID, the From tag and the top branch.
+pub fn stateless_tag(req: &Request) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     let headers = req.headers();
@@ -87,70 +100,206 @@ fn to_tag(req: &Request) -> String {
     format!("{:x}", h.finish())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Settings the core needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// The `Server` header value.
+    pub server: String,
+    pub registrar: Policy,
+}
 
-    const OPTIONS: &[u8] = b"OPTIONS sip:edge@127.0.0.1 SIP/2.0\r\n\
-Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-1\r\n\
-From: <sip:probe@127.0.0.1>;tag=p1\r\n\
-To: <sip:edge@127.0.0.1>\r\n\
-Call-ID: probe-1\r\n\
-CSeq: 1 OPTIONS\r\n\
-Content-Length: 0\r\n\r\n";
+/// The core's state: the transaction layer and the tables of the SIP rules.
+#[derive(Debug)]
+pub struct Core {
+    config: CoreConfig,
+    txn: TxnLayer,
+    location: Location,
+    net: Net,
+    /// Server transactions still waiting for the core's final response: shutdown waits for
+    /// these (those already answered only absorb retransmissions).
+    unanswered: HashSet<ServerKey>,
+}
 
-    fn reply(out: Outcome) -> Response {
-        let Outcome::Reply(bytes) = out else {
-            panic!("no reply")
-        };
-        match Message::parse(bytes, Framing::Stream) {
-            Ok(Message::Response(r)) => r,
-            other => panic!("not a response: {other:?}"),
+impl Core {
+    pub fn new(config: CoreConfig, net: Net) -> Core {
+        Core {
+            config,
+            txn: TxnLayer::new(TxnConfig::default()),
+            location: Location::new(),
+            net,
+            unanswered: HashSet::new(),
         }
     }
 
-    #[test]
-    fn options_gets_200_with_a_stable_to_tag() {
-        let core = Core::new("test");
-        let a = reply(core.handle(Bytes::from_static(OPTIONS), Framing::Datagram));
-        let b = reply(core.handle(Bytes::from_static(OPTIONS), Framing::Datagram));
-        assert_eq!(a.status(), 200);
-        assert_eq!(
-            a.headers().to().unwrap().tag(),
-            b.headers().to().unwrap().tag()
-        );
-        assert!(a.headers().to().unwrap().tag().is_some());
+    /// Creates the queue into the core.
+    pub fn channel() -> (CoreHandle, mpsc::Receiver<Input>) {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        (CoreHandle { tx }, rx)
     }
 
-    #[test]
-    fn malformed_request_gets_the_precise_400() {
-        let core = Core::new("test");
-        let broken = String::from_utf8(OPTIONS.to_vec())
-            .unwrap()
-            .replace("Call-ID: probe-1\r\n", "");
-        let Outcome::Reply(bytes) = core.handle(Bytes::from(broken), Framing::Datagram) else {
-            panic!("no reply")
-        };
-        // The answer carries what the request had (no Call-ID to copy), so read it as text.
-        let text = String::from_utf8(bytes.to_vec()).unwrap();
-        assert!(
-            text.starts_with("SIP/2.0 400 Missing Call-ID\r\n"),
-            "{text}"
-        );
-        assert!(text.contains("CSeq: 1 OPTIONS\r\n"), "{text}");
+    /// Runs until every [`CoreHandle`] is dropped, or `stop` turns `true` and the live
+    /// transactions have finished (at most `grace` later).
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Input>,
+        mut stop: watch::Receiver<bool>,
+        grace: Duration,
+    ) {
+        let mut give_up: Option<Instant> = None;
+        loop {
+            if let Some(limit) = give_up
+                && (self.unanswered.is_empty() || Instant::now() >= limit)
+            {
+                tracing::info!(unanswered = self.unanswered.len(), "core stopped");
+                return;
+            }
+            let deadline = match (self.txn.poll_timeout(), give_up) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                input = rx.recv() => match input {
+                    Some(input) => self.input(Instant::now(), input),
+                    None => return,
+                },
+                () = sleep => self.txn.handle_timeout(Instant::now()),
+                changed = stop.changed(), if give_up.is_none() => {
+                    if changed.is_err() || *stop.borrow() {
+                        give_up = Some(Instant::now() + grace);
+                    }
+                }
+            }
+            self.drain(Instant::now());
+        }
     }
 
-    #[test]
-    fn responses_and_garbage_are_dropped() {
-        let core = Core::new("test");
-        let resp = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
-        assert_eq!(
-            core.handle(Bytes::from_static(resp), Framing::Datagram),
-            Outcome::Drop
-        );
-        assert_eq!(
-            core.handle(Bytes::from_static(b"\x00\xff garbage"), Framing::Datagram),
-            Outcome::Drop
-        );
+    fn input(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Message {
+                from,
+                message: Message::Request(r),
+            } => {
+                self.txn.handle_request(now, from, r);
+            }
+            Input::Message {
+                from,
+                message: Message::Response(r),
+            } => {
+                self.txn.handle_response(now, from, r);
+            }
+            Input::FlowClosed(flow) => {
+                let gone = self.location.remove_flow(flow);
+                if gone > 0 {
+                    tracing::debug!(%flow, bindings = gone, "connection closed");
+                }
+                self.txn.handle_flow_error(now, flow);
+            }
+            Input::SendFailed(key) => self.txn.handle_transport_error(now, key),
+        }
+    }
+
+    /// Sends what the layer wants sent and handles its events, until both are empty.
+    fn drain(&mut self, now: Instant) {
+        loop {
+            while let Some(t) = self.txn.poll_transmit() {
+                if !self.net.send(&t)
+                    && let Some(key) = t.txn
+                {
+                    self.txn.handle_transport_error(now, key);
+                }
+            }
+            let Some(event) = self.txn.poll_event() else {
+                break;
+            };
+            self.event(now, event);
+        }
+    }
+
+    fn event(&mut self, now: Instant, event: Event) {
+        match event {
+            Event::Request { key, from, request } => self.request(now, key, from, request),
+            Event::Cancel {
+                key,
+                invite,
+                request,
+                ..
+            } => {
+                // Nothing is pending at the edge yet: an INVITE it holds is answered at once.
+                let status = if invite.is_some() {
+                    (200, "OK")
+                } else {
+                    (481, "Call/Transaction Does Not Exist")
+                };
+                self.reply(now, key, &request, status.0, status.1);
+            }
+            // No dialogs are relayed yet; nothing to do with these.
+            Event::Ack { .. }
+            | Event::Response { .. }
+            | Event::StrayResponse { .. }
+            | Event::CancelSent { .. }
+            | Event::Timeout { .. }
+            | Event::TransportError { .. } => {}
+            Event::Terminated {
+                key: TxnKey::Server(key),
+            } => {
+                self.unanswered.remove(&key);
+            }
+            Event::Terminated { .. } => {}
+        }
+    }
+
+    fn request(&mut self, now: Instant, key: ServerKey, from: Peer, request: Request) {
+        match request.method() {
+            Method::Options => self.reply(now, key, &request, 200, "OK"),
+            Method::Register => {
+                // Until digest authentication lands the AoR's own user is taken as
+                // authenticated only for this edge's domain (issue 4/5 in progress).
+                let user = Location::aor_of(&request, &self.config.registrar).unwrap_or_default();
+                let result =
+                    self.location
+                        .register(now, &request, from, &user, &self.config.registrar);
+                let response = match result {
+                    Ok(ok) => ok,
+                    Err(e) => e.response(&request),
+                };
+                self.respond(now, key, &request, response);
+            }
+            _ => self.reply(now, key, &request, 501, "Not Implemented"),
+        }
+    }
+
+    fn reply(&mut self, now: Instant, key: ServerKey, req: &Request, status: u16, reason: &str) {
+        let response = Response::for_request(req, status, reason);
+        self.respond(now, key, req, response);
+    }
+
+    fn respond(&mut self, now: Instant, key: ServerKey, req: &Request, mut response: Response) {
+        if response.status() > 100 {
+            response.set_to_tag(&stateless_tag(req));
+        }
+        response
+            .headers_mut()
+            .push(HeaderName::Server, self.config.server.clone());
+        if response.status() == 200 && *req.method() == Method::Options {
+            let h = response.headers_mut();
+            h.push(
+                HeaderName::Allow,
+                "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER",
+            );
+            h.push(HeaderName::Accept, "application/sdp");
+        }
+        let is_final = response.status() >= 200;
+        if let Err(e) = self.txn.send_response(now, key, response) {
+            tracing::debug!(error = %e, "response not sent");
+        }
+        if is_final {
+            self.unanswered.remove(&key);
+        }
     }
 }

@@ -1,9 +1,14 @@
-//! Transports: UDP and TCP listeners (TLS and WebSocket arrive with issue 5).
+//! Transports: UDP, TCP and TLS listeners, connections the edge opens, and the flow table.
+//! (WebSocket connections arrive through the web listener, [`crate::web`].)
 //!
 //! A transport turns bytes into whole messages (a datagram on UDP; [`sip::framing::check`] on
-//! streams), hands them to the [`crate::core::Core`] and sends its answer back over the same
-//! flow: the source ip:port on UDP, the connection on TCP (DESIGN.md, "Decisions").
+//! streams), parses them on its own task, and hands them to the core
+//! ([`crate::core::CoreHandle`]). Answers go back over the flow a request came on: the source
+//! ip:port on UDP, the connection otherwise (DESIGN.md, "Decisions").
 
+pub mod conn;
+pub mod connect;
+pub mod flows;
 pub mod tcp;
 pub mod tls;
 pub mod udp;

@@ -1,27 +1,25 @@
-//! The UDP listener: one datagram is one message (RFC 3261 §18.3).
+//! The UDP listener: one datagram is one message (RFC 3261 §18.3); the flow is the source
+//! ip:port.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sip::Framing;
+use sip::transaction::Peer;
+use sip::{Framing, Message};
 use tokio::net::UdpSocket;
 
-use crate::core::{Core, Outcome};
+use super::conn::ConnCtx;
+use crate::core::reject_malformed;
 
-/// Receives datagrams until `shutdown` resolves.
-pub async fn serve(
-    socket: UdpSocket,
-    core: Arc<Core>,
-    max_message: usize,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
+/// Receives datagrams until the shutdown signal in `ctx` turns `true`.
+pub async fn serve(socket: Arc<UdpSocket>, ctx: ConnCtx) {
     // One byte more than the limit tells an oversized datagram from one that just fits.
-    let mut buf = vec![0u8; max_message + 1];
-    tokio::pin!(shutdown);
+    let mut buf = vec![0u8; ctx.max_message + 1];
+    let mut shutdown = ctx.shutdown.clone();
     loop {
         let received = tokio::select! {
             r = socket.recv_from(&mut buf) => r,
-            () = &mut shutdown => return,
+            _ = shutdown.changed() => return,
         };
         let (n, from) = match received {
             Ok(x) => x,
@@ -31,15 +29,26 @@ pub async fn serve(
                 continue;
             }
         };
-        if n > max_message {
+        if n > ctx.max_message {
             tracing::debug!(%from, bytes = n, "oversized datagram dropped");
             continue;
         }
-        let outcome = core.handle(Bytes::copy_from_slice(&buf[..n]), Framing::Datagram);
-        if let Outcome::Reply(bytes) = outcome
-            && let Err(e) = socket.send_to(&bytes, from).await
-        {
-            tracing::debug!(%from, error = %e, "udp send failed");
+        if buf[..n].iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            // A keep-alive (CRLF, RFC 5626 §3.5.1 over UDP uses STUN; some clients send CRLF).
+            continue;
+        }
+        match Message::parse(Bytes::copy_from_slice(&buf[..n]), Framing::Datagram) {
+            Ok(message) => {
+                if !ctx.core.deliver(Peer::udp(from), message) {
+                    tracing::warn!(%from, "core saturated: datagram shed");
+                }
+            }
+            Err(e) => {
+                tracing::debug!(%from, error = %e, "malformed datagram");
+                if let Some(answer) = reject_malformed(&e, &ctx.server) {
+                    let _ = socket.try_send_to(&answer, from);
+                }
+            }
         }
     }
 }

@@ -19,19 +19,19 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::core::Core;
+use crate::transport::conn::ConnCtx;
 
 pub use tls_listener::TlsListener;
 
 /// What the web handlers share.
 #[derive(Debug, Clone)]
 pub struct WebState {
-    pub core: Arc<Core>,
+    /// The core, the flow table and the limits, as for any connection.
+    pub conn: ConnCtx,
     /// Extra origins allowed to open `/ws`, exactly as configured (`https://host:port`).
     pub allowed_origins: Arc<[String]>,
     /// Whether this listener serves HTTPS (its own origin is then `https://...`).
     pub secure: bool,
-    pub max_message: usize,
 }
 
 /// The peer address of an HTTP connection, over TCP or TLS.

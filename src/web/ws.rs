@@ -6,10 +6,12 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use sip::Framing;
+use sip::transaction::{Peer, Transport};
+use sip::{Framing, Message};
 
 use super::{ClientAddr, WebState};
-use crate::core::Outcome;
+use crate::core::reject_malformed;
+use crate::transport::conn::IDLE_TIMEOUT;
 
 /// The WebSocket subprotocol of RFC 7118 §4.
 pub const SUBPROTOCOL: &str = "sip";
@@ -73,36 +75,72 @@ pub async fn upgrade(
             .into_response();
     }
     ws.protocols([SUBPROTOCOL])
-        .max_message_size(state.max_message)
+        .max_message_size(state.conn.max_message)
         .on_upgrade(move |socket| connection(socket, state, peer))
 }
 
-async fn connection(mut socket: WebSocket, state: WebState, peer: std::net::SocketAddr) {
-    tracing::debug!(%peer, "websocket connected");
-    while let Some(msg) = socket.recv().await {
+async fn connection(socket: WebSocket, state: WebState, peer: std::net::SocketAddr) {
+    use futures_util::{SinkExt, StreamExt};
+
+    let transport = if state.secure {
+        Transport::Wss
+    } else {
+        Transport::Ws
+    };
+    let ctx = &state.conn;
+    let (id, mut queue) = ctx.flows.open(transport, peer, false);
+    tracing::debug!(%peer, flow = %id, "websocket connected");
+    let (mut sink, mut stream) = socket.split();
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = queue.recv().await {
+            // SIP is text; a body that is not UTF-8 goes as a binary message (RFC 7118 §5).
+            let msg = match std::str::from_utf8(&bytes) {
+                Ok(text) => WsMessage::Text(text.into()),
+                Err(_) => WsMessage::Binary(bytes),
+            };
+            if sink.send(msg).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let from = Peer::stream(transport, peer, Some(id));
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        let msg = tokio::select! {
+            m = tokio::time::timeout(IDLE_TIMEOUT, stream.next()) => m,
+            _ = shutdown.changed() => break,
+        };
         let data = match msg {
-            Ok(WsMessage::Text(t)) => Bytes::from(t),
-            Ok(WsMessage::Binary(b)) => b,
-            // axum answers pings itself; close ends the loop below.
-            Ok(WsMessage::Ping(_) | WsMessage::Pong(_)) => continue,
-            Ok(WsMessage::Close(_)) | Err(_) => break,
+            Ok(Some(Ok(WsMessage::Text(t)))) => Bytes::from(t),
+            Ok(Some(Ok(WsMessage::Binary(b)))) => b,
+            // axum answers pings itself.
+            Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
+            _ => break,
         };
         if data.iter().all(|b| matches!(b, b'\r' | b'\n')) {
             // A keep-alive some clients send as a message of line breaks.
             continue;
         }
-        // RFC 7118 §5: one SIP message per WebSocket message, so it is framed like a datagram.
-        if let Outcome::Reply(bytes) = state.core.handle(data, Framing::Datagram) {
-            let reply = match String::from_utf8(bytes.to_vec()) {
-                Ok(text) => WsMessage::Text(text.into()),
-                Err(e) => WsMessage::Binary(e.into_bytes().into()),
-            };
-            if socket.send(reply).await.is_err() {
-                break;
+        // RFC 7118 §5: one SIP message per WebSocket message, framed like a datagram.
+        match Message::parse(data, Framing::Datagram) {
+            Ok(message) => {
+                if !ctx.core.deliver(from, message) {
+                    tracing::warn!(%peer, "core saturated: message shed");
+                }
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "malformed message");
+                if let Some(answer) = reject_malformed(&e, &ctx.server) {
+                    let _ = ctx.flows.send(id, answer);
+                }
             }
         }
     }
-    tracing::debug!(%peer, "websocket closed");
+    ctx.flows.close(id);
+    writer.abort();
+    ctx.core.flow_closed(id).await;
+    tracing::debug!(%peer, flow = %id, "websocket closed");
 }
 
 #[cfg(test)]

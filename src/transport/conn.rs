@@ -1,0 +1,120 @@
+//! One connection (TCP, TLS; inbound or opened by the edge): framing, keep-alives, parse, and
+//! a writer that drains the flow's queue. Reading and writing run apart, so a peer that stops
+//! reading never blocks what the edge reads from it, and the core never waits on a socket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use sip::framing::{self, Frame};
+use sip::transaction::{Peer, Transport};
+use sip::{Framing, Message};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use super::flows::Flows;
+use crate::core::{CoreHandle, reject_malformed};
+
+/// A connection that sends nothing for this long is closed (RFC 5626 clients ping every
+/// 30 s or so; registrations refresh well within this).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What every connection needs.
+#[derive(Debug, Clone)]
+pub struct ConnCtx {
+    pub flows: Arc<Flows>,
+    pub core: CoreHandle,
+    pub max_message: usize,
+    /// The `Server` header of stateless error answers.
+    pub server: Arc<str>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Serves one connection until it closes, errs, idles out or the edge shuts down. `first` is
+/// queued before anything else (the request that made the edge open this connection).
+pub async fn run<S>(
+    stream: S,
+    transport: Transport,
+    peer: SocketAddr,
+    ctx: ConnCtx,
+    outbound: bool,
+    first: Option<Bytes>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (id, mut queue) = ctx.flows.open(transport, peer, outbound);
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = queue.recv().await {
+            if wr.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    if let Some(first) = first {
+        let _ = ctx.flows.send(id, first);
+    }
+    let from = Peer::stream(transport, peer, Some(id));
+    let result = read_loop(&mut rd, from, &ctx).await;
+    if let Err(e) = result {
+        tracing::debug!(%peer, flow = %id, error = %e, "connection closed");
+    }
+    ctx.flows.close(id);
+    writer.abort();
+    ctx.core.flow_closed(id).await;
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    from: Peer,
+    ctx: &ConnCtx,
+) -> std::io::Result<()> {
+    let Some(id) = from.flow else { return Ok(()) };
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        // Take every whole message already buffered.
+        loop {
+            match framing::check(&buf, ctx.max_message) {
+                Ok(Frame::Incomplete) => break,
+                Ok(Frame::KeepAlive { len, ping }) => {
+                    let _ = buf.split_to(len);
+                    if ping {
+                        // RFC 5626 §4.4.1: answer a double-CRLF ping with a single CRLF.
+                        let _ = ctx.flows.send(id, Bytes::from_static(b"\r\n"));
+                    }
+                }
+                Ok(Frame::Message { len }) => {
+                    let bytes = buf.split_to(len).freeze();
+                    match Message::parse(bytes, Framing::Stream) {
+                        Ok(message) => {
+                            if !ctx.core.deliver(from, message) {
+                                tracing::warn!(peer = %from, "core saturated: message shed");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(peer = %from, error = %e, "malformed message");
+                            if let Some(answer) = reject_malformed(&e, &ctx.server) {
+                                let _ = ctx.flows.send(id, answer);
+                            }
+                        }
+                    }
+                }
+                // The stream cannot be resynchronised after a framing error.
+                Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+            }
+        }
+        let read = tokio::select! {
+            r = tokio::time::timeout(IDLE_TIMEOUT, rd.read_buf(&mut buf)) => r,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        match read {
+            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "idle")),
+        }
+    }
+}
