@@ -470,9 +470,13 @@ fn parse(buf: Bytes, framing: Framing) -> Result<Message, ParseError> {
     loop {
         let Some((end, next)) = find_line(b, pos) else {
             if framing == Framing::Datagram && pos < b.len() {
-                // A last header line without a line ending and no empty line: tolerated.
+                // A last header line without a line ending and no empty line: tolerated. It
+                // has no line ending to copy, so it prints in canonical form (with one).
                 push_header(b, pos, b.len(), b.len(), &mut entries, &mut folded)
                     .map_err(|inv| ParseError::new(kind, inv))?;
+                if let Some(last) = entries.last_mut() {
+                    last.raw_line = None;
+                }
             }
             body_start = b.len();
             break;
@@ -809,9 +813,9 @@ fn check_headers(h: &Headers, checks: &mut Checks) -> Result<(), Invalid> {
     if let Some(invalid) = bad_via {
         return Err(invalid);
     }
-    NameAddr::parse(utf8(from, HeaderName::From)?)
+    NameAddr::check(utf8(from, HeaderName::From)?)
         .map_err(|_| Invalid::BadHeader(HeaderName::From))?;
-    NameAddr::parse(utf8(to, HeaderName::To)?).map_err(|_| Invalid::BadHeader(HeaderName::To))?;
+    NameAddr::check(utf8(to, HeaderName::To)?).map_err(|_| Invalid::BadHeader(HeaderName::To))?;
     if call_id.is_empty()
         || call_id
             .iter()

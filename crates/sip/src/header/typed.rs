@@ -45,31 +45,16 @@ impl<'a> Via<'a> {
     /// Parses one via-parm: `SIP / 2.0 / UDP host:port ;params`.
     pub fn parse(raw: &'a str) -> Result<Via<'a>, Malformed> {
         let raw = trim(raw);
-        let mut rest = raw;
-        let mut next_part = |last: bool| -> Result<&'a str, Malformed> {
-            let s = rest.trim_start_matches([' ', '\t']);
-            let end = if last {
-                s.find([' ', '\t']).ok_or(Malformed)?
-            } else {
-                text::find_byte(s, b'/').ok_or(Malformed)?
-            };
-            let part = trim(&s[..end]);
-            rest = if last { &s[end..] } else { &s[end + 1..] };
-            Ok(part)
+        let (transport, rest) = match Via::fast_protocol(raw) {
+            Some(split) => split,
+            None => Via::slow_protocol(raw)?,
         };
-        let name = next_part(false)?;
-        let version = next_part(false)?;
-        let transport = next_part(true)?;
-        if !name.eq_ignore_ascii_case("SIP") || version != "2.0" || !text::is_token_str(transport) {
-            return Err(Malformed);
-        }
-        let rest = rest.trim_start_matches([' ', '\t']);
         let (sent_by, params) = match text::find_byte(rest, b';') {
             Some(i) => (trim(&rest[..i]), &rest[i + 1..]),
             None => (trim(rest), ""),
         };
         // LWS is allowed around the colon of sent-by (RFC 3261 §25.1 uses `COLON`).
-        let (host_raw, host, port) = if sent_by.contains([' ', '\t']) {
+        let (host_raw, host, port) = if sent_by.bytes().any(text::is_ws) {
             let compact = sent_by.split_once(':').map(|(h, p)| (trim(h), trim(p)));
             match compact {
                 Some((h, p)) if !h.starts_with('[') => {
@@ -100,6 +85,44 @@ impl<'a> Via<'a> {
             port,
             params,
         })
+    }
+
+    /// `SIP/2.0/UDP host...` written without any whitespace inside the protocol: the form
+    /// every client sends, checked in one pass.
+    fn fast_protocol(raw: &'a str) -> Option<(&'a str, &'a str)> {
+        let b = raw.as_bytes();
+        if b.len() < 9 || !b[..8].eq_ignore_ascii_case(b"SIP/2.0/") {
+            return None;
+        }
+        let end = 8 + b[8..].iter().position(|&c| !text::is_token(c))?;
+        if end == 8 || !text::is_ws(b[end]) {
+            return None;
+        }
+        Some((&raw[8..end], raw[end..].trim_start_matches([' ', '\t'])))
+    }
+
+    /// The protocol with LWS around the slashes (RFC 3261 §25.1 `SLASH`), as RFC 4475
+    /// `wsinv` writes it.
+    fn slow_protocol(raw: &'a str) -> Result<(&'a str, &'a str), Malformed> {
+        let mut rest = raw;
+        let mut next_part = |last: bool| -> Result<&'a str, Malformed> {
+            let s = rest.trim_start_matches([' ', '\t']);
+            let end = if last {
+                s.find([' ', '\t']).ok_or(Malformed)?
+            } else {
+                text::find_byte(s, b'/').ok_or(Malformed)?
+            };
+            let part = trim(&s[..end]);
+            rest = if last { &s[end..] } else { &s[end + 1..] };
+            Ok(part)
+        };
+        let name = next_part(false)?;
+        let version = next_part(false)?;
+        let transport = next_part(true)?;
+        if !name.eq_ignore_ascii_case("SIP") || version != "2.0" || !text::is_token_str(transport) {
+            return Err(Malformed);
+        }
+        Ok((transport, rest.trim_start_matches([' ', '\t'])))
     }
 
     /// Parses every element of a (possibly comma-combined) Via header value.
@@ -157,6 +180,34 @@ impl<'a> NameAddr<'a> {
     /// Parses `"Display" <uri>;params`, `Display <uri>;params`, `<uri>;params` or
     /// `uri;params` (in the last form the parameters belong to the header, RFC 3261 §20).
     pub fn parse(raw: &'a str) -> Result<NameAddr<'a>, Malformed> {
+        let (display, uri_raw, bracketed, params) = NameAddr::split(raw)?;
+        let uri = Uri::parse(uri_raw)?;
+        Ok(NameAddr {
+            display,
+            uri_raw,
+            bracketed,
+            uri,
+            params,
+        })
+    }
+
+    /// Checks the structure only — display name, brackets, parameters, and that the URI has a
+    /// scheme and no illegal characters — without decoding the URI: what the message parser
+    /// needs for From and To on every message, at a fraction of the cost.
+    pub fn check(raw: &'a str) -> Result<(), Malformed> {
+        let (_, uri_raw, _, _) = NameAddr::split(raw)?;
+        let colon = text::find_byte(uri_raw, b':').ok_or(Malformed)?;
+        let scheme_ok = uri_raw.as_bytes()[..colon]
+            .first()
+            .is_some_and(u8::is_ascii_alphabetic);
+        if !scheme_ok || colon + 1 == uri_raw.len() || uri_raw.bytes().any(text::is_uri_illegal) {
+            return Err(Malformed);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn split(raw: &'a str) -> Result<(Option<&'a str>, &'a str, bool, Params<'a>), Malformed> {
         let s = trim(raw);
         if s.is_empty() {
             return Err(Malformed);
@@ -197,7 +248,6 @@ impl<'a> NameAddr<'a> {
             }
             (uri, false, params)
         };
-        let uri = Uri::parse(uri_raw)?;
         let params = Params::new(params);
         for (name, value) in params.iter() {
             if !text::is_token_str(name) {
@@ -214,13 +264,7 @@ impl<'a> NameAddr<'a> {
                 }
             }
         }
-        Ok(NameAddr {
-            display,
-            uri_raw,
-            bracketed,
-            uri,
-            params,
-        })
+        Ok((display, uri_raw, bracketed, params))
     }
 
     /// Parses every element of a comma-separated list (Contact, Route, Record-Route...).
