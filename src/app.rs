@@ -4,11 +4,13 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admin::{AdminState, Metrics, token};
 use crate::config::{Config, ListenTransport};
 use crate::core::{Core, CoreConfig, Net};
 use crate::registrar::Policy;
@@ -26,6 +28,8 @@ pub struct Binds {
     pub tls: Vec<TcpListener>,
     /// The web listener (`[web] listen`): softphone page and SIP over WebSocket.
     pub web: TcpListener,
+    /// The admin listener (`[admin] listen`): API, health and metrics.
+    pub admin: TcpListener,
 }
 
 impl Binds {
@@ -34,22 +38,20 @@ impl Binds {
         let web = TcpListener::bind(config.web.listen).await.map_err(|e| {
             std::io::Error::new(e.kind(), format!("web {}: {e}", config.web.listen))
         })?;
-        let mut binds = Binds {
-            udp: Vec::new(),
-            tcp: Vec::new(),
-            tls: Vec::new(),
-            web,
-        };
+        let admin = TcpListener::bind(config.admin.listen).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("admin {}: {e}", config.admin.listen))
+        })?;
+        let mut binds = Binds { udp: Vec::new(), tcp: Vec::new(), tls: Vec::new(), web, admin };
         for l in &config.sip.listen {
             let err = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{l}: {e}"));
             match l.transport {
                 ListenTransport::Udp => binds.udp.push(UdpSocket::bind(l.addr).await.map_err(err)?),
-                ListenTransport::Tcp => binds
-                    .tcp
-                    .push(TcpListener::bind(l.addr).await.map_err(err)?),
-                ListenTransport::Tls => binds
-                    .tls
-                    .push(TcpListener::bind(l.addr).await.map_err(err)?),
+                ListenTransport::Tcp => {
+                    binds.tcp.push(TcpListener::bind(l.addr).await.map_err(err)?)
+                }
+                ListenTransport::Tls => {
+                    binds.tls.push(TcpListener::bind(l.addr).await.map_err(err)?)
+                }
             }
         }
         Ok(binds)
@@ -57,22 +59,18 @@ impl Binds {
 
     /// The addresses actually bound (port 0 resolved), for logs and tests.
     pub fn local_addrs(&self) -> Vec<(ListenTransport, SocketAddr)> {
-        let udp = self
-            .udp
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .map(|a| (ListenTransport::Udp, a));
-        let tcp = self
-            .tcp
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .map(|a| (ListenTransport::Tcp, a));
-        let tls = self
-            .tls
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .map(|a| (ListenTransport::Tls, a));
+        let udp =
+            self.udp.iter().filter_map(|s| s.local_addr().ok()).map(|a| (ListenTransport::Udp, a));
+        let tcp =
+            self.tcp.iter().filter_map(|s| s.local_addr().ok()).map(|a| (ListenTransport::Tcp, a));
+        let tls =
+            self.tls.iter().filter_map(|s| s.local_addr().ok()).map(|a| (ListenTransport::Tls, a));
         udp.chain(tcp).chain(tls).collect()
+    }
+
+    /// The admin listener's address (port 0 resolved).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.local_addr().ok()
     }
 
     /// The web listener's address (port 0 resolved).
@@ -89,12 +87,15 @@ pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5
 pub enum StartError {
     /// The TLS certificate or key is unusable (a configuration problem: exit 64).
     Tls(transport::tls::TlsError),
+    /// The admin token file is unreadable, or none could be generated.
+    Token(crate::admin::token::TokenError),
 }
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::Tls(e) => write!(f, "tls: {e}"),
+            StartError::Token(e) => write!(f, "admin token: {e}"),
         }
     }
 }
@@ -106,6 +107,7 @@ pub struct App {
     config: Config,
     binds: Binds,
     tls: Option<TlsAcceptor>,
+    admin: AdminState,
 }
 
 impl std::fmt::Debug for App {
@@ -113,6 +115,7 @@ impl std::fmt::Debug for App {
         f.debug_struct("App")
             .field("binds", &self.binds)
             .field("tls", &self.tls.is_some())
+            .field("admin", &self.admin.ready)
             .finish_non_exhaustive()
     }
 }
@@ -131,19 +134,34 @@ impl App {
             }
             None => None,
         };
-        Ok(App { config, binds, tls })
+        let token = match &config.admin.token_file {
+            Some(path) => token::read(&config.resolve(path)).map_err(StartError::Token)?,
+            None => {
+                let dir = config.resolve(&config.node.data_dir);
+                let (token, path) = token::generated(&dir).map_err(StartError::Token)?;
+                tracing::info!(path = %path.display(), "admin token (generated)");
+                token
+            }
+        };
+        let admin = AdminState {
+            token: token.into(),
+            ready: Arc::new(AtomicBool::new(false)),
+            metrics: Arc::new(Metrics::new()),
+        };
+        Ok(App { config, binds, tls, admin })
+    }
+
+    /// Whether the edge reports ready (`/ready`): set once it serves.
+    pub fn readiness(&self) -> Arc<AtomicBool> {
+        self.admin.ready.clone()
     }
 
     /// Runs the edge until `shutdown` resolves; then stops accepting, lets live transactions
     /// finish for up to [`SHUTDOWN_GRACE`], and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let App { config, binds, tls } = self;
-        let server: Arc<str> = format!(
-            "lifeline/{} ({})",
-            env!("CARGO_PKG_VERSION"),
-            config.node.name
-        )
-        .into();
+        let App { config, binds, tls, admin } = self;
+        let server: Arc<str> =
+            format!("lifeline/{} ({})", env!("CARGO_PKG_VERSION"), config.node.name).into();
         let (stop_tx, stop_rx) = watch::channel(false);
         let flows = Arc::new(Flows::new());
         let (handle, inbox) = Core::channel();
@@ -153,6 +171,7 @@ impl App {
             max_message: config.limits.max_message_bytes,
             server: server.clone(),
             shutdown: stop_rx.clone(),
+            metrics: admin.metrics.clone(),
         };
         let web_addr = binds.web_addr();
         for (transport, addr) in binds.local_addrs() {
@@ -163,6 +182,7 @@ impl App {
         let core_config = CoreConfig {
             server: server.to_string(),
             registrar: Policy::new(&config.sip.domain),
+            metrics: admin.metrics.clone(),
         };
         let core = Core::new(core_config, net);
 
@@ -194,11 +214,23 @@ impl App {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         tasks.spawn(web::serve(binds.web, tls.clone(), state, web_stopped));
+        if let Ok(addr) = binds.admin.local_addr() {
+            tracing::info!(url = %format!("http://{addr}/"), "admin listener");
+        }
+        let mut rx = stop_rx.clone();
+        let admin_stopped = async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let ready = admin.ready.clone();
+        tasks.spawn(crate::admin::serve(binds.admin, admin, admin_stopped));
         drop(ctx);
         let core_task = tokio::spawn(core.run(inbox, stop_rx, SHUTDOWN_GRACE));
 
+        // Every listener is bound (Binds) and serving: ready.
+        ready.store(true, Ordering::Release);
         shutdown.await;
         tracing::info!("shutting down");
+        ready.store(false, Ordering::Release);
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}
         let _ = core_task.await;

@@ -155,10 +155,7 @@ fn run(config: Config) -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("lifeline: cannot start the runtime: {e}");
@@ -173,10 +170,8 @@ fn run(config: Config) -> ExitCode {
                 return ExitCode::from(EX_SOFTWARE);
             }
         };
-        let source = config
-            .source
-            .as_ref()
-            .map_or("embedded defaults".into(), |p| p.display().to_string());
+        let source =
+            config.source.as_ref().map_or("embedded defaults".into(), |p| p.display().to_string());
         let app = match App::build(config, binds) {
             Ok(app) => app,
             Err(e) => {
@@ -220,15 +215,11 @@ mod tests {
         assert_eq!(parse(args(&["run"])), Ok(Command::Run { config: None }));
         assert_eq!(
             parse(args(&["check", "--config", "x.toml"])),
-            Ok(Command::Check {
-                config: Some("x.toml".into())
-            })
+            Ok(Command::Check { config: Some("x.toml".into()) })
         );
         assert_eq!(
             parse(args(&["--config=y.toml", "run"])),
-            Ok(Command::Run {
-                config: Some("y.toml".into())
-            })
+            Ok(Command::Run { config: Some("y.toml".into()) })
         );
     }
 

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`admin`]: the admin listener: JSON API (bearer token), `/live`, `/ready`, `/metrics`.
 //! - [`cli`]: `lifeline run|check|version`, argument parsing and exit codes.
 //! - [`config`]: typed configuration (today: the embedded development defaults).
 //! - [`app`]: builds the edge from a configuration and sockets bound outside; runs it until
@@ -16,6 +17,7 @@
 //! sans-IO crate `sip` (`crates/sip`); this crate is the only place with sockets and clocks.
 //! `../shared/DESIGN.md` has the full architecture.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -6,11 +6,8 @@
 use std::process::Command;
 
 fn lifeline(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lifeline"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_lifeline")).args(args).current_dir(dir).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -29,10 +26,7 @@ fn version_and_usage() {
     let dir = tempdir("version");
     let (code, out, _) = lifeline(&["version"], &dir);
     assert_eq!(code, 0);
-    assert_eq!(
-        out.trim(),
-        format!("lifeline {}", env!("CARGO_PKG_VERSION"))
-    );
+    assert_eq!(out.trim(), format!("lifeline {}", env!("CARGO_PKG_VERSION")));
     let (code, _, err) = lifeline(&["frobnicate"], &dir);
     assert_eq!(code, 64);
     assert!(err.contains("usage: lifeline"), "{err}");
@@ -52,19 +46,13 @@ fn check_reports_file_and_line_and_exits_64() {
     .unwrap();
     let (code, _, err) = lifeline(&["check", "--config", "bad.toml"], &dir);
     assert_eq!(code, 64);
-    assert!(
-        err.starts_with("bad.toml:3: sip.listen: 'udp:nowhere'"),
-        "{err}"
-    );
+    assert!(err.starts_with("bad.toml:3: sip.listen: 'udp:nowhere'"), "{err}");
 
     // ./lifeline.toml is picked up without --config.
     std::fs::write(dir.join("lifeline.toml"), "[limits]\nmax_dialogs = 0\n").unwrap();
     let (code, _, err) = lifeline(&["check"], &dir);
     assert_eq!(code, 64);
-    assert!(
-        err.starts_with("lifeline.toml:2: limits.max_dialogs = 0"),
-        "{err}"
-    );
+    assert!(err.starts_with("lifeline.toml:2: limits.max_dialogs = 0"), "{err}");
 
     let (code, _, err) = lifeline(&["run", "--config", "missing.toml"], &dir);
     assert_eq!(code, 64);

@@ -16,6 +16,10 @@ struct Edge {
     udp: SocketAddr,
     tcp: SocketAddr,
     web: SocketAddr,
+    admin: SocketAddr,
+    /// The generated admin token, and the data directory it lives in.
+    token: String,
+    data: std::path::PathBuf,
     tls: Option<(SocketAddr, rustls::pki_types::CertificateDer<'static>)>,
     /// Where the test certificate and key were written; removed by `stop`.
     tmp: Option<std::path::PathBuf>,
@@ -31,14 +35,16 @@ impl Edge {
     /// Starts the edge on port 0; with `with_tls`, also a TLS listener with a fresh
     /// self-signed certificate (returned for the client to trust).
     async fn start_with(with_tls: bool) -> Edge {
-        let any = |transport| Listen {
-            transport,
-            addr: "127.0.0.1:0".parse().unwrap(),
-        };
+        let any = |transport| Listen { transport, addr: "127.0.0.1:0".parse().unwrap() };
         let mut config = Config::embedded();
         config.limits.max_message_bytes = 4096;
         config.sip.listen = vec![any(ListenTransport::Udp), any(ListenTransport::Tcp)];
         config.web.listen = "127.0.0.1:0".parse().unwrap();
+        config.admin.listen = "127.0.0.1:0".parse().unwrap();
+        static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let data = std::env::temp_dir().join(format!("lifeline-edge-{}-{run}", std::process::id()));
+        config.node.data_dir = data.clone();
         config.web.allowed_origins = vec!["https://agents.example.com".into()];
         let mut cert_der = None;
         let mut tmp = None;
@@ -64,31 +70,23 @@ impl Edge {
         let (udp, tcp) = (find(ListenTransport::Udp), find(ListenTransport::Tcp));
         let tls = cert_der.map(|der| (find(ListenTransport::Tls), der));
         let web = binds.web_addr().unwrap();
+        let admin = binds.admin_addr().unwrap();
         let (stop, stopped) = oneshot::channel();
         let app = App::build(config, binds).unwrap();
         let task = tokio::spawn(app.run(async {
             let _ = stopped.await;
         }));
-        Edge {
-            udp,
-            tcp,
-            web,
-            tls,
-            tmp,
-            stop: Some(stop),
-            task,
-        }
+        let token = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_owned();
+        Edge { udp, tcp, web, admin, token, data, tls, tmp, stop: Some(stop), task }
     }
 
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(5), &mut self.task)
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), &mut self.task).await.unwrap().unwrap();
         if let Some(dir) = &self.tmp {
             let _ = std::fs::remove_dir_all(dir);
         }
+        let _ = std::fs::remove_dir_all(&self.data);
     }
 }
 
@@ -123,9 +121,7 @@ async fn udp_exchange(edge: SocketAddr, msg: &[u8]) -> Option<Vec<u8>> {
 #[tokio::test]
 async fn udp_options_and_errors() {
     let edge = Edge::start().await;
-    let reply = udp_exchange(edge.udp, options("1", "c1", "UDP").as_bytes())
-        .await
-        .unwrap();
+    let reply = udp_exchange(edge.udp, options("1", "c1", "UDP").as_bytes()).await.unwrap();
     assert_eq!(status_line(&reply), "SIP/2.0 200 OK");
     assert!(String::from_utf8_lossy(&reply).contains("Call-ID: c1\r\n"));
 
@@ -134,29 +130,21 @@ async fn udp_options_and_errors() {
     assert_eq!(status_line(&reply), "SIP/2.0 400 CSeq Method Mismatch");
 
     // A malformed response and raw garbage get no answer, and the edge keeps serving.
-    assert!(
-        udp_exchange(edge.udp, b"SIP/2.0 200 OK\r\n\r\n")
-            .await
-            .is_none()
-    );
+    assert!(udp_exchange(edge.udp, b"SIP/2.0 200 OK\r\n\r\n").await.is_none());
     assert!(udp_exchange(edge.udp, &[0xff; 300]).await.is_none());
     // Over the size limit: dropped.
     let mut huge = options("3", "c3", "UDP");
     huge.insert_str(huge.len() - 4, &format!("\r\nX-Pad: {}", "a".repeat(5000)));
     assert!(udp_exchange(edge.udp, huge.as_bytes()).await.is_none());
-    let reply = udp_exchange(edge.udp, options("4", "c4", "UDP").as_bytes())
-        .await
-        .unwrap();
+    let reply = udp_exchange(edge.udp, options("4", "c4", "UDP").as_bytes()).await.unwrap();
     assert_eq!(status_line(&reply), "SIP/2.0 200 OK");
     edge.stop().await;
 }
 
 async fn read_some(stream: &mut TcpStream) -> Vec<u8> {
     let mut buf = vec![0; 65536];
-    let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
+    let n =
+        tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await.unwrap().unwrap();
     buf[..n].to_vec()
 }
 
@@ -178,23 +166,15 @@ async fn tcp_framing_keepalive_and_limits() {
     let mut bad = TcpStream::connect(edge.tcp).await.unwrap();
     let no_cl = options("t2", "tc2", "TCP").replace("Content-Length: 0\r\n", "");
     bad.write_all(no_cl.as_bytes()).await.unwrap();
-    assert!(
-        read_some(&mut bad).await.is_empty(),
-        "connection should close"
-    );
+    assert!(read_some(&mut bad).await.is_empty(), "connection should close");
 
     // An endless header section is cut at the size limit.
     let mut big = TcpStream::connect(edge.tcp).await.unwrap();
     let _ = big.write_all(&vec![b'A'; 8192]).await;
-    assert!(
-        read_some(&mut big).await.is_empty(),
-        "connection should close"
-    );
+    assert!(read_some(&mut big).await.is_empty(), "connection should close");
 
     // The first connection is unharmed.
-    s.write_all(options("t3", "tc3", "TCP").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(options("t3", "tc3", "TCP").as_bytes()).await.unwrap();
     assert_eq!(status_line(&read_some(&mut s).await), "SIP/2.0 200 OK");
     edge.stop().await;
 }
@@ -214,18 +194,11 @@ async fn tls_listener_answers_over_tls_and_drops_plain_text() {
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let mut tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    tls.write_all(options("s1", "tls1", "TLS").as_bytes())
-        .await
-        .unwrap();
+    let mut tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    tls.write_all(options("s1", "tls1", "TLS").as_bytes()).await.unwrap();
     let mut buf = vec![0; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(2), tls.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
+    let n =
+        tokio::time::timeout(Duration::from_secs(2), tls.read(&mut buf)).await.unwrap().unwrap();
     assert_eq!(status_line(&buf[..n]), "SIP/2.0 200 OK");
 
     // Plain SIP on the TLS port is not a handshake: at most a TLS alert comes back, never SIP.
@@ -253,17 +226,14 @@ where
         req.headers_mut().insert("Origin", o.parse().unwrap());
     }
     if let Some(p) = protocol {
-        req.headers_mut()
-            .insert("Sec-WebSocket-Protocol", p.parse().unwrap());
+        req.headers_mut().insert("Sec-WebSocket-Protocol", p.parse().unwrap());
     }
-    tokio_tungstenite::client_async(req, stream)
-        .await
-        .map(|(ws, resp)| {
-            if protocol.is_some() {
-                assert_eq!(resp.headers().get("Sec-WebSocket-Protocol").unwrap(), "sip");
-            }
-            ws
-        })
+    tokio_tungstenite::client_async(req, stream).await.map(|(ws, resp)| {
+        if protocol.is_some() {
+            assert_eq!(resp.headers().get("Sec-WebSocket-Protocol").unwrap(), "sip");
+        }
+        ws
+    })
 }
 
 fn http_status(e: tokio_tungstenite::tungstenite::Error) -> u16 {
@@ -281,10 +251,7 @@ where
     use tokio_tungstenite::tungstenite::Message;
     let msg = options(call_id, call_id, "WS").replace("127.0.0.1:5099", "df7jal23ls0d.invalid");
     ws.send(Message::text(msg)).await.unwrap();
-    match tokio::time::timeout(Duration::from_secs(2), ws.next())
-        .await
-        .unwrap()
-    {
+    match tokio::time::timeout(Duration::from_secs(2), ws.next()).await.unwrap() {
         Some(Ok(Message::Text(t))) => t.to_string(),
         other => panic!("no SIP answer: {other:?}"),
     }
@@ -297,39 +264,20 @@ async fn websocket_sip_subprotocol_and_origin_check() {
     let connect = || TcpStream::connect(edge.web);
 
     // A non-browser client (no Origin) offering "sip" is served.
-    let mut ws = ws_handshake(connect().await.unwrap(), &url, None, Some("sip"))
-        .await
-        .unwrap();
-    assert!(
-        ws_options(&mut ws, "ws1")
-            .await
-            .starts_with("SIP/2.0 200 OK\r\n")
-    );
+    let mut ws = ws_handshake(connect().await.unwrap(), &url, None, Some("sip")).await.unwrap();
+    assert!(ws_options(&mut ws, "ws1").await.starts_with("SIP/2.0 200 OK\r\n"));
 
     // The edge's own origin and configured origins are allowed.
     let own = format!("http://{}", edge.web);
-    let mut ws2 = ws_handshake(connect().await.unwrap(), &url, Some(&own), Some("sip"))
-        .await
-        .unwrap();
-    assert!(
-        ws_options(&mut ws2, "ws2")
-            .await
-            .starts_with("SIP/2.0 200 OK\r\n")
-    );
+    let mut ws2 =
+        ws_handshake(connect().await.unwrap(), &url, Some(&own), Some("sip")).await.unwrap();
+    assert!(ws_options(&mut ws2, "ws2").await.starts_with("SIP/2.0 200 OK\r\n"));
     let configured = Some("https://agents.example.com");
-    assert!(
-        ws_handshake(connect().await.unwrap(), &url, configured, Some("sip"))
-            .await
-            .is_ok()
-    );
+    assert!(ws_handshake(connect().await.unwrap(), &url, configured, Some("sip")).await.is_ok());
 
     // Another site's page gets 403; a client not offering "sip" gets 400.
-    let evil = ws_handshake(
-        connect().await.unwrap(),
-        &url,
-        Some("https://evil.example.net"),
-        Some("sip"),
-    );
+    let evil =
+        ws_handshake(connect().await.unwrap(), &url, Some("https://evil.example.net"), Some("sip"));
     assert_eq!(http_status(evil.await.unwrap_err()), 403);
     let no_sip = ws_handshake(connect().await.unwrap(), &url, None, Some("chat"));
     assert_eq!(http_status(no_sip.await.unwrap_err()), 400);
@@ -350,17 +298,10 @@ async fn secure_websocket_when_tls_is_configured() {
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
     let tcp = TcpStream::connect(edge.web).await.unwrap();
-    let tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
     let url = format!("wss://localhost:{}/ws", edge.web.port());
     let mut ws = ws_handshake(tls, &url, None, Some("sip")).await.unwrap();
-    assert!(
-        ws_options(&mut ws, "wss1")
-            .await
-            .starts_with("SIP/2.0 200 OK\r\n")
-    );
+    assert!(ws_options(&mut ws, "wss1").await.starts_with("SIP/2.0 200 OK\r\n"));
     edge.stop().await;
 }
 
@@ -383,10 +324,7 @@ Contact: <sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws>;+sip.ice;reg-id=1;+sip
 Expires: 600\r\n\
 Content-Length: 0\r\n\r\n";
     ws.send(Message::text(register)).await.unwrap();
-    let reply = match tokio::time::timeout(Duration::from_secs(2), ws.next())
-        .await
-        .unwrap()
-    {
+    let reply = match tokio::time::timeout(Duration::from_secs(2), ws.next()).await.unwrap() {
         Some(Ok(Message::Text(t))) => t.to_string(),
         other => panic!("no answer: {other:?}"),
     };
@@ -395,5 +333,51 @@ Content-Length: 0\r\n\r\n";
         reply.contains("Contact: <sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws>;expires=600\r\n"),
         "{reply}"
     );
+    edge.stop().await;
+}
+
+/// One HTTP/1.1 request over a fresh connection; returns (status, body).
+async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn admin_health_metrics_and_token() {
+    let edge = Edge::start().await;
+    assert_eq!(http(edge.admin, "GET", "/live", None).await.0, 200);
+    // Ready once the listeners serve (the edge signals it right after spawning them).
+    let mut ready = 0;
+    for _ in 0..50 {
+        ready = http(edge.admin, "GET", "/ready", None).await.0;
+        if ready == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ready, 200);
+    let (status, body) = http(edge.admin, "GET", "/metrics", None).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("lifeline_up 1"), "{body}");
+
+    // The API needs the bearer token and answers errors as JSON naming no field.
+    let (status, body) = http(edge.admin, "GET", "/api", None).await;
+    assert_eq!(status, 401);
+    assert!(body.contains(r#""code":"unauthorized""#), "{body}");
+    assert_eq!(http(edge.admin, "GET", "/api", Some("wrong")).await.0, 401);
+    let (status, body) = http(edge.admin, "GET", "/api", Some(&edge.token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""name":"lifeline""#), "{body}");
+    let (status, body) = http(edge.admin, "GET", "/api/nothing-here", Some(&edge.token)).await;
+    assert_eq!(status, 404);
+    assert!(body.contains(r#""code":"not_found""#), "{body}");
     edge.stop().await;
 }

@@ -191,13 +191,7 @@ mod tests {
         assert!(c.web.listen.ip().is_loopback());
         assert!(c.admin.listen.ip().is_loopback());
         assert_eq!(c.limits.max_message_bytes, 65535);
-        assert_eq!(
-            c.media.rtp_ports,
-            PortRange {
-                first: 20000,
-                last: 29999
-            }
-        );
+        assert_eq!(c.media.rtp_ports, PortRange { first: 20000, last: 29999 });
         assert_eq!(c.tls, None);
         assert_eq!(c.agents.seed, None);
     }
@@ -213,34 +207,18 @@ mod tests {
         assert_eq!(c.sip.domain, "edge.example.com");
         assert_eq!(c.sip.listen, vec!["udp:[::1]:5070".parse().unwrap()]);
         assert_eq!(c.limits.per_source_rps, 50);
-        assert_eq!(
-            c.limits.max_message_bytes, 65535,
-            "untouched keys keep their default"
-        );
-        assert_eq!(
-            c.resolve(&c.dialplan.dir),
-            PathBuf::from("/etc/lifeline/plans")
-        );
+        assert_eq!(c.limits.max_message_bytes, 65535, "untouched keys keep their default");
+        assert_eq!(c.resolve(&c.dialplan.dir), PathBuf::from("/etc/lifeline/plans"));
     }
 
     #[test]
     fn unknown_keys_are_errors() {
-        let errs = Config::from_toml(
-            Path::new("l.toml"),
-            "[node]\nname = \"e\"\ncolour = \"blue\"\n",
-        )
-        .unwrap_err();
-        assert!(
-            errs.to_string()
-                .starts_with("l.toml:3: unknown field `colour`"),
-            "{errs}"
-        );
+        let errs =
+            Config::from_toml(Path::new("l.toml"), "[node]\nname = \"e\"\ncolour = \"blue\"\n")
+                .unwrap_err();
+        assert!(errs.to_string().starts_with("l.toml:3: unknown field `colour`"), "{errs}");
         let errs = Config::from_toml(Path::new("l.toml"), "[nodes]\nname = \"e\"\n").unwrap_err();
-        assert!(
-            errs.to_string()
-                .starts_with("l.toml:1: unknown field `nodes`"),
-            "{errs}"
-        );
+        assert!(errs.to_string().starts_with("l.toml:1: unknown field `nodes`"), "{errs}");
     }
 
     #[test]
@@ -249,10 +227,7 @@ mod tests {
         let errs = Config::from_toml(Path::new("l.toml"), text).unwrap_err();
         assert_eq!(errs.0.len(), 2, "{errs}");
         let shown = errs.to_string();
-        assert!(
-            shown.contains("l.toml:6: sip.listen: 'sctp:127.0.0.1:5060'"),
-            "{shown}"
-        );
+        assert!(shown.contains("l.toml:6: sip.listen: 'sctp:127.0.0.1:5060'"), "{shown}");
         assert!(shown.contains("l.toml:8: media.rtp_ports"), "{shown}");
     }
 
@@ -265,11 +240,9 @@ mod tests {
 
     #[test]
     fn tls_listener_needs_tls_files() {
-        let errs = Config::from_toml(
-            Path::new("t.toml"),
-            "[sip]\nlisten = [\"tls:127.0.0.1:5061\"]\n",
-        )
-        .unwrap_err();
+        let errs =
+            Config::from_toml(Path::new("t.toml"), "[sip]\nlisten = [\"tls:127.0.0.1:5061\"]\n")
+                .unwrap_err();
         assert!(errs.to_string().contains("t.toml:2: "), "{errs}");
         let ok = Config::from_toml(
             Path::new("t.toml"),

@@ -121,11 +121,7 @@ impl Ctx<'_> {
             Some(s) => (self.file.clone(), self.line_of(s.start)),
             None => (PathBuf::from("<embedded defaults>"), 0),
         };
-        self.errors.push(ConfigError {
-            file,
-            line,
-            message,
-        });
+        self.errors.push(ConfigError { file, line, message });
     }
 }
 
@@ -144,11 +140,7 @@ fn nonempty(s: String) -> Option<String> {
 
 fn parse_toml(file: &Path, text: &str) -> Result<RawConfig, ConfigErrors> {
     toml::from_str(text).map_err(|e| {
-        let ctx = Ctx {
-            file: file.to_owned(),
-            text,
-            errors: Vec::new(),
-        };
+        let ctx = Ctx { file: file.to_owned(), text, errors: Vec::new() };
         let line = e.span().map_or(0, |s| ctx.line_of(s.start));
         ConfigErrors(vec![ConfigError {
             file: file.to_owned(),
@@ -167,11 +159,7 @@ pub(super) fn build(path: Option<&Path>, text: &str) -> Result<Config, ConfigErr
         Some(_) => parse_toml(Path::new("<embedded defaults>"), DEFAULTS_TOML)?,
         None => RawConfig::default(),
     };
-    let mut ctx = Ctx {
-        file,
-        text,
-        errors: Vec::new(),
-    };
+    let mut ctx = Ctx { file, text, errors: Vec::new() };
     let d = &defaults;
 
     let node = Node {
@@ -185,10 +173,7 @@ pub(super) fn build(path: Option<&Path>, text: &str) -> Result<Config, ConfigErr
 
     let (domain, domain_span) = pick(&user.sip.domain, &d.sip.domain);
     if domain.trim().is_empty() || domain.contains(char::is_whitespace) {
-        ctx.error(
-            domain_span,
-            format!("sip.domain '{domain}' must be a host name"),
-        );
+        ctx.error(domain_span, format!("sip.domain '{domain}' must be a host name"));
     }
     let (listen_raw, listen_span) = pick(&user.sip.listen, &d.sip.listen);
     let mut listen = Vec::new();
@@ -201,10 +186,7 @@ pub(super) fn build(path: Option<&Path>, text: &str) -> Result<Config, ConfigErr
         }
     }
     if listen_raw.is_empty() {
-        ctx.error(
-            listen_span.clone(),
-            "sip.listen needs at least one listener".into(),
-        );
+        ctx.error(listen_span.clone(), "sip.listen needs at least one listener".into());
     }
     let sip = Sip {
         domain,
@@ -225,10 +207,7 @@ pub(super) fn build(path: Option<&Path>, text: &str) -> Result<Config, ConfigErr
     let (cert, cert_span) = pick(&user.tls.cert, &d.tls.cert);
     let (key, key_span) = pick(&user.tls.key, &d.tls.key);
     let tls = match (nonempty(cert), nonempty(key)) {
-        (Some(cert), Some(key)) => Some(Tls {
-            cert: cert.into(),
-            key: key.into(),
-        }),
+        (Some(cert), Some(key)) => Some(Tls { cert: cert.into(), key: key.into() }),
         (None, None) => None,
         (Some(_), None) => {
             ctx.error(cert_span, "tls.cert is set but tls.key is not".into());
@@ -260,58 +239,37 @@ pub(super) fn build(path: Option<&Path>, text: &str) -> Result<Config, ConfigErr
         Ok(r) => r,
         Err(e) => {
             ctx.error(ports_span, format!("media.rtp_ports: {e}"));
-            PortRange {
-                first: 20000,
-                last: 29999,
-            }
+            PortRange { first: 20000, last: 29999 }
         }
     };
     let (public_ip, ip_span) = pick(&user.media.public_ip, &d.media.public_ip);
     let public_ip = nonempty(public_ip).and_then(|ip| match ip.parse::<IpAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
-            ctx.error(
-                ip_span,
-                format!("media.public_ip: '{ip}' is not an IP address"),
-            );
+            ctx.error(ip_span, format!("media.public_ip: '{ip}' is not an IP address"));
             None
         }
     });
-    let media = Media {
-        rtp_ports,
-        public_ip,
-    };
+    let media = Media { rtp_ports, public_ip };
 
     let (url, url_span) = pick(&user.smtp.url, &d.smtp.url);
     if !["smtp://", "smtps://"].iter().any(|p| url.starts_with(p)) {
-        ctx.error(
-            url_span,
-            format!("smtp.url: '{url}' must start with smtp:// or smtps://"),
-        );
+        ctx.error(url_span, format!("smtp.url: '{url}' must start with smtp:// or smtps://"));
     }
     let (from, from_span) = pick(&user.smtp.from, &d.smtp.from);
     if !from.contains('@') {
-        ctx.error(
-            from_span,
-            format!("smtp.from: '{from}' is not a mail address"),
-        );
+        ctx.error(from_span, format!("smtp.from: '{from}' is not a mail address"));
     }
     let smtp = Smtp { url, from };
 
-    let dialplan = Dialplan {
-        dir: PathBuf::from(pick(&user.dialplan.dir, &d.dialplan.dir).0),
-    };
-    let agents = Agents {
-        seed: nonempty(pick(&user.agents.seed, &d.agents.seed).0).map(PathBuf::from),
-    };
+    let dialplan = Dialplan { dir: PathBuf::from(pick(&user.dialplan.dir, &d.dialplan.dir).0) };
+    let agents =
+        Agents { seed: nonempty(pick(&user.agents.seed, &d.agents.seed).0).map(PathBuf::from) };
 
     let mut limit = |name: &str, user: &Value<i64>, default: &Value<i64>, min: i64, max: i64| {
         let (v, span) = pick(user, default);
         if !(min..=max).contains(&v) {
-            ctx.error(
-                span,
-                format!("limits.{name} = {v}: must be between {min} and {max}"),
-            );
+            ctx.error(span, format!("limits.{name} = {v}: must be between {min} and {max}"));
         }
         v.clamp(min, max)
     };
@@ -367,10 +325,7 @@ fn socket_addr(
     match value.parse() {
         Ok(a) => a,
         Err(_) => {
-            ctx.error(
-                span,
-                format!("{key}: '{value}' is not an IP address and port"),
-            );
+            ctx.error(span, format!("{key}: '{value}' is not an IP address and port"));
             SocketAddr::from(([127, 0, 0, 1], 0))
         }
     }

@@ -35,17 +35,14 @@ impl FromStr for Listen {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Listen, String> {
-        let (proto, addr) = s
-            .split_once(':')
-            .ok_or_else(|| format!("'{s}': expected TRANSPORT:ADDRESS:PORT"))?;
+        let (proto, addr) =
+            s.split_once(':').ok_or_else(|| format!("'{s}': expected TRANSPORT:ADDRESS:PORT"))?;
         let transport = match proto {
             "udp" => ListenTransport::Udp,
             "tcp" => ListenTransport::Tcp,
             "tls" => ListenTransport::Tls,
             other => {
-                return Err(format!(
-                    "'{s}': unknown transport '{other}' (use udp, tcp or tls)"
-                ));
+                return Err(format!("'{s}': unknown transport '{other}' (use udp, tcp or tls)"));
             }
         };
         let addr = addr.parse().map_err(|_| {
@@ -88,13 +85,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}': expected a number and a unit (ms, s, m, h, d)"))?;
+    let n: u64 =
+        num.parse().map_err(|_| format!("'{s}': expected a number and a unit (ms, s, m, h, d)"))?;
     let secs = |mult: u64| {
-        n.checked_mul(mult)
-            .map(Duration::from_secs)
-            .ok_or_else(|| format!("'{s}': too long"))
+        n.checked_mul(mult).map(Duration::from_secs).ok_or_else(|| format!("'{s}': too long"))
     };
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
@@ -103,9 +97,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => secs(3600),
         "d" => secs(86_400),
         "" => Err(format!("'{s}': a duration needs a unit (ms, s, m, h, d)")),
-        other => Err(format!(
-            "'{s}': unknown unit '{other}' (use ms, s, m, h, d)"
-        )),
+        other => Err(format!("'{s}': unknown unit '{other}' (use ms, s, m, h, d)")),
     }
 }
 
@@ -128,13 +120,7 @@ mod tests {
 
     #[test]
     fn port_ranges() {
-        assert_eq!(
-            "20000-29999".parse(),
-            Ok(PortRange {
-                first: 20000,
-                last: 29999
-            })
-        );
+        assert_eq!("20000-29999".parse(), Ok(PortRange { first: 20000, last: 29999 }));
         assert!("29999-20000".parse::<PortRange>().is_err());
         assert!("0-10".parse::<PortRange>().is_err());
         assert!("20000".parse::<PortRange>().is_err());

@@ -22,6 +22,8 @@
 mod net;
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -29,6 +31,7 @@ use sip::transaction::{Event, FlowId, Peer, ServerKey, TxnConfig, TxnKey, TxnLay
 use sip::{HeaderName, Message, Method, ParseError, Request, Response};
 use tokio::sync::{mpsc, watch};
 
+use crate::admin::metrics::{Dir, Metrics};
 use crate::registrar::{Location, Policy};
 
 pub use net::Net;
@@ -106,6 +109,7 @@ pub struct CoreConfig {
     /// The `Server` header value.
     pub server: String,
     pub registrar: Policy,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The core's state: the transaction layer and the tables of the SIP rules.
@@ -181,16 +185,12 @@ impl Core {
 
     fn input(&mut self, now: Instant, input: Input) {
         match input {
-            Input::Message {
-                from,
-                message: Message::Request(r),
-            } => {
+            Input::Message { from, message: Message::Request(r) } => {
+                self.config.metrics.request(Dir::In, r.method());
                 self.txn.handle_request(now, from, r);
             }
-            Input::Message {
-                from,
-                message: Message::Response(r),
-            } => {
+            Input::Message { from, message: Message::Response(r) } => {
+                self.config.metrics.response(Dir::In, r.status());
                 self.txn.handle_response(now, from, r);
             }
             Input::FlowClosed(flow) => {
@@ -219,17 +219,16 @@ impl Core {
             };
             self.event(now, event);
         }
+        let m = &self.config.metrics;
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        m.transactions.store(gauge(self.txn.len()), Ordering::Relaxed);
+        m.registrations.store(gauge(self.location.len()), Ordering::Relaxed);
     }
 
     fn event(&mut self, now: Instant, event: Event) {
         match event {
             Event::Request { key, from, request } => self.request(now, key, from, request),
-            Event::Cancel {
-                key,
-                invite,
-                request,
-                ..
-            } => {
+            Event::Cancel { key, invite, request, .. } => {
                 // Nothing is pending at the edge yet: an INVITE it holds is answered at once.
                 let status = if invite.is_some() {
                     (200, "OK")
@@ -245,9 +244,7 @@ impl Core {
             | Event::CancelSent { .. }
             | Event::Timeout { .. }
             | Event::TransportError { .. } => {}
-            Event::Terminated {
-                key: TxnKey::Server(key),
-            } => {
+            Event::Terminated { key: TxnKey::Server(key) } => {
                 self.unanswered.remove(&key);
             }
             Event::Terminated { .. } => {}
@@ -262,8 +259,7 @@ impl Core {
                 // authenticated only for this edge's domain (issue 4/5 in progress).
                 let user = Location::aor_of(&request, &self.config.registrar).unwrap_or_default();
                 let result =
-                    self.location
-                        .register(now, &request, from, &user, &self.config.registrar);
+                    self.location.register(now, &request, from, &user, &self.config.registrar);
                 let response = match result {
                     Ok(ok) => ok,
                     Err(e) => e.response(&request),
@@ -283,18 +279,14 @@ impl Core {
         if response.status() > 100 {
             response.set_to_tag(&stateless_tag(req));
         }
-        response
-            .headers_mut()
-            .push(HeaderName::Server, self.config.server.clone());
+        response.headers_mut().push(HeaderName::Server, self.config.server.clone());
         if response.status() == 200 && *req.method() == Method::Options {
             let h = response.headers_mut();
-            h.push(
-                HeaderName::Allow,
-                "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER",
-            );
+            h.push(HeaderName::Allow, "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER");
             h.push(HeaderName::Accept, "application/sdp");
         }
         let is_final = response.status() >= 200;
+        self.config.metrics.response(Dir::Out, response.status());
         if let Err(e) = self.txn.send_response(now, key, response) {
             tracing::debug!(error = %e, "response not sent");
         }

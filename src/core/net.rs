@@ -20,26 +20,16 @@ pub struct Net {
 
 impl Net {
     pub fn new(udp: Vec<Arc<UdpSocket>>, flows: Arc<Flows>, connector: Option<Connector>) -> Net {
-        let udp = udp
-            .into_iter()
-            .map(|s| (s.local_addr().map_or(true, |a| a.is_ipv4()), s))
-            .collect();
-        Net {
-            udp,
-            flows,
-            connector,
-        }
+        let udp =
+            udp.into_iter().map(|s| (s.local_addr().map_or(true, |a| a.is_ipv4()), s)).collect();
+        Net { udp, flows, connector }
     }
 
     /// Sends one message; `false` when it certainly could not be sent (the caller reports a
     /// transport error). A connection being opened reports its failure later.
     pub fn send(&self, t: &Transmit) -> bool {
         match t.to {
-            Peer {
-                transport: Transport::Udp,
-                addr,
-                ..
-            } => {
+            Peer { transport: Transport::Udp, addr, .. } => {
                 let Some(socket) = self.udp_for(addr) else {
                     return false;
                 };
@@ -54,20 +44,14 @@ impl Net {
                     }
                 }
             }
-            Peer {
-                flow: Some(flow), ..
-            } => match self.flows.send(flow, t.message.clone()) {
+            Peer { flow: Some(flow), .. } => match self.flows.send(flow, t.message.clone()) {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::debug!(%flow, error = ?e, "flow send failed");
                     false
                 }
             },
-            Peer {
-                transport,
-                addr,
-                flow: None,
-            } => {
+            Peer { transport, addr, flow: None } => {
                 if let Some(flow) = self.flows.outbound(transport, addr) {
                     return self.flows.send(flow, t.message.clone()).is_ok();
                 }

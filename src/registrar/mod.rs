@@ -107,12 +107,10 @@ impl RegisterError {
         let mut r = Response::for_request(req, status, reason);
         match self {
             RegisterError::IntervalTooBrief { min } => {
-                r.headers_mut()
-                    .push(HeaderName::MinExpires, min.to_string());
+                r.headers_mut().push(HeaderName::MinExpires, min.to_string());
             }
             RegisterError::BadExtension(option) => {
-                r.headers_mut()
-                    .push(HeaderName::Unsupported, option.clone());
+                r.headers_mut().push(HeaderName::Unsupported, option.clone());
             }
             _ => {}
         }
@@ -136,10 +134,7 @@ impl Location {
 
     /// The AoR a REGISTER is for, if its To names our domain.
     pub fn aor_of(req: &Request, policy: &Policy) -> Result<String, RegisterError> {
-        let to = req
-            .headers()
-            .to()
-            .map_err(|_| RegisterError::BadContact("Bad To"))?;
+        let to = req.headers().to().map_err(|_| RegisterError::BadContact("Bad To"))?;
         match to.uri {
             Uri::Sip(u) if host_is(u.host_raw, &policy.domain) => u
                 .user_decoded()
@@ -179,14 +174,8 @@ impl Location {
             return Err(RegisterError::Forbidden);
         }
         let h = req.headers();
-        let call_id = h
-            .call_id()
-            .map_err(|_| RegisterError::BadContact("Bad Call-ID"))?
-            .to_owned();
-        let cseq = h
-            .cseq()
-            .map_err(|_| RegisterError::BadContact("Bad CSeq"))?
-            .seq;
+        let call_id = h.call_id().map_err(|_| RegisterError::BadContact("Bad Call-ID"))?.to_owned();
+        let cseq = h.cseq().map_err(|_| RegisterError::BadContact("Bad CSeq"))?.seq;
         let header_expires = match h.get(HeaderName::Expires) {
             None => None,
             Some(v) => Some(
@@ -220,14 +209,9 @@ impl Location {
         }
         let mut updates = Vec::with_capacity(contacts.len());
         for c in &contacts {
-            let asked = c
-                .expires()
-                .or(header_expires)
-                .unwrap_or(policy.default_expires);
+            let asked = c.expires().or(header_expires).unwrap_or(policy.default_expires);
             if asked != 0 && asked < policy.min_expires {
-                return Err(RegisterError::IntervalTooBrief {
-                    min: policy.min_expires,
-                });
+                return Err(RegisterError::IntervalTooBrief { min: policy.min_expires });
             }
             updates.push((c, asked.min(policy.max_expires)));
         }
@@ -281,10 +265,8 @@ impl Location {
 
         let mut ok = Response::for_request(req, 200, "OK");
         for b in &current {
-            ok.headers_mut().push(
-                HeaderName::Contact,
-                format!("<{}>;expires={}", b.contact, b.remaining(now)),
-            );
+            ok.headers_mut()
+                .push(HeaderName::Contact, format!("<{}>;expires={}", b.contact, b.remaining(now)));
         }
         if current.iter().any(|b| b.reg_id.is_some()) {
             // RFC 5626 §6: tell the client its outbound flow is in use.
@@ -330,18 +312,12 @@ impl Location {
 
     /// Every live binding (for the registrations snapshot and the admin API).
     pub fn all(&self, now: Instant) -> impl Iterator<Item = &Binding> {
-        self.bindings
-            .values()
-            .flatten()
-            .filter(move |b| b.expires_at > now)
+        self.bindings.values().flatten().filter(move |b| b.expires_at > now)
     }
 
     /// Restores a binding from the snapshot.
     pub fn restore(&mut self, binding: Binding) {
-        self.bindings
-            .entry(binding.aor.clone())
-            .or_default()
-            .push(binding);
+        self.bindings.entry(binding.aor.clone()).or_default().push(binding);
     }
 
     /// Number of bindings (live or not yet expired by [`Location::expire`]).
@@ -355,8 +331,7 @@ impl Location {
 }
 
 fn host_is(host: &str, domain: &str) -> bool {
-    host.trim_end_matches('.')
-        .eq_ignore_ascii_case(domain.trim_end_matches('.'))
+    host.trim_end_matches('.').eq_ignore_ascii_case(domain.trim_end_matches('.'))
 }
 
 /// Whether a binding must be reached over the flow it registered on (module docs).
@@ -382,9 +357,7 @@ fn uri_eq(a: &str, b: &str) -> bool {
                 && x.password == y.password
                 && x.host_raw.eq_ignore_ascii_case(y.host_raw)
                 && x.port == y.port
-                && ["transport", "user", "maddr"]
-                    .iter()
-                    .all(|n| param(&x, n) == param(&y, n))
+                && ["transport", "user", "maddr"].iter().all(|n| param(&x, n) == param(&y, n))
         }
         _ => a == b,
     }

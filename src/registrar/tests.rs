@@ -27,11 +27,7 @@ Content-Length: 0\r\n\r\n"
 }
 
 fn ws_peer(flow: u64) -> Peer {
-    Peer::stream(
-        Transport::Wss,
-        "192.0.2.7:50000".parse().unwrap(),
-        Some(FlowId(flow)),
-    )
+    Peer::stream(Transport::Wss, "192.0.2.7:50000".parse().unwrap(), Some(FlowId(flow)))
 }
 
 fn udp_peer() -> Peer {
@@ -52,37 +48,20 @@ fn browser_registration_binds_to_its_flow() {
     let policy = Policy::new("cc.example.com");
     let mut loc = Location::new();
     let now = Instant::now();
-    let ok = loc
-        .register(
-            now,
-            &register(JSSIP, "", "c1", 1),
-            ws_peer(7),
-            "alice",
-            &policy,
-        )
-        .unwrap();
+    let ok =
+        loc.register(now, &register(JSSIP, "", "c1", 1), ws_peer(7), "alice", &policy).unwrap();
     assert_eq!(ok.status(), 200);
-    assert_eq!(
-        contacts(&ok),
-        ["<sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws>;expires=600"]
-    );
-    assert_eq!(
-        ok.headers().get(HeaderName::Require),
-        Some(&b"outbound"[..])
-    );
+    assert_eq!(contacts(&ok), ["<sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws>;expires=600"]);
+    assert_eq!(ok.headers().get(HeaderName::Require), Some(&b"outbound"[..]));
     let b = loc.lookup(now, "alice");
     assert_eq!(b.len(), 1);
     assert!(b[0].via_flow);
     assert_eq!(b[0].source.flow, Some(FlowId(7)));
-    assert_eq!(
-        b[0].instance.as_deref(),
-        Some("urn:uuid:6f1c2b9e-3d4a-4e8b-9c1f-2a7d5e0b8c43")
-    );
+    assert_eq!(b[0].instance.as_deref(), Some("urn:uuid:6f1c2b9e-3d4a-4e8b-9c1f-2a7d5e0b8c43"));
 
     // The same instance and reg-id from a new connection replaces the binding (RFC 5626 §6).
     let again = register(&JSSIP.replace("r2u7lq5c", "zz99"), "", "c1", 2);
-    loc.register(now, &again, ws_peer(8), "alice", &policy)
-        .unwrap();
+    loc.register(now, &again, ws_peer(8), "alice", &policy).unwrap();
     let b = loc.lookup(now, "alice");
     assert_eq!(b.len(), 1);
     assert_eq!(b[0].source.flow, Some(FlowId(8)));
@@ -100,44 +79,26 @@ fn expiry_rules() {
     let now = Instant::now();
     let c = "Contact: <sip:alice@192.0.2.8:5060>\r\n";
     // No expiry asked: the default; Expires header applies when the contact has none.
-    loc.register(now, &register(c, "", "a", 1), udp_peer(), "alice", &policy)
-        .unwrap();
+    loc.register(now, &register(c, "", "a", 1), udp_peer(), "alice", &policy).unwrap();
     assert_eq!(loc.lookup(now, "alice")[0].remaining(now), 3600);
-    loc.register(
-        now,
-        &register(c, "Expires: 120\r\n", "a", 2),
-        udp_peer(),
-        "alice",
-        &policy,
-    )
-    .unwrap();
+    loc.register(now, &register(c, "Expires: 120\r\n", "a", 2), udp_peer(), "alice", &policy)
+        .unwrap();
     assert_eq!(loc.lookup(now, "alice")[0].remaining(now), 120);
     // Too short: 423 with Min-Expires.
     let short = register(c, "Expires: 10\r\n", "a", 3);
-    let err = loc
-        .register(now, &short, udp_peer(), "alice", &policy)
-        .unwrap_err();
+    let err = loc.register(now, &short, udp_peer(), "alice", &policy).unwrap_err();
     assert_eq!(err, RegisterError::IntervalTooBrief { min: 60 });
     let resp = err.response(&short);
     assert_eq!(resp.status(), 423);
     assert_eq!(resp.headers().get(HeaderName::MinExpires), Some(&b"60"[..]));
     // Too long: capped.
-    loc.register(
-        now,
-        &register(c, "Expires: 999999\r\n", "a", 4),
-        udp_peer(),
-        "alice",
-        &policy,
-    )
-    .unwrap();
+    loc.register(now, &register(c, "Expires: 999999\r\n", "a", 4), udp_peer(), "alice", &policy)
+        .unwrap();
     assert_eq!(loc.lookup(now, "alice")[0].remaining(now), 7200);
     // A UDP contact with a reachable address is reached at that address.
     assert!(!loc.lookup(now, "alice")[0].via_flow);
     // Time passes: gone.
-    assert!(
-        loc.lookup(now + Duration::from_secs(7201), "alice")
-            .is_empty()
-    );
+    assert!(loc.lookup(now + Duration::from_secs(7201), "alice").is_empty());
     assert_eq!(loc.expire(now + Duration::from_secs(7201)), 1);
     assert!(loc.is_empty());
 }
@@ -148,31 +109,13 @@ fn unregister_one_and_star() {
     let mut loc = Location::new();
     let now = Instant::now();
     let two = "Contact: <sip:alice@192.0.2.8:5060>;q=0.5, <sip:alice@192.0.2.9:5060>;q=0.9\r\n";
-    let ok = loc
-        .register(
-            now,
-            &register(two, "", "b", 1),
-            udp_peer(),
-            "alice",
-            &policy,
-        )
-        .unwrap();
+    let ok = loc.register(now, &register(two, "", "b", 1), udp_peer(), "alice", &policy).unwrap();
     assert_eq!(contacts(&ok).len(), 2);
     // Best q first.
-    assert_eq!(
-        loc.lookup(now, "alice")[0].contact,
-        "sip:alice@192.0.2.9:5060"
-    );
+    assert_eq!(loc.lookup(now, "alice")[0].contact, "sip:alice@192.0.2.9:5060");
     // expires=0 on one contact removes it.
     let one = "Contact: <sip:alice@192.0.2.9:5060>;expires=0\r\n";
-    loc.register(
-        now,
-        &register(one, "", "b", 2),
-        udp_peer(),
-        "alice",
-        &policy,
-    )
-    .unwrap();
+    loc.register(now, &register(one, "", "b", 2), udp_peer(), "alice", &policy).unwrap();
     assert_eq!(loc.lookup(now, "alice").len(), 1);
     // `*` with a non-zero expiry is refused; with Expires: 0 it clears everything.
     let star_bad = register("Contact: *\r\n", "", "b", 3);
@@ -181,9 +124,7 @@ fn unregister_one_and_star() {
         Err(RegisterError::BadContact(_))
     ));
     let star = register("Contact: *\r\n", "Expires: 0\r\n", "b", 4);
-    let ok = loc
-        .register(now, &star, udp_peer(), "alice", &policy)
-        .unwrap();
+    let ok = loc.register(now, &star, udp_peer(), "alice", &policy).unwrap();
     assert!(contacts(&ok).is_empty());
     assert!(loc.lookup(now, "alice").is_empty());
 }
@@ -194,18 +135,11 @@ fn out_of_order_requests_change_nothing() {
     let mut loc = Location::new();
     let now = Instant::now();
     let c = "Contact: <sip:alice@192.0.2.8:5060>\r\n";
-    loc.register(
-        now,
-        &register(c, "Expires: 300\r\n", "x", 5),
-        udp_peer(),
-        "alice",
-        &policy,
-    )
-    .unwrap();
+    loc.register(now, &register(c, "Expires: 300\r\n", "x", 5), udp_peer(), "alice", &policy)
+        .unwrap();
     // An older CSeq on the same Call-ID (a delayed retransmission) is ignored.
     let old = register(c, "Expires: 0\r\n", "x", 4);
-    loc.register(now, &old, udp_peer(), "alice", &policy)
-        .unwrap();
+    loc.register(now, &old, udp_peer(), "alice", &policy).unwrap();
     assert_eq!(loc.lookup(now, "alice").len(), 1);
 }
 
@@ -229,36 +163,25 @@ fn refusals() {
     );
     // An unknown Require option: 420 naming it.
     let req = register(c, "Require: frobnication\r\n", "f", 2);
-    let err = loc
-        .register(now, &req, udp_peer(), "alice", &policy)
-        .unwrap_err();
+    let err = loc.register(now, &req, udp_peer(), "alice", &policy).unwrap_err();
     assert_eq!(err.response(&req).status(), 420);
     assert_eq!(
         err.response(&req).headers().get(HeaderName::Unsupported),
         Some(&b"frobnication"[..])
     );
     // RFC 4475 regbadct: a Contact URI with headers outside <> is a 400.
-    let bad = register(
-        "Contact: sip:user@example.com?Route=%3Csip:sip.example.com%3E\r\n",
-        "",
-        "f",
-        3,
-    );
+    let bad =
+        register("Contact: sip:user@example.com?Route=%3Csip:sip.example.com%3E\r\n", "", "f", 3);
     assert!(matches!(
         loc.register(now, &bad, udp_peer(), "alice", &policy),
         Err(RegisterError::BadContact(_))
     ));
     // Too many bindings.
-    let small = Policy {
-        max_bindings: 1,
-        ..Policy::new("cc.example.com")
-    };
-    loc.register(now, &register(c, "", "g", 1), udp_peer(), "alice", &small)
-        .unwrap();
+    let small = Policy { max_bindings: 1, ..Policy::new("cc.example.com") };
+    loc.register(now, &register(c, "", "g", 1), udp_peer(), "alice", &small).unwrap();
     let second = register("Contact: <sip:alice@192.0.2.99>\r\n", "", "g", 2);
     assert_eq!(
-        loc.register(now, &second, udp_peer(), "alice", &small)
-            .err(),
+        loc.register(now, &second, udp_peer(), "alice", &small).err(),
         Some(RegisterError::TooManyBindings)
     );
 }

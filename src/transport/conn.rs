@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::flows::Flows;
+use crate::admin::Metrics;
 use crate::core::{CoreHandle, reject_malformed};
 
 /// A connection that sends nothing for this long is closed (RFC 5626 clients ping every
@@ -29,6 +30,7 @@ pub struct ConnCtx {
     /// The `Server` header of stateless error answers.
     pub server: Arc<str>,
     pub shutdown: watch::Receiver<bool>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Serves one connection until it closes, errs, idles out or the edge shuts down. `first` is
@@ -91,10 +93,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     match Message::parse(bytes, Framing::Stream) {
                         Ok(message) => {
                             if !ctx.core.deliver(from, message) {
+                                ctx.metrics.shed();
                                 tracing::warn!(peer = %from, "core saturated: message shed");
                             }
                         }
                         Err(e) => {
+                            ctx.metrics.malformed();
                             tracing::debug!(peer = %from, error = %e, "malformed message");
                             if let Some(answer) = reject_malformed(&e, &ctx.server) {
                                 let _ = ctx.flows.send(id, answer);

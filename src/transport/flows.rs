@@ -49,17 +49,12 @@ struct Inner {
 
 impl Flows {
     pub fn new() -> Flows {
-        Flows {
-            next: AtomicU64::new(1),
-            inner: Mutex::default(),
-        }
+        Flows { next: AtomicU64::new(1), inner: Mutex::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding this lock leaves plain maps behind: still consistent.
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Registers a new connection; returns its id and the queue its writer drains.
@@ -72,15 +67,7 @@ impl Flows {
         let id = FlowId(self.next.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let mut inner = self.lock();
-        inner.by_id.insert(
-            id,
-            Entry {
-                transport,
-                peer,
-                tx,
-                outbound,
-            },
-        );
+        inner.by_id.insert(id, Entry { transport, peer, tx, outbound });
         if outbound {
             inner.outbound.insert((transport, peer), id);
         }

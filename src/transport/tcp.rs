@@ -17,11 +17,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// connection starts with a TLS handshake.
 pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: ConnCtx) {
     let mut shutdown = ctx.shutdown.clone();
-    let transport = if tls.is_some() {
-        Transport::Tls
-    } else {
-        Transport::Tcp
-    };
+    let transport = if tls.is_some() { Transport::Tls } else { Transport::Tcp };
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,

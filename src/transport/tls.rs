@@ -38,25 +38,17 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// Builds the server configuration from a PEM certificate chain and a PEM private key.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| TlsError::Certificate {
-            path: cert.to_owned(),
-            reason: e.to_string(),
-        })?
+        .map_err(|e| TlsError::Certificate { path: cert.to_owned(), reason: e.to_string() })?
         .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Certificate {
-            path: cert.to_owned(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| TlsError::Certificate { path: cert.to_owned(), reason: e.to_string() })?;
     if chain.is_empty() {
         return Err(TlsError::Certificate {
             path: cert.to_owned(),
             reason: "no PEM certificate found".into(),
         });
     }
-    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
-        path: key.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let private = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| TlsError::Key { path: key.to_owned(), reason: e.to_string() })?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(TlsError::Rejected)?

@@ -40,10 +40,12 @@ pub async fn serve(socket: Arc<UdpSocket>, ctx: ConnCtx) {
         match Message::parse(Bytes::copy_from_slice(&buf[..n]), Framing::Datagram) {
             Ok(message) => {
                 if !ctx.core.deliver(Peer::udp(from), message) {
+                    ctx.metrics.shed();
                     tracing::warn!(%from, "core saturated: datagram shed");
                 }
             }
             Err(e) => {
+                ctx.metrics.malformed();
                 tracing::debug!(%from, error = %e, "malformed datagram");
                 if let Some(answer) = reject_malformed(&e, &ctx.server) {
                     let _ = socket.try_send_to(&answer, from);

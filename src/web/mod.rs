@@ -56,10 +56,7 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsL
 
 /// The routes of the web listener.
 pub fn router(state: WebState) -> Router {
-    Router::new()
-        .route("/", get(index))
-        .route("/ws", get(ws::upgrade))
-        .with_state(state)
+    Router::new().route("/", get(index)).route("/ws", get(ws::upgrade)).with_state(state)
 }
 
 async fn index() -> impl IntoResponse {
@@ -83,12 +80,9 @@ pub async fn serve(
     let app = router(state);
     let result = match tls {
         None => {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<ClientAddr>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await
+            axum::serve(listener, app.into_make_service_with_connect_info::<ClientAddr>())
+                .with_graceful_shutdown(shutdown)
+                .await
         }
         Some(acceptor) => {
             axum::serve(

@@ -58,11 +58,7 @@ impl TlsListener {
                 });
             }
         });
-        TlsListener {
-            local,
-            ready,
-            _accept: AbortOnDrop(task),
-        }
+        TlsListener { local, ready, _accept: AbortOnDrop(task) }
     }
 }
 

@@ -35,9 +35,7 @@ pub fn origin_allowed(
             return true;
         }
     }
-    allowed
-        .iter()
-        .any(|a| a.trim().trim_end_matches('/').eq_ignore_ascii_case(origin))
+    allowed.iter().any(|a| a.trim().trim_end_matches('/').eq_ignore_ascii_case(origin))
 }
 
 /// `GET /ws`: checks Origin and the `sip` subprotocol, then upgrades.
@@ -47,11 +45,7 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let text = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
-    };
+    let text = |name| headers.get(name).and_then(|v: &axum::http::HeaderValue| v.to_str().ok());
     if !origin_allowed(
         text(header::ORIGIN),
         text(header::HOST),
@@ -61,17 +55,12 @@ pub async fn upgrade(
         tracing::warn!(%peer, origin = text(header::ORIGIN).unwrap_or(""), "websocket origin refused");
         return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
     }
-    let offers_sip = text(header::SEC_WEBSOCKET_PROTOCOL).is_some_and(|p| {
-        p.split(',')
-            .any(|p| p.trim().eq_ignore_ascii_case(SUBPROTOCOL))
-    });
+    let offers_sip = text(header::SEC_WEBSOCKET_PROTOCOL)
+        .is_some_and(|p| p.split(',').any(|p| p.trim().eq_ignore_ascii_case(SUBPROTOCOL)));
     if !offers_sip {
         // RFC 7118 §4: the client must offer "sip"; completing the handshake without it
         // would leave both sides guessing what the messages are.
-        return (
-            StatusCode::BAD_REQUEST,
-            "the sip subprotocol is required (RFC 7118)\n",
-        )
+        return (StatusCode::BAD_REQUEST, "the sip subprotocol is required (RFC 7118)\n")
             .into_response();
     }
     ws.protocols([SUBPROTOCOL])
@@ -82,11 +71,7 @@ pub async fn upgrade(
 async fn connection(socket: WebSocket, state: WebState, peer: std::net::SocketAddr) {
     use futures_util::{SinkExt, StreamExt};
 
-    let transport = if state.secure {
-        Transport::Wss
-    } else {
-        Transport::Ws
-    };
+    let transport = if state.secure { Transport::Wss } else { Transport::Ws };
     let ctx = &state.conn;
     let (id, mut queue) = ctx.flows.open(transport, peer, false);
     tracing::debug!(%peer, flow = %id, "websocket connected");
@@ -126,10 +111,12 @@ async fn connection(socket: WebSocket, state: WebState, peer: std::net::SocketAd
         match Message::parse(data, Framing::Datagram) {
             Ok(message) => {
                 if !ctx.core.deliver(from, message) {
+                    ctx.metrics.shed();
                     tracing::warn!(%peer, "core saturated: message shed");
                 }
             }
             Err(e) => {
+                ctx.metrics.malformed();
                 tracing::debug!(%peer, error = %e, "malformed message");
                 if let Some(answer) = reject_malformed(&e, &ctx.server) {
                     let _ = ctx.flows.send(id, answer);
@@ -173,24 +160,14 @@ mod tests {
             &allowed
         ));
         // Configured origins, exactly.
-        assert!(origin_allowed(
-            Some("https://AGENTS.example.com/"),
-            Some("edge"),
-            true,
-            &allowed
-        ));
+        assert!(origin_allowed(Some("https://AGENTS.example.com/"), Some("edge"), true, &allowed));
         assert!(!origin_allowed(
             Some("https://agents.example.com.evil.net"),
             Some("edge"),
             true,
             &allowed
         ));
-        assert!(!origin_allowed(
-            Some("https://evil.example.net"),
-            Some("edge"),
-            true,
-            &allowed
-        ));
+        assert!(!origin_allowed(Some("https://evil.example.net"), Some("edge"), true, &allowed));
         assert!(!origin_allowed(Some("null"), Some("edge"), true, &allowed));
     }
 }

@@ -110,11 +110,7 @@ pub struct ParseError {
 
 impl ParseError {
     pub(crate) fn new(kind: MessageKind, invalid: Invalid) -> ParseError {
-        ParseError {
-            kind,
-            invalid,
-            partial: None,
-        }
+        ParseError { kind, invalid, partial: None }
     }
 
     /// Whether the sender should get an error response: only requests are answered, and only

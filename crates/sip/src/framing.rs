@@ -58,16 +58,10 @@ pub fn check(buf: &[u8], max_message: usize) -> Result<Frame, FrameError> {
         }
         [b'\r', b'\n', b'\r', b'\n', ..] => return Ok(Frame::KeepAlive { len: 4, ping: true }),
         [b'\r', b'\n', ..] => {
-            return Ok(Frame::KeepAlive {
-                len: 2,
-                ping: false,
-            });
+            return Ok(Frame::KeepAlive { len: 2, ping: false });
         }
         [b'\n', ..] => {
-            return Ok(Frame::KeepAlive {
-                len: 1,
-                ping: false,
-            });
+            return Ok(Frame::KeepAlive { len: 1, ping: false });
         }
         _ => {}
     }
@@ -127,9 +121,7 @@ fn content_length_of(line: &[u8]) -> Result<Option<u32>, FrameError> {
     }
     let value =
         std::str::from_utf8(&line[colon + 1..]).map_err(|_| FrameError::BadContentLength)?;
-    parse_number(value)
-        .map(Some)
-        .map_err(|_| FrameError::BadContentLength)
+    parse_number(value).map(Some).map_err(|_| FrameError::BadContentLength)
 }
 
 #[cfg(test)]
@@ -152,17 +144,8 @@ mod tests {
 
     #[test]
     fn keep_alives() {
-        assert_eq!(
-            check(b"\r\n\r\n", 100),
-            Ok(Frame::KeepAlive { len: 4, ping: true })
-        );
-        assert_eq!(
-            check(b"\r\nINVITE", 100),
-            Ok(Frame::KeepAlive {
-                len: 2,
-                ping: false
-            })
-        );
+        assert_eq!(check(b"\r\n\r\n", 100), Ok(Frame::KeepAlive { len: 4, ping: true }));
+        assert_eq!(check(b"\r\nINVITE", 100), Ok(Frame::KeepAlive { len: 2, ping: false }));
         assert_eq!(check(b"\r\n", 100), Ok(Frame::Incomplete));
     }
 
@@ -175,10 +158,7 @@ mod tests {
             Err(FrameError::MissingContentLength)
         );
         assert_eq!(
-            check(
-                b"X sip:a@b SIP/2.0\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-                100
-            ),
+            check(b"X sip:a@b SIP/2.0\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 100),
             Err(FrameError::BadContentLength)
         );
         assert_eq!(
@@ -186,9 +166,6 @@ mod tests {
             Err(FrameError::BadContentLength)
         );
         // A body that would pass the limit is refused before it arrives.
-        assert_eq!(
-            check(b"X sip:a@b SIP/2.0\r\nl: 5000\r\n\r\n", 1000),
-            Err(FrameError::TooLarge)
-        );
+        assert_eq!(check(b"X sip:a@b SIP/2.0\r\nl: 5000\r\n\r\n", 1000), Err(FrameError::TooLarge));
     }
 }

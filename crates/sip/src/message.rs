@@ -235,12 +235,10 @@ impl Response {
             // Timestamp is echoed (RFC 3261 §8.2.6.1); only for the first response would do,
             // but echoing always is harmless.
             if let Some(ts) = src.get(HeaderName::Timestamp) {
-                r.headers
-                    .push(HeaderName::Timestamp, Bytes::copy_from_slice(ts));
+                r.headers.push(HeaderName::Timestamp, Bytes::copy_from_slice(ts));
             }
         }
-        r.headers
-            .push(HeaderName::ContentLength, Bytes::from_static(b"0"));
+        r.headers.push(HeaderName::ContentLength, Bytes::from_static(b"0"));
         r
     }
 
@@ -321,10 +319,7 @@ fn itoa_u16(n: u16) -> Vec<u8> {
 
 fn set_body(headers: &mut Headers, slot: &mut Bytes, content_type: Option<&str>, body: Bytes) {
     match content_type {
-        Some(ct) => headers.set(
-            HeaderName::ContentType,
-            Bytes::copy_from_slice(ct.as_bytes()),
-        ),
+        Some(ct) => headers.set(HeaderName::ContentType, Bytes::copy_from_slice(ct.as_bytes())),
         None => {
             headers.remove_all(HeaderName::ContentType);
         }
@@ -342,9 +337,7 @@ impl Headers {
 
     /// The first Via element: the previous hop (RFC 3261 §18.2.1, §17.2.3).
     pub fn top_via(&self) -> Result<Via<'_>, HeaderError> {
-        self.vias()
-            .next()
-            .ok_or(HeaderError::Missing(HeaderName::Via))?
+        self.vias().next().ok_or(HeaderError::Missing(HeaderName::Via))?
     }
 
     /// Every Via element of every Via header, top first.
@@ -434,11 +427,7 @@ impl Headers {
 #[inline]
 fn find_line(b: &[u8], pos: usize) -> Option<(usize, usize)> {
     let nl = pos + memchr::memchr(b'\n', &b[pos..])?;
-    let end = if nl > pos && b[nl - 1] == b'\r' {
-        nl - 1
-    } else {
-        nl
-    };
+    let end = if nl > pos && b[nl - 1] == b'\r' { nl - 1 } else { nl };
     Some((end, nl + 1))
 }
 
@@ -503,10 +492,7 @@ fn parse(buf: Bytes, framing: Framing) -> Result<Message, ParseError> {
         }
     }
 
-    let headers = Headers {
-        buf: buf.clone(),
-        entries,
-    };
+    let headers = Headers { buf: buf.clone(), entries };
     let mut checks = Checks::default();
     let verdict = check_headers(&headers, &mut checks);
 
@@ -554,11 +540,7 @@ fn parse(buf: Bytes, framing: Framing) -> Result<Message, ParseError> {
                 Message::Request(r) if checks.has_via => Some(Box::new(r)),
                 _ => None,
             };
-            Err(ParseError {
-                kind,
-                invalid,
-                partial,
-            })
+            Err(ParseError { kind, invalid, partial })
         }
     }
 }
@@ -604,25 +586,14 @@ fn parse_start_line(
     let bad = || ParseError::new(kind, Invalid::BadStartLine);
     let sp1 = memchr::memchr(b' ', line).ok_or_else(bad)?;
     let method = Method::from_bytes(&line[..sp1]).ok_or_else(|| {
-        ParseError::new(
-            kind,
-            if sp1 == 0 {
-                Invalid::BadStartLine
-            } else {
-                Invalid::BadMethod
-            },
-        )
+        ParseError::new(kind, if sp1 == 0 { Invalid::BadStartLine } else { Invalid::BadMethod })
     })?;
     // From here on the line is known to be a request: a defect is reported once the headers
     // are read, so that the request can still be answered.
     let rest = &line[sp1 + 1..];
     let Some(sp2) = memchr::memrchr(b' ', rest) else {
         let uri = (pos + sp1 + 1, end);
-        return Ok((
-            StartLine::Request { method, uri },
-            kind,
-            Err(Invalid::BadStartLine),
-        ));
+        return Ok((StartLine::Request { method, uri }, kind, Err(Invalid::BadStartLine)));
     };
     let uri = &rest[..sp2];
     let version = &rest[sp2 + 1..];
@@ -649,14 +620,7 @@ fn parse_start_line(
             },
         },
     };
-    Ok((
-        StartLine::Request {
-            method,
-            uri: uri_span,
-        },
-        kind,
-        deferred,
-    ))
+    Ok((StartLine::Request { method, uri: uri_span }, kind, deferred))
 }
 
 /// `SIP/2.0` -> Ok(true); another well-formed version -> Ok(false); garbage -> Err.
@@ -698,10 +662,7 @@ fn push_header(
         return Ok(());
     }
     // One pass: the name is a run of token bytes, then optional whitespace, then the colon.
-    let name_end = line
-        .iter()
-        .position(|&c| !text::is_token(c))
-        .unwrap_or(line.len());
+    let name_end = line.iter().position(|&c| !text::is_token(c)).unwrap_or(line.len());
     let mut colon = name_end;
     while colon < line.len() && matches!(line[colon], b' ' | b'\t') {
         colon += 1;
@@ -789,9 +750,7 @@ fn check_headers(h: &Headers, checks: &mut Checks) -> Result<(), Invalid> {
         *slot = Some(v);
     }
     if let Some(cl) = content_length {
-        let n = std::str::from_utf8(cl)
-            .ok()
-            .and_then(|t| parse_number(t).ok());
+        let n = std::str::from_utf8(cl).ok().and_then(|t| parse_number(t).ok());
         match n {
             Some(n) if !cl_conflict => checks.content_length = Some(n),
             _ => return Err(Invalid::BadContentLength),
@@ -816,10 +775,7 @@ fn check_headers(h: &Headers, checks: &mut Checks) -> Result<(), Invalid> {
     NameAddr::check(utf8(from, HeaderName::From)?)
         .map_err(|_| Invalid::BadHeader(HeaderName::From))?;
     NameAddr::check(utf8(to, HeaderName::To)?).map_err(|_| Invalid::BadHeader(HeaderName::To))?;
-    if call_id.is_empty()
-        || call_id
-            .iter()
-            .any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
+    if call_id.is_empty() || call_id.iter().any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
     {
         return Err(Invalid::BadHeader(HeaderName::CallId));
     }

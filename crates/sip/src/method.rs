@@ -85,10 +85,7 @@ mod tests {
     #[test]
     fn known_extension_and_invalid() {
         assert_eq!(Method::from_bytes(b"INVITE"), Some(Method::Invite));
-        assert_eq!(
-            Method::from_bytes(b"invite").map(|m| m.to_string()),
-            Some("invite".into())
-        );
+        assert_eq!(Method::from_bytes(b"invite").map(|m| m.to_string()), Some("invite".into()));
         assert_eq!(
             Method::from_bytes(b"!interesting-Method0123456789_*+`.%indeed'~")
                 .map(|m| m.to_string()),

@@ -21,26 +21,18 @@ pub struct Part<'a> {
 impl<'a> Part<'a> {
     /// The value of the first part header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&'a str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
     }
 
     /// The part's Content-Type (RFC 2046 default is `text/plain`; `None` when absent).
     pub fn content_type(&self) -> Option<MediaType<'a>> {
-        self.header("Content-Type")
-            .and_then(|v| MediaType::parse(v).ok())
+        self.header("Content-Type").and_then(|v| MediaType::parse(v).ok())
     }
 
     /// The Content-ID without angle brackets (what a `cid:` URI names, RFC 2392).
     pub fn content_id(&self) -> Option<&'a str> {
         let v = text::trim(self.header("Content-ID")?);
-        Some(
-            v.strip_prefix('<')
-                .and_then(|v| v.strip_suffix('>'))
-                .unwrap_or(v),
-        )
+        Some(v.strip_prefix('<').and_then(|v| v.strip_suffix('>')).unwrap_or(v))
     }
 }
 
@@ -72,9 +64,7 @@ impl std::error::Error for MultipartError {}
 
 fn boundary_ok(boundary: &str) -> bool {
     (1..=70).contains(&boundary.len())
-        && boundary
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"'()+_,-./:=? ".contains(&b))
+        && boundary.bytes().all(|b| b.is_ascii_alphanumeric() || b"'()+_,-./:=? ".contains(&b))
         && !boundary.ends_with(' ')
 }
 
@@ -105,16 +95,9 @@ pub fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, Multip
         // Find the next delimiter that starts a line.
         let mut search = pos;
         let (content_end, next_pos) = loop {
-            let at = search
-                + finder
-                    .find(&body[search..])
-                    .ok_or(MultipartError::Unterminated)?;
+            let at = search + finder.find(&body[search..]).ok_or(MultipartError::Unterminated)?;
             if at >= 1 && body[at - 1] == b'\n' {
-                let end = if at >= 2 && body[at - 2] == b'\r' {
-                    at - 2
-                } else {
-                    at - 1
-                };
+                let end = if at >= 2 && body[at - 2] == b'\r' { at - 2 } else { at - 1 };
                 break (end.max(pos), at + delim.len());
             }
             if at == pos {
@@ -134,10 +117,7 @@ fn parse_part(raw: &[u8]) -> Result<Part<'_>, MultipartError> {
         let Some(nl) = memchr::memchr(b'\n', &raw[pos..]) else {
             // No empty line: a part with only headers (or nothing) and no body.
             if raw[pos..].iter().all(|b| b.is_ascii_whitespace()) {
-                return Ok(Part {
-                    headers,
-                    body: &raw[raw.len()..],
-                });
+                return Ok(Part { headers, body: &raw[raw.len()..] });
             }
             return Err(MultipartError::BadPartHeaders);
         };
@@ -147,10 +127,7 @@ fn parse_part(raw: &[u8]) -> Result<Part<'_>, MultipartError> {
         }
         pos += nl + 1;
         if line.is_empty() {
-            return Ok(Part {
-                headers,
-                body: &raw[pos..],
-            });
+            return Ok(Part { headers, body: &raw[pos..] });
         }
         let line = std::str::from_utf8(line).map_err(|_| MultipartError::BadPartHeaders)?;
         let (name, value) = line.split_once(':').ok_or(MultipartError::BadPartHeaders)?;
@@ -176,10 +153,7 @@ impl NewPart {
         if let Some(id) = content_id {
             headers.push(("Content-ID".to_owned(), format!("<{id}>")));
         }
-        NewPart {
-            headers,
-            body: body.into(),
-        }
+        NewPart { headers, body: body.into() }
     }
 }
 
@@ -252,10 +226,7 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(
-            parse(b"--b\r\n\r\nno end", "b"),
-            Err(MultipartError::Unterminated)
-        );
+        assert_eq!(parse(b"--b\r\n\r\nno end", "b"), Err(MultipartError::Unterminated));
         assert_eq!(parse(b"nothing", "b"), Err(MultipartError::NoDelimiter));
         assert_eq!(
             parse(b"--b\r\nbad header\r\n\r\nx\r\n--b--", "b"),

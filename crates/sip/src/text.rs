@@ -117,11 +117,7 @@ pub(crate) fn find_byte(s: &str, b: u8) -> Option<usize> {
 /// where a plain loop beats memchr's set-up; long ones go to memchr.
 #[inline]
 pub(crate) fn find(hay: &[u8], needle: u8) -> Option<usize> {
-    if hay.len() < 32 {
-        hay.iter().position(|&c| c == needle)
-    } else {
-        memchr::memchr(needle, hay)
-    }
+    if hay.len() < 32 { hay.iter().position(|&c| c == needle) } else { memchr::memchr(needle, hay) }
 }
 
 /// Splits `s` around the first ASCII delimiter `b`.
@@ -142,11 +138,7 @@ pub(crate) fn split_commas(s: &str) -> impl Iterator<Item = &str> {
             }
             let end = top_level_comma(rest).unwrap_or(rest.len());
             let item = trim(&rest[..end]);
-            rest = if end < rest.len() {
-                &rest[end + 1..]
-            } else {
-                ""
-            };
+            rest = if end < rest.len() { &rest[end + 1..] } else { "" };
             if !item.is_empty() {
                 return Some(item);
             }

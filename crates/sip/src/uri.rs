@@ -64,13 +64,8 @@ impl<'a> Uri<'a> {
         }
         let colon = text::find_byte(raw, b':').ok_or(UriError::NoScheme)?;
         let scheme = &raw[..colon];
-        let valid_scheme = scheme
-            .as_bytes()
-            .first()
-            .is_some_and(u8::is_ascii_alphabetic)
-            && scheme
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        let valid_scheme = scheme.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
+            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
         if !valid_scheme {
             return Err(UriError::NoScheme);
         }
@@ -164,11 +159,7 @@ impl<'a> Host<'a> {
         if b.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
             return parse_ipv4(b).map(Host::V4).ok_or(UriError::BadHost);
         }
-        if hostname_ok(b) {
-            Ok(Host::Domain(s))
-        } else {
-            Err(UriError::BadHost)
-        }
+        if hostname_ok(b) { Ok(Host::Domain(s)) } else { Err(UriError::BadHost) }
     }
 
     /// The address when the host is an IP literal.
@@ -261,10 +252,7 @@ pub(crate) fn split_hostport(s: &str) -> Result<(&str, Host<'_>, Option<u16>), U
         let close = text::find_byte(s, b']').ok_or(UriError::BadHost)?;
         match &s[close + 1..] {
             "" => (&s[..=close], None),
-            rest => (
-                &s[..=close],
-                Some(rest.strip_prefix(':').ok_or(UriError::BadPort)?),
-            ),
+            rest => (&s[..=close], Some(rest.strip_prefix(':').ok_or(UriError::BadPort)?)),
         }
     } else {
         match text::split_byte(s, b':') {
@@ -386,11 +374,7 @@ impl<'a> TelUri<'a> {
         if !ok {
             return Err(UriError::BadOpaquePart);
         }
-        Ok(TelUri {
-            raw,
-            number,
-            params: Params::new(params),
-        })
+        Ok(TelUri { raw, number, params: Params::new(params) })
     }
 
     /// The URI exactly as written.
@@ -464,11 +448,7 @@ impl<'a> Params<'a> {
                 }
                 let end = param_end(rest);
                 let item = text::trim(&rest[..end]);
-                rest = if end < rest.len() {
-                    &rest[end + 1..]
-                } else {
-                    ""
-                };
+                rest = if end < rest.len() { &rest[end + 1..] } else { "" };
                 if item.is_empty() {
                     continue;
                 }
@@ -483,9 +463,7 @@ impl<'a> Params<'a> {
     /// The first parameter named `name` (case-insensitive): `Some(None)` for a flag,
     /// `Some(Some(value))` for a value, `None` when absent.
     pub fn get(&self, name: &str) -> Option<Option<&'a str>> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }
 
     /// Whether a parameter named `name` is present (flag or value).
@@ -550,10 +528,7 @@ mod tests {
         assert_eq!(u.port, Some(5061));
         assert_eq!(u.host.to_string(), "[2001:db8::10]");
         // RFC 5118 §4.2: an unbracketed IPv6 address is not a valid host.
-        assert_eq!(
-            SipUri::parse("sip:user@2001:db8::10").unwrap_err(),
-            UriError::BadPort
-        );
+        assert_eq!(SipUri::parse("sip:user@2001:db8::10").unwrap_err(), UriError::BadPort);
         assert!(SipUri::parse("sip:[2001:db8::10").is_err());
         // RFC 5118 §4.10: the ABNF bug's extra colon is tolerated, other triple colons are not.
         assert_eq!(
@@ -584,34 +559,20 @@ mod tests {
         assert!(t.is_global());
         assert_eq!(t.params.get("phone-context"), Some(Some("example.com")));
         assert!(matches!(Uri::parse("tel:911"), Ok(Uri::Tel(t)) if t.number == "911"));
-        let Uri::Urn(u) = Uri::parse("urn:service:sos.fire").unwrap() else {
-            panic!("urn")
-        };
+        let Uri::Urn(u) = Uri::parse("urn:service:sos.fire").unwrap() else { panic!("urn") };
         assert_eq!(u.service(), Some("sos.fire"));
-        assert!(matches!(
-            Uri::parse("cid:target123@atlanta.example.com"),
-            Ok(Uri::Other { .. })
-        ));
+        assert!(matches!(Uri::parse("cid:target123@atlanta.example.com"), Ok(Uri::Other { .. })));
         assert!(Uri::parse("tel:abc-xyz").is_err());
     }
 
     #[test]
     fn illegal_uris() {
-        assert_eq!(
-            Uri::parse("sip:a b@x").unwrap_err(),
-            UriError::IllegalCharacter
-        );
-        assert_eq!(
-            Uri::parse("<sip:x>").unwrap_err(),
-            UriError::IllegalCharacter
-        );
+        assert_eq!(Uri::parse("sip:a b@x").unwrap_err(), UriError::IllegalCharacter);
+        assert_eq!(Uri::parse("<sip:x>").unwrap_err(), UriError::IllegalCharacter);
         assert_eq!(Uri::parse("example.com").unwrap_err(), UriError::NoScheme);
         assert_eq!(Uri::parse("sip:x@").unwrap_err(), UriError::BadHost);
         assert_eq!(Uri::parse("sip:x@h:99999").unwrap_err(), UriError::BadPort);
-        assert_eq!(
-            Uri::parse("sip:x@-bad-.com").unwrap_err(),
-            UriError::BadHost
-        );
+        assert_eq!(Uri::parse("sip:x@-bad-.com").unwrap_err(), UriError::BadHost);
     }
 
     #[test]

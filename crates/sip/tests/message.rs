@@ -38,10 +38,7 @@ fn invite_fields() {
     assert_eq!(r.method(), &Method::Invite);
     assert!(matches!(r.uri().unwrap(), Uri::Sip(u) if u.user == Some("+15550100123")));
     let h = r.headers();
-    assert_eq!(
-        h.top_via().unwrap().branch(),
-        Some("z9hG4bK-524287-1---abc")
-    );
+    assert_eq!(h.top_via().unwrap().branch(), Some("z9hG4bK-524287-1---abc"));
     assert_eq!(h.from().unwrap().tag(), Some("abc123"));
     assert_eq!(h.to().unwrap().tag(), None);
     assert_eq!(h.call_id().unwrap(), "1-2-3@192.0.2.10");
@@ -86,9 +83,7 @@ To: <sip:user@[2001:db8::20]>;tag=9a\r\n\
 Call-ID: SSG9559905523997077@hlau_4100\r\n\
 CSeq: 1 INVITE\r\n\
 Content-Length: 0\r\n\r\n";
-    let Ok(Message::Response(r)) = parse(raw, Framing::Stream) else {
-        panic!()
-    };
+    let Ok(Message::Response(r)) = parse(raw, Framing::Stream) else { panic!() };
     assert_eq!(r.status(), 180);
     assert_eq!(r.reason(), "Ringing");
     let via = r.headers().top_via().unwrap();
@@ -99,10 +94,7 @@ Content-Length: 0\r\n\r\n";
 #[test]
 fn mandatory_headers_named_in_the_reason() {
     let without = |name: &str| {
-        INVITE
-            .split_inclusive("\r\n")
-            .filter(|l| !l.starts_with(name))
-            .collect::<String>()
+        INVITE.split_inclusive("\r\n").filter(|l| !l.starts_with(name)).collect::<String>()
     };
     for (name, reason) in [
         ("Call-ID", "Missing Call-ID"),
@@ -128,23 +120,14 @@ fn content_length_rules() {
     let extra = format!("{INVITE}garbage");
     assert_eq!(&request(&extra).body()[..], b"v=0\r\ns=-\r\n");
     let short = INVITE.replace("Content-Length: 10", "Content-Length: 50");
-    assert_eq!(
-        invalid(&short, Framing::Datagram).invalid,
-        Invalid::BadContentLength
-    );
+    assert_eq!(invalid(&short, Framing::Datagram).invalid, Invalid::BadContentLength);
     // Datagram without Content-Length: the body is the rest.
     let none = INVITE.replace("Content-Length: 10\r\n", "");
     assert_eq!(request(&none).body().len(), 10);
     // Stream: Content-Length is mandatory.
-    assert_eq!(
-        invalid(&none, Framing::Stream).invalid,
-        Invalid::MissingContentLength
-    );
+    assert_eq!(invalid(&none, Framing::Stream).invalid, Invalid::MissingContentLength);
     let negative = INVITE.replace("Content-Length: 10", "Content-Length: -10");
-    assert_eq!(
-        invalid(&negative, Framing::Datagram).reason(),
-        "Bad Content-Length"
-    );
+    assert_eq!(invalid(&negative, Framing::Datagram).reason(), "Bad Content-Length");
 }
 
 #[test]
@@ -169,30 +152,15 @@ fn start_line_errors() {
     let e = invalid(bad_resp, Framing::Datagram);
     assert_eq!(e.kind, MessageKind::Response);
     assert!(!e.is_answerable());
-    assert_eq!(
-        invalid("\r\n\r\n", Framing::Datagram).invalid,
-        Invalid::Empty
-    );
-    assert_eq!(
-        invalid("hello", Framing::Datagram).kind,
-        MessageKind::Unknown
-    );
-    assert_eq!(
-        invalid("hello\r\n\r\n", Framing::Datagram).kind,
-        MessageKind::Request
-    );
+    assert_eq!(invalid("\r\n\r\n", Framing::Datagram).invalid, Invalid::Empty);
+    assert_eq!(invalid("hello", Framing::Datagram).kind, MessageKind::Unknown);
+    assert_eq!(invalid("hello\r\n\r\n", Framing::Datagram).kind, MessageKind::Request);
 }
 
 #[test]
 fn duplicates_and_bad_values() {
-    let dup = INVITE.replace(
-        "Call-ID: 1-2-3@192.0.2.10\r\n",
-        "Call-ID: a\r\nCall-ID: b\r\n",
-    );
-    assert_eq!(
-        invalid(&dup, Framing::Datagram).reason(),
-        "Duplicate Call-ID"
-    );
+    let dup = INVITE.replace("Call-ID: 1-2-3@192.0.2.10\r\n", "Call-ID: a\r\nCall-ID: b\r\n");
+    assert_eq!(invalid(&dup, Framing::Datagram).reason(), "Duplicate Call-ID");
     let mf = INVITE.replace("Max-Forwards: 70", "Max-Forwards: 300");
     assert_eq!(invalid(&mf, Framing::Datagram).reason(), "Bad Max-Forwards");
     let from = INVITE.replace("From: \"Carrier\"", "From: \"Carrier");
@@ -203,10 +171,7 @@ fn duplicates_and_bad_values() {
     // Answered over the flow it came on, even though its Via is unusable.
     assert!(e.is_answerable());
     let line = INVITE.replace("Max-Forwards: 70", "Max-Forwards 70");
-    assert_eq!(
-        invalid(&line, Framing::Datagram).reason(),
-        "Bad Header Line"
-    );
+    assert_eq!(invalid(&line, Framing::Datagram).reason(), "Bad Header Line");
 }
 
 #[test]
@@ -215,9 +180,7 @@ fn build_a_response_and_edit_headers() {
     let mut resp = Response::for_request(&r, 486, "Busy Here");
     resp.set_to_tag("edge1");
     let bytes = resp.to_bytes();
-    let Ok(Message::Response(parsed)) = Message::parse(bytes, Framing::Stream) else {
-        panic!()
-    };
+    let Ok(Message::Response(parsed)) = Message::parse(bytes, Framing::Stream) else { panic!() };
     assert_eq!(parsed.status(), 486);
     assert_eq!(parsed.headers().to().unwrap().tag(), Some("edge1"));
     assert_eq!(parsed.headers().call_id().unwrap(), "1-2-3@192.0.2.10");
@@ -225,10 +188,7 @@ fn build_a_response_and_edit_headers() {
 
     let mut fwd = request(INVITE);
     let h = fwd.headers_mut();
-    h.prepend(
-        HeaderName::Via,
-        "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKedge",
-    );
+    h.prepend(HeaderName::Via, "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKedge");
     h.set(HeaderName::MaxForwards, "69");
     h.prepend(HeaderName::RecordRoute, "<sip:127.0.0.1;lr>");
     let text = String::from_utf8(fwd.to_bytes().to_vec()).unwrap();
@@ -241,10 +201,7 @@ Max-Forwards: 69\r\n"
     ));
     assert_eq!(fwd.headers().vias().count(), 2);
     let popped = fwd.headers_mut().pop_first_value(HeaderName::Via).unwrap();
-    assert_eq!(
-        &popped[..],
-        b"SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKedge"
-    );
+    assert_eq!(&popped[..], b"SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKedge");
 }
 
 #[test]
@@ -256,10 +213,7 @@ fn pop_from_a_combined_header() {
     let mut r = request(&raw);
     let first = r.headers_mut().pop_first_value(HeaderName::Route).unwrap();
     assert_eq!(&first[..], b"<sip:p1.example.com;lr>");
-    assert_eq!(
-        r.headers().get(HeaderName::Route).unwrap(),
-        b"<sip:p2.example.com;lr>"
-    );
+    assert_eq!(r.headers().get(HeaderName::Route).unwrap(), b"<sip:p2.example.com;lr>");
     r.headers_mut().pop_first_value(HeaderName::Route).unwrap();
     assert!(!r.headers().contains(HeaderName::Route));
 }

@@ -32,11 +32,8 @@ fn manifest() -> Vec<Case> {
         .map(|l| {
             let mut cols = l.split('\t');
             let path = cols.next().unwrap().trim().to_owned();
-            let expect = cols
-                .next()
-                .unwrap_or_else(|| panic!("no expectation: {l}"))
-                .trim()
-                .to_owned();
+            let expect =
+                cols.next().unwrap_or_else(|| panic!("no expectation: {l}")).trim().to_owned();
             Case { path, expect }
         })
         .collect()
@@ -88,22 +85,14 @@ fn corpus_meets_its_expectations() {
             failures.push(format!("{}: {why}", case.path));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// A valid message prints back as it came (minus bytes past Content-Length on a datagram),
 /// frames as one message on a stream when it has a Content-Length, and its typed views decode.
 fn check_valid(bytes: &[u8], m: &Message) -> Result<(), String> {
     let printed = m.to_bytes();
-    let start = bytes
-        .iter()
-        .position(|b| !matches!(b, b'\r' | b'\n'))
-        .unwrap_or(0);
+    let start = bytes.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(0);
     if !bytes[start..].starts_with(&printed) {
         return Err("does not print back byte for byte".into());
     }
@@ -140,24 +129,11 @@ fn carrier_emergency_invite_has_sdp_and_pidf_lo() {
     let parts = sip::multipart::parse(r.body(), ct.boundary().unwrap()).unwrap();
     assert_eq!(parts.len(), 2);
     assert!(parts[0].content_type().unwrap().is("application", "sdp"));
-    assert!(
-        parts[1]
-            .content_type()
-            .unwrap()
-            .is("application", "pidf+xml")
-    );
+    assert!(parts[1].content_type().unwrap().is("application", "pidf+xml"));
     // The Geolocation header points at the PIDF-LO part by Content-ID (RFC 6442 §4.1).
-    let geo = h
-        .name_addrs(HeaderName::Geolocation)
-        .next()
-        .unwrap()
-        .unwrap();
+    let geo = h.name_addrs(HeaderName::Geolocation).next().unwrap().unwrap();
     let cid = geo.uri_raw.strip_prefix("cid:").unwrap();
     assert_eq!(parts[1].content_id(), Some(cid));
-    assert!(
-        std::str::from_utf8(parts[1].body)
-            .unwrap()
-            .contains("civicAddress")
-    );
+    assert!(std::str::from_utf8(parts[1].body).unwrap().contains("civicAddress"));
     assert_eq!(h.get(HeaderName::Priority), Some(&b"emergency"[..]));
 }

@@ -53,10 +53,7 @@ fn invite_udp_timer_a_doubles_then_timer_b_times_out() {
     let ck = TxnKey::Client(key);
     assert_eq!(
         described(&h.take_events()),
-        [
-            (secs(32), format!("Timeout Timer B {ck}")),
-            (secs(32), format!("Terminated {ck}")),
-        ]
+        [(secs(32), format!("Timeout Timer B {ck}")), (secs(32), format!("Terminated {ck}")),]
     );
     assert_eq!(h.layer.len(), 0);
     assert_eq!(h.layer.poll_timeout(), None);
@@ -74,10 +71,7 @@ fn invite_provisional_stops_retransmissions_and_timer_b() {
     assert_eq!(h.layer.poll_timeout(), None);
     h.run_until(secs(100));
     assert_eq!(times(&h.take_sent()), [0, 500]);
-    assert_eq!(
-        described(&h.take_events()),
-        [(ms(700), format!("Response 180 {key}"))]
-    );
+    assert_eq!(described(&h.take_events()), [(ms(700), format!("Response 180 {key}"))]);
     assert_eq!(h.layer.len(), 1);
 }
 
@@ -108,19 +102,12 @@ fn invite_non_2xx_final_is_acked_retransmissions_absorbed_then_timer_d() {
     let (a, i) = (ack.headers(), inv_req.headers());
     assert_eq!(a.call_id().unwrap(), i.call_id().unwrap());
     assert_eq!(a.get(HeaderName::From), i.get(HeaderName::From));
-    assert_eq!(
-        a.to().unwrap().tag(),
-        Some("b1"),
-        "To comes from the response"
-    );
+    assert_eq!(a.to().unwrap().tag(), Some("b1"), "To comes from the response");
     assert_eq!(a.cseq().unwrap().seq, 1);
     assert_eq!(a.cseq().unwrap().method, Method::Ack);
     assert_eq!(a.count(HeaderName::Via), 1);
     assert_eq!(a.top_via().unwrap().raw, i.top_via().unwrap().raw);
-    assert_eq!(
-        a.get(HeaderName::Route),
-        Some(&b"<sip:sbc.example.com;lr>"[..])
-    );
+    assert_eq!(a.get(HeaderName::Route), Some(&b"<sip:sbc.example.com;lr>"[..]));
     assert_eq!(a.get(HeaderName::Contact), None);
 
     // A retransmitted final gets the ACK again and is not passed up again.
@@ -182,24 +169,14 @@ fn invite_over_tcp_no_retransmissions_and_timer_d_is_zero() {
     // Only Timer B runs.
     assert_eq!(h.layer.poll_timeout(), Some(h.clock.at(secs(32))));
     h.run_until(secs(10));
-    h.recv_response(
-        tcp(REMOTE, 4),
-        &response_to(&inv, 503, "Service Unavailable", Some("x")),
-    );
+    h.recv_response(tcp(REMOTE, 4), &response_to(&inv, 503, "Service Unavailable", Some("x")));
     let sent = h.take_transmits();
     assert_eq!(sent.len(), 2);
     assert!(first_line(&sent[1].1.message).starts_with("ACK "));
-    assert_eq!(
-        sent[1].1.to,
-        tcp(REMOTE, 4),
-        "the ACK goes on the same connection"
-    );
+    assert_eq!(sent[1].1.to, tcp(REMOTE, 4), "the ACK goes on the same connection");
     assert_eq!(
         described(&h.take_events()),
-        [
-            (secs(10), format!("Response 503 {key}")),
-            (secs(10), format!("Terminated {key}")),
-        ]
+        [(secs(10), format!("Response 503 {key}")), (secs(10), format!("Terminated {key}")),]
     );
     assert_eq!(h.layer.len(), 0);
     assert_eq!(h.layer.poll_timeout(), None);
@@ -231,10 +208,7 @@ fn transport_error_terminates_the_client_transaction() {
     let ck = TxnKey::Client(key);
     assert_eq!(
         described(&h.take_events()),
-        [
-            (secs(0), format!("TransportError {ck}")),
-            (secs(0), format!("Terminated {ck}")),
-        ]
+        [(secs(0), format!("TransportError {ck}")), (secs(0), format!("Terminated {ck}")),]
     );
     // A late report for a gone transaction is ignored.
     h.layer.handle_transport_error(h.now(), ck);
@@ -247,29 +221,17 @@ fn transport_error_terminates_the_client_transaction() {
 #[test]
 fn non_invite_udp_timer_e_doubles_capped_at_t2_then_timer_f() {
     let mut h = One::new();
-    let key = start(
-        &mut h,
-        udp(REMOTE),
-        &non_invite(&mut Ids::new(), "OPTIONS", "UDP"),
-    );
+    let key = start(&mut h, udp(REMOTE), &non_invite(&mut Ids::new(), "OPTIONS", "UDP"));
     assert_eq!(h.layer.state(key), Some(TxnState::Trying));
     h.run_until(secs(60));
     let sent = h.take_sent();
     // 500 ms, 1 s, 2 s, then 4 s (T2) until Timer F at 64*T1 (RFC 3261 §17.1.2.2).
-    assert_eq!(
-        times(&sent),
-        [
-            0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500
-        ]
-    );
+    assert_eq!(times(&sent), [0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]);
     assert!(sent.iter().all(|(_, l)| l.starts_with("OPTIONS ")));
     let ck = TxnKey::Client(key);
     assert_eq!(
         described(&h.take_events()),
-        [
-            (secs(32), format!("Timeout Timer F {ck}")),
-            (secs(32), format!("Terminated {ck}")),
-        ]
+        [(secs(32), format!("Timeout Timer F {ck}")), (secs(32), format!("Terminated {ck}")),]
     );
     assert_eq!(h.layer.len(), 0);
 }
@@ -312,11 +274,7 @@ fn non_invite_final_then_timer_k_absorbs_retransmissions() {
     h.recv_response(udp(REMOTE), &ok);
     h.recv_response(udp(REMOTE), &response_to(&req, 500, "Oops", Some("t")));
     h.run_until(secs(20));
-    assert_eq!(
-        times(&h.take_sent()),
-        [0, 500],
-        "no retransmission after the final"
-    );
+    assert_eq!(times(&h.take_sent()), [0, 500], "no retransmission after the final");
     assert_eq!(
         described(&h.take_events()),
         [
@@ -338,10 +296,7 @@ fn non_invite_over_tcp_no_retransmissions_and_timer_k_is_zero() {
     assert_eq!(times(&h.take_sent()), [0]);
     assert_eq!(
         described(&h.take_events()),
-        [
-            (secs(3), format!("Response 200 {key}")),
-            (secs(3), format!("Terminated {key}")),
-        ]
+        [(secs(3), format!("Response 200 {key}")), (secs(3), format!("Terminated {key}")),]
     );
     assert_eq!(h.layer.len(), 0);
 }
@@ -362,10 +317,7 @@ fn responses_match_by_branch_and_cseq_method_else_stray() {
     h.recv_response(udp(REMOTE), &response_to(&other, 180, "Ringing", None));
     assert_eq!(
         described(&h.take_events()),
-        [
-            (secs(0), "Stray 200".to_owned()),
-            (secs(0), "Stray 180".to_owned())
-        ]
+        [(secs(0), "Stray 200".to_owned()), (secs(0), "Stray 180".to_owned())]
     );
     assert_eq!(h.layer.state(key), Some(TxnState::Calling));
 }
@@ -380,17 +332,14 @@ fn send_request_refusals() {
         h.layer.send_request(now, udp(REMOTE), request(&ack)),
         Err(TxnError::AckIsNotATransaction)
     );
-    let no_branch = RequestText::new("OPTIONS", URI)
-        .raw_via("SIP/2.0/UDP edge.example.com")
-        .build();
+    let no_branch =
+        RequestText::new("OPTIONS", URI).raw_via("SIP/2.0/UDP edge.example.com").build();
     assert_eq!(
         h.layer.send_request(now, udp(REMOTE), request(&no_branch)),
         Err(TxnError::MissingBranch)
     );
     let inv = invite(&mut ids, "UDP");
-    h.layer
-        .send_request(now, udp(REMOTE), request(&inv))
-        .unwrap();
+    h.layer.send_request(now, udp(REMOTE), request(&inv)).unwrap();
     assert_eq!(
         h.layer.send_request(now, udp(REMOTE), request(&inv)),
         Err(TxnError::DuplicateBranch)
@@ -402,10 +351,8 @@ fn send_request_refusals() {
 fn cancel_sent(h: &mut One) -> sip::Request {
     h.pump();
     let sent = h.take_transmits();
-    let cancels: Vec<_> = sent
-        .iter()
-        .filter(|(_, t)| first_line(&t.message).starts_with("CANCEL "))
-        .collect();
+    let cancels: Vec<_> =
+        sent.iter().filter(|(_, t)| first_line(&t.message).starts_with("CANCEL ")).collect();
     assert_eq!(cancels.len(), 1, "{:?}", sent);
     match parse_sent(&cancels[0].1.message) {
         Message::Request(r) => r,
@@ -423,18 +370,16 @@ fn cancel_before_any_provisional_is_held_until_the_1xx() {
     assert_eq!(h.layer.cancel(h.now(), key), Ok(CancelStatus::Held));
     h.run_until(ms(800));
     let sent = h.take_sent();
-    assert!(
-        sent.iter().all(|(_, l)| l.starts_with("INVITE ")),
-        "{sent:?}"
-    );
+    assert!(sent.iter().all(|(_, l)| l.starts_with("INVITE ")), "{sent:?}");
 
     h.recv_response(udp(REMOTE), &response_to(&inv, 180, "Ringing", Some("b1")));
     let events = h.take_events();
     let cancel_key = match &events[..] {
-        [
-            (_, Event::Response { key: k, .. }),
-            (_, Event::CancelSent { invite, cancel }),
-        ] if *k == key && *invite == key => *cancel,
+        [(_, Event::Response { key: k, .. }), (_, Event::CancelSent { invite, cancel })]
+            if *k == key && *invite == key =>
+        {
+            *cancel
+        }
         other => panic!("{:?}", described(other)),
     };
     let cancel = cancel_sent(&mut h);
@@ -450,27 +395,15 @@ fn cancel_before_any_provisional_is_held_until_the_1xx() {
     assert_eq!(c.count(HeaderName::Via), 1);
     assert_eq!(c.top_via().unwrap().raw, ih.top_via().unwrap().raw);
     assert_eq!(c.get(HeaderName::Route), ih.get(HeaderName::Route));
-    assert_eq!(
-        h.layer.cancel(h.now(), key),
-        Ok(CancelStatus::Sent(cancel_key))
-    );
+    assert_eq!(h.layer.cancel(h.now(), key), Ok(CancelStatus::Sent(cancel_key)));
 
     // The CANCEL's own 200 and the INVITE's 487 each go to their transaction.
     let cancel_text = text(&cancel.to_bytes());
-    h.recv_response(
-        udp(REMOTE),
-        &response_to(&cancel_text, 200, "OK", Some("b1")),
-    );
-    h.recv_response(
-        udp(REMOTE),
-        &response_to(&inv, 487, "Request Terminated", Some("b1")),
-    );
+    h.recv_response(udp(REMOTE), &response_to(&cancel_text, 200, "OK", Some("b1")));
+    h.recv_response(udp(REMOTE), &response_to(&inv, 487, "Request Terminated", Some("b1")));
     assert_eq!(
         described(&h.take_events()),
-        [
-            (ms(800), format!("Response 200 {cancel_key}")),
-            (ms(800), format!("Response 487 {key}")),
-        ]
+        [(ms(800), format!("Response 200 {cancel_key}")), (ms(800), format!("Response 487 {key}")),]
     );
     assert!(h.take_sent()[0].1.starts_with("ACK "));
 }
@@ -485,16 +418,9 @@ fn held_cancel_is_dropped_when_the_final_comes_first() {
     h.recv_response(udp(REMOTE), &response_to(&inv, 486, "Busy Here", Some("b")));
     h.run_until(secs(40));
     let sent = h.take_sent();
-    assert!(
-        !sent.iter().any(|(_, l)| l.starts_with("CANCEL ")),
-        "{sent:?}"
-    );
+    assert!(!sent.iter().any(|(_, l)| l.starts_with("CANCEL ")), "{sent:?}");
     assert_eq!(h.layer.cancel(h.now(), key), Err(TxnError::NoTransaction));
-    assert!(
-        !h.take_events()
-            .iter()
-            .any(|(_, e)| matches!(e, Event::CancelSent { .. }))
-    );
+    assert!(!h.take_events().iter().any(|(_, e)| matches!(e, Event::CancelSent { .. })));
 }
 
 #[test]
@@ -514,17 +440,11 @@ fn cancel_crossing_the_200_both_finals_go_up() {
     // it), and the CANCEL gets its own final.
     h.run_until(ms(5010));
     h.recv_response(udp(REMOTE), &response_to(&inv, 200, "OK", Some("b")));
-    h.recv_response(
-        udp(REMOTE),
-        &response_to(&text(&cancel.to_bytes()), 200, "OK", Some("b")),
-    );
+    h.recv_response(udp(REMOTE), &response_to(&text(&cancel.to_bytes()), 200, "OK", Some("b")));
     assert_eq!(h.layer.state(key), Some(TxnState::Accepted));
     assert_eq!(h.layer.state(cancel_key), Some(TxnState::Completed));
     // Too late for another CANCEL of an answered INVITE... but the first is returned.
-    assert_eq!(
-        h.layer.cancel(h.now(), key),
-        Ok(CancelStatus::Sent(cancel_key))
-    );
+    assert_eq!(h.layer.cancel(h.now(), key), Ok(CancelStatus::Sent(cancel_key)));
     assert_eq!(
         described(&h.take_events()),
         [
@@ -554,15 +474,9 @@ fn cancel_with_reason_carries_the_reason_header() {
     let key = start(&mut h, udp(REMOTE), &inv);
     h.recv_response(udp(REMOTE), &response_to(&inv, 183, "Progress", Some("b")));
     let reason = r#"SIP;cause=200;text="Call completed elsewhere""#;
-    assert!(matches!(
-        h.layer.cancel_with_reason(h.now(), key, reason),
-        Ok(CancelStatus::Sent(_))
-    ));
+    assert!(matches!(h.layer.cancel_with_reason(h.now(), key, reason), Ok(CancelStatus::Sent(_))));
     let cancel = cancel_sent(&mut h);
-    assert_eq!(
-        cancel.headers().get(HeaderName::Reason),
-        Some(reason.as_bytes())
-    );
+    assert_eq!(cancel.headers().get(HeaderName::Reason), Some(reason.as_bytes()));
 }
 
 #[test]
@@ -584,10 +498,7 @@ fn cancelled_invite_without_a_final_gives_up_64_t1_after_the_cancel() {
     };
     let cancel = cancel_sent(&mut h);
     h.run_until(ms(10_100));
-    h.recv_response(
-        udp(REMOTE),
-        &response_to(&text(&cancel.to_bytes()), 200, "OK", Some("b")),
-    );
+    h.recv_response(udp(REMOTE), &response_to(&text(&cancel.to_bytes()), 200, "OK", Some("b")));
     // The 487 never comes: RFC 3261 §9.1 gives the INVITE 64*T1 after the CANCEL.
     h.run_until(secs(100));
     let ik = TxnKey::Client(key);
@@ -610,30 +521,17 @@ fn messages_without_the_headers_matching_reads_are_dropped_or_refused_never_a_pa
     let now = h.now();
     let bare = sip::Request::new(Method::Invite, URI).unwrap();
     h.layer.handle_request(now, udp(REMOTE), bare.clone());
-    assert_eq!(
-        h.layer.send_request(now, udp(REMOTE), bare),
-        Err(TxnError::MissingBranch)
-    );
+    assert_eq!(h.layer.send_request(now, udp(REMOTE), bare), Err(TxnError::MissingBranch));
     let mut no_cseq = sip::Request::new(Method::Options, URI).unwrap();
-    no_cseq
-        .headers_mut()
-        .push(HeaderName::Via, "SIP/2.0/UDP h;branch=z9hG4bKx");
-    assert_eq!(
-        h.layer.send_request(now, udp(REMOTE), no_cseq.clone()),
-        Err(TxnError::BadCSeq)
-    );
+    no_cseq.headers_mut().push(HeaderName::Via, "SIP/2.0/UDP h;branch=z9hG4bKx");
+    assert_eq!(h.layer.send_request(now, udp(REMOTE), no_cseq.clone()), Err(TxnError::BadCSeq));
     h.layer.handle_request(now, udp(REMOTE), no_cseq);
     for status in [0, 99, 700, 999] {
-        h.layer
-            .handle_response(now, udp(REMOTE), sip::Response::new(status, "x"));
+        h.layer.handle_response(now, udp(REMOTE), sip::Response::new(status, "x"));
     }
-    h.layer
-        .handle_response(now, udp(REMOTE), sip::Response::new(200, "OK"));
+    h.layer.handle_response(now, udp(REMOTE), sip::Response::new(200, "OK"));
     h.pump();
-    assert_eq!(
-        described(&h.take_events()),
-        [(secs(0), "Stray 200".to_owned())]
-    );
+    assert_eq!(described(&h.take_events()), [(secs(0), "Stray 200".to_owned())]);
     assert!(h.take_sent().is_empty());
     assert_eq!(h.layer.len(), 0);
 }

@@ -202,16 +202,8 @@ impl World {
                     self.uas_layer.send_response(now, key, ok).unwrap();
                 }
             }
-            Event::Cancel {
-                key,
-                invite,
-                request,
-                ..
-            } => {
-                let id = (
-                    request.headers().call_id().unwrap().to_owned(),
-                    Method::Cancel,
-                );
+            Event::Cancel { key, invite, request, .. } => {
+                let id = (request.headers().call_id().unwrap().to_owned(), Method::Cancel);
                 *self.uas.seen.entry(id).or_default() += 1;
                 let ok = Response::for_request(&request, 200, "OK");
                 self.uas_layer.send_response(now, key, ok).unwrap();
@@ -222,9 +214,7 @@ impl World {
                     let mut terminated = Response::for_request(&request, 487, "Terminated");
                     terminated.headers_mut().set(HeaderName::CSeq, "1 INVITE");
                     terminated.set_to_tag("uas");
-                    self.uas_layer
-                        .send_response(now, invite, terminated)
-                        .unwrap();
+                    self.uas_layer.send_response(now, invite, terminated).unwrap();
                 }
             }
             Event::Ack { request, .. } => {
@@ -277,23 +267,14 @@ impl World {
                     },
                 );
                 if let (Kind::Invite(_), Some(after)) = (kind, self.uac.cancel_after) {
-                    self.uac
-                        .cancel_checks
-                        .entry(now + after)
-                        .or_default()
-                        .push(key);
+                    self.uac.cancel_checks.entry(now + after).or_default().push(key);
                 }
             }
         }
     }
 
     fn uac_timers(&mut self, now: Instant) {
-        let due: Vec<Instant> = self
-            .uac
-            .cancel_checks
-            .range(..=now)
-            .map(|(t, _)| *t)
-            .collect();
+        let due: Vec<Instant> = self.uac.cancel_checks.range(..=now).map(|(t, _)| *t).collect();
         for t in due {
             for invite in self.uac.cancel_checks.remove(&t).unwrap() {
                 if self.uac_layer.state(invite) != Some(TxnState::Proceeding) {
@@ -322,9 +303,8 @@ impl World {
     }
 
     fn uas_timers(&mut self, now: Instant) {
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.uas.finals)
-            .into_iter()
-            .partition(|(t, _, _)| *t <= now);
+        let (due, later): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.uas.finals).into_iter().partition(|(t, _, _)| *t <= now);
         self.uas.finals = later;
         for (_, key, fin) in due {
             let call_id = fin.headers().call_id().unwrap().to_owned();
@@ -390,11 +370,7 @@ impl World {
         while let Some(d) = self.net.poll_deliver(now) {
             let message = Message::parse(d.data, Framing::Datagram).unwrap();
             let from = Peer::udp(d.from);
-            let layer = if d.to == uac_addr() {
-                &mut self.uac_layer
-            } else {
-                &mut self.uas_layer
-            };
+            let layer = if d.to == uac_addr() { &mut self.uac_layer } else { &mut self.uas_layer };
             match message {
                 Message::Request(r) => layer.handle_request(now, from, r),
                 Message::Response(r) => layer.handle_response(now, from, r),
@@ -439,11 +415,7 @@ fn ack_for_2xx(ids: &mut Ids, invite: &str, ok: &Response) -> Bytes {
 }
 
 fn finals(rec: &Record) -> Vec<&Response> {
-    rec.responses
-        .iter()
-        .map(|(_, r)| r)
-        .filter(|r| r.status() >= 200)
-        .collect()
+    rec.responses.iter().map(|(_, r)| r).filter(|r| r.status() >= 200).collect()
 }
 
 /// Checks every client transaction against what the RFC allows, and returns how many timed
@@ -452,9 +424,7 @@ fn check_outcomes(w: &World, seed: u64) -> usize {
     let mut timeouts = 0;
     for (key, rec) in &w.uac.records {
         let ctx = format!("seed {seed}, {key}, {:?}", rec.kind);
-        let terminated = rec
-            .terminated
-            .unwrap_or_else(|| panic!("{ctx}: never ended"));
+        let terminated = rec.terminated.unwrap_or_else(|| panic!("{ctx}: never ended"));
         let finals = finals(rec);
         if let Some((at, timer)) = rec.timeout {
             // A timeout comes exactly 64*T1 after the request (or after the CANCEL, §9.1),
@@ -498,11 +468,7 @@ fn check_outcomes(w: &World, seed: u64) -> usize {
                 assert_eq!(terminated, first_final + TIMEOUT, "{ctx}: Timer M");
             }
             Kind::Invite(answer) => {
-                assert_eq!(
-                    finals.len(),
-                    1,
-                    "{ctx}: duplicate non-2xx final reached the TU"
-                );
+                assert_eq!(finals.len(), 1, "{ctx}: duplicate non-2xx final reached the TU");
                 let status = finals[0].status();
                 assert!(
                     status == answer || (rec.cancelled.is_some() && status == 487),
@@ -558,17 +524,11 @@ fn lossy_reordering_network_transactions_complete_or_time_out_on_time() {
         assert_eq!(w.uac_layer.poll_timeout(), None);
         assert_eq!(w.uas_layer.poll_timeout(), None);
         let stats = w.net.stats();
-        assert!(
-            stats.lost > 0 && stats.duplicated > 0 && stats.reordered > 0,
-            "{stats:?}"
-        );
+        assert!(stats.lost > 0 && stats.duplicated > 0 && stats.reordered > 0, "{stats:?}");
     }
     // 30% loss each way: a transaction fails only if every retransmission or every answer is
     // lost, which is rare.
-    assert!(
-        total_timeouts * 20 < total,
-        "{total_timeouts} of {total} timed out"
-    );
+    assert!(total_timeouts * 20 < total, "{total_timeouts} of {total} timed out");
 }
 
 #[test]
@@ -584,22 +544,11 @@ fn very_lossy_network_timeouts_and_cancels_happen_exactly_when_the_rfc_says() {
         let mut w = World::new(net);
         w.uac.cancel_after = Some(secs(40));
         let mut rng = Rng::new(seed);
-        let kinds = [
-            KINDS[0],
-            KINDS[1],
-            KINDS[2],
-            Kind::Invite(0),
-            Kind::Invite(0),
-        ];
+        let kinds = [KINDS[0], KINDS[1], KINDS[2], Kind::Invite(0), Kind::Invite(0)];
         schedule_calls(&mut w, &mut rng, 40, &kinds);
         w.run(Duration::from_secs(600));
         let timeouts = check_outcomes(&w, seed);
-        let cancels = w
-            .uac
-            .records
-            .values()
-            .filter(|r| r.kind == Kind::Cancel)
-            .count();
+        let cancels = w.uac.records.values().filter(|r| r.kind == Kind::Cancel).count();
         outcomes[0] += timeouts;
         outcomes[1] += cancels;
         outcomes[2] += w.uas.h_timeouts;
@@ -607,10 +556,7 @@ fn very_lossy_network_timeouts_and_cancels_happen_exactly_when_the_rfc_says() {
         assert_eq!(w.uas_layer.len(), 0, "seed {seed}: UAS transactions left");
     }
     // The run went through the rare paths too.
-    assert!(
-        outcomes.iter().all(|n| *n > 0),
-        "timeouts, cancels, Timer H: {outcomes:?}"
-    );
+    assert!(outcomes.iter().all(|n| *n > 0), "timeouts, cancels, Timer H: {outcomes:?}");
 }
 
 #[test]
@@ -623,12 +569,8 @@ fn dead_network_every_transaction_times_out_exactly_at_64_t1() {
     assert_eq!(check_outcomes(&w, 3), 30);
     assert_eq!(w.uac_layer.len() + w.uas_layer.len(), 0);
     // Each INVITE was sent 7 times (0, T1, 3T1, ... 63T1), each MESSAGE 11 times.
-    let invites = w
-        .uac
-        .records
-        .values()
-        .filter(|r| matches!(r.kind, Kind::Invite(_)))
-        .count() as u64;
+    let invites =
+        w.uac.records.values().filter(|r| matches!(r.kind, Kind::Invite(_))).count() as u64;
     let messages = 30 - invites;
     assert_eq!(w.net.stats().sent, invites * 7 + messages * 11);
 }

@@ -87,8 +87,7 @@ impl RequestText {
 
     /// Adds a Via (below those already there) with `branch`.
     pub fn via(mut self, transport: &str, sent_by: &str, branch: &str) -> RequestText {
-        self.vias
-            .push(format!("SIP/2.0/{transport} {sent_by};branch={branch}"));
+        self.vias.push(format!("SIP/2.0/{transport} {sent_by};branch={branch}"));
         self
     }
 
@@ -137,10 +136,7 @@ impl RequestText {
         }
         s += "Max-Forwards: 70\r\n";
         s += &format!("From: {}\r\nTo: {}\r\n", self.from, self.to);
-        s += &format!(
-            "Call-ID: {}\r\nCSeq: {} {}\r\n",
-            self.call_id, self.cseq, self.method
-        );
+        s += &format!("Call-ID: {}\r\nCSeq: {} {}\r\n", self.call_id, self.cseq, self.method);
         for (n, v) in &self.extra {
             s += &format!("{n}: {v}\r\n");
         }

@@ -170,21 +170,13 @@ impl<T: Clone> Netem<T> {
             self.stats.reordered += 1;
             Duration::ZERO
         } else {
-            let jitter = self
-                .rng
-                .duration_between(Duration::ZERO, self.config.jitter);
+            let jitter = self.rng.duration_between(Duration::ZERO, self.config.jitter);
             self.config.delay + jitter
         };
         self.seq += 1;
         self.queue.push(Reverse(Queued {
             seq: self.seq,
-            datagram: Datagram {
-                from,
-                to,
-                data,
-                sent_at: now,
-                deliver_at: now + delay,
-            },
+            datagram: Datagram { from, to, data, sent_at: now, deliver_at: now + delay },
         }));
     }
 
@@ -231,14 +223,10 @@ mod tests {
             net.send(clock.now(), addr(1), addr(2), i);
         }
         assert_eq!(net.poll_deliver(clock.now()), None);
-        assert_eq!(
-            net.next_delivery(),
-            Some(clock.at(Duration::from_millis(10)))
-        );
+        assert_eq!(net.next_delivery(), Some(clock.at(Duration::from_millis(10))));
         clock.advance_to(net.next_delivery().unwrap());
-        let got: Vec<u32> = std::iter::from_fn(|| net.poll_deliver(clock.now()))
-            .map(|d| d.data)
-            .collect();
+        let got: Vec<u32> =
+            std::iter::from_fn(|| net.poll_deliver(clock.now())).map(|d| d.data).collect();
         assert_eq!(got, vec![0, 1, 2, 3, 4]);
         assert_eq!(net.next_delivery(), None);
     }
@@ -254,17 +242,11 @@ mod tests {
                 .duplicate(0.05);
             let mut net: Netem<u32> = Netem::new(config);
             for i in 0..1000 {
-                net.send(
-                    clock.now() + Duration::from_millis(i.into()),
-                    addr(1),
-                    addr(2),
-                    i,
-                );
+                net.send(clock.now() + Duration::from_millis(i.into()), addr(1), addr(2), i);
             }
             let end = clock.now() + Duration::from_secs(10);
-            let got: Vec<u32> = std::iter::from_fn(|| net.poll_deliver(end))
-                .map(|d| d.data)
-                .collect();
+            let got: Vec<u32> =
+                std::iter::from_fn(|| net.poll_deliver(end)).map(|d| d.data).collect();
             (got, net.stats())
         };
         let (a, stats) = run(9);

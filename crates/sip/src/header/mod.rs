@@ -27,10 +27,7 @@ pub(crate) enum Text {
 impl Text {
     pub(crate) fn span(start: usize, end: usize) -> Text {
         // Messages are bounded far below 4 GiB by the framing limit.
-        Text::Span {
-            start: start as u32,
-            end: end as u32,
-        }
+        Text::Span { start: start as u32, end: end as u32 }
     }
 
     pub(crate) fn resolve<'a>(&'a self, buf: &'a [u8]) -> &'a [u8] {
@@ -80,29 +77,19 @@ impl Headers {
 
     /// Iterates `(name, name as written, value)` in order.
     pub fn iter(&self) -> impl Iterator<Item = (HeaderName, &[u8], &[u8])> {
-        self.entries.iter().map(|e| {
-            (
-                e.name,
-                e.name_text.resolve(&self.buf),
-                e.value.resolve(&self.buf),
-            )
-        })
+        self.entries
+            .iter()
+            .map(|e| (e.name, e.name_text.resolve(&self.buf), e.value.resolve(&self.buf)))
     }
 
     /// The value of the first header called `name`.
     pub fn get(&self, name: HeaderName) -> Option<&[u8]> {
-        self.entries
-            .iter()
-            .find(|e| e.name == name)
-            .map(|e| e.value.resolve(&self.buf))
+        self.entries.iter().find(|e| e.name == name).map(|e| e.value.resolve(&self.buf))
     }
 
     /// The values of every header called `name`, in order.
     pub fn get_all(&self, name: HeaderName) -> impl Iterator<Item = &[u8]> {
-        self.entries
-            .iter()
-            .filter(move |e| e.name == name)
-            .map(|e| e.value.resolve(&self.buf))
+        self.entries.iter().filter(move |e| e.name == name).map(|e| e.value.resolve(&self.buf))
     }
 
     /// The value of the first header whose name is `name` (case-insensitive), known or not.
@@ -115,9 +102,7 @@ impl Headers {
             .iter()
             .find(|e| {
                 e.name == HeaderName::Other
-                    && e.name_text
-                        .resolve(&self.buf)
-                        .eq_ignore_ascii_case(name.as_bytes())
+                    && e.name_text.resolve(&self.buf).eq_ignore_ascii_case(name.as_bytes())
             })
             .map(|e| e.value.resolve(&self.buf))
     }
@@ -147,11 +132,7 @@ impl Headers {
     /// Inserts a header before the first header called `name`, or at the top when there is
     /// none: how a proxy pushes its Via or Record-Route (RFC 3261 §16.6 steps 4 and 8).
     pub fn prepend(&mut self, name: HeaderName, value: impl Into<Bytes>) {
-        let at = self
-            .entries
-            .iter()
-            .position(|e| e.name == name)
-            .unwrap_or(0);
+        let at = self.entries.iter().position(|e| e.name == name).unwrap_or(0);
         self.entries.insert(at, new_entry(name, value.into()));
     }
 

@@ -403,10 +403,7 @@ mod tests {
     fn every_name_round_trips() {
         for name in ALL {
             assert_eq!(HeaderName::from_bytes(name.as_str().as_bytes()), *name);
-            assert_eq!(
-                HeaderName::from_bytes(name.as_str().to_uppercase().as_bytes()),
-                *name
-            );
+            assert_eq!(HeaderName::from_bytes(name.as_str().to_uppercase().as_bytes()), *name);
             if let Some(c) = name.compact() {
                 assert_eq!(HeaderName::from_bytes(c.as_bytes()), *name);
             }

@@ -58,9 +58,7 @@ impl<'a> Via<'a> {
             let compact = sent_by.split_once(':').map(|(h, p)| (trim(h), trim(p)));
             match compact {
                 Some((h, p)) if !h.starts_with('[') => {
-                    let port = parse_u32(p)
-                        .and_then(|n| u16::try_from(n).ok())
-                        .ok_or(Malformed)?;
+                    let port = parse_u32(p).and_then(|n| u16::try_from(n).ok()).ok_or(Malformed)?;
                     (h, Host::parse(h)?, Some(port))
                 }
                 _ => return Err(Malformed),
@@ -77,14 +75,7 @@ impl<'a> Via<'a> {
                 return Err(Malformed);
             }
         }
-        Ok(Via {
-            raw,
-            transport,
-            host,
-            host_raw,
-            port,
-            params,
-        })
+        Ok(Via { raw, transport, host, host_raw, port, params })
     }
 
     /// `SIP/2.0/UDP host...` written without any whitespace inside the protocol: the form
@@ -182,13 +173,7 @@ impl<'a> NameAddr<'a> {
     pub fn parse(raw: &'a str) -> Result<NameAddr<'a>, Malformed> {
         let (display, uri_raw, bracketed, params) = NameAddr::split(raw)?;
         let uri = Uri::parse(uri_raw)?;
-        Ok(NameAddr {
-            display,
-            uri_raw,
-            bracketed,
-            uri,
-            params,
-        })
+        Ok(NameAddr { display, uri_raw, bracketed, uri, params })
     }
 
     /// Checks the structure only — display name, brackets, parameters, and that the URI has a
@@ -197,9 +182,7 @@ impl<'a> NameAddr<'a> {
     pub fn check(raw: &'a str) -> Result<(), Malformed> {
         let (_, uri_raw, _, _) = NameAddr::split(raw)?;
         let colon = text::find_byte(uri_raw, b':').ok_or(Malformed)?;
-        let scheme_ok = uri_raw.as_bytes()[..colon]
-            .first()
-            .is_some_and(u8::is_ascii_alphabetic);
+        let scheme_ok = uri_raw.as_bytes()[..colon].first().is_some_and(u8::is_ascii_alphabetic);
         if !scheme_ok || colon + 1 == uri_raw.len() || uri_raw.bytes().any(text::is_uri_illegal) {
             return Err(Malformed);
         }
@@ -295,11 +278,7 @@ impl<'a> Contact<'a> {
     /// Parses every element of a Contact header value.
     pub fn parse_list(value: &'a str) -> impl Iterator<Item = Result<Contact<'a>, Malformed>> {
         split_commas(value).map(|item| {
-            if item == "*" {
-                Ok(Contact::Star)
-            } else {
-                NameAddr::parse(item).map(Contact::Addr)
-            }
+            if item == "*" { Ok(Contact::Star) } else { NameAddr::parse(item).map(Contact::Addr) }
         })
     }
 }
@@ -319,12 +298,7 @@ impl<'a> NameAddr<'a> {
         }
         let int = parse_u32(int)?;
         let mut f = 0u32;
-        for (i, d) in frac
-            .bytes()
-            .chain(std::iter::repeat(b'0'))
-            .take(3)
-            .enumerate()
-        {
+        for (i, d) in frac.bytes().chain(std::iter::repeat(b'0')).take(3).enumerate() {
             f += u32::from(d - b'0') * [100, 10, 1][i];
         }
         match (int, f) {
@@ -337,15 +311,8 @@ impl<'a> NameAddr<'a> {
     /// The `+sip.instance` parameter without its quotes and angle brackets (RFC 5626 §4.1).
     pub fn sip_instance(&self) -> Option<&'a str> {
         let v = self.params.get("+sip.instance").flatten()?;
-        let v = v
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(v);
-        Some(
-            v.strip_prefix('<')
-                .and_then(|v| v.strip_suffix('>'))
-                .unwrap_or(v),
-        )
+        let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+        Some(v.strip_prefix('<').and_then(|v| v.strip_suffix('>')).unwrap_or(v))
     }
 
     /// The `reg-id` parameter (RFC 5626 §4.2).
@@ -390,11 +357,7 @@ impl<'a> MediaType<'a> {
         if !text::is_token_str(ty) || !text::is_token_str(subtype) {
             return Err(Malformed);
         }
-        Ok(MediaType {
-            ty,
-            subtype,
-            params: Params::new(params),
-        })
+        Ok(MediaType { ty, subtype, params: Params::new(params) })
     }
 
     /// Case-insensitive comparison with `type/subtype`.
@@ -405,11 +368,7 @@ impl<'a> MediaType<'a> {
     /// The `boundary` parameter of a multipart type, unquoted.
     pub fn boundary(&self) -> Option<&'a str> {
         let b = self.params.get("boundary").flatten()?;
-        Some(
-            b.strip_prefix('"')
-                .and_then(|b| b.strip_suffix('"'))
-                .unwrap_or(b),
-        )
+        Some(b.strip_prefix('"').and_then(|b| b.strip_suffix('"')).unwrap_or(b))
     }
 }
 
@@ -441,10 +400,7 @@ impl<'a> ResourcePriority<'a> {
             if !text::is_token_str(namespace) || !text::is_token_str(priority) {
                 return Err(Malformed);
             }
-            Ok(ResourcePriority {
-                namespace,
-                priority,
-            })
+            Ok(ResourcePriority { namespace, priority })
         })
     }
 }
@@ -465,10 +421,7 @@ impl<'a> Reason<'a> {
         if !text::is_token_str(protocol) {
             return Err(Malformed);
         }
-        Ok(Reason {
-            protocol,
-            params: Params::new(params),
-        })
+        Ok(Reason { protocol, params: Params::new(params) })
     }
 
     /// The `cause` parameter.
@@ -498,17 +451,11 @@ impl<'a> Warning<'a> {
         let (code, rest) = s.split_once(' ').ok_or(Malformed)?;
         let (agent, text) = trim(rest).split_once(' ').ok_or(Malformed)?;
         let text = trim(text);
-        let code = parse_u32(code)
-            .filter(|c| (300..400).contains(c))
-            .ok_or(Malformed)?;
+        let code = parse_u32(code).filter(|c| (300..400).contains(c)).ok_or(Malformed)?;
         if code_len(code) != 3 || quoted_end(text) != Some(text.len()) {
             return Err(Malformed);
         }
-        Ok(Warning {
-            code: code as u16,
-            agent,
-            text,
-        })
+        Ok(Warning { code: code as u16, agent, text })
     }
 }
 
@@ -593,14 +540,9 @@ mod tests {
     fn browser_contact() {
         let raw = r#"<sip:k3l8v2x1@df7jal23ls0d.invalid;transport=ws>;+sip.ice;reg-id=1;+sip.instance="<urn:uuid:4ac35b0c-7f60-4bb0-8a3b-3d2b3f2b0c1a>";expires=600"#;
         let list: Vec<_> = Contact::parse_list(raw).collect::<Result<_, _>>().unwrap();
-        let Contact::Addr(c) = list[0] else {
-            panic!("star")
-        };
+        let Contact::Addr(c) = list[0] else { panic!("star") };
         assert_eq!(c.reg_id(), Some(1));
-        assert_eq!(
-            c.sip_instance(),
-            Some("urn:uuid:4ac35b0c-7f60-4bb0-8a3b-3d2b3f2b0c1a")
-        );
+        assert_eq!(c.sip_instance(), Some("urn:uuid:4ac35b0c-7f60-4bb0-8a3b-3d2b3f2b0c1a"));
         assert_eq!(c.expires(), Some(600));
         assert!(c.params.contains("+sip.ice"));
         assert_eq!(Contact::parse_list("*").next(), Some(Ok(Contact::Star)));
@@ -608,11 +550,7 @@ mod tests {
 
     #[test]
     fn q_values() {
-        let q = |s: &str| {
-            NameAddr::parse(&format!("<sip:a@b>;q={s}"))
-                .unwrap()
-                .q_millis()
-        };
+        let q = |s: &str| NameAddr::parse(&format!("<sip:a@b>;q={s}")).unwrap().q_millis();
         assert_eq!(q("0.5"), Some(500));
         assert_eq!(q("1"), Some(1000));
         assert_eq!(q("1.000"), Some(1000));
@@ -623,13 +561,7 @@ mod tests {
 
     #[test]
     fn cseq_and_numbers() {
-        assert_eq!(
-            CSeq::parse("4711 INVITE").unwrap(),
-            CSeq {
-                seq: 4711,
-                method: Method::Invite
-            }
-        );
+        assert_eq!(CSeq::parse("4711 INVITE").unwrap(), CSeq { seq: 4711, method: Method::Invite });
         assert!(CSeq::parse("2147483648 INVITE").is_err());
         assert!(CSeq::parse("-1 INVITE").is_err());
         assert!(CSeq::parse("1").is_err());
@@ -644,22 +576,10 @@ mod tests {
         assert_eq!(m.boundary(), Some("boundary1"));
         assert!(MediaType::parse("application").is_err());
 
-        let rp: Vec<_> = ResourcePriority::parse_list("esnet.1, wps.3")
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(
-            rp[0],
-            ResourcePriority {
-                namespace: "esnet",
-                priority: "1"
-            }
-        );
-        assert!(
-            ResourcePriority::parse_list("esnet")
-                .next()
-                .unwrap()
-                .is_err()
-        );
+        let rp: Vec<_> =
+            ResourcePriority::parse_list("esnet.1, wps.3").collect::<Result<_, _>>().unwrap();
+        assert_eq!(rp[0], ResourcePriority { namespace: "esnet", priority: "1" });
+        assert!(ResourcePriority::parse_list("esnet").next().unwrap().is_err());
 
         let r = Reason::parse(r#"SIP ;cause=503 ;text="No trunk reachable""#).unwrap();
         assert_eq!(r.cause(), Some(503));

@@ -50,10 +50,7 @@ impl From<UriError> for BuildError {
 /// Request-URI, Call-ID, From and CSeq number as the INVITE, CSeq method ACK, only the INVITE's
 /// top Via, the To header of the response (with its tag), and the INVITE's Route headers.
 pub fn ack_for_non_2xx(invite: &Request, response: &Response) -> Result<Request, BuildError> {
-    let to = response
-        .headers()
-        .get(HeaderName::To)
-        .ok_or(HeaderError::Missing(HeaderName::To))?;
+    let to = response.headers().get(HeaderName::To).ok_or(HeaderError::Missing(HeaderName::To))?;
     response.headers().to()?;
     same_transaction_request(invite, Method::Ack, Bytes::copy_from_slice(to), None)
 }
@@ -64,10 +61,7 @@ pub fn ack_for_non_2xx(invite: &Request, response: &Response) -> Result<Request,
 /// when given, is added as a Reason header (RFC 3326), e.g. `SIP;cause=200;text="Call
 /// completed elsewhere"`.
 pub fn cancel_for(invite: &Request, reason: Option<&str>) -> Result<Request, BuildError> {
-    let to = invite
-        .headers()
-        .get(HeaderName::To)
-        .ok_or(HeaderError::Missing(HeaderName::To))?;
+    let to = invite.headers().get(HeaderName::To).ok_or(HeaderError::Missing(HeaderName::To))?;
     same_transaction_request(invite, Method::Cancel, Bytes::copy_from_slice(to), reason)
 }
 
@@ -82,9 +76,7 @@ fn same_transaction_request(
     }
     let h = invite.headers();
     let via = h.top_via()?.raw;
-    let from = h
-        .get(HeaderName::From)
-        .ok_or(HeaderError::Missing(HeaderName::From))?;
+    let from = h.get(HeaderName::From).ok_or(HeaderError::Missing(HeaderName::From))?;
     let call_id = h.call_id()?;
     let seq = h.cseq()?.seq;
 
@@ -97,16 +89,10 @@ fn same_transaction_request(
     out.push(HeaderName::MaxForwards, Bytes::from_static(b"70"));
     out.push(HeaderName::From, Bytes::copy_from_slice(from));
     out.push(HeaderName::To, to);
-    out.push(
-        HeaderName::CallId,
-        Bytes::copy_from_slice(call_id.as_bytes()),
-    );
+    out.push(HeaderName::CallId, Bytes::copy_from_slice(call_id.as_bytes()));
     out.push(HeaderName::CSeq, format!("{seq} {method}"));
     if let Some(reason) = reason {
-        out.push(
-            HeaderName::Reason,
-            Bytes::copy_from_slice(reason.as_bytes()),
-        );
+        out.push(HeaderName::Reason, Bytes::copy_from_slice(reason.as_bytes()));
     }
     out.push(HeaderName::ContentLength, Bytes::from_static(b"0"));
     Ok(req)

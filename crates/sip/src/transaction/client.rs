@@ -73,10 +73,7 @@ impl ClientCore {
     }
 
     fn pass_up(&self, ctx: &mut Ctx<'_>, response: Response) {
-        ctx.event(Event::Response {
-            key: self.key,
-            response,
-        });
+        ctx.event(Event::Response { key: self.key, response });
     }
 }
 
@@ -138,10 +135,7 @@ impl InviteClient {
             core.start_in(ctx, Timer::A, interval);
         }
         core.start(ctx, Timer::B);
-        InviteClient::Calling {
-            interval,
-            held_cancel: None,
-        }
+        InviteClient::Calling { interval, held_cancel: None }
     }
 
     /// A response matched this transaction. Returns the held CANCEL when its provisional has
@@ -177,9 +171,8 @@ impl InviteClient {
                 core.timers.stop(Timer::B);
                 // The parser guarantees the headers the ACK copies; a locally built response
                 // without them is passed up unacknowledged rather than dropped.
-                let ack = build::ack_for_non_2xx(&core.request, &response)
-                    .ok()
-                    .map(|a| a.to_bytes());
+                let ack =
+                    build::ack_for_non_2xx(&core.request, &response).ok().map(|a| a.to_bytes());
                 if let Some(ack) = &ack {
                     core.send(ctx, ack.clone());
                 }
@@ -211,36 +204,21 @@ impl InviteClient {
     ) -> InviteClient {
         use InviteClient::*;
         match (self, timer) {
-            (
-                Calling {
-                    interval,
-                    held_cancel,
-                },
-                Timer::A,
-            ) => {
+            (Calling { interval, held_cancel }, Timer::A) => {
                 core.send_request(ctx);
                 let interval = ctx.timers.double(interval);
                 core.start_in(ctx, Timer::A, interval);
-                Calling {
-                    interval,
-                    held_cancel,
-                }
+                Calling { interval, held_cancel }
             }
             (Calling { .. }, Timer::B) => {
                 core.timers.stop_all();
-                ctx.event(Event::Timeout {
-                    key: TxnKey::Client(core.key),
-                    timer: Timer::B,
-                });
+                ctx.event(Event::Timeout { key: TxnKey::Client(core.key), timer: Timer::B });
                 Terminated
             }
             // A CANCEL went out and no final came within 64*T1 (RFC 3261 §9.1).
             (Proceeding, Timer::B) => {
                 core.timers.stop_all();
-                ctx.event(Event::Timeout {
-                    key: TxnKey::Client(core.key),
-                    timer: Timer::B,
-                });
+                ctx.event(Event::Timeout { key: TxnKey::Client(core.key), timer: Timer::B });
                 Terminated
             }
             (Completed { .. }, Timer::D) | (Accepted, Timer::M) => Terminated,
@@ -264,9 +242,7 @@ impl InviteClient {
             | InviteClient::Proceeding
             | InviteClient::Completed { .. } => {
                 core.timers.stop_all();
-                ctx.event(Event::TransportError {
-                    key: TxnKey::Client(core.key),
-                });
+                ctx.event(Event::TransportError { key: TxnKey::Client(core.key) });
                 InviteClient::Terminated
             }
             // Nothing is sent in Accepted.
@@ -280,9 +256,7 @@ impl InviteClient {
         match self {
             InviteClient::Calling { held_cancel, .. } => {
                 if held_cancel.is_none() {
-                    *held_cancel = Some(HeldCancel {
-                        reason: reason.map(Box::from),
-                    });
+                    *held_cancel = Some(HeldCancel { reason: reason.map(Box::from) });
                 }
                 Ok(true)
             }
@@ -377,10 +351,7 @@ impl NonInviteClient {
             }
             (Trying { .. } | Proceeding, Timer::F) => {
                 core.timers.stop_all();
-                ctx.event(Event::Timeout {
-                    key: TxnKey::Client(core.key),
-                    timer: Timer::F,
-                });
+                ctx.event(Event::Timeout { key: TxnKey::Client(core.key), timer: Timer::F });
                 Terminated
             }
             (Completed, Timer::K) => Terminated,
@@ -392,9 +363,7 @@ impl NonInviteClient {
         match self {
             NonInviteClient::Trying { .. } | NonInviteClient::Proceeding => {
                 core.timers.stop_all();
-                ctx.event(Event::TransportError {
-                    key: TxnKey::Client(core.key),
-                });
+                ctx.event(Event::TransportError { key: TxnKey::Client(core.key) });
                 NonInviteClient::Terminated
             }
             state => state,
@@ -437,10 +406,7 @@ impl ClientTxn {
 
     /// Moves the state out for a transition; the caller moves the next one in.
     fn take_machine(&mut self) -> ClientMachine {
-        std::mem::replace(
-            &mut self.machine,
-            ClientMachine::Invite(InviteClient::Terminated),
-        )
+        std::mem::replace(&mut self.machine, ClientMachine::Invite(InviteClient::Terminated))
     }
 
     /// A response matched: returns a held CANCEL that is now due.

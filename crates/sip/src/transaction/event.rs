@@ -31,29 +31,16 @@ pub enum Event {
     /// A new request created a server transaction. The TU answers it with
     /// [`TxnLayer::send_response`](super::TxnLayer::send_response); retransmissions of the
     /// request are absorbed from now on.
-    Request {
-        key: ServerKey,
-        from: Peer,
-        request: Request,
-    },
+    Request { key: ServerKey, from: Peer, request: Request },
     /// A new CANCEL created its own non-INVITE server transaction `key`. `invite` is the live
     /// INVITE server transaction it matches (RFC 3261 §9.2): the TU answers 200 on `key` and,
     /// if the INVITE has no final response yet, cancels its branches and answers 487 on
     /// `invite` (§16.10). With `invite` `None` nothing matched: the TU answers 481 on `key`.
-    Cancel {
-        key: ServerKey,
-        invite: Option<ServerKey>,
-        from: Peer,
-        request: Request,
-    },
+    Cancel { key: ServerKey, invite: Option<ServerKey>, from: Peer, request: Request },
     /// An ACK that no transaction absorbed: the ACK for a 2xx, which is a transaction of its
     /// own (RFC 3261 §17), passed up for the proxy to forward. `invite` is set when it matched
     /// an INVITE server transaction in Accepted (RFC 6026 §8.7).
-    Ack {
-        invite: Option<ServerKey>,
-        from: Peer,
-        request: Request,
-    },
+    Ack { invite: Option<ServerKey>, from: Peer, request: Request },
     /// A response on a client transaction: every provisional, the one non-2xx final (its
     /// retransmissions are absorbed and ACKed by the transaction), and every 2xx, including
     /// retransmissions and 2xx from other forks while in Accepted (RFC 6026 §8.4): a proxy
@@ -65,10 +52,7 @@ pub enum Event {
     StrayResponse { from: Peer, response: Response },
     /// A CANCEL held back until the INVITE saw a provisional response (RFC 3261 §9.1) has been
     /// sent as client transaction `cancel`.
-    CancelSent {
-        invite: ClientKey,
-        cancel: ClientKey,
-    },
+    CancelSent { invite: ClientKey, cancel: ClientKey },
     /// A transaction gave up: Timer B (INVITE client, no response; or no final within 64*T1
     /// of its CANCEL, RFC 3261 §9.1), Timer F (non-INVITE
     /// client, no final response; the TU acts as if a 408 came, §16.7 step 2) or Timer H
@@ -174,11 +158,7 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub(crate) fn transmit(&mut self, to: Peer, message: Bytes, txn: TxnKey) {
-        self.transmits.push_back(Transmit {
-            to,
-            message,
-            txn: Some(txn),
-        });
+        self.transmits.push_back(Transmit { to, message, txn: Some(txn) });
     }
 
     pub(crate) fn event(&mut self, event: Event) {

@@ -83,10 +83,7 @@ impl ClientMatch {
     /// The key of a request about to be sent; `None` without a top Via branch.
     pub(crate) fn of_request(req: &Request) -> Option<ClientMatch> {
         let via = req.headers().top_via().ok()?;
-        Some(ClientMatch {
-            branch: via.branch()?.into(),
-            method: req.method().clone(),
-        })
+        Some(ClientMatch { branch: via.branch()?.into(), method: req.method().clone() })
     }
 
     /// The key a response points at; `None` without a top Via branch or a CSeq.
@@ -159,19 +156,14 @@ impl RequestId {
             cseq: h.cseq().ok()?.seq,
             top_via: via.raw.into(),
         };
-        Some(RequestId {
-            key: ServerMatch::Legacy(key),
-            to_tag,
-        })
+        Some(RequestId { key: ServerMatch::Legacy(key), to_tag })
     }
 
     /// The key of the INVITE that a CANCEL with this id cancels (§9.2: matching as in
     /// §17.2.3, the method aside).
     pub(crate) fn invite_key(&self) -> ServerMatch {
         match &self.key {
-            ServerMatch::Branch {
-                branch, host, port, ..
-            } => ServerMatch::Branch {
+            ServerMatch::Branch { branch, host, port, .. } => ServerMatch::Branch {
                 branch: branch.clone(),
                 host: host.clone(),
                 port: *port,

@@ -27,10 +27,7 @@ pub struct TxnConfig {
 
 impl Default for TxnConfig {
     fn default() -> TxnConfig {
-        TxnConfig {
-            timers: TimerConfig::default(),
-            send_trying: true,
-        }
+        TxnConfig { timers: TimerConfig::default(), send_trying: true }
     }
 }
 
@@ -132,11 +129,7 @@ impl TxnLayer {
                     }
                     self.settle(now, TxnKey::Server(key));
                 }
-                None => self.events.push_back(Event::Ack {
-                    invite: None,
-                    from,
-                    request,
-                }),
+                None => self.events.push_back(Event::Ack { invite: None, from, request }),
             }
             return;
         }
@@ -151,11 +144,8 @@ impl TxnLayer {
 
         // A new transaction.
         let key = ServerKey(self.next_id());
-        let cancelled = if method == Method::Cancel {
-            self.find_server(&id, Find::CancelTarget)
-        } else {
-            None
-        };
+        let cancelled =
+            if method == Method::Cancel { self.find_server(&id, Find::CancelTarget) } else { None };
         match &id.key {
             k @ ServerMatch::Branch { .. } => {
                 self.branch_index.insert(k.clone(), key);
@@ -167,12 +157,7 @@ impl TxnLayer {
         let txn = ServerTxn::start(core, &mut ctx, &request, self.config.send_trying);
         self.servers.insert(key, txn);
         self.events.push_back(if method == Method::Cancel {
-            Event::Cancel {
-                key,
-                invite: cancelled,
-                from,
-                request,
-            }
+            Event::Cancel { key, invite: cancelled, from, request }
         } else {
             Event::Request { key, from, request }
         });
@@ -189,8 +174,7 @@ impl TxnLayer {
         let key =
             ClientMatch::of_response(&response).and_then(|m| self.client_index.get(&m).copied());
         let Some(txn) = key.and_then(|k| self.clients.get_mut(&k)) else {
-            self.events
-                .push_back(Event::StrayResponse { from, response });
+            self.events.push_back(Event::StrayResponse { from, response });
             return;
         };
         let key = txn.core.key;
@@ -200,10 +184,7 @@ impl TxnLayer {
         if let Some(held) = due
             && let Ok(cancel) = self.start_cancel(now, key, held.reason.as_deref())
         {
-            self.events.push_back(Event::CancelSent {
-                invite: key,
-                cancel,
-            });
+            self.events.push_back(Event::CancelSent { invite: key, cancel });
         }
     }
 
@@ -343,11 +324,7 @@ impl TxnLayer {
     /// Queues a message that belongs to no transaction: the ACK for a 2xx, or a response the
     /// proxy relays statelessly.
     pub fn send_stateless(&mut self, to: Peer, message: Bytes) {
-        self.transmits.push_back(Transmit {
-            to,
-            message,
-            txn: None,
-        });
+        self.transmits.push_back(Transmit { to, message, txn: None });
     }
 
     // --- outputs -------------------------------------------------------------------------------
@@ -447,10 +424,7 @@ impl TxnLayer {
         invite: ClientKey,
         reason: Option<&str>,
     ) -> Result<CancelStatus, TxnError> {
-        let txn = self
-            .clients
-            .get_mut(&invite)
-            .ok_or(TxnError::NoTransaction)?;
+        let txn = self.clients.get_mut(&invite).ok_or(TxnError::NoTransaction)?;
         let ClientMachine::Invite(machine) = &mut txn.machine else {
             return Err(TxnError::NotInvite);
         };
@@ -459,9 +433,7 @@ impl TxnLayer {
         }
         match machine.hold_cancel(reason) {
             Ok(true) => Ok(CancelStatus::Held),
-            Ok(false) => self
-                .start_cancel(now, invite, reason)
-                .map(CancelStatus::Sent),
+            Ok(false) => self.start_cancel(now, invite, reason).map(CancelStatus::Sent),
             Err(()) => Err(TxnError::AlreadyFinal),
         }
     }
@@ -683,9 +655,8 @@ mod tests {
                     let text =
                         RequestText::fresh(&mut ids, method, "sip:x@y.example", "UDP", "h:5060")
                             .build();
-                    let key = layer
-                        .send_request(now, peer(&mut rng), parse_request(&text))
-                        .unwrap();
+                    let key =
+                        layer.send_request(now, peer(&mut rng), parse_request(&text)).unwrap();
                     clients.push(key);
                 }
                 2 => {
@@ -794,12 +765,7 @@ mod tests {
         }
         assert!(peak > 200, "peak {peak}");
         assert!(terminated > 2_000, "{terminated}");
-        assert_eq!(
-            layer.len(),
-            0,
-            "clients {clients:?} servers {}",
-            servers.len()
-        );
+        assert_eq!(layer.len(), 0, "clients {clients:?} servers {}", servers.len());
         assert!(layer.deadlines.is_empty());
         assert!(layer.client_index.is_empty());
         assert!(layer.branch_index.is_empty());

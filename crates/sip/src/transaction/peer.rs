@@ -40,15 +40,9 @@ impl Transport {
 
     /// Decodes a Via transport token, case-insensitively; `None` for SCTP and unknown ones.
     pub fn from_via(token: &str) -> Option<Transport> {
-        [
-            Transport::Udp,
-            Transport::Tcp,
-            Transport::Tls,
-            Transport::Ws,
-            Transport::Wss,
-        ]
-        .into_iter()
-        .find(|t| t.as_str().eq_ignore_ascii_case(token))
+        [Transport::Udp, Transport::Tcp, Transport::Tls, Transport::Ws, Transport::Wss]
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(token))
     }
 }
 
@@ -83,20 +77,12 @@ pub struct Peer {
 impl Peer {
     /// A UDP peer.
     pub fn udp(addr: SocketAddr) -> Peer {
-        Peer {
-            transport: Transport::Udp,
-            addr,
-            flow: None,
-        }
+        Peer { transport: Transport::Udp, addr, flow: None }
     }
 
     /// A peer on a connection transport, with its connection when there is one.
     pub fn stream(transport: Transport, addr: SocketAddr, flow: Option<FlowId>) -> Peer {
-        Peer {
-            transport,
-            addr,
-            flow,
-        }
+        Peer { transport, addr, flow }
     }
 
     /// Whether messages to this peer travel on a reliable transport.
@@ -122,21 +108,12 @@ mod tests {
     #[test]
     fn reliability_and_names() {
         assert!(!Transport::Udp.is_reliable());
-        for t in [
-            Transport::Tcp,
-            Transport::Tls,
-            Transport::Ws,
-            Transport::Wss,
-        ] {
+        for t in [Transport::Tcp, Transport::Tls, Transport::Ws, Transport::Wss] {
             assert!(t.is_reliable());
             assert_eq!(Transport::from_via(&t.as_str().to_lowercase()), Some(t));
         }
         assert_eq!(Transport::from_via("SCTP"), None);
-        let p = Peer::stream(
-            Transport::Tls,
-            "192.0.2.1:5061".parse().unwrap(),
-            Some(FlowId(7)),
-        );
+        let p = Peer::stream(Transport::Tls, "192.0.2.1:5061".parse().unwrap(), Some(FlowId(7)));
         assert_eq!(p.to_string(), "TLS:192.0.2.1:5061 (flow#7)");
     }
 }

@@ -65,9 +65,7 @@ impl ServerCore {
     }
 
     fn report_transport_error(&mut self, ctx: &mut Ctx<'_>) {
-        ctx.event(Event::TransportError {
-            key: TxnKey::Server(self.key),
-        });
+        ctx.event(Event::TransportError { key: TxnKey::Server(self.key) });
     }
 }
 
@@ -143,11 +141,7 @@ impl InviteServer {
                 InviteServer::Confirmed
             }
             InviteServer::Accepted => {
-                ctx.event(Event::Ack {
-                    invite: Some(core.key),
-                    from,
-                    request: ack,
-                });
+                ctx.event(Event::Ack { invite: Some(core.key), from, request: ack });
                 InviteServer::Accepted
             }
             // Confirmed absorbs retransmitted ACKs; an ACK before any final is bogus.
@@ -181,13 +175,7 @@ impl InviteServer {
                     core.start_in(ctx, Timer::G, interval);
                 }
                 core.start(ctx, Timer::H);
-                (
-                    Completed {
-                        response: wire,
-                        interval,
-                    },
-                    Ok(()),
-                )
+                (Completed { response: wire, interval }, Ok(()))
             }
             // The TU core retransmits its 2xx, or another 2xx (RFC 6026 §8.7).
             (Accepted, Class::Success) => {
@@ -214,10 +202,7 @@ impl InviteServer {
             }
             (Completed { .. }, Timer::H) => {
                 core.timers.stop_all();
-                ctx.event(Event::Timeout {
-                    key: TxnKey::Server(core.key),
-                    timer: Timer::H,
-                });
+                ctx.event(Event::Timeout { key: TxnKey::Server(core.key), timer: Timer::H });
                 Terminated
             }
             (Confirmed, Timer::I) | (Accepted, Timer::L) => Terminated,
@@ -370,10 +355,7 @@ impl ServerTxn {
     }
 
     fn take_machine(&mut self) -> ServerMachine {
-        std::mem::replace(
-            &mut self.machine,
-            ServerMachine::NonInvite(NonInviteServer::Terminated),
-        )
+        std::mem::replace(&mut self.machine, ServerMachine::NonInvite(NonInviteServer::Terminated))
     }
 
     pub(crate) fn on_request(&mut self, ctx: &mut Ctx<'_>) {
@@ -402,11 +384,7 @@ impl ServerTxn {
         response: &Response,
     ) -> Result<(), TxnError> {
         let wire = response.to_bytes();
-        let to_tag = response
-            .headers()
-            .to()
-            .ok()
-            .and_then(|to| to.tag().map(Box::from));
+        let to_tag = response.headers().to().ok().and_then(|to| to.tag().map(Box::from));
         let (next, result) = match self.take_machine() {
             ServerMachine::Invite(s) => {
                 let (s, r) = s.on_tu_response(&mut self.core, ctx, class, wire);

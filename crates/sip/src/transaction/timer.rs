@@ -222,10 +222,7 @@ mod tests {
         let mut t = TimerTable::default();
         t.set_after(Timer::B, t0, Duration::MAX);
         assert_eq!(t.next_timeout(), None);
-        let huge = TimerConfig {
-            t1: Duration::MAX,
-            ..TimerConfig::default()
-        };
+        let huge = TimerConfig { t1: Duration::MAX, ..TimerConfig::default() };
         assert_eq!(huge.timeout(), Duration::MAX);
         assert_eq!(huge.double(Duration::MAX), Duration::MAX);
     }

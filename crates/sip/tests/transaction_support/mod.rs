@@ -103,10 +103,7 @@ impl One {
             if t > end {
                 break;
             }
-            assert!(
-                t >= self.clock.now(),
-                "a deadline in the past was left unfired"
-            );
+            assert!(t >= self.clock.now(), "a deadline in the past was left unfired");
             self.clock.advance_to(t);
             self.layer.handle_timeout(t);
             self.pump();
@@ -120,15 +117,13 @@ impl One {
 
     /// Feeds a request from `from` at the current time.
     pub fn recv_request(&mut self, from: Peer, text: &str) {
-        self.layer
-            .handle_request(self.clock.now(), from, request(text));
+        self.layer.handle_request(self.clock.now(), from, request(text));
         self.pump();
     }
 
     /// Feeds a response from `from` at the current time.
     pub fn recv_response(&mut self, from: Peer, text: &str) {
-        self.layer
-            .handle_response(self.clock.now(), from, response(text));
+        self.layer.handle_response(self.clock.now(), from, response(text));
         self.pump();
     }
 

@@ -1,0 +1,189 @@
+//! Counters and gauges, rendered in the Prometheus text format (version 0.0.4) at `/metrics`.
+//!
+//! Plain atomics: the hot path increments without locks or allocation. Labels come from small
+//! fixed sets (methods, status classes, transports), never from numbers or names, so metrics
+//! never carry a caller's number (DESIGN.md: emergency calls are counted, not identified).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use sip::Method;
+
+/// Methods counted by name; everything else is `other`.
+const METHODS: [&str; 15] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "INFO",
+    "UPDATE",
+    "PRACK",
+    "MESSAGE",
+    "REFER",
+    "NOTIFY",
+    "SUBSCRIBE",
+    "PUBLISH",
+    "other",
+];
+
+fn method_index(m: &Method) -> usize {
+    METHODS.iter().position(|n| *n == m.as_str()).unwrap_or(METHODS.len() - 1)
+}
+
+/// Direction of a counted message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    In = 0,
+    Out = 1,
+}
+
+/// Every metric the edge exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: [[AtomicU64; METHODS.len()]; 2],
+    /// Responses by status class 1xx..6xx.
+    responses: [[AtomicU64; 6]; 2],
+    malformed: AtomicU64,
+    shed: AtomicU64,
+    pub registrations: AtomicI64,
+    pub transactions: AtomicI64,
+    pub connections: AtomicI64,
+    pub dialplan_reloads_ok: AtomicU64,
+    pub dialplan_reloads_failed: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    pub fn request(&self, dir: Dir, method: &Method) {
+        self.requests[dir as usize][method_index(method)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn response(&self, dir: Dir, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 6) - 1;
+        self.responses[dir as usize][class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A message that could not be parsed.
+    pub fn malformed(&self) {
+        self.malformed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A message dropped because the core was saturated.
+    pub fn shed(&self) {
+        self.shed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let dirs = ["in", "out"];
+        out.push_str("# HELP lifeline_sip_requests_total SIP requests by direction and method.\n");
+        out.push_str("# TYPE lifeline_sip_requests_total counter\n");
+        for (d, dir) in dirs.iter().enumerate() {
+            for (i, m) in METHODS.iter().enumerate() {
+                let v = self.requests[d][i].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "lifeline_sip_requests_total{{dir=\"{dir}\",method=\"{m}\"}} {v}"
+                );
+            }
+        }
+        out.push_str("# HELP lifeline_sip_responses_total SIP responses by direction and class.\n");
+        out.push_str("# TYPE lifeline_sip_responses_total counter\n");
+        for (d, dir) in dirs.iter().enumerate() {
+            for class in 0..6 {
+                let v = self.responses[d][class].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "lifeline_sip_responses_total{{dir=\"{dir}\",class=\"{}xx\"}} {v}",
+                    class + 1
+                );
+            }
+        }
+        let simple: [(&str, &str, &str, i64); 8] = [
+            (
+                "lifeline_sip_malformed_total",
+                "counter",
+                "Messages refused by the parser.",
+                load(&self.malformed),
+            ),
+            (
+                "lifeline_sip_shed_total",
+                "counter",
+                "Messages dropped because the core was saturated.",
+                load(&self.shed),
+            ),
+            (
+                "lifeline_registrations",
+                "gauge",
+                "Live registration bindings.",
+                self.registrations.load(Ordering::Relaxed),
+            ),
+            (
+                "lifeline_transactions",
+                "gauge",
+                "Live SIP transactions.",
+                self.transactions.load(Ordering::Relaxed),
+            ),
+            (
+                "lifeline_connections",
+                "gauge",
+                "Open TCP, TLS and WebSocket connections.",
+                self.connections.load(Ordering::Relaxed),
+            ),
+            (
+                "lifeline_dialplan_reloads_total",
+                "counter",
+                "Dialplan reloads that took effect.",
+                load(&self.dialplan_reloads_ok),
+            ),
+            (
+                "lifeline_dialplan_reload_failures_total",
+                "counter",
+                "Dialplan reloads refused (the old table stayed).",
+                load(&self.dialplan_reloads_failed),
+            ),
+            ("lifeline_up", "gauge", "1 while the edge runs.", 1),
+        ];
+        for (name, kind, help, value) in simple {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
+        out
+    }
+}
+
+fn load(a: &AtomicU64) -> i64 {
+    i64::try_from(a.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counts_by_label() {
+        let m = Metrics::new();
+        m.request(Dir::In, &Method::Invite);
+        m.request(Dir::In, &Method::Invite);
+        m.request(Dir::Out, &Method::Extension("FOO".into()));
+        m.response(Dir::Out, 486);
+        m.response(Dir::Out, 999);
+        m.malformed();
+        let text = m.render();
+        assert!(text.contains("lifeline_sip_requests_total{dir=\"in\",method=\"INVITE\"} 2\n"));
+        assert!(text.contains("lifeline_sip_requests_total{dir=\"out\",method=\"other\"} 1\n"));
+        assert!(text.contains("lifeline_sip_responses_total{dir=\"out\",class=\"4xx\"} 1\n"));
+        assert!(text.contains("lifeline_sip_responses_total{dir=\"out\",class=\"6xx\"} 1\n"));
+        assert!(text.contains("lifeline_sip_malformed_total 1\n"));
+        // Every sample line is `name{labels} value` or `name value`.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<i64>().is_ok(), "{line}");
+        }
+    }
+}
