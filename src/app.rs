@@ -12,6 +12,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{AdminState, Metrics, token};
 use crate::config::{Config, ListenTransport};
+use crate::core::auth::Directory;
 use crate::core::{Core, CoreConfig, Net};
 use crate::registrar::Policy;
 use crate::transport;
@@ -108,6 +109,8 @@ pub struct App {
     binds: Binds,
     tls: Option<TlsAcceptor>,
     admin: AdminState,
+    /// Who may authenticate (from the agents store).
+    directory: Directory,
 }
 
 impl std::fmt::Debug for App {
@@ -148,7 +151,13 @@ impl App {
             ready: Arc::new(AtomicBool::new(false)),
             metrics: Arc::new(Metrics::new()),
         };
-        Ok(App { config, binds, tls, admin })
+        Ok(App { config, binds, tls, admin, directory: Directory::new() })
+    }
+
+    /// Sets the agents who may authenticate.
+    pub fn with_directory(mut self, directory: Directory) -> App {
+        self.directory = directory;
+        self
     }
 
     /// Whether the edge reports ready (`/ready`): set once it serves.
@@ -159,7 +168,7 @@ impl App {
     /// Runs the edge until `shutdown` resolves; then stops accepting, lets live transactions
     /// finish for up to [`SHUTDOWN_GRACE`], and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let App { config, binds, tls, admin } = self;
+        let App { config, binds, tls, admin, directory } = self;
         let server: Arc<str> =
             format!("lifeline/{} ({})", env!("CARGO_PKG_VERSION"), config.node.name).into();
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -183,6 +192,7 @@ impl App {
             server: server.to_string(),
             registrar: Policy::new(&config.sip.domain),
             metrics: admin.metrics.clone(),
+            directory,
         };
         let core = Core::new(core_config, net);
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use lifeline::app::{App, Binds};
 use lifeline::config::{Config, Listen, ListenTransport};
+use lifeline::core::auth::{Directory, Secret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::oneshot;
@@ -72,7 +73,9 @@ impl Edge {
         let web = binds.web_addr().unwrap();
         let admin = binds.admin_addr().unwrap();
         let (stop, stopped) = oneshot::channel();
-        let app = App::build(config, binds).unwrap();
+        let mut directory = Directory::new();
+        directory.insert("alice", Secret::from_password("alice", "localhost", "secret"));
+        let app = App::build(config, binds).unwrap().with_directory(directory);
         let task = tokio::spawn(app.run(async {
             let _ = stopped.await;
         }));
@@ -306,33 +309,64 @@ async fn secure_websocket_when_tls_is_configured() {
 }
 
 #[tokio::test]
-async fn websocket_register_is_answered_over_its_connection() {
+async fn websocket_register_with_digest_auth() {
     use futures_util::{SinkExt, StreamExt};
+    use sip::digest::{Challenge, respond};
     use tokio_tungstenite::tungstenite::Message;
     let edge = Edge::start().await;
     let url = format!("ws://{}/ws", edge.web);
     let stream = TcpStream::connect(edge.web).await.unwrap();
     let mut ws = ws_handshake(stream, &url, None, Some("sip")).await.unwrap();
-    let register = "REGISTER sip:localhost SIP/2.0\r\n\
-Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bK8371942\r\n\
+    let register = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:localhost SIP/2.0\r\n\
+Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bK837194{cseq}\r\n\
 Max-Forwards: 69\r\n\
 To: <sip:alice@localhost>\r\n\
 From: <sip:alice@localhost>;tag=5ld3m0q7vu\r\n\
 Call-ID: ugf0s1rbdqm8o3v2hk6l9a\r\n\
-CSeq: 1 REGISTER\r\n\
+CSeq: {cseq} REGISTER\r\n\
+{auth}\
 Contact: <sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws>;+sip.ice;reg-id=1;+sip.instance=\"<urn:uuid:6f1c2b9e-3d4a-4e8b-9c1f-2a7d5e0b8c43>\";expires=600\r\n\
 Expires: 600\r\n\
-Content-Length: 0\r\n\r\n";
-    ws.send(Message::text(register)).await.unwrap();
-    let reply = match tokio::time::timeout(Duration::from_secs(2), ws.next()).await.unwrap() {
-        Some(Ok(Message::Text(t))) => t.to_string(),
-        other => panic!("no answer: {other:?}"),
+Content-Length: 0\r\n\r\n"
+        )
     };
+    let mut exchange = async |msg: String| {
+        ws.send(Message::text(msg)).await.unwrap();
+        match tokio::time::timeout(Duration::from_secs(2), ws.next()).await.unwrap() {
+            Some(Ok(Message::Text(t))) => t.to_string(),
+            other => panic!("no answer: {other:?}"),
+        }
+    };
+    // First: 401 with both challenges, MD5 first.
+    let reply = exchange(register(1, "")).await;
+    assert!(reply.starts_with("SIP/2.0 401 Unauthorized\r\n"), "{reply}");
+    let challenges: Vec<&str> =
+        reply.lines().filter_map(|l| l.strip_prefix("WWW-Authenticate: ")).collect();
+    assert_eq!(challenges.len(), 2, "{reply}");
+    assert!(challenges[0].contains("algorithm=MD5"), "{reply}");
+    assert!(challenges[1].contains("algorithm=SHA-256"), "{reply}");
+    let challenge = Challenge::parse(challenges[0]).unwrap();
+    assert_eq!(challenge.realm, "localhost");
+
+    // A wrong password: 403.
+    let wrong = respond(&challenge, "alice", "guess", "REGISTER", "sip:localhost", "c0", 1);
+    let reply = exchange(register(2, &format!("Authorization: {wrong}\r\n"))).await;
+    assert!(reply.starts_with("SIP/2.0 403 Forbidden\r\n"), "{reply}");
+
+    // The right one: 200 with the binding.
+    let right = respond(&challenge, "alice", "secret", "REGISTER", "sip:localhost", "c1", 2);
+    let reply = exchange(register(3, &format!("Authorization: {right}\r\n"))).await;
     assert!(reply.starts_with("SIP/2.0 200 OK\r\n"), "{reply}");
     assert!(
         reply.contains("Contact: <sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws>;expires=600\r\n"),
         "{reply}"
     );
+    // Replaying the same credentials (same nonce count) is refused.
+    let reply = exchange(register(4, &format!("Authorization: {right}\r\n"))).await;
+    assert!(reply.starts_with("SIP/2.0 403 Forbidden\r\n"), "{reply}");
+    drop(exchange);
     edge.stop().await;
 }
 

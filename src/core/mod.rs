@@ -13,12 +13,12 @@
 //! # Rules (this slice of issue 5)
 //!
 //! - OPTIONS to the edge: `200` (trunks and load balancers probe with it).
-//! - REGISTER: the registrar ([`crate::registrar`]); digest authentication arrives with
-//!   the `sip::digest` module.
+//! - REGISTER: digest authentication ([`auth`]), then the registrar ([`crate::registrar`]).
 //! - ACK for a 2xx the edge did not send, and requests the edge cannot route yet: `501`
 //!   until the stateful proxy lands.
 //! - A connection that closes takes its registrations and transactions with it.
 
+pub mod auth;
 mod net;
 
 use std::collections::HashSet;
@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::admin::metrics::{Dir, Metrics};
 use crate::registrar::{Location, Policy};
+use auth::{Auth, Directory};
 
 pub use net::Net;
 
@@ -110,6 +111,8 @@ pub struct CoreConfig {
     pub server: String,
     pub registrar: Policy,
     pub metrics: Arc<Metrics>,
+    /// The agents who may authenticate.
+    pub directory: Directory,
 }
 
 /// The core's state: the transaction layer and the tables of the SIP rules.
@@ -118,6 +121,7 @@ pub struct Core {
     config: CoreConfig,
     txn: TxnLayer,
     location: Location,
+    auth: Auth,
     net: Net,
     /// Server transactions still waiting for the core's final response: shutdown waits for
     /// these (those already answered only absorb retransmissions).
@@ -126,10 +130,12 @@ pub struct Core {
 
 impl Core {
     pub fn new(config: CoreConfig, net: Net) -> Core {
+        let auth = Auth::new(&config.registrar.domain, config.directory.clone());
         Core {
             config,
             txn: TxnLayer::new(TxnConfig::default()),
             location: Location::new(),
+            auth,
             net,
             unanswered: HashSet::new(),
         }
@@ -255,9 +261,22 @@ impl Core {
         match request.method() {
             Method::Options => self.reply(now, key, &request, 200, "OK"),
             Method::Register => {
-                // Until digest authentication lands the AoR's own user is taken as
-                // authenticated only for this edge's domain (issue 4/5 in progress).
-                let user = Location::aor_of(&request, &self.config.registrar).unwrap_or_default();
+                let user = match self.auth.check(&request) {
+                    auth::Outcome::Agent(user) => user,
+                    auth::Outcome::Challenge(challenges) => {
+                        let mut r = Response::for_request(&request, 401, "Unauthorized");
+                        for c in challenges {
+                            r.headers_mut().push(Auth::challenge_header(&request), c);
+                        }
+                        return self.respond(now, key, &request, r);
+                    }
+                    auth::Outcome::Bad(reason) => {
+                        return self.reply(now, key, &request, 400, reason);
+                    }
+                    auth::Outcome::Forbidden => {
+                        return self.reply(now, key, &request, 403, "Forbidden");
+                    }
+                };
                 let result =
                     self.location.register(now, &request, from, &user, &self.config.registrar);
                 let response = match result {
