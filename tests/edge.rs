@@ -366,7 +366,6 @@ Content-Length: 0\r\n\r\n"
     // Replaying the same credentials (same nonce count) is refused.
     let reply = exchange(register(4, &format!("Authorization: {right}\r\n"))).await;
     assert!(reply.starts_with("SIP/2.0 403 Forbidden\r\n"), "{reply}");
-    drop(exchange);
     edge.stop().await;
 }
 
