@@ -201,7 +201,11 @@ pub struct ResponseContext {
     to_tag: String,
     invite: bool,
     branches: Vec<Slot>,
+    /// No branch may be added any more.
     closed: bool,
+    /// The pending branches were handed out for cancelling (6xx, 2xx, CANCEL received): later
+    /// events do not list them again.
+    cancelling: bool,
     final_sent: bool,
 }
 
@@ -215,6 +219,7 @@ impl ResponseContext {
             invite: *request.method() == Method::Invite,
             branches: Vec::new(),
             closed: false,
+            cancelling: false,
             final_sent: false,
         }
     }
@@ -246,6 +251,9 @@ impl ResponseContext {
     /// context closes and returns the pending branches to cancel. Their 487s then complete it.
     pub fn cancel(&mut self) -> Vec<usize> {
         self.closed = true;
+        if std::mem::replace(&mut self.cancelling, true) {
+            return Vec::new();
+        }
         self.pending()
     }
 
@@ -313,9 +321,14 @@ impl ResponseContext {
                 }
                 self.final_sent = true;
                 self.closed = true;
+                let cancel = if std::mem::replace(&mut self.cancelling, true) {
+                    Vec::new()
+                } else {
+                    self.pending()
+                };
                 Outcome {
                     forward: Some(response),
-                    cancel: self.pending(),
+                    cancel,
                     branch_ended: None,
                 }
             }
@@ -364,9 +377,11 @@ impl ResponseContext {
         if self.final_sent {
             return out;
         }
-        if status >= 600 && !self.closed {
+        if status >= 600 {
             self.closed = true;
-            out.cancel = self.pending().into_iter().filter(|i| *i != index).collect();
+            if !std::mem::replace(&mut self.cancelling, true) {
+                out.cancel = self.pending().into_iter().filter(|i| *i != index).collect();
+            }
         }
         out.forward = self.finish_if_done();
         out
