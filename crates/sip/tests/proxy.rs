@@ -1704,3 +1704,127 @@ Max-Forwards: 69\r\n",
         "{wire}"
     );
 }
+
+// --- Never panic ---------------------------------------------------------------------------------
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// SIP-flavoured text: what breaks URI, Via and Route parsers.
+    const SIPISH: &str = "[a-zA-Z0-9:@;=.,<>\\[\\]\"?+ %-]{0,48}";
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn requests_never_panic(
+            ruri in prop_oneof![
+                Just("bob@example.org".to_owned()),
+                Just("203.0.113.5".to_owned()),
+                Just("alice@[2001:db8::1]:5070;transport=tcp".to_owned()),
+                SIPISH,
+            ],
+            route in prop_oneof![
+                Just(String::new()),
+                Just("<sip:203.0.113.5;lr>".to_owned()),
+                Just("<sip:203.0.113.5;lr>, <sip:edge.example.com:443;transport=ws;lr>".to_owned()),
+                Just("<sip:p3.middle.com>".to_owned()),
+                Just("<sip:p1.example.net;lr>,<sip:x@192.0.2.9>".to_owned()),
+                SIPISH,
+            ],
+            via in prop_oneof![Just("10.0.0.1:5062;rport;branch=z9hG4bK1".to_owned()), SIPISH],
+            to_tag in prop::option::of("[a-z0-9]{1,6}"),
+            mf in prop::option::of(0u32..300),
+            target in prop_oneof![
+                Just("sip:x@198.51.100.1;method=INVITE?a=b".to_owned()),
+                Just("tel:+15550100".to_owned()),
+                SIPISH,
+            ],
+            rr_params in SIPISH,
+        ) {
+            let local = edge();
+            let raw = format!(
+                "INVITE sip:{ruri} SIP/2.0\r\n\
+    Via: SIP/2.0/UDP {via}\r\n\
+    {route}\
+    {mf}\
+    From: <sip:a@example.org>;tag=f\r\n\
+    To: <sip:b@example.org>{to_tag}\r\n\
+    Call-ID: p\r\n\
+    CSeq: 1 INVITE\r\n\
+    Content-Length: 0\r\n\r\n",
+                mf = mf.map(|n| format!("Max-Forwards: {n}\r\n")).unwrap_or_default(),
+                route = if route.is_empty() { route } else { format!("Route: {route}\r\n") },
+                to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default(),
+            );
+            let Ok(Message::Request(mut req)) = Message::parse(Bytes::from(raw), Framing::Datagram)
+            else {
+                return Ok(());
+            };
+            let _ = proxy::fix_top_via(&mut req, "192.0.2.1:5060".parse().unwrap());
+            let admitted = match proxy::validate(&req, &local) {
+                Ok(Verdict::Forward(a)) => a,
+                Ok(Verdict::AnswerOptions) => return Ok(()),
+                Err(r) => {
+                    let _ = r.response(&req, "t");
+                    return Ok(());
+                }
+            };
+            if proxy::preprocess_routes(&mut req, &local).is_err() {
+                return Ok(());
+            }
+            let mut ctx = ResponseContext::new(&req, "t");
+            for t in [None, Some(target.as_str()), Some("sip:x@198.51.100.1")] {
+                let Ok(prepared) = proxy::prepare(&req, &admitted, t) else { continue };
+                let out = local.outbound_for(prepared.next_hop()).cloned().unwrap_or_else(udp);
+                let inbound = wss();
+                let rr = RecordRoute { inbound: &inbound, params: Some(rr_params.as_str()) };
+                let fork = ctx.add_branch().unwrap_or(0);
+                let copy = prepared.finish(&out, fork as u32, Some(&rr));
+                let bytes = copy.to_bytes();
+                // What we send parses again, our Via and Record-Route included.
+                prop_assert!(Message::parse(bytes, Framing::Stream).is_ok());
+                prop_assert!(copy.headers().top_via().is_ok());
+                prop_assert!(copy.headers().name_addrs(HeaderName::RecordRoute).all(|r| r.is_ok()));
+                let _ = proxy::cancel_for(&copy, Some("SIP;cause=487"));
+            }
+            let _ = ctx.close();
+        }
+
+        #[test]
+        fn responses_never_panic(
+            top in SIPISH,
+            next in SIPISH,
+            status in 100u16..700,
+            challenge in SIPISH,
+        ) {
+            let local = edge();
+            let raw = format!(
+                "SIP/2.0 {status} X\r\n\
+    Via: SIP/2.0/UDP {top}\r\n\
+    Via: SIP/2.0/UDP {next}\r\n\
+    WWW-Authenticate: {challenge}\r\n\
+    From: <sip:a@example.org>;tag=f\r\n\
+    To: <sip:b@example.org>;tag=t\r\n\
+    Call-ID: p\r\n\
+    CSeq: 1 INVITE\r\n\
+    Content-Length: 0\r\n\r\n"
+            );
+            let Ok(Message::Response(mut resp)) = Message::parse(Bytes::from(raw), Framing::Datagram)
+            else {
+                return Ok(());
+            };
+            let _ = proxy::pop_via(&mut resp, &local);
+            let _ = proxy::retry_after(&resp);
+            let invite = original_invite();
+            let mut ctx = ResponseContext::new(&invite, "t");
+            let a = ctx.add_branch().unwrap();
+            let b = ctx.add_branch().unwrap();
+            let _ = ctx.on_response(a, resp.clone());
+            let _ = ctx.on_response(b, resp);
+            let _ = ctx.on_timeout(b);
+            let _ = ctx.close();
+        }
+    }
+}

@@ -23,7 +23,9 @@ pub struct RecordRoute<'a> {
     pub inbound: &'a ListenAddr,
     /// URI parameters added to every Record-Route URI inserted, without the leading `;`
     /// (`ftag=a1b2;ob`): a flow token or a dialog marker. They come back in the Route values
-    /// of in-dialog requests ([`super::Preprocessed::ours`]).
+    /// of in-dialog requests ([`super::Preprocessed::ours`]). Characters a URI parameter may
+    /// not contain (RFC 3261 §25.1) are percent-escaped: use base64url without padding, or hex,
+    /// for tokens that must come back unchanged.
     pub params: Option<&'a str>,
 }
 
@@ -224,10 +226,29 @@ fn record_route_value(
         .filter(|p| !p.is_empty())
     {
         v.push(';');
-        v.push_str(p);
+        push_uri_params(&mut v, p);
     }
     v.push('>');
     v
+}
+
+/// Appends caller-supplied URI parameters, escaping every byte that may not appear in
+/// `uri-parameters` (RFC 3261 §25.1: unreserved, param-unreserved, escapes, and `;` `=` as
+/// separators), so that the Record-Route stays well-formed whatever the caller passed. Valid
+/// parameters are copied unchanged.
+fn push_uri_params(out: &mut String, params: &str) {
+    let bytes = params.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape_ok = b == b'%'
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+        let plain = b.is_ascii_alphanumeric() || b"-_.!~*'()[]/:&+$;=".contains(&b);
+        if plain || escape_ok {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
 }
 
 /// A target URI as a Request-URI (RFC 3261 §16.6 step 2, §19.1.1 table 1): a SIP URI loses its
@@ -314,6 +335,19 @@ pub fn cancel_for(forwarded_invite: &Request, reason: Option<&str>) -> Result<Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_route_params_are_escaped() {
+        let addr = ListenAddr::new(super::super::Transport::Udp, "192.0.2.1", 5060).unwrap();
+        assert_eq!(
+            record_route_value(false, &addr, false, Some(";ftag=a1;ob;x=%41")),
+            "<sip:192.0.2.1:5060;transport=udp;lr;ftag=a1;ob;x=%41>"
+        );
+        assert_eq!(
+            record_route_value(false, &addr, true, Some("t=a>b, <c\"%zz é")),
+            "<sip:192.0.2.1:5060;transport=udp;r2=on;lr;t=a%3Eb%2C%20%3Cc%22%25zz%20%C3%A9>"
+        );
+    }
 
     #[test]
     fn targets_lose_headers_and_method() {
