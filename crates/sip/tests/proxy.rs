@@ -555,6 +555,36 @@ fn preloaded_route_to_our_own_host_is_not_a_strict_fixup() {
     assert!(local.is_addressed_to_me(&req));
 }
 
+#[test]
+fn only_our_record_route_form_triggers_the_strict_fixup() {
+    let local = edge();
+    let ours = [
+        "<sip:203.0.113.5:5060;transport=udp;r2=on;lr>",
+        "<sip:edge.example.com:443;transport=ws;r2=on;lr>",
+    ];
+    // A UA whose Contact names this host (user part, no `lr`): a remote target, not ours.
+    for uri in [
+        "sip:alice@edge.example.com",
+        "sip:203.0.113.5",
+        "sip:alice@203.0.113.5;lr",
+    ] {
+        let mut req = in_dialog("BYE", uri, &ours);
+        let pre = proxy::preprocess_routes(&mut req, &local).unwrap();
+        assert_eq!(pre.strict_fixup, None, "{uri}");
+        assert_eq!(pre.popped.len(), 2, "{uri}");
+        assert_eq!(req.uri_str(), uri);
+    }
+    // Our own value, as a strict router copies it.
+    let mut req = in_dialog(
+        "BYE",
+        "sip:203.0.113.5:5060;transport=udp;r2=on;lr",
+        &["<sip:caller@192.0.2.30>"],
+    );
+    let pre = proxy::preprocess_routes(&mut req, &local).unwrap();
+    assert!(pre.strict_fixup.is_some());
+    assert_eq!(req.uri_str(), "sip:caller@192.0.2.30");
+}
+
 /// RFC 3261 §16.12.1.1: the basic trapezoid, U1 -> P1 -> P2 -> U2, both proxies
 /// record-routing. Our Record-Route values carry port and transport, which the RFC's omit.
 #[test]
@@ -692,7 +722,7 @@ fn rfc3261_16_12_1_2_strict_router() {
     // Strict fix-up where the Route set was one value per header, and it was the only one.
     let mut bye = in_dialog(
         "BYE",
-        "sip:p2.example.com",
+        "sip:p2.example.com;lr",
         &["<sip:caller@u1.example.com>"],
     );
     proxy::preprocess_routes(&mut bye, &p2).unwrap();
@@ -1152,7 +1182,7 @@ enum Ev<'a> {
 
 /// Parallel fork to `events.len()` branches; events arrive in order, branch i gets event i.
 /// Returns the final response and the cancel lists seen.
-fn fork(events: &[Ev<'_>]) -> (Response, Vec<Vec<usize>>) {
+fn fork(events: &[Ev<'_>]) -> (Response, Vec<Vec<u32>>) {
     let mut ctx = ResponseContext::new(&original_invite(), "px");
     for _ in events {
         ctx.add_branch().expect("an open context");
@@ -1160,7 +1190,8 @@ fn fork(events: &[Ev<'_>]) -> (Response, Vec<Vec<usize>>) {
     assert!(ctx.close().forward.is_none());
     let mut cancels = Vec::new();
     let mut last = None;
-    for (i, ev) in events.iter().enumerate() {
+    for (n, ev) in events.iter().enumerate() {
+        let i = u32::try_from(n).expect("few branches");
         let out: Outcome = match ev {
             Ev::Resp(status, extra) => ctx.on_response(i, branch_resp(status, extra)),
             Ev::Timeout => ctx.on_timeout(i),
@@ -1169,7 +1200,7 @@ fn fork(events: &[Ev<'_>]) -> (Response, Vec<Vec<usize>>) {
         cancels.push(out.cancel);
         if let Some(r) = out.forward {
             assert!(last.is_none(), "two finals");
-            assert_eq!(i, events.len() - 1, "final before every branch ended");
+            assert_eq!(n, events.len() - 1, "final before every branch ended");
             last = Some(r);
         }
     }
@@ -1378,6 +1409,49 @@ fn serial_failover_keeps_the_context_open() {
 }
 
 #[test]
+fn non_invite_follows_rfc_4320() {
+    let message = request(&simple("MESSAGE", "sip:bob@edge.example.com", ""));
+    // Every branch timed out: no 408 goes up (RFC 4320 §4.2); the context is over.
+    let mut ctx = ResponseContext::new(&message, "px");
+    let a = ctx.add_branch().unwrap();
+    let b = ctx.add_branch().unwrap();
+    ctx.close();
+    assert!(
+        ctx.on_response(a, branch_resp("180 Ringing", ""))
+            .forward
+            .is_none(),
+        "no provisional but 100 to a non-INVITE (RFC 4320 §4.1)"
+    );
+    assert!(ctx.on_timeout(a).forward.is_none());
+    assert!(ctx.on_timeout(b).forward.is_none());
+    assert!(ctx.final_sent());
+    // A real answer among the timeouts goes up.
+    let mut ctx = ResponseContext::new(&message, "px");
+    let a = ctx.add_branch().unwrap();
+    let b = ctx.add_branch().unwrap();
+    ctx.close();
+    ctx.on_timeout(a);
+    let out = ctx.on_response(b, branch_resp("404 Not Found", ""));
+    assert_eq!(out.forward.unwrap().status(), 404);
+    // A 2xx goes up at once; a second one does not (only INVITE 2xx keep going).
+    let mut ctx = ResponseContext::new(&message, "px");
+    let a = ctx.add_branch().unwrap();
+    let b = ctx.add_branch().unwrap();
+    assert_eq!(
+        ctx.on_response(a, branch_resp("202 Accepted", ""))
+            .forward
+            .unwrap()
+            .status(),
+        202
+    );
+    assert!(
+        ctx.on_response(b, branch_resp("200 OK", ""))
+            .forward
+            .is_none()
+    );
+}
+
+#[test]
 fn cancel_received_terminates_every_branch() {
     let mut ctx = ResponseContext::new(&original_invite(), "px");
     let a = ctx.add_branch().unwrap();
@@ -1534,7 +1608,7 @@ Max-Forwards: 69\r\n\
         inbound: &wss,
         params: Some("ftag=9ic2iqd2mf"),
     };
-    let to_trunk = prepared.finish(&outbound, fork as u32, Some(&rr));
+    let to_trunk = prepared.finish(&outbound, fork, Some(&rr));
     let branch = admitted.branch(0);
 
     // New request line; both Record-Route values at the top (outbound side first), then our
@@ -1590,7 +1664,7 @@ Content-Length: {}\r\n\
             }
         }
     );
-    let out = ctx.on_response(got.index() as usize, from_trunk);
+    let out = ctx.on_response(got.index(), from_trunk);
     assert!(out.cancel.is_empty());
     let to_browser = out.forward.unwrap();
     // What reaches the UAC: the 200 without our Via, byte for byte otherwise.
@@ -1781,7 +1855,7 @@ mod hostile {
                 let inbound = wss();
                 let rr = RecordRoute { inbound: &inbound, params: Some(rr_params.as_str()) };
                 let fork = ctx.add_branch().unwrap_or(0);
-                let copy = prepared.finish(&out, fork as u32, Some(&rr));
+                let copy = prepared.finish(&out, fork, Some(&rr));
                 let bytes = copy.to_bytes();
                 // What we send parses again, our Via and Record-Route included.
                 prop_assert!(Message::parse(bytes, Framing::Stream).is_ok());

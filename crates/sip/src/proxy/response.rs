@@ -153,7 +153,9 @@ pub struct Outcome {
     pub forward: Option<Response>,
     /// Branches whose client transactions must be cancelled now ([`super::cancel_for`]): the
     /// pending ones, once a 2xx was forwarded (§16.7 step 10) or a 6xx arrived (§16.7 step 5).
-    pub cancel: Vec<usize>,
+    /// A branch without a provisional response yet ([`ResponseContext::has_provisional`]) gets
+    /// its CANCEL only once one arrives (RFC 3261 §9.1).
+    pub cancel: Vec<u32>,
     /// The final status this event ended a branch with (responses of 300 and above, timeouts as
     /// 408, transport errors as 503): with [`may_try_next`], the caller's failover decision.
     pub branch_ended: Option<u16>,
@@ -174,7 +176,8 @@ struct Final {
 
 /// The response context of one proxied request (RFC 3261 §16.7): the branches (client
 /// transactions) forwarded for it and what they answered, and the choice of what goes back
-/// upstream.
+/// upstream. Branches are numbered from 0 in the order they are added; the number is the fork
+/// index of their [`Branch`].
 ///
 /// - Provisional responses other than 100 and every 2xx are forwarded at once (§16.7 step 5;
 ///   for INVITE, 2xx keep being forwarded after a final response was sent).
@@ -191,6 +194,9 @@ struct Final {
 ///
 ///   Responses the proxy makes up (408, 500) are built from the request with the To tag given
 ///   to [`ResponseContext::new`].
+/// - Non-INVITE requests follow RFC 4320 §4: no provisional response other than 100 goes up,
+///   and no 408 either — when 408 would be chosen, nothing is sent and the client's own
+///   transaction times out.
 /// - Serial failover: a branch ending while the context is open sends nothing; the caller looks
 ///   at [`Outcome::branch_ended`] and either adds a branch for the next target or closes.
 ///
@@ -206,7 +212,8 @@ pub struct ResponseContext {
     /// The pending branches were handed out for cancelling (6xx, 2xx, CANCEL received): later
     /// events do not list them again.
     cancelling: bool,
-    final_sent: bool,
+    /// The server transaction has its final response (or, RFC 4320, will get none).
+    done: bool,
 }
 
 impl ResponseContext {
@@ -220,7 +227,7 @@ impl ResponseContext {
             branches: Vec::new(),
             closed: false,
             cancelling: false,
-            final_sent: false,
+            done: false,
         }
     }
 
@@ -229,12 +236,13 @@ impl ResponseContext {
     /// 6xx (§16.7 step 5) or a final response sent upstream.
     ///
     /// [`close`]: ResponseContext::close
-    pub fn add_branch(&mut self) -> Option<usize> {
-        if self.closed || self.final_sent {
+    pub fn add_branch(&mut self) -> Option<u32> {
+        if self.closed || self.done {
             return None;
         }
+        let index = u32::try_from(self.branches.len()).ok()?;
         self.branches.push(Slot::Pending { provisional: false });
-        Some(self.branches.len() - 1)
+        Some(index)
     }
 
     /// No more targets: from now on the best response goes upstream as soon as no branch is
@@ -249,46 +257,42 @@ impl ResponseContext {
 
     /// The caller received a CANCEL for the request, or gave up on it (RFC 3261 §16.10): the
     /// context closes and returns the pending branches to cancel. Their 487s then complete it.
-    pub fn cancel(&mut self) -> Vec<usize> {
+    pub fn cancel(&mut self) -> Vec<u32> {
         self.closed = true;
-        if std::mem::replace(&mut self.cancelling, true) {
-            return Vec::new();
-        }
-        self.pending()
+        self.take_pending_for_cancel(None)
     }
 
     /// The branches still waiting for a final response.
-    pub fn pending(&self) -> Vec<usize> {
+    pub fn pending(&self) -> Vec<u32> {
         self.branches
             .iter()
             .enumerate()
             .filter(|(_, s)| matches!(s, Slot::Pending { .. }))
-            .map(|(i, _)| i)
+            .filter_map(|(i, _)| u32::try_from(i).ok())
             .collect()
     }
 
     /// Whether branch `index` is pending and has had a provisional response: a CANCEL may only
     /// be sent then (RFC 3261 §9.1).
-    pub fn has_provisional(&self, index: usize) -> bool {
-        matches!(
-            self.branches.get(index),
-            Some(Slot::Pending { provisional: true })
-        )
+    pub fn has_provisional(&self, index: u32) -> bool {
+        matches!(self.slot(index), Some(Slot::Pending { provisional: true }))
     }
 
     pub fn is_closed(&self) -> bool {
         self.closed
     }
 
-    /// Whether a final response went upstream.
+    /// Whether the server transaction got its final response (or, for a non-INVITE that only
+    /// timed out, will get none: RFC 4320).
     pub fn final_sent(&self) -> bool {
-        self.final_sent
+        self.done
     }
 
-    /// A response arrived on branch `index` (after [`super::pop_via`]).
-    pub fn on_response(&mut self, index: usize, response: Response) -> Outcome {
+    /// A response arrived on branch `index` (after [`super::pop_via`]: `branch.index()`).
+    pub fn on_response(&mut self, index: u32, response: Response) -> Outcome {
         let status = response.status();
-        let Some(slot) = self.branches.get_mut(index) else {
+        let (invite, done) = (self.invite, self.done);
+        let Some(slot) = self.slot_mut(index) else {
             return Outcome::default();
         };
         match status {
@@ -297,38 +301,34 @@ impl ResponseContext {
             // §16.7 step 5: a stateful proxy never forwards 100.
             100 => Outcome::default(),
             101..=199 => match slot {
-                Slot::Pending { provisional } if !self.final_sent => {
+                Slot::Pending { provisional } => {
                     *provisional = true;
+                    // RFC 4320 §4.1: no provisional but 100 to a non-INVITE.
                     Outcome {
-                        forward: Some(response),
+                        forward: (invite && !done).then_some(response),
                         ..Outcome::default()
                     }
                 }
-                _ => Outcome::default(),
+                Slot::Done(_) => Outcome::default(),
             },
             200..=299 => {
                 *slot = Slot::Done(Final {
                     status,
                     response: None,
                 });
-                if self.final_sent {
+                if done {
                     // Further 2xx to an INVITE (other forks answered too) go up as well;
                     // the UAC acknowledges and hangs them up.
                     return Outcome {
-                        forward: self.invite.then_some(response),
+                        forward: invite.then_some(response),
                         ..Outcome::default()
                     };
                 }
-                self.final_sent = true;
+                self.done = true;
                 self.closed = true;
-                let cancel = if std::mem::replace(&mut self.cancelling, true) {
-                    Vec::new()
-                } else {
-                    self.pending()
-                };
                 Outcome {
                     forward: Some(response),
-                    cancel,
+                    cancel: self.take_pending_for_cancel(None),
                     branch_ended: None,
                 }
             }
@@ -347,17 +347,25 @@ impl ResponseContext {
 
     /// Branch `index` timed out without a final response (Timer B/F, or Timer C without a
     /// provisional response): it counts as a 408 (RFC 3261 §16.8).
-    pub fn on_timeout(&mut self, index: usize) -> Outcome {
+    pub fn on_timeout(&mut self, index: u32) -> Outcome {
         self.synthetic(index, 408)
     }
 
     /// The request could not be sent on branch `index`: it counts as a 503 (RFC 3261 §16.9).
-    pub fn on_transport_error(&mut self, index: usize) -> Outcome {
+    pub fn on_transport_error(&mut self, index: u32) -> Outcome {
         self.synthetic(index, 503)
     }
 
-    fn synthetic(&mut self, index: usize, status: u16) -> Outcome {
-        match self.branches.get_mut(index) {
+    fn slot(&self, index: u32) -> Option<&Slot> {
+        self.branches.get(usize::try_from(index).ok()?)
+    }
+
+    fn slot_mut(&mut self, index: u32) -> Option<&mut Slot> {
+        self.branches.get_mut(usize::try_from(index).ok()?)
+    }
+
+    fn synthetic(&mut self, index: u32, status: u16) -> Outcome {
+        match self.slot_mut(index) {
             Some(slot @ Slot::Pending { .. }) => {
                 *slot = Slot::Done(Final {
                     status,
@@ -369,30 +377,41 @@ impl ResponseContext {
         }
     }
 
-    fn ended(&mut self, index: usize, status: u16) -> Outcome {
+    fn ended(&mut self, index: u32, status: u16) -> Outcome {
         let mut out = Outcome {
             branch_ended: Some(status),
             ..Outcome::default()
         };
-        if self.final_sent {
+        if self.done {
             return out;
         }
         if status >= 600 {
             self.closed = true;
-            if !std::mem::replace(&mut self.cancelling, true) {
-                out.cancel = self.pending().into_iter().filter(|i| *i != index).collect();
-            }
+            out.cancel = self.take_pending_for_cancel(Some(index));
         }
         out.forward = self.finish_if_done();
         out
     }
 
+    /// The pending branches (but `except`), once: later calls return nothing.
+    fn take_pending_for_cancel(&mut self, except: Option<u32>) -> Vec<u32> {
+        if std::mem::replace(&mut self.cancelling, true) {
+            return Vec::new();
+        }
+        self.pending()
+            .into_iter()
+            .filter(|i| Some(*i) != except)
+            .collect()
+    }
+
     fn finish_if_done(&mut self) -> Option<Response> {
-        if self.final_sent || !self.closed || !self.pending().is_empty() {
+        if self.done || !self.closed || !self.pending().is_empty() {
             return None;
         }
-        self.final_sent = true;
-        Some(self.best())
+        self.done = true;
+        let best = self.best();
+        // RFC 4320 §4.2: never a 408 to a non-INVITE request.
+        (self.invite || best.status() != 408).then_some(best)
     }
 
     /// The best final response of the context (RFC 3261 §16.7 steps 6 and 7; see the type

@@ -40,12 +40,14 @@ impl Preprocessed {
 
 /// Routing information preprocessing (RFC 3261 §16.4), in place:
 ///
-/// 1. Strict-router fix-up: when the Request-URI points at this proxy and there are Route
-///    values, the previous hop strict-routed a Record-Route value of ours into the Request-URI;
-///    the last Route value (the remote target) becomes the Request-URI again and leaves the
-///    Route set. Like Kamailio's `loose_route`, only a request inside a dialog (with a To tag)
-///    is treated so: Record-Route values only ever come back in dialogs, and an initial request
-///    to this proxy's own host with a preloaded Route must keep its Request-URI.
+/// 1. Strict-router fix-up: when the Request-URI is a Record-Route value of ours — our address,
+///    no user part, `lr` — and there are Route values, the previous hop is a strict router; the
+///    last Route value (the remote target) becomes the Request-URI again and leaves the Route
+///    set. Like Kamailio's `loose_route`, only a request inside a dialog (with a To tag) is
+///    treated so: Record-Route values only ever come back in dialogs, and an initial request to
+///    this proxy's own host with a preloaded Route must keep its Request-URI. (The user-part
+///    and `lr` checks keep a user whose Contact names this host, `sip:alice@edge`, from being
+///    mistaken for a Record-Route value.)
 /// 2. Loose routing: when the top Route points at this proxy it is removed; when the next one
 ///    does too — the two values of a double Record-Route (RFC 5658), inbound and outbound side —
 ///    it is removed as well. At most two are removed: a third would be a separate visit.
@@ -63,8 +65,13 @@ pub fn preprocess_routes(
         .map_err(|_| Reject::Malformed(HeaderName::To))?
         .tag()
         .is_some();
-    let uri_is_me = matches!(request.uri(), Ok(Uri::Sip(u)) if local.is_me(&u));
-    if in_dialog && uri_is_me && request.headers().contains(HeaderName::Route) {
+    // One of our Record-Route values: our address, no user part, `lr` (what
+    // `Prepared::finish` writes; a strict router copies it whole).
+    let uri_is_ours = matches!(
+        request.uri(),
+        Ok(Uri::Sip(u)) if u.user.is_none() && u.is_loose_router() && local.is_me(&u)
+    );
+    if in_dialog && uri_is_ours && request.headers().contains(HeaderName::Route) {
         let replaced = request.uri_str().to_owned();
         let last = edit::remove_last_element(request.headers_mut(), HeaderName::Route)
             .ok_or(Reject::Malformed(HeaderName::Route))?;
