@@ -35,6 +35,7 @@
 //!   branch_ended + may_try_next(status): failover to the next target, or ctx.close()
 //! ```
 //!
+//! Non-INVITE requests follow RFC 4320 §4 (no 408, no provisional but 100 upstream).
 //! Timeouts and transport errors of a branch are [`ResponseContext::on_timeout`] (408, §16.8)
 //! and [`ResponseContext::on_transport_error`] (503, §16.9). A CANCEL received for the request
 //! is answered 200 by the caller (§16.10) and [`ResponseContext::cancel`] lists the branches to
@@ -47,6 +48,8 @@
 //! - `route`: [`preprocess_routes`].
 //! - `forward`: [`prepare`], [`Prepared::finish`], [`cancel_for`].
 //! - `response`: [`pop_via`], [`reply_to`], [`ResponseContext`], [`may_try_next`].
+//! - `edit`: in-place edits of one element of a header (the top Via, the last Route) that
+//!   keep every other header byte for byte; they use the header table's crate-private fields.
 
 mod edit;
 mod forward;

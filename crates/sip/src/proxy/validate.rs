@@ -1,5 +1,5 @@
 //! Request validation (RFC 3261 §16.3), the branch parameter with its loop-detection hash
-//! (§16.6 step 8, RFC 5393 §4.2) and the receive-side Via fix-up (§18.2.1, RFC 3581 §4).
+//! (§16.6 step 8, RFC 5393) and the receive-side Via fix-up (§18.2.1, RFC 3581 §4).
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -124,20 +124,7 @@ pub fn validate(request: &Request, local: &LocalIdentity) -> Result<Verdict, Rej
 /// The RFC 3261 magic cookie (§8.1.1.7) followed by lifeline's own marker.
 pub const BRANCH_PREFIX: &str = "z9hG4bKlf";
 
-/// The two hashes a proxy branch carries.
-///
-/// RFC 3261 §16.6 step 8 asks for a branch "separable into two parts": one unique per client
-/// transaction (§8.1.1.7), one used for loop detection. RFC 5393 §4.2 corrects the list of
-/// what the loop part covers: everything that decides how the request is admitted and routed —
-/// Request-URI, From tag, To tag, Call-ID, CSeq number (never the method: a CANCEL shares its
-/// INVITE's branch), Proxy-Require, Proxy-Authorization and Route — but *not* the top Via, which
-/// is different every time a looping request comes back (it is the previous hop's).
-///
-/// Uniqueness comes from the second part, a hash of the incoming top Via (transport, sent-by,
-/// branch): two server transactions carrying the same loop fields (an ACK for a 2xx and the
-/// re-INVITE it acknowledges; one request reaching us over two upstream forks) still get
-/// different branches. The fork index makes the client transactions of one server transaction
-/// distinct.
+/// The two hashes of a proxy branch: see [`Branch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct BranchSeed {
     loop_hash: [u8; 8],
@@ -210,8 +197,25 @@ impl Fields {
 
 /// The branch parameter of a Via this proxy pushes:
 /// `z9hG4bKlf` + 16 hex digits of loop hash + 10 hex digits of transaction hash + `.` + fork
-/// index, e.g. `z9hG4bKlf0123456789abcdef0123456789.0` (see [`BranchSeed`] for what the
-/// hashes cover).
+/// index, e.g. `z9hG4bKlf0123456789abcdef0123456789.0`.
+///
+/// RFC 3261 §16.6 step 8 asks a proxy that detects loops for a branch "separable into two
+/// parts": one unique per client transaction (§8.1.1.7), one for loop detection that "SHOULD
+/// reflect all of those fields" that decide how the request is processed, "including any Route,
+/// Proxy-Require and Proxy-Authorization header fields". The loop part here covers the
+/// Request-URI, From tag, To tag, Call-ID, CSeq number (never the method: a CANCEL shares its
+/// INVITE's branch), Proxy-Require, Proxy-Authorization and Route, all as received.
+///
+/// It does *not* cover the topmost Via, although the "common way" §16.6 suggests does: a
+/// request that loops back through another proxy arrives with that proxy's Via on top, so a
+/// hash including it would never match and no loop would ever be found. Loop detection is
+/// what RFC 5393 requires of forking proxies, so it has to work.
+///
+/// Uniqueness comes from the second part, a hash of the incoming top Via (transport, sent-by,
+/// branch): two server transactions carrying the same loop fields (an ACK for a 2xx and the
+/// re-INVITE it acknowledges; one request reaching us over two upstream forks) still get
+/// different branches. The fork index makes the client transactions of one server transaction
+/// distinct.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Branch {
     seed: BranchSeed,
