@@ -1,1 +1,0 @@
-//! Proxy rules (RFC 3261 §16). Being written.
