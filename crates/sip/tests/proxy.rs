@@ -63,10 +63,7 @@ fn admit(req: &Request, local: &LocalIdentity) -> Admitted {
 }
 
 fn header(req: &Request, name: HeaderName) -> Vec<String> {
-    req.headers()
-        .get_all(name)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .collect()
+    req.headers().get_all(name).map(|v| String::from_utf8_lossy(v).into_owned()).collect()
 }
 
 /// Forwards `req` (already preprocessed) to `target` from `outbound`, fork 0.
@@ -79,10 +76,7 @@ fn forward(
     let admitted = admit(req, local);
     let prepared = proxy::prepare(req, &admitted, target).expect("prepared");
     let hop = prepared.next_hop().clone();
-    let out = local
-        .outbound_for(&hop)
-        .expect("an address for the hop")
-        .clone();
+    let out = local.outbound_for(&hop).expect("an address for the hop").clone();
     (prepared.finish(&out, 0, rr), hop)
 }
 
@@ -166,17 +160,10 @@ fn come_back(forwarded: &Request, hops: &[&str]) -> Request {
     let mut back = request(&text(&forwarded.to_bytes()));
     for h in hops {
         let tag = h.replace([':', '.'], "-");
-        let below = back
-            .headers()
-            .top_via()
-            .ok()
-            .and_then(|v| v.branch())
-            .unwrap_or("")
-            .replace('.', "-");
-        back.headers_mut().prepend(
-            HeaderName::Via,
-            format!("SIP/2.0/UDP {h};branch=z9hG4bK-{tag}-{below}"),
-        );
+        let below =
+            back.headers().top_via().ok().and_then(|v| v.branch()).unwrap_or("").replace('.', "-");
+        back.headers_mut()
+            .prepend(HeaderName::Via, format!("SIP/2.0/UDP {h};branch=z9hG4bK-{tag}-{below}"));
     }
     back
 }
@@ -184,24 +171,12 @@ fn come_back(forwarded: &Request, hops: &[&str]) -> Request {
 #[test]
 fn a_request_that_comes_back_unchanged_is_a_loop() {
     let local = edge();
-    let req = request(&simple(
-        "INVITE",
-        "sip:bob@example.org",
-        "Max-Forwards: 70\r\n",
-    ));
+    let req = request(&simple("INVITE", "sip:bob@example.org", "Max-Forwards: 70\r\n"));
     // Forwarded as it is (say example.org resolves back to us).
     let (f1, _) = forward(&req, &local, None, None);
-    for hops in [
-        &[][..],
-        &["198.51.100.9:5060"],
-        &["198.51.100.9", "198.51.100.10"],
-    ] {
+    for hops in [&[][..], &["198.51.100.9:5060"], &["198.51.100.9", "198.51.100.10"]] {
         let back = come_back(&f1, hops);
-        assert_eq!(
-            proxy::validate(&back, &local),
-            Err(Reject::LoopDetected),
-            "{hops:?}"
-        );
+        assert_eq!(proxy::validate(&back, &local), Err(Reject::LoopDetected), "{hops:?}");
         let resp = Reject::LoopDetected.response(&back, "t").unwrap();
         assert_eq!((resp.status(), resp.reason()), (482, "Loop Detected"));
     }
@@ -210,19 +185,13 @@ fn a_request_that_comes_back_unchanged_is_a_loop() {
 #[test]
 fn a_retargeted_request_spirals_then_loops_if_it_comes_back_again() {
     let local = edge();
-    let req = request(&simple(
-        "INVITE",
-        "sip:alice@edge.example.com",
-        "Max-Forwards: 70\r\n",
-    ));
+    let req = request(&simple("INVITE", "sip:alice@edge.example.com", "Max-Forwards: 70\r\n"));
     let first = admit(&req, &local);
     assert!(!first.spiral);
     // To an application server, which sends it back with a new Request-URI: a spiral.
     let (to_app, _) = forward(&req, &local, Some("sip:app@192.0.2.50:5060"), None);
     let mut retargeted = come_back(&to_app, &["192.0.2.50:5060"]);
-    retargeted
-        .set_uri("sip:alice-desk@edge.example.com")
-        .unwrap();
+    retargeted.set_uri("sip:alice-desk@edge.example.com").unwrap();
     let second = admit(&retargeted, &local);
     assert!(second.spiral);
     assert_ne!(first.branch(0), second.branch(0));
@@ -245,19 +214,14 @@ fn a_changed_route_set_or_proxy_authorization_is_a_spiral() {
     let req = request(&simple("INVITE", "sip:bob@example.org", ""));
     let (f1, _) = forward(&req, &local, None, None);
     let mut with_route = come_back(&f1, &["198.51.100.9"]);
-    with_route
-        .headers_mut()
-        .push(HeaderName::Route, "<sip:198.51.100.30;lr>");
+    with_route.headers_mut().push(HeaderName::Route, "<sip:198.51.100.30;lr>");
     assert!(admit(&with_route, &local).spiral);
     let mut with_auth = come_back(&f1, &["198.51.100.9"]);
-    with_auth
-        .headers_mut()
-        .push(HeaderName::ProxyAuthorization, "Digest username=\"carol\"");
+    with_auth.headers_mut().push(HeaderName::ProxyAuthorization, "Digest username=\"carol\"");
     assert!(admit(&with_auth, &local).spiral);
     // Another node's Via with a branch of our format is not ours.
-    let other = LocalIdentity::new(vec![
-        ListenAddr::new(Transport::Udp, "198.51.100.99", 5060).unwrap(),
-    ]);
+    let other =
+        LocalIdentity::new(vec![ListenAddr::new(Transport::Udp, "198.51.100.99", 5060).unwrap()]);
     assert!(!admit(&come_back(&f1, &[]), &other).spiral);
 }
 
@@ -310,28 +274,14 @@ fn proxy_require() {
         "Proxy-Require: sec-agree, foo\r\nProxy-Require: BAR\r\n",
     ));
     let reject = proxy::validate(&req, &local).unwrap_err();
-    assert_eq!(
-        reject,
-        Reject::BadExtension(vec!["foo".into(), "BAR".into()])
-    );
+    assert_eq!(reject, Reject::BadExtension(vec!["foo".into(), "BAR".into()]));
     let resp = reject.response(&req, "t9").unwrap();
     assert_eq!((resp.status(), resp.reason()), (420, "Bad Extension"));
-    assert_eq!(
-        resp.headers().get(HeaderName::Unsupported),
-        Some(&b"foo, BAR"[..])
-    );
+    assert_eq!(resp.headers().get(HeaderName::Unsupported), Some(&b"foo, BAR"[..]));
     // Understood options pass; ACK and CANCEL are not checked (and ACK is never answered).
-    let ok = request(&simple(
-        "INVITE",
-        "sip:bob@example.org",
-        "Proxy-Require: SEC-AGREE\r\n",
-    ));
+    let ok = request(&simple("INVITE", "sip:bob@example.org", "Proxy-Require: SEC-AGREE\r\n"));
     admit(&ok, &local);
-    let cancel = request(&simple(
-        "CANCEL",
-        "sip:bob@example.org",
-        "Proxy-Require: foo\r\n",
-    ));
+    let cancel = request(&simple("CANCEL", "sip:bob@example.org", "Proxy-Require: foo\r\n"));
     admit(&cancel, &local);
     let ack = request(&simple("ACK", "sip:bob@example.org", "Max-Forwards: 0\r\n"));
     let reject = proxy::validate(&ack, &local).unwrap_err();
@@ -478,16 +428,8 @@ fn loose_routing_pops_our_route() {
     assert_eq!(req.to_bytes(), before);
 
     // Our address on another port is not us.
-    let mut req = in_dialog(
-        "BYE",
-        "sip:caller@192.0.2.30",
-        &["<sip:203.0.113.5:5070;lr>"],
-    );
-    assert!(
-        !proxy::preprocess_routes(&mut req, &local)
-            .unwrap()
-            .was_routed()
-    );
+    let mut req = in_dialog("BYE", "sip:caller@192.0.2.30", &["<sip:203.0.113.5:5070;lr>"]);
+    assert!(!proxy::preprocess_routes(&mut req, &local).unwrap().was_routed());
 }
 
 #[test]
@@ -504,11 +446,7 @@ fn double_record_route_pops_both() {
             "<sip:203.0.113.5:5060;transport=udp;r2=on;lr;ftag=x>, <sip:edge.example.com:443;transport=ws;r2=on;lr;ftag=x>, <sip:p9.example.net;lr>",
         ],
     ] {
-        let mut req = in_dialog(
-            "BYE",
-            "sip:k3l8v2x1@df7jal23ls0d.invalid;transport=ws",
-            routes,
-        );
+        let mut req = in_dialog("BYE", "sip:k3l8v2x1@df7jal23ls0d.invalid;transport=ws", routes);
         let pre = proxy::preprocess_routes(&mut req, &local).unwrap();
         assert_eq!(
             pre.popped,
@@ -523,19 +461,9 @@ fn double_record_route_pops_both() {
     let mut req = in_dialog(
         "BYE",
         "sip:x@192.0.2.1",
-        &[
-            "<sip:203.0.113.5;lr>",
-            "<sip:203.0.113.5;lr>",
-            "<sip:203.0.113.5;lr>",
-        ],
+        &["<sip:203.0.113.5;lr>", "<sip:203.0.113.5;lr>", "<sip:203.0.113.5;lr>"],
     );
-    assert_eq!(
-        proxy::preprocess_routes(&mut req, &local)
-            .unwrap()
-            .popped
-            .len(),
-        2
-    );
+    assert_eq!(proxy::preprocess_routes(&mut req, &local).unwrap().popped.len(), 2);
     assert_eq!(header(&req, HeaderName::Route), ["<sip:203.0.113.5;lr>"]);
 }
 
@@ -543,11 +471,7 @@ fn double_record_route_pops_both() {
 fn preloaded_route_to_our_own_host_is_not_a_strict_fixup() {
     let local = edge();
     // An initial request (no To tag) to the proxy's own address with a preloaded Route.
-    let mut req = request(&simple(
-        "OPTIONS",
-        "sip:203.0.113.5",
-        "Route: <sip:203.0.113.5;lr>\r\n",
-    ));
+    let mut req = request(&simple("OPTIONS", "sip:203.0.113.5", "Route: <sip:203.0.113.5;lr>\r\n"));
     let pre = proxy::preprocess_routes(&mut req, &local).unwrap();
     assert_eq!(pre.strict_fixup, None);
     assert_eq!(pre.popped, ["sip:203.0.113.5;lr"]);
@@ -563,11 +487,7 @@ fn only_our_record_route_form_triggers_the_strict_fixup() {
         "<sip:edge.example.com:443;transport=ws;r2=on;lr>",
     ];
     // A UA whose Contact names this host (user part, no `lr`): a remote target, not ours.
-    for uri in [
-        "sip:alice@edge.example.com",
-        "sip:203.0.113.5",
-        "sip:alice@203.0.113.5;lr",
-    ] {
+    for uri in ["sip:alice@edge.example.com", "sip:203.0.113.5", "sip:alice@203.0.113.5;lr"] {
         let mut req = in_dialog("BYE", uri, &ours);
         let pre = proxy::preprocess_routes(&mut req, &local).unwrap();
         assert_eq!(pre.strict_fixup, None, "{uri}");
@@ -589,12 +509,10 @@ fn only_our_record_route_form_triggers_the_strict_fixup() {
 /// record-routing. Our Record-Route values carry port and transport, which the RFC's omit.
 #[test]
 fn rfc3261_16_12_1_1_basic_trapezoid() {
-    let p1 = LocalIdentity::new(vec![
-        ListenAddr::new(Transport::Udp, "p1.example.com", 5060).unwrap(),
-    ]);
-    let p2 = LocalIdentity::new(vec![
-        ListenAddr::new(Transport::Udp, "p2.domain.com", 5060).unwrap(),
-    ]);
+    let p1 =
+        LocalIdentity::new(vec![ListenAddr::new(Transport::Udp, "p1.example.com", 5060).unwrap()]);
+    let p2 =
+        LocalIdentity::new(vec![ListenAddr::new(Transport::Udp, "p2.domain.com", 5060).unwrap()]);
     let p1_addr = &p1.addresses()[0];
     let p2_addr = &p2.addresses()[0];
 
@@ -613,10 +531,7 @@ Content-Length: 0\r\n\r\n",
     let a1 = admit(&invite, &p1);
     let prepared = proxy::prepare(&invite, &a1, None).unwrap();
     assert_eq!(prepared.next_hop().host, HopHost::Name("domain.com".into()));
-    let rr1 = RecordRoute {
-        inbound: p1_addr,
-        params: None,
-    };
+    let rr1 = RecordRoute { inbound: p1_addr, params: None };
     let at_p2 = prepared.finish(p1_addr, 0, Some(&rr1));
     assert_eq!(at_p2.uri_str(), "sip:callee@domain.com");
     assert_eq!(
@@ -625,20 +540,16 @@ Content-Length: 0\r\n\r\n",
     );
     // P2, responsible for domain.com, retargets to the registered contact.
     let a2 = admit(&at_p2, &p2);
-    let rr2 = RecordRoute {
-        inbound: p2_addr,
-        params: None,
-    };
-    let at_u2 = proxy::prepare(&at_p2, &a2, Some("sip:callee@u2.domain.com"))
-        .unwrap()
-        .finish(p2_addr, 0, Some(&rr2));
+    let rr2 = RecordRoute { inbound: p2_addr, params: None };
+    let at_u2 = proxy::prepare(&at_p2, &a2, Some("sip:callee@u2.domain.com")).unwrap().finish(
+        p2_addr,
+        0,
+        Some(&rr2),
+    );
     assert_eq!(at_u2.uri_str(), "sip:callee@u2.domain.com");
     assert_eq!(
         header(&at_u2, HeaderName::RecordRoute),
-        [
-            "<sip:p2.domain.com:5060;transport=udp;lr>",
-            "<sip:p1.example.com:5060;transport=udp;lr>"
-        ]
+        ["<sip:p2.domain.com:5060;transport=udp;lr>", "<sip:p1.example.com:5060;transport=udp;lr>"]
     );
     assert_eq!(header(&at_u2, HeaderName::Via).len(), 3);
 
@@ -652,10 +563,7 @@ Content-Length: 0\r\n\r\n",
         ],
     );
     proxy::preprocess_routes(&mut bye, &p2).unwrap();
-    assert_eq!(
-        header(&bye, HeaderName::Route),
-        ["<sip:p1.example.com:5060;transport=udp;lr>"]
-    );
+    assert_eq!(header(&bye, HeaderName::Route), ["<sip:p1.example.com:5060;transport=udp;lr>"]);
     let (at_p1, hop) = forward(&bye, &p2, None, None);
     assert_eq!(hop.host, HopHost::Name("p1.example.com".into()));
     let mut at_p1 = request(&text(&at_p1.to_bytes()));
@@ -669,9 +577,8 @@ Content-Length: 0\r\n\r\n",
 /// RFC 3261 §16.12.1.2: traversing a strict-routing proxy P3. We are P2 (loose).
 #[test]
 fn rfc3261_16_12_1_2_strict_router() {
-    let p2 = LocalIdentity::new(vec![
-        ListenAddr::new(Transport::Udp, "p2.example.com", 5060).unwrap(),
-    ]);
+    let p2 =
+        LocalIdentity::new(vec![ListenAddr::new(Transport::Udp, "p2.example.com", 5060).unwrap()]);
 
     // U1's BYE after P1: P2 pops itself; the next Route, P3, lacks `lr`: P2 puts it in the
     // Request-URI and the Request-URI at the end of the Route set (§16.6 step 6).
@@ -684,16 +591,10 @@ fn rfc3261_16_12_1_2_strict_router() {
     let admitted = admit(&bye, &p2);
     let prepared = proxy::prepare(&bye, &admitted, None).unwrap();
     assert!(prepared.strict_next_hop());
-    assert_eq!(
-        prepared.next_hop().host,
-        HopHost::Name("p3.middle.com".into())
-    );
+    assert_eq!(prepared.next_hop().host, HopHost::Name("p3.middle.com".into()));
     let out = prepared.finish(&p2.addresses()[0], 0, None);
     assert_eq!(out.uri_str(), "sip:p3.middle.com");
-    assert_eq!(
-        header(&out, HeaderName::Route),
-        ["<sip:callee@u2.domain.com>"]
-    );
+    assert_eq!(header(&out, HeaderName::Route), ["<sip:callee@u2.domain.com>"]);
 
     // U2's BYE the other way: P3 strict-routes, so P2 receives its own Record-Route value as
     // the Request-URI and the remote target as the last Route (§16.4).
@@ -710,21 +611,11 @@ fn rfc3261_16_12_1_2_strict_router() {
     let (out, hop) = forward(&bye, &p2, None, None);
     assert_eq!(hop.host, HopHost::Name("p1.example.com".into()));
     let wire = text(&out.to_bytes());
-    assert!(
-        wire.starts_with("BYE sip:caller@u1.example.com SIP/2.0\r\n"),
-        "{wire}"
-    );
-    assert!(
-        wire.contains("\r\nRoute: <sip:p1.example.com;lr>\r\n"),
-        "{wire}"
-    );
+    assert!(wire.starts_with("BYE sip:caller@u1.example.com SIP/2.0\r\n"), "{wire}");
+    assert!(wire.contains("\r\nRoute: <sip:p1.example.com;lr>\r\n"), "{wire}");
 
     // Strict fix-up where the Route set was one value per header, and it was the only one.
-    let mut bye = in_dialog(
-        "BYE",
-        "sip:p2.example.com;lr",
-        &["<sip:caller@u1.example.com>"],
-    );
+    let mut bye = in_dialog("BYE", "sip:p2.example.com;lr", &["<sip:caller@u1.example.com>"]);
     proxy::preprocess_routes(&mut bye, &p2).unwrap();
     assert_eq!(bye.uri_str(), "sip:caller@u1.example.com");
     assert!(header(&bye, HeaderName::Route).is_empty());
@@ -752,14 +643,7 @@ Content-Length: 0\r\n\r\n",
     let admitted = admit(&invite, &p1);
     let out = proxy::prepare(&invite, &admitted, Some("sip:callee@rightprivatespace.com"))
         .unwrap()
-        .finish(
-            &right,
-            0,
-            Some(&RecordRoute {
-                inbound: &left,
-                params: None,
-            }),
-        );
+        .finish(&right, 0, Some(&RecordRoute { inbound: &left, params: None }));
     let rr = header(&out, HeaderName::RecordRoute);
     assert_eq!(
         rr,
@@ -772,13 +656,7 @@ Content-Length: 0\r\n\r\n",
     let uac_routes: Vec<&str> = rr.iter().rev().map(String::as_str).collect();
     assert!(uac_routes[0].contains("gateway.leftprivatespace.com"));
     let mut bye = in_dialog("BYE", "sip:callee@u2.rightprivatespace.com", &uac_routes);
-    assert_eq!(
-        proxy::preprocess_routes(&mut bye, &p1)
-            .unwrap()
-            .popped
-            .len(),
-        2
-    );
+    assert_eq!(proxy::preprocess_routes(&mut bye, &p1).unwrap().popped.len(), 2);
     let (out, hop) = forward(&bye, &p1, None, None);
     assert_eq!(out.uri_str(), "sip:callee@u2.rightprivatespace.com");
     assert!(header(&out, HeaderName::Route).is_empty());
@@ -786,13 +664,7 @@ Content-Length: 0\r\n\r\n",
     // U2 (UAS) uses it in order: first hop the right side.
     let uas_routes: Vec<&str> = rr.iter().map(String::as_str).collect();
     let mut bye = in_dialog("BYE", "sip:caller@u1.leftprivatespace.com", &uas_routes);
-    assert_eq!(
-        proxy::preprocess_routes(&mut bye, &p1)
-            .unwrap()
-            .popped
-            .len(),
-        2
-    );
+    assert_eq!(proxy::preprocess_routes(&mut bye, &p1).unwrap().popped.len(), 2);
 }
 
 // --- §16.6: Record-Route, next hop, Via --------------------------------------------------------
@@ -802,10 +674,7 @@ fn record_route_single_sips_and_params() {
     let local = edge();
     let req = request(&simple("INVITE", "sip:bob@198.51.100.20", ""));
     let udp = udp();
-    let rr = RecordRoute {
-        inbound: &udp,
-        params: Some("ftag=f1;did=7"),
-    };
+    let rr = RecordRoute { inbound: &udp, params: Some("ftag=f1;did=7") };
     let (out, _) = forward(&req, &local, None, Some(&rr));
     assert_eq!(
         header(&out, HeaderName::RecordRoute),
@@ -816,15 +685,9 @@ fn record_route_single_sips_and_params() {
     let tls = ListenAddr::new(Transport::Tls, "203.0.113.5", 5061).unwrap();
     let local = LocalIdentity::new(vec![tls.clone()]);
     let req = request(&simple("INVITE", "sips:bob@198.51.100.20", ""));
-    let rr = RecordRoute {
-        inbound: &tls,
-        params: None,
-    };
+    let rr = RecordRoute { inbound: &tls, params: None };
     let (out, hop) = forward(&req, &local, None, Some(&rr));
-    assert_eq!(
-        header(&out, HeaderName::RecordRoute),
-        ["<sips:203.0.113.5:5061;transport=tls;lr>"]
-    );
+    assert_eq!(header(&out, HeaderName::RecordRoute), ["<sips:203.0.113.5:5061;transport=tls;lr>"]);
     assert_eq!((hop.transport, hop.port), (Transport::Tls, 5061));
 
     // Existing Record-Route values stay below ours.
@@ -834,21 +697,10 @@ fn record_route_single_sips_and_params() {
         "sip:bob@198.51.100.20",
         "Record-Route: <sip:p0.example.org;lr>\r\n",
     ));
-    let (out, _) = forward(
-        &req,
-        &local,
-        None,
-        Some(&RecordRoute {
-            inbound: &udp,
-            params: None,
-        }),
-    );
+    let (out, _) = forward(&req, &local, None, Some(&RecordRoute { inbound: &udp, params: None }));
     assert_eq!(
         header(&out, HeaderName::RecordRoute),
-        [
-            "<sip:203.0.113.5:5060;transport=udp;lr>",
-            "<sip:p0.example.org;lr>"
-        ]
+        ["<sip:203.0.113.5:5060;transport=udp;lr>", "<sip:p0.example.org;lr>"]
     );
 }
 
@@ -856,11 +708,7 @@ fn record_route_single_sips_and_params() {
 fn next_hop_from_route_or_request_uri() {
     let local = edge();
     let hop = |uri: &str, route: &str| -> Result<NextHop, Reject> {
-        let extra = if route.is_empty() {
-            String::new()
-        } else {
-            format!("Route: {route}\r\n")
-        };
+        let extra = if route.is_empty() { String::new() } else { format!("Route: {route}\r\n") };
         let req = request(&simple("INVITE", uri, &extra));
         let admitted = admit(&req, &local);
         proxy::prepare(&req, &admitted, None).map(|p| p.next_hop().clone())
@@ -890,12 +738,7 @@ fn next_hop_from_route_or_request_uri() {
         let got = hop(uri, route).unwrap();
         assert_eq!(
             got,
-            NextHop {
-                transport: *transport,
-                host: host.clone(),
-                port: *port,
-                resolve: *resolve
-            },
+            NextHop { transport: *transport, host: host.clone(), port: *port, resolve: *resolve },
             "{uri} {route}"
         );
     }
@@ -905,26 +748,11 @@ fn next_hop_from_route_or_request_uri() {
     );
     assert_eq!(hop("sip:bob@example.org", "").unwrap().socket_addr(), None);
     // What cannot be reached.
-    assert_eq!(
-        hop("sip:bob@example.org;transport=foo", ""),
-        Err(Reject::UnsupportedTransport)
-    );
-    assert_eq!(
-        hop("sips:bob@example.org;transport=udp", ""),
-        Err(Reject::UnsupportedTransport)
-    );
-    assert_eq!(
-        hop("tel:+15550100123", ""),
-        Err(Reject::UnsupportedUriScheme)
-    );
-    assert_eq!(
-        hop("urn:service:sos", ""),
-        Err(Reject::UnsupportedUriScheme)
-    );
-    assert_eq!(
-        hop("sip:bob@example.org", "<tel:+1555>"),
-        Err(Reject::UnsupportedUriScheme)
-    );
+    assert_eq!(hop("sip:bob@example.org;transport=foo", ""), Err(Reject::UnsupportedTransport));
+    assert_eq!(hop("sips:bob@example.org;transport=udp", ""), Err(Reject::UnsupportedTransport));
+    assert_eq!(hop("tel:+15550100123", ""), Err(Reject::UnsupportedUriScheme));
+    assert_eq!(hop("urn:service:sos", ""), Err(Reject::UnsupportedUriScheme));
+    assert_eq!(hop("sip:bob@example.org", "<tel:+1555>"), Err(Reject::UnsupportedUriScheme));
 }
 
 #[test]
@@ -936,32 +764,16 @@ fn outbound_address_follows_transport_and_family() {
         port: 5060,
         resolve: Resolve::Nothing,
     };
-    assert_eq!(
-        local.outbound_for(&hop(Transport::Udp, "198.51.100.20")),
-        Some(&udp())
-    );
-    assert_eq!(
-        local.outbound_for(&hop(Transport::Udp, "2001:db8::20")),
-        Some(&udp6())
-    );
-    assert_eq!(
-        local.outbound_for(&hop(Transport::Tcp, "198.51.100.20")),
-        Some(&tcp())
-    );
-    assert_eq!(
-        local.outbound_for(&hop(Transport::Tls, "198.51.100.20")),
-        None
-    );
+    assert_eq!(local.outbound_for(&hop(Transport::Udp, "198.51.100.20")), Some(&udp()));
+    assert_eq!(local.outbound_for(&hop(Transport::Udp, "2001:db8::20")), Some(&udp6()));
+    assert_eq!(local.outbound_for(&hop(Transport::Tcp, "198.51.100.20")), Some(&tcp()));
+    assert_eq!(local.outbound_for(&hop(Transport::Tls, "198.51.100.20")), None);
 }
 
 #[test]
 fn via_push_and_target() {
     let local = edge();
-    let req = request(&simple(
-        "INVITE",
-        "sip:bob@edge.example.com",
-        "Max-Forwards: 70\r\n",
-    ));
+    let req = request(&simple("INVITE", "sip:bob@edge.example.com", "Max-Forwards: 70\r\n"));
     let admitted = admit(&req, &local);
     let prepared = proxy::prepare(
         &req,
@@ -975,10 +787,7 @@ fn via_push_and_target() {
     assert_eq!(
         vias,
         [
-            format!(
-                "SIP/2.0/UDP [2001:db8::5]:5060;branch={}",
-                admitted.branch(2)
-            ),
+            format!("SIP/2.0/UDP [2001:db8::5]:5060;branch={}", admitted.branch(2)),
             "SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKc1".to_owned()
         ]
     );
@@ -1021,11 +830,7 @@ fn response_via_pop_and_reply_address() {
     let local = edge();
     let ours = format!(
         "SIP/2.0/UDP 203.0.113.5:5060;branch={}",
-        admit(
-            &request(&simple("INVITE", "sip:bob@example.org", "")),
-            &local
-        )
-        .branch(3)
+        admit(&request(&simple("INVITE", "sip:bob@example.org", "")), &local).branch(3)
     );
     let ip = |s: &str| HopHost::Ip(s.parse::<IpAddr>().unwrap());
     let cases: &[(&str, ReplyTo)] = &[
@@ -1121,10 +926,7 @@ fn response_via_pop_and_reply_address() {
 
     // Our Via alone: the answer to a request we originated.
     let mut resp = resp_with_vias("200 OK", &[&ours]);
-    assert!(matches!(
-        proxy::pop_via(&mut resp, &local),
-        Ok(Upstream::Local { .. })
-    ));
+    assert!(matches!(proxy::pop_via(&mut resp, &local), Ok(Upstream::Local { .. })));
     // Foreign Vias are dropped, and the response is left as it was.
     for top in [
         "SIP/2.0/UDP 198.51.100.99:5060;branch=z9hG4bKlf0123456789abcdeffedcba9876.0",
@@ -1133,30 +935,19 @@ fn response_via_pop_and_reply_address() {
     ] {
         let mut resp = resp_with_vias("200 OK", &[top, "SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1"]);
         let before = resp.to_bytes();
-        assert_eq!(
-            proxy::pop_via(&mut resp, &local),
-            Err(Dropped::NotOurs),
-            "{top}"
-        );
+        assert_eq!(proxy::pop_via(&mut resp, &local), Err(Dropped::NotOurs), "{top}");
         assert_eq!(resp.to_bytes(), before);
     }
 }
 
 fn header_resp(r: &Response, name: HeaderName) -> Vec<String> {
-    r.headers()
-        .get_all(name)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .collect()
+    r.headers().get_all(name).map(|v| String::from_utf8_lossy(v).into_owned()).collect()
 }
 
 // --- §16.7 steps 5-7: the response context -----------------------------------------------------
 
 fn original_invite() -> Request {
-    request(&simple(
-        "INVITE",
-        "sip:bob@edge.example.com",
-        "Max-Forwards: 70\r\n",
-    ))
+    request(&simple("INVITE", "sip:bob@edge.example.com", "Max-Forwards: 70\r\n"))
 }
 
 /// A final or provisional response from a branch (our Via already popped).
@@ -1258,34 +1049,17 @@ fn best_response_selection() {
 #[test]
 fn six_hundred_cancels_the_others_and_closes_the_context() {
     let mut ctx = ResponseContext::new(&original_invite(), "px");
-    let (a, b, c) = (
-        ctx.add_branch().unwrap(),
-        ctx.add_branch().unwrap(),
-        ctx.add_branch().unwrap(),
-    );
-    assert!(
-        ctx.on_response(a, branch_resp("180 Ringing", ""))
-            .forward
-            .is_some()
-    );
+    let (a, b, c) =
+        (ctx.add_branch().unwrap(), ctx.add_branch().unwrap(), ctx.add_branch().unwrap());
+    assert!(ctx.on_response(a, branch_resp("180 Ringing", "")).forward.is_some());
     assert!(ctx.has_provisional(a));
     assert!(!ctx.has_provisional(b));
     let out = ctx.on_response(b, branch_resp("600 Busy Everywhere", ""));
     assert_eq!(out.cancel, [a, c]);
     assert_eq!(out.branch_ended, Some(600));
-    assert!(
-        out.forward.is_none(),
-        "waits for the cancelled branches (§16.7 step 6)"
-    );
-    assert!(
-        ctx.add_branch().is_none(),
-        "no new branch after a 6xx (§16.7 step 5)"
-    );
-    assert!(
-        ctx.on_response(a, branch_resp("487 Request Terminated", ""))
-            .forward
-            .is_none()
-    );
+    assert!(out.forward.is_none(), "waits for the cancelled branches (§16.7 step 6)");
+    assert!(ctx.add_branch().is_none(), "no new branch after a 6xx (§16.7 step 5)");
+    assert!(ctx.on_response(a, branch_resp("487 Request Terminated", "")).forward.is_none());
     let out = ctx.on_timeout(c);
     assert_eq!(out.forward.unwrap().status(), 600);
     assert!(ctx.final_sent());
@@ -1324,64 +1098,34 @@ fn challenges_from_every_branch_are_aggregated() {
     );
     // The added challenges sit with the chosen response's own, before Content-Length.
     let wire = text(&resp.to_bytes());
-    assert!(
-        wire.ends_with("SHA-256\r\nContent-Length: 0\r\n\r\n"),
-        "{wire}"
-    );
+    assert!(wire.ends_with("SHA-256\r\nContent-Length: 0\r\n\r\n"), "{wire}");
 }
 
 #[test]
 fn two_hundred_goes_up_at_once_and_cancels_the_rest() {
     let mut ctx = ResponseContext::new(&original_invite(), "px");
-    let (a, b, c) = (
-        ctx.add_branch().unwrap(),
-        ctx.add_branch().unwrap(),
-        ctx.add_branch().unwrap(),
-    );
-    assert!(
-        ctx.on_response(a, branch_resp("100 Trying", ""))
-            .forward
-            .is_none()
-    );
+    let (a, b, c) =
+        (ctx.add_branch().unwrap(), ctx.add_branch().unwrap(), ctx.add_branch().unwrap());
+    assert!(ctx.on_response(a, branch_resp("100 Trying", "")).forward.is_none());
     let ringing = ctx.on_response(a, branch_resp("180 Ringing", ""));
     assert_eq!(ringing.forward.unwrap().status(), 180);
-    assert!(
-        ctx.on_response(c, branch_resp("486 Busy Here", ""))
-            .forward
-            .is_none()
-    );
+    assert!(ctx.on_response(c, branch_resp("486 Busy Here", "")).forward.is_none());
     let ok = ctx.on_response(b, branch_resp("200 OK", ""));
     assert_eq!(ok.forward.unwrap().status(), 200);
     assert_eq!(ok.cancel, [a]);
     assert!(ctx.add_branch().is_none());
     // After the final response: a late 180 and a 487 are absorbed, another 2xx still goes up.
-    assert!(
-        ctx.on_response(a, branch_resp("180 Ringing", ""))
-            .forward
-            .is_none()
-    );
-    assert_eq!(
-        ctx.on_response(a, branch_resp("200 OK", ""))
-            .forward
-            .unwrap()
-            .status(),
-        200
-    );
-    assert!(
-        ctx.on_response(9, branch_resp("200 OK", ""))
-            .forward
-            .is_none()
-    );
+    assert!(ctx.on_response(a, branch_resp("180 Ringing", "")).forward.is_none());
+    assert_eq!(ctx.on_response(a, branch_resp("200 OK", "")).forward.unwrap().status(), 200);
+    assert!(ctx.on_response(9, branch_resp("200 OK", "")).forward.is_none());
 }
 
 #[test]
 fn serial_failover_keeps_the_context_open() {
     let mut ctx = ResponseContext::new(&original_invite(), "px");
     let first = ctx.add_branch().unwrap();
-    let out = ctx.on_response(
-        first,
-        branch_resp("503 Service Unavailable", "Retry-After: 120\r\n"),
-    );
+    let out =
+        ctx.on_response(first, branch_resp("503 Service Unavailable", "Retry-After: 120\r\n"));
     assert!(out.forward.is_none());
     assert_eq!(out.branch_ended, Some(503));
     assert!(proxy::may_try_next(503));
@@ -1417,9 +1161,7 @@ fn non_invite_follows_rfc_4320() {
     let b = ctx.add_branch().unwrap();
     ctx.close();
     assert!(
-        ctx.on_response(a, branch_resp("180 Ringing", ""))
-            .forward
-            .is_none(),
+        ctx.on_response(a, branch_resp("180 Ringing", "")).forward.is_none(),
         "no provisional but 100 to a non-INVITE (RFC 4320 §4.1)"
     );
     assert!(ctx.on_timeout(a).forward.is_none());
@@ -1437,18 +1179,8 @@ fn non_invite_follows_rfc_4320() {
     let mut ctx = ResponseContext::new(&message, "px");
     let a = ctx.add_branch().unwrap();
     let b = ctx.add_branch().unwrap();
-    assert_eq!(
-        ctx.on_response(a, branch_resp("202 Accepted", ""))
-            .forward
-            .unwrap()
-            .status(),
-        202
-    );
-    assert!(
-        ctx.on_response(b, branch_resp("200 OK", ""))
-            .forward
-            .is_none()
-    );
+    assert_eq!(ctx.on_response(a, branch_resp("202 Accepted", "")).forward.unwrap().status(), 202);
+    assert!(ctx.on_response(b, branch_resp("200 OK", "")).forward.is_none());
 }
 
 #[test]
@@ -1458,11 +1190,7 @@ fn cancel_received_terminates_every_branch() {
     let b = ctx.add_branch().unwrap();
     ctx.on_response(a, branch_resp("180 Ringing", ""));
     assert_eq!(ctx.cancel(), [a, b]);
-    assert!(
-        ctx.on_response(a, branch_resp("487 Request Terminated", ""))
-            .forward
-            .is_none()
-    );
+    assert!(ctx.on_response(a, branch_resp("487 Request Terminated", "")).forward.is_none());
     let out = ctx.on_response(b, branch_resp("487 Request Terminated", ""));
     assert_eq!(out.forward.unwrap().status(), 487);
 }
@@ -1484,17 +1212,13 @@ fn cancel_carries_the_branch_of_the_invite_it_cancels() {
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            proxy::prepare(&invite, &admitted, Some(t))
-                .unwrap()
-                .finish(&udp(), i as u32, None)
+            proxy::prepare(&invite, &admitted, Some(t)).unwrap().finish(&udp(), i as u32, None)
         })
         .collect();
     for (i, copy) in copies.iter().enumerate() {
-        let cancel = proxy::cancel_for(
-            copy,
-            Some("SIP;cause=200;text=\"Call completed elsewhere\""),
-        )
-        .unwrap();
+        let cancel =
+            proxy::cancel_for(copy, Some("SIP;cause=200;text=\"Call completed elsewhere\""))
+                .unwrap();
         assert_eq!(cancel.method(), &Method::Cancel);
         assert_eq!(proxy::cancel_branch(&cancel), proxy::cancel_branch(copy));
         assert_eq!(
@@ -1604,10 +1328,7 @@ Max-Forwards: 69\r\n\
     );
     let outbound = local.outbound_for(prepared.next_hop()).unwrap().clone();
     assert_eq!(outbound, udp);
-    let rr = RecordRoute {
-        inbound: &wss,
-        params: Some("ftag=9ic2iqd2mf"),
-    };
+    let rr = RecordRoute { inbound: &wss, params: Some("ftag=9ic2iqd2mf") };
     let to_trunk = prepared.finish(&outbound, fork, Some(&rr));
     let branch = admitted.branch(0);
 
@@ -1645,10 +1366,8 @@ Content-Length: {}\r\n\
         SDP_ANSWER.len()
     );
     let mut from_trunk = response(&ok);
-    let Upstream::Forward {
-        branch: got,
-        reply_to,
-    } = proxy::pop_via(&mut from_trunk, &local).unwrap()
+    let Upstream::Forward { branch: got, reply_to } =
+        proxy::pop_via(&mut from_trunk, &local).unwrap()
     else {
         panic!("not forwarded")
     };
@@ -1680,10 +1399,7 @@ Content-Length: {}\r\n\
     assert!(uac_routes[0].starts_with("<sip:edge.example.com:443;transport=ws"));
 
     // The browser's ACK for the 2xx: a new request, routed end to end with its own branch.
-    let routes: String = uac_routes
-        .iter()
-        .map(|r| format!("Route: {r}\r\n"))
-        .collect();
+    let routes: String = uac_routes.iter().map(|r| format!("Route: {r}\r\n")).collect();
     let ack_raw = format!(
         "ACK sip:+15550100777@198.51.100.20:5060 SIP/2.0\r\n\
 {routes}\
@@ -1698,17 +1414,12 @@ Content-Length: 0\r\n\
     );
     let mut ack = request(&ack_raw);
     proxy::fix_top_via(&mut ack, browser).unwrap();
-    let Verdict::Forward(ack_admitted) = proxy::validate(&ack, &local).unwrap() else {
-        panic!()
-    };
+    let Verdict::Forward(ack_admitted) = proxy::validate(&ack, &local).unwrap() else { panic!() };
     let pre = proxy::preprocess_routes(&mut ack, &local).unwrap();
     assert_eq!(pre.popped.len(), 2);
     assert!(pre.ours().all(|u| u.contains("ftag=9ic2iqd2mf")));
     let prepared = proxy::prepare(&ack, &ack_admitted, None).unwrap();
-    assert_eq!(
-        prepared.next_hop().socket_addr(),
-        Some("198.51.100.20:5060".parse().unwrap())
-    );
+    assert_eq!(prepared.next_hop().socket_addr(), Some("198.51.100.20:5060".parse().unwrap()));
     let ack_out = prepared.finish(&udp, 0, None);
     let ack_branch = ack_admitted.branch(0);
     assert!(!ack_branch.same_request(&branch));
@@ -1744,16 +1455,8 @@ Content-Length: 0\r\n\
         uas_routes[0], uas_routes[1]
     ));
     proxy::fix_top_via(&mut bye, "198.51.100.20:5060".parse().unwrap()).unwrap();
-    let Verdict::Forward(bye_admitted) = proxy::validate(&bye, &local).unwrap() else {
-        panic!()
-    };
-    assert_eq!(
-        proxy::preprocess_routes(&mut bye, &local)
-            .unwrap()
-            .popped
-            .len(),
-        2
-    );
+    let Verdict::Forward(bye_admitted) = proxy::validate(&bye, &local).unwrap() else { panic!() };
+    assert_eq!(proxy::preprocess_routes(&mut bye, &local).unwrap().popped.len(), 2);
     assert!(bye.headers().get(HeaderName::Route).is_none());
     let prepared = proxy::prepare(&bye, &bye_admitted, None).unwrap();
     assert_eq!(

@@ -31,11 +31,7 @@ pub(super) fn insert_after_last(
         .iter()
         .rposition(|e| after.contains(&e.name))
         .map(|i| i + 1)
-        .or_else(|| {
-            h.entries
-                .iter()
-                .position(|e| e.name == HeaderName::ContentLength)
-        })
+        .or_else(|| h.entries.iter().position(|e| e.name == HeaderName::ContentLength))
         .unwrap_or(h.entries.len());
     insert_at(h, at, name, value);
 }
@@ -52,10 +48,7 @@ pub(super) fn replace_first_element(h: &mut Headers, name: HeaderName, new: &[u8
     };
     let raw = entry.value.resolve(&h.buf);
     let mut value = new.to_vec();
-    if let Some(comma) = std::str::from_utf8(raw)
-        .ok()
-        .and_then(text::top_level_comma)
-    {
+    if let Some(comma) = std::str::from_utf8(raw).ok().and_then(text::top_level_comma) {
         let rest = raw.get(comma + 1..).map(text::trim_bytes).unwrap_or(b"");
         if !rest.is_empty() {
             value.extend_from_slice(b", ");
@@ -101,9 +94,7 @@ mod tests {
     }
 
     fn values(h: &Headers) -> Vec<String> {
-        h.iter()
-            .map(|(n, _, v)| format!("{n}: {}", String::from_utf8_lossy(v)))
-            .collect()
+        h.iter().map(|(n, _, v)| format!("{n}: {}", String::from_utf8_lossy(v))).collect()
     }
 
     #[test]
@@ -113,18 +104,9 @@ mod tests {
             (HeaderName::CallId, "x"),
             (HeaderName::Route, "<sip:b;lr>, <sip:c>"),
         ]);
-        assert_eq!(
-            remove_last_element(&mut h, HeaderName::Route).as_deref(),
-            Some("<sip:c>")
-        );
-        assert_eq!(
-            values(&h),
-            ["Route: <sip:a;lr>", "Call-ID: x", "Route: <sip:b;lr>"]
-        );
-        assert_eq!(
-            remove_last_element(&mut h, HeaderName::Route).as_deref(),
-            Some("<sip:b;lr>")
-        );
+        assert_eq!(remove_last_element(&mut h, HeaderName::Route).as_deref(), Some("<sip:c>"));
+        assert_eq!(values(&h), ["Route: <sip:a;lr>", "Call-ID: x", "Route: <sip:b;lr>"]);
+        assert_eq!(remove_last_element(&mut h, HeaderName::Route).as_deref(), Some("<sip:b;lr>"));
         assert_eq!(values(&h), ["Route: <sip:a;lr>", "Call-ID: x"]);
         assert_eq!(remove_last_element(&mut h, HeaderName::Via), None);
     }
@@ -133,10 +115,7 @@ mod tests {
     fn replace_first_keeps_the_rest() {
         let mut h = headers(&[
             (HeaderName::CallId, "x"),
-            (
-                HeaderName::Via,
-                "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2",
-            ),
+            (HeaderName::Via, "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2"),
         ]);
         assert!(replace_first_element(
             &mut h,
@@ -164,12 +143,7 @@ mod tests {
             HeaderName::ProxyAuthenticate,
             "b",
         );
-        insert_after_last(
-            &mut h,
-            &[HeaderName::Unsupported],
-            HeaderName::Unsupported,
-            "c",
-        );
+        insert_after_last(&mut h, &[HeaderName::Unsupported], HeaderName::Unsupported, "c");
         assert_eq!(
             values(&h),
             [

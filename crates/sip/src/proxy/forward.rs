@@ -62,8 +62,7 @@ pub fn prepare(
         let uri = request_uri_for(target)?;
         copy.set_uri(&uri).map_err(|_| Reject::BadRequestUri)?;
     }
-    copy.headers_mut()
-        .set(HeaderName::MaxForwards, admitted.max_forwards.to_string());
+    copy.headers_mut().set(HeaderName::MaxForwards, admitted.max_forwards.to_string());
 
     let strict = match copy.headers().name_addrs(HeaderName::Route).next() {
         None => false,
@@ -81,8 +80,7 @@ pub fn prepare(
         let first =
             std::str::from_utf8(&first).map_err(|_| Reject::Malformed(HeaderName::Route))?;
         let first = NameAddr::parse(first).map_err(|_| Reject::Malformed(HeaderName::Route))?;
-        copy.set_uri(first.uri_raw)
-            .map_err(|_| Reject::Malformed(HeaderName::Route))?;
+        copy.set_uri(first.uri_raw).map_err(|_| Reject::Malformed(HeaderName::Route))?;
         edit::insert_after_last(
             copy.headers_mut(),
             &[HeaderName::Route],
@@ -92,11 +90,8 @@ pub fn prepare(
     }
 
     let next_hop = {
-        let top_route = if strict {
-            None
-        } else {
-            copy.headers().name_addrs(HeaderName::Route).next()
-        };
+        let top_route =
+            if strict { None } else { copy.headers().name_addrs(HeaderName::Route).next() };
         match top_route {
             Some(route) => match route.map_err(|_| Reject::Malformed(HeaderName::Route))?.uri {
                 Uri::Sip(u) => NextHop::for_uri(&u)?,
@@ -115,12 +110,7 @@ pub fn prepare(
         copy.headers_mut().set(HeaderName::ContentLength, len);
     }
 
-    Ok(Prepared {
-        request: copy,
-        next_hop,
-        strict_next_hop: strict,
-        seed: admitted.seed,
-    })
+    Ok(Prepared { request: copy, next_hop, strict_next_hop: strict, seed: admitted.seed })
 }
 
 impl Prepared {
@@ -212,19 +202,13 @@ fn record_route_value(
     params: Option<&str>,
 ) -> String {
     let scheme = if secure { "sips" } else { "sip" };
-    let mut v = format!(
-        "<{scheme}:{};transport={}",
-        addr.host_port(),
-        addr.transport().uri_param()
-    );
+    let mut v =
+        format!("<{scheme}:{};transport={}", addr.host_port(), addr.transport().uri_param());
     if double {
         v.push_str(";r2=on");
     }
     v.push_str(";lr");
-    if let Some(p) = params
-        .map(|p| p.trim_start_matches(';'))
-        .filter(|p| !p.is_empty())
-    {
+    if let Some(p) = params.map(|p| p.trim_start_matches(';')).filter(|p| !p.is_empty()) {
         v.push(';');
         push_uri_params(&mut v, p);
     }
@@ -299,22 +283,13 @@ pub fn cancel_for(forwarded_invite: &Request, reason: Option<&str>) -> Result<Re
     let mut cancel = Request::new(Method::Cancel, forwarded_invite.uri_str())
         .map_err(|_| Reject::BadRequestUri)?;
     let src = forwarded_invite.headers();
-    let top = src
-        .top_via()
-        .map_err(|_| Reject::Malformed(HeaderName::Via))?;
-    let cseq = src
-        .cseq()
-        .map_err(|_| Reject::Malformed(HeaderName::CSeq))?;
+    let top = src.top_via().map_err(|_| Reject::Malformed(HeaderName::Via))?;
+    let cseq = src.cseq().map_err(|_| Reject::Malformed(HeaderName::CSeq))?;
     let copy = |name: HeaderName| -> Result<bytes::Bytes, Reject> {
-        src.get(name)
-            .map(bytes::Bytes::copy_from_slice)
-            .ok_or(Reject::Malformed(name))
+        src.get(name).map(bytes::Bytes::copy_from_slice).ok_or(Reject::Malformed(name))
     };
-    let (from, to, call_id) = (
-        copy(HeaderName::From)?,
-        copy(HeaderName::To)?,
-        copy(HeaderName::CallId)?,
-    );
+    let (from, to, call_id) =
+        (copy(HeaderName::From)?, copy(HeaderName::To)?, copy(HeaderName::CallId)?);
     let h = cancel.headers_mut();
     h.push(HeaderName::Via, top.raw.to_owned());
     for route in src.get_all(HeaderName::Route) {
@@ -363,10 +338,7 @@ mod tests {
             request_uri_for("sip:a;b?c@example.com?priority=urgent").unwrap(),
             "sip:a;b?c@example.com"
         );
-        assert_eq!(
-            request_uri_for("sip:example.com;METHOD=REGISTER").unwrap(),
-            "sip:example.com"
-        );
+        assert_eq!(request_uri_for("sip:example.com;METHOD=REGISTER").unwrap(), "sip:example.com");
         assert_eq!(request_uri_for("tel:+15550100").unwrap(), "tel:+15550100");
         assert_eq!(request_uri_for("not a uri"), Err(Reject::BadRequestUri));
     }

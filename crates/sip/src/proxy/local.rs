@@ -179,12 +179,7 @@ impl ListenAddr {
             HostKey::Ip(IpAddr::V4(a)) => a.to_string(),
             HostKey::Name(_) => host.to_owned(),
         };
-        Ok(ListenAddr {
-            transport,
-            host,
-            port,
-            key,
-        })
+        Ok(ListenAddr { transport, host, port, key })
     }
 
     pub fn transport(&self) -> Transport {
@@ -227,10 +222,7 @@ pub struct LocalIdentity {
 
 impl LocalIdentity {
     pub fn new(addresses: Vec<ListenAddr>) -> LocalIdentity {
-        LocalIdentity {
-            addresses,
-            ..LocalIdentity::default()
-        }
+        LocalIdentity { addresses, ..LocalIdentity::default() }
     }
 
     /// Another name or address of this node (a DNS name, the bound address behind a NAT).
@@ -257,9 +249,7 @@ impl LocalIdentity {
 
     /// Whether the Proxy-Require option tag `tag` is understood (compared case-insensitively).
     pub fn understands(&self, tag: &str) -> bool {
-        self.proxy_options
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(tag))
+        self.proxy_options.iter().any(|t| t.eq_ignore_ascii_case(tag))
     }
 
     fn is_my_host(&self, key: &HostKey) -> bool {
@@ -272,9 +262,7 @@ impl LocalIdentity {
 
     /// Whether `uri` points at this proxy (RFC 3261 §16.4): see the type docs.
     pub fn is_me(&self, uri: &SipUri<'_>) -> bool {
-        let port = uri
-            .port
-            .unwrap_or_else(|| uri_transport(uri).default_port());
+        let port = uri.port.unwrap_or_else(|| uri_transport(uri).default_port());
         self.is_my_host(&HostKey::of(&uri.host)) && self.is_my_port(port)
     }
 
@@ -287,14 +275,10 @@ impl LocalIdentity {
     /// (RFC 3261 §18.1.2, §16.3 step 4).
     pub fn is_my_sent_by(&self, via: &Via<'_>) -> bool {
         let port = via.port.unwrap_or_else(|| {
-            Transport::from_via(via.transport)
-                .unwrap_or(Transport::Udp)
-                .default_port()
+            Transport::from_via(via.transport).unwrap_or(Transport::Udp).default_port()
         });
         let key = HostKey::of(&via.host);
-        self.addresses
-            .iter()
-            .any(|a| a.key == key && a.port == port)
+        self.addresses.iter().any(|a| a.key == key && a.port == port)
             || (self.aliases.contains(&key) && self.is_my_port(port))
     }
 
@@ -337,11 +321,7 @@ impl LocalIdentity {
 fn uri_transport(uri: &SipUri<'_>) -> Transport {
     uri.transport()
         .and_then(|t| Transport::from_uri_param(t, uri.secure))
-        .unwrap_or(if uri.secure {
-            Transport::Tls
-        } else {
-            Transport::Udp
-        })
+        .unwrap_or(if uri.secure { Transport::Tls } else { Transport::Udp })
 }
 
 /// Where to send a message next, as far as RFC 3263 gets without DNS.
@@ -397,20 +377,11 @@ impl NextHop {
         let (host, resolve) = match key {
             HostKey::Ip(ip) => (HopHost::Ip(ip), Resolve::Nothing),
             HostKey::Name(n) => {
-                let resolve = if uri.port.is_some() {
-                    Resolve::Address
-                } else {
-                    Resolve::Service
-                };
+                let resolve = if uri.port.is_some() { Resolve::Address } else { Resolve::Service };
                 (HopHost::Name(n), resolve)
             }
         };
-        Ok(NextHop {
-            transport,
-            host,
-            port,
-            resolve,
-        })
+        Ok(NextHop { transport, host, port, resolve })
     }
 
     /// The socket address, when the host is an IP address.

@@ -131,12 +131,7 @@ impl Reject {
         let mut r = Response::for_request(request, self.status(), &self.reason());
         r.set_to_tag(to_tag);
         if let Reject::BadExtension(tags) = self {
-            edit::insert_after_last(
-                r.headers_mut(),
-                &[],
-                HeaderName::Unsupported,
-                tags.join(", "),
-            );
+            edit::insert_after_last(r.headers_mut(), &[], HeaderName::Unsupported, tags.join(", "));
         }
         Some(r)
     }

@@ -59,19 +59,14 @@ pub fn pop_via(response: &mut Response, local: &LocalIdentity) -> Result<Upstrea
         if !local.is_my_sent_by(&top) {
             return Err(Dropped::NotOurs);
         }
-        top.branch()
-            .and_then(Branch::parse)
-            .ok_or(Dropped::NotOurs)?
+        top.branch().and_then(Branch::parse).ok_or(Dropped::NotOurs)?
     };
     response.headers_mut().pop_first_value(HeaderName::Via);
     match response.headers().vias().next() {
         None => Ok(Upstream::Local { branch }),
         Some(via) => {
             let via = via.map_err(|_| Dropped::MalformedVia)?;
-            Ok(Upstream::Forward {
-                branch,
-                reply_to: reply_to(&via).ok_or(Dropped::MalformedVia)?,
-            })
+            Ok(Upstream::Forward { branch, reply_to: reply_to(&via).ok_or(Dropped::MalformedVia)? })
         }
     }
 }
@@ -95,12 +90,7 @@ pub fn reply_to(via: &Via<'_>) -> Option<ReplyTo> {
         }
     } else {
         let port = rport.or(via.port);
-        hop_to(
-            transport,
-            HostKey::of(&via.host),
-            port.unwrap_or(sent_by_port),
-            port.is_some(),
-        )
+        hop_to(transport, HostKey::of(&via.host), port.unwrap_or(sent_by_port), port.is_some())
     };
     Some(if transport.is_reliable() {
         ReplyTo::Connection { fallback: hop }
@@ -115,12 +105,7 @@ fn hop_to(transport: Transport, host: HostKey, port: u16, explicit_port: bool) -
         HostKey::Name(n) if explicit_port => (HopHost::Name(n), Resolve::Address),
         HostKey::Name(n) => (HopHost::Name(n), Resolve::Service),
     };
-    NextHop {
-        transport,
-        host,
-        port,
-        resolve,
-    }
+    NextHop { transport, host, port, resolve }
 }
 
 /// Whether a branch that ended with final status `status` should be retried on the next
@@ -249,10 +234,7 @@ impl ResponseContext {
     /// pending — at once if none is.
     pub fn close(&mut self) -> Outcome {
         self.closed = true;
-        Outcome {
-            forward: self.finish_if_done(),
-            ..Outcome::default()
-        }
+        Outcome { forward: self.finish_if_done(), ..Outcome::default() }
     }
 
     /// The caller received a CANCEL for the request, or gave up on it (RFC 3261 §16.10): the
@@ -304,25 +286,16 @@ impl ResponseContext {
                 Slot::Pending { provisional } => {
                     *provisional = true;
                     // RFC 4320 §4.1: no provisional but 100 to a non-INVITE.
-                    Outcome {
-                        forward: (invite && !done).then_some(response),
-                        ..Outcome::default()
-                    }
+                    Outcome { forward: (invite && !done).then_some(response), ..Outcome::default() }
                 }
                 Slot::Done(_) => Outcome::default(),
             },
             200..=299 => {
-                *slot = Slot::Done(Final {
-                    status,
-                    response: None,
-                });
+                *slot = Slot::Done(Final { status, response: None });
                 if done {
                     // Further 2xx to an INVITE (other forks answered too) go up as well;
                     // the UAC acknowledges and hangs them up.
-                    return Outcome {
-                        forward: invite.then_some(response),
-                        ..Outcome::default()
-                    };
+                    return Outcome { forward: invite.then_some(response), ..Outcome::default() };
                 }
                 self.done = true;
                 self.closed = true;
@@ -336,10 +309,7 @@ impl ResponseContext {
                 if !matches!(slot, Slot::Pending { .. }) {
                     return Outcome::default();
                 }
-                *slot = Slot::Done(Final {
-                    status,
-                    response: Some(response),
-                });
+                *slot = Slot::Done(Final { status, response: Some(response) });
                 self.ended(index, status)
             }
         }
@@ -367,10 +337,7 @@ impl ResponseContext {
     fn synthetic(&mut self, index: u32, status: u16) -> Outcome {
         match self.slot_mut(index) {
             Some(slot @ Slot::Pending { .. }) => {
-                *slot = Slot::Done(Final {
-                    status,
-                    response: None,
-                });
+                *slot = Slot::Done(Final { status, response: None });
                 self.ended(index, status)
             }
             _ => Outcome::default(),
@@ -378,10 +345,7 @@ impl ResponseContext {
     }
 
     fn ended(&mut self, index: u32, status: u16) -> Outcome {
-        let mut out = Outcome {
-            branch_ended: Some(status),
-            ..Outcome::default()
-        };
+        let mut out = Outcome { branch_ended: Some(status), ..Outcome::default() };
         if self.done {
             return out;
         }
@@ -398,10 +362,7 @@ impl ResponseContext {
         if std::mem::replace(&mut self.cancelling, true) {
             return Vec::new();
         }
-        self.pending()
-            .into_iter()
-            .filter(|i| Some(*i) != except)
-            .collect()
+        self.pending().into_iter().filter(|i| Some(*i) != except).collect()
     }
 
     fn finish_if_done(&mut self) -> Option<Response> {
@@ -467,11 +428,7 @@ impl ResponseContext {
 /// Orders final responses for §16.7 step 6: smaller is better. 6xx before everything; then by
 /// class; inside a class the preferred codes, then the lowest code, with 408 and 503 last.
 fn rank(status: u16) -> (u8, u16, u16) {
-    let class = if status >= 600 {
-        0
-    } else {
-        u8::try_from(status / 100).unwrap_or(9)
-    };
+    let class = if status >= 600 { 0 } else { u8::try_from(status / 100).unwrap_or(9) };
     let preference = match status {
         401 => 0,
         407 => 1,

@@ -25,10 +25,7 @@ impl Preprocessed {
     /// Routes): where the caller finds the parameters it put into its Record-Route (a flow
     /// token, a dialog marker).
     pub fn ours(&self) -> impl Iterator<Item = &str> {
-        self.strict_fixup
-            .iter()
-            .chain(&self.popped)
-            .map(String::as_str)
+        self.strict_fixup.iter().chain(&self.popped).map(String::as_str)
     }
 
     /// Whether the request reached this proxy by a route set (Record-Route of a dialog or a
@@ -59,12 +56,8 @@ pub fn preprocess_routes(
 ) -> Result<Preprocessed, Reject> {
     let mut out = Preprocessed::default();
 
-    let in_dialog = request
-        .headers()
-        .to()
-        .map_err(|_| Reject::Malformed(HeaderName::To))?
-        .tag()
-        .is_some();
+    let in_dialog =
+        request.headers().to().map_err(|_| Reject::Malformed(HeaderName::To))?.tag().is_some();
     // One of our Record-Route values: our address, no user part, `lr` (what
     // `Prepared::finish` writes; a strict router copies it whole).
     let uri_is_ours = matches!(
@@ -76,9 +69,7 @@ pub fn preprocess_routes(
         let last = edit::remove_last_element(request.headers_mut(), HeaderName::Route)
             .ok_or(Reject::Malformed(HeaderName::Route))?;
         let last = NameAddr::parse(&last).map_err(|_| Reject::Malformed(HeaderName::Route))?;
-        request
-            .set_uri(last.uri_raw)
-            .map_err(|_| Reject::Malformed(HeaderName::Route))?;
+        request.set_uri(last.uri_raw).map_err(|_| Reject::Malformed(HeaderName::Route))?;
         out.strict_fixup = Some(replaced);
     }
 

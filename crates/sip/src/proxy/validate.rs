@@ -114,11 +114,7 @@ pub fn validate(request: &Request, local: &LocalIdentity) -> Result<Verdict, Rej
         }
     }
 
-    Ok(Verdict::Forward(Admitted {
-        max_forwards,
-        spiral,
-        seed,
-    }))
+    Ok(Verdict::Forward(Admitted { max_forwards, spiral, seed }))
 }
 
 /// The RFC 3261 magic cookie (§8.1.1.7) followed by lifeline's own marker.
@@ -140,9 +136,7 @@ impl BranchSeed {
         let to = h.to().map_err(|_| Reject::Malformed(HeaderName::To))?;
         loop_h.add(b'F', from.tag().unwrap_or("").as_bytes());
         loop_h.add(b'T', to.tag().unwrap_or("").as_bytes());
-        let call_id = h
-            .call_id()
-            .map_err(|_| Reject::Malformed(HeaderName::CallId))?;
+        let call_id = h.call_id().map_err(|_| Reject::Malformed(HeaderName::CallId))?;
         loop_h.add(b'I', call_id.as_bytes());
         let cseq = h.cseq().map_err(|_| Reject::Malformed(HeaderName::CSeq))?;
         loop_h.add(b'C', &cseq.seq.to_be_bytes());
@@ -160,9 +154,7 @@ impl BranchSeed {
             loop_h.add(b'R', route.uri_raw.as_bytes());
         }
 
-        let top = h
-            .top_via()
-            .map_err(|_| Reject::Malformed(HeaderName::Via))?;
+        let top = h.top_via().map_err(|_| Reject::Malformed(HeaderName::Via))?;
         let mut tx_h = Fields(Sha256::new());
         tx_h.add(b'V', top.transport.to_ascii_uppercase().as_bytes());
         tx_h.add(b'H', host_bytes(&top).as_bytes());
@@ -247,10 +239,7 @@ impl Branch {
         let (mut loop_hash, mut tx_hash) = ([0u8; 8], [0u8; 5]);
         loop_hash.copy_from_slice(bytes.get(..8)?);
         tx_hash.copy_from_slice(bytes.get(8..)?);
-        Some(Branch {
-            seed: BranchSeed { loop_hash, tx_hash },
-            index,
-        })
+        Some(Branch { seed: BranchSeed { loop_hash, tx_hash }, index })
     }
 
     /// The fork index: which client transaction of the server transaction this is.
@@ -285,10 +274,7 @@ impl fmt::Display for Branch {
 pub fn fix_top_via(request: &mut Request, source: SocketAddr) -> Result<(), Reject> {
     let ip = source.ip().to_canonical();
     let new = {
-        let via = request
-            .headers()
-            .top_via()
-            .map_err(|_| Reject::Malformed(HeaderName::Via))?;
+        let via = request.headers().top_via().map_err(|_| Reject::Malformed(HeaderName::Via))?;
         let rport_requested = via.rport().is_some();
         let sent_by_differs = via.host.ip().map(|a| a.to_canonical()) != Some(ip);
         if !rport_requested && !sent_by_differs {
@@ -348,10 +334,7 @@ mod tests {
         assert_eq!(Branch::parse("z9hG4bK776asdhds"), None);
         assert_eq!(Branch::parse("z9hG4bKlf0123.1"), None);
         assert_eq!(Branch::parse("z9hG4bKlf0123456789abcdeffedcba9876."), None);
-        assert_eq!(
-            Branch::parse("z9hG4bKlf0123456789abcdeffedcba9876.+1"),
-            None
-        );
+        assert_eq!(Branch::parse("z9hG4bKlf0123456789abcdeffedcba9876.+1"), None);
         assert_eq!(Branch::parse("z9hG4bKlf0123456789abcdeffedcba987g.1"), None);
         assert_eq!(Branch::parse("z9hG4bKlfé123456789abcdeffedcba9876.1"), None);
     }
