@@ -20,6 +20,7 @@
 //! - [`method`]: request methods.
 //! - [`transaction`]: client and server transactions with named timers (RFC 3261 §17,
 //!   RFC 6026).
+//! - [`transport`]: the transports SIP names (UDP, TCP, TLS, SCTP, WS, WSS).
 //! - [`proxy`]: the proxy rules of RFC 3261 §16 as pure functions.
 //!
 //! # Contracts
@@ -39,6 +40,7 @@ pub mod multipart;
 pub mod proxy;
 mod text;
 pub mod transaction;
+pub mod transport;
 pub mod uri;
 
 pub use error::{HeaderError, Invalid, MessageKind, ParseError};

@@ -7,50 +7,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-/// A SIP transport (RFC 3261 §18, RFC 7118 for WebSocket).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Transport {
-    Udp,
-    Tcp,
-    Tls,
-    /// SIP over WebSocket (RFC 7118).
-    Ws,
-    /// SIP over secure WebSocket (RFC 7118).
-    Wss,
-}
-
-impl Transport {
-    /// Whether the transport delivers messages reliably. On a reliable transport the
-    /// transaction layer does not retransmit (Timers A, E and G are not started) and the
-    /// "absorb retransmissions" wait states last zero seconds (Timers D, I, J, K), RFC 3261 §17.
-    pub fn is_reliable(self) -> bool {
-        !matches!(self, Transport::Udp)
-    }
-
-    /// The name used in a Via header (`SIP/2.0/UDP`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-            Transport::Tls => "TLS",
-            Transport::Ws => "WS",
-            Transport::Wss => "WSS",
-        }
-    }
-
-    /// Decodes a Via transport token, case-insensitively; `None` for SCTP and unknown ones.
-    pub fn from_via(token: &str) -> Option<Transport> {
-        [Transport::Udp, Transport::Tcp, Transport::Tls, Transport::Ws, Transport::Wss]
-            .into_iter()
-            .find(|t| t.as_str().eq_ignore_ascii_case(token))
-    }
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::transport::Transport;
 
 /// A connection: on TCP, TLS and WebSocket the driver numbers each connection, so that a
 /// response goes back on the connection its request came in on (RFC 3261 §18.2.2) and a
@@ -112,7 +69,6 @@ mod tests {
             assert!(t.is_reliable());
             assert_eq!(Transport::from_via(&t.as_str().to_lowercase()), Some(t));
         }
-        assert_eq!(Transport::from_via("SCTP"), None);
         let p = Peer::stream(Transport::Tls, "192.0.2.1:5061".parse().unwrap(), Some(FlowId(7)));
         assert_eq!(p.to_string(), "TLS:192.0.2.1:5061 (flow#7)");
     }
