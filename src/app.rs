@@ -10,6 +10,9 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use sip::proxy::{ListenAddr, LocalIdentity};
+use sip::transaction::Transport;
+
 use crate::admin::{AdminState, Metrics, token};
 use crate::config::{Config, ListenTransport};
 use crate::core::auth::Directory;
@@ -183,6 +186,7 @@ impl App {
             metrics: admin.metrics.clone(),
         };
         let web_addr = binds.web_addr();
+        let listening = binds.local_addrs();
         for (transport, addr) in binds.local_addrs() {
             tracing::info!(transport = transport.as_str(), %addr, "listening");
         }
@@ -193,6 +197,7 @@ impl App {
             registrar: Policy::new(&config.sip.domain),
             metrics: admin.metrics.clone(),
             directory,
+            local: local_identity(&config, &listening, web_addr, tls.is_some()),
         };
         let core = Core::new(core_config, net);
 
@@ -244,5 +249,56 @@ impl App {
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}
         let _ = core_task.await;
+    }
+}
+
+/// The edge as the proxy rules see it: every SIP listener (and the web listener as WS or WSS),
+/// under `[sip] public_address` when set, and `[sip] domain`.
+fn local_identity(
+    config: &Config,
+    listening: &[(ListenTransport, SocketAddr)],
+    web: Option<SocketAddr>,
+    secure_web: bool,
+) -> LocalIdentity {
+    let public = config.sip.public_address.as_deref();
+    let mut addrs = Vec::new();
+    let mut push = |transport, addr: SocketAddr| {
+        if addr.ip().is_unspecified() && public.is_none() {
+            tracing::warn!(%addr, "listening on an unspecified address without [sip] public_address: Via and Record-Route will name it");
+        }
+        let host = public.map_or_else(|| addr.ip().to_string(), str::to_owned);
+        match ListenAddr::new(transport, &host, addr.port()) {
+            Ok(a) => addrs.push(a),
+            Err(e) => tracing::warn!(%host, error = %e, "not a usable listen address"),
+        }
+    };
+    for (t, addr) in listening {
+        let transport = match t {
+            ListenTransport::Udp => Transport::Udp,
+            ListenTransport::Tcp => Transport::Tcp,
+            ListenTransport::Tls => Transport::Tls,
+        };
+        push(transport, *addr);
+    }
+    if let Some(addr) = web {
+        push(if secure_web { Transport::Wss } else { Transport::Ws }, addr);
+    }
+    let mut local = LocalIdentity::new(addrs);
+    // The listening addresses count as served domains too: agents are reached as
+    // `sip:alice@<edge IP>` as well as `sip:alice@<domain>`, whatever port the caller wrote.
+    for (_, addr) in listening {
+        if let Ok(l) = local.clone().with_alias(&addr.ip().to_string()) {
+            local = l;
+        }
+        if let Ok(l) = local.clone().with_domain(&addr.ip().to_string()) {
+            local = l;
+        }
+    }
+    match local.clone().with_domain(&config.sip.domain) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(domain = %config.sip.domain, error = %e, "[sip] domain is not a host name");
+            local
+        }
     }
 }

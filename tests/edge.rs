@@ -414,3 +414,267 @@ async fn admin_health_metrics_and_token() {
     assert!(body.contains(r#""code":"not_found""#), "{body}");
     edge.stop().await;
 }
+
+type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+/// Registers alice over WebSocket the way JsSIP does (challenge, answer, 200) and returns the
+/// open connection, on which calls for her arrive.
+async fn register_alice(edge: &Edge) -> Ws {
+    use sip::digest::{Challenge, respond};
+    let url = format!("ws://{}/ws", edge.web);
+    let stream = TcpStream::connect(edge.web).await.unwrap();
+    let mut ws = ws_handshake(stream, &url, None, Some("sip")).await.unwrap();
+    let register = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:localhost SIP/2.0\r\n\
+Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bKreg{cseq}\r\n\
+Max-Forwards: 69\r\n\
+To: <sip:alice@localhost>\r\n\
+From: <sip:alice@localhost>;tag=regtag\r\n\
+Call-ID: reg-call-1\r\n\
+CSeq: {cseq} REGISTER\r\n\
+{auth}Contact: <sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws>;+sip.ice;reg-id=1;+sip.instance=\"<urn:uuid:6f1c2b9e-3d4a-4e8b-9c1f-2a7d5e0b8c43>\";expires=600\r\n\
+Content-Length: 0\r\n\r\n"
+        )
+    };
+    let reply = ws_exchange(&mut ws, register(1, "")).await;
+    let challenge = reply.lines().find_map(|l| l.strip_prefix("WWW-Authenticate: ")).unwrap();
+    let challenge = Challenge::parse(challenge).unwrap();
+    let auth = respond(&challenge, "alice", "secret", "REGISTER", "sip:localhost", "c1", 1);
+    let reply = ws_exchange(&mut ws, register(2, &format!("Authorization: {auth}\r\n"))).await;
+    assert!(reply.starts_with("SIP/2.0 200 OK\r\n"), "{reply}");
+    ws
+}
+
+async fn ws_send(ws: &mut Ws, msg: String) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(msg)).await.unwrap();
+}
+
+async fn ws_recv(ws: &mut Ws) -> String {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    match tokio::time::timeout(Duration::from_secs(3), ws.next()).await.unwrap() {
+        Some(Ok(Message::Text(t))) => t.to_string(),
+        other => panic!("nothing from the edge: {other:?}"),
+    }
+}
+
+async fn ws_exchange(ws: &mut Ws, msg: String) -> String {
+    ws_send(ws, msg).await;
+    ws_recv(ws).await
+}
+
+async fn udp_recv(sock: &UdpSocket) -> String {
+    let mut buf = vec![0; 65536];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf))
+        .await
+        .expect("nothing from the edge over UDP")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Receives over UDP until a message starting with `prefix` (skipping 100 Trying and the like).
+async fn udp_recv_until(sock: &UdpSocket, prefix: &str) -> String {
+    loop {
+        let m = udp_recv(sock).await;
+        if m.starts_with(prefix) {
+            return m;
+        }
+    }
+}
+
+fn parse_request(text: &str) -> sip::Request {
+    match sip::Message::parse(bytes::Bytes::from(text.to_owned()), sip::Framing::Datagram) {
+        Ok(sip::Message::Request(r)) => r,
+        other => panic!("not a request: {other:?}\n{text}"),
+    }
+}
+
+/// A UAS response to `req`: Via, From, To (with `tag`), Call-ID, CSeq, Record-Route, Contact.
+fn uas_response(req: &sip::Request, status: u16, reason: &str, tag: &str, contact: &str) -> String {
+    use sip::HeaderName;
+    let mut r = sip::Response::for_request(req, status, reason);
+    r.set_to_tag(tag);
+    for rr in req.headers().get_all(HeaderName::RecordRoute) {
+        r.headers_mut().push(HeaderName::RecordRoute, bytes::Bytes::copy_from_slice(rr));
+    }
+    r.headers_mut().push(HeaderName::Contact, contact.to_owned());
+    String::from_utf8(r.to_bytes().to_vec()).unwrap()
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+    msg.lines().filter_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(": "))).collect()
+}
+
+#[tokio::test]
+async fn trunk_calls_a_registered_browser_agent_and_she_hangs_up() {
+    let edge = Edge::start().await;
+    let mut ws = register_alice(&edge).await;
+    let trunk = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let trunk_addr = trunk.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:alice@127.0.0.1 SIP/2.0\r\n\
+Via: SIP/2.0/UDP {trunk_addr};branch=z9hG4bKinv1\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:+12025550199@{trunk_addr}>;tag=trunk1\r\n\
+To: <sip:alice@127.0.0.1>\r\n\
+Call-ID: call-1@trunk\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:+12025550199@{trunk_addr}>\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\r\nv=0\n"
+    );
+    trunk.send_to(invite.as_bytes(), edge.udp).await.unwrap();
+    assert!(udp_recv(&trunk).await.starts_with("SIP/2.0 100 Trying\r\n"));
+
+    // The browser gets the INVITE on its registration's connection, record-routed on both
+    // legs (UDP toward the trunk, WS toward the browser, RFC 5658).
+    let at_agent = ws_recv(&mut ws).await;
+    assert!(
+        at_agent.starts_with("INVITE sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws SIP/2.0\r\n"),
+        "{at_agent}"
+    );
+    let rr = header(&at_agent, "Record-Route");
+    assert_eq!(rr.len(), 2, "{at_agent}");
+    assert!(rr[0].contains("transport=ws") && rr[1].contains("transport=udp"), "{rr:?}");
+    assert_eq!(header(&at_agent, "Max-Forwards"), ["69"]);
+    assert!(at_agent.ends_with("\r\n\r\nv=0\n"));
+    let inv = parse_request(&at_agent);
+    let contact = "<sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws>";
+    ws_send(&mut ws, uas_response(&inv, 180, "Ringing", "agent1", contact)).await;
+    let ringing = udp_recv_until(&trunk, "SIP/2.0 180").await;
+    assert_eq!(header(&ringing, "Via").len(), 1, "the edge's Via is popped: {ringing}");
+    ws_send(&mut ws, uas_response(&inv, 200, "OK", "agent1", contact)).await;
+    let ok = udp_recv_until(&trunk, "SIP/2.0 200").await;
+    let route_set: Vec<&str> = header(&ok, "Record-Route").into_iter().rev().collect();
+    assert_eq!(route_set.len(), 2);
+
+    // The trunk's ACK follows the route set to the browser's flow.
+    let ack = format!(
+        "ACK sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws SIP/2.0\r\n\
+Via: SIP/2.0/UDP {trunk_addr};branch=z9hG4bKack1\r\n\
+Max-Forwards: 70\r\n\
+Route: {}\r\n\
+From: <sip:+12025550199@{trunk_addr}>;tag=trunk1\r\n\
+To: <sip:alice@127.0.0.1>;tag=agent1\r\n\
+Call-ID: call-1@trunk\r\n\
+CSeq: 1 ACK\r\n\
+Content-Length: 0\r\n\r\n",
+        route_set.join(", ")
+    );
+    trunk.send_to(ack.as_bytes(), edge.udp).await.unwrap();
+    let at_agent = ws_recv(&mut ws).await;
+    assert!(
+        at_agent.starts_with("ACK sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws SIP/2.0\r\n"),
+        "{at_agent}"
+    );
+    assert!(header(&at_agent, "Route").is_empty(), "our routes are popped: {at_agent}");
+
+    // The agent hangs up: her BYE follows the route set (as the UAS she uses it in order).
+    let inv_text = String::from_utf8(inv.to_bytes().to_vec()).unwrap();
+    let routes = header(&inv_text, "Record-Route").join(", ");
+    let bye = format!(
+        "BYE sip:+12025550199@{trunk_addr} SIP/2.0\r\n\
+Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bKbye1\r\n\
+Max-Forwards: 70\r\n\
+Route: {routes}\r\n\
+From: <sip:alice@127.0.0.1>;tag=agent1\r\n\
+To: <sip:+12025550199@{trunk_addr}>;tag=trunk1\r\n\
+Call-ID: call-1@trunk\r\n\
+CSeq: 1 BYE\r\n\
+Content-Length: 0\r\n\r\n"
+    );
+    ws_send(&mut ws, bye).await;
+    let at_trunk = udp_recv_until(&trunk, "BYE ").await;
+    assert!(header(&at_trunk, "Route").is_empty(), "{at_trunk}");
+    assert_eq!(header(&at_trunk, "Via").len(), 2, "{at_trunk}");
+    let req = parse_request(&at_trunk);
+    let ok = sip::Response::for_request(&req, 200, "OK");
+    trunk.send_to(&ok.to_bytes(), edge.udp).await.unwrap();
+    let answer = ws_recv(&mut ws).await;
+    assert!(answer.starts_with("SIP/2.0 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("CSeq: 1 BYE\r\n"), "{answer}");
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_and_unregistered_users_and_cancel() {
+    let edge = Edge::start().await;
+    let trunk = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let trunk_addr = trunk.local_addr().unwrap();
+    let invite = |user: &str, branch: &str| {
+        format!(
+            "INVITE sip:{user}@127.0.0.1 SIP/2.0\r\n\
+Via: SIP/2.0/UDP {trunk_addr};branch=z9hG4bK{branch}\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:+12025550199@{trunk_addr}>;tag=t-{branch}\r\n\
+To: <sip:{user}@127.0.0.1>\r\n\
+Call-ID: {branch}@trunk\r\n\
+CSeq: 1 INVITE\r\n\
+Content-Length: 0\r\n\r\n"
+        )
+    };
+    // Nobody of that name: 404. Alice exists but is not registered: 480.
+    trunk.send_to(invite("nobody", "n1").as_bytes(), edge.udp).await.unwrap();
+    assert!(udp_recv_until(&trunk, "SIP/2.0 4").await.starts_with("SIP/2.0 404 Not Found\r\n"));
+    trunk.send_to(invite("alice", "n2").as_bytes(), edge.udp).await.unwrap();
+    assert!(
+        udp_recv_until(&trunk, "SIP/2.0 4")
+            .await
+            .starts_with("SIP/2.0 480 Temporarily Unavailable\r\n")
+    );
+
+    // Registered: the call rings her, then the trunk cancels it.
+    let mut ws = register_alice(&edge).await;
+    trunk.send_to(invite("alice", "c3").as_bytes(), edge.udp).await.unwrap();
+    let at_agent = ws_recv(&mut ws).await;
+    let inv = parse_request(&at_agent);
+    ws_send(
+        &mut ws,
+        uas_response(
+            &inv,
+            180,
+            "Ringing",
+            "a3",
+            "<sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws>",
+        ),
+    )
+    .await;
+    udp_recv_until(&trunk, "SIP/2.0 180").await;
+    let cancel = format!(
+        "CANCEL sip:alice@127.0.0.1 SIP/2.0\r\n\
+Via: SIP/2.0/UDP {trunk_addr};branch=z9hG4bKc3\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:+12025550199@{trunk_addr}>;tag=t-c3\r\n\
+To: <sip:alice@127.0.0.1>\r\n\
+Call-ID: c3@trunk\r\n\
+CSeq: 1 CANCEL\r\n\
+Content-Length: 0\r\n\r\n"
+    );
+    trunk.send_to(cancel.as_bytes(), edge.udp).await.unwrap();
+    let at_agent = ws_recv(&mut ws).await;
+    assert!(
+        at_agent.starts_with("CANCEL sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws SIP/2.0\r\n"),
+        "{at_agent}"
+    );
+    let c = parse_request(&at_agent);
+    ws_send(
+        &mut ws,
+        String::from_utf8(sip::Response::for_request(&c, 200, "OK").to_bytes().to_vec()).unwrap(),
+    )
+    .await;
+    ws_send(&mut ws, uas_response(&inv, 487, "Request Terminated", "a3", "<sip:x@y.invalid>"))
+        .await;
+    // The trunk gets 200 for its CANCEL and 487 for its INVITE.
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let m = udp_recv(&trunk).await;
+        if m.starts_with("SIP/2.0 200") || m.starts_with("SIP/2.0 487") {
+            got.push(m.lines().next().unwrap().to_owned());
+        }
+    }
+    got.sort();
+    assert_eq!(got, ["SIP/2.0 200 OK", "SIP/2.0 487 Request Terminated"]);
+    edge.stop().await;
+}

@@ -54,6 +54,11 @@ impl Directory {
         self.agents.insert(agent.to_owned(), secret);
     }
 
+    /// Whether `agent` may authenticate.
+    pub fn contains(&self, agent: &str) -> bool {
+        self.agents.contains_key(agent)
+    }
+
     pub fn remove(&mut self, agent: &str) {
         self.agents.remove(agent);
     }

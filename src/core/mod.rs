@@ -20,6 +20,7 @@
 
 pub mod auth;
 mod net;
+pub mod proxy;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -34,6 +35,8 @@ use tokio::sync::{mpsc, watch};
 use crate::admin::metrics::{Dir, Metrics};
 use crate::registrar::{Location, Policy};
 use auth::{Auth, Directory};
+use proxy::ProxyState;
+use sip::proxy::LocalIdentity;
 
 pub use net::Net;
 
@@ -113,6 +116,8 @@ pub struct CoreConfig {
     pub metrics: Arc<Metrics>,
     /// The agents who may authenticate.
     pub directory: Directory,
+    /// The edge's addresses and domain, as the proxy rules see them.
+    pub local: LocalIdentity,
 }
 
 /// The core's state: the transaction layer and the tables of the SIP rules.
@@ -123,6 +128,9 @@ pub struct Core {
     location: Location,
     auth: Auth,
     net: Net,
+    /// Who the edge is (listen addresses, domain), for the proxy rules.
+    local: LocalIdentity,
+    proxy: ProxyState,
     /// Server transactions still waiting for the core's final response: shutdown waits for
     /// these (those already answered only absorb retransmissions).
     unanswered: HashSet<ServerKey>,
@@ -131,12 +139,15 @@ pub struct Core {
 impl Core {
     pub fn new(config: CoreConfig, net: Net) -> Core {
         let auth = Auth::new(&config.registrar.domain, config.directory.clone());
+        let local = config.local.clone();
         Core {
             config,
             txn: TxnLayer::new(TxnConfig::default()),
             location: Location::new(),
             auth,
             net,
+            local,
+            proxy: ProxyState::default(),
             unanswered: HashSet::new(),
         }
     }
@@ -158,15 +169,16 @@ impl Core {
         let mut give_up: Option<Instant> = None;
         loop {
             if let Some(limit) = give_up
-                && (self.unanswered.is_empty() || Instant::now() >= limit)
+                && ((self.unanswered.is_empty() && self.proxy.unanswered() == 0)
+                    || Instant::now() >= limit)
             {
                 tracing::info!(unanswered = self.unanswered.len(), "core stopped");
                 return;
             }
-            let deadline = match (self.txn.poll_timeout(), give_up) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = [self.txn.poll_timeout(), self.proxy.next_deadline(), give_up]
+                .into_iter()
+                .flatten()
+                .min();
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -178,7 +190,11 @@ impl Core {
                     Some(input) => self.input(Instant::now(), input),
                     None => return,
                 },
-                () = sleep => self.txn.handle_timeout(Instant::now()),
+                () = sleep => {
+                    let now = Instant::now();
+                    self.txn.handle_timeout(now);
+                    self.fire_timer_c(now);
+                }
                 changed = stop.changed(), if give_up.is_none() => {
                     if changed.is_err() || *stop.borrow() {
                         give_up = Some(Instant::now() + grace);
@@ -235,29 +251,49 @@ impl Core {
         match event {
             Event::Request { key, from, request } => self.request(now, key, from, request),
             Event::Cancel { key, invite, request, .. } => {
-                // Nothing is pending at the edge yet: an INVITE it holds is answered at once.
-                let status = if invite.is_some() {
-                    (200, "OK")
-                } else {
-                    (481, "Call/Transaction Does Not Exist")
-                };
-                self.reply(now, key, &request, status.0, status.1);
+                // §16.10: the CANCEL is answered here; the branches are cancelled, and their
+                // 487 goes up on the INVITE's transaction.
+                match invite {
+                    Some(invite) => {
+                        self.reply(now, key, &request, 200, "OK");
+                        self.cancel_call(now, invite);
+                    }
+                    None => self.reply(now, key, &request, 481, "Call/Transaction Does Not Exist"),
+                }
             }
-            // No dialogs are relayed yet; nothing to do with these.
-            Event::Ack { .. }
-            | Event::Response { .. }
-            | Event::StrayResponse { .. }
-            | Event::CancelSent { .. }
-            | Event::Timeout { .. }
-            | Event::TransportError { .. } => {}
+            Event::Ack { invite: None, from, request } => self.forward_ack(now, from, request),
+            // The ACK of a 2xx the edge itself sent: nothing to relay.
+            Event::Ack { invite: Some(_), .. } => {}
+            Event::Response { key, response } => self.branch_response(now, key, response),
+            Event::StrayResponse { response, .. } => self.forward_stray(response),
+            Event::Timeout { key: TxnKey::Client(key), .. } => self.branch_failed(now, key, true),
+            Event::TransportError { key: TxnKey::Client(key) } => {
+                self.branch_failed(now, key, false)
+            }
+            Event::CancelSent { .. } | Event::Timeout { .. } | Event::TransportError { .. } => {}
             Event::Terminated { key: TxnKey::Server(key) } => {
                 self.unanswered.remove(&key);
             }
-            Event::Terminated { .. } => {}
+            Event::Terminated { key: TxnKey::Client(key) } => self.branch_terminated(key),
         }
     }
 
     fn request(&mut self, now: Instant, key: ServerKey, from: Peer, request: Request) {
+        let for_me = match request.method() {
+            Method::Register => self.local.is_addressed_to_me(&request),
+            // OPTIONS to the edge, or to a user of it who is not registered: a keep-alive probe
+            // (trunks, load balancers) the edge answers itself.
+            Method::Options => match request.uri() {
+                Ok(sip::Uri::Sip(u)) if self.local.is_me(&u) || self.local.serves(&u) => {
+                    u.user.is_none_or(|user| self.location.lookup(now, user).is_empty())
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        if !for_me {
+            return self.proxy_request(now, key, from, request);
+        }
         match request.method() {
             Method::Options => self.reply(now, key, &request, 200, "OK"),
             Method::Register => {

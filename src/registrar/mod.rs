@@ -286,6 +286,18 @@ impl Location {
         v
     }
 
+    /// The flow to reach a registered Contact over, when that binding needs its flow: how an
+    /// in-dialog request whose Request-URI is a browser's `*.invalid` Contact finds its way.
+    /// (A scan of the bindings: fine for a contact centre's few thousand agents; an index by
+    /// Contact is the next step if it ever shows in a profile.)
+    pub fn flow_for_contact(&self, now: Instant, contact: &str) -> Option<Peer> {
+        self.bindings
+            .values()
+            .flatten()
+            .find(|b| b.via_flow && b.expires_at > now && uri_eq(&b.contact, contact))
+            .map(|b| b.source)
+    }
+
     /// Drops every expired binding; returns how many went.
     pub fn expire(&mut self, now: Instant) -> usize {
         let mut gone = 0;

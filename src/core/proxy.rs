@@ -1,0 +1,502 @@
+//! The stateful proxy (RFC 3261 §16) on top of the transaction layer: the rules come from
+//! `sip::proxy`, this module keeps the per-request state and talks to the transaction layer.
+//!
+//! For each proxied server transaction a [`Call`] holds the response context (§16.7), the
+//! client transaction of every branch, and the targets still to try. Parallel targets (every
+//! binding of an agent) are forked at once; serial targets (trunks, in failover order) are
+//! tried one after the other when a branch ends with a status that allows it
+//! (`sip::proxy::may_try_next`: 408, 5xx).
+//!
+//! # Reaching a target
+//!
+//! A registered binding that must be reached over its flow (RFC 5626: browsers, connection
+//! transports) is sent to that flow. Otherwise the next hop of the URI decides; it must be an
+//! IP address today (no DNS resolver yet): a name ends the branch with 503.
+//!
+//! In-dialog requests toward a browser carry its Contact (`*.invalid`) as Request-URI: the
+//! edge finds the flow through the registration with that Contact.
+//!
+//! # Timer C (§16.6 step 11)
+//!
+//! Every INVITE branch has Timer C (three minutes, restarted by each provisional response);
+//! when it fires, the branch is cancelled, which makes it end with 487 (or 408 from Timer B).
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sip::proxy::{
+    self, HopHost, ListenAddr, NextHop, RecordRoute, Reject, ResponseContext, Upstream, Verdict,
+};
+use sip::transaction::{ClientKey, Peer, ServerKey, Transport};
+use sip::{HeaderName, Method, Request, Response};
+
+use super::{Core, stateless_tag};
+use crate::admin::metrics::Dir;
+
+/// Timer C: more than three minutes (RFC 3261 §16.6 step 11).
+pub const TIMER_C: Duration = Duration::from_secs(181);
+
+/// Where one branch goes.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The Request-URI of the branch (`None`: keep the request's, for routed requests).
+    pub uri: Option<String>,
+    /// A flow (or address) the branch must use, whatever the URI says.
+    pub peer: Option<Peer>,
+}
+
+/// How a request is to be proxied.
+#[derive(Debug)]
+pub enum Routing {
+    /// All targets at once (forking to every binding of an agent).
+    Parallel(Vec<Target>),
+    /// One after the other, the next when a branch ends with 408 or 5xx (trunk failover).
+    Serial(VecDeque<Target>),
+    /// Answer locally.
+    Answer(u16, &'static str),
+}
+
+/// A proxied request: its response context and branches.
+#[derive(Debug)]
+pub struct Call {
+    request: Request,
+    admitted: proxy::Admitted,
+    ctx: ResponseContext,
+    /// The listen address the request arrived on (for Record-Route).
+    inbound: ListenAddr,
+    /// The client transaction of each branch, by fork index (`None`: could not be sent).
+    branches: Vec<Option<ClientKey>>,
+    remaining: VecDeque<Target>,
+    record_route: bool,
+}
+
+/// Proxy state kept by the core.
+#[derive(Debug, Default)]
+pub struct ProxyState {
+    calls: HashMap<ServerKey, Call>,
+    by_client: HashMap<ClientKey, (ServerKey, u32)>,
+    /// Timer C deadlines: the live one per branch, and an ordered index (entries whose
+    /// deadline no longer matches `timer_c` are stale and skipped).
+    timer_c: HashMap<ClientKey, Instant>,
+    timer_c_index: BTreeSet<(Instant, ClientKey)>,
+}
+
+impl ProxyState {
+    /// The next Timer C deadline.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timer_c_index.first().map(|(t, _)| *t)
+    }
+
+    fn arm_timer_c(&mut self, key: ClientKey, at: Instant) {
+        self.timer_c.insert(key, at);
+        self.timer_c_index.insert((at, key));
+    }
+
+    fn disarm_timer_c(&mut self, key: ClientKey) {
+        if let Some(at) = self.timer_c.remove(&key) {
+            self.timer_c_index.remove(&(at, key));
+        }
+    }
+
+    /// Proxied requests still waiting for their final response (shutdown waits for them; a
+    /// call whose final went up only lingers for late 2xx retransmissions).
+    pub fn unanswered(&self) -> usize {
+        self.calls.values().filter(|c| !c.ctx.final_sent()).count()
+    }
+}
+
+impl Core {
+    /// The listen address a message from `from` arrived on, or the one to send to it from.
+    fn local_addr_for(&self, peer: &Peer) -> Option<ListenAddr> {
+        let hop = NextHop {
+            transport: peer.transport,
+            host: HopHost::Ip(peer.addr.ip()),
+            port: peer.addr.port(),
+            resolve: proxy::Resolve::Nothing,
+        };
+        self.local.outbound_for(&hop).cloned()
+    }
+
+    fn reject(&mut self, now: Instant, key: ServerKey, req: &Request, reject: &Reject) {
+        match reject.response(req, &stateless_tag(req)) {
+            Some(r) => self.respond(now, key, req, r),
+            None => {
+                self.unanswered.remove(&key);
+            }
+        }
+    }
+
+    /// Proxies a request that is not for the edge itself (RFC 3261 §16).
+    pub(super) fn proxy_request(
+        &mut self,
+        now: Instant,
+        key: ServerKey,
+        from: Peer,
+        mut req: Request,
+    ) {
+        if let Err(reject) = proxy::fix_top_via(&mut req, from.addr) {
+            return self.reject(now, key, &req, &reject);
+        }
+        let admitted = match proxy::validate(&req, &self.local) {
+            Ok(Verdict::Forward(a)) => a,
+            Ok(Verdict::AnswerOptions) => return self.reply(now, key, &req, 200, "OK"),
+            Err(reject) => return self.reject(now, key, &req, &reject),
+        };
+        let pre = match proxy::preprocess_routes(&mut req, &self.local) {
+            Ok(p) => p,
+            Err(reject) => return self.reject(now, key, &req, &reject),
+        };
+        let in_dialog = req.headers().to().ok().and_then(|t| t.tag()).is_some();
+        let routing = if in_dialog || pre.was_routed() {
+            // Loose routing: the route set or the Request-URI decides (§16.4, §16.6 step 7).
+            Routing::Serial(VecDeque::from([self.in_dialog_target(now, &req)]))
+        } else {
+            self.route(now, &req)
+        };
+        let (first, remaining) = match routing {
+            Routing::Answer(status, reason) => return self.reply(now, key, &req, status, reason),
+            Routing::Parallel(t) if t.is_empty() => {
+                return self.reply(now, key, &req, 480, "Temporarily Unavailable");
+            }
+            Routing::Parallel(t) => (t, VecDeque::new()),
+            Routing::Serial(mut q) => match q.pop_front() {
+                Some(t) => (vec![t], q),
+                None => return self.reply(now, key, &req, 404, "Not Found"),
+            },
+        };
+        let Some(inbound) = self.local_addr_for(&from) else {
+            tracing::warn!(%from, "no listen address for an incoming request");
+            return self.reply(now, key, &req, 500, "Server Internal Error");
+        };
+        // Dialog-creating requests are record-routed so that the dialog stays on the edge
+        // (both sides, RFC 5658, when the two legs use different transports).
+        let record_route = !in_dialog
+            && matches!(
+                req.method(),
+                Method::Invite | Method::Subscribe | Method::Refer | Method::Notify
+            );
+        let to_tag = stateless_tag(&req);
+        let ctx = ResponseContext::new(&req, &to_tag);
+        let call = Call {
+            request: req,
+            admitted,
+            ctx,
+            inbound,
+            branches: Vec::new(),
+            remaining,
+            record_route,
+        };
+        self.proxy.calls.insert(key, call);
+        for target in first {
+            self.fork(now, key, target);
+        }
+        let Some(call) = self.proxy.calls.get_mut(&key) else { return };
+        if call.remaining.is_empty() && !call.ctx.is_closed() {
+            let outcome = call.ctx.close();
+            self.apply(now, key, outcome);
+        }
+    }
+
+    /// Adds a branch toward `target` and starts its client transaction.
+    fn fork(&mut self, now: Instant, key: ServerKey, target: Target) {
+        let Some(call) = self.proxy.calls.get_mut(&key) else { return };
+        let Some(index) = call.ctx.add_branch() else { return };
+        let failed = match self.branch_request(key, index, &target) {
+            Ok((peer, request)) => match self.txn.send_request(now, peer, request) {
+                Ok(client) => {
+                    let Some(call) = self.proxy.calls.get_mut(&key) else { return };
+                    call.branches.push(Some(client));
+                    let method = call.request.method().clone();
+                    self.proxy.by_client.insert(client, (key, index));
+                    if method == Method::Invite {
+                        self.proxy.arm_timer_c(client, now + TIMER_C);
+                    }
+                    self.config.metrics.request(Dir::Out, &method);
+                    return;
+                }
+                Err(e) => format!("{e}"),
+            },
+            Err(why) => why,
+        };
+        tracing::debug!(reason = %failed, "branch not sent");
+        let Some(call) = self.proxy.calls.get_mut(&key) else { return };
+        // Keep the branch numbering aligned with `branches` (indexes are fork numbers).
+        call.branches.push(None);
+        let outcome = call.ctx.on_transport_error(index);
+        self.apply(now, key, outcome);
+    }
+
+    /// The copy of the request for one branch, and where to send it.
+    fn branch_request(
+        &self,
+        key: ServerKey,
+        index: u32,
+        target: &Target,
+    ) -> Result<(Peer, Request), String> {
+        let call = self.proxy.calls.get(&key).ok_or("no call")?;
+        let prepared = proxy::prepare(&call.request, &call.admitted, target.uri.as_deref())
+            .map_err(|r| r.reason().into_owned())?;
+        let (peer, out) = match target.peer {
+            Some(peer) => {
+                let out = self.local_addr_for(&peer).ok_or("no listen address for the flow")?;
+                (peer, out)
+            }
+            None => {
+                let hop = prepared.next_hop().clone();
+                let HopHost::Ip(ip) = hop.host else {
+                    return Err("next hop is a DNS name: not resolved yet".into());
+                };
+                let addr = SocketAddr::new(ip, hop.port);
+                let out = self
+                    .local
+                    .outbound_for(&hop)
+                    .cloned()
+                    .ok_or("no listen address for the next hop")?;
+                let peer = match hop.transport {
+                    Transport::Udp => Peer::udp(addr),
+                    t => Peer::stream(t, addr, None),
+                };
+                (peer, out)
+            }
+        };
+        let rr = call.record_route.then_some(RecordRoute { inbound: &call.inbound, params: None });
+        Ok((peer, prepared.finish(&out, index, rr.as_ref())))
+    }
+
+    /// Acts on what the response context decided.
+    fn apply(&mut self, now: Instant, key: ServerKey, outcome: proxy::Outcome) {
+        if let Some(response) = outcome.forward {
+            let is_final = response.status() >= 200;
+            self.config.metrics.response(Dir::Out, response.status());
+            if let Err(e) = self.txn.send_response(now, key, response) {
+                tracing::debug!(error = %e, "response not forwarded");
+            }
+            if is_final {
+                self.unanswered.remove(&key);
+            }
+        }
+        let Some(call) = self.proxy.calls.get_mut(&key) else { return };
+        let to_cancel: Vec<ClientKey> = outcome
+            .cancel
+            .iter()
+            .filter_map(|i| call.branches.get(*i as usize).copied().flatten())
+            .collect();
+        for client in to_cancel {
+            self.cancel_branch(now, client);
+        }
+        let Some(call) = self.proxy.calls.get_mut(&key) else { return };
+        if let Some(status) = outcome.branch_ended
+            && !call.ctx.is_closed()
+        {
+            if proxy::may_try_next(status)
+                && let Some(next) = call.remaining.pop_front()
+            {
+                tracing::info!(status, "failing over to the next target");
+                self.fork(now, key, next);
+                if let Some(call) = self.proxy.calls.get_mut(&key)
+                    && call.remaining.is_empty()
+                    && !call.ctx.is_closed()
+                {
+                    let outcome = call.ctx.close();
+                    self.apply(now, key, outcome);
+                }
+            } else if call.ctx.pending().is_empty() {
+                call.remaining.clear();
+                let outcome = call.ctx.close();
+                self.apply(now, key, outcome);
+            }
+        }
+        self.maybe_forget(key);
+    }
+
+    fn cancel_branch(&mut self, now: Instant, client: ClientKey) {
+        self.proxy.disarm_timer_c(client);
+        if let Err(e) = self.txn.cancel(now, client) {
+            tracing::debug!(error = %e, "cancel not sent");
+        }
+    }
+
+    /// Drops a call once its final response went up and no branch can answer any more.
+    fn maybe_forget(&mut self, key: ServerKey) {
+        let done = self.proxy.calls.get(&key).is_some_and(|c| {
+            c.ctx.final_sent()
+                && c.branches.iter().flatten().all(|b| !self.proxy.by_client.contains_key(b))
+        });
+        if done {
+            self.proxy.calls.remove(&key);
+        }
+    }
+
+    /// A response on a branch's client transaction.
+    pub(super) fn branch_response(
+        &mut self,
+        now: Instant,
+        client: ClientKey,
+        mut response: Response,
+    ) {
+        let Some(&(key, index)) = self.proxy.by_client.get(&client) else { return };
+        match proxy::pop_via(&mut response, &self.local) {
+            Ok(Upstream::Forward { .. }) => {}
+            Ok(Upstream::Local { .. }) | Err(_) => return,
+        }
+        let status = response.status();
+        if (101..200).contains(&status) && self.proxy.timer_c.contains_key(&client) {
+            self.proxy.disarm_timer_c(client);
+            self.proxy.arm_timer_c(client, now + TIMER_C);
+        } else if status >= 200 {
+            self.proxy.disarm_timer_c(client);
+        }
+        let Some(call) = self.proxy.calls.get_mut(&key) else { return };
+        let outcome = call.ctx.on_response(index, response);
+        self.apply(now, key, outcome);
+    }
+
+    /// A branch timed out (Timer B/F: 408) or could not be sent (503).
+    pub(super) fn branch_failed(&mut self, now: Instant, client: ClientKey, timeout: bool) {
+        let Some(&(key, index)) = self.proxy.by_client.get(&client) else { return };
+        self.proxy.disarm_timer_c(client);
+        let Some(call) = self.proxy.calls.get_mut(&key) else { return };
+        let outcome =
+            if timeout { call.ctx.on_timeout(index) } else { call.ctx.on_transport_error(index) };
+        self.apply(now, key, outcome);
+    }
+
+    /// A client transaction ended: forget it, and the call when it was the last.
+    pub(super) fn branch_terminated(&mut self, client: ClientKey) {
+        self.proxy.disarm_timer_c(client);
+        if let Some((key, _)) = self.proxy.by_client.remove(&client) {
+            self.maybe_forget(key);
+        }
+    }
+
+    /// A CANCEL for a request being proxied (§16.10): no more targets, cancel every branch.
+    pub(super) fn cancel_call(&mut self, now: Instant, invite: ServerKey) {
+        let Some(call) = self.proxy.calls.get_mut(&invite) else { return };
+        call.remaining.clear();
+        let pending: Vec<ClientKey> = call
+            .ctx
+            .cancel()
+            .iter()
+            .filter_map(|i| call.branches.get(*i as usize).copied().flatten())
+            .collect();
+        let outcome =
+            if call.ctx.is_closed() { proxy::Outcome::default() } else { call.ctx.close() };
+        for client in pending {
+            self.cancel_branch(now, client);
+        }
+        self.apply(now, invite, outcome);
+    }
+
+    /// Timer C fired for the branches due by `now`: cancel them.
+    pub(super) fn fire_timer_c(&mut self, now: Instant) {
+        while let Some(&(at, client)) = self.proxy.timer_c_index.first() {
+            if at > now {
+                break;
+            }
+            self.proxy.timer_c_index.remove(&(at, client));
+            if self.proxy.timer_c.get(&client) == Some(&at) {
+                self.proxy.timer_c.remove(&client);
+                tracing::info!("Timer C fired: cancelling the branch");
+                if let Err(e) = self.txn.cancel(now, client) {
+                    tracing::debug!(error = %e, "Timer C cancel not sent");
+                }
+            }
+        }
+    }
+
+    /// Forwards an ACK for a 2xx (a request of its own, outside any transaction, §16.6).
+    pub(super) fn forward_ack(&mut self, now: Instant, from: Peer, mut req: Request) {
+        if proxy::fix_top_via(&mut req, from.addr).is_err() {
+            return;
+        }
+        let Ok(Verdict::Forward(admitted)) = proxy::validate(&req, &self.local) else { return };
+        if proxy::preprocess_routes(&mut req, &self.local).is_err() {
+            return;
+        }
+        let target = self.in_dialog_target(now, &req);
+        let Ok(prepared) = proxy::prepare(&req, &admitted, None) else { return };
+        let (peer, out) = match target.peer {
+            Some(p) => match self.local_addr_for(&p) {
+                Some(out) => (p, out),
+                None => return,
+            },
+            None => {
+                let hop = prepared.next_hop().clone();
+                let HopHost::Ip(ip) = hop.host else { return };
+                let Some(out) = self.local.outbound_for(&hop).cloned() else { return };
+                let addr = SocketAddr::new(ip, hop.port);
+                let peer = if hop.transport == Transport::Udp {
+                    Peer::udp(addr)
+                } else {
+                    Peer::stream(hop.transport, addr, None)
+                };
+                (peer, out)
+            }
+        };
+        let _ = now;
+        self.config.metrics.request(Dir::Out, &Method::Ack);
+        self.txn.send_stateless(peer, prepared.finish(&out, 0, None).to_bytes());
+    }
+
+    /// Forwards a response no client transaction claimed (a late 2xx retransmission).
+    pub(super) fn forward_stray(&mut self, mut response: Response) {
+        let Ok(Upstream::Forward { reply_to, .. }) = proxy::pop_via(&mut response, &self.local)
+        else {
+            return;
+        };
+        let hop = match reply_to {
+            proxy::ReplyTo::Address(hop) | proxy::ReplyTo::Connection { fallback: hop } => hop,
+        };
+        let HopHost::Ip(ip) = hop.host else { return };
+        let addr = SocketAddr::new(ip, hop.port);
+        let peer = match hop.transport {
+            Transport::Udp => Peer::udp(addr),
+            // The connection the request came in on: reused if it is an outbound one, else lost.
+            t => Peer::stream(t, addr, None),
+        };
+        self.txn.send_stateless(peer, response.to_bytes());
+    }
+
+    /// Where an in-dialog (or pre-routed) request goes: its route set or Request-URI, over
+    /// the registered flow when the Request-URI is a browser's Contact.
+    fn in_dialog_target(&self, now: Instant, req: &Request) -> Target {
+        let routed = req.headers().contains(HeaderName::Route);
+        let peer = if routed { None } else { self.location.flow_for_contact(now, req.uri_str()) };
+        Target { uri: None, peer }
+    }
+
+    /// Targets of an initial request (RFC 3261 §16.5): the bindings of an agent of this edge's
+    /// domain, in parallel.
+    fn route(&self, now: Instant, req: &Request) -> Routing {
+        let Ok(sip::Uri::Sip(uri)) = req.uri() else {
+            return Routing::Answer(416, "Unsupported URI Scheme");
+        };
+        if !self.local.serves(&uri) && !self.local.is_me(&uri) {
+            // Outbound routing (dialplan, trunks) arrives with the dialplan; the edge is no
+            // open relay meanwhile.
+            return Routing::Answer(403, "Relaying Denied");
+        }
+        let Some(user) = uri.user_decoded().and_then(|u| String::from_utf8(u.into_owned()).ok())
+        else {
+            return Routing::Answer(404, "Not Found");
+        };
+        let bindings = self.location.lookup(now, &user);
+        if bindings.is_empty() {
+            return if self.auth.directory.contains(&user) {
+                Routing::Answer(480, "Temporarily Unavailable")
+            } else {
+                Routing::Answer(404, "Not Found")
+            };
+        }
+        Routing::Parallel(
+            bindings
+                .into_iter()
+                .map(|b| Target {
+                    uri: Some(b.contact.clone()),
+                    peer: b.via_flow.then_some(b.source),
+                })
+                .collect(),
+        )
+    }
+}
