@@ -194,7 +194,10 @@ impl App {
         let net = Net::new(udp.clone(), flows, Some(Connector::new(ctx.clone())));
         let core_config = CoreConfig {
             server: server.to_string(),
-            registrar: Policy::new(&config.sip.domain),
+            registrar: Policy {
+                aliases: listening.iter().map(|(_, a)| a.ip().to_string()).collect(),
+                ..Policy::new(&config.sip.domain)
+            },
             metrics: admin.metrics.clone(),
             directory,
             local: local_identity(&config, &listening, web_addr, tls.is_some()),

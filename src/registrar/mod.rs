@@ -26,6 +26,9 @@ use sip::{HeaderName, Request, Response, Uri};
 pub struct Policy {
     /// The domain a REGISTER's Request-URI and To must name (`[sip] domain`).
     pub domain: String,
+    /// Other hosts accepted in place of the domain: the edge's own addresses, so that phones
+    /// configured with the edge's IP (SIPp, desk phones) register too.
+    pub aliases: Vec<String>,
     /// Expiry granted when the client asks for none (RFC 3261 §10.3 step 7).
     pub default_expires: u32,
     /// Shorter non-zero expiries are refused with 423 (RFC 3261 §10.3 step 7).
@@ -37,9 +40,15 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Whether `host` names this registrar (the domain or an alias).
+    pub fn accepts(&self, host: &str) -> bool {
+        host_is(host, &self.domain) || self.aliases.iter().any(|a| host_is(host, a))
+    }
+
     pub fn new(domain: &str) -> Policy {
         Policy {
             domain: domain.to_owned(),
+            aliases: Vec::new(),
             default_expires: 3600,
             min_expires: 60,
             max_expires: 7200,
@@ -136,7 +145,7 @@ impl Location {
     pub fn aor_of(req: &Request, policy: &Policy) -> Result<String, RegisterError> {
         let to = req.headers().to().map_err(|_| RegisterError::BadContact("Bad To"))?;
         match to.uri {
-            Uri::Sip(u) if host_is(u.host_raw, &policy.domain) => u
+            Uri::Sip(u) if policy.accepts(u.host_raw) => u
                 .user_decoded()
                 .and_then(|user| String::from_utf8(user.into_owned()).ok())
                 .ok_or(RegisterError::NotOurDomain),
@@ -155,7 +164,7 @@ impl Location {
         policy: &Policy,
     ) -> Result<Response, RegisterError> {
         // Step 1: the Request-URI names this registrar's domain.
-        let ruri_ok = matches!(req.uri(), Ok(Uri::Sip(u)) if host_is(u.host_raw, &policy.domain));
+        let ruri_ok = matches!(req.uri(), Ok(Uri::Sip(u)) if policy.accepts(u.host_raw));
         if !ruri_ok {
             return Err(RegisterError::NotOurDomain);
         }
@@ -343,6 +352,7 @@ impl Location {
 }
 
 fn host_is(host: &str, domain: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
     host.trim_end_matches('.').eq_ignore_ascii_case(domain.trim_end_matches('.'))
 }
 

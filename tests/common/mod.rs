@@ -1,0 +1,93 @@
+//! What the black-box tests share: the edge started in-process on port 0.
+
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use lifeline::app::{App, Binds};
+use lifeline::config::{Config, Listen, ListenTransport};
+use lifeline::core::auth::{Directory, Secret};
+use tokio::sync::oneshot;
+
+/// A running edge and what a test needs to reach it.
+pub struct Edge {
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    pub web: SocketAddr,
+    pub admin: SocketAddr,
+    /// The generated admin token, and the data directory it lives in.
+    pub token: String,
+    pub data: std::path::PathBuf,
+    pub tls: Option<(SocketAddr, rustls::pki_types::CertificateDer<'static>)>,
+    /// Where the test certificate and key were written; removed by `stop`.
+    tmp: Option<std::path::PathBuf>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Edge {
+    pub async fn start() -> Edge {
+        Edge::start_with(false).await
+    }
+
+    /// Starts the edge on port 0; with `with_tls`, also a TLS listener with a fresh
+    /// self-signed certificate (returned for the client to trust).
+    pub async fn start_with(with_tls: bool) -> Edge {
+        let any = |transport| Listen { transport, addr: "127.0.0.1:0".parse().unwrap() };
+        let mut config = Config::embedded();
+        config.limits.max_message_bytes = 4096;
+        config.sip.listen = vec![any(ListenTransport::Udp), any(ListenTransport::Tcp)];
+        config.web.listen = "127.0.0.1:0".parse().unwrap();
+        config.admin.listen = "127.0.0.1:0".parse().unwrap();
+        static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let data = std::env::temp_dir().join(format!("lifeline-edge-{}-{run}", std::process::id()));
+        config.node.data_dir = data.clone();
+        config.web.allowed_origins = vec!["https://agents.example.com".into()];
+        let mut cert_der = None;
+        let mut tmp = None;
+        if with_tls {
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!("lifeline-tls-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+            std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+            std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+            config.tls = Some(lifeline::config::Tls {
+                cert: dir.join("cert.pem"),
+                key: dir.join("key.pem"),
+            });
+            config.sip.listen.push(any(ListenTransport::Tls));
+            cert_der = Some(cert.cert.der().clone());
+            tmp = Some(dir);
+        }
+        let binds = Binds::bind(&config).await.unwrap();
+        let addrs = binds.local_addrs();
+        let find = |t| addrs.iter().find(|(tt, _)| *tt == t).unwrap().1;
+        let (udp, tcp) = (find(ListenTransport::Udp), find(ListenTransport::Tcp));
+        let tls = cert_der.map(|der| (find(ListenTransport::Tls), der));
+        let web = binds.web_addr().unwrap();
+        let admin = binds.admin_addr().unwrap();
+        let (stop, stopped) = oneshot::channel();
+        let mut directory = Directory::new();
+        directory.insert("alice", Secret::from_password("alice", "localhost", "secret"));
+        let app = App::build(config, binds).unwrap().with_directory(directory);
+        let task = tokio::spawn(app.run(async {
+            let _ = stopped.await;
+        }));
+        let token = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_owned();
+        Edge { udp, tcp, web, admin, token, data, tls, tmp, stop: Some(stop), task }
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(5), &mut self.task).await.unwrap().unwrap();
+        if let Some(dir) = &self.tmp {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
