@@ -18,6 +18,7 @@ use crate::config::{Config, ListenTransport};
 use crate::core::auth::Directory;
 use crate::core::{Core, CoreConfig, Net};
 use crate::registrar::Policy;
+use crate::routing::{DialplanError, Dialplans};
 use crate::transport;
 use crate::transport::conn::ConnCtx;
 use crate::transport::connect::Connector;
@@ -93,6 +94,8 @@ pub enum StartError {
     Tls(transport::tls::TlsError),
     /// The admin token file is unreadable, or none could be generated.
     Token(crate::admin::token::TokenError),
+    /// A dialplan file is invalid (each problem with file:line).
+    Dialplan(Vec<DialplanError>),
 }
 
 impl std::fmt::Display for StartError {
@@ -100,6 +103,15 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Tls(e) => write!(f, "tls: {e}"),
             StartError::Token(e) => write!(f, "admin token: {e}"),
+            StartError::Dialplan(errors) => {
+                for (i, e) in errors.iter().enumerate() {
+                    if i > 0 {
+                        writeln!(f)?;
+                    }
+                    write!(f, "{e}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -114,6 +126,7 @@ pub struct App {
     admin: AdminState,
     /// Who may authenticate (from the agents store).
     directory: Directory,
+    dialplans: Arc<Dialplans>,
 }
 
 impl std::fmt::Debug for App {
@@ -154,7 +167,17 @@ impl App {
             ready: Arc::new(AtomicBool::new(false)),
             metrics: Arc::new(Metrics::new()),
         };
-        Ok(App { config, binds, tls, admin, directory: Directory::new() })
+        let dir = config.resolve(&config.dialplan.dir);
+        let dialplans = Arc::new(Dialplans::load(&dir).map_err(StartError::Dialplan)?);
+        let plan = dialplans.current();
+        tracing::info!(
+            dir = %dir.display(),
+            files = plan.files.len(),
+            trunks = plan.trunks.len(),
+            routes = plan.routes.len(),
+            "dialplan loaded"
+        );
+        Ok(App { config, binds, tls, admin, directory: Directory::new(), dialplans })
     }
 
     /// Sets the agents who may authenticate.
@@ -171,7 +194,7 @@ impl App {
     /// Runs the edge until `shutdown` resolves; then stops accepting, lets live transactions
     /// finish for up to [`SHUTDOWN_GRACE`], and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let App { config, binds, tls, admin, directory } = self;
+        let App { config, binds, tls, admin, directory, dialplans } = self;
         let server: Arc<str> =
             format!("lifeline/{} ({})", env!("CARGO_PKG_VERSION"), config.node.name).into();
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -200,6 +223,7 @@ impl App {
             },
             metrics: admin.metrics.clone(),
             directory,
+            dialplans: dialplans.clone(),
             local: local_identity(&config, &listening, web_addr, tls.is_some()),
         };
         let core = Core::new(core_config, net);
@@ -240,10 +264,11 @@ impl App {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         let ready = admin.ready.clone();
+        let admin_metrics = admin.metrics.clone();
         tasks.spawn(crate::admin::serve(binds.admin, admin, admin_stopped));
         drop(ctx);
+        tasks.spawn(reload_on_sighup(dialplans, admin_metrics, stop_rx.clone()));
         let core_task = tokio::spawn(core.run(inbox, stop_rx, SHUTDOWN_GRACE));
-
         // Every listener is bound (Binds) and serving: ready.
         ready.store(true, Ordering::Release);
         shutdown.await;
@@ -302,6 +327,50 @@ fn local_identity(
         Err(e) => {
             tracing::warn!(domain = %config.sip.domain, error = %e, "[sip] domain is not a host name");
             local
+        }
+    }
+}
+
+/// Reloads the dialplan on SIGHUP (`systemctl reload`); a bad file keeps the running table.
+async fn reload_on_sighup(
+    dialplans: Arc<Dialplans>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: dialplan reload only through the API");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                // Failures are logged and counted inside; nothing else to do here.
+                let _ = reload(&dialplans, &metrics);
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Reloads the dialplan and reports the outcome in the log and the metrics.
+pub fn reload(dialplans: &Dialplans, metrics: &Metrics) -> Result<(), Vec<DialplanError>> {
+    match dialplans.reload() {
+        Ok(plan) => {
+            metrics.dialplan_reloads_ok.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                trunks = plan.trunks.len(),
+                routes = plan.routes.len(),
+                "dialplan reloaded"
+            );
+            Ok(())
+        }
+        Err(errors) => {
+            metrics.dialplan_reloads_failed.fetch_add(1, Ordering::Relaxed);
+            for e in &errors {
+                tracing::error!(error = %e, "dialplan reload refused; the running table stays");
+            }
+            Err(errors)
         }
     }
 }

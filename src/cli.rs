@@ -129,14 +129,18 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 }
 
 /// Loads the configuration the way `run` and `check` both do: `--config PATH`, else
-/// `./lifeline.toml` when present, else the embedded defaults. The files it names (TLS
-/// certificate and key) are read too, so `check` catches what `run` would refuse.
+/// `./lifeline.toml` when present, else the embedded defaults. The files it names (dialplans,
+/// TLS certificate and key) are read too, so `check` catches what `run` would refuse.
 fn load(path: Option<PathBuf>) -> Result<Config, String> {
     let default = PathBuf::from("lifeline.toml");
     let config = match path.or_else(|| default.exists().then_some(default)) {
         Some(p) => Config::load(&p).map_err(|e| e.to_string())?,
         None => Config::embedded(),
     };
+    let plans = config.resolve(&config.dialplan.dir);
+    if let Err(errors) = crate::routing::Dialplan::load(&plans) {
+        return Err(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+    }
     if let Some(tls) = &config.tls {
         let file = config
             .source

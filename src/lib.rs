@@ -11,6 +11,7 @@
 //! - [`transport`]: UDP and TCP listeners.
 //! - [`core`]: what the edge does with each message (today: stateless OPTIONS and errors).
 //! - [`registrar`]: REGISTER rules (RFC 3261 §10.3, RFC 5626 flows) and the location table.
+//! - [`routing`]: the dialplan (trunks, routes, inbound DIDs, trusted networks), reloadable.
 //! - [`web`]: the web listener: SIP over WebSocket at `/ws` (RFC 7118), the softphone page.
 //!
 //! The SIP protocol itself (codec, framing, transactions, proxy rules, digest) lives in the
@@ -23,5 +24,6 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod registrar;
+pub mod routing;
 pub mod transport;
 pub mod web;

@@ -54,6 +54,19 @@ fn check_reports_file_and_line_and_exits_64() {
     assert_eq!(code, 64);
     assert!(err.starts_with("lifeline.toml:2: limits.max_dialogs = 0"), "{err}");
 
+    // A dialplan problem is reported with its file and line, and refused.
+    std::fs::create_dir_all(dir.join("plans")).unwrap();
+    std::fs::write(
+        dir.join("plans/x.toml"),
+        "[[route]]\npattern = '^(+1'\ntrunks = [\"nobody\"]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("lifeline.toml"), "[dialplan]\ndir = \"plans\"\n").unwrap();
+    let (code, _, err) = lifeline(&["check"], &dir);
+    assert_eq!(code, 64);
+    assert!(err.contains("x.toml:1: route pattern '^(+1'"), "{err}");
+    assert!(err.contains("x.toml:1: route '^(+1' names unknown trunk 'nobody'"), "{err}");
+
     let (code, _, err) = lifeline(&["run", "--config", "missing.toml"], &dir);
     assert_eq!(code, 64);
     assert!(err.contains("missing.toml:0: cannot read"), "{err}");

@@ -379,6 +379,16 @@ async fn ws_recv(ws: &mut Ws) -> String {
     }
 }
 
+/// Receives over the WebSocket until a message starting with `prefix` (skipping 100 Trying).
+async fn ws_recv_until(ws: &mut Ws, prefix: &str) -> String {
+    loop {
+        let m = ws_recv(ws).await;
+        if m.starts_with(prefix) {
+            return m;
+        }
+    }
+}
+
 async fn ws_exchange(ws: &mut Ws, msg: String) -> String {
     ws_send(ws, msg).await;
     ws_recv(ws).await
@@ -430,7 +440,7 @@ fn header<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
 async fn trunk_calls_a_registered_browser_agent_and_she_hangs_up() {
     let edge = Edge::start().await;
     let mut ws = register_alice(&edge).await;
-    let trunk = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let trunk = UdpSocket::bind((common::TRUNK_IP, 0)).await.unwrap();
     let trunk_addr = trunk.local_addr().unwrap();
     let invite = format!(
         "INVITE sip:alice@127.0.0.1 SIP/2.0\r\n\
@@ -520,7 +530,7 @@ Content-Length: 0\r\n\r\n"
 #[tokio::test]
 async fn unknown_and_unregistered_users_and_cancel() {
     let edge = Edge::start().await;
-    let trunk = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let trunk = UdpSocket::bind((common::TRUNK_IP, 0)).await.unwrap();
     let trunk_addr = trunk.local_addr().unwrap();
     let invite = |user: &str, branch: &str| {
         format!(
@@ -595,5 +605,107 @@ Content-Length: 0\r\n\r\n"
     }
     got.sort();
     assert_eq!(got, ["SIP/2.0 200 OK", "SIP/2.0 487 Request Terminated"]);
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn agent_calls_out_with_proxy_auth_and_fails_over_to_the_second_trunk() {
+    use sip::digest::{Challenge, respond};
+    let edge = Edge::start().await;
+    let mut ws = register_alice(&edge).await;
+    let primary = UdpSocket::bind((common::TRUNK_IP, edge.trunk_ports.0)).await.unwrap();
+    let secondary = UdpSocket::bind((common::TRUNK_IP, edge.trunk_ports.1)).await.unwrap();
+    let invite = |cseq: u32, auth: &str| {
+        format!(
+            "INVITE sip:+12025550199@localhost SIP/2.0\r\n\
+Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bKout{cseq}\r\n\
+Max-Forwards: 70\r\n\
+From: \"Alice\" <sip:alice@localhost>;tag=out1\r\n\
+To: <sip:+12025550199@localhost>\r\n\
+Call-ID: out-call-1\r\n\
+CSeq: {cseq} INVITE\r\n\
+{auth}Contact: <sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws;ob>\r\n\
+Content-Length: 0\r\n\r\n"
+        )
+    };
+    // Unauthenticated: 407 with both challenges.
+    ws_send(&mut ws, invite(1, "")).await;
+    let reply = ws_recv_until(&mut ws, "SIP/2.0 4").await;
+    assert!(reply.starts_with("SIP/2.0 407 Proxy Authentication Required\r\n"), "{reply}");
+    let ch = Challenge::parse(header(&reply, "Proxy-Authenticate")[0]).unwrap();
+    ws_send(&mut ws, format!("ACK sip:+12025550199@localhost SIP/2.0\r\nVia: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bKout1\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:alice@localhost>;tag=out1\r\nTo: <sip:+12025550199@localhost>;tag={}\r\nCall-ID: out-call-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n", "x")).await;
+
+    let auth = respond(&ch, "alice", "secret", "INVITE", "sip:+12025550199@localhost", "cn", 1);
+    ws_send(&mut ws, invite(2, &format!("Proxy-Authorization: {auth}\r\n"))).await;
+    assert!(ws_recv(&mut ws).await.starts_with("SIP/2.0 100 Trying\r\n"));
+
+    // The primary trunk answers 503: the secondary gets the call.
+    let at_primary = udp_recv_until(&primary, "INVITE ").await;
+    let port = edge.trunk_ports.0;
+    assert!(
+        at_primary.starts_with(&format!(
+            "INVITE sip:+12025550199@127.0.0.2:{port};transport=udp SIP/2.0\r\n"
+        )),
+        "{at_primary}"
+    );
+    let inv = parse_request(&at_primary);
+    let busy = uas_response(&inv, 503, "Service Unavailable", "p1", "<sip:p@127.0.0.2>");
+    primary.send_to(busy.as_bytes(), edge.udp).await.unwrap();
+    // The edge ACKs the 503 (hop by hop, RFC 3261 §17.1.1.3).
+    assert!(udp_recv_until(&primary, "ACK ").await.contains("CSeq: 2 ACK\r\n"));
+
+    let at_secondary = udp_recv_until(&secondary, "INVITE ").await;
+    let inv = parse_request(&at_secondary);
+    let ok = uas_response(
+        &inv,
+        200,
+        "OK",
+        "s1",
+        &format!("<sip:+12025550199@127.0.0.2:{}>", edge.trunk_ports.1),
+    );
+    secondary.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    let reply = ws_recv_until(&mut ws, "SIP/2.0 2").await;
+    assert!(reply.starts_with("SIP/2.0 200 OK\r\n"), "{reply}");
+    assert!(reply.contains(";tag=s1"), "{reply}");
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn a_did_rings_its_agent_and_strangers_are_challenged() {
+    let edge = Edge::start().await;
+    let mut ws = register_alice(&edge).await;
+    let trunk = UdpSocket::bind((common::TRUNK_IP, 0)).await.unwrap();
+    let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let invite = |from: SocketAddr, ruri: &str, branch: &str| {
+        format!(
+            "INVITE {ruri} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {from};branch=z9hG4bK{branch}\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:+12025550199@{from}>;tag=t-{branch}\r\n\
+To: <{ruri}>\r\n\
+Call-ID: {branch}@x\r\n\
+CSeq: 1 INVITE\r\n\
+Content-Length: 0\r\n\r\n"
+        )
+    };
+    // The DID +15550100123 belongs to alice (an [[inbound]] rule): it rings her.
+    let from = trunk.local_addr().unwrap();
+    trunk
+        .send_to(invite(from, "sip:+15550100123@127.0.0.1", "did1").as_bytes(), edge.udp)
+        .await
+        .unwrap();
+    let at_agent = ws_recv(&mut ws).await;
+    assert!(
+        at_agent.starts_with("INVITE sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws SIP/2.0\r\n"),
+        "{at_agent}"
+    );
+    // Someone who is neither a trunk nor trusted nor authenticated is challenged, not routed.
+    let from = stranger.local_addr().unwrap();
+    stranger
+        .send_to(invite(from, "sip:+12025550199@127.0.0.1", "s1").as_bytes(), edge.udp)
+        .await
+        .unwrap();
+    let reply = udp_recv_until(&stranger, "SIP/2.0 4").await;
+    assert!(reply.starts_with("SIP/2.0 407 "), "{reply}");
     edge.stop().await;
 }

@@ -144,7 +144,7 @@ async fn sipp_trunk_calls_a_sipp_agent_registered_with_digest() {
             "-s",
             "alice",
             "-i",
-            "127.0.0.1",
+            common::TRUNK_IP,
             "-p",
             &trunk_port,
             "-m",

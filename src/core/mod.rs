@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::admin::metrics::{Dir, Metrics};
 use crate::registrar::{Location, Policy};
+use crate::routing::Dialplans;
 use auth::{Auth, Directory};
 use proxy::ProxyState;
 use sip::proxy::LocalIdentity;
@@ -118,6 +119,8 @@ pub struct CoreConfig {
     pub directory: Directory,
     /// The edge's addresses and domain, as the proxy rules see them.
     pub local: LocalIdentity,
+    /// The dialplan in force (reloaded aside and swapped).
+    pub dialplans: Arc<Dialplans>,
 }
 
 /// The core's state: the transaction layer and the tables of the SIP rules.
@@ -131,6 +134,7 @@ pub struct Core {
     /// Who the edge is (listen addresses, domain), for the proxy rules.
     local: LocalIdentity,
     proxy: ProxyState,
+    dialplans: Arc<Dialplans>,
     /// Server transactions still waiting for the core's final response: shutdown waits for
     /// these (those already answered only absorb retransmissions).
     unanswered: HashSet<ServerKey>,
@@ -140,6 +144,7 @@ impl Core {
     pub fn new(config: CoreConfig, net: Net) -> Core {
         let auth = Auth::new(&config.registrar.domain, config.directory.clone());
         let local = config.local.clone();
+        let dialplans = config.dialplans.clone();
         Core {
             config,
             txn: TxnLayer::new(TxnConfig::default()),
@@ -148,6 +153,7 @@ impl Core {
             net,
             local,
             proxy: ProxyState::default(),
+            dialplans,
             unanswered: HashSet::new(),
         }
     }

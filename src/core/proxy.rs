@@ -31,8 +31,9 @@ use sip::proxy::{
 use sip::transaction::{ClientKey, Peer, ServerKey, Transport};
 use sip::{HeaderName, Method, Request, Response};
 
-use super::{Core, stateless_tag};
+use super::{Core, auth, stateless_tag};
 use crate::admin::metrics::Dir;
+use crate::routing::{Dialplan, InboundTarget, normalise};
 
 /// Timer C: more than three minutes (RFC 3261 §16.6 step 11).
 pub const TIMER_C: Duration = Duration::from_secs(181);
@@ -55,6 +56,8 @@ pub enum Routing {
     Serial(VecDeque<Target>),
     /// Answer locally.
     Answer(u16, &'static str),
+    /// Answer with this response (a challenge).
+    Respond(Box<Response>),
 }
 
 /// A proxied request: its response context and branches.
@@ -152,10 +155,11 @@ impl Core {
             // Loose routing: the route set or the Request-URI decides (§16.4, §16.6 step 7).
             Routing::Serial(VecDeque::from([self.in_dialog_target(now, &req)]))
         } else {
-            self.route(now, &req)
+            self.route_initial(now, &req, &from)
         };
         let (first, remaining) = match routing {
             Routing::Answer(status, reason) => return self.reply(now, key, &req, status, reason),
+            Routing::Respond(response) => return self.respond(now, key, &req, *response),
             Routing::Parallel(t) if t.is_empty() => {
                 return self.reply(now, key, &req, 480, "Temporarily Unavailable");
             }
@@ -466,24 +470,98 @@ impl Core {
         Target { uri: None, peer }
     }
 
-    /// Targets of an initial request (RFC 3261 §16.5): the bindings of an agent of this edge's
-    /// domain, in parallel.
-    fn route(&self, now: Instant, req: &Request) -> Routing {
-        let Ok(sip::Uri::Sip(uri)) = req.uri() else {
+    /// Where an initial request goes (RFC 3261 §16.5), after the caller is known: a request
+    /// from a trunk is inbound (the `[[inbound]]` rules); one from a `[[trusted]]` network or
+    /// an authenticated agent is outbound (an agent of this edge, else the `[[route]]` rules).
+    /// Anyone else is challenged (407).
+    fn route_initial(&mut self, now: Instant, req: &Request, from: &Peer) -> Routing {
+        let plan = self.dialplans.current();
+        let ip = from.addr.ip();
+        if plan.trunk_for_source(ip).is_some() {
+            return self.route_inbound(now, req, &plan);
+        }
+        if !plan.is_trusted(ip) {
+            match self.auth.check(req) {
+                auth::Outcome::Agent(_) => {}
+                auth::Outcome::Challenge(challenges) => {
+                    let mut r = Response::for_request(req, 407, "Proxy Authentication Required");
+                    for c in challenges {
+                        r.headers_mut().push(auth::Auth::challenge_header(req), c);
+                    }
+                    return Routing::Respond(Box::new(r));
+                }
+                auth::Outcome::Bad(reason) => return Routing::Answer(400, reason),
+                auth::Outcome::Forbidden => return Routing::Answer(403, "Forbidden"),
+            }
+        }
+        self.route_outbound(now, req, &plan)
+    }
+
+    /// The user part of the Request-URI (a SIP URI's user, a `tel:` number), decoded.
+    fn dialled(req: &Request) -> Option<String> {
+        match req.uri().ok()? {
+            sip::Uri::Sip(u) => {
+                u.user_decoded().and_then(|d| String::from_utf8(d.into_owned()).ok())
+            }
+            sip::Uri::Tel(t) => Some(t.number.to_owned()),
+            _ => None,
+        }
+    }
+
+    fn addressed_to_us(&self, req: &Request) -> bool {
+        matches!(req.uri(), Ok(sip::Uri::Sip(u)) if self.local.serves(&u) || self.local.is_me(&u))
+    }
+
+    /// A call from a trunk: the DID decides (exact, then patterns); an agent named directly in
+    /// the Request-URI is reached too.
+    fn route_inbound(&self, now: Instant, req: &Request, plan: &Dialplan) -> Routing {
+        let Some(user) = Self::dialled(req) else { return Routing::Answer(404, "Not Found") };
+        let did = normalise(&user, None);
+        match plan.inbound(&did) {
+            Some(InboundTarget::Agent(agent)) => self.route_agent(now, agent),
+            // Groups live in the agents store (not wired yet): nobody can take the call.
+            Some(InboundTarget::Group(_)) => Routing::Answer(480, "Temporarily Unavailable"),
+            Some(InboundTarget::Trunk(name)) => match plan.trunk(name) {
+                Some(t) => Routing::Serial(VecDeque::from([Target {
+                    uri: Some(t.request_uri(&did, req_len(req))),
+                    peer: None,
+                }])),
+                None => Routing::Answer(404, "Not Found"),
+            },
+            Some(InboundTarget::Number(_)) | None if self.addressed_to_us(req) => {
+                self.route_agent(now, &user)
+            }
+            Some(InboundTarget::Number(_)) | None => Routing::Answer(404, "Not Found"),
+        }
+    }
+
+    /// A call from an agent or a trusted network: another agent of this edge, else the first
+    /// matching route's trunks in failover order.
+    fn route_outbound(&self, now: Instant, req: &Request, plan: &Dialplan) -> Routing {
+        let Some(user) = Self::dialled(req) else {
             return Routing::Answer(416, "Unsupported URI Scheme");
         };
-        if !self.local.serves(&uri) && !self.local.is_me(&uri) {
-            // Outbound routing (dialplan, trunks) arrives with the dialplan; the edge is no
-            // open relay meanwhile.
-            return Routing::Answer(403, "Relaying Denied");
+        if self.addressed_to_us(req) && self.auth.directory.contains(&user) {
+            return self.route_agent(now, &user);
         }
-        let Some(user) = uri.user_decoded().and_then(|u| String::from_utf8(u.into_owned()).ok())
-        else {
-            return Routing::Answer(404, "Not Found");
+        let number = normalise(&user, None);
+        let Some((_, trunks)) = plan.outbound(&number) else {
+            return Routing::Answer(404, "No Route");
         };
-        let bindings = self.location.lookup(now, &user);
+        let len = req_len(req);
+        Routing::Serial(
+            trunks
+                .iter()
+                .map(|t| Target { uri: Some(t.request_uri(&number, len)), peer: None })
+                .collect(),
+        )
+    }
+
+    /// Every binding of `agent`, in parallel.
+    fn route_agent(&self, now: Instant, agent: &str) -> Routing {
+        let bindings = self.location.lookup(now, agent);
         if bindings.is_empty() {
-            return if self.auth.directory.contains(&user) {
+            return if self.auth.directory.contains(agent) {
                 Routing::Answer(480, "Temporarily Unavailable")
             } else {
                 Routing::Answer(404, "Not Found")
@@ -499,4 +577,11 @@ impl Core {
                 .collect(),
         )
     }
+}
+
+/// The size of a request on the wire (for the RFC 3261 §18.1.1 UDP size rule).
+fn req_len(req: &Request) -> usize {
+    let mut out = Vec::with_capacity(2048);
+    req.encode(&mut out);
+    out.len()
 }

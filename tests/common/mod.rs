@@ -11,11 +11,41 @@ use lifeline::config::{Config, Listen, ListenTransport};
 use lifeline::core::auth::{Directory, Secret};
 use tokio::sync::oneshot;
 
+/// The dialplan of the black-box tests: two trunks on 127.0.0.2 (ports PRIMARY and
+/// SECONDARY, filled in at start), US numbers routed to the primary with failover to the
+/// secondary, and DID +15550100123 ringing alice.
+pub const TEST_DIALPLAN: &str = r#"
+[[trunk]]
+name = "primary"
+kind = "direct-offer"
+uri = "sip:127.0.0.2:PRIMARY;transport=udp"
+sources = ["127.0.0.2/32"]
+numbers = ["+15550100000-+15550100999"]
+
+[[trunk]]
+name = "secondary"
+kind = "direct-offer"
+uri = "sip:127.0.0.2:SECONDARY;transport=udp"
+
+[[route]]
+pattern = '^\+1[2-9]\d{9}$'
+trunks = ["primary", "secondary"]
+
+[[inbound]]
+did = "+15550100123"
+to = "agent:alice"
+"#;
+
+/// The address test trunks send from.
+pub const TRUNK_IP: &str = "127.0.0.2";
+
 /// A running edge and what a test needs to reach it.
 pub struct Edge {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
     pub web: SocketAddr,
+    /// The UDP ports of the dialplan's primary and secondary trunks on [`TRUNK_IP`].
+    pub trunk_ports: (u16, u16),
     pub admin: SocketAddr,
     /// The generated admin token, and the data directory it lives in.
     pub token: String,
@@ -45,6 +75,18 @@ impl Edge {
         let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let data = std::env::temp_dir().join(format!("lifeline-edge-{}-{run}", std::process::id()));
         config.node.data_dir = data.clone();
+        // Loopback has room for several hosts: the test trunk sends from 127.0.0.2, agents
+        // from 127.0.0.1, so the dialplan can tell them apart by source address.
+        let plans = data.join("dialplans");
+        std::fs::create_dir_all(&plans).unwrap();
+        let free =
+            || std::net::UdpSocket::bind((TRUNK_IP, 0)).unwrap().local_addr().unwrap().port();
+        let trunk_ports = (free(), free());
+        let plan = TEST_DIALPLAN
+            .replace("PRIMARY", &trunk_ports.0.to_string())
+            .replace("SECONDARY", &trunk_ports.1.to_string());
+        std::fs::write(plans.join("test.toml"), plan).unwrap();
+        config.dialplan.dir = plans;
         config.web.allowed_origins = vec!["https://agents.example.com".into()];
         let mut cert_der = None;
         let mut tmp = None;
@@ -79,7 +121,7 @@ impl Edge {
             let _ = stopped.await;
         }));
         let token = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_owned();
-        Edge { udp, tcp, web, admin, token, data, tls, tmp, stop: Some(stop), task }
+        Edge { udp, tcp, web, trunk_ports, admin, token, data, tls, tmp, stop: Some(stop), task }
     }
 
     pub async fn stop(mut self) {
