@@ -14,6 +14,7 @@ use sip::proxy::{ListenAddr, LocalIdentity};
 use sip::transaction::Transport;
 
 use crate::admin::{AdminState, Metrics, token};
+use crate::agents::Roster;
 use crate::config::{Config, ListenTransport};
 use crate::core::auth::Directory;
 use crate::core::{Core, CoreConfig, Net};
@@ -96,6 +97,8 @@ pub enum StartError {
     Token(crate::admin::token::TokenError),
     /// A dialplan file is invalid (each problem with file:line).
     Dialplan(Vec<DialplanError>),
+    /// The agents seed file is invalid (each problem with file:line).
+    Seed(Vec<crate::agents::SeedIssue>),
 }
 
 impl std::fmt::Display for StartError {
@@ -103,6 +106,10 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Tls(e) => write!(f, "tls: {e}"),
             StartError::Token(e) => write!(f, "admin token: {e}"),
+            StartError::Seed(errors) => {
+                let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                f.write_str(&lines.join("\n"))
+            }
             StartError::Dialplan(errors) => {
                 for (i, e) in errors.iter().enumerate() {
                     if i > 0 {
@@ -124,8 +131,8 @@ pub struct App {
     binds: Binds,
     tls: Option<TlsAcceptor>,
     admin: AdminState,
-    /// Who may authenticate (from the agents store).
-    directory: Directory,
+    /// Agents (who may authenticate) and groups.
+    roster: Roster,
     dialplans: Arc<Dialplans>,
 }
 
@@ -177,12 +184,35 @@ impl App {
             routes = plan.routes.len(),
             "dialplan loaded"
         );
-        Ok(App { config, binds, tls, admin, directory: Directory::new(), dialplans })
+        let roster = match &config.agents.seed {
+            None => Roster::default(),
+            Some(path) => {
+                let path = config.resolve(path);
+                let (roster, warnings) =
+                    crate::agents::load(&path, &config.sip.domain).map_err(StartError::Seed)?;
+                for w in warnings {
+                    tracing::warn!(warning = %w, "agents seed");
+                }
+                tracing::info!(
+                    agents = roster.agents.len(),
+                    groups = roster.groups.len(),
+                    "agents loaded"
+                );
+                roster
+            }
+        };
+        Ok(App { config, binds, tls, admin, roster, dialplans })
     }
 
     /// Sets the agents who may authenticate.
     pub fn with_directory(mut self, directory: Directory) -> App {
-        self.directory = directory;
+        self.roster.directory = directory;
+        self
+    }
+
+    /// Sets the agents and groups.
+    pub fn with_roster(mut self, roster: Roster) -> App {
+        self.roster = roster;
         self
     }
 
@@ -194,7 +224,7 @@ impl App {
     /// Runs the edge until `shutdown` resolves; then stops accepting, lets live transactions
     /// finish for up to [`SHUTDOWN_GRACE`], and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let App { config, binds, tls, admin, directory, dialplans } = self;
+        let App { config, binds, tls, admin, roster, dialplans } = self;
         let server: Arc<str> =
             format!("lifeline/{} ({})", env!("CARGO_PKG_VERSION"), config.node.name).into();
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -222,7 +252,7 @@ impl App {
                 ..Policy::new(&config.sip.domain)
             },
             metrics: admin.metrics.clone(),
-            directory,
+            roster,
             dialplans: dialplans.clone(),
             local: local_identity(&config, &listening, web_addr, tls.is_some()),
         };

@@ -141,6 +141,18 @@ fn load(path: Option<PathBuf>) -> Result<Config, String> {
     if let Err(errors) = crate::routing::Dialplan::load(&plans) {
         return Err(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
     }
+    if let Some(seed) = &config.agents.seed {
+        match crate::agents::load(&config.resolve(seed), &config.sip.domain) {
+            Ok((_, warnings)) => {
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
+            Err(errors) => {
+                return Err(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+            }
+        }
+    }
     if let Some(tls) = &config.tls {
         let file = config
             .source

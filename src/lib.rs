@@ -6,6 +6,7 @@
 //! - [`admin`]: the admin listener: JSON API (bearer token), `/live`, `/ready`, `/metrics`.
 //! - [`cli`]: `lifeline run|check|version`, argument parsing and exit codes.
 //! - [`config`]: typed configuration (today: the embedded development defaults).
+//! - [`agents`]: the agents seed file (agents, groups, their HA1s).
 //! - [`app`]: builds the edge from a configuration and sockets bound outside; runs it until
 //!   shutdown.
 //! - [`transport`]: UDP and TCP listeners.
@@ -19,6 +20,7 @@
 //! `../shared/DESIGN.md` has the full architecture.
 
 pub mod admin;
+pub mod agents;
 pub mod app;
 pub mod cli;
 pub mod config;

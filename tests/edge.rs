@@ -699,6 +699,11 @@ Content-Length: 0\r\n\r\n"
         at_agent.starts_with("INVITE sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws SIP/2.0\r\n"),
         "{at_agent}"
     );
+    // A DID matching a pattern rule for the support group rings its members (alice).
+    let grp = invite(from, "sip:+15550100125@127.0.0.1", "grp1");
+    trunk.send_to(grp.as_bytes(), edge.udp).await.unwrap();
+    let at_agent = ws_recv_until(&mut ws, "INVITE ").await;
+    assert!(at_agent.contains("Call-ID: grp1@x\r\n"), "{at_agent}");
     // Someone who is neither a trunk nor trusted nor authenticated is challenged, not routed.
     let from = stranger.local_addr().unwrap();
     stranger

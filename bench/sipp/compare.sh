@@ -35,7 +35,7 @@ OUT="$OUT/kamailio" "$HERE/run-bench.sh" 127.0.0.1:5070 "${tests[@]}"
 
 echo "## lifeline"
 "$HERE/lifeline-ctl.sh" start
-OUT="$OUT/lifeline" PROXY_PIDS="$("$HERE/lifeline-ctl.sh" pids)" "$HERE/run-bench.sh" 127.0.0.1:5080 "${tests[@]}"
+UAC_IP=127.0.0.2 OUT="$OUT/lifeline" PROXY_PIDS="$("$HERE/lifeline-ctl.sh" pids)" "$HERE/run-bench.sh" 127.0.0.1:5080 "${tests[@]}"
 "$HERE/lifeline-ctl.sh" stop
 
 python3 "$HERE/tools/step_summary.py" "$OUT"/*/results.csv | tee "$OUT/summary.md"

@@ -7,8 +7,8 @@
 #   lifeline-ctl.sh pids     # the PID (for CPU accounting)
 #
 # It listens on udp/tcp 127.0.0.1:${LL_PORT:-5080}; the bench dialplan sends every call
-# (sip:service@...) to the SIPp UAS on 127.0.0.1:5090 and trusts 127.0.0.1 (no challenge for
-# calls, like kamailio.cfg). Agents for the REGISTER-with-auth test come from $KB/regauth
+# (sip:service@...) to the SIPp UAS on 127.0.0.1:5090 and trusts 127.0.0.2, where compare.sh
+# runs the SIPp UAC (UAC_IP): no challenge for calls, like kamailio.cfg. Agents for the REGISTER-with-auth test come from $KB/regauth
 # (tools/gen_users.py), with realm 127.0.0.1 as kamailio-auth.cfg uses.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -53,7 +53,7 @@ pattern = '.*'
 trunks = ["sipp-uas"]
 
 [[trusted]]
-cidr = "127.0.0.1/32"
+cidr = "127.0.0.2/32"
 TOML
     # Agents: the subscribers of the REGISTER-with-auth test, when generated.
     python3 - "$KB/regauth/users.csv" "$DIR/agents.toml" <<'PY'

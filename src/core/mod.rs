@@ -33,9 +33,10 @@ use sip::{HeaderName, Message, Method, ParseError, Request, Response};
 use tokio::sync::{mpsc, watch};
 
 use crate::admin::metrics::{Dir, Metrics};
+use crate::agents::Roster;
 use crate::registrar::{Location, Policy};
 use crate::routing::Dialplans;
-use auth::{Auth, Directory};
+use auth::Auth;
 use proxy::ProxyState;
 use sip::proxy::LocalIdentity;
 
@@ -115,8 +116,8 @@ pub struct CoreConfig {
     pub server: String,
     pub registrar: Policy,
     pub metrics: Arc<Metrics>,
-    /// The agents who may authenticate.
-    pub directory: Directory,
+    /// The agents (who may authenticate) and groups.
+    pub roster: Roster,
     /// The edge's addresses and domain, as the proxy rules see them.
     pub local: LocalIdentity,
     /// The dialplan in force (reloaded aside and swapped).
@@ -142,7 +143,7 @@ pub struct Core {
 
 impl Core {
     pub fn new(config: CoreConfig, net: Net) -> Core {
-        let auth = Auth::new(&config.registrar.domain, config.directory.clone());
+        let auth = Auth::new(&config.registrar.domain, config.roster.directory.clone());
         let local = config.local.clone();
         let dialplans = config.dialplans.clone();
         Core {

@@ -519,8 +519,7 @@ impl Core {
         let did = normalise(&user, None);
         match plan.inbound(&did) {
             Some(InboundTarget::Agent(agent)) => self.route_agent(now, agent),
-            // Groups live in the agents store (not wired yet): nobody can take the call.
-            Some(InboundTarget::Group(_)) => Routing::Answer(480, "Temporarily Unavailable"),
+            Some(InboundTarget::Group(group)) => self.route_group(now, group),
             Some(InboundTarget::Trunk(name)) => match plan.trunk(name) {
                 Some(t) => Routing::Serial(VecDeque::from([Target {
                     uri: Some(t.request_uri(&did, req_len(req))),
@@ -555,6 +554,24 @@ impl Core {
                 .map(|t| Target { uri: Some(t.request_uri(&number, len)), peer: None })
                 .collect(),
         )
+    }
+
+    /// Every binding of every member of `group`, in parallel (presence and capacity arrive
+    /// with the agents store); nobody registered: 480.
+    fn route_group(&self, now: Instant, group: &str) -> Routing {
+        let targets: Vec<Target> = self
+            .config
+            .roster
+            .members(group)
+            .iter()
+            .flat_map(|m| self.location.lookup(now, m))
+            .map(|b| Target { uri: Some(b.contact.clone()), peer: b.via_flow.then_some(b.source) })
+            .collect();
+        if targets.is_empty() {
+            Routing::Answer(480, "Temporarily Unavailable")
+        } else {
+            Routing::Parallel(targets)
+        }
     }
 
     /// Every binding of `agent`, in parallel.

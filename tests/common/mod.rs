@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use lifeline::app::{App, Binds};
 use lifeline::config::{Config, Listen, ListenTransport};
-use lifeline::core::auth::{Directory, Secret};
 use tokio::sync::oneshot;
 
 /// The dialplan of the black-box tests: two trunks on 127.0.0.2 (ports PRIMARY and
@@ -34,6 +33,10 @@ trunks = ["primary", "secondary"]
 [[inbound]]
 did = "+15550100123"
 to = "agent:alice"
+
+[[inbound]]
+pattern = '^\+1555010012[4-9]$'
+to = "group:support"
 "#;
 
 /// The address test trunks send from.
@@ -114,9 +117,11 @@ impl Edge {
         let web = binds.web_addr().unwrap();
         let admin = binds.admin_addr().unwrap();
         let (stop, stopped) = oneshot::channel();
-        let mut directory = Directory::new();
-        directory.insert("alice", Secret::from_password("alice", "localhost", "secret"));
-        let app = App::build(config, binds).unwrap().with_directory(directory);
+        let seed = "[[agent]]\nid = \"alice\"\npassword = \"secret\"\n\n[[group]]\nid = \"support\"\nmembers = [\"alice\"]\n";
+        let (roster, _) =
+            lifeline::agents::parse(std::path::Path::new("agents.toml"), seed, "localhost")
+                .unwrap();
+        let app = App::build(config, binds).unwrap().with_roster(roster);
         let task = tokio::spawn(app.run(async {
             let _ = stopped.await;
         }));
