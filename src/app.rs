@@ -24,6 +24,7 @@ use crate::transport;
 use crate::transport::conn::ConnCtx;
 use crate::transport::connect::Connector;
 use crate::transport::flows::Flows;
+use crate::transport::limit::Limiter;
 use crate::web::{self, WebState};
 
 /// Sockets bound for the configured listeners.
@@ -237,6 +238,7 @@ impl App {
             server: server.clone(),
             shutdown: stop_rx.clone(),
             metrics: admin.metrics.clone(),
+            limiter: Arc::new(Limiter::new(config.limits.per_source_rps, Some(dialplans.clone()))),
         };
         let web_addr = binds.web_addr();
         let listening = binds.local_addrs();

@@ -714,3 +714,35 @@ Content-Length: 0\r\n\r\n"
     assert!(reply.starts_with("SIP/2.0 407 "), "{reply}");
     edge.stop().await;
 }
+
+#[tokio::test]
+async fn per_source_rate_limit_spares_emergency_calls() {
+    let edge = Edge::start_tuned(false, |c| c.limits.per_source_rps = 5).await;
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for i in 0..8 {
+        sock.send_to(options(&format!("rl{i}"), &format!("rl{i}"), "UDP").as_bytes(), edge.udp)
+            .await
+            .unwrap();
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(status_line(udp_recv(&sock).await.as_bytes()));
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| s.as_str() == "SIP/2.0 200 OK").count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| s.starts_with("SIP/2.0 503")).count(), 3, "{statuses:?}");
+    // Over the limit, an emergency call still goes through to the core.
+    let from = sock.local_addr().unwrap();
+    let sos = format!(
+        "INVITE sip:911@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKsos1\r\nMax-Forwards: 70\r\n\
+From: <sip:alice@localhost>;tag=s1\r\nTo: <sip:911@127.0.0.1>\r\nCall-ID: sos1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(sos.as_bytes(), edge.udp).await.unwrap();
+    let reply = udp_recv(&sock).await;
+    assert!(!reply.starts_with("SIP/2.0 503"), "{reply}");
+    assert!(reply.contains("Call-ID: sos1\r\n"), "{reply}");
+    edge.stop().await;
+}

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::flows::Flows;
+use super::limit::{Limiter, Verdict};
 use crate::admin::Metrics;
 use crate::core::{CoreHandle, reject_malformed};
 
@@ -31,6 +32,59 @@ pub struct ConnCtx {
     pub server: Arc<str>,
     pub shutdown: watch::Receiver<bool>,
     pub metrics: Arc<Metrics>,
+    pub limiter: Arc<Limiter>,
+}
+
+impl ConnCtx {
+    /// Takes one whole message received from `from`: parses it, answers what cannot go on
+    /// (a malformed request, a source over its rate), and hands the rest to the core. Returns
+    /// the bytes to send back on the same flow, if any.
+    pub fn receive(&self, from: Peer, bytes: Bytes, framing: Framing) -> Option<Bytes> {
+        match Message::parse(bytes, framing) {
+            Ok(Message::Request(req)) => {
+                if !self.limiter.is_exempt(&req) {
+                    match self.limiter.check(from.addr.ip(), std::time::Instant::now()) {
+                        Verdict::Pass => {}
+                        Verdict::Drop => {
+                            self.metrics.shed();
+                            return None;
+                        }
+                        Verdict::Refuse => {
+                            self.metrics.shed();
+                            return over_limit(&req, &self.server);
+                        }
+                    }
+                }
+                self.deliver(from, Message::Request(req))
+            }
+            Ok(message) => self.deliver(from, message),
+            Err(e) => {
+                self.metrics.malformed();
+                tracing::debug!(peer = %from, error = %e, "malformed message");
+                reject_malformed(&e, &self.server)
+            }
+        }
+    }
+
+    fn deliver(&self, from: Peer, message: Message) -> Option<Bytes> {
+        if !self.core.deliver(from, message) {
+            self.metrics.shed();
+            tracing::warn!(peer = %from, "core saturated: message shed");
+        }
+        None
+    }
+}
+
+/// `503 Service Unavailable` with `Retry-After: 1` for a source over its rate (none for ACK).
+fn over_limit(req: &sip::Request, server: &str) -> Option<Bytes> {
+    if *req.method() == sip::Method::Ack {
+        return None;
+    }
+    let mut r = sip::Response::for_request(req, 503, "Service Unavailable");
+    r.set_to_tag(&crate::core::stateless_tag(req));
+    r.headers_mut().push(sip::HeaderName::RetryAfter, "1");
+    r.headers_mut().push(sip::HeaderName::Server, server.to_owned());
+    Some(r.to_bytes())
 }
 
 /// Serves one connection until it closes, errs, idles out or the edge shuts down. `first` is
@@ -90,20 +144,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
                 Ok(Frame::Message { len }) => {
                     let bytes = buf.split_to(len).freeze();
-                    match Message::parse(bytes, Framing::Stream) {
-                        Ok(message) => {
-                            if !ctx.core.deliver(from, message) {
-                                ctx.metrics.shed();
-                                tracing::warn!(peer = %from, "core saturated: message shed");
-                            }
-                        }
-                        Err(e) => {
-                            ctx.metrics.malformed();
-                            tracing::debug!(peer = %from, error = %e, "malformed message");
-                            if let Some(answer) = reject_malformed(&e, &ctx.server) {
-                                let _ = ctx.flows.send(id, answer);
-                            }
-                        }
+                    if let Some(answer) = ctx.receive(from, bytes, Framing::Stream) {
+                        let _ = ctx.flows.send(id, answer);
                     }
                 }
                 // The stream cannot be resynchronised after a framing error.

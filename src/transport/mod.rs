@@ -9,6 +9,7 @@
 pub mod conn;
 pub mod connect;
 pub mod flows;
+pub mod limit;
 pub mod tcp;
 pub mod tls;
 pub mod udp;

@@ -4,12 +4,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use sip::Framing;
 use sip::transaction::Peer;
-use sip::{Framing, Message};
 use tokio::net::UdpSocket;
 
 use super::conn::ConnCtx;
-use crate::core::reject_malformed;
 
 /// Receives datagrams until the shutdown signal in `ctx` turns `true`.
 pub async fn serve(socket: Arc<UdpSocket>, ctx: ConnCtx) {
@@ -37,20 +36,10 @@ pub async fn serve(socket: Arc<UdpSocket>, ctx: ConnCtx) {
             // A keep-alive (CRLF, RFC 5626 §3.5.1 over UDP uses STUN; some clients send CRLF).
             continue;
         }
-        match Message::parse(Bytes::copy_from_slice(&buf[..n]), Framing::Datagram) {
-            Ok(message) => {
-                if !ctx.core.deliver(Peer::udp(from), message) {
-                    ctx.metrics.shed();
-                    tracing::warn!(%from, "core saturated: datagram shed");
-                }
-            }
-            Err(e) => {
-                ctx.metrics.malformed();
-                tracing::debug!(%from, error = %e, "malformed datagram");
-                if let Some(answer) = reject_malformed(&e, &ctx.server) {
-                    let _ = socket.try_send_to(&answer, from);
-                }
-            }
+        if let Some(answer) =
+            ctx.receive(Peer::udp(from), Bytes::copy_from_slice(&buf[..n]), Framing::Datagram)
+        {
+            let _ = socket.try_send_to(&answer, from);
         }
     }
 }

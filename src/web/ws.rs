@@ -6,11 +6,10 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use sip::Framing;
 use sip::transaction::{Peer, Transport};
-use sip::{Framing, Message};
 
 use super::{ClientAddr, WebState};
-use crate::core::reject_malformed;
 use crate::transport::conn::IDLE_TIMEOUT;
 
 /// The WebSocket subprotocol of RFC 7118 §4.
@@ -108,20 +107,8 @@ async fn connection(socket: WebSocket, state: WebState, peer: std::net::SocketAd
             continue;
         }
         // RFC 7118 §5: one SIP message per WebSocket message, framed like a datagram.
-        match Message::parse(data, Framing::Datagram) {
-            Ok(message) => {
-                if !ctx.core.deliver(from, message) {
-                    ctx.metrics.shed();
-                    tracing::warn!(%peer, "core saturated: message shed");
-                }
-            }
-            Err(e) => {
-                ctx.metrics.malformed();
-                tracing::debug!(%peer, error = %e, "malformed message");
-                if let Some(answer) = reject_malformed(&e, &ctx.server) {
-                    let _ = ctx.flows.send(id, answer);
-                }
-            }
+        if let Some(answer) = ctx.receive(from, data, Framing::Datagram) {
+            let _ = ctx.flows.send(id, answer);
         }
     }
     ctx.flows.close(id);

@@ -68,6 +68,11 @@ impl Edge {
     /// Starts the edge on port 0; with `with_tls`, also a TLS listener with a fresh
     /// self-signed certificate (returned for the client to trust).
     pub async fn start_with(with_tls: bool) -> Edge {
+        Edge::start_tuned(with_tls, |_| {}).await
+    }
+
+    /// [`Edge::start_with`], with a last word on the configuration.
+    pub async fn start_tuned(with_tls: bool, tune: impl FnOnce(&mut Config)) -> Edge {
         let any = |transport| Listen { transport, addr: "127.0.0.1:0".parse().unwrap() };
         let mut config = Config::embedded();
         config.limits.max_message_bytes = 4096;
@@ -109,6 +114,7 @@ impl Edge {
             cert_der = Some(cert.cert.der().clone());
             tmp = Some(dir);
         }
+        tune(&mut config);
         let binds = Binds::bind(&config).await.unwrap();
         let addrs = binds.local_addrs();
         let find = |t| addrs.iter().find(|(tt, _)| *tt == t).unwrap().1;

@@ -1,0 +1,168 @@
+//! Per-source request rate limiting (`[limits] per_source_rps`), applied where messages enter,
+//! before they reach the core's queue.
+//!
+//! Each source IP has a token bucket refilled at `rps` tokens per second, holding at most
+//! `rps` (one second of burst). A request without a token gets `503 Service Unavailable` with
+//! `Retry-After` (RFC 3261 §21.5.4); past twice the rate it is dropped silently, so a flood
+//! does not cost a response each. Responses are never limited (they answer the edge's own
+//! requests), and neither are emergency requests ([`Limiter::is_exempt`], DESIGN.md: emergency
+//! calls bypass every limit).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use sip::{Request, Uri};
+
+use crate::routing::{Dialplan, Dialplans};
+
+/// What to do with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// Answer 503 with Retry-After.
+    Refuse,
+    /// Drop without an answer.
+    Drop,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    /// Requests over the limit in the current second, for the refuse/drop split.
+    over: u32,
+}
+
+/// Buckets kept before idle ones are swept.
+const SWEEP_AT: usize = 100_000;
+
+/// The per-source limiter shared by every transport task.
+#[derive(Debug)]
+pub struct Limiter {
+    rps: f64,
+    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    /// Where the emergency dialstrings come from (the dialplan in force).
+    dialplans: Option<Arc<Dialplans>>,
+}
+
+impl Limiter {
+    pub fn new(rps: u32, dialplans: Option<Arc<Dialplans>>) -> Limiter {
+        Limiter { rps: f64::from(rps.max(1)), buckets: Mutex::new(HashMap::new()), dialplans }
+    }
+
+    /// Whether a request bypasses limits: an emergency call (`urn:service:sos`, RFC 5031, or a
+    /// configured emergency dialstring, also after an outside-line digit).
+    pub fn is_exempt(&self, req: &Request) -> bool {
+        match req.uri() {
+            Ok(Uri::Urn(u)) => u.service().is_some_and(|s| {
+                s.eq_ignore_ascii_case("sos") || s.to_ascii_lowercase().starts_with("sos.")
+            }),
+            Ok(uri) => uri.user().is_some_and(|user| {
+                let digits: String = user.chars().filter(char::is_ascii_digit).collect();
+                // Emergency dialstrings are short: skip the dialplan for anything longer.
+                if digits.len() > 6 {
+                    return false;
+                }
+                let plan = match &self.dialplans {
+                    Some(d) => d.current(),
+                    None => Arc::new(Dialplan::empty()),
+                };
+                let em = &plan.emergency;
+                em.countries.values().flatten().chain(&em.test).any(|d| {
+                    digits == *d
+                        || em
+                            .outside_line
+                            .iter()
+                            .any(|p| digits.strip_prefix(p.as_str()) == Some(d.as_str()))
+                })
+            }),
+            Err(_) => false,
+        }
+    }
+
+    /// Takes a token for a request from `ip` at `now`.
+    pub fn check(&self, ip: IpAddr, now: Instant) -> Verdict {
+        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.len() >= SWEEP_AT {
+            // Full buckets carry no state worth keeping.
+            let rps = self.rps;
+            buckets.retain(|_, b| {
+                b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * rps < rps
+            });
+        }
+        let b = buckets.entry(ip).or_insert(Bucket { tokens: self.rps, last: now, over: 0 });
+        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+        if elapsed > 0.0 {
+            b.tokens = (b.tokens + elapsed * self.rps).min(self.rps);
+            if elapsed >= 1.0 {
+                b.over = 0;
+            }
+            b.last = now;
+        }
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            return Verdict::Pass;
+        }
+        b.over = b.over.saturating_add(1);
+        if f64::from(b.over) <= self.rps { Verdict::Refuse } else { Verdict::Drop }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use sip::{Framing, Message};
+
+    use super::*;
+
+    fn req(uri: &str) -> Request {
+        let text = format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:b@c>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        match Message::parse(Bytes::from(text), Framing::Datagram) {
+            Ok(Message::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bucket_refuses_then_drops_then_refills() {
+        let l = Limiter::new(10, None);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(l.check(ip, t0), Verdict::Pass);
+        }
+        for _ in 0..10 {
+            assert_eq!(l.check(ip, t0), Verdict::Refuse);
+        }
+        assert_eq!(l.check(ip, t0), Verdict::Drop);
+        // Another source is not affected.
+        assert_eq!(l.check("192.0.2.2".parse().unwrap(), t0), Verdict::Pass);
+        // 100 ms later one token is back; a second later the bucket is full.
+        assert_eq!(l.check(ip, t0 + Duration::from_millis(100)), Verdict::Pass);
+        let t1 = t0 + Duration::from_secs(2);
+        for _ in 0..10 {
+            assert_eq!(l.check(ip, t1), Verdict::Pass);
+        }
+    }
+
+    #[test]
+    fn emergency_requests_are_exempt() {
+        // The default emergency section: US and PR 911 and 933, outside line 9.
+        let l = Limiter::new(1, None);
+        assert!(l.is_exempt(&req("sip:911@edge")));
+        assert!(l.is_exempt(&req("sip:9911@edge")), "outside-line prefix");
+        assert!(!l.is_exempt(&req("sip:8911@edge")), "not an outside-line prefix");
+        assert!(l.is_exempt(&req("tel:933")));
+        assert!(l.is_exempt(&req("urn:service:sos")));
+        assert!(l.is_exempt(&req("urn:service:sos.fire")));
+        assert!(!l.is_exempt(&req("urn:service:counseling")));
+        assert!(!l.is_exempt(&req("sip:+12025550911@edge")));
+        assert!(!l.is_exempt(&req("sip:alice@edge")));
+    }
+}
