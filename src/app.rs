@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use sip::proxy::{ListenAddr, LocalIdentity};
 use sip::transaction::Transport;
 
-use crate::admin::{AdminState, Metrics, token};
+use crate::admin::{AdminState, EdgeView, Metrics, token};
 use crate::agents::Roster;
 use crate::config::{Config, ListenTransport};
 use crate::core::auth::Directory;
@@ -174,6 +174,7 @@ impl App {
             token: token.into(),
             ready: Arc::new(AtomicBool::new(false)),
             metrics: Arc::new(Metrics::new()),
+            edge: None,
         };
         let dir = config.resolve(&config.dialplan.dir);
         let dialplans = Arc::new(Dialplans::load(&dir).map_err(StartError::Dialplan)?);
@@ -225,7 +226,8 @@ impl App {
     /// Runs the edge until `shutdown` resolves; then stops accepting, lets live transactions
     /// finish for up to [`SHUTDOWN_GRACE`], and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let App { config, binds, tls, admin, roster, dialplans } = self;
+        let App { config, binds, tls, mut admin, roster, dialplans } = self;
+        let roster = Arc::new(roster);
         let server: Arc<str> =
             format!("lifeline/{} ({})", env!("CARGO_PKG_VERSION"), config.node.name).into();
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -254,7 +256,7 @@ impl App {
                 ..Policy::new(&config.sip.domain)
             },
             metrics: admin.metrics.clone(),
-            roster,
+            roster: roster.clone(),
             dialplans: dialplans.clone(),
             local: local_identity(&config, &listening, web_addr, tls.is_some()),
         };
@@ -295,6 +297,8 @@ impl App {
         let admin_stopped = async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        admin.edge =
+            Some(EdgeView { core: ctx.core.clone(), dialplans: dialplans.clone(), roster });
         let ready = admin.ready.clone();
         let admin_metrics = admin.metrics.clone();
         tasks.spawn(crate::admin::serve(binds.admin, admin, admin_stopped));

@@ -292,7 +292,9 @@ Content-Length: 0\r\n\r\n"
 async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf)).await.unwrap().unwrap();
@@ -744,5 +746,48 @@ From: <sip:alice@localhost>;tag=s1\r\nTo: <sip:911@127.0.0.1>\r\nCall-ID: sos1\r
     let reply = udp_recv(&sock).await;
     assert!(!reply.starts_with("SIP/2.0 503"), "{reply}");
     assert!(reply.contains("Call-ID: sos1\r\n"), "{reply}");
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn admin_api_registrations_dialplan_and_agents() {
+    let edge = Edge::start().await;
+    let _ws = register_alice(&edge).await;
+    let token = Some(edge.token.as_str());
+    let (status, body) = http(edge.admin, "GET", "/api/registrations", token).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""aor":"alice""#), "{body}");
+    assert!(body.contains(r#""transport":"WS""#), "{body}");
+    assert!(body.contains(r#""via_flow":true"#), "{body}");
+
+    let (status, body) = http(edge.admin, "GET", "/api/dialplan", token).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#""name":"primary""#)
+            && body.contains(r#""trunks":["primary","secondary"]"#),
+        "{body}"
+    );
+
+    let (status, body) = http(edge.admin, "GET", "/api/agents", token).await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with('[') && body.contains(r#""id":"alice""#), "{body}");
+    assert!(!body.contains("secret"), "no credentials in the API: {body}");
+    assert_eq!(http(edge.admin, "GET", "/api/agents/nobody", token).await.0, 404);
+
+    // A bad dialplan file: the reload is refused with file:line, the old table stays.
+    let plans = edge.data.join("dialplans");
+    std::fs::write(plans.join("zz-bad.toml"), "[[route]]\npattern = '('\ntrunks = ['primary']\n")
+        .unwrap();
+    let (status, body) = http(edge.admin, "POST", "/api/dialplan/reload", token).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains(r#""field":"dialplan""#) && body.contains("zz-bad.toml:1:"), "{body}");
+    let (_, body) = http(edge.admin, "GET", "/api/dialplan", token).await;
+    assert!(body.contains(r#""name":"primary""#), "{body}");
+    std::fs::remove_file(plans.join("zz-bad.toml")).unwrap();
+    let (status, body) = http(edge.admin, "POST", "/api/dialplan/reload", token).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, metrics) = http(edge.admin, "GET", "/metrics", None).await;
+    assert!(metrics.contains("lifeline_dialplan_reload_failures_total 1"), "{metrics}");
+    assert!(metrics.contains("lifeline_dialplan_reloads_total 1"), "{metrics}");
     edge.stop().await;
 }

@@ -4,6 +4,7 @@
 //! Errors are JSON `{ "error": { "code", "message", "field" } }` with a 4xx status, and an
 //! invalid request writes nothing (DESIGN.md, "Admin API").
 
+mod api;
 pub mod error;
 pub mod metrics;
 pub mod token;
@@ -20,6 +21,10 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
+
+use crate::agents::Roster;
+use crate::core::CoreHandle;
+use crate::routing::Dialplans;
 pub use metrics::Metrics;
 
 /// What the admin handlers share.
@@ -30,12 +35,27 @@ pub struct AdminState {
     /// Set once every listener is bound and the store is open.
     pub ready: Arc<AtomicBool>,
     pub metrics: Arc<Metrics>,
+    /// The running edge's parts the API reads; `None` until the edge runs.
+    pub edge: Option<EdgeView>,
+}
+
+/// What of the running edge the API reaches.
+#[derive(Debug, Clone)]
+pub struct EdgeView {
+    pub core: CoreHandle,
+    pub dialplans: Arc<Dialplans>,
+    pub roster: Arc<Roster>,
 }
 
 /// The routes of the admin listener.
 pub fn router(state: AdminState) -> Router {
     let api = Router::new()
         .route("/api", get(api_index))
+        .route("/api/registrations", get(api::registrations))
+        .route("/api/dialplan", get(api::dialplan))
+        .route("/api/dialplan/reload", axum::routing::post(api::dialplan_reload))
+        .route("/api/agents", get(api::agents))
+        .route("/api/agents/{id}", get(api::agent))
         .fallback(api_not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

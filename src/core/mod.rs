@@ -57,6 +57,20 @@ pub enum Input {
     FlowClosed(FlowId),
     /// A message for this transaction could not be sent (connect failed, queue full).
     SendFailed(TxnKey),
+    /// The admin API asks for the live registrations.
+    Registrations(tokio::sync::oneshot::Sender<Vec<RegistrationView>>),
+}
+
+/// A registration binding as the admin API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RegistrationView {
+    pub aor: String,
+    pub contact: String,
+    pub expires_in: u64,
+    pub transport: String,
+    pub source: String,
+    pub instance: Option<String>,
+    pub via_flow: bool,
 }
 
 /// The transports' way into the core. Cheap to clone.
@@ -75,6 +89,13 @@ impl CoreHandle {
     /// Tells the core that a connection closed. Waits for room: this must not be lost.
     pub async fn flow_closed(&self, flow: FlowId) {
         let _ = self.tx.send(Input::FlowClosed(flow)).await;
+    }
+
+    /// The live registrations (for the admin API); `None` when the core is gone.
+    pub async fn registrations(&self) -> Option<Vec<RegistrationView>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx.send(Input::Registrations(tx)).await.ok()?;
+        rx.await.ok()
     }
 
     /// Tells the core that a send for `key` failed.
@@ -117,7 +138,7 @@ pub struct CoreConfig {
     pub registrar: Policy,
     pub metrics: Arc<Metrics>,
     /// The agents (who may authenticate) and groups.
-    pub roster: Roster,
+    pub roster: Arc<Roster>,
     /// The edge's addresses and domain, as the proxy rules see them.
     pub local: LocalIdentity,
     /// The dialplan in force (reloaded aside and swapped).
@@ -230,6 +251,22 @@ impl Core {
                 self.txn.handle_flow_error(now, flow);
             }
             Input::SendFailed(key) => self.txn.handle_transport_error(now, key),
+            Input::Registrations(reply) => {
+                let list = self
+                    .location
+                    .all(now)
+                    .map(|b| RegistrationView {
+                        aor: b.aor.clone(),
+                        contact: b.contact.clone(),
+                        expires_in: b.remaining(now),
+                        transport: b.source.transport.as_str().to_owned(),
+                        source: b.source.addr.to_string(),
+                        instance: b.instance.clone(),
+                        via_flow: b.via_flow,
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
         }
     }
 

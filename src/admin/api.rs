@@ -1,0 +1,131 @@
+//! The JSON endpoints of the admin API that read (and reload) the running edge. Lists are bare
+//! JSON arrays (DESIGN.md, "Decisions").
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{AdminState, ApiError, EdgeView};
+
+fn edge(state: &AdminState) -> Result<&EdgeView, ApiError> {
+    state.edge.as_ref().ok_or_else(|| ApiError::internal("the edge is not running"))
+}
+
+/// `GET /api/registrations`: every live binding.
+pub(super) async fn registrations(
+    State(state): State<AdminState>,
+) -> Result<Json<Value>, ApiError> {
+    let list = edge(&state)?
+        .core
+        .registrations()
+        .await
+        .ok_or_else(|| ApiError::internal("the core stopped"))?;
+    Ok(Json(json!(list)))
+}
+
+#[derive(Serialize)]
+struct TrunkView<'a> {
+    name: &'a str,
+    kind: &'static str,
+    uri: &'a str,
+    numbers: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct RouteView<'a> {
+    pattern: &'a str,
+    trunks: Vec<&'a str>,
+    file: String,
+    line: usize,
+}
+
+/// `GET /api/dialplan`: the table in force.
+pub(super) async fn dialplan(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
+    let plan = edge(&state)?.dialplans.current();
+    let trunks: Vec<TrunkView<'_>> = plan
+        .trunks
+        .iter()
+        .map(|t| TrunkView {
+            name: &t.name,
+            kind: match t.kind {
+                crate::routing::TrunkKind::DirectOffer => "direct-offer",
+                crate::routing::TrunkKind::DirectRouting => "direct-routing",
+            },
+            uri: &t.uri,
+            numbers: t.numbers.iter().map(|r| format!("{}-{}", r.first, r.last)).collect(),
+        })
+        .collect();
+    let routes: Vec<RouteView<'_>> = plan
+        .routes
+        .iter()
+        .map(|r| RouteView {
+            pattern: r.pattern.as_str(),
+            trunks: r
+                .trunks
+                .iter()
+                .filter_map(|&i| plan.trunks.get(i))
+                .map(|t| t.name.as_str())
+                .collect(),
+            file: r.file.display().to_string(),
+            line: r.line,
+        })
+        .collect();
+    let files: Vec<String> = plan.files.iter().map(|f| f.display().to_string()).collect();
+    Ok(Json(json!({ "files": files, "trunks": trunks, "routes": routes })))
+}
+
+/// `POST /api/dialplan/reload`: rebuild aside; swap only when every file is valid.
+pub(super) async fn dialplan_reload(
+    State(state): State<AdminState>,
+) -> Result<Json<Value>, ApiError> {
+    let view = edge(&state)?;
+    match crate::app::reload(&view.dialplans, &state.metrics) {
+        Ok(()) => {
+            let plan = view.dialplans.current();
+            Ok(Json(
+                json!({ "reloaded": true, "trunks": plan.trunks.len(), "routes": plan.routes.len() }),
+            ))
+        }
+        Err(errors) => {
+            let message = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+            Err(ApiError::invalid("dialplan", message))
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AgentView<'a> {
+    id: &'a str,
+    name: Option<&'a str>,
+    caller_id: &'a [String],
+    capacity: u32,
+    country: Option<&'a str>,
+}
+
+fn agent_view(a: &crate::agents::Agent) -> AgentView<'_> {
+    AgentView {
+        id: &a.id,
+        name: a.name.as_deref(),
+        caller_id: &a.caller_id,
+        capacity: a.capacity,
+        country: a.country.as_deref(),
+    }
+}
+
+/// `GET /api/agents`: the agents (never their credentials).
+pub(super) async fn agents(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
+    let roster = &edge(&state)?.roster;
+    Ok(Json(json!(roster.agents.values().map(agent_view).collect::<Vec<_>>())))
+}
+
+/// `GET /api/agents/{id}`.
+pub(super) async fn agent(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let roster = &edge(&state)?.roster;
+    let a =
+        roster.agents.get(&id).ok_or_else(|| ApiError::not_found(format!("no agent '{id}'")))?;
+    Ok(Json(json!(agent_view(a))))
+}
