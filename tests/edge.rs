@@ -791,3 +791,46 @@ async fn admin_api_registrations_dialplan_and_agents() {
     assert!(metrics.contains("lifeline_dialplan_reloads_total 1"), "{metrics}");
     edge.stop().await;
 }
+
+#[tokio::test]
+async fn a_trunk_failing_its_probe_is_skipped() {
+    use sip::digest::{Challenge, respond};
+    let edge = Edge::start().await;
+    let primary = UdpSocket::bind((common::TRUNK_IP, edge.trunk_ports.0)).await.unwrap();
+    // The "dead" trunk refuses TCP connections: its first probe fails at once.
+    let mut down = false;
+    for _ in 0..100 {
+        let (_, metrics) = http(edge.admin, "GET", "/metrics", None).await;
+        if metrics.contains("lifeline_trunk_up{trunk=\"dead\"} 0") {
+            down = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(down, "the dead trunk was never marked down");
+    // A call routed to [dead, primary] goes straight to the primary.
+    let mut ws = register_alice(&edge).await;
+    let invite = |cseq: u32, auth: &str| {
+        format!(
+            "INVITE sip:+442071234567@localhost SIP/2.0\r\n\
+Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bKuk{cseq}\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:alice@localhost>;tag=uk1\r\n\
+To: <sip:+442071234567@localhost>\r\n\
+Call-ID: uk-call\r\n\
+CSeq: {cseq} INVITE\r\n\
+{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    ws_send(&mut ws, invite(1, "")).await;
+    let reply = ws_recv_until(&mut ws, "SIP/2.0 407").await;
+    let ch = Challenge::parse(header(&reply, "Proxy-Authenticate")[0]).unwrap();
+    let auth = respond(&ch, "alice", "secret", "INVITE", "sip:+442071234567@localhost", "c", 1);
+    ws_send(&mut ws, invite(2, &format!("Proxy-Authorization: {auth}\r\n"))).await;
+    let at_primary = udp_recv_until(&primary, "INVITE ").await;
+    assert!(at_primary.contains("Call-ID: uk-call\r\n"), "{at_primary}");
+    let busy = uas_response(&parse_request(&at_primary), 486, "Busy Here", "b", "<sip:b@127.0.0.2>");
+    primary.send_to(busy.as_bytes(), edge.udp).await.unwrap();
+    assert!(ws_recv_until(&mut ws, "SIP/2.0 486").await.contains("Call-ID: uk-call\r\n"));
+    edge.stop().await;
+}

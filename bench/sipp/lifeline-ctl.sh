@@ -47,6 +47,7 @@ TOML
 name = "sipp-uas"
 kind = "direct-offer"
 uri = "sip:127.0.0.1:5090;transport=udp"
+probe = false          # SIPp's UAS scenario would count an OPTIONS as a failed call
 
 [[route]]
 pattern = '.*'

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub connections: AtomicI64,
     pub dialplan_reloads_ok: AtomicU64,
     pub dialplan_reloads_failed: AtomicU64,
+    /// Trunk health from the OPTIONS probes, by trunk name (names, never numbers).
+    trunks: std::sync::Mutex<std::collections::BTreeMap<String, bool>>,
 }
 
 impl Metrics {
@@ -76,6 +78,12 @@ impl Metrics {
     /// A message dropped because the core was saturated.
     pub fn shed(&self) {
         self.shed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records whether a trunk answers its probes.
+    pub fn set_trunk(&self, name: &str, up: bool) {
+        let mut t = self.trunks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        t.insert(name.to_owned(), up);
     }
 
     /// The Prometheus text exposition.
@@ -152,6 +160,16 @@ impl Metrics {
         ];
         for (name, kind, help, value) in simple {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
+        let trunks = self.trunks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !trunks.is_empty() {
+            out.push_str(
+                "# HELP lifeline_trunk_up 1 while the trunk answers its OPTIONS probes.\n",
+            );
+            out.push_str("# TYPE lifeline_trunk_up gauge\n");
+            for (name, up) in trunks.iter() {
+                let _ = writeln!(out, "lifeline_trunk_up{{trunk=\"{name}\"}} {}", u8::from(*up));
+            }
         }
         out
     }

@@ -20,6 +20,7 @@
 
 pub mod auth;
 mod net;
+mod probe;
 pub mod proxy;
 
 use std::collections::HashSet;
@@ -157,6 +158,7 @@ pub struct Core {
     local: LocalIdentity,
     proxy: ProxyState,
     dialplans: Arc<Dialplans>,
+    probes: probe::Probes,
     /// Server transactions still waiting for the core's final response: shutdown waits for
     /// these (those already answered only absorb retransmissions).
     unanswered: HashSet<ServerKey>,
@@ -176,6 +178,7 @@ impl Core {
             local,
             proxy: ProxyState::default(),
             dialplans,
+            probes: probe::Probes::default(),
             unanswered: HashSet::new(),
         }
     }
@@ -194,6 +197,8 @@ impl Core {
         mut stop: watch::Receiver<bool>,
         grace: Duration,
     ) {
+        self.probe_trunks(Instant::now());
+        self.drain(Instant::now());
         let mut give_up: Option<Instant> = None;
         loop {
             if let Some(limit) = give_up
@@ -203,10 +208,15 @@ impl Core {
                 tracing::info!(unanswered = self.unanswered.len(), "core stopped");
                 return;
             }
-            let deadline = [self.txn.poll_timeout(), self.proxy.next_deadline(), give_up]
-                .into_iter()
-                .flatten()
-                .min();
+            let deadline = [
+                self.txn.poll_timeout(),
+                self.proxy.next_deadline(),
+                self.probes.next_deadline(),
+                give_up,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -222,6 +232,7 @@ impl Core {
                     let now = Instant::now();
                     self.txn.handle_timeout(now);
                     self.fire_timer_c(now);
+                    self.probe_trunks(now);
                 }
                 changed = stop.changed(), if give_up.is_none() => {
                     if changed.is_err() || *stop.borrow() {
@@ -308,17 +319,30 @@ impl Core {
             Event::Ack { invite: None, from, request } => self.forward_ack(now, from, request),
             // The ACK of a 2xx the edge itself sent: nothing to relay.
             Event::Ack { invite: Some(_), .. } => {}
-            Event::Response { key, response } => self.branch_response(now, key, response),
+            Event::Response { key, response } => {
+                if !self.probe_result(key, Some(response.status())) {
+                    self.branch_response(now, key, response);
+                }
+            }
             Event::StrayResponse { response, .. } => self.forward_stray(response),
-            Event::Timeout { key: TxnKey::Client(key), .. } => self.branch_failed(now, key, true),
+            Event::Timeout { key: TxnKey::Client(key), .. } => {
+                if !self.probe_result(key, None) {
+                    self.branch_failed(now, key, true);
+                }
+            }
             Event::TransportError { key: TxnKey::Client(key) } => {
-                self.branch_failed(now, key, false)
+                if !self.probe_result(key, None) {
+                    self.branch_failed(now, key, false);
+                }
             }
             Event::CancelSent { .. } | Event::Timeout { .. } | Event::TransportError { .. } => {}
             Event::Terminated { key: TxnKey::Server(key) } => {
                 self.unanswered.remove(&key);
             }
-            Event::Terminated { key: TxnKey::Client(key) } => self.branch_terminated(key),
+            Event::Terminated { key: TxnKey::Client(key) } => {
+                self.probe_terminated(key);
+                self.branch_terminated(key);
+            }
         }
     }
 

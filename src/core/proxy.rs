@@ -548,9 +548,12 @@ impl Core {
             return Routing::Answer(404, "No Route");
         };
         let len = req_len(req);
+        // Trunks that fail their probes are skipped, unless that would leave none.
+        let up: Vec<_> = trunks.iter().filter(|t| self.probes.is_up(&t.name)).collect();
+        let chosen = if up.is_empty() { trunks.iter().collect() } else { up };
         Routing::Serial(
-            trunks
-                .iter()
+            chosen
+                .into_iter()
                 .map(|t| Target { uri: Some(t.request_uri(&number, len)), peer: None })
                 .collect(),
         )

@@ -40,6 +40,8 @@ struct RawTrunk {
     numbers: Vec<String>,
     #[serde(default)]
     emergency: Option<RawTrunkEmergency>,
+    /// Probe with OPTIONS (default true).
+    probe: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -331,6 +333,7 @@ fn compile_trunk(raw: &RawTrunk) -> Result<Trunk, String> {
         sources,
         numbers,
         emergency,
+        probe: raw.probe.unwrap_or(true),
     })
 }
 

@@ -96,6 +96,8 @@ pub struct Trunk {
     /// DIDs this trunk owns.
     pub numbers: Vec<NumberRange>,
     pub emergency: TrunkEmergency,
+    /// Probed with OPTIONS to detect a dead trunk (`probe = false` turns it off).
+    pub probe: bool,
 }
 
 impl Trunk {

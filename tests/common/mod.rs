@@ -26,9 +26,18 @@ name = "secondary"
 kind = "direct-offer"
 uri = "sip:127.0.0.2:SECONDARY;transport=udp"
 
+[[trunk]]
+name = "dead"
+kind = "direct-offer"
+uri = "sip:127.0.0.2:1;transport=tcp"
+
 [[route]]
 pattern = '^\+1[2-9]\d{9}$'
 trunks = ["primary", "secondary"]
+
+[[route]]
+pattern = '^\+44'
+trunks = ["dead", "primary"]
 
 [[inbound]]
 did = "+15550100123"
@@ -137,7 +146,8 @@ impl Edge {
 
     pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(5), &mut self.task).await.unwrap().unwrap();
+        // Longer than the edge's shutdown grace, which waits for unanswered transactions.
+        tokio::time::timeout(Duration::from_secs(10), &mut self.task).await.unwrap().unwrap();
         if let Some(dir) = &self.tmp {
             let _ = std::fs::remove_dir_all(dir);
         }
