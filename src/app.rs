@@ -135,6 +135,8 @@ pub struct App {
     /// Agents (who may authenticate) and groups.
     roster: Roster,
     dialplans: Arc<Dialplans>,
+    /// The dialplan files as loaded, to notice changes from.
+    dialplan_files: Fingerprint,
 }
 
 impl std::fmt::Debug for App {
@@ -177,6 +179,7 @@ impl App {
             edge: None,
         };
         let dir = config.resolve(&config.dialplan.dir);
+        let dialplan_files = fingerprint(&dir);
         let dialplans = Arc::new(Dialplans::load(&dir).map_err(StartError::Dialplan)?);
         let plan = dialplans.current();
         tracing::info!(
@@ -203,7 +206,7 @@ impl App {
                 roster
             }
         };
-        Ok(App { config, binds, tls, admin, roster, dialplans })
+        Ok(App { config, binds, tls, admin, roster, dialplans, dialplan_files })
     }
 
     /// Sets the agents who may authenticate.
@@ -226,7 +229,7 @@ impl App {
     /// Runs the edge until `shutdown` resolves; then stops accepting, lets live transactions
     /// finish for up to [`SHUTDOWN_GRACE`], and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let App { config, binds, tls, mut admin, roster, dialplans } = self;
+        let App { config, binds, tls, mut admin, roster, dialplans, dialplan_files } = self;
         let roster = Arc::new(roster);
         let server: Arc<str> =
             format!("lifeline/{} ({})", env!("CARGO_PKG_VERSION"), config.node.name).into();
@@ -303,7 +306,7 @@ impl App {
         let admin_metrics = admin.metrics.clone();
         tasks.spawn(crate::admin::serve(binds.admin, admin, admin_stopped));
         drop(ctx);
-        tasks.spawn(reload_on_sighup(dialplans, admin_metrics, stop_rx.clone()));
+        tasks.spawn(reload_on_sighup(dialplans, admin_metrics, stop_rx.clone(), dialplan_files));
         let core_task = tokio::spawn(core.run(inbox, stop_rx, SHUTDOWN_GRACE));
         // Every listener is bound (Binds) and serving: ready.
         ready.store(true, Ordering::Release);
@@ -367,26 +370,74 @@ fn local_identity(
     }
 }
 
-/// Reloads the dialplan on SIGHUP (`systemctl reload`); a bad file keeps the running table.
+/// How often the dialplan directory is checked for changed files.
+pub const DIALPLAN_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reloads the dialplan on SIGHUP (`systemctl reload`) and when a file in its directory
+/// changes (checked every [`DIALPLAN_POLL`]); a bad file keeps the running table.
 async fn reload_on_sighup(
     dialplans: Arc<Dialplans>,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
+    mut seen: Fingerprint,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: dialplan reload only through the API");
-        return;
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: dialplan reload on file change and API only");
+            None
+        }
     };
+    let mut tick = tokio::time::interval(DIALPLAN_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = hup.recv() => {
+            () = hangup => {
                 // Failures are logged and counted inside; nothing else to do here.
                 let _ = reload(&dialplans, &metrics);
+                seen = fingerprint(dialplans.dir());
+            }
+            _ = tick.tick() => {
+                let now = fingerprint(dialplans.dir());
+                if now != seen {
+                    seen = now;
+                    tracing::info!("dialplan files changed");
+                    let _ = reload(&dialplans, &metrics);
+                }
             }
             _ = stop.changed() => return,
         }
     }
+}
+
+/// The dialplan files with their size and modification time: what a change shows in.
+type Fingerprint = Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)>;
+
+/// Reads the [`Fingerprint`] of a dialplan directory.
+fn fingerprint(dir: &std::path::Path) -> Fingerprint {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
+                .filter_map(|e| {
+                    let m = e.metadata().ok()?;
+                    Some((e.path(), m.len(), m.modified().ok()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 /// Reloads the dialplan and reports the outcome in the log and the metrics.

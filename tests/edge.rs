@@ -829,8 +829,50 @@ CSeq: {cseq} INVITE\r\n\
     ws_send(&mut ws, invite(2, &format!("Proxy-Authorization: {auth}\r\n"))).await;
     let at_primary = udp_recv_until(&primary, "INVITE ").await;
     assert!(at_primary.contains("Call-ID: uk-call\r\n"), "{at_primary}");
-    let busy = uas_response(&parse_request(&at_primary), 486, "Busy Here", "b", "<sip:b@127.0.0.2>");
+    let busy =
+        uas_response(&parse_request(&at_primary), 486, "Busy Here", "b", "<sip:b@127.0.0.2>");
     primary.send_to(busy.as_bytes(), edge.udp).await.unwrap();
     assert!(ws_recv_until(&mut ws, "SIP/2.0 486").await.contains("Call-ID: uk-call\r\n"));
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn a_changed_dialplan_file_is_reloaded_and_a_bad_one_is_not() {
+    let edge = Edge::start().await;
+    let token = Some(edge.token.as_str());
+    let plans = edge.data.join("dialplans");
+    let wait_for = async |needle: &str, present: bool| {
+        for _ in 0..100 {
+            let (_, body) = http(edge.admin, "GET", "/api/dialplan", token).await;
+            if body.contains(needle) == present {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    };
+    std::fs::write(
+        plans.join("extra.toml"),
+        "[[trunk]]\nname = \"extra\"\nkind = \"direct-routing\"\nuri = \"sip:127.0.0.9\"\n",
+    )
+    .unwrap();
+    assert!(wait_for(r#""name":"extra""#, true).await, "the new file was not picked up");
+    // A broken edit is refused: the running table keeps the trunk.
+    std::fs::write(
+        plans.join("extra.toml"),
+        "[[trunk]]\nname = \"extra\"\nkind = \"sideways\"\nuri = \"sip:127.0.0.9\"\n",
+    )
+    .unwrap();
+    let mut refused = false;
+    for _ in 0..100 {
+        let (_, metrics) = http(edge.admin, "GET", "/metrics", None).await;
+        if metrics.contains("lifeline_dialplan_reload_failures_total 1") {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the broken file was not noticed");
+    assert!(wait_for(r#""name":"extra""#, true).await);
     edge.stop().await;
 }
