@@ -34,7 +34,10 @@ fuzz_target!(|data: &[u8]| {
     let whole = run(stream, limit, &[stream.len().max(1)]);
     let sizes = chunk_sizes(seed, stream.len());
     let chunked = run(stream, limit, &sizes);
-    assert_eq!(whole, chunked, "chunking changed the framing (chunks {sizes:?})");
+    assert_eq!(
+        whole, chunked,
+        "chunking changed the framing (chunks {sizes:?})"
+    );
 });
 
 /// What a framing loop saw: the frames, then why it stopped.

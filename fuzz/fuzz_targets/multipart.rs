@@ -31,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
     let range = body.as_ptr_range();
     for p in &parts {
         let r = p.body.as_ptr_range();
-        assert!(range.start <= r.start && r.end <= range.end, "part body not borrowed");
+        assert!(
+            range.start <= r.start && r.end <= range.end,
+            "part body not borrowed"
+        );
         let _ = (p.content_type(), p.content_id());
     }
 

@@ -33,6 +33,10 @@ fuzz_target!(|data: &[u8]| {
         rest = &rest[len..];
     }
     for m in &messages {
-        let _ = (m.headers().top_via(), m.headers().cseq(), m.headers().call_id());
+        let _ = (
+            m.headers().top_via(),
+            m.headers().cseq(),
+            m.headers().call_id(),
+        );
     }
 });
