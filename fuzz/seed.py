@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpora under fuzz/corpus/<target>/ from SIP message files.
 
-Usage: fuzz/seed.py [DIR ...]   (default: crates/sip/tests/torture and fuzz/seeds)
+Usage: fuzz/seed.py [--only TARGET] [DIR ...]
+       (default DIRs: crates/sip/tests/torture and fuzz/seeds)
 
 Every *.sip file found (recursively) becomes:
 - codec/<name>        the message as is;
@@ -9,12 +10,17 @@ Every *.sip file found (recursively) becomes:
                       streams of several messages with CRLF keep-alives between them;
 - multipart/<name>    for messages with a multipart body: boundary length, boundary, body;
 - transaction/<name>  streams of several messages.
-Files already in the corpus are kept; seeds are overwritten.
+Files already in the corpus are kept; seeds are overwritten, and a copy of a seed that
+libFuzzer saved under its SHA-1 name is removed (the named file stays).
 """
 import hashlib, os, re, sys
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-dirs = sys.argv[1:] or [os.path.join(root, "crates/sip/tests/torture"), os.path.join(root, "fuzz/seeds")]
+args = sys.argv[1:]
+only = None
+if args[:1] == ["--only"]:
+    only, args = args[1], args[2:]
+dirs = args or [os.path.join(root, "crates/sip/tests/torture"), os.path.join(root, "fuzz/seeds")]
 corpus = os.path.join(root, "fuzz/corpus")
 
 msgs = []
@@ -26,8 +32,13 @@ for d in dirs:
                 msgs.append((rel, open(os.path.join(dp, f), "rb").read()))
 
 def put(target, name, data):
+    if only and target != only:
+        return
     os.makedirs(os.path.join(corpus, target), exist_ok=True)
     open(os.path.join(corpus, target, name), "wb").write(data)
+    dup = os.path.join(corpus, target, hashlib.sha1(data).hexdigest())
+    if os.path.exists(dup):
+        os.remove(dup)
 
 for i, (name, data) in enumerate(msgs):
     put("codec", name, data)

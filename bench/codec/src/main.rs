@@ -7,8 +7,10 @@
 //!   cargo run --release -- --loop lifeline:parse 10
 //!                                               one operation in a loop for 10 s (for `perf`)
 //!
-//! Timing: each operation is calibrated to batches of about 20 ms, warmed up for 300 ms, then
-//! timed over 25 batches; the table shows the median batch's ns/op and the spread (p10-p90).
+//! Timing: each operation is calibrated to batches of about 20 ms and warmed up for 300 ms; then
+//! 25 rounds each time one batch of every library (interleaved, so that load from elsewhere on
+//! a shared machine hits all alike). The table shows the median batch's ns/op and the spread
+//! (p10-p90); the ratios are the medians of the per-round ratios.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -383,7 +385,8 @@ const BATCH: Duration = Duration::from_millis(20);
 const WARM_UP: Duration = Duration::from_millis(300);
 const SAMPLES: usize = 25;
 
-fn time(mut f: impl FnMut() -> usize) -> Timing {
+/// How many runs of `f` take about one batch.
+fn calibrate(f: &mut dyn FnMut() -> usize) -> u64 {
     let mut iters: u64 = 1;
     loop {
         let t = Instant::now();
@@ -391,29 +394,57 @@ fn time(mut f: impl FnMut() -> usize) -> Timing {
             black_box(f());
         }
         if t.elapsed() >= BATCH {
-            break;
+            return iters;
         }
         iters *= 2;
     }
+}
+
+/// ns/op of one batch.
+fn sample(f: &mut dyn FnMut() -> usize, iters: u64) -> f64 {
     let t = Instant::now();
-    while t.elapsed() < WARM_UP {
+    for _ in 0..iters {
         black_box(f());
     }
-    let mut samples: Vec<f64> = (0..SAMPLES)
+    t.elapsed().as_nanos() as f64 / iters as f64
+}
+
+/// Times every function in rounds: each round takes one batch of each, so that a burst of
+/// load from elsewhere on a shared machine hits every library alike. Returns the timings and,
+/// for each round, the batch times (to compute per-round ratios).
+fn time_interleaved(fs: &mut [Box<dyn FnMut() -> usize + '_>]) -> (Vec<Timing>, Vec<Vec<f64>>) {
+    let iters: Vec<u64> = fs.iter_mut().map(|f| calibrate(f.as_mut())).collect();
+    for f in fs.iter_mut() {
+        let t = Instant::now();
+        while t.elapsed() < WARM_UP {
+            black_box(f());
+        }
+    }
+    let rounds: Vec<Vec<f64>> = (0..SAMPLES)
         .map(|_| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                black_box(f());
-            }
-            t.elapsed().as_nanos() as f64 / iters as f64
+            fs.iter_mut()
+                .zip(&iters)
+                .map(|(f, &n)| sample(f.as_mut(), n))
+                .collect()
         })
         .collect();
-    samples.sort_by(f64::total_cmp);
-    Timing {
-        median_ns: samples[SAMPLES / 2],
-        p10_ns: samples[SAMPLES / 10],
-        p90_ns: samples[SAMPLES * 9 / 10],
-    }
+    let timings = (0..fs.len())
+        .map(|i| {
+            let mut v: Vec<f64> = rounds.iter().map(|r| r[i]).collect();
+            v.sort_by(f64::total_cmp);
+            Timing {
+                median_ns: v[SAMPLES / 2],
+                p10_ns: v[SAMPLES / 10],
+                p90_ns: v[SAMPLES * 9 / 10],
+            }
+        })
+        .collect();
+    (timings, rounds)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// Allocations and bytes requested per operation (the average of 100 runs after one warm run).
@@ -536,10 +567,14 @@ fn main() {
     println!("|---|---|---:|---:|---:|---:|---:|");
     let mut ratios = Vec::new();
     for op in Op::ALL {
-        let mut medians = Vec::new();
-        for lib in Lib::ALL {
-            let t = time(|| lib.run(op, &input));
-            let (allocs, bytes) = allocations(|| lib.run(op, &input));
+        let input = &input;
+        let mut fs: Vec<Box<dyn FnMut() -> usize>> = Lib::ALL
+            .into_iter()
+            .map(|lib| Box::new(move || lib.run(op, input)) as Box<dyn FnMut() -> usize>)
+            .collect();
+        let (timings, rounds) = time_interleaved(&mut fs);
+        for (lib, t) in Lib::ALL.into_iter().zip(&timings) {
+            let (allocs, bytes) = allocations(|| lib.run(op, input));
             println!(
                 "| {} | {} | {:.0} | {:.0}-{:.0} | {:.0} | {:.1} | {:.0} |",
                 op.name(),
@@ -551,11 +586,12 @@ fn main() {
                 allocs,
                 bytes
             );
-            medians.push(t.median_ns);
         }
-        ratios.push((op, medians[1] / medians[0], medians[2] / medians[0]));
+        // The median of the per-round ratios: robust to load that comes and goes.
+        let vs = |i: usize| median(rounds.iter().map(|r| r[i] / r[0]).collect());
+        ratios.push((op, vs(1), vs(2)));
     }
-    println!("\n| operation | lifeline speed-up vs rsipstack | vs rsip |");
+    println!("\n| operation | lifeline speed-up vs rsipstack (median of per-round ratios) | vs rsip |");
     println!("|---|---:|---:|");
     for (op, vs_rsipstack, vs_rsip) in ratios {
         println!("| {} | {vs_rsipstack:.2}x | {vs_rsip:.2}x |", op.name());
