@@ -591,7 +591,9 @@ fn main() {
         let vs = |i: usize| median(rounds.iter().map(|r| r[i] / r[0]).collect());
         ratios.push((op, vs(1), vs(2)));
     }
-    println!("\n| operation | lifeline speed-up vs rsipstack (median of per-round ratios) | vs rsip |");
+    println!(
+        "\n| operation | lifeline speed-up vs rsipstack (median of per-round ratios) | vs rsip |"
+    );
     println!("|---|---:|---:|");
     for (op, vs_rsipstack, vs_rsip) in ratios {
         println!("| {} | {vs_rsipstack:.2}x | {vs_rsip:.2}x |", op.name());

@@ -58,9 +58,7 @@ fn codec(c: &mut Criterion) {
     let mut g = c.benchmark_group("trunk_invite_1k");
     g.throughput(Throughput::Bytes(INVITE.len() as u64));
     g.bench_function("parse", |b| b.iter(|| parse(black_box(&buf))));
-    g.bench_function("parse_views", |b| {
-        b.iter(|| views(&parse(black_box(&buf))))
-    });
+    g.bench_function("parse_views", |b| b.iter(|| views(&parse(black_box(&buf)))));
     g.bench_function("proxy_pass", |b| b.iter(|| proxy_pass(black_box(&buf))));
     g.finish();
 }
