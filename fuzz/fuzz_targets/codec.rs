@@ -120,7 +120,8 @@ fn proxy_pass(mut msg: Message, framing: Framing) {
     );
     let routes_before = h.name_addrs(HeaderName::Route).count();
     let popped = h.pop_first_value(HeaderName::Route);
-    assert_eq!(popped.is_some(), routes_before > 0);
+    // Not the converse: an empty `Route:` header has no name-addr but is popped (as `""`).
+    assert!(popped.is_some() || routes_before == 0);
     let out = msg.to_bytes();
     let again = match Message::parse(out.clone(), framing) {
         Ok(m) => m,
