@@ -11,6 +11,8 @@
 //!   cut the stream at the wrong place), never an error (which would close a good connection);
 //! - the frame and the parser agree: a message frame that parses as a stream message prints
 //!   back to the frame's bytes (the parser used the body length the framer found);
+//! - when the framer refuses the Content-Length (bad or missing), the parser refuses the bytes
+//!   too;
 //! - fed in chunks (sizes derived from the input, as a socket would deliver them), a framing
 //!   loop produces the same frames and the same final state as on the whole buffer.
 
@@ -92,6 +94,7 @@ fn run(stream: &[u8], limit: usize, sizes: &[usize]) -> Outcome {
                     start += len;
                 }
                 Err(e) => {
+                    assert_parser_refuses_too(buf, e);
                     return Outcome {
                         frames,
                         end: End::Error(e),
@@ -150,6 +153,29 @@ fn assert_parser_agrees(frame: &[u8]) {
         &frame[skip..],
         "the parser and the framer disagree on where the message ends"
     );
+}
+
+/// When the framer gives up on the Content-Length, the parser must not accept the same bytes
+/// as a stream message: the framer would close a connection over a message the edge can read.
+fn assert_parser_refuses_too(buf: &[u8], e: FrameError) {
+    if !matches!(
+        e,
+        FrameError::BadContentLength | FrameError::MissingContentLength
+    ) {
+        return;
+    }
+    // KNOWN BUG (crates/sip/tests/fuzz_regressions/framing-folded-content-length.sip): the
+    // framer does not unfold a folded Content-Length value. Inputs with a fold are skipped here
+    // until it does.
+    if buf.windows(2).any(|w| matches!(w, [b'\n', b' ' | b'\t'])) {
+        return;
+    }
+    if let Ok(m) = Message::parse(Bytes::copy_from_slice(buf), Framing::Stream) {
+        panic!(
+            "the framer refused ({e}) a message the parser accepts: {:?}",
+            m.to_bytes()
+        );
+    }
 }
 
 /// Chunk sizes from a xorshift seeded by the input: mostly small (1..=16), sometimes large.
