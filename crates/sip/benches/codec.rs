@@ -45,10 +45,7 @@ fn proxy_pass(buf: &Bytes) -> Bytes {
     );
     let max_forwards = h.max_forwards().expect("Max-Forwards").unwrap_or(70);
     h.set(HeaderName::MaxForwards, (max_forwards - 1).to_string());
-    h.prepend(
-        HeaderName::RecordRoute,
-        Bytes::from_static(b"<sip:198.51.100.1;lr;r2=on>"),
-    );
+    h.prepend(HeaderName::RecordRoute, Bytes::from_static(b"<sip:198.51.100.1;lr;r2=on>"));
     let _ = h.pop_first_value(HeaderName::Route);
     m.to_bytes()
 }

@@ -67,6 +67,9 @@ pub fn check(buf: &[u8], max_message: usize) -> Result<Frame, FrameError> {
     }
     let mut pos = 0;
     let mut content_length: Option<u32> = None;
+    // A Content-Length header being read: its value may continue on folded lines (RFC 3261
+    // §7.3.1), so it is decoded once the next header starts.
+    let mut pending: Option<Vec<u8>> = None;
     let mut first = true;
     loop {
         let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) else {
@@ -84,6 +87,17 @@ pub fn check(buf: &[u8], max_message: usize) -> Result<Frame, FrameError> {
         if let [rest @ .., b'\r'] = line {
             line = rest;
         }
+        let folded = matches!(line.first(), Some(b' ' | b'\t'));
+        if folded && let Some(value) = pending.as_mut() {
+            value.push(b' ');
+            value.extend_from_slice(line);
+        } else if let Some(value) = pending.take() {
+            let n = decode_content_length(&value)?;
+            match content_length {
+                Some(prev) if prev != n => return Err(FrameError::BadContentLength),
+                _ => content_length = Some(n),
+            }
+        }
         if line.is_empty() {
             let len = content_length.ok_or(FrameError::MissingContentLength)? as usize;
             let total = next + len;
@@ -96,32 +110,27 @@ pub fn check(buf: &[u8], max_message: usize) -> Result<Frame, FrameError> {
                 Frame::Incomplete
             });
         }
-        if !first && let Some(n) = content_length_of(line)? {
-            match content_length {
-                Some(prev) if prev != n => return Err(FrameError::BadContentLength),
-                _ => content_length = Some(n),
-            }
+        if !first && !folded {
+            pending = content_length_value(line).map(<[u8]>::to_vec);
         }
         first = false;
         pos = next;
     }
 }
 
-/// The Content-Length of a header line, when it is one.
-fn content_length_of(line: &[u8]) -> Result<Option<u32>, FrameError> {
-    let Some(colon) = memchr::memchr(b':', line) else {
-        return Ok(None);
-    };
+/// The value of a header line when it is Content-Length (long or compact name).
+fn content_length_value(line: &[u8]) -> Option<&[u8]> {
+    let colon = memchr::memchr(b':', line)?;
     let mut name = &line[..colon];
     while let [rest @ .., b' ' | b'\t'] = name {
         name = rest;
     }
-    if HeaderName::from_bytes(name) != HeaderName::ContentLength {
-        return Ok(None);
-    }
-    let value =
-        std::str::from_utf8(&line[colon + 1..]).map_err(|_| FrameError::BadContentLength)?;
-    parse_number(value).map(Some).map_err(|_| FrameError::BadContentLength)
+    (HeaderName::from_bytes(name) == HeaderName::ContentLength).then(|| &line[colon + 1..])
+}
+
+fn decode_content_length(value: &[u8]) -> Result<u32, FrameError> {
+    let value = std::str::from_utf8(value).map_err(|_| FrameError::BadContentLength)?;
+    parse_number(value).map_err(|_| FrameError::BadContentLength)
 }
 
 #[cfg(test)]

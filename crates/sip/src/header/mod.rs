@@ -159,6 +159,16 @@ impl Headers {
     /// Via or the first Route, RFC 3261 §16.4, §16.7 step 3) and returns it. A header left
     /// empty is removed; otherwise the rest of its elements stay in place.
     pub fn pop_first_value(&mut self, name: HeaderName) -> Option<Bytes> {
+        // Empty elements (`Route: , <sip:p1>`) are skipped, as the typed views skip them.
+        loop {
+            let popped = self.pop_first_element(name)?;
+            if !crate::text::trim_bytes(&popped).is_empty() {
+                return Some(popped);
+            }
+        }
+    }
+
+    fn pop_first_element(&mut self, name: HeaderName) -> Option<Bytes> {
         let idx = self.entries.iter().position(|e| e.name == name)?;
         let raw = Bytes::copy_from_slice(self.entries[idx].value.resolve(&self.buf));
         let text = std::str::from_utf8(&raw).ok();
