@@ -364,11 +364,12 @@ fn fix_top_via_table() {
             src6,
             "Via: SIP/2.0/UDP [2001:db8::9]:5070;branch=z9hG4bK1",
         ),
-        // Compact form with two elements on one line: only the first changes.
+        // Compact form with two elements on one line: only the first changes; the name stays
+        // as written.
         (
             "v: SIP/2.0/TCP 10.0.0.2;branch=z9hG4bK1, SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK0",
             src4,
-            "Via: SIP/2.0/TCP 10.0.0.2;branch=z9hG4bK1;received=198.51.100.7, SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK0",
+            "v: SIP/2.0/TCP 10.0.0.2;branch=z9hG4bK1;received=198.51.100.7, SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK0",
         ),
     ];
     for (via, source, expected) in cases {

@@ -199,10 +199,8 @@ impl Headers {
             match e.raw_line {
                 Some((start, end)) => out.put_slice(&self.buf[start as usize..end as usize]),
                 None => {
-                    match e.name {
-                        HeaderName::Other => out.put_slice(e.name_text.resolve(&self.buf)),
-                        known => out.put_slice(known.as_str().as_bytes()),
-                    }
+                    // The name as written (a changed header keeps its compact or long form).
+                    out.put_slice(e.name_text.resolve(&self.buf));
                     out.put_slice(b": ");
                     out.put_slice(e.value.resolve(&self.buf));
                     out.put_slice(b"\r\n");
