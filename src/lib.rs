@@ -9,6 +9,8 @@
 //!   shutdown.
 //! - [`transport`]: UDP and TCP listeners.
 //! - [`core`]: what the edge does with each message (today: stateless OPTIONS and errors).
+//! - [`store`]: durable state (agents, groups, presence, callback leases, notification outbox,
+//!   call history, registration snapshot, templates) behind the `Store` trait; SQLite.
 //!
 //! The SIP protocol itself (codec, framing, transactions, proxy rules, digest) lives in the
 //! sans-IO crate `sip` (`crates/sip`); this crate is the only place with sockets and clocks.
@@ -18,4 +20,5 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod store;
 pub mod transport;
