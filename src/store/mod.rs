@@ -196,7 +196,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// 4. else `Exhausted`.
     ///
     /// A lease in quarantine (`expires_at <= now < expires_at + quarantine`) is never given to
-    /// another agent, so a late PSAP callback never reaches the wrong person.
+    /// another agent, so a late PSAP callback never reaches the wrong person. `ttl` must be at
+    /// least one second (`Invalid { field: "ttl" }`). The caller expands pool ranges.
     fn lease_callback(
         &self,
         agent: &AgentId,

@@ -446,6 +446,13 @@ fn lease_callback(
     ttl: Duration,
     quarantine: Duration,
 ) -> Result<LeaseOutcome, StoreError> {
+    if ttl.as_secs() == 0 {
+        // A lease that is dead on arrival would route no PSAP callback at all.
+        return Err(StoreError::Invalid {
+            field: "ttl",
+            message: "a callback lease must last at least one second".into(),
+        });
+    }
     let expires_at = now.saturating_add(secs(ttl));
     let quarantine_until = expires_at.saturating_add(secs(quarantine));
 

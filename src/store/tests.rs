@@ -564,6 +564,10 @@ fn a_quarantined_did_goes_to_nobody_else_and_the_pool_can_run_out() {
         .unwrap();
     assert_eq!(c.lease().unwrap().did, p[0]);
     assert_eq!(c.lease().unwrap().agent, id("carol"));
+    assert!(matches!(
+        s.lease_callback(&id("dave"), &p, 700, Duration::ZERO, QUARANTINE),
+        Err(StoreError::Invalid { field: "ttl", .. })
+    ));
     // An empty pool is exhausted, not an error.
     assert_eq!(
         s.lease_callback(&id("dave"), &[], 700, ttl, QUARANTINE)

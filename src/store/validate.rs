@@ -463,8 +463,15 @@ pub struct LocationDraft {
 impl AgentDraft {
     /// The typed agent, or the first problem with the name of its field.
     pub fn validate(&self) -> Result<Agent, StoreError> {
-        self.validate_all()
-            .map_err(|mut errors| errors.swap_remove(0))
+        self.validate_all().map_err(|errors| {
+            errors
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| StoreError::Invalid {
+                    field: "id",
+                    message: "invalid agent".into(),
+                })
+        })
     }
 
     /// The typed agent, or every problem (one per field), each naming its field. Never returns
