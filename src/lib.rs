@@ -5,14 +5,17 @@
 //!
 //! - [`admin`]: the admin listener: JSON API (bearer token), `/live`, `/ready`, `/metrics`.
 //! - [`cli`]: `lifeline run|check|version`, argument parsing and exit codes.
-//! - [`config`]: typed configuration (today: the embedded development defaults).
+//! - [`config`]: typed configuration (`lifeline.toml` over the embedded defaults).
 //! - [`agents`]: the agents seed file (agents, groups, their HA1s).
 //! - [`app`]: builds the edge from a configuration and sockets bound outside; runs it until
 //!   shutdown.
-//! - [`transport`]: UDP and TCP listeners.
-//! - [`core`]: what the edge does with each message (today: stateless OPTIONS and errors).
+//! - [`transport`]: UDP, TCP and TLS listeners, outbound connections, flows, rate limits.
+//! - [`core`]: the single task that owns the transaction layer: registrar, authentication,
+//!   stateful proxy, trunk probes.
 //! - [`registrar`]: REGISTER rules (RFC 3261 §10.3, RFC 5626 flows) and the location table.
 //! - [`routing`]: the dialplan (trunks, routes, inbound DIDs, trusted networks), reloadable.
+//! - [`store`]: durable state (agents, groups, presence, callback leases, notification outbox,
+//!   call history, registration snapshot, templates) behind the `Store` trait; SQLite.
 //! - [`web`]: the web listener: SIP over WebSocket at `/ws` (RFC 7118), the softphone page.
 //!
 //! The SIP protocol itself (codec, framing, transactions, proxy rules, digest) lives in the
@@ -27,5 +30,6 @@ pub mod config;
 pub mod core;
 pub mod registrar;
 pub mod routing;
+pub mod store;
 pub mod transport;
 pub mod web;
