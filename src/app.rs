@@ -16,10 +16,10 @@ use sip::transaction::Transport;
 use crate::admin::{AdminState, EdgeView, Metrics, token};
 use crate::agents::Roster;
 use crate::config::{Config, ListenTransport};
-use crate::core::auth::Directory;
 use crate::core::{Core, CoreConfig, Net};
 use crate::registrar::Policy;
 use crate::routing::{DialplanError, Dialplans};
+use crate::store::{SqliteStore, Store};
 use crate::transport;
 use crate::transport::conn::ConnCtx;
 use crate::transport::connect::Connector;
@@ -99,7 +99,9 @@ pub enum StartError {
     /// A dialplan file is invalid (each problem with file:line).
     Dialplan(Vec<DialplanError>),
     /// The agents seed file is invalid (each problem with file:line).
-    Seed(Vec<crate::agents::SeedIssue>),
+    Seed(String),
+    /// The store could not be opened or read.
+    Store(crate::store::StoreError),
 }
 
 impl std::fmt::Display for StartError {
@@ -107,10 +109,8 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Tls(e) => write!(f, "tls: {e}"),
             StartError::Token(e) => write!(f, "admin token: {e}"),
-            StartError::Seed(errors) => {
-                let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                f.write_str(&lines.join("\n"))
-            }
+            StartError::Seed(errors) => f.write_str(errors),
+            StartError::Store(e) => write!(f, "store: {e}"),
             StartError::Dialplan(errors) => {
                 for (i, e) in errors.iter().enumerate() {
                     if i > 0 {
@@ -189,36 +189,25 @@ impl App {
             routes = plan.routes.len(),
             "dialplan loaded"
         );
-        let roster = match &config.agents.seed {
-            None => Roster::default(),
-            Some(path) => {
-                let path = config.resolve(path);
-                let (roster, warnings) =
-                    crate::agents::load(&path, &config.sip.domain).map_err(StartError::Seed)?;
-                for w in warnings {
-                    tracing::warn!(warning = %w, "agents seed");
-                }
-                tracing::info!(
-                    agents = roster.agents.len(),
-                    groups = roster.groups.len(),
-                    "agents loaded"
-                );
-                roster
+        // The store: agents (HA1 only), groups, and what must survive a restart.
+        let data_dir = config.resolve(&config.node.data_dir);
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open_in(&data_dir).map_err(StartError::Store)?);
+        if let Some(path) = &config.agents.seed {
+            let report = crate::store::seed::import(
+                store.as_ref(),
+                &config.resolve(path),
+                &config.sip.domain,
+            )
+            .map_err(|e| StartError::Seed(e.to_string()))?;
+            for w in &report.warnings {
+                tracing::warn!(warning = %w, "agents seed");
             }
-        };
+            tracing::info!(agents = report.agents, groups = report.groups, "agents seed imported");
+        }
+        let roster = Roster::load(store.as_ref()).map_err(StartError::Store)?;
+        tracing::info!(agents = roster.agents.len(), groups = roster.groups.len(), "agents loaded");
         Ok(App { config, binds, tls, admin, roster, dialplans, dialplan_files })
-    }
-
-    /// Sets the agents who may authenticate.
-    pub fn with_directory(mut self, directory: Directory) -> App {
-        self.roster.directory = directory;
-        self
-    }
-
-    /// Sets the agents and groups.
-    pub fn with_roster(mut self, roster: Roster) -> App {
-        self.roster = roster;
-        self
     }
 
     /// Whether the edge reports ready (`/ready`): set once it serves.

@@ -142,15 +142,16 @@ fn load(path: Option<PathBuf>) -> Result<Config, String> {
         return Err(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
     }
     if let Some(seed) = &config.agents.seed {
-        match crate::agents::load(&config.resolve(seed), &config.sip.domain) {
-            Ok((_, warnings)) => {
-                for w in warnings {
+        let path = config.resolve(seed);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{}:0: cannot read: {e}", path.display()))?;
+        match crate::store::seed::parse(&path, &text, &config.sip.domain) {
+            Ok(parsed) => {
+                for w in &parsed.warnings {
                     eprintln!("warning: {w}");
                 }
             }
-            Err(errors) => {
-                return Err(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
-            }
+            Err(errors) => return Err(errors.to_string()),
         }
     }
     if let Some(tls) = &config.tls {

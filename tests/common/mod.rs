@@ -48,6 +48,9 @@ pattern = '^\+1555010012[4-9]$'
 to = "group:support"
 "#;
 
+/// The agents of the black-box tests: alice (password "secret") in group "support".
+pub const SEED: &str = "[[agent]]\nid = \"alice\"\npassword = \"secret\"\n\n[[group]]\nid = \"support\"\nmembers = [\"alice\"]\n";
+
 /// The address test trunks send from.
 pub const TRUNK_IP: &str = "127.0.0.2";
 
@@ -123,6 +126,10 @@ impl Edge {
             cert_der = Some(cert.cert.der().clone());
             tmp = Some(dir);
         }
+        // The agents, imported into the store at start like an operator's seed file.
+        let seed = data.join("agents.toml");
+        std::fs::write(&seed, SEED).unwrap();
+        config.agents.seed = Some(seed);
         tune(&mut config);
         let binds = Binds::bind(&config).await.unwrap();
         let addrs = binds.local_addrs();
@@ -132,11 +139,7 @@ impl Edge {
         let web = binds.web_addr().unwrap();
         let admin = binds.admin_addr().unwrap();
         let (stop, stopped) = oneshot::channel();
-        let seed = "[[agent]]\nid = \"alice\"\npassword = \"secret\"\n\n[[group]]\nid = \"support\"\nmembers = [\"alice\"]\n";
-        let (roster, _) =
-            lifeline::agents::parse(std::path::Path::new("agents.toml"), seed, "localhost")
-                .unwrap();
-        let app = App::build(config, binds).unwrap().with_roster(roster);
+        let app = App::build(config, binds).unwrap();
         let task = tokio::spawn(app.run(async {
             let _ = stopped.await;
         }));
