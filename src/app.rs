@@ -52,7 +52,11 @@ impl Binds {
         for l in &config.sip.listen {
             let err = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{l}: {e}"));
             match l.transport {
-                ListenTransport::Udp => binds.udp.push(UdpSocket::bind(l.addr).await.map_err(err)?),
+                ListenTransport::Udp => {
+                    let socket = UdpSocket::bind(l.addr).await.map_err(err)?;
+                    widen_buffers(&socket, l);
+                    binds.udp.push(socket);
+                }
                 ListenTransport::Tcp => {
                     binds.tcp.push(TcpListener::bind(l.addr).await.map_err(err)?)
                 }
@@ -448,5 +452,20 @@ pub fn reload(dialplans: &Dialplans, metrics: &Metrics) -> Result<(), Vec<Dialpl
             }
             Err(errors)
         }
+    }
+}
+
+/// UDP socket buffers for bursts: the kernel default (about 200 KB) overflows when the receive
+/// task is descheduled for a few milliseconds at thousands of messages per second, and every
+/// drop costs a retransmission. The kernel caps the request at `net.core.rmem_max`.
+pub const UDP_BUFFER_BYTES: usize = 4 << 20;
+
+fn widen_buffers(socket: &UdpSocket, listen: &crate::config::Listen) {
+    let s = socket2::SockRef::from(socket);
+    if let Err(e) = s
+        .set_recv_buffer_size(UDP_BUFFER_BYTES)
+        .and_then(|()| s.set_send_buffer_size(UDP_BUFFER_BYTES))
+    {
+        tracing::warn!(%listen, error = %e, "cannot widen the UDP socket buffers");
     }
 }

@@ -15,6 +15,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 KB="${KB:-/tmp/kbench}"
 PORT="${LL_PORT:-5080}"
+ADMIN_PORT="${LL_ADMIN_PORT:-18088}"
 DIR="$KB/lifeline"
 PIDF="$KB/lifeline.pid"
 BIN="${LL_BIN:-$ROOT/target/release/lifeline}"
@@ -36,11 +37,14 @@ listen = ["udp:127.0.0.1:$PORT", "tcp:127.0.0.1:$PORT"]
 [web]
 listen = "127.0.0.1:0"
 [admin]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:$ADMIN_PORT"
 [dialplan]
 dir = "$DIR/dialplans"
 [agents]
 seed = "$DIR/agents.toml"
+[limits]
+# SIPp sends everything from one address; Kamailio's bench config has no rate limit either.
+per_source_rps = 1000000
 TOML
     cat > "$DIR/dialplans/bench.toml" <<TOML
 [[trunk]]
@@ -72,10 +76,18 @@ open(dst, "w").write("\n".join(out))
 PY
     RUST_LOG="${RUST_LOG:-warn}" nohup "$BIN" run --config "$DIR/lifeline.toml" >"$KB/lifeline.log" 2>&1 &
     echo $! > "$PIDF"
-    for _ in $(seq 1 100); do
-      ss -lun | grep -q "127.0.0.1:$PORT " && break
-      running || { cat "$KB/lifeline.log"; exit 1; }
-      sleep 0.1
+    # Ready (GET /ready) once the agents are imported and every listener serves: the SIP port
+    # is bound earlier, and SIPp must not start before.
+    for _ in $(seq 1 600); do
+      python3 - "$ADMIN_PORT" <<'PY' && break
+import sys, urllib.request
+try:
+    urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/ready", timeout=1)
+except Exception:
+    sys.exit(1)
+PY
+      running || { tail -20 "$KB/lifeline.log"; exit 1; }
+      sleep 0.2
     done
     echo "lifeline running, pid $(cat "$PIDF"), udp/tcp 127.0.0.1:$PORT"
     ;;

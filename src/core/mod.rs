@@ -10,17 +10,21 @@
 //! message goes out without awaiting: a UDP `try_send_to`, or a flow's queue) and
 //! `poll_event` (the rules below), and sleeps until `poll_timeout`.
 //!
-//! # Rules (this slice of issue 5)
+//! # Rules
 //!
-//! - OPTIONS to the edge: `200` (trunks and load balancers probe with it).
-//! - REGISTER: digest authentication ([`auth`]), then the registrar ([`crate::registrar`]).
-//! - ACK for a 2xx the edge did not send, and requests the edge cannot route yet: `501`
-//!   until the stateful proxy lands.
+//! - OPTIONS to the edge (or to an unregistered user of it): `200`, a keep-alive probe.
+//! - REGISTER to the edge: digest authentication ([`auth`]), then the registrar
+//!   ([`crate::registrar`]).
+//! - Everything else is proxied ([`proxy`]): in-dialog requests by their route set; initial
+//!   requests from a trunk by the inbound rules, from a trusted network or an authenticated
+//!   agent (407 otherwise) to an agent of the edge or to trunks by the dialplan.
+//! - Trunks are probed with OPTIONS ([`probe`]); routing skips those that stopped answering.
 //! - A connection that closes takes its registrations and transactions with it.
+//! - Shutdown waits (up to a grace period) for server transactions still unanswered.
 
 pub mod auth;
 mod net;
-mod probe;
+pub mod probe;
 pub mod proxy;
 
 use std::collections::HashSet;
@@ -248,7 +252,17 @@ impl Core {
         match input {
             Input::Message { from, message: Message::Request(r) } => {
                 self.config.metrics.request(Dir::In, r.method());
-                self.txn.handle_request(now, from, r);
+                if self.is_for_me(now, &r) {
+                    // REGISTER and OPTIONS for the edge are answered statelessly, as a
+                    // registrar may be (RFC 3261 §10.3; Kamailio's sl_send_reply): a
+                    // retransmission is simply processed again (the registrar ignores an old
+                    // CSeq), and no transaction holds memory for 32 s per REGISTER.
+                    let response = self.local_response(now, from, &r);
+                    self.config.metrics.response(Dir::Out, response.status());
+                    self.txn.send_stateless(from, response.to_bytes());
+                } else {
+                    self.txn.handle_request(now, from, r);
+                }
             }
             Input::Message { from, message: Message::Response(r) } => {
                 self.config.metrics.response(Dir::In, r.status());
@@ -347,10 +361,14 @@ impl Core {
     }
 
     fn request(&mut self, now: Instant, key: ServerKey, from: Peer, request: Request) {
-        let for_me = match request.method() {
-            Method::Register => self.local.is_addressed_to_me(&request),
-            // OPTIONS to the edge, or to a user of it who is not registered: a keep-alive probe
-            // (trunks, load balancers) the edge answers itself.
+        self.proxy_request(now, key, from, request);
+    }
+
+    /// Whether the edge answers `request` itself: a REGISTER to it, or an OPTIONS to it or to
+    /// a user of it who is not registered (a keep-alive probe from a trunk or load balancer).
+    fn is_for_me(&self, now: Instant, request: &Request) -> bool {
+        match request.method() {
+            Method::Register => self.local.is_addressed_to_me(request),
             Method::Options => match request.uri() {
                 Ok(sip::Uri::Sip(u)) if self.local.is_me(&u) || self.local.serves(&u) => {
                     u.user.is_none_or(|user| self.location.lookup(now, user).is_empty())
@@ -358,47 +376,37 @@ impl Core {
                 _ => false,
             },
             _ => false,
+        }
+    }
+
+    /// The edge's own answer to a request [`Core::is_for_me`] accepted.
+    fn local_response(&mut self, now: Instant, from: Peer, request: &Request) -> Response {
+        let response = match request.method() {
+            Method::Register => match self.auth.check(request) {
+                auth::Outcome::Agent(user) => {
+                    match self.location.register(now, request, from, &user, &self.config.registrar)
+                    {
+                        Ok(ok) => ok,
+                        Err(e) => e.response(request),
+                    }
+                }
+                auth::Outcome::Challenge(challenges) => {
+                    let mut r = Response::for_request(request, 401, "Unauthorized");
+                    for c in challenges {
+                        r.headers_mut().push(Auth::challenge_header(request), c);
+                    }
+                    r
+                }
+                auth::Outcome::Bad(reason) => Response::for_request(request, 400, reason),
+                auth::Outcome::Forbidden => Response::for_request(request, 403, "Forbidden"),
+            },
+            _ => Response::for_request(request, 200, "OK"),
         };
-        if !for_me {
-            return self.proxy_request(now, key, from, request);
-        }
-        match request.method() {
-            Method::Options => self.reply(now, key, &request, 200, "OK"),
-            Method::Register => {
-                let user = match self.auth.check(&request) {
-                    auth::Outcome::Agent(user) => user,
-                    auth::Outcome::Challenge(challenges) => {
-                        let mut r = Response::for_request(&request, 401, "Unauthorized");
-                        for c in challenges {
-                            r.headers_mut().push(Auth::challenge_header(&request), c);
-                        }
-                        return self.respond(now, key, &request, r);
-                    }
-                    auth::Outcome::Bad(reason) => {
-                        return self.reply(now, key, &request, 400, reason);
-                    }
-                    auth::Outcome::Forbidden => {
-                        return self.reply(now, key, &request, 403, "Forbidden");
-                    }
-                };
-                let result =
-                    self.location.register(now, &request, from, &user, &self.config.registrar);
-                let response = match result {
-                    Ok(ok) => ok,
-                    Err(e) => e.response(&request),
-                };
-                self.respond(now, key, &request, response);
-            }
-            _ => self.reply(now, key, &request, 501, "Not Implemented"),
-        }
+        self.finish_response(request, response)
     }
 
-    fn reply(&mut self, now: Instant, key: ServerKey, req: &Request, status: u16, reason: &str) {
-        let response = Response::for_request(req, status, reason);
-        self.respond(now, key, req, response);
-    }
-
-    fn respond(&mut self, now: Instant, key: ServerKey, req: &Request, mut response: Response) {
+    /// The To tag, Server header and, for OPTIONS, the capabilities of an edge's response.
+    fn finish_response(&self, req: &Request, mut response: Response) -> Response {
         if response.status() > 100 {
             response.set_to_tag(&stateless_tag(req));
         }
@@ -408,6 +416,16 @@ impl Core {
             h.push(HeaderName::Allow, "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER");
             h.push(HeaderName::Accept, "application/sdp");
         }
+        response
+    }
+
+    fn reply(&mut self, now: Instant, key: ServerKey, req: &Request, status: u16, reason: &str) {
+        let response = Response::for_request(req, status, reason);
+        self.respond(now, key, req, response);
+    }
+
+    fn respond(&mut self, now: Instant, key: ServerKey, req: &Request, response: Response) {
+        let response = self.finish_response(req, response);
         let is_final = response.status() >= 200;
         self.config.metrics.response(Dir::Out, response.status());
         if let Err(e) = self.txn.send_response(now, key, response) {

@@ -8,21 +8,20 @@
 //! must never make the edge refuse a call it could have placed.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sip::proxy::{HopHost, NextHop};
-use sip::transaction::{ClientKey, Peer, Transport};
+use sip::transaction::{ClientKey, Transport};
 use sip::{HeaderName, Method, Request};
 
 use super::Core;
 
 /// How often each trunk is probed.
-pub(super) const PROBE_INTERVAL: Duration = Duration::from_secs(30);
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Probes in flight and what they found.
 #[derive(Debug, Default)]
-pub(super) struct Probes {
+pub struct Probes {
     next: Option<Instant>,
     in_flight: HashMap<ClientKey, String>,
     /// Trunks known to be down (by name).
@@ -63,7 +62,7 @@ impl Core {
                 port,
                 resolve: sip::proxy::Resolve::Nothing,
             };
-            let Some(out) = self.local.outbound_for(&hop).cloned() else { continue };
+            let Some((peer, out)) = self.resolve_hop(&hop) else { continue };
             self.probes.sequence += 1;
             let seq = self.probes.sequence;
             let scheme = if trunk.secure { "sips" } else { "sip" };
@@ -88,12 +87,6 @@ impl Core {
             h.push(HeaderName::CallId, format!("probe-{seq:x}@{domain}"));
             h.push(HeaderName::CSeq, "1 OPTIONS");
             h.push(HeaderName::ContentLength, "0");
-            let addr = SocketAddr::new(ip, port);
-            let peer = if transport == Transport::Udp {
-                Peer::udp(addr)
-            } else {
-                Peer::stream(transport, addr, None)
-            };
             match self.txn.send_request(now, peer, req) {
                 Ok(key) => {
                     self.probes.in_flight.insert(key, trunk.name.clone());

@@ -121,6 +121,19 @@ impl Core {
         self.local.outbound_for(&hop).cloned()
     }
 
+    /// Where to send toward `hop`, and from which listen address: IP next hops only (trunk
+    /// and contact names are not resolved yet).
+    pub(super) fn resolve_hop(&self, hop: &NextHop) -> Option<(Peer, ListenAddr)> {
+        let HopHost::Ip(ip) = hop.host else { return None };
+        let out = self.local.outbound_for(hop).cloned()?;
+        let addr = SocketAddr::new(ip, hop.port);
+        let peer = match hop.transport {
+            Transport::Udp => Peer::udp(addr),
+            t => Peer::stream(t, addr, None),
+        };
+        Some((peer, out))
+    }
+
     fn reject(&mut self, now: Instant, key: ServerKey, req: &Request, reject: &Reject) {
         match reject.response(req, &stateless_tag(req)) {
             Some(r) => self.respond(now, key, req, r),
@@ -246,23 +259,9 @@ impl Core {
                 let out = self.local_addr_for(&peer).ok_or("no listen address for the flow")?;
                 (peer, out)
             }
-            None => {
-                let hop = prepared.next_hop().clone();
-                let HopHost::Ip(ip) = hop.host else {
-                    return Err("next hop is a DNS name: not resolved yet".into());
-                };
-                let addr = SocketAddr::new(ip, hop.port);
-                let out = self
-                    .local
-                    .outbound_for(&hop)
-                    .cloned()
-                    .ok_or("no listen address for the next hop")?;
-                let peer = match hop.transport {
-                    Transport::Udp => Peer::udp(addr),
-                    t => Peer::stream(t, addr, None),
-                };
-                (peer, out)
-            }
+            None => self
+                .resolve_hop(prepared.next_hop())
+                .ok_or("next hop is a DNS name (not resolved yet) or has no listen address")?,
         };
         let rr = call.record_route.then_some(RecordRoute { inbound: &call.inbound, params: None });
         Ok((peer, prepared.finish(&out, index, rr.as_ref())))
@@ -426,16 +425,8 @@ impl Core {
                 None => return,
             },
             None => {
-                let hop = prepared.next_hop().clone();
-                let HopHost::Ip(ip) = hop.host else { return };
-                let Some(out) = self.local.outbound_for(&hop).cloned() else { return };
-                let addr = SocketAddr::new(ip, hop.port);
-                let peer = if hop.transport == Transport::Udp {
-                    Peer::udp(addr)
-                } else {
-                    Peer::stream(hop.transport, addr, None)
-                };
-                (peer, out)
+                let Some(hop) = self.resolve_hop(prepared.next_hop()) else { return };
+                hop
             }
         };
         let _ = now;
@@ -452,13 +443,9 @@ impl Core {
         let hop = match reply_to {
             proxy::ReplyTo::Address(hop) | proxy::ReplyTo::Connection { fallback: hop } => hop,
         };
-        let HopHost::Ip(ip) = hop.host else { return };
-        let addr = SocketAddr::new(ip, hop.port);
-        let peer = match hop.transport {
-            Transport::Udp => Peer::udp(addr),
-            // The connection the request came in on: reused if it is an outbound one, else lost.
-            t => Peer::stream(t, addr, None),
-        };
+        // On a connection transport, the connection the request came in on is reused when the
+        // edge opened it; otherwise the response is lost with it (RFC 3261 §18.2.2).
+        let Some((peer, _)) = self.resolve_hop(&hop) else { return };
         self.txn.send_stateless(peer, response.to_bytes());
     }
 

@@ -30,9 +30,12 @@ impl std::fmt::Display for TlsError {
 
 impl std::error::Error for TlsError {}
 
-/// The crypto provider of the whole process: aws-lc-rs, and nothing else.
+/// The crypto provider of the whole process: aws-lc-rs, and nothing else. Built once (it is
+/// also the source of random bytes for nonces and tokens).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    static PROVIDER: std::sync::OnceLock<Arc<rustls::crypto::CryptoProvider>> =
+        std::sync::OnceLock::new();
+    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())).clone()
 }
 
 /// Builds the server configuration from a PEM certificate chain and a PEM private key.
