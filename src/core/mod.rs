@@ -163,6 +163,8 @@ pub struct Core {
     proxy: ProxyState,
     dialplans: Arc<Dialplans>,
     probes: probe::Probes,
+    /// When the gauges in the metrics are next refreshed.
+    gauges_at: Option<Instant>,
     /// Server transactions still waiting for the core's final response: shutdown waits for
     /// these (those already answered only absorb retransmissions).
     unanswered: HashSet<ServerKey>,
@@ -183,6 +185,7 @@ impl Core {
             proxy: ProxyState::default(),
             dialplans,
             probes: probe::Probes::default(),
+            gauges_at: None,
             unanswered: HashSet::new(),
         }
     }
@@ -310,10 +313,14 @@ impl Core {
             };
             self.event(now, event);
         }
-        let m = &self.config.metrics;
-        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        m.transactions.store(gauge(self.txn.len()), Ordering::Relaxed);
-        m.registrations.store(gauge(self.location.len()), Ordering::Relaxed);
+        // Gauges at most once a second: counting bindings walks the whole location table.
+        if self.gauges_at.is_none_or(|t| now >= t) {
+            self.gauges_at = Some(now + Duration::from_secs(1));
+            let m = &self.config.metrics;
+            let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            m.transactions.store(gauge(self.txn.len()), Ordering::Relaxed);
+            m.registrations.store(gauge(self.location.len()), Ordering::Relaxed);
+        }
     }
 
     fn event(&mut self, now: Instant, event: Event) {
