@@ -60,7 +60,9 @@ pub fn check(buf: &[u8], max_message: usize) -> Result<Frame, FrameError> {
         [b'\r', b'\n', ..] => {
             return Ok(Frame::KeepAlive { len: 2, ping: false });
         }
-        [b'\n', ..] => {
+        // A bare LF, or a CR not followed by LF: stray line-break bytes before a start line,
+        // which the parser skips too (RFC 3261 §7.5).
+        [b'\n', ..] | [b'\r', ..] => {
             return Ok(Frame::KeepAlive { len: 1, ping: false });
         }
         _ => {}

@@ -637,3 +637,26 @@ fn pop_first_value_pops_what_name_addrs_calls_first() {
     assert_eq!(popped.as_deref(), Some(&b"<sip:p1.example.com;lr>"[..]));
     assert_eq!(m.headers().name_addrs(HeaderName::Route).count(), 0);
 }
+
+/// Found by `fuzz/` (target `framing`): the parser skips *any* run of CR and LF bytes before
+/// the start line, the framer only the CRLF / LF keep-alives (RFC 3261 §7.5, RFC 5626 §3.5.1).
+/// After `\r\r\n\n` the framer takes `\r\r` for a start line and the bare LF for the end of
+/// the headers, and refuses the stream (`MissingContentLength`, the connection is closed), while
+/// `Message::parse` on the same bytes accepts the OPTIONS behind them. One of the two should
+/// change: the framer now consumes a stray CR as a keep-alive byte.
+#[test]
+fn framer_and_parser_agree_on_stray_cr() {
+    let raw = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fuzz_regressions/framing-stray-cr-before-start-line.sip"),
+    )
+    .expect("regression file");
+    let framed = framing::check(&raw, MAX_MESSAGE);
+    let parsed = parse(&raw, Framing::Stream);
+    assert_eq!(
+        framed.is_err(),
+        parsed.is_err(),
+        "framer {framed:?}, parser {:?}",
+        parsed.map(|m| m.to_bytes())
+    );
+}
