@@ -173,19 +173,12 @@ impl Request {
 
     /// Appends the wire form to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.reserve(64 + self.headers.encoded_len_hint() + self.body.len());
-        match self.start_line {
-            Some((s, e)) => out.put_slice(&self.headers.buf[s as usize..e as usize]),
-            None => {
-                out.put_slice(self.method.as_str().as_bytes());
-                out.put_u8(b' ');
-                out.put_slice(self.uri.resolve(&self.headers.buf));
-                out.put_slice(b" SIP/2.0\r\n");
-            }
-        }
-        self.headers.encode(out);
-        out.put_slice(if self.lf_only { b"\n" } else { b"\r\n" });
-        out.put_slice(&self.body);
+        encode_parts(out, self.start_line, &self.headers, self.lf_only, &self.body, |out| {
+            out.put_slice(self.method.as_str().as_bytes());
+            out.put_u8(b' ');
+            out.put_slice(self.uri.resolve(&self.headers.buf));
+            out.put_slice(b" SIP/2.0\r\n");
+        });
     }
 
     /// The wire form.
@@ -287,22 +280,13 @@ impl Response {
 
     /// Appends the wire form to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.reserve(64 + self.headers.encoded_len_hint() + self.body.len());
-        match self.start_line {
-            Some((s, e)) => out.put_slice(&self.headers.buf[s as usize..e as usize]),
-            None => {
-                out.put_slice(b"SIP/2.0 ");
-                let mut code = itoa_u16(self.status);
-                out.put_slice(code.as_slice());
-                out.put_u8(b' ');
-                out.put_slice(self.reason.resolve(&self.headers.buf));
-                out.put_slice(b"\r\n");
-                code.clear();
-            }
-        }
-        self.headers.encode(out);
-        out.put_slice(if self.lf_only { b"\n" } else { b"\r\n" });
-        out.put_slice(&self.body);
+        encode_parts(out, self.start_line, &self.headers, self.lf_only, &self.body, |out| {
+            out.put_slice(b"SIP/2.0 ");
+            out.put_slice(self.status.to_string().as_bytes());
+            out.put_u8(b' ');
+            out.put_slice(self.reason.resolve(&self.headers.buf));
+            out.put_slice(b"\r\n");
+        });
     }
 
     /// The wire form.
@@ -313,8 +297,24 @@ impl Response {
     }
 }
 
-fn itoa_u16(n: u16) -> Vec<u8> {
-    n.to_string().into_bytes()
+/// Writes a message: the start line as received when it is unchanged (else `start_line`
+/// writes it), the headers, the empty line and the body.
+fn encode_parts(
+    out: &mut Vec<u8>,
+    raw_start: Option<(u32, u32)>,
+    headers: &Headers,
+    lf_only: bool,
+    body: &[u8],
+    start_line: impl FnOnce(&mut Vec<u8>),
+) {
+    out.reserve(64 + headers.encoded_len_hint() + body.len());
+    match raw_start {
+        Some((s, e)) => out.put_slice(&headers.buf[s as usize..e as usize]),
+        None => start_line(out),
+    }
+    headers.encode(out);
+    out.put_slice(if lf_only { b"\n" } else { b"\r\n" });
+    out.put_slice(body);
 }
 
 fn set_body(headers: &mut Headers, slot: &mut Bytes, content_type: Option<&str>, body: Bytes) {
