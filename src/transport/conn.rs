@@ -69,7 +69,14 @@ impl ConnCtx {
     fn deliver(&self, from: Peer, message: Message) -> Option<Bytes> {
         if !self.core.deliver(from, message) {
             self.metrics.shed();
-            tracing::warn!(peer = %from, "core saturated: message shed");
+            // At most one line a second: logging every shed message would deepen the overload.
+            static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let second = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if LAST.swap(second, std::sync::atomic::Ordering::Relaxed) != second {
+                tracing::warn!(peer = %from, "core saturated: messages shed (lifeline_sip_shed_total counts them)");
+            }
         }
         None
     }
