@@ -13,7 +13,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-pub use values::{Listen, ListenTransport, PortRange, parse_duration};
+pub use values::{Listen, ListenTransport, PortRange, line_of, parse_duration};
 
 /// The embedded defaults, also the reference configuration.
 pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");

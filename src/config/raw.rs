@@ -109,10 +109,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn line_of(&self, offset: usize) -> usize {
-        1 + self.text.as_bytes()[..offset.min(self.text.len())]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
+        super::line_of(self.text, offset)
     }
 
     /// Records a problem at `span` of the user's file, or of the defaults when `span` is None.

@@ -80,6 +80,12 @@ impl FromStr for PortRange {
     }
 }
 
+/// The 1-based line of byte `offset` in `text`: how every file parser (configuration, dialplan,
+/// agents seed) turns a TOML span into the `file:line` of its messages.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    1 + text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count()
+}
+
 /// Parses a duration with a unit: `500ms`, `32s`, `60m`, `2h`, `1d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();

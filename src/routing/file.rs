@@ -93,10 +93,7 @@ struct Source {
 
 impl Source {
     fn line(&self, offset: usize) -> usize {
-        1 + self.text.as_bytes()[..offset.min(self.text.len())]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
+        crate::config::line_of(&self.text, offset)
     }
 
     fn error(&self, offset: usize, message: impl Into<String>) -> DialplanError {

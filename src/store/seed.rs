@@ -140,8 +140,7 @@ struct Report<'a> {
 
 impl Report<'_> {
     fn line_of(&self, span: &Range<usize>) -> usize {
-        let end = span.start.min(self.text.len());
-        1 + self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count()
+        crate::config::line_of(self.text, span.start)
     }
 
     fn problem(&self, line: usize, message: String) -> SeedProblem {
