@@ -28,6 +28,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod emergency;
 pub mod registrar;
 pub mod routing;
 pub mod store;

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use sip::{Request, Uri};
 
+use crate::emergency::dialstring;
 use crate::routing::{Dialplan, Dialplans};
 
 /// What to do with a request.
@@ -55,31 +56,17 @@ impl Limiter {
     /// Whether a request bypasses limits: an emergency call (`urn:service:sos`, RFC 5031, or a
     /// configured emergency dialstring, also after an outside-line digit).
     pub fn is_exempt(&self, req: &Request) -> bool {
-        match req.uri() {
-            Ok(Uri::Urn(u)) => u.service().is_some_and(|s| {
-                s.eq_ignore_ascii_case("sos") || s.to_ascii_lowercase().starts_with("sos.")
-            }),
-            Ok(uri) => uri.user().is_some_and(|user| {
-                let digits: String = user.chars().filter(char::is_ascii_digit).collect();
-                // Emergency dialstrings are short: skip the dialplan for anything longer.
-                if digits.len() > 6 {
-                    return false;
-                }
-                let plan = match &self.dialplans {
-                    Some(d) => d.current(),
-                    None => Arc::new(Dialplan::empty()),
-                };
-                let em = &plan.emergency;
-                em.countries.values().flatten().chain(&em.test).any(|d| {
-                    digits == *d
-                        || em
-                            .outside_line
-                            .iter()
-                            .any(|p| digits.strip_prefix(p.as_str()) == Some(d.as_str()))
-                })
-            }),
-            Err(_) => false,
+        let Ok(uri) = req.uri() else { return false };
+        // Emergency dialstrings are short digit strings: most requests never reach the table.
+        if !matches!(uri, Uri::Urn(_)) && !uri.user().is_some_and(dialstring::could_be) {
+            return false;
         }
+        let plan = match &self.dialplans {
+            Some(d) => d.current(),
+            None => Arc::new(Dialplan::empty()),
+        };
+        // The caller's country is not known here: every country's table applies.
+        dialstring::recognise(&plan.emergency, &uri, None).is_some()
     }
 
     /// Takes a token for a request from `ip` at `now`.
