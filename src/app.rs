@@ -138,6 +138,7 @@ pub struct App {
     admin: AdminState,
     /// Agents (who may authenticate) and groups.
     roster: Roster,
+    store: Arc<dyn Store>,
     dialplans: Arc<Dialplans>,
     /// The dialplan files as loaded, to notice changes from.
     dialplan_files: Fingerprint,
@@ -211,7 +212,7 @@ impl App {
         }
         let roster = Roster::load(store.as_ref()).map_err(StartError::Store)?;
         tracing::info!(agents = roster.agents.len(), groups = roster.groups.len(), "agents loaded");
-        Ok(App { config, binds, tls, admin, roster, dialplans, dialplan_files })
+        Ok(App { config, binds, tls, admin, roster, store, dialplans, dialplan_files })
     }
 
     /// Whether the edge reports ready (`/ready`): set once it serves.
@@ -222,7 +223,7 @@ impl App {
     /// Runs the edge until `shutdown` resolves; then stops accepting, lets live transactions
     /// finish for up to [`SHUTDOWN_GRACE`], and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let App { config, binds, tls, mut admin, roster, dialplans, dialplan_files } = self;
+        let App { config, binds, tls, mut admin, roster, store, dialplans, dialplan_files } = self;
         let roster = Arc::new(roster);
         let server: Arc<str> =
             format!("lifeline/{} ({})", env!("CARGO_PKG_VERSION"), config.node.name).into();
@@ -254,9 +255,10 @@ impl App {
             metrics: admin.metrics.clone(),
             roster: roster.clone(),
             dialplans: dialplans.clone(),
+            store: store.clone(),
             local: local_identity(&config, &listening, web_addr, tls.is_some()),
         };
-        let core = Core::new(core_config, net);
+        let core = Core::new(core_config, net, &ctx.core);
 
         let mut tasks = tokio::task::JoinSet::new();
         for socket in udp {

@@ -23,6 +23,7 @@
 //! - Shutdown waits (up to a grace period) for server transactions still unanswered.
 
 pub mod auth;
+pub mod emergency;
 mod net;
 pub mod probe;
 pub mod proxy;
@@ -67,6 +68,8 @@ pub enum Input {
     SendFailed(TxnKey),
     /// The admin API asks for the live registrations.
     Registrations(tokio::sync::oneshot::Sender<Vec<RegistrationView>>),
+    /// The store work of an emergency call is done (callback lease).
+    EmergencyPrepared { key: ServerKey, prepared: emergency::Prepared },
 }
 
 /// A registration binding as the admin API shows it.
@@ -151,6 +154,8 @@ pub struct CoreConfig {
     pub local: LocalIdentity,
     /// The dialplan in force (reloaded aside and swapped).
     pub dialplans: Arc<Dialplans>,
+    /// Durable state: callback leases (written on a blocking thread, never on the core's).
+    pub store: Arc<dyn crate::store::Store>,
 }
 
 /// The core's state: the transaction layer and the tables of the SIP rules.
@@ -171,11 +176,18 @@ pub struct Core {
     /// Server transactions still waiting for the core's final response: shutdown waits for
     /// these (those already answered only absorb retransmissions).
     unanswered: HashSet<ServerKey>,
+    /// Callback leases by DID, for PSAP callbacks.
+    leases: std::collections::HashMap<String, emergency::LeaseEntry>,
+    /// The core's own queue, for work done aside (the store) to report back.
+    inbox: mpsc::Sender<Input>,
 }
 
 impl Core {
-    pub fn new(config: CoreConfig, net: Net) -> Core {
+    /// A core fed by `handle` (from [`Core::channel`]). Reads the live callback leases from the
+    /// store (once, at start).
+    pub fn new(config: CoreConfig, net: Net, handle: &CoreHandle) -> Core {
         let auth = Auth::new(&config.registrar.domain, config.roster.directory.clone());
+        let leases = emergency::load_leases(config.store.as_ref());
         let local = config.local.clone();
         let dialplans = config.dialplans.clone();
         Core {
@@ -190,6 +202,8 @@ impl Core {
             probes: probe::Probes::default(),
             gauges_at: None,
             unanswered: HashSet::new(),
+            leases,
+            inbox: handle.tx.clone(),
         }
     }
 
@@ -254,6 +268,8 @@ impl Core {
                     let now = Instant::now();
                     self.txn.handle_timeout(now);
                     self.fire_timer_c(now);
+                    self.fire_failover(now);
+                    self.fire_emergency_waits(now);
                     self.probe_trunks(now);
                 }
                 changed = stop.changed(), if give_up.is_none() => {
@@ -309,6 +325,9 @@ impl Core {
                     })
                     .collect();
                 let _ = reply.send(list);
+            }
+            Input::EmergencyPrepared { key, prepared } => {
+                self.emergency_prepared(now, key, prepared);
             }
         }
     }
