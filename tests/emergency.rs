@@ -162,6 +162,9 @@ async fn a_registered_agent_s_911_leaves_with_the_leased_number_and_comes_back_t
     assert_eq!(header(&at_carrier, "Priority"), ["emergency"]);
     assert_eq!(header(&at_carrier, "Resource-Priority"), ["esnet.1"]);
     assert!(at_carrier.ends_with(SDP), "the offer passes unchanged: {at_carrier}");
+    // The dialog is marked so that its BYE takes the priority lane past rate limits.
+    let marker = lifeline::core::emergency::route_marker();
+    assert!(header(&at_carrier, "Record-Route").iter().any(|r| r.contains(marker)), "{at_carrier}");
 
     // The carrier answers: alice sees her own From again.
     let inv = parse_request(&at_carrier);

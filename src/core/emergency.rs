@@ -49,6 +49,21 @@ use crate::emergency::{Recognised, candidates, dialstring};
 use crate::routing::{Dialplan, InboundTarget, RequestUriForm, Trunk};
 use crate::store::{self, AgentId, LeaseOutcome, Store, StoreError, UnixTime};
 
+/// The Record-Route parameter (`em=TOKEN`) that marks the dialog of an emergency call or a
+/// PSAP callback, so that the transports put its in-dialog requests (BYE, re-INVITE) in the
+/// core's priority lane past rate limits. The token is random per process: a stranger cannot
+/// forge a Route that skips the limits; after a restart, dialogs in progress are lost anyway
+/// (DESIGN.md, "Durability").
+pub fn route_marker() -> &'static str {
+    static MARKER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MARKER.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+        format!("em={:016x}", h.finish())
+    })
+}
+
 /// How long an emergency INVITE waits for the store before it leaves with a fallback number.
 pub const STORE_WAIT: Duration = Duration::from_millis(1500);
 

@@ -54,6 +54,10 @@ const BATCH: usize = 64;
 /// Messages waiting for the core before new ones are shed (the sender is told and drops).
 pub const QUEUE_DEPTH: usize = 16_384;
 
+/// The priority lane's depth: emergency messages waiting ahead of everything else. When it is
+/// full (a flood of fake emergency calls) they wait in the ordinary queue.
+pub const URGENT_DEPTH: usize = 4_096;
+
 /// What the transports tell the core.
 // Nearly every input is a message: boxing it would cost an allocation per message to save
 // queue space on the rare small variants.
@@ -72,6 +76,13 @@ pub enum Input {
     EmergencyPrepared { key: ServerKey, prepared: emergency::Prepared },
 }
 
+/// The receiving ends of the core's queues (see [`Core::channel`]).
+#[derive(Debug)]
+pub struct Inbox {
+    rx: mpsc::Receiver<Input>,
+    urgent: mpsc::Receiver<Input>,
+}
+
 /// A registration binding as the admin API shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RegistrationView {
@@ -88,6 +99,8 @@ pub struct RegistrationView {
 #[derive(Debug, Clone)]
 pub struct CoreHandle {
     tx: mpsc::Sender<Input>,
+    /// The priority lane: emergency calls, PSAP callbacks and their in-dialog requests.
+    urgent: mpsc::Sender<Input>,
 }
 
 impl CoreHandle {
@@ -95,6 +108,17 @@ impl CoreHandle {
     /// shed (the peer retransmits over UDP; on streams the transaction times out).
     pub fn deliver(&self, from: Peer, message: Message) -> bool {
         self.tx.try_send(Input::Message { from, message }).is_ok()
+    }
+
+    /// Hands an emergency message to the core ahead of everything queued (DESIGN.md: emergency
+    /// calls bypass shedding); the ordinary queue takes it when the lane is full.
+    pub fn deliver_urgent(&self, from: Peer, message: Message) -> bool {
+        match self.urgent.try_send(Input::Message { from, message }) {
+            Ok(()) => true,
+            Err(
+                mpsc::error::TrySendError::Full(input) | mpsc::error::TrySendError::Closed(input),
+            ) => self.tx.try_send(input).is_ok(),
+        }
     }
 
     /// Tells the core that a connection closed. Waits for room: this must not be lost.
@@ -207,20 +231,17 @@ impl Core {
         }
     }
 
-    /// Creates the queue into the core.
-    pub fn channel() -> (CoreHandle, mpsc::Receiver<Input>) {
+    /// Creates the queues into the core.
+    pub fn channel() -> (CoreHandle, Inbox) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        (CoreHandle { tx }, rx)
+        let (urgent, urgent_rx) = mpsc::channel(URGENT_DEPTH);
+        (CoreHandle { tx, urgent }, Inbox { rx, urgent: urgent_rx })
     }
 
     /// Runs until every [`CoreHandle`] is dropped, or `stop` turns `true` and the live
     /// transactions have finished (at most `grace` later).
-    pub async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Input>,
-        mut stop: watch::Receiver<bool>,
-        grace: Duration,
-    ) {
+    pub async fn run(mut self, inbox: Inbox, mut stop: watch::Receiver<bool>, grace: Duration) {
+        let Inbox { mut rx, urgent: mut urgent_rx } = inbox;
         self.probe_trunks(Instant::now());
         self.drain(Instant::now());
         let mut give_up: Option<Instant> = None;
@@ -248,6 +269,16 @@ impl Core {
                 }
             };
             tokio::select! {
+                // The priority lane first, always (emergency calls are handled ahead of other
+                // messages, issue 6 §7).
+                biased;
+                Some(input) = urgent_rx.recv() => {
+                    let now = Instant::now();
+                    self.input(now, input);
+                    while let Ok(more) = urgent_rx.try_recv() {
+                        self.input(now, more);
+                    }
+                }
                 input = rx.recv() => match input {
                     Some(input) => {
                         let now = Instant::now();
@@ -256,6 +287,10 @@ impl Core {
                         // saves a wake-up and a drain per message. The layers queue their
                         // outputs in order, so nothing is reordered.
                         for _ in 0..BATCH {
+                            if let Ok(more) = urgent_rx.try_recv() {
+                                self.input(now, more);
+                                continue;
+                            }
                             match rx.try_recv() {
                                 Ok(more) => self.input(now, more),
                                 Err(_) => break,

@@ -397,7 +397,11 @@ impl Core {
                 .resolve_hop(prepared.next_hop())
                 .ok_or("next hop is a DNS name (not resolved yet) or has no listen address")?,
         };
-        let rr = call.record_route.then_some(RecordRoute { inbound: &call.inbound, params: None });
+        // Emergency calls and PSAP callbacks mark their dialog's route (`;em`), so that the
+        // transports put its in-dialog requests in the core's priority lane.
+        let marker = super::emergency::route_marker();
+        let params = (call.emergency.is_some() || call.psap).then_some(marker);
+        let rr = call.record_route.then_some(RecordRoute { inbound: &call.inbound, params });
         Ok((peer, prepared.finish(&out, index, rr.as_ref())))
     }
 
