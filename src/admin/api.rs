@@ -115,7 +115,7 @@ fn agent_view(a: &crate::agents::Agent) -> AgentView<'_> {
 
 /// `GET /api/agents`: the agents (never their credentials).
 pub(super) async fn agents(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
-    let roster = &edge(&state)?.roster;
+    let roster = edge(&state)?.roster.current();
     Ok(Json(json!(roster.agents.values().map(agent_view).collect::<Vec<_>>())))
 }
 
@@ -124,7 +124,7 @@ pub(super) async fn agent(
     State(state): State<AdminState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let roster = &edge(&state)?.roster;
+    let roster = edge(&state)?.roster.current();
     let a =
         roster.agents.get(&id).ok_or_else(|| ApiError::not_found(format!("no agent '{id}'")))?;
     Ok(Json(json!(agent_view(a))))

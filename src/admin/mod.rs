@@ -22,9 +22,11 @@ use tokio::net::TcpListener;
 
 pub use error::ApiError;
 
-use crate::agents::Roster;
+use crate::agents::LiveRoster;
 use crate::core::CoreHandle;
+use crate::presence::PresenceBook;
 use crate::routing::Dialplans;
+use crate::store::Store;
 pub use metrics::Metrics;
 
 /// What the admin handlers share.
@@ -44,7 +46,13 @@ pub struct AdminState {
 pub struct EdgeView {
     pub core: CoreHandle,
     pub dialplans: Arc<Dialplans>,
-    pub roster: Arc<Roster>,
+    /// The roster in force; agent and group writes swap it.
+    pub roster: Arc<LiveRoster>,
+    pub presence: Arc<PresenceBook>,
+    /// Agents, groups and call history (blocking: called from `spawn_blocking`).
+    pub store: Arc<dyn Store>,
+    /// `[sip] domain`: the digest realm of passwords set through the API.
+    pub realm: String,
 }
 
 /// The routes of the admin listener.

@@ -38,7 +38,8 @@ use sip::{HeaderName, Message, Method, ParseError, Request, Response};
 use tokio::sync::{mpsc, watch};
 
 use crate::admin::metrics::{Dir, Metrics};
-use crate::agents::Roster;
+use crate::agents::LiveRoster;
+use crate::presence::PresenceBook;
 use crate::registrar::{Location, Policy};
 use crate::routing::Dialplans;
 use auth::Auth;
@@ -145,8 +146,10 @@ pub struct CoreConfig {
     pub server: String,
     pub registrar: Policy,
     pub metrics: Arc<Metrics>,
-    /// The agents (who may authenticate) and groups.
-    pub roster: Arc<Roster>,
+    /// The agents (who may authenticate) and groups; swapped by the admin API.
+    pub roster: Arc<LiveRoster>,
+    /// Every agent's presence: group calls ring only those available.
+    pub presence: Arc<PresenceBook>,
     /// The edge's addresses and domain, as the proxy rules see them.
     pub local: LocalIdentity,
     /// The dialplan in force (reloaded aside and swapped).
@@ -175,7 +178,7 @@ pub struct Core {
 
 impl Core {
     pub fn new(config: CoreConfig, net: Net) -> Core {
-        let auth = Auth::new(&config.registrar.domain, config.roster.directory.clone());
+        let auth = Auth::new(&config.registrar.domain, config.roster.clone());
         let local = config.local.clone();
         let dialplans = config.dialplans.clone();
         Core {

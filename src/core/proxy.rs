@@ -527,7 +527,7 @@ impl Core {
         let Some(user) = Self::dialled(req) else {
             return Routing::Answer(416, "Unsupported URI Scheme");
         };
-        if self.addressed_to_us(req) && self.auth.directory.contains(&user) {
+        if self.addressed_to_us(req) && self.config.roster.current().directory.contains(&user) {
             return self.route_agent(now, &user);
         }
         let number = normalise(&user, None);
@@ -546,14 +546,16 @@ impl Core {
         )
     }
 
-    /// Every binding of every member of `group`, in parallel (presence and capacity arrive
-    /// with the agents store); nobody registered: 480.
+    /// Every binding of every available member of `group`, in parallel (capacity is not
+    /// counted yet); nobody available and registered: 480.
     fn route_group(&self, now: Instant, group: &str) -> Routing {
         let targets: Vec<Target> = self
             .config
             .roster
+            .current()
             .members(group)
             .iter()
+            .filter(|m| self.config.presence.is_available(m))
             .flat_map(|m| self.location.lookup(now, m))
             .map(|b| Target { uri: Some(b.contact.clone()), peer: b.via_flow.then_some(b.source) })
             .collect();
@@ -568,7 +570,7 @@ impl Core {
     fn route_agent(&self, now: Instant, agent: &str) -> Routing {
         let bindings = self.location.lookup(now, agent);
         if bindings.is_empty() {
-            return if self.auth.directory.contains(agent) {
+            return if self.config.roster.current().directory.contains(agent) {
                 Routing::Answer(480, "Temporarily Unavailable")
             } else {
                 Routing::Answer(404, "Not Found")
