@@ -336,3 +336,26 @@ async fn groups_and_call_history() {
     assert_eq!((status, error_field(&body)), (400, "after"));
     edge.stop().await;
 }
+
+#[tokio::test]
+async fn an_emergency_dnd_interrupted_by_a_crash_is_restored_at_start() {
+    use lifeline::store::{Agent, Presence, PresenceSetter, PresenceState, SqliteStore, Store};
+    // What a crash during an emergency call leaves in the store: DND forced by the system,
+    // the state before saved.
+    let edge = Edge::start_tuned(false, |config| {
+        let store = SqliteStore::open_in(&config.node.data_dir).unwrap();
+        let alice = "alice".parse().unwrap();
+        store.put_agent(&Agent::new(alice), None).unwrap();
+        let forced = Presence {
+            state: PresenceState::Dnd,
+            previous: Some(PresenceState::Away),
+            set_by: PresenceSetter::System,
+        };
+        store.set_presence(&"alice".parse().unwrap(), &forced).unwrap();
+    })
+    .await;
+    let (status, body) = api(&edge, "GET", "/api/agents/alice/presence", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({ "state": "away", "previous": null }));
+    edge.stop().await;
+}
