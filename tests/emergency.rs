@@ -69,6 +69,21 @@ async fn start(data: Option<std::path::PathBuf>, ports: Option<(u16, u16)>) -> E
     Edge::start_opts(opts, |_| {}).await
 }
 
+/// Waits (up to 5 s) until `agent`'s presence is `state`: the DND of an emergency call is
+/// applied off the core's thread.
+async fn presence_becomes(edge: &Edge, agent: &str, state: &str) -> serde_json::Value {
+    let path = format!("/api/agents/{agent}/presence");
+    for _ in 0..100 {
+        let (status, body) = edge.api("GET", &path, None).await;
+        assert_eq!(status, 200, "{body}");
+        if body["state"] == state {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{agent}'s presence never became {state}");
+}
+
 /// Registers `user` from `sock` over UDP with digest authentication.
 async fn register(edge: &Edge, sock: &UdpSocket, user: &str) {
     use sip::digest::{Challenge, respond};
@@ -137,6 +152,10 @@ async fn a_registered_agent_s_911_leaves_with_the_leased_number_and_comes_back_t
     let bob = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     register(&edge, &alice, "alice").await;
     register(&edge, &bob, "bob").await;
+    let (status, _) = edge
+        .api("PUT", "/api/agents/alice/presence", Some(serde_json::json!({ "state": "away" })))
+        .await;
+    assert_eq!(status, 200);
 
     // No credentials, but a live registration on this flow: never challenged.
     let me = alice.local_addr().unwrap();
@@ -172,6 +191,48 @@ async fn a_registered_agent_s_911_leaves_with_the_leased_number_and_comes_back_t
     carrier.send_to(ok.as_bytes(), edge.udp).await.unwrap();
     let answer = udp_recv_until(&alice, "SIP/2.0 200").await;
     assert_eq!(header(&answer, "From"), ["\"Agent\" <sip:alice@localhost>;tag=f-e1"], "{answer}");
+    // She was away; the call forces DND and saves "away" to come back to.
+    let dnd = presence_becomes(&edge, "alice", "dnd").await;
+    assert_eq!(dnd["previous"], "away", "{dnd}");
+
+    // She hangs up (BYE along the route set): her presence is "away" again.
+    let routes: Vec<&str> = header(&answer, "Record-Route").into_iter().rev().collect();
+    let bye = format!(
+        "BYE sip:911@127.0.0.2:{port} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {me};branch=z9hG4bKbye1;rport\r\n\
+Max-Forwards: 70\r\n\
+Route: {}\r\n\
+From: \"Agent\" <sip:alice@localhost>;tag=f-e1\r\n\
+To: <sip:911@localhost>;tag=c1\r\n\
+Call-ID: e1@agent\r\n\
+CSeq: 2 BYE\r\n\
+Content-Length: 0\r\n\r\n",
+        routes.join(", ")
+    );
+    alice.send_to(bye.as_bytes(), edge.udp).await.unwrap();
+    let at_carrier = udp_recv_until(&carrier, "BYE ").await;
+    let ok = uas_response(&parse_request(&at_carrier), 200, "OK", "c1", "<sip:c@127.0.0.2>");
+    carrier.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    assert!(udp_recv_until(&alice, "SIP/2.0 200").await.contains("CSeq: 2 BYE"));
+    presence_becomes(&edge, "alice", "away").await;
+
+    // A second emergency call renews the same lease and stays up.
+    alice
+        .send_to(invite(me, "alice", "sip:911@localhost", "e2").as_bytes(), edge.udp)
+        .await
+        .unwrap();
+    let at_carrier = udp_recv_until(&carrier, "INVITE ").await;
+    assert_eq!(header(&at_carrier, "From"), ["<sip:+15550100900@localhost;user=phone>;tag=f-e2"]);
+    let ok = uas_response(
+        &parse_request(&at_carrier),
+        200,
+        "OK",
+        "c2",
+        &format!("<sip:911@127.0.0.2:{port}>"),
+    );
+    carrier.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    udp_recv_until(&alice, "SIP/2.0 200").await;
+    presence_becomes(&edge, "alice", "dnd").await;
 
     // The PSAP calls the callback number back: alice rings, with RFC 7090's priority,
     // although she is on a call.
@@ -186,14 +247,16 @@ async fn a_registered_agent_s_911_leaves_with_the_leased_number_and_comes_back_t
     let at_bob = udp_recv_until(&bob, "INVITE ").await;
     assert!(at_bob.contains("Call-ID: cb2@psap\r\n"), "{at_bob}");
 
-    // A crash: the lease was written before the INVITE left, so after a restart the PSAP's
-    // call still reaches alice (once her softphone has registered again).
+    // A crash mid-call: the lease was written before the INVITE left, so after a restart the
+    // PSAP's call still reaches alice (once her softphone has registered again), and the DND
+    // the call forced goes back to what it was.
     let ports = edge.trunk_ports;
     let data = edge.kill().await;
     drop(carrier);
     let edge = start(Some(data), Some(ports)).await;
     let carrier = UdpSocket::bind((TRUNK_IP, ports.0)).await.unwrap();
     register(&edge, &alice, "alice").await;
+    presence_becomes(&edge, "alice", "away").await;
     let from = carrier.local_addr().unwrap();
     carrier.send_to(psap_invite(from, "+15550100900", "cb3").as_bytes(), edge.udp).await.unwrap();
     let at_alice = udp_recv_until(&alice, "INVITE ").await;
@@ -264,5 +327,8 @@ async fn no_trunk_reachable_is_a_fast_503_that_says_so() {
     assert!(answer.starts_with("SIP/2.0 503 Service Unavailable\r\n"), "{answer}");
     assert!(header(&answer, "Warning")[0].contains("No emergency trunk reachable"), "{answer}");
     assert!(header(&answer, "Reason")[0].starts_with("SIP;cause=503"), "{answer}");
+    // However the call ends, DND ends with it: a failed call too.
+    let back = presence_becomes(&edge, "alice", "available").await;
+    assert_eq!(back["previous"], serde_json::Value::Null, "{back}");
     edge.stop().await;
 }

@@ -121,6 +121,56 @@ pub struct LeaseEntry {
     pub expires_at: UnixTime,
 }
 
+/// A presence change an emergency call makes (issue 6 §5).
+#[derive(Debug)]
+enum DndJob {
+    Begin(AgentId),
+    End(AgentId),
+}
+
+/// Applies the DND of emergency calls on one thread of its own, in the order the core asked:
+/// an end can never overtake its begin, and the core never waits for the store.
+#[derive(Debug, Clone)]
+pub struct DndWorker {
+    tx: std::sync::mpsc::Sender<DndJob>,
+}
+
+impl DndWorker {
+    /// Starts the worker; it stops when the last handle is dropped.
+    pub fn spawn(presence: Arc<crate::presence::PresenceBook>) -> DndWorker {
+        let (tx, rx) = std::sync::mpsc::channel::<DndJob>();
+        let spawned = std::thread::Builder::new().name("lifeline-dnd".into()).spawn(move || {
+            for job in rx {
+                let (what, result) = match &job {
+                    DndJob::Begin(a) => ("begin", presence.emergency_begin(a)),
+                    DndJob::End(a) => ("end", presence.emergency_end(a)),
+                };
+                if let Err(e) = result {
+                    tracing::error!(error = %e, what, "emergency DND not applied");
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "no DND worker: emergency calls will not set DND");
+        }
+        DndWorker { tx }
+    }
+
+    /// The agent's emergency call began: DND, the previous state saved.
+    pub fn begin(&self, agent: &str) {
+        if let Ok(id) = agent.parse() {
+            let _ = self.tx.send(DndJob::Begin(id));
+        }
+    }
+
+    /// The agent's emergency call ended, however: the previous state comes back.
+    pub fn end(&self, agent: &str) {
+        if let Ok(id) = agent.parse() {
+            let _ = self.tx.send(DndJob::End(id));
+        }
+    }
+}
+
 /// The wall clock in Unix seconds, for the store's lease times.
 pub fn unix_now() -> UnixTime {
     SystemTime::now()
@@ -271,11 +321,9 @@ impl Core {
             return None;
         }
         let caller = self.identify(now, req, from, plan);
-        let country = caller
-            .agent
-            .as_ref()
-            .and_then(|a| self.config.roster.agents.get(a))
-            .and_then(|a| a.country.clone());
+        let country = caller.agent.as_ref().and_then(|a| {
+            self.config.roster.current().agents.get(a).and_then(|a| a.country.clone())
+        });
         let recognised = dialstring::recognise(&plan.emergency, &uri, country.as_deref())?;
         Some((recognised, caller))
     }
@@ -297,7 +345,7 @@ impl Core {
                     sip::Uri::Sip(u) => u.user.map(str::to_owned),
                     _ => None,
                 })
-                .filter(|u| self.config.roster.agents.contains_key(u));
+                .filter(|u| self.config.roster.current().agents.contains_key(u));
             return Caller { agent: user, how: Identified::Trusted };
         }
         Caller { agent: None, how: Identified::Unauthenticated }
@@ -318,8 +366,9 @@ impl Core {
         if caller.how == Identified::Unauthenticated {
             EmergencyMetrics::inc(&m.unauthenticated);
         }
-        let agent = caller.agent.as_ref().and_then(|a| self.config.roster.agents.get(a));
-        let own_number = agent.and_then(|a| a.caller_id.first()).cloned();
+        let roster = self.config.roster.current();
+        let agent = caller.agent.as_ref().and_then(|a| roster.agents.get(a));
+        let own_number: Option<String> = agent.and_then(|a| a.caller_id.first().cloned());
         let caller_e164 = own_number.as_deref().and_then(crate::routing::E164::parse);
         // Trunks whose probes fail go last, never away: for an emergency call every trunk gets
         // its chance.
@@ -362,6 +411,46 @@ impl Core {
             original_from: None,
         };
         (Routing::Serial(targets), call)
+    }
+
+    /// The emergency call of server transaction `key` got its final response upstream: a 2xx
+    /// keeps DND until the dialog ends (BYE either way, or the agent's connection drops);
+    /// anything else ends it now.
+    pub(super) fn emergency_answered(&mut self, key: ServerKey, status: u16) {
+        let Some((agent, call_id, flow)) = self.proxy.emergency_caller(key) else { return };
+        if status < 300 {
+            self.emergency_dialogs.entry(call_id).or_insert((agent, flow));
+        } else {
+            self.dnd.end(&agent);
+        }
+    }
+
+    /// An in-dialog request: a BYE ends its emergency dialog's DND.
+    pub(super) fn emergency_in_dialog(&mut self, req: &Request) {
+        if *req.method() != Method::Bye || self.emergency_dialogs.is_empty() {
+            return;
+        }
+        let call_id = req.headers().call_id().unwrap_or_default();
+        if let Some((agent, _)) = self.emergency_dialogs.remove(call_id) {
+            tracing::info!(agent = %agent, "emergency call ended");
+            self.dnd.end(&agent);
+        }
+    }
+
+    /// A connection closed: the emergency dialogs of agents on it end.
+    pub(super) fn emergency_flow_closed(&mut self, flow: sip::transaction::FlowId) {
+        let gone: Vec<String> = self
+            .emergency_dialogs
+            .iter()
+            .filter(|(_, (_, f))| *f == Some(flow))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for call_id in gone {
+            if let Some((agent, _)) = self.emergency_dialogs.remove(&call_id) {
+                tracing::info!(agent = %agent, "emergency call ended with its connection");
+                self.dnd.end(&agent);
+            }
+        }
     }
 
     /// Runs the store work of emergency call `key` on a blocking thread; its result comes back
@@ -483,7 +572,7 @@ impl Core {
 
     /// Where `[emergency] callback_fallback` sends a PSAP call, in order.
     fn fallback_targets(&self, now: Instant, did: &str, plan: &Dialplan) -> VecDeque<Target> {
-        let roster = &self.config.roster;
+        let roster = self.config.roster.current();
         match &plan.emergency.callback_fallback {
             None => VecDeque::new(),
             Some(InboundTarget::Agent(a)) => {

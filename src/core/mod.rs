@@ -39,7 +39,8 @@ use sip::{HeaderName, Message, Method, ParseError, Request, Response};
 use tokio::sync::{mpsc, watch};
 
 use crate::admin::metrics::{Dir, Metrics};
-use crate::agents::Roster;
+use crate::agents::LiveRoster;
+use crate::presence::PresenceBook;
 use crate::registrar::{Location, Policy};
 use crate::routing::Dialplans;
 use auth::Auth;
@@ -172,8 +173,10 @@ pub struct CoreConfig {
     pub server: String,
     pub registrar: Policy,
     pub metrics: Arc<Metrics>,
-    /// The agents (who may authenticate) and groups.
-    pub roster: Arc<Roster>,
+    /// The agents (who may authenticate) and groups; swapped by the admin API.
+    pub roster: Arc<LiveRoster>,
+    /// Every agent's presence: group calls ring only those available.
+    pub presence: Arc<PresenceBook>,
     /// The edge's addresses and domain, as the proxy rules see them.
     pub local: LocalIdentity,
     /// The dialplan in force (reloaded aside and swapped).
@@ -204,14 +207,20 @@ pub struct Core {
     leases: std::collections::HashMap<String, emergency::LeaseEntry>,
     /// The core's own queue, for work done aside (the store) to report back.
     inbox: mpsc::Sender<Input>,
+    /// Emergency DND on and off, in order, off the core's thread.
+    dnd: emergency::DndWorker,
+    /// Answered emergency calls by Call-ID: the agent (whose DND ends with the dialog) and
+    /// the connection the call came over.
+    emergency_dialogs: std::collections::HashMap<String, (String, Option<FlowId>)>,
 }
 
 impl Core {
     /// A core fed by `handle` (from [`Core::channel`]). Reads the live callback leases from the
     /// store (once, at start).
     pub fn new(config: CoreConfig, net: Net, handle: &CoreHandle) -> Core {
-        let auth = Auth::new(&config.registrar.domain, config.roster.directory.clone());
+        let auth = Auth::new(&config.registrar.domain, config.roster.clone());
         let leases = emergency::load_leases(config.store.as_ref());
+        let dnd = emergency::DndWorker::spawn(config.presence.clone());
         let local = config.local.clone();
         let dialplans = config.dialplans.clone();
         Core {
@@ -228,6 +237,8 @@ impl Core {
             unanswered: HashSet::new(),
             leases,
             inbox: handle.tx.clone(),
+            dnd,
+            emergency_dialogs: std::collections::HashMap::new(),
         }
     }
 
@@ -343,6 +354,7 @@ impl Core {
                     tracing::debug!(%flow, bindings = gone, "connection closed");
                 }
                 self.txn.handle_flow_error(now, flow);
+                self.emergency_flow_closed(flow);
             }
             Input::SendFailed(key) => self.txn.handle_transport_error(now, key),
             Input::Registrations(reply) => {

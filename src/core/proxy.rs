@@ -86,6 +86,8 @@ pub struct Call {
     /// The next target is tried after any failure, not only 408 and 5xx (emergency calls and
     /// PSAP callbacks).
     failover_any: bool,
+    /// The connection the request came over (stream transports).
+    from_flow: Option<sip::transaction::FlowId>,
 }
 
 /// Proxy state kept by the core.
@@ -120,6 +122,17 @@ impl ProxyState {
     /// The emergency part of call `key`.
     pub(super) fn emergency_mut(&mut self, key: ServerKey) -> Option<&mut EmergencyCall> {
         self.calls.get_mut(&key)?.emergency.as_mut()
+    }
+
+    /// The agent making the emergency call of `key`, its Call-ID and connection.
+    pub(super) fn emergency_caller(
+        &self,
+        key: ServerKey,
+    ) -> Option<(String, String, Option<sip::transaction::FlowId>)> {
+        let call = self.calls.get(&key)?;
+        let agent = call.emergency.as_ref()?.caller.agent.clone()?;
+        let call_id = call.request.headers().call_id().unwrap_or_default().to_owned();
+        Some((agent, call_id, call.from_flow))
     }
 
     /// Emergency calls still waiting for the store at `now`.
@@ -206,6 +219,7 @@ impl Core {
         let in_dialog = req.headers().to().ok().and_then(|t| t.tag()).is_some();
         let mut emergency = None;
         let routing = if in_dialog || pre.was_routed() {
+            self.emergency_in_dialog(&req);
             // Loose routing: the route set or the Request-URI decides (§16.4, §16.6 step 7).
             Routing::Serial(VecDeque::from([self.in_dialog_target(now, &req)]))
         } else {
@@ -283,10 +297,14 @@ impl Core {
             emergency,
             psap,
             failover_any,
+            from_flow: from.flow,
         };
         self.proxy.calls.insert(key, call);
         if waiting {
             let Some(call) = self.proxy.calls.get(&key) else { return };
+            if let Some(agent) = call.emergency.as_ref().and_then(|e| e.caller.agent.as_deref()) {
+                self.dnd.begin(agent);
+            }
             match &call.emergency {
                 Some(em) if em.caller.agent.is_some() => self.prepare_emergency(key, em),
                 _ => self.release_emergency(now, key),
@@ -417,6 +435,9 @@ impl Core {
         }
         if let Some(response) = outcome.forward {
             let is_final = response.status() >= 200;
+            if is_final {
+                self.emergency_answered(key, response.status());
+            }
             self.config.metrics.response(Dir::Out, response.status());
             if let Err(e) = self.txn.send_response(now, key, response) {
                 tracing::debug!(error = %e, "response not forwarded");
@@ -535,6 +556,7 @@ impl Core {
         if call.branches.is_empty() && !call.ctx.final_sent() {
             // Cancelled while an emergency INVITE waited for the store: nothing left yet.
             let request = call.request.clone();
+            self.emergency_answered(invite, 487);
             self.proxy.calls.remove(&invite);
             return self.reply(now, invite, &request, 487, "Request Terminated");
         }
@@ -710,7 +732,7 @@ impl Core {
         let Some(user) = Self::dialled(req) else {
             return Routing::Answer(416, "Unsupported URI Scheme");
         };
-        if self.addressed_to_us(req) && self.auth.directory.contains(&user) {
+        if self.addressed_to_us(req) && self.config.roster.current().directory.contains(&user) {
             return self.route_agent(now, &user);
         }
         let number = normalise(&user, None);
@@ -729,14 +751,16 @@ impl Core {
         )
     }
 
-    /// Every binding of every member of `group`, in parallel (presence and capacity arrive
-    /// with the agents store); nobody registered: 480.
+    /// Every binding of every available member of `group`, in parallel (capacity is not
+    /// counted yet); nobody available and registered: 480.
     fn route_group(&self, now: Instant, group: &str) -> Routing {
         let targets: Vec<Target> = self
             .config
             .roster
+            .current()
             .members(group)
             .iter()
+            .filter(|m| self.config.presence.is_available(m))
             .flat_map(|m| self.location.lookup(now, m))
             .map(|b| Target {
                 uri: Some(b.contact.clone()),
@@ -755,7 +779,7 @@ impl Core {
     fn route_agent(&self, now: Instant, agent: &str) -> Routing {
         let bindings = self.location.lookup(now, agent);
         if bindings.is_empty() {
-            return if self.auth.directory.contains(agent) {
+            return if self.config.roster.current().directory.contains(agent) {
                 Routing::Answer(480, "Temporarily Unavailable")
             } else {
                 Routing::Answer(404, "Not Found")

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use lifeline::app::{App, Binds};
 use lifeline::config::{Config, Listen, ListenTransport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 pub mod ua;
@@ -158,6 +159,39 @@ impl Edge {
         }));
         let token = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_owned();
         Edge { udp, tcp, web, trunk_ports, admin, token, data, tls, tmp, stop: Some(stop), task }
+    }
+
+    /// One HTTP/1.1 request with the bearer token and an optional JSON body; returns (status,
+    /// body as JSON, `Null` when empty).
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut s = tokio::net::TcpStream::connect(self.admin).await.unwrap();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+    Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.token,
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        let json = if body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+        };
+        (status, json)
     }
 
     pub async fn stop(self) {
