@@ -12,6 +12,8 @@
 //! - [`transport`]: UDP, TCP and TLS listeners, outbound connections, flows, rate limits.
 //! - [`core`]: the single task that owns the transaction layer: registrar, authentication,
 //!   stateful proxy, trunk probes.
+//! - [`emergency`]: emergency calls made by agents; so far the caller's location (PIDF-LO,
+//!   RFC 6442) and country.
 //! - [`registrar`]: REGISTER rules (RFC 3261 §10.3, RFC 5626 flows) and the location table.
 //! - [`routing`]: the dialplan (trunks, routes, inbound DIDs, trusted networks), reloadable.
 //! - [`store`]: durable state (agents, groups, presence, callback leases, notification outbox,
@@ -28,6 +30,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod emergency;
 pub mod registrar;
 pub mod routing;
 pub mod store;

@@ -1,0 +1,3 @@
+//! Emergency calls made by agents: dialstrings, trunk choice, callback leases, location.
+
+pub mod location;
