@@ -14,6 +14,8 @@
 //!   stateful proxy, trunk probes.
 //! - [`presence`]: agents' presence (memory, written through to the store); DND for an
 //!   emergency call and its restore.
+//! - [`emergency`]: emergency calls made by agents: dialstrings, trunk choice, the caller's
+//!   location (PIDF-LO, RFC 6442) and country.
 //! - [`registrar`]: REGISTER rules (RFC 3261 §10.3, RFC 5626 flows) and the location table.
 //! - [`routing`]: the dialplan (trunks, routes, inbound DIDs, trusted networks), reloadable.
 //! - [`store`]: durable state (agents, groups, presence, callback leases, notification outbox,

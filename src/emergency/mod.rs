@@ -8,11 +8,15 @@
 //!   then direct-offer trunks with the caller-ID owner first, then catch-all direct-routing
 //!   routes), the ambiguity rule for emergency routes, and the warnings `lifeline check`
 //!   prints.
+//! - [`location`]: the softphone's location in an INVITE (RFC 6442 Geolocation, a PIDF-LO
+//!   read by namespace), its country, and a civic PIDF-LO (RFC 4119, RFC 5139) built from the
+//!   agent's provisioned address, attached in a multipart body.
 //!
 //! The edge's side of the call (callback lease, headers toward the trunk, failover timer,
 //! PSAP callback routing) is in `crate::core::emergency`.
 
 pub mod dialstring;
+pub mod location;
 pub mod trunks;
 
 pub use dialstring::{Recognised, recognise};
