@@ -23,6 +23,9 @@ pub struct Agent {
     pub capacity: u32,
     /// ISO 3166 alpha-2 country of the provisioned location.
     pub country: Option<String>,
+    /// The provisioned dispatchable address (the PIDF-LO of its emergency calls when the
+    /// softphone sends none).
+    pub location: Option<store::Location>,
 }
 
 impl Agent {
@@ -34,6 +37,7 @@ impl Agent {
             caller_id: a.caller_id.iter().map(ToString::to_string).collect(),
             capacity: a.capacity,
             country: a.location.as_ref().map(|l| l.country.to_string()),
+            location: a.location.clone(),
         }
     }
 }

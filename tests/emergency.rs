@@ -180,7 +180,13 @@ async fn a_registered_agent_s_911_leaves_with_the_leased_number_and_comes_back_t
     );
     assert_eq!(header(&at_carrier, "Priority"), ["emergency"]);
     assert_eq!(header(&at_carrier, "Resource-Priority"), ["esnet.1"]);
-    assert!(at_carrier.ends_with(SDP), "the offer passes unchanged: {at_carrier}");
+    // The softphone sent no location: the provisioned address goes as a civic PIDF-LO
+    // (RFC 4119, RFC 5139) beside the unchanged SDP, referenced by Geolocation (RFC 6442).
+    assert!(header(&at_carrier, "Content-Type")[0].starts_with("multipart/mixed"), "{at_carrier}");
+    let geo = header(&at_carrier, "Geolocation");
+    assert!(geo.len() == 1 && geo[0].starts_with("<cid:"), "{at_carrier}");
+    assert!(at_carrier.contains(SDP), "the offer passes unchanged: {at_carrier}");
+    assert!(at_carrier.contains("Springfield") && at_carrier.contains(">Manual<"), "{at_carrier}");
     // The dialog is marked so that its BYE takes the priority lane past rate limits.
     let marker = lifeline::core::emergency::route_marker();
     assert!(header(&at_carrier, "Record-Route").iter().any(|r| r.contains(marker)), "{at_carrier}");

@@ -45,7 +45,7 @@ use sip::{HeaderName, Method, Request, Response};
 use super::proxy::{Routing, Target};
 use super::{Core, Input, auth};
 use crate::admin::metrics::EmergencyMetrics;
-use crate::emergency::{Recognised, candidates, dialstring};
+use crate::emergency::{Recognised, candidates, dialstring, location};
 use crate::routing::{Dialplan, InboundTarget, RequestUriForm, Trunk};
 use crate::store::{self, AgentId, LeaseOutcome, Store, StoreError, UnixTime};
 
@@ -106,6 +106,8 @@ pub struct EmergencyCall {
     pub reached: bool,
     /// The From header as the agent sent it, put back in responses.
     pub original_from: Option<Bytes>,
+    /// The agent's provisioned address: the PIDF-LO sent when the softphone sent none.
+    pub provisioned: Option<store::Location>,
 }
 
 /// What the store work of an emergency call produced (on a blocking thread).
@@ -289,6 +291,33 @@ pub fn outgoing(
     }
     h.remove_all(HeaderName::Priority);
     h.push(HeaderName::Priority, "emergency");
+    // RFC 6442: a location the softphone sent passes byte for byte; otherwise, for a trunk
+    // that takes one, a civic PIDF-LO (RFC 4119, RFC 5139, method Manual) from the agent's
+    // provisioned address, in a multipart with the SDP.
+    if trunk.emergency.pidf
+        && !request.headers().contains(HeaderName::Geolocation)
+        && let Some(provisioned) = &call.provisioned
+    {
+        let entity = match &call.caller.agent {
+            Some(a) => format!("pres:{a}@{domain}"),
+            None => format!("pres:emergency@{domain}"),
+        };
+        let pidf = location::build_pidf(provisioned, &entity, unix_now());
+        let content_type = request
+            .headers()
+            .get(HeaderName::ContentType)
+            .and_then(|v| std::str::from_utf8(v).ok());
+        match location::attach(request.body(), content_type, &pidf, domain) {
+            Ok(a) => {
+                r.set_body(Some(&a.content_type), Bytes::from(a.body));
+                let h = r.headers_mut();
+                h.push(HeaderName::Geolocation, a.geolocation);
+                h.set(HeaderName::GeolocationRouting, a.geolocation_routing);
+            }
+            Err(e) => tracing::error!(error = %e, "the provisioned location could not be attached"),
+        }
+    }
+    let h = r.headers_mut();
     if let Some(rp) = &trunk.emergency.resource_priority {
         h.remove_all(HeaderName::ResourcePriority);
         h.push(HeaderName::ResourcePriority, rp.clone());
@@ -321,8 +350,12 @@ impl Core {
             return None;
         }
         let caller = self.identify(now, req, from, plan);
-        let country = caller.agent.as_ref().and_then(|a| {
-            self.config.roster.current().agents.get(a).and_then(|a| a.country.clone())
+        // The country: the softphone's location first, else the agent's provisioned one.
+        let softphone = location::from_invite(req).and_then(|l| l.country()).map(|c| c.to_string());
+        let country = softphone.or_else(|| {
+            caller.agent.as_ref().and_then(|a| {
+                self.config.roster.current().agents.get(a).and_then(|a| a.country.clone())
+            })
         });
         let recognised = dialstring::recognise(&plan.emergency, &uri, country.as_deref())?;
         Some((recognised, caller))
@@ -409,6 +442,7 @@ impl Core {
             wait_until: now + STORE_WAIT,
             reached: false,
             original_from: None,
+            provisioned: agent.and_then(|a| a.location.clone()),
         };
         (Routing::Serial(targets), call)
     }
