@@ -10,6 +10,7 @@
 //! - [`app`]: builds the edge from a configuration and sockets bound outside; runs it until
 //!   shutdown.
 //! - [`transport`]: UDP, TCP and TLS listeners, outbound connections, flows, rate limits.
+//! - [`emergency`]: emergency calls: the notification e-mail and its delivery.
 //! - [`core`]: the single task that owns the transaction layer: registrar, authentication,
 //!   stateful proxy, trunk probes.
 //! - [`registrar`]: REGISTER rules (RFC 3261 §10.3, RFC 5626 flows) and the location table.
@@ -28,6 +29,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod emergency;
 pub mod registrar;
 pub mod routing;
 pub mod store;
