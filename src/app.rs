@@ -17,6 +17,7 @@ use crate::admin::{AdminState, EdgeView, Metrics, token};
 use crate::agents::Roster;
 use crate::config::{Config, ListenTransport};
 use crate::core::{Core, CoreConfig, Net};
+use crate::emergency::mailer::Mailer;
 use crate::registrar::Policy;
 use crate::routing::{DialplanError, Dialplans};
 use crate::store::{SqliteStore, Store};
@@ -141,6 +142,8 @@ pub struct App {
     dialplans: Arc<Dialplans>,
     /// The dialplan files as loaded, to notice changes from.
     dialplan_files: Fingerprint,
+    /// Durable state (agents, outbox, templates, ...).
+    store: Arc<dyn Store>,
 }
 
 impl std::fmt::Debug for App {
@@ -211,7 +214,7 @@ impl App {
         }
         let roster = Roster::load(store.as_ref()).map_err(StartError::Store)?;
         tracing::info!(agents = roster.agents.len(), groups = roster.groups.len(), "agents loaded");
-        Ok(App { config, binds, tls, admin, roster, dialplans, dialplan_files })
+        Ok(App { config, binds, tls, admin, roster, dialplans, dialplan_files, store })
     }
 
     /// Whether the edge reports ready (`/ready`): set once it serves.
@@ -222,7 +225,7 @@ impl App {
     /// Runs the edge until `shutdown` resolves; then stops accepting, lets live transactions
     /// finish for up to [`SHUTDOWN_GRACE`], and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let App { config, binds, tls, mut admin, roster, dialplans, dialplan_files } = self;
+        let App { config, binds, tls, mut admin, roster, dialplans, dialplan_files, store } = self;
         let roster = Arc::new(roster);
         let server: Arc<str> =
             format!("lifeline/{} ({})", env!("CARGO_PKG_VERSION"), config.node.name).into();
@@ -299,6 +302,8 @@ impl App {
         let admin_metrics = admin.metrics.clone();
         tasks.spawn(crate::admin::serve(binds.admin, admin, admin_stopped));
         drop(ctx);
+        // Its first look at the outbox is at once: mail queued before a restart goes out.
+        let mailer = Mailer::spawn(store, &config.smtp, admin_metrics.clone(), stop_rx.clone());
         tasks.spawn(reload_on_sighup(dialplans, admin_metrics, stop_rx.clone(), dialplan_files));
         let core_task = tokio::spawn(core.run(inbox, stop_rx, SHUTDOWN_GRACE));
         // Every listener is bound (Binds) and serving: ready.
@@ -309,6 +314,7 @@ impl App {
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}
         let _ = core_task.await;
+        mailer.stopped().await;
     }
 }
 

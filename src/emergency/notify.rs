@@ -1,7 +1,7 @@
 //! The emergency-call notification e-mail (DESIGN.md, point 4): what it says ([`Notice`]), the
 //! editable template `emergency-call-notification` that says it, and [`queue_notice`], which
 //! the emergency path calls to put the rendered mail in the store's outbox before the INVITE
-//! leaves. Delivery is the mailer's business.
+//! leaves. Delivery is [`super::mailer`]'s business.
 //!
 //! # Template
 //!
@@ -425,7 +425,7 @@ impl fmt::Display for NotifyError {
 impl std::error::Error for NotifyError {}
 
 /// Queues the notification of `notice` to each of `agent`'s emergency contacts (one outbox row
-/// each, committed durably) and returns their ids; call the mailer's `wake`
+/// each, committed durably) and returns their ids; call [`super::mailer::MailerHandle::wake`]
 /// afterwards. Blocking: call it from `spawn_blocking` or a store thread.
 ///
 /// Never loses the mail to a template problem: the stored template is used when it renders,
