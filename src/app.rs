@@ -296,8 +296,12 @@ impl App {
         let admin_stopped = async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        admin.edge =
-            Some(EdgeView { core: ctx.core.clone(), dialplans: dialplans.clone(), roster });
+        admin.edge = Some(EdgeView {
+            core: ctx.core.clone(),
+            dialplans: dialplans.clone(),
+            roster,
+            store: store.clone(),
+        });
         let ready = admin.ready.clone();
         let admin_metrics = admin.metrics.clone();
         tasks.spawn(crate::admin::serve(binds.admin, admin, admin_stopped));

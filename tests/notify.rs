@@ -6,6 +6,8 @@
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -17,7 +19,8 @@ use lifeline::emergency::mailer::{Mailer, MailerHandle, Tuning, unix_now};
 use lifeline::emergency::notify::{Notice, queue_notice};
 use lifeline::store::{Agent, OutboxStatus, SqliteStore, Store};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
@@ -278,4 +281,119 @@ async fn mail_queued_before_a_restart_is_delivered_by_the_next_mailer() {
 
     mailer.stop().await;
     relay.stop().await;
+}
+
+/// One HTTP/1.1 request with an optional JSON body; returns (status, body as JSON or text).
+async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+}
+
+#[tokio::test]
+async fn the_template_api_refuses_what_does_not_render_and_previews() {
+    // The edge's own mailer points at a port nobody listens on.
+    let port = free_port();
+    let edge = common::Edge::start_tuned(false, |c| c.smtp = smtp(port)).await;
+    let (addr, token) = (edge.admin, edge.token.clone());
+    let path = "/api/templates/emergency-call-notification";
+
+    let (status, default) = http(addr, "GET", path, &token, "").await;
+    assert_eq!(status, 200, "{default}");
+    assert!(default["subject"].as_str().unwrap().contains("{{ dialled }}"), "{default}");
+    assert!(default["html"].as_str().unwrap().contains("<html>"));
+
+    let custom = serde_json::json!({
+        "subject": "SOS {{ dialled }} {{ agent_name }}",
+        "text": "Call back {{ callback }} ({{ location }})",
+        "html": "<p>{{ agent_name }}</p>",
+    });
+    let (status, body) = http(addr, "PUT", path, &token, &custom.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(http(addr, "GET", path, &token, "").await.1, custom);
+
+    // A syntax error in one part: 400 naming it, with the line; nothing written.
+    let broken = serde_json::json!({
+        "subject": "SOS", "text": "ok", "html": "<p>\n{% if test %}</p>",
+    });
+    let (status, body) = http(addr, "PUT", path, &token, &broken.to_string()).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid");
+    assert_eq!(body["error"]["field"], "html");
+    assert!(body["error"]["message"].as_str().unwrap().contains("syntax error"), "{body}");
+    assert_eq!(http(addr, "GET", path, &token, "").await.1, custom, "unchanged");
+
+    // An unknown placeholder, a missing part, an extra field: each named.
+    let typo = serde_json::json!({ "subject": "{{ dialed }}", "text": "", "html": "" });
+    let (status, body) = http(addr, "PUT", path, &token, &typo.to_string()).await;
+    assert_eq!((status, &body["error"]["field"]), (400, &Value::from("subject")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("'dialed'"), "{body}");
+    let (status, body) = http(addr, "PUT", path, &token, r#"{"subject":"","html":""}"#).await;
+    assert_eq!((status, &body["error"]["field"]), (400, &Value::from("text")), "{body}");
+    let (status, body) =
+        http(addr, "PUT", path, &token, r#"{"subject":"","text":"","html":"","x":1}"#).await;
+    assert_eq!((status, &body["error"]["field"]), (400, &Value::from("x")), "{body}");
+    assert_eq!(http(addr, "GET", path, &token, "").await.1, custom, "unchanged");
+
+    // Preview: the stored template with the sample notice ...
+    let preview = format!("{path}/preview");
+    let (status, r) = http(addr, "POST", &preview, &token, "").await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["subject"], "[TEST] SOS 933 Alice Doe");
+    assert_eq!(r["text"], "Call back +15550100900 (1 Main St, Springfield, IL 62701)");
+    // ... with sample data given ...
+    let sample =
+        r#"{"dialled":"911","test":false,"callback":null,"location":null,"agent_name":"<Bob>"}"#;
+    let (status, r) = http(addr, "POST", &preview, &token, sample).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["subject"], "SOS 911 <Bob>");
+    assert_eq!(r["text"], "Call back none: pool exhausted (unknown)");
+    assert_eq!(r["html"], "<p>&lt;Bob&gt;</p>");
+    // ... or an edit not stored yet; bad sample data is named.
+    let edit = r#"{"template":{"subject":"x","text":"{{ edge }}","html":""},"edge":"edge-9"}"#;
+    let (status, r) = http(addr, "POST", &preview, &token, edit).await;
+    assert_eq!((status, &r["text"]), (200, &Value::from("edge-9")), "{r}");
+    let (status, r) = http(addr, "POST", &preview, &token, r#"{"callback":"555"}"#).await;
+    assert_eq!((status, &r["error"]["field"]), (400, &Value::from("callback")), "{r}");
+
+    // The outbox status: no content, no recipients; the failed attempt's class.
+    assert_eq!(
+        http(addr, "GET", "/api/notifications", &token, "").await,
+        (200, Value::Array(vec![]))
+    );
+    let store = open(&edge.data);
+    queue(&store, alice(&["security@example.com"])).await;
+    let end = tokio::time::Instant::now() + Duration::from_secs(15);
+    let rows = loop {
+        let (status, rows) = http(addr, "GET", "/api/notifications", &token, "").await;
+        assert_eq!(status, 200);
+        if rows[0]["attempts"].as_u64().unwrap_or(0) >= 1 || tokio::time::Instant::now() > end {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!(rows[0]["last_error"], "connect", "{rows}");
+    assert!(rows[0]["created_at"].as_str().unwrap().ends_with('Z'), "{rows}");
+    let shown = rows.to_string();
+    assert!(!shown.contains("example.com") && !shown.contains("SOS"), "{shown}");
+
+    drop(store);
+    edge.stop().await;
 }

@@ -7,6 +7,7 @@
 mod api;
 pub mod error;
 pub mod metrics;
+mod notify_api;
 pub mod token;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use error::ApiError;
 use crate::agents::Roster;
 use crate::core::CoreHandle;
 use crate::routing::Dialplans;
+use crate::store::Store;
 pub use metrics::Metrics;
 
 /// What the admin handlers share.
@@ -45,6 +47,8 @@ pub struct EdgeView {
     pub core: CoreHandle,
     pub dialplans: Arc<Dialplans>,
     pub roster: Arc<Roster>,
+    /// Templates and the notification outbox (blocking: called from `spawn_blocking`).
+    pub store: Arc<dyn Store>,
 }
 
 /// The routes of the admin listener.
@@ -56,6 +60,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/dialplan/reload", axum::routing::post(api::dialplan_reload))
         .route("/api/agents", get(api::agents))
         .route("/api/agents/{id}", get(api::agent))
+        .merge(notify_api::routes())
         .fallback(api_not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -191,8 +191,8 @@ fn sample_agent_id() -> AgentId {
     }
 }
 
-/// `at` as RFC 3339 in UTC; the raw number when it is out of range.
-fn rfc3339(at: UnixTime) -> String {
+/// `at` as RFC 3339 in UTC (`2026-03-01T14:05:09Z`); `@<seconds>` when out of range.
+pub fn rfc3339(at: UnixTime) -> String {
     time::OffsetDateTime::from_unix_timestamp(at)
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
