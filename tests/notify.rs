@@ -205,8 +205,8 @@ async fn a_queued_notice_is_delivered_rendered_and_a_refused_contact_holds_back_
     assert_eq!(m["subject"], "[TEST] Emergency call 933 by Alice Doe");
     assert_eq!(m["rcpt_tos"], serde_json::json!(["security@example.com"]));
     assert_eq!(m["to"], "security@example.com");
-    assert_eq!(m["from"], "alice@example.com");
-    assert_eq!(m["mail_from"], "alice@example.com");
+    assert_eq!(m["from"], "alice@example.com", "sent as the agent's mailbox");
+    assert_eq!(m["mail_from"], "lifeline@example.com", "through the site's relay");
     let text = m["text"].as_str().unwrap();
     assert!(text.contains("dialled 933 at "), "{text}");
     assert!(text.contains("Callback number: +15550100900"), "{text}");

@@ -17,6 +17,10 @@
 //!   sender's permission or a contact's address, and then the mail must still go out; it is
 //!   never dropped. One row per contact ([`super::notify`]) keeps a refused address from
 //!   holding back the others.
+//! - **Sender.** `From` is the agent's mailbox ([`super::notify::sender`]); when that is not
+//!   `[smtp] from`, the mail also carries `Sender: [smtp] from`, which lettre makes the
+//!   envelope's `MAIL FROM` as well: the relay sees its own site's sender, bounces come back
+//!   to it, and the contacts still see who called (RFC 5322 §3.6.2).
 //! - **Redaction.** Logs and the stored `last_error` carry the outbox id, counts and the error
 //!   class (`connect`, `timeout`, `tls`, `smtp 451`, `smtp 550`, `client`, `message`,
 //!   `config`), never an address, a subject or the relay's reply text (which often quotes the
@@ -149,17 +153,22 @@ pub fn transport(
 }
 
 /// The mail for an outbox row: text, or text and HTML as `multipart/alternative`; dated when it
-/// was queued, with a `Message-ID` that is the same on every attempt.
-pub fn mail(entry: &OutboxEntry) -> Result<Message, Failure> {
+/// was queued, with a `Message-ID` that is the same on every attempt; `relay` (`[smtp] from`)
+/// as `Sender` and envelope sender when it is not the `From`.
+pub fn mail(entry: &OutboxEntry, relay: Option<&Mailbox>) -> Result<Message, Failure> {
     let m: &OutboxMessage = &entry.message;
     let from: Mailbox = m.from.parse().map_err(|_| Failure::Message)?;
     let domain = from.email.domain().to_owned();
+    let sender = relay.filter(|r| r.email != from.email).cloned();
     let date =
         u64::try_from(entry.created_at).map_or(UNIX_EPOCH, |s| UNIX_EPOCH + Duration::from_secs(s));
     let mut builder =
         Message::builder().from(from).subject(m.subject.as_str()).date(date).message_id(Some(
             format!("<lifeline-notify-{}-{}@{domain}>", entry.id.0, entry.created_at),
         ));
+    if let Some(sender) = sender {
+        builder = builder.sender(sender);
+    }
     for to in &m.to {
         builder = builder.to(to.as_str().parse().map_err(|_| Failure::Message)?);
     }
@@ -177,6 +186,8 @@ pub struct Mailer {
     store: Arc<dyn Store>,
     /// `Err` when `[smtp] url` is unusable: every attempt then fails as [`Failure::Config`].
     transport: Result<AsyncSmtpTransport<Tokio1Executor>, String>,
+    /// `[smtp] from`, the `Sender` of mail from an agent's mailbox.
+    relay_sender: Option<Mailbox>,
     metrics: Arc<Metrics>,
     tuning: Tuning,
     wake: Arc<Notify>,
@@ -236,9 +247,16 @@ impl Mailer {
             tracing::error!(error = %e, "[smtp] url is unusable: notifications stay queued");
             e.to_string()
         });
+        let relay_sender = match smtp.from.parse::<Mailbox>() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "[smtp] from is not a mailbox: mail goes without Sender");
+                None
+            }
+        };
         let wake = Arc::new(Notify::new());
         let (done_tx, done) = watch::channel(());
-        let mailer = Mailer { store, transport, metrics, tuning, wake: wake.clone() };
+        let mailer = Mailer { store, transport, relay_sender, metrics, tuning, wake: wake.clone() };
         tokio::spawn(async move {
             mailer.run(stop).await;
             drop(done_tx);
@@ -303,7 +321,7 @@ impl Mailer {
     async fn deliver(&self, entry: OutboxEntry) {
         let id = entry.id;
         let recipients = entry.message.to.len();
-        let sent = match (&self.transport, mail(&entry)) {
+        let sent = match (&self.transport, mail(&entry, self.relay_sender.as_ref())) {
             (Err(_), _) => Err(Failure::Config),
             (Ok(_), Err(f)) => Err(f),
             (Ok(t), Ok(m)) => t.send(m).await.map(drop).map_err(|e| Failure::of(&e)),
@@ -406,20 +424,39 @@ mod tests {
 
     #[test]
     fn mails_are_dated_when_queued_with_a_stable_message_id() {
-        let text = String::from_utf8(mail(&entry(None)).unwrap().formatted()).unwrap();
+        let text = String::from_utf8(mail(&entry(None), None).unwrap().formatted()).unwrap();
         assert!(text.contains("Message-ID: <lifeline-notify-7-1772373909@example.com>"), "{text}");
         assert!(text.contains("Date: Sun, 01 Mar 2026 14:05:09 +0000"), "{text}");
         assert!(text.contains("To: security@example.com"), "{text}");
         assert!(text.contains("Content-Type: text/plain"), "{text}");
-        let text = String::from_utf8(mail(&entry(Some("<p>x</p>"))).unwrap().formatted()).unwrap();
+        let text =
+            String::from_utf8(mail(&entry(Some("<p>x</p>")), None).unwrap().formatted()).unwrap();
         assert!(text.contains("multipart/alternative"), "{text}");
+        assert!(!text.contains("Sender:"), "{text}");
+    }
+
+    #[test]
+    fn the_relay_sender_is_the_envelope_sender_when_the_agent_is_the_from() {
+        let relay: Mailbox = "Lifeline <lifeline@example.com>".parse().unwrap();
+        let m = mail(&entry(None), Some(&relay)).unwrap();
+        let text = String::from_utf8(m.formatted()).unwrap();
+        assert!(text.contains("From: alice@example.com"), "{text}");
+        assert!(text.contains("Sender: Lifeline <lifeline@example.com>"), "{text}");
+        assert_eq!(
+            m.envelope().from().map(ToString::to_string),
+            Some("lifeline@example.com".into())
+        );
+        let mut own = entry(None);
+        own.message.from = "lifeline@example.com".into();
+        let text = String::from_utf8(mail(&own, Some(&relay)).unwrap().formatted()).unwrap();
+        assert!(!text.contains("Sender:"), "the relay's own mail: {text}");
     }
 
     #[test]
     fn an_unusable_sender_is_a_message_failure() {
         let mut e = entry(None);
         e.message.from = "not an address".into();
-        assert_eq!(mail(&e).unwrap_err(), Failure::Message);
+        assert_eq!(mail(&e, None).unwrap_err(), Failure::Message);
     }
 
     #[test]
