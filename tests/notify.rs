@@ -369,6 +369,9 @@ async fn the_template_api_refuses_what_does_not_render_and_previews() {
     let edit = r#"{"template":{"subject":"x","text":"{{ edge }}","html":""},"edge":"edge-9"}"#;
     let (status, r) = http(addr, "POST", &preview, &token, edit).await;
     assert_eq!((status, &r["text"]), (200, &Value::from("edge-9")), "{r}");
+    let typo = r#"{"template":{"subject":"{{ nope }}","text":"","html":""}}"#;
+    let (status, r) = http(addr, "POST", &preview, &token, typo).await;
+    assert_eq!((status, &r["error"]["field"]), (400, &Value::from("subject")), "{r}");
     let (status, r) = http(addr, "POST", &preview, &token, r#"{"callback":"555"}"#).await;
     assert_eq!((status, &r["error"]["field"]), (400, &Value::from("callback")), "{r}");
 

@@ -37,11 +37,7 @@ pub(super) fn routes() -> Router<AdminState> {
 
 /// `GET /api/templates/emergency-call-notification`.
 async fn template(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
-    let t = blocking(&state, |s| {
-        Ok(s.template(&name()?).map_err(store_error)?.unwrap_or_else(notify::default_template))
-    })
-    .await?;
-    Ok(Json(template_json(&t)))
+    Ok(Json(template_json(&current(&state).await?)))
 }
 
 /// `PUT /api/templates/emergency-call-notification`: only a template that renders is stored.
@@ -96,15 +92,12 @@ async fn preview(State(state): State<AdminState>, body: Bytes) -> Result<Json<Va
         }
     }
     let t = match given {
-        Some(t) => t,
-        None => {
-            blocking(&state, |s| {
-                Ok(s.template(&name()?)
-                    .map_err(store_error)?
-                    .unwrap_or_else(notify::default_template))
-            })
-            .await?
+        // Refused as a PUT of it would be.
+        Some(t) => {
+            notify::validate(&t).map_err(|e| refused(&e))?;
+            t
         }
+        None => current(&state).await?,
     };
     let r: Rendered = notify::render(&t, &notice).map_err(|e| refused(&e))?;
     Ok(Json(json!({ "subject": r.subject, "text": r.text, "html": r.html })))
@@ -127,6 +120,14 @@ async fn notifications(State(state): State<AdminState>) -> Result<Json<Value>, A
         })
         .collect();
     Ok(Json(Value::Array(rows)))
+}
+
+/// The stored template, or the default.
+async fn current(state: &AdminState) -> Result<Template, ApiError> {
+    blocking(state, |s| {
+        Ok(s.template(&name()?).map_err(store_error)?.unwrap_or_else(notify::default_template))
+    })
+    .await
 }
 
 fn name() -> Result<Token, ApiError> {

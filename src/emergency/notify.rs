@@ -341,6 +341,7 @@ fn subject_line(rendered: &str, test: bool) -> String {
 /// every flag. The error names the part and, where it can, the line.
 pub fn validate(template: &Template) -> Result<(), TemplateError> {
     let env = environment();
+    let globals: Vec<String> = env.globals().map(|(name, _)| name.to_owned()).collect();
     for part in [Part::Subject, Part::Text, Part::Html] {
         let source = part.of(template);
         if source.len() > MAX_TEMPLATE_BYTES {
@@ -356,7 +357,6 @@ pub fn validate(template: &Template) -> Result<(), TemplateError> {
         let tmpl = env
             .template_from_named_str(part.as_str(), source)
             .map_err(|e| TemplateError::engine(part, &e))?;
-        let globals: Vec<String> = env.globals().map(|(name, _)| name.to_owned()).collect();
         let mut unknown: Vec<String> = tmpl
             .undeclared_variables(false)
             .into_iter()
