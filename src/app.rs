@@ -17,6 +17,7 @@ use crate::admin::{AdminState, EdgeView, Metrics, token};
 use crate::agents::{LiveRoster, Roster};
 use crate::config::{Config, ListenTransport};
 use crate::core::{Core, CoreConfig, Net};
+use crate::emergency::mailer::Mailer;
 use crate::presence::PresenceBook;
 use crate::registrar::Policy;
 use crate::routing::{DialplanError, Dialplans};
@@ -322,13 +323,15 @@ impl App {
             dialplans: dialplans.clone(),
             roster,
             presence,
-            store,
+            store: store.clone(),
             realm: config.sip.domain.clone(),
         });
         let ready = admin.ready.clone();
         let admin_metrics = admin.metrics.clone();
         tasks.spawn(crate::admin::serve(binds.admin, admin, admin_stopped));
         drop(ctx);
+        // Its first look at the outbox is at once: mail queued before a restart goes out.
+        let mailer = Mailer::spawn(store, &config.smtp, admin_metrics.clone(), stop_rx.clone());
         tasks.spawn(reload_on_sighup(dialplans, admin_metrics, stop_rx.clone(), dialplan_files));
         let core_task = tokio::spawn(core.run(inbox, stop_rx, SHUTDOWN_GRACE));
         // Every listener is bound (Binds) and serving: ready.
@@ -339,6 +342,7 @@ impl App {
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}
         let _ = core_task.await;
+        mailer.stopped().await;
     }
 }
 

@@ -54,6 +54,12 @@ pub struct Metrics {
     pub dialplan_reloads_failed: AtomicU64,
     /// Emergency calls and PSAP callbacks (counted, never identified).
     pub emergency: EmergencyMetrics,
+    /// Notification mails the SMTP relay took (src/emergency/mailer.rs).
+    pub mail_sent: AtomicU64,
+    /// Failed delivery attempts (each is retried).
+    pub mail_failed: AtomicU64,
+    /// Notification mails not delivered yet.
+    pub mail_queued: AtomicI64,
     /// Trunk health from the OPTIONS probes, by trunk name (names, never numbers).
     trunks: std::sync::Mutex<std::collections::BTreeMap<String, bool>>,
 }
@@ -115,7 +121,7 @@ impl Metrics {
                 );
             }
         }
-        let simple: [(&str, &str, &str, i64); 8] = [
+        let simple: [(&str, &str, &str, i64); 11] = [
             (
                 "lifeline_sip_malformed_total",
                 "counter",
@@ -157,6 +163,24 @@ impl Metrics {
                 "counter",
                 "Dialplan reloads refused (the old table stayed).",
                 load(&self.dialplan_reloads_failed),
+            ),
+            (
+                "lifeline_mail_sent_total",
+                "counter",
+                "Emergency notification mails the SMTP relay took.",
+                load(&self.mail_sent),
+            ),
+            (
+                "lifeline_mail_failures_total",
+                "counter",
+                "Failed delivery attempts of notification mails (each is retried).",
+                load(&self.mail_failed),
+            ),
+            (
+                "lifeline_mail_queued",
+                "gauge",
+                "Notification mails not delivered yet.",
+                self.mail_queued.load(Ordering::Relaxed),
             ),
             ("lifeline_up", "gauge", "1 while the edge runs.", 1),
         ];

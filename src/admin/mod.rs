@@ -8,6 +8,7 @@ mod agents_api;
 mod api;
 pub mod error;
 pub mod metrics;
+mod notify_api;
 pub mod token;
 
 use std::sync::Arc;
@@ -78,6 +79,7 @@ pub fn router(state: AdminState) -> Router {
             get(agents_api::group).put(agents_api::put_group).delete(agents_api::delete_group),
         )
         .route("/api/calls", get(agents_api::calls))
+        .merge(notify_api::routes())
         .fallback(api_not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -12,11 +12,17 @@
 //!   read by namespace), its country, and a civic PIDF-LO (RFC 4119, RFC 5139) built from the
 //!   agent's provisioned address, attached in a multipart body.
 //!
+//! - [`notify`]: the emergency-call notification e-mail: its data, the editable template, and
+//!   queueing it in the store's outbox.
+//! - [`mailer`]: the worker that delivers the outbox through the site's SMTP relay.
+//!
 //! The edge's side of the call (callback lease, headers toward the trunk, failover timer,
 //! PSAP callback routing) is in `crate::core::emergency`.
 
 pub mod dialstring;
 pub mod location;
+pub mod mailer;
+pub mod notify;
 pub mod trunks;
 
 pub use dialstring::{Recognised, recognise};
