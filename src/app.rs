@@ -14,10 +14,11 @@ use sip::proxy::{ListenAddr, LocalIdentity};
 use sip::transaction::Transport;
 
 use crate::admin::{AdminState, EdgeView, Metrics, token};
-use crate::agents::Roster;
+use crate::agents::{LiveRoster, Roster};
 use crate::config::{Config, ListenTransport};
 use crate::core::{Core, CoreConfig, Net};
 use crate::emergency::mailer::Mailer;
+use crate::presence::PresenceBook;
 use crate::registrar::Policy;
 use crate::routing::{DialplanError, Dialplans};
 use crate::store::{SqliteStore, Store};
@@ -137,13 +138,14 @@ pub struct App {
     binds: Binds,
     tls: Option<TlsAcceptor>,
     admin: AdminState,
-    /// Agents (who may authenticate) and groups.
-    roster: Roster,
+    /// Agents (who may authenticate) and groups; the admin API swaps it.
+    roster: Arc<LiveRoster>,
+    /// Every agent's presence (routing reads it, the admin API writes it).
+    presence: Arc<PresenceBook>,
+    store: Arc<dyn Store>,
     dialplans: Arc<Dialplans>,
     /// The dialplan files as loaded, to notice changes from.
     dialplan_files: Fingerprint,
-    /// Durable state (agents, outbox, templates, ...).
-    store: Arc<dyn Store>,
 }
 
 impl std::fmt::Debug for App {
@@ -214,7 +216,16 @@ impl App {
         }
         let roster = Roster::load(store.as_ref()).map_err(StartError::Store)?;
         tracing::info!(agents = roster.agents.len(), groups = roster.groups.len(), "agents loaded");
-        Ok(App { config, binds, tls, admin, roster, dialplans, dialplan_files, store })
+        let roster = Arc::new(LiveRoster::new(roster));
+        let presence = Arc::new(PresenceBook::load(store.clone()).map_err(StartError::Store)?);
+        // An emergency a crash interrupted: its forced DND goes back to the state before. A
+        // failure here must not keep the edge (and emergency calls) down: logged, not fatal.
+        match presence.restore_interrupted() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(agents = n, "presence restored after an interrupted emergency"),
+            Err(e) => tracing::error!(error = %e, "presence: interrupted emergencies not restored"),
+        }
+        Ok(App { config, binds, tls, admin, roster, presence, store, dialplans, dialplan_files })
     }
 
     /// Whether the edge reports ready (`/ready`): set once it serves.
@@ -225,8 +236,17 @@ impl App {
     /// Runs the edge until `shutdown` resolves; then stops accepting, lets live transactions
     /// finish for up to [`SHUTDOWN_GRACE`], and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let App { config, binds, tls, mut admin, roster, dialplans, dialplan_files, store } = self;
-        let roster = Arc::new(roster);
+        let App {
+            config,
+            binds,
+            tls,
+            mut admin,
+            roster,
+            presence,
+            store,
+            dialplans,
+            dialplan_files,
+        } = self;
         let server: Arc<str> =
             format!("lifeline/{} ({})", env!("CARGO_PKG_VERSION"), config.node.name).into();
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -256,10 +276,12 @@ impl App {
             },
             metrics: admin.metrics.clone(),
             roster: roster.clone(),
+            presence: presence.clone(),
             dialplans: dialplans.clone(),
+            store: store.clone(),
             local: local_identity(&config, &listening, web_addr, tls.is_some()),
         };
-        let core = Core::new(core_config, net);
+        let core = Core::new(core_config, net, &ctx.core);
 
         let mut tasks = tokio::task::JoinSet::new();
         for socket in udp {
@@ -300,7 +322,9 @@ impl App {
             core: ctx.core.clone(),
             dialplans: dialplans.clone(),
             roster,
+            presence,
             store: store.clone(),
+            realm: config.sip.domain.clone(),
         });
         let ready = admin.ready.clone();
         let admin_metrics = admin.metrics.clone();

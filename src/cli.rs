@@ -138,8 +138,15 @@ fn load(path: Option<PathBuf>) -> Result<Config, String> {
         None => Config::embedded(),
     };
     let plans = config.resolve(&config.dialplan.dir);
-    if let Err(errors) = crate::routing::Dialplan::load(&plans) {
-        return Err(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+    match crate::routing::Dialplan::load(&plans) {
+        Ok(plan) => {
+            for w in crate::emergency::warnings(&plan) {
+                eprintln!("warning: {}: {w}", plans.display());
+            }
+        }
+        Err(errors) => {
+            return Err(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+        }
     }
     if let Some(seed) = &config.agents.seed {
         let path = config.resolve(seed);

@@ -6,13 +6,16 @@
 //! - [`admin`]: the admin listener: JSON API (bearer token), `/live`, `/ready`, `/metrics`.
 //! - [`cli`]: `lifeline run|check|version`, argument parsing and exit codes.
 //! - [`config`]: typed configuration (`lifeline.toml` over the embedded defaults).
-//! - [`agents`]: the agents seed file (agents, groups, their HA1s).
+//! - [`agents`]: the roster (agents, groups, their HA1s) read from the store, swapped live.
 //! - [`app`]: builds the edge from a configuration and sockets bound outside; runs it until
 //!   shutdown.
 //! - [`transport`]: UDP, TCP and TLS listeners, outbound connections, flows, rate limits.
-//! - [`emergency`]: emergency calls: the notification e-mail and its delivery.
+//! - [`emergency`]: emergency calls: dialstrings, trunk choice, the notification e-mail and its
+//!   delivery.
 //! - [`core`]: the single task that owns the transaction layer: registrar, authentication,
 //!   stateful proxy, trunk probes.
+//! - [`presence`]: agents' presence (memory, written through to the store); DND for an
+//!   emergency call and its restore.
 //! - [`registrar`]: REGISTER rules (RFC 3261 §10.3, RFC 5626 flows) and the location table.
 //! - [`routing`]: the dialplan (trunks, routes, inbound DIDs, trusted networks), reloadable.
 //! - [`store`]: durable state (agents, groups, presence, callback leases, notification outbox,
@@ -30,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod emergency;
+pub mod presence;
 pub mod registrar;
 pub mod routing;
 pub mod store;

@@ -1,14 +1,14 @@
-//! The JSON endpoints of the admin API that read (and reload) the running edge. Lists are bare
-//! JSON arrays (DESIGN.md, "Decisions").
+//! The JSON endpoints of the admin API that read (and reload) the running edge: registrations
+//! and the dialplan. Lists are bare JSON arrays (DESIGN.md, "Decisions").
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{AdminState, ApiError, EdgeView};
 
-fn edge(state: &AdminState) -> Result<&EdgeView, ApiError> {
+pub(super) fn edge(state: &AdminState) -> Result<&EdgeView, ApiError> {
     state.edge.as_ref().ok_or_else(|| ApiError::internal("the edge is not running"))
 }
 
@@ -92,40 +92,4 @@ pub(super) async fn dialplan_reload(
             Err(ApiError::invalid("dialplan", message))
         }
     }
-}
-
-#[derive(Serialize)]
-struct AgentView<'a> {
-    id: &'a str,
-    name: Option<&'a str>,
-    caller_id: &'a [String],
-    capacity: u32,
-    country: Option<&'a str>,
-}
-
-fn agent_view(a: &crate::agents::Agent) -> AgentView<'_> {
-    AgentView {
-        id: &a.id,
-        name: a.name.as_deref(),
-        caller_id: &a.caller_id,
-        capacity: a.capacity,
-        country: a.country.as_deref(),
-    }
-}
-
-/// `GET /api/agents`: the agents (never their credentials).
-pub(super) async fn agents(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
-    let roster = &edge(&state)?.roster;
-    Ok(Json(json!(roster.agents.values().map(agent_view).collect::<Vec<_>>())))
-}
-
-/// `GET /api/agents/{id}`.
-pub(super) async fn agent(
-    State(state): State<AdminState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let roster = &edge(&state)?.roster;
-    let a =
-        roster.agents.get(&id).ok_or_else(|| ApiError::not_found(format!("no agent '{id}'")))?;
-    Ok(Json(json!(agent_view(a))))
 }

@@ -80,6 +80,23 @@ impl ApiError {
     }
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    /// Unknown id: 404; a value the store's rules refuse: 400 naming the field; a uniqueness
+    /// conflict: 409; the database failing: 500 (the detail goes to the log, not the client).
+    fn from(e: crate::store::StoreError) -> ApiError {
+        use crate::store::StoreError;
+        match e {
+            StoreError::NotFound { what, id } => ApiError::not_found(format!("no {what} '{id}'")),
+            StoreError::Invalid { field, message } => ApiError::invalid(field, message),
+            StoreError::Conflict { message } => ApiError::conflict(message),
+            StoreError::Backend(m) => {
+                tracing::error!(error = %m, "store failed under the admin API");
+                ApiError::internal("the store failed; see the edge's log")
+            }
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {

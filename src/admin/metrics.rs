@@ -52,6 +52,8 @@ pub struct Metrics {
     pub connections: AtomicI64,
     pub dialplan_reloads_ok: AtomicU64,
     pub dialplan_reloads_failed: AtomicU64,
+    /// Emergency calls and PSAP callbacks (counted, never identified).
+    pub emergency: EmergencyMetrics,
     /// Notification mails the SMTP relay took (src/emergency/mailer.rs).
     pub mail_sent: AtomicU64,
     /// Failed delivery attempts (each is retried).
@@ -185,6 +187,7 @@ impl Metrics {
         for (name, kind, help, value) in simple {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         }
+        self.emergency.render(&mut out);
         let trunks = self.trunks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !trunks.is_empty() {
             out.push_str(
@@ -196,6 +199,78 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+/// Counters of emergency calls (issue 6): how many, how they fared, what degraded.
+#[derive(Debug, Default)]
+pub struct EmergencyMetrics {
+    /// Emergency calls recognised: real ones and test calls (933).
+    pub calls: AtomicU64,
+    pub test_calls: AtomicU64,
+    /// Emergency calls made without valid credentials (site number presented).
+    pub unauthenticated: AtomicU64,
+    /// A trunk failed (failure response, transport error, no provisional in time) and the
+    /// next was tried.
+    pub failovers: AtomicU64,
+    /// No trunk could be reached: answered 503.
+    pub unreachable: AtomicU64,
+    /// The callback pool was exhausted (or the store failed): a fallback number was presented.
+    pub callback_fallbacks: AtomicU64,
+    /// Calls from a PSAP to a callback number.
+    pub psap_callbacks: AtomicU64,
+}
+
+impl EmergencyMetrics {
+    /// Adds one to `counter`.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP lifeline_emergency_calls_total Emergency calls recognised, test calls apart.\n\
+             # TYPE lifeline_emergency_calls_total counter\n\
+             lifeline_emergency_calls_total{{test=\"false\"}} {}\n\
+             lifeline_emergency_calls_total{{test=\"true\"}} {}",
+            load(&self.calls),
+            load(&self.test_calls)
+        );
+        let simple = [
+            (
+                "lifeline_emergency_unauthenticated_total",
+                "Emergency calls routed without valid credentials.",
+                &self.unauthenticated,
+            ),
+            (
+                "lifeline_emergency_failovers_total",
+                "Emergency call attempts moved on to the next trunk.",
+                &self.failovers,
+            ),
+            (
+                "lifeline_emergency_unreachable_total",
+                "Emergency calls answered 503 because no trunk could be reached.",
+                &self.unreachable,
+            ),
+            (
+                "lifeline_emergency_callback_fallbacks_total",
+                "Emergency calls that presented a fallback number instead of a leased one.",
+                &self.callback_fallbacks,
+            ),
+            (
+                "lifeline_psap_callbacks_total",
+                "Calls from a PSAP to a callback number.",
+                &self.psap_callbacks,
+            ),
+        ];
+        for (name, help, value) in simple {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                load(value)
+            );
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! Errors are JSON `{ "error": { "code", "message", "field" } }` with a 4xx status, and an
 //! invalid request writes nothing (DESIGN.md, "Admin API").
 
+mod agents_api;
 mod api;
 pub mod error;
 pub mod metrics;
@@ -23,8 +24,9 @@ use tokio::net::TcpListener;
 
 pub use error::ApiError;
 
-use crate::agents::Roster;
+use crate::agents::LiveRoster;
 use crate::core::CoreHandle;
+use crate::presence::PresenceBook;
 use crate::routing::Dialplans;
 use crate::store::Store;
 pub use metrics::Metrics;
@@ -46,9 +48,14 @@ pub struct AdminState {
 pub struct EdgeView {
     pub core: CoreHandle,
     pub dialplans: Arc<Dialplans>,
-    pub roster: Arc<Roster>,
-    /// Templates and the notification outbox (blocking: called from `spawn_blocking`).
+    /// The roster in force; agent and group writes swap it.
+    pub roster: Arc<LiveRoster>,
+    pub presence: Arc<PresenceBook>,
+    /// Agents, groups, call history, templates and the notification outbox (blocking: called
+    /// from `spawn_blocking`).
     pub store: Arc<dyn Store>,
+    /// `[sip] domain`: the digest realm of passwords set through the API.
+    pub realm: String,
 }
 
 /// The routes of the admin listener.
@@ -58,8 +65,21 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/registrations", get(api::registrations))
         .route("/api/dialplan", get(api::dialplan))
         .route("/api/dialplan/reload", axum::routing::post(api::dialplan_reload))
-        .route("/api/agents", get(api::agents))
-        .route("/api/agents/{id}", get(api::agent))
+        .route("/api/agents", get(agents_api::agents))
+        .route(
+            "/api/agents/{id}",
+            get(agents_api::agent)
+                .put(agents_api::put_agent)
+                .patch(agents_api::patch_agent)
+                .delete(agents_api::delete_agent),
+        )
+        .route("/api/agents/{id}/presence", get(agents_api::presence).put(agents_api::put_presence))
+        .route("/api/groups", get(agents_api::groups))
+        .route(
+            "/api/groups/{id}",
+            get(agents_api::group).put(agents_api::put_group).delete(agents_api::delete_group),
+        )
+        .route("/api/calls", get(agents_api::calls))
         .merge(notify_api::routes())
         .fallback(api_not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

@@ -8,12 +8,15 @@
 //! retrying a wrong password forever).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sip::digest::{
     self, Algorithm, Challenge, Credentials, DEFAULT_ORDER, Ha1, NonceCounts, NonceIssuer, Verdict,
 };
 use sip::{HeaderName, Request};
+
+use crate::agents::LiveRoster;
 
 /// The stored HA1s of one agent.
 #[derive(Debug, Clone)]
@@ -92,12 +95,13 @@ pub struct Auth {
     issuer: NonceIssuer,
     counts: NonceCounts,
     order: Vec<Algorithm>,
-    pub directory: Directory,
+    /// Who may authenticate: the directory of the roster in force (admin writes apply at once).
+    roster: Arc<LiveRoster>,
 }
 
 impl Auth {
     /// An authenticator for `realm` with a fresh random nonce secret.
-    pub fn new(realm: &str, directory: Directory) -> Auth {
+    pub fn new(realm: &str, roster: Arc<LiveRoster>) -> Auth {
         let mut secret = [0u8; 32];
         fill_random(&mut secret);
         Auth {
@@ -105,7 +109,7 @@ impl Auth {
             issuer: NonceIssuer::new(secret),
             counts: NonceCounts::new(100_000),
             order: DEFAULT_ORDER.to_vec(),
-            directory,
+            roster,
         }
     }
 
@@ -151,7 +155,8 @@ impl Auth {
         if creds.uri != req.uri_str() {
             return Outcome::Bad("Authorization URI Mismatch");
         }
-        let Some(secret) = self.directory.agents.get(creds.username.as_ref()) else {
+        let roster = self.roster.current();
+        let Some(secret) = roster.directory.agents.get(creds.username.as_ref()) else {
             return Outcome::Forbidden;
         };
         let ha1 = secret.for_algorithm(creds.algorithm).clone();

@@ -23,6 +23,7 @@
 //! - Shutdown waits (up to a grace period) for server transactions still unanswered.
 
 pub mod auth;
+pub mod emergency;
 mod net;
 pub mod probe;
 pub mod proxy;
@@ -38,7 +39,8 @@ use sip::{HeaderName, Message, Method, ParseError, Request, Response};
 use tokio::sync::{mpsc, watch};
 
 use crate::admin::metrics::{Dir, Metrics};
-use crate::agents::Roster;
+use crate::agents::LiveRoster;
+use crate::presence::PresenceBook;
 use crate::registrar::{Location, Policy};
 use crate::routing::Dialplans;
 use auth::Auth;
@@ -52,6 +54,10 @@ const BATCH: usize = 64;
 
 /// Messages waiting for the core before new ones are shed (the sender is told and drops).
 pub const QUEUE_DEPTH: usize = 16_384;
+
+/// The priority lane's depth: emergency messages waiting ahead of everything else. When it is
+/// full (a flood of fake emergency calls) they wait in the ordinary queue.
+pub const URGENT_DEPTH: usize = 4_096;
 
 /// What the transports tell the core.
 // Nearly every input is a message: boxing it would cost an allocation per message to save
@@ -67,6 +73,15 @@ pub enum Input {
     SendFailed(TxnKey),
     /// The admin API asks for the live registrations.
     Registrations(tokio::sync::oneshot::Sender<Vec<RegistrationView>>),
+    /// The store work of an emergency call is done (callback lease).
+    EmergencyPrepared { key: ServerKey, prepared: emergency::Prepared },
+}
+
+/// The receiving ends of the core's queues (see [`Core::channel`]).
+#[derive(Debug)]
+pub struct Inbox {
+    rx: mpsc::Receiver<Input>,
+    urgent: mpsc::Receiver<Input>,
 }
 
 /// A registration binding as the admin API shows it.
@@ -85,6 +100,8 @@ pub struct RegistrationView {
 #[derive(Debug, Clone)]
 pub struct CoreHandle {
     tx: mpsc::Sender<Input>,
+    /// The priority lane: emergency calls, PSAP callbacks and their in-dialog requests.
+    urgent: mpsc::Sender<Input>,
 }
 
 impl CoreHandle {
@@ -92,6 +109,17 @@ impl CoreHandle {
     /// shed (the peer retransmits over UDP; on streams the transaction times out).
     pub fn deliver(&self, from: Peer, message: Message) -> bool {
         self.tx.try_send(Input::Message { from, message }).is_ok()
+    }
+
+    /// Hands an emergency message to the core ahead of everything queued (DESIGN.md: emergency
+    /// calls bypass shedding); the ordinary queue takes it when the lane is full.
+    pub fn deliver_urgent(&self, from: Peer, message: Message) -> bool {
+        match self.urgent.try_send(Input::Message { from, message }) {
+            Ok(()) => true,
+            Err(
+                mpsc::error::TrySendError::Full(input) | mpsc::error::TrySendError::Closed(input),
+            ) => self.tx.try_send(input).is_ok(),
+        }
     }
 
     /// Tells the core that a connection closed. Waits for room: this must not be lost.
@@ -145,12 +173,16 @@ pub struct CoreConfig {
     pub server: String,
     pub registrar: Policy,
     pub metrics: Arc<Metrics>,
-    /// The agents (who may authenticate) and groups.
-    pub roster: Arc<Roster>,
+    /// The agents (who may authenticate) and groups; swapped by the admin API.
+    pub roster: Arc<LiveRoster>,
+    /// Every agent's presence: group calls ring only those available.
+    pub presence: Arc<PresenceBook>,
     /// The edge's addresses and domain, as the proxy rules see them.
     pub local: LocalIdentity,
     /// The dialplan in force (reloaded aside and swapped).
     pub dialplans: Arc<Dialplans>,
+    /// Durable state: callback leases (written on a blocking thread, never on the core's).
+    pub store: Arc<dyn crate::store::Store>,
 }
 
 /// The core's state: the transaction layer and the tables of the SIP rules.
@@ -171,11 +203,24 @@ pub struct Core {
     /// Server transactions still waiting for the core's final response: shutdown waits for
     /// these (those already answered only absorb retransmissions).
     unanswered: HashSet<ServerKey>,
+    /// Callback leases by DID, for PSAP callbacks.
+    leases: std::collections::HashMap<String, emergency::LeaseEntry>,
+    /// The core's own queue, for work done aside (the store) to report back.
+    inbox: mpsc::Sender<Input>,
+    /// Emergency DND on and off, in order, off the core's thread.
+    dnd: emergency::DndWorker,
+    /// Answered emergency calls by Call-ID: the agent (whose DND ends with the dialog) and
+    /// the connection the call came over.
+    emergency_dialogs: std::collections::HashMap<String, (String, Option<FlowId>)>,
 }
 
 impl Core {
-    pub fn new(config: CoreConfig, net: Net) -> Core {
-        let auth = Auth::new(&config.registrar.domain, config.roster.directory.clone());
+    /// A core fed by `handle` (from [`Core::channel`]). Reads the live callback leases from the
+    /// store (once, at start).
+    pub fn new(config: CoreConfig, net: Net, handle: &CoreHandle) -> Core {
+        let auth = Auth::new(&config.registrar.domain, config.roster.clone());
+        let leases = emergency::load_leases(config.store.as_ref());
+        let dnd = emergency::DndWorker::spawn(config.presence.clone());
         let local = config.local.clone();
         let dialplans = config.dialplans.clone();
         Core {
@@ -190,23 +235,24 @@ impl Core {
             probes: probe::Probes::default(),
             gauges_at: None,
             unanswered: HashSet::new(),
+            leases,
+            inbox: handle.tx.clone(),
+            dnd,
+            emergency_dialogs: std::collections::HashMap::new(),
         }
     }
 
-    /// Creates the queue into the core.
-    pub fn channel() -> (CoreHandle, mpsc::Receiver<Input>) {
+    /// Creates the queues into the core.
+    pub fn channel() -> (CoreHandle, Inbox) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        (CoreHandle { tx }, rx)
+        let (urgent, urgent_rx) = mpsc::channel(URGENT_DEPTH);
+        (CoreHandle { tx, urgent }, Inbox { rx, urgent: urgent_rx })
     }
 
     /// Runs until every [`CoreHandle`] is dropped, or `stop` turns `true` and the live
     /// transactions have finished (at most `grace` later).
-    pub async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Input>,
-        mut stop: watch::Receiver<bool>,
-        grace: Duration,
-    ) {
+    pub async fn run(mut self, inbox: Inbox, mut stop: watch::Receiver<bool>, grace: Duration) {
+        let Inbox { mut rx, urgent: mut urgent_rx } = inbox;
         self.probe_trunks(Instant::now());
         self.drain(Instant::now());
         let mut give_up: Option<Instant> = None;
@@ -234,6 +280,16 @@ impl Core {
                 }
             };
             tokio::select! {
+                // The priority lane first, always (emergency calls are handled ahead of other
+                // messages, issue 6 §7).
+                biased;
+                Some(input) = urgent_rx.recv() => {
+                    let now = Instant::now();
+                    self.input(now, input);
+                    while let Ok(more) = urgent_rx.try_recv() {
+                        self.input(now, more);
+                    }
+                }
                 input = rx.recv() => match input {
                     Some(input) => {
                         let now = Instant::now();
@@ -242,6 +298,10 @@ impl Core {
                         // saves a wake-up and a drain per message. The layers queue their
                         // outputs in order, so nothing is reordered.
                         for _ in 0..BATCH {
+                            if let Ok(more) = urgent_rx.try_recv() {
+                                self.input(now, more);
+                                continue;
+                            }
                             match rx.try_recv() {
                                 Ok(more) => self.input(now, more),
                                 Err(_) => break,
@@ -254,6 +314,8 @@ impl Core {
                     let now = Instant::now();
                     self.txn.handle_timeout(now);
                     self.fire_timer_c(now);
+                    self.fire_failover(now);
+                    self.fire_emergency_waits(now);
                     self.probe_trunks(now);
                 }
                 changed = stop.changed(), if give_up.is_none() => {
@@ -292,6 +354,7 @@ impl Core {
                     tracing::debug!(%flow, bindings = gone, "connection closed");
                 }
                 self.txn.handle_flow_error(now, flow);
+                self.emergency_flow_closed(flow);
             }
             Input::SendFailed(key) => self.txn.handle_transport_error(now, key),
             Input::Registrations(reply) => {
@@ -309,6 +372,9 @@ impl Core {
                     })
                     .collect();
                 let _ = reply.send(list);
+            }
+            Input::EmergencyPrepared { key, prepared } => {
+                self.emergency_prepared(now, key, prepared);
             }
         }
     }

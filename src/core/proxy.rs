@@ -31,6 +31,7 @@ use sip::proxy::{
 use sip::transaction::{ClientKey, Peer, ServerKey, Transport};
 use sip::{HeaderName, Method, Request, Response};
 
+use super::emergency::EmergencyCall;
 use super::{Core, auth, stateless_tag};
 use crate::admin::metrics::Dir;
 use crate::routing::{Dialplan, InboundTarget, normalise};
@@ -45,6 +46,9 @@ pub struct Target {
     pub uri: Option<String>,
     /// A flow (or address) the branch must use, whatever the URI says.
     pub peer: Option<Peer>,
+    /// An emergency call's trunk (an index into its dialplan's trunks): the branch's request
+    /// and Request-URI are built for that trunk ([`super::emergency::outgoing`]).
+    pub trunk: Option<usize>,
 }
 
 /// How a request is to be proxied.
@@ -58,6 +62,9 @@ pub enum Routing {
     Answer(u16, &'static str),
     /// Answer with this response (a challenge).
     Respond(Box<Response>),
+    /// A PSAP callback: every binding of the leasing agent at once, then the fallback targets
+    /// one after the other, moving on after any failure.
+    Psap { first: Vec<Target>, fallback: VecDeque<Target> },
 }
 
 /// A proxied request: its response context and branches.
@@ -72,6 +79,15 @@ pub struct Call {
     branches: Vec<Option<ClientKey>>,
     remaining: VecDeque<Target>,
     record_route: bool,
+    /// The emergency call this INVITE makes ([`super::emergency`]).
+    emergency: Option<EmergencyCall>,
+    /// A PSAP callback: `Priority: psap-callback` toward the agent.
+    psap: bool,
+    /// The next target is tried after any failure, not only 408 and 5xx (emergency calls and
+    /// PSAP callbacks).
+    failover_any: bool,
+    /// The connection the request came over (stream transports).
+    from_flow: Option<sip::transaction::FlowId>,
 }
 
 /// Proxy state kept by the core.
@@ -83,12 +99,49 @@ pub struct ProxyState {
     /// deadline no longer matches `timer_c` are stale and skipped).
     timer_c: HashMap<ClientKey, Instant>,
     timer_c_index: BTreeSet<(Instant, ClientKey)>,
+    /// Emergency branches waiting for a provisional response, until `failover_after`.
+    failover: HashMap<ClientKey, Instant>,
 }
 
 impl ProxyState {
-    /// The next Timer C deadline.
+    /// The next Timer C, failover or emergency store-wait deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timer_c_index.first().map(|(t, _)| *t)
+        let waits = self.calls.values().filter_map(|c| match &c.emergency {
+            Some(e) if !e.ready => Some(e.wait_until),
+            _ => None,
+        });
+        self.timer_c_index
+            .first()
+            .map(|(t, _)| *t)
+            .into_iter()
+            .chain(self.failover.values().copied())
+            .chain(waits)
+            .min()
+    }
+
+    /// The emergency part of call `key`.
+    pub(super) fn emergency_mut(&mut self, key: ServerKey) -> Option<&mut EmergencyCall> {
+        self.calls.get_mut(&key)?.emergency.as_mut()
+    }
+
+    /// The agent making the emergency call of `key`, its Call-ID and connection.
+    pub(super) fn emergency_caller(
+        &self,
+        key: ServerKey,
+    ) -> Option<(String, String, Option<sip::transaction::FlowId>)> {
+        let call = self.calls.get(&key)?;
+        let agent = call.emergency.as_ref()?.caller.agent.clone()?;
+        let call_id = call.request.headers().call_id().unwrap_or_default().to_owned();
+        Some((agent, call_id, call.from_flow))
+    }
+
+    /// Emergency calls still waiting for the store at `now`.
+    pub(super) fn due_emergency_waits(&self, now: Instant) -> Vec<ServerKey> {
+        self.calls
+            .iter()
+            .filter(|(_, c)| c.emergency.as_ref().is_some_and(|e| !e.ready && e.wait_until <= now))
+            .map(|(k, _)| *k)
+            .collect()
     }
 
     fn arm_timer_c(&mut self, key: ClientKey, at: Instant) {
@@ -164,12 +217,31 @@ impl Core {
             Err(reject) => return self.reject(now, key, &req, &reject),
         };
         let in_dialog = req.headers().to().ok().and_then(|t| t.tag()).is_some();
+        let mut emergency = None;
         let routing = if in_dialog || pre.was_routed() {
+            self.emergency_in_dialog(&req);
             // Loose routing: the route set or the Request-URI decides (§16.4, §16.6 step 7).
             Routing::Serial(VecDeque::from([self.in_dialog_target(now, &req)]))
         } else {
-            self.route_initial(now, &req, &from)
+            let plan = self.dialplans.current();
+            // Step 3: emergency classification, before authentication and the dialplan.
+            let classified = match plan.trunk_for_source(from.addr.ip()) {
+                Some(_) => None,
+                None => self.classify_emergency(now, &req, &from, &plan),
+            };
+            match classified {
+                Some((recognised, caller)) => {
+                    let (routing, mut call) = self.start_emergency(now, recognised, caller, plan);
+                    call.original_from =
+                        req.headers().get(HeaderName::From).map(bytes::Bytes::copy_from_slice);
+                    emergency = Some(call);
+                    routing
+                }
+                None => self.route_initial(now, &req, &from),
+            }
         };
+        let psap = matches!(routing, Routing::Psap { .. });
+        let failover_any = psap || emergency.is_some();
         let (first, remaining) = match routing {
             Routing::Answer(status, reason) => return self.reply(now, key, &req, status, reason),
             Routing::Respond(response) => return self.respond(now, key, &req, *response),
@@ -177,6 +249,21 @@ impl Core {
                 return self.reply(now, key, &req, 480, "Temporarily Unavailable");
             }
             Routing::Parallel(t) => (t, VecDeque::new()),
+            Routing::Psap { first, mut fallback } if first.is_empty() => match fallback.pop_front()
+            {
+                Some(t) => (vec![t], fallback),
+                None => return self.reply(now, key, &req, 480, "Temporarily Unavailable"),
+            },
+            Routing::Psap { first, fallback } => (first, fallback),
+            // An emergency call's first trunk leaves once the store work is done.
+            Routing::Serial(q) if emergency.is_some() => {
+                if q.is_empty() {
+                    let to_tag = stateless_tag(&req);
+                    let r = self.unreachable_response(&req, &to_tag);
+                    return self.respond(now, key, &req, r);
+                }
+                (Vec::new(), q)
+            }
             Routing::Serial(mut q) => match q.pop_front() {
                 Some(t) => (vec![t], q),
                 None => return self.reply(now, key, &req, 404, "Not Found"),
@@ -194,7 +281,11 @@ impl Core {
                 Method::Invite | Method::Subscribe | Method::Refer | Method::Notify
             );
         let to_tag = stateless_tag(&req);
-        let ctx = ResponseContext::new(&req, &to_tag);
+        let mut ctx = ResponseContext::new(&req, &to_tag);
+        if failover_any {
+            ctx.try_every_target();
+        }
+        let waiting = emergency.is_some();
         let call = Call {
             request: req,
             admitted,
@@ -203,13 +294,48 @@ impl Core {
             branches: Vec::new(),
             remaining,
             record_route,
+            emergency,
+            psap,
+            failover_any,
+            from_flow: from.flow,
         };
         self.proxy.calls.insert(key, call);
+        if waiting {
+            let Some(call) = self.proxy.calls.get(&key) else { return };
+            if let Some(agent) = call.emergency.as_ref().and_then(|e| e.caller.agent.as_deref()) {
+                self.dnd.begin(agent);
+            }
+            match &call.emergency {
+                Some(em) if em.caller.agent.is_some() => self.prepare_emergency(key, em),
+                _ => self.release_emergency(now, key),
+            }
+            return;
+        }
         for target in first {
             self.fork(now, key, target);
         }
         let Some(call) = self.proxy.calls.get_mut(&key) else { return };
         if call.remaining.is_empty() && !call.ctx.is_closed() {
+            let outcome = call.ctx.close();
+            self.apply(now, key, outcome);
+        }
+    }
+
+    /// Forks the next serial target of call `key`, and closes the context after the last.
+    pub(super) fn next_target(&mut self, now: Instant, key: ServerKey) {
+        let Some(call) = self.proxy.calls.get_mut(&key) else { return };
+        let Some(next) = call.remaining.pop_front() else {
+            if !call.ctx.is_closed() {
+                let outcome = call.ctx.close();
+                self.apply(now, key, outcome);
+            }
+            return;
+        };
+        self.fork(now, key, next);
+        if let Some(call) = self.proxy.calls.get_mut(&key)
+            && call.remaining.is_empty()
+            && !call.ctx.is_closed()
+        {
             let outcome = call.ctx.close();
             self.apply(now, key, outcome);
         }
@@ -225,9 +351,17 @@ impl Core {
                     let Some(call) = self.proxy.calls.get_mut(&key) else { return };
                     call.branches.push(Some(client));
                     let method = call.request.method().clone();
+                    let failover_after = call
+                        .emergency
+                        .as_ref()
+                        .filter(|_| target.trunk.is_some())
+                        .map(|e| e.plan.emergency.failover_after);
                     self.proxy.by_client.insert(client, (key, index));
                     if method == Method::Invite {
                         self.proxy.arm_timer_c(client, now + TIMER_C);
+                    }
+                    if let Some(after) = failover_after {
+                        self.proxy.failover.insert(client, now + after);
                     }
                     self.config.metrics.request(Dir::Out, &method);
                     return;
@@ -252,8 +386,26 @@ impl Core {
         target: &Target,
     ) -> Result<(Peer, Request), String> {
         let call = self.proxy.calls.get(&key).ok_or("no call")?;
-        let prepared = proxy::prepare(&call.request, &call.admitted, target.uri.as_deref())
-            .map_err(|r| r.reason().into_owned())?;
+        let prepared = match (&call.emergency, target.trunk) {
+            (Some(em), Some(i)) => {
+                let trunk = em.plan.trunks.get(i).ok_or("no such trunk")?;
+                let (request, uri) = super::emergency::outgoing(
+                    &call.request,
+                    em,
+                    trunk,
+                    &self.config.registrar.domain,
+                );
+                proxy::prepare(&request, &call.admitted, Some(&uri))
+            }
+            _ if call.psap && target.trunk.is_none() && target.uri.is_some() => {
+                let mut request = call.request.clone();
+                request.headers_mut().remove_all(HeaderName::Priority);
+                request.headers_mut().push(HeaderName::Priority, "psap-callback");
+                proxy::prepare(&request, &call.admitted, target.uri.as_deref())
+            }
+            _ => proxy::prepare(&call.request, &call.admitted, target.uri.as_deref()),
+        }
+        .map_err(|r| r.reason().into_owned())?;
         let (peer, out) = match target.peer {
             Some(peer) => {
                 let out = self.local_addr_for(&peer).ok_or("no listen address for the flow")?;
@@ -263,14 +415,29 @@ impl Core {
                 .resolve_hop(prepared.next_hop())
                 .ok_or("next hop is a DNS name (not resolved yet) or has no listen address")?,
         };
-        let rr = call.record_route.then_some(RecordRoute { inbound: &call.inbound, params: None });
+        // Emergency calls and PSAP callbacks mark their dialog's route (`;em`), so that the
+        // transports put its in-dialog requests in the core's priority lane.
+        let marker = super::emergency::route_marker();
+        let params = (call.emergency.is_some() || call.psap).then_some(marker);
+        let rr = call.record_route.then_some(RecordRoute { inbound: &call.inbound, params });
         Ok((peer, prepared.finish(&out, index, rr.as_ref())))
     }
 
     /// Acts on what the response context decided.
-    fn apply(&mut self, now: Instant, key: ServerKey, outcome: proxy::Outcome) {
+    fn apply(&mut self, now: Instant, key: ServerKey, mut outcome: proxy::Outcome) {
+        if let Some(response) = &outcome.forward
+            && response.status() >= 300
+            && let Some(call) = self.proxy.calls.get(&key)
+            && call.emergency.as_ref().is_some_and(|e| !e.reached)
+        {
+            let tag = stateless_tag(&call.request);
+            outcome.forward = Some(self.unreachable_response(&call.request, &tag));
+        }
         if let Some(response) = outcome.forward {
             let is_final = response.status() >= 200;
+            if is_final {
+                self.emergency_answered(key, response.status());
+            }
             self.config.metrics.response(Dir::Out, response.status());
             if let Err(e) = self.txn.send_response(now, key, response) {
                 tracing::debug!(error = %e, "response not forwarded");
@@ -292,18 +459,15 @@ impl Core {
         if let Some(status) = outcome.branch_ended
             && !call.ctx.is_closed()
         {
-            if proxy::may_try_next(status)
-                && let Some(next) = call.remaining.pop_front()
-            {
+            let may_fail_over = proxy::may_try_next(status) || call.failover_any;
+            if may_fail_over && !call.remaining.is_empty() && call.ctx.pending().is_empty() {
                 tracing::info!(status, "failing over to the next target");
-                self.fork(now, key, next);
-                if let Some(call) = self.proxy.calls.get_mut(&key)
-                    && call.remaining.is_empty()
-                    && !call.ctx.is_closed()
-                {
-                    let outcome = call.ctx.close();
-                    self.apply(now, key, outcome);
+                if call.emergency.is_some() {
+                    crate::admin::metrics::EmergencyMetrics::inc(
+                        &self.config.metrics.emergency.failovers,
+                    );
                 }
+                self.next_target(now, key);
             } else if call.ctx.pending().is_empty() {
                 call.remaining.clear();
                 let outcome = call.ctx.close();
@@ -344,6 +508,16 @@ impl Core {
             Ok(Upstream::Local { .. }) | Err(_) => return,
         }
         let status = response.status();
+        self.proxy.failover.remove(&client);
+        if let Some(call) = self.proxy.calls.get_mut(&key)
+            && let Some(em) = call.emergency.as_mut()
+        {
+            em.reached = true;
+            // The agent's dialog knows its own From, not the callback number the trunk saw.
+            if let Some(from) = &em.original_from {
+                response.headers_mut().set(HeaderName::From, from.clone());
+            }
+        }
         if (101..200).contains(&status) && self.proxy.timer_c.contains_key(&client) {
             self.proxy.disarm_timer_c(client);
             self.proxy.arm_timer_c(client, now + TIMER_C);
@@ -359,6 +533,7 @@ impl Core {
     pub(super) fn branch_failed(&mut self, now: Instant, client: ClientKey, timeout: bool) {
         let Some(&(key, index)) = self.proxy.by_client.get(&client) else { return };
         self.proxy.disarm_timer_c(client);
+        self.proxy.failover.remove(&client);
         let Some(call) = self.proxy.calls.get_mut(&key) else { return };
         let outcome =
             if timeout { call.ctx.on_timeout(index) } else { call.ctx.on_transport_error(index) };
@@ -368,6 +543,7 @@ impl Core {
     /// A client transaction ended: forget it, and the call when it was the last.
     pub(super) fn branch_terminated(&mut self, client: ClientKey) {
         self.proxy.disarm_timer_c(client);
+        self.proxy.failover.remove(&client);
         if let Some((key, _)) = self.proxy.by_client.remove(&client) {
             self.maybe_forget(key);
         }
@@ -377,6 +553,13 @@ impl Core {
     pub(super) fn cancel_call(&mut self, now: Instant, invite: ServerKey) {
         let Some(call) = self.proxy.calls.get_mut(&invite) else { return };
         call.remaining.clear();
+        if call.branches.is_empty() && !call.ctx.final_sent() {
+            // Cancelled while an emergency INVITE waited for the store: nothing left yet.
+            let request = call.request.clone();
+            self.emergency_answered(invite, 487);
+            self.proxy.calls.remove(&invite);
+            return self.reply(now, invite, &request, 487, "Request Terminated");
+        }
         let pending: Vec<ClientKey> = call
             .ctx
             .cancel()
@@ -405,6 +588,22 @@ impl Core {
                     tracing::debug!(error = %e, "Timer C cancel not sent");
                 }
             }
+        }
+    }
+
+    /// Emergency branches without a provisional response by `failover_after`: the trunk is
+    /// given up (its INVITE cancelled once it answers, RFC 3261 §9.1) and the next one tried.
+    pub(super) fn fire_failover(&mut self, now: Instant) {
+        let due: Vec<ClientKey> =
+            self.proxy.failover.iter().filter(|(_, at)| **at <= now).map(|(k, _)| *k).collect();
+        for client in due {
+            self.proxy.failover.remove(&client);
+            let Some(&(key, index)) = self.proxy.by_client.get(&client) else { continue };
+            tracing::warn!("emergency trunk sent no provisional response in time: trying the next");
+            self.cancel_branch(now, client);
+            let Some(call) = self.proxy.calls.get_mut(&key) else { continue };
+            let outcome = call.ctx.on_timeout(index);
+            self.apply(now, key, outcome);
         }
     }
 
@@ -454,7 +653,7 @@ impl Core {
     fn in_dialog_target(&self, now: Instant, req: &Request) -> Target {
         let routed = req.headers().contains(HeaderName::Route);
         let peer = if routed { None } else { self.location.flow_for_contact(now, req.uri_str()) };
-        Target { uri: None, peer }
+        Target { uri: None, peer, trunk: None }
     }
 
     /// Where an initial request goes (RFC 3261 §16.5), after the caller is known: a request
@@ -504,6 +703,11 @@ impl Core {
     fn route_inbound(&self, now: Instant, req: &Request, plan: &Dialplan) -> Routing {
         let Some(user) = Self::dialled(req) else { return Routing::Answer(404, "Not Found") };
         let did = normalise(&user, None);
+        if *req.method() == Method::Invite
+            && let Some(routing) = self.route_psap(now, &did, plan)
+        {
+            return routing;
+        }
         match plan.inbound(&did) {
             Some(InboundTarget::Agent(agent)) => self.route_agent(now, agent),
             Some(InboundTarget::Group(group)) => self.route_group(now, group),
@@ -511,6 +715,7 @@ impl Core {
                 Some(t) => Routing::Serial(VecDeque::from([Target {
                     uri: Some(t.request_uri(&did, req_len(req))),
                     peer: None,
+                    trunk: None,
                 }])),
                 None => Routing::Answer(404, "Not Found"),
             },
@@ -527,7 +732,7 @@ impl Core {
         let Some(user) = Self::dialled(req) else {
             return Routing::Answer(416, "Unsupported URI Scheme");
         };
-        if self.addressed_to_us(req) && self.auth.directory.contains(&user) {
+        if self.addressed_to_us(req) && self.config.roster.current().directory.contains(&user) {
             return self.route_agent(now, &user);
         }
         let number = normalise(&user, None);
@@ -541,21 +746,27 @@ impl Core {
         Routing::Serial(
             chosen
                 .into_iter()
-                .map(|t| Target { uri: Some(t.request_uri(&number, len)), peer: None })
+                .map(|t| Target { uri: Some(t.request_uri(&number, len)), peer: None, trunk: None })
                 .collect(),
         )
     }
 
-    /// Every binding of every member of `group`, in parallel (presence and capacity arrive
-    /// with the agents store); nobody registered: 480.
+    /// Every binding of every available member of `group`, in parallel (capacity is not
+    /// counted yet); nobody available and registered: 480.
     fn route_group(&self, now: Instant, group: &str) -> Routing {
         let targets: Vec<Target> = self
             .config
             .roster
+            .current()
             .members(group)
             .iter()
+            .filter(|m| self.config.presence.is_available(m))
             .flat_map(|m| self.location.lookup(now, m))
-            .map(|b| Target { uri: Some(b.contact.clone()), peer: b.via_flow.then_some(b.source) })
+            .map(|b| Target {
+                uri: Some(b.contact.clone()),
+                peer: b.via_flow.then_some(b.source),
+                trunk: None,
+            })
             .collect();
         if targets.is_empty() {
             Routing::Answer(480, "Temporarily Unavailable")
@@ -568,7 +779,7 @@ impl Core {
     fn route_agent(&self, now: Instant, agent: &str) -> Routing {
         let bindings = self.location.lookup(now, agent);
         if bindings.is_empty() {
-            return if self.auth.directory.contains(agent) {
+            return if self.config.roster.current().directory.contains(agent) {
                 Routing::Answer(480, "Temporarily Unavailable")
             } else {
                 Routing::Answer(404, "Not Found")
@@ -580,6 +791,7 @@ impl Core {
                 .map(|b| Target {
                     uri: Some(b.contact.clone()),
                     peer: b.via_flow.then_some(b.source),
+                    trunk: None,
                 })
                 .collect(),
         )
@@ -587,7 +799,7 @@ impl Core {
 }
 
 /// The size of a request on the wire (for the RFC 3261 §18.1.1 UDP size rule).
-fn req_len(req: &Request) -> usize {
+pub(super) fn req_len(req: &Request) -> usize {
     let mut out = Vec::with_capacity(2048);
     req.encode(&mut out);
     out.len()

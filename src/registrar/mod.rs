@@ -307,6 +307,22 @@ impl Location {
             .map(|b| b.source)
     }
 
+    /// The agent with a live binding registered from `peer` (the same transport and address,
+    /// and the same connection on connection transports): how an emergency INVITE from a
+    /// registered softphone is attributed without a challenge (DESIGN.md, step 4).
+    pub fn aor_for_source(&self, now: Instant, peer: &Peer) -> Option<&str> {
+        self.bindings
+            .values()
+            .flatten()
+            .find(|b| {
+                b.expires_at > now
+                    && b.source.transport == peer.transport
+                    && b.source.addr == peer.addr
+                    && (b.source.flow.is_none() || b.source.flow == peer.flow)
+            })
+            .map(|b| b.aor.as_str())
+    }
+
     /// Drops every expired binding; returns how many went.
     pub fn expire(&mut self, now: Instant) -> usize {
         let mut gone = 0;

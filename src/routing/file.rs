@@ -64,12 +64,21 @@ struct RawRoute {
 struct RawEmergency {
     country: Option<BTreeMap<String, Vec<String>>>,
     test: Option<Vec<String>>,
-    outside_line: Option<Vec<String>>,
+    outside_line: Option<RawOutsideLine>,
     callback_pool: Vec<String>,
     callback_lease: Option<String>,
+    callback_quarantine: Option<String>,
     callback_fallback: Option<String>,
     site_number: Option<String>,
     failover_after: Option<String>,
+}
+
+/// `outside_line = ["9"]` (every country) or `outside_line = { US = ["9"] }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawOutsideLine {
+    All(Vec<String>),
+    PerCountry(BTreeMap<String, Vec<String>>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,6 +278,9 @@ fn compile(sources: &[Source]) -> Result<Dialplan, Vec<DialplanError>> {
             }
         }
     }
+    if errors.is_empty() {
+        errors = crate::emergency::check_ambiguity(&plan);
+    }
     if errors.is_empty() { Ok(plan) } else { Err(errors) }
 }
 
@@ -346,6 +358,9 @@ fn parse_target(to: &str) -> Result<InboundTarget, String> {
     }
 }
 
+/// The largest callback pool, in numbers (the pool is handed to the store whole).
+const MAX_CALLBACK_POOL: u64 = 10_000;
+
 fn compile_emergency(raw: &RawEmergency) -> Result<Emergency, Vec<String>> {
     let mut errors = Vec::new();
     let mut em = Emergency::default();
@@ -365,14 +380,37 @@ fn compile_emergency(raw: &RawEmergency) -> Result<Emergency, Vec<String>> {
     if let Some(t) = &raw.test {
         em.test = t.clone();
     }
-    if let Some(o) = &raw.outside_line {
-        em.outside_line = o.clone();
+    match &raw.outside_line {
+        // Countries given without prefixes: the default prefixes of those still listed.
+        None => em.outside_line.retain(|c, _| em.countries.contains_key(c)),
+        Some(RawOutsideLine::All(prefixes)) => {
+            em.outside_line = em.countries.keys().map(|c| (c.clone(), prefixes.clone())).collect();
+        }
+        Some(RawOutsideLine::PerCountry(map)) => em.outside_line = map.clone(),
     }
+    for (country, prefixes) in &em.outside_line {
+        if !em.countries.contains_key(country) {
+            errors.push(format!("outside_line names country '{country}' without dialstrings"));
+        }
+        for p in prefixes {
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                errors.push(format!("outside_line '{p}' of {country} is not digits"));
+            }
+        }
+    }
+
     for p in &raw.callback_pool {
         match NumberRange::parse(p) {
             Ok(r) => em.callback_pool.push(r),
             Err(e) => errors.push(format!("callback_pool: {e}")),
         }
+    }
+    let pool: u64 = em.callback_pool.iter().map(NumberRange::len).sum();
+    if pool > MAX_CALLBACK_POOL {
+        errors.push(format!(
+            "callback_pool holds {pool} numbers; at most {MAX_CALLBACK_POOL} (a pool is a \
+             few DIDs per concurrent emergency call, not a whole number block)"
+        ));
     }
     let mut duration = |v: &Option<String>, name: &str, slot: &mut Duration| {
         if let Some(v) = v {
@@ -383,6 +421,7 @@ fn compile_emergency(raw: &RawEmergency) -> Result<Emergency, Vec<String>> {
         }
     };
     duration(&raw.callback_lease, "callback_lease", &mut em.callback_lease);
+    duration(&raw.callback_quarantine, "callback_quarantine", &mut em.callback_quarantine);
     duration(&raw.failover_after, "failover_after", &mut em.failover_after);
     if let Some(f) = &raw.callback_fallback {
         match E164::parse(f)

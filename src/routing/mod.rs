@@ -16,7 +16,7 @@
 //! valid; otherwise the running table stays and every problem is returned as `file:line`.
 //!
 //! The emergency section is parsed and validated here; what it drives (dialstrings, trunk
-//! choice, callback leases) is issue 6.
+//! choice, callback leases) lives in [`crate::emergency`].
 
 pub mod cidr;
 mod file;
@@ -147,10 +147,14 @@ pub struct Emergency {
     pub countries: BTreeMap<String, Vec<String>>,
     /// Test numbers (same path, marked as tests).
     pub test: Vec<String>,
-    /// Outside-line prefixes an agent may dial first (`9` then `911`).
-    pub outside_line: Vec<String>,
+    /// Outside-line prefixes an agent may dial first (`9` then `911`), per country: a prefix
+    /// pairs only with its own country's dialstrings.
+    pub outside_line: BTreeMap<String, Vec<String>>,
     pub callback_pool: Vec<NumberRange>,
     pub callback_lease: Duration,
+    /// How long an expired callback number stays out of the pool, so that a late PSAP call
+    /// never reaches another agent.
+    pub callback_quarantine: Duration,
     pub callback_fallback: Option<InboundTarget>,
     pub site_number: Option<E164>,
     pub failover_after: Duration,
@@ -162,9 +166,13 @@ impl Default for Emergency {
         Emergency {
             countries: BTreeMap::from([("US".to_owned(), us.clone()), ("PR".to_owned(), us)]),
             test: vec!["933".to_owned()],
-            outside_line: vec!["9".to_owned()],
+            outside_line: BTreeMap::from([
+                ("US".to_owned(), vec!["9".to_owned()]),
+                ("PR".to_owned(), vec!["9".to_owned()]),
+            ]),
             callback_pool: Vec::new(),
             callback_lease: Duration::from_secs(3600),
+            callback_quarantine: Duration::from_secs(3600),
             callback_fallback: None,
             site_number: None,
             failover_after: Duration::from_secs(2),

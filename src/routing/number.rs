@@ -63,10 +63,30 @@ impl NumberRange {
             && (self.first.value()..=self.last.value()).contains(&n.value())
     }
 
+    /// How many numbers the range holds.
+    pub fn len(&self) -> u64 {
+        self.last.value() - self.first.value() + 1
+    }
+
+    /// Never: a range holds at least one number.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
     /// The numbers of the range, in order (for callback pools).
     pub fn iter(&self) -> impl Iterator<Item = E164> + '_ {
         let width = self.first.0.len() - 1;
         (self.first.value()..=self.last.value()).map(move |v| E164(format!("+{v:0width$}")))
+    }
+}
+
+impl fmt::Display for NumberRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
     }
 }
 

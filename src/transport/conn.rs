@@ -42,7 +42,15 @@ impl ConnCtx {
     pub fn receive(&self, from: Peer, bytes: Bytes, framing: Framing) -> Option<Bytes> {
         match Message::parse(bytes, framing) {
             Ok(Message::Request(req)) => {
-                if !self.limiter.is_exempt(&req) {
+                if self.limiter.is_urgent(&req) {
+                    // Emergency calls, PSAP callbacks and their dialogs: no rate limit, no
+                    // shedding, the core's priority lane.
+                    if !self.core.deliver_urgent(from, Message::Request(req)) {
+                        self.metrics.shed();
+                    }
+                    return None;
+                }
+                {
                     match self.limiter.check(from.addr.ip(), std::time::Instant::now()) {
                         Verdict::Pass => {}
                         Verdict::Drop => {

@@ -5,7 +5,7 @@
 //! `rps` (one second of burst). A request without a token gets `503 Service Unavailable` with
 //! `Retry-After` (RFC 3261 §21.5.4); past twice the rate it is dropped silently, so a flood
 //! does not cost a response each. Responses are never limited (they answer the edge's own
-//! requests), and neither are emergency requests ([`Limiter::is_exempt`], DESIGN.md: emergency
+//! requests), and neither are emergency requests ([`Limiter::is_urgent`], DESIGN.md: emergency
 //! calls bypass every limit).
 
 use std::collections::HashMap;
@@ -13,8 +13,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use sip::{Request, Uri};
+use sip::{HeaderName, Request, Uri};
 
+use crate::emergency::dialstring;
 use crate::routing::{Dialplan, Dialplans};
 
 /// What to do with a request.
@@ -52,34 +53,39 @@ impl Limiter {
         Limiter { rps: f64::from(rps.max(1)), buckets: Mutex::new(HashMap::new()), dialplans }
     }
 
-    /// Whether a request bypasses limits: an emergency call (`urn:service:sos`, RFC 5031, or a
-    /// configured emergency dialstring, also after an outside-line digit).
-    pub fn is_exempt(&self, req: &Request) -> bool {
-        match req.uri() {
-            Ok(Uri::Urn(u)) => u.service().is_some_and(|s| {
-                s.eq_ignore_ascii_case("sos") || s.to_ascii_lowercase().starts_with("sos.")
-            }),
-            Ok(uri) => uri.user().is_some_and(|user| {
-                let digits: String = user.chars().filter(char::is_ascii_digit).collect();
-                // Emergency dialstrings are short: skip the dialplan for anything longer.
-                if digits.len() > 6 {
-                    return false;
-                }
-                let plan = match &self.dialplans {
-                    Some(d) => d.current(),
-                    None => Arc::new(Dialplan::empty()),
-                };
-                let em = &plan.emergency;
-                em.countries.values().flatten().chain(&em.test).any(|d| {
-                    digits == *d
-                        || em
-                            .outside_line
-                            .iter()
-                            .any(|p| digits.strip_prefix(p.as_str()) == Some(d.as_str()))
-                })
-            }),
-            Err(_) => false,
+    /// Whether a request bypasses limits and shedding and takes the core's priority lane:
+    /// an emergency call (`urn:service:sos`, RFC 5031, or a configured emergency dialstring,
+    /// also after an outside-line prefix), a PSAP callback (a request to a callback-pool
+    /// number or the site number), or an in-dialog request of either (its Route carries the
+    /// edge's emergency marker, [`crate::core::emergency::route_marker`]).
+    pub fn is_urgent(&self, req: &Request) -> bool {
+        if req.headers().contains(HeaderName::Route) {
+            let marker = crate::core::emergency::route_marker().as_bytes();
+            return req
+                .headers()
+                .get_all(HeaderName::Route)
+                .any(|v| v.windows(marker.len()).any(|w| w == marker));
         }
+        let Ok(uri) = req.uri() else { return false };
+        // Emergency dialstrings are short digit strings and callback numbers E.164: most
+        // requests never reach the table.
+        let user = uri.user();
+        if !matches!(uri, Uri::Urn(_))
+            && !user.is_some_and(|u| dialstring::could_be(u) || u.starts_with('+'))
+        {
+            return false;
+        }
+        let plan = match &self.dialplans {
+            Some(d) => d.current(),
+            None => Arc::new(Dialplan::empty()),
+        };
+        let em = &plan.emergency;
+        if let Some(n) = uri.user().and_then(crate::routing::E164::parse) {
+            return em.callback_pool.iter().any(|r| r.contains(&n))
+                || em.site_number.as_ref() == Some(&n);
+        }
+        // The caller's country is not known here: every country's table applies.
+        dialstring::recognise(em, &uri, None).is_some()
     }
 
     /// Takes a token for a request from `ip` at `now`.
@@ -155,14 +161,37 @@ mod tests {
     fn emergency_requests_are_exempt() {
         // The default emergency section: US and PR 911 and 933, outside line 9.
         let l = Limiter::new(1, None);
-        assert!(l.is_exempt(&req("sip:911@edge")));
-        assert!(l.is_exempt(&req("sip:9911@edge")), "outside-line prefix");
-        assert!(!l.is_exempt(&req("sip:8911@edge")), "not an outside-line prefix");
-        assert!(l.is_exempt(&req("tel:933")));
-        assert!(l.is_exempt(&req("urn:service:sos")));
-        assert!(l.is_exempt(&req("urn:service:sos.fire")));
-        assert!(!l.is_exempt(&req("urn:service:counseling")));
-        assert!(!l.is_exempt(&req("sip:+12025550911@edge")));
-        assert!(!l.is_exempt(&req("sip:alice@edge")));
+        assert!(l.is_urgent(&req("sip:911@edge")));
+        assert!(l.is_urgent(&req("sip:9911@edge")), "outside-line prefix");
+        assert!(!l.is_urgent(&req("sip:8911@edge")), "not an outside-line prefix");
+        assert!(l.is_urgent(&req("tel:933")));
+        assert!(l.is_urgent(&req("urn:service:sos")));
+        assert!(l.is_urgent(&req("urn:service:sos.fire")));
+        assert!(!l.is_urgent(&req("urn:service:counseling")));
+        assert!(!l.is_urgent(&req("sip:+12025550911@edge")));
+        assert!(!l.is_urgent(&req("sip:alice@edge")));
+    }
+
+    #[test]
+    fn psap_callbacks_and_emergency_dialogs_are_urgent() {
+        let plan = Dialplan::from_texts(&[(
+            "e.toml",
+            "[emergency]\ncallback_pool = [\"+15550100900-+15550100909\"]\nsite_number = \"+15550100999\"\n",
+        )])
+        .unwrap();
+        let plans = Arc::new(Dialplans::with(std::path::Path::new("."), plan));
+        let l = Limiter::new(1, Some(plans));
+        assert!(l.is_urgent(&req("sip:+15550100905@edge")), "a callback number");
+        assert!(l.is_urgent(&req("sip:+15550100999@edge")), "the site number");
+        assert!(!l.is_urgent(&req("sip:+15550100910@edge")), "outside the pool");
+        // An in-dialog request whose route carries the edge's marker; a forged one does not.
+        let with_route = |route: &str| {
+            let mut r = req("sip:alice@192.0.2.7");
+            r.headers_mut().push(HeaderName::Route, route.to_owned());
+            r
+        };
+        let marker = crate::core::emergency::route_marker();
+        assert!(l.is_urgent(&with_route(&format!("<sip:127.0.0.1:5060;lr;{marker}>"))));
+        assert!(!l.is_urgent(&with_route("<sip:127.0.0.1:5060;lr;em=0000000000000000>")));
     }
 }

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use lifeline::app::{App, Binds};
 use lifeline::config::{Config, Listen, ListenTransport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
+
+pub mod ua;
 
 /// The dialplan of the black-box tests: two trunks on 127.0.0.2 (ports PRIMARY and
 /// SECONDARY, filled in at start), US numbers routed to the primary with failover to the
@@ -85,6 +88,12 @@ impl Edge {
 
     /// [`Edge::start_with`], with a last word on the configuration.
     pub async fn start_tuned(with_tls: bool, tune: impl FnOnce(&mut Config)) -> Edge {
+        Edge::start_opts(Opts { tls: with_tls, ..Opts::default() }, tune).await
+    }
+
+    /// The edge with everything a test may choose: see [`Opts`].
+    pub async fn start_opts(opts: Opts, tune: impl FnOnce(&mut Config)) -> Edge {
+        let with_tls = opts.tls;
         let any = |transport| Listen { transport, addr: "127.0.0.1:0".parse().unwrap() };
         let mut config = Config::embedded();
         config.limits.max_message_bytes = 4096;
@@ -93,7 +102,9 @@ impl Edge {
         config.admin.listen = "127.0.0.1:0".parse().unwrap();
         static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let data = std::env::temp_dir().join(format!("lifeline-edge-{}-{run}", std::process::id()));
+        let data = opts.data.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("lifeline-edge-{}-{run}", std::process::id()))
+        });
         config.node.data_dir = data.clone();
         // Loopback has room for several hosts: the test trunk sends from 127.0.0.2, agents
         // from 127.0.0.1, so the dialplan can tell them apart by source address.
@@ -101,8 +112,11 @@ impl Edge {
         std::fs::create_dir_all(&plans).unwrap();
         let free =
             || std::net::UdpSocket::bind((TRUNK_IP, 0)).unwrap().local_addr().unwrap().port();
-        let trunk_ports = (free(), free());
-        let plan = TEST_DIALPLAN
+        let trunk_ports = opts.trunk_ports.unwrap_or_else(|| (free(), free()));
+        let plan = opts
+            .plan
+            .as_deref()
+            .unwrap_or(TEST_DIALPLAN)
             .replace("PRIMARY", &trunk_ports.0.to_string())
             .replace("SECONDARY", &trunk_ports.1.to_string());
         std::fs::write(plans.join("test.toml"), plan).unwrap();
@@ -128,7 +142,7 @@ impl Edge {
         }
         // The agents, imported into the store at start like an operator's seed file.
         let seed = data.join("agents.toml");
-        std::fs::write(&seed, SEED).unwrap();
+        std::fs::write(&seed, opts.seed.as_deref().unwrap_or(SEED)).unwrap();
         config.agents.seed = Some(seed);
         tune(&mut config);
         let binds = Binds::bind(&config).await.unwrap();
@@ -147,13 +161,77 @@ impl Edge {
         Edge { udp, tcp, web, trunk_ports, admin, token, data, tls, tmp, stop: Some(stop), task }
     }
 
-    pub async fn stop(mut self) {
+    /// One HTTP/1.1 request with the bearer token and an optional JSON body; returns (status,
+    /// body as JSON, `Null` when empty).
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut s = tokio::net::TcpStream::connect(self.admin).await.unwrap();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+    Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.token,
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        let json = if body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+        };
+        (status, json)
+    }
+
+    pub async fn stop(self) {
+        let data = self.stop_keeping_data().await;
+        let _ = std::fs::remove_dir_all(&data);
+    }
+
+    /// Stops the edge and leaves its data directory (store, dialplans) for a restart with
+    /// [`Opts::data`]; returns it.
+    pub async fn stop_keeping_data(mut self) -> std::path::PathBuf {
         let _ = self.stop.take().unwrap().send(());
         // Longer than the edge's shutdown grace, which waits for unanswered transactions.
         tokio::time::timeout(Duration::from_secs(10), &mut self.task).await.unwrap().unwrap();
         if let Some(dir) = &self.tmp {
             let _ = std::fs::remove_dir_all(dir);
         }
-        let _ = std::fs::remove_dir_all(&self.data);
+        self.data.clone()
     }
+
+    /// Kills the edge without a graceful stop (its task is aborted mid-flight, as a crash
+    /// would), leaving the data directory; returns it.
+    pub async fn kill(self) -> std::path::PathBuf {
+        self.task.abort();
+        let _ = self.task.await;
+        self.data.clone()
+    }
+}
+
+/// What [`Edge::start_opts`] may change.
+#[derive(Debug, Default, Clone)]
+pub struct Opts {
+    /// A TLS listener with a fresh self-signed certificate.
+    pub tls: bool,
+    /// The dialplan text (`PRIMARY` and `SECONDARY` become the trunk ports); default
+    /// [`TEST_DIALPLAN`].
+    pub plan: Option<String>,
+    /// The agents seed; default [`SEED`].
+    pub seed: Option<String>,
+    /// The data directory of an earlier run (a restart); default a fresh one.
+    pub data: Option<std::path::PathBuf>,
+    /// The trunk ports of an earlier run; default two free ones.
+    pub trunk_ports: Option<(u16, u16)>,
 }

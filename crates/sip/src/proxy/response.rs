@@ -199,6 +199,8 @@ pub struct ResponseContext {
     cancelling: bool,
     /// The server transaction has its final response (or, RFC 4320, will get none).
     done: bool,
+    /// A 6xx does not end the search ([`ResponseContext::try_every_target`]).
+    try_all: bool,
 }
 
 impl ResponseContext {
@@ -213,7 +215,17 @@ impl ResponseContext {
             closed: false,
             cancelling: false,
             done: false,
+            try_all: false,
         }
+    }
+
+    /// Every target gets its chance: a 6xx from one branch neither closes the context nor
+    /// cancels the others, and the caller may go on with the next target. This departs from
+    /// RFC 3261 §16.7 step 5 on purpose, for emergency calls: a trunk that declines a 911 call
+    /// globally must not keep the next trunk from taking it. The best response is still chosen
+    /// as usual when the context closes (a 6xx first).
+    pub fn try_every_target(&mut self) {
+        self.try_all = true;
     }
 
     /// Opens a branch and returns its fork index (for [`super::Admitted::branch`] and
@@ -349,7 +361,7 @@ impl ResponseContext {
         if self.done {
             return out;
         }
-        if status >= 600 {
+        if status >= 600 && !self.try_all {
             self.closed = true;
             out.cancel = self.take_pending_for_cancel(Some(index));
         }
