@@ -10,7 +10,8 @@
 //! - [`app`]: builds the edge from a configuration and sockets bound outside; runs it until
 //!   shutdown.
 //! - [`transport`]: UDP, TCP and TLS listeners, outbound connections, flows, rate limits.
-//! - [`emergency`]: emergency calls: the notification e-mail and its delivery.
+//! - [`emergency`]: emergency calls: dialstrings, trunk choice, the notification e-mail and its
+//!   delivery.
 //! - [`core`]: the single task that owns the transaction layer: registrar, authentication,
 //!   stateful proxy, trunk probes.
 //! - [`presence`]: agents' presence (memory, written through to the store); DND for an

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use lifeline::admin::Metrics;
 use lifeline::config::Smtp;
-use lifeline::emergency::mailer::{Mailer, MailerHandle, Tuning, unix_now};
+use lifeline::core::emergency::unix_now;
+use lifeline::emergency::mailer::{Mailer, MailerHandle, Tuning};
 use lifeline::emergency::notify::{Notice, queue_notice};
 use lifeline::store::{Agent, OutboxStatus, SqliteStore, Store};
 use serde_json::Value;

@@ -327,7 +327,7 @@ fn fill_draft(draft: &mut AgentDraft, body: &Map<String, Value>) -> Result<(), A
 }
 
 /// A text or `null`.
-fn opt_text(field: &str, v: &Value) -> Result<Option<String>, ApiError> {
+pub(super) fn opt_text(field: &str, v: &Value) -> Result<Option<String>, ApiError> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) => Ok(Some(s.clone())),
@@ -546,7 +546,7 @@ fn page(
 }
 
 /// A JSON object body.
-fn object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
+pub(super) fn object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(ApiError::invalid("body", "must be a JSON object")),
@@ -555,7 +555,7 @@ fn object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// Refuses a field not in `allowed` (a typo must not be silently ignored).
-fn only_fields(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
+pub(super) fn only_fields(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
     match body.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(k) => Err(ApiError::invalid(k, "unknown field")),
         None => Ok(()),
@@ -563,7 +563,7 @@ fn only_fields(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiErr
 }
 
 /// Runs store work on the blocking pool (the store's thread model).
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(|e| {

@@ -51,7 +51,8 @@ pub struct EdgeView {
     /// The roster in force; agent and group writes swap it.
     pub roster: Arc<LiveRoster>,
     pub presence: Arc<PresenceBook>,
-    /// Agents, groups and call history (blocking: called from `spawn_blocking`).
+    /// Agents, groups, call history, templates and the notification outbox (blocking: called
+    /// from `spawn_blocking`).
     pub store: Arc<dyn Store>,
     /// `[sip] domain`: the digest realm of passwords set through the API.
     pub realm: String,

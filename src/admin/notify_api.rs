@@ -22,9 +22,11 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
+use super::agents_api::{blocking, object, only_fields, opt_text};
+use super::api::edge;
 use super::{AdminState, ApiError};
 use crate::emergency::notify::{self, Notice, Rendered, TEMPLATE_NAME, TemplateError};
-use crate::store::{InvalidValue, Store, StoreError, Template, Token};
+use crate::store::{InvalidValue, Store, Template, Token};
 
 /// The routes, merged into the token-protected `/api` router.
 pub(super) fn routes() -> Router<AdminState> {
@@ -47,8 +49,8 @@ async fn put_template(
 ) -> Result<Json<Value>, ApiError> {
     let t = template_of(&object(&body)?)?;
     notify::validate(&t).map_err(|e| refused(&e))?;
-    let stored = t.clone();
-    blocking(&state, move |s| s.put_template(&name()?, &stored).map_err(store_error)).await?;
+    let (store, stored) = (store(&state)?, t.clone());
+    blocking(move || Ok(store.put_template(&name()?, &stored)?)).await?;
     tracing::info!("emergency-call-notification template replaced");
     Ok(Json(template_json(&t)))
 }
@@ -72,7 +74,7 @@ async fn preview(State(state): State<AdminState>, body: Bytes) -> Result<Json<Va
                     .parse()
                     .map_err(|e: InvalidValue| ApiError::invalid(k, e.to_string()))?
             }
-            "agent_name" => notice.agent_name = nullable(k, v)?,
+            "agent_name" => notice.agent_name = opt_text(k, v)?,
             "dialled" => notice.dialled = text(k, v)?,
             "test" => notice.test = flag(k, v)?,
             "time" => {
@@ -80,12 +82,12 @@ async fn preview(State(state): State<AdminState>, body: Bytes) -> Result<Json<Va
                     v.as_i64().ok_or_else(|| ApiError::invalid(k, "must be Unix seconds"))?
             }
             "callback" => {
-                notice.callback = nullable(k, v)?
+                notice.callback = opt_text(k, v)?
                     .map(|c| c.parse())
                     .transpose()
                     .map_err(|e: InvalidValue| ApiError::invalid(k, e.to_string()))?
             }
-            "location" => notice.location = nullable(k, v)?,
+            "location" => notice.location = opt_text(k, v)?,
             "edge" => notice.edge = text(k, v)?,
             "authenticated" => notice.authenticated = flag(k, v)?,
             _ => return Err(ApiError::invalid(k, "unknown field")),
@@ -105,7 +107,8 @@ async fn preview(State(state): State<AdminState>, body: Bytes) -> Result<Json<Va
 
 /// `GET /api/notifications`: status only, as a bare array.
 async fn notifications(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
-    let status = blocking(&state, |s| s.outbox_status().map_err(store_error)).await?;
+    let store = store(&state)?;
+    let status = blocking(move || Ok(store.outbox_status()?)).await?;
     let rows: Vec<Value> = status
         .rows
         .iter()
@@ -124,10 +127,12 @@ async fn notifications(State(state): State<AdminState>) -> Result<Json<Value>, A
 
 /// The stored template, or the default.
 async fn current(state: &AdminState) -> Result<Template, ApiError> {
-    blocking(state, |s| {
-        Ok(s.template(&name()?).map_err(store_error)?.unwrap_or_else(notify::default_template))
-    })
-    .await
+    let store = store(state)?;
+    blocking(move || Ok(store.template(&name()?)?.unwrap_or_else(notify::default_template))).await
+}
+
+fn store(state: &AdminState) -> Result<Arc<dyn Store>, ApiError> {
+    Ok(edge(state)?.store.clone())
 }
 
 fn name() -> Result<Token, ApiError> {
@@ -145,9 +150,7 @@ fn refused(e: &TemplateError) -> ApiError {
 
 /// `{subject, text, html}`, all three required, nothing else.
 fn template_of(m: &Map<String, Value>) -> Result<Template, ApiError> {
-    if let Some(k) = m.keys().find(|k| !["subject", "text", "html"].contains(&k.as_str())) {
-        return Err(ApiError::invalid(k, "unknown field"));
-    }
+    only_fields(m, &["subject", "text", "html"])?;
     let part = |k: &str| match m.get(k) {
         Some(v) => text(k, v),
         None => Err(ApiError::invalid(k, "required")),
@@ -155,52 +158,10 @@ fn template_of(m: &Map<String, Value>) -> Result<Template, ApiError> {
     Ok(Template { subject: part("subject")?, text: part("text")?, html: part("html")? })
 }
 
-fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::invalid("body", "must be a JSON object")),
-        Err(e) => Err(ApiError::invalid("body", format!("not JSON: {e}"))),
-    }
-}
-
 fn text(k: &str, v: &Value) -> Result<String, ApiError> {
     v.as_str().map(str::to_owned).ok_or_else(|| ApiError::invalid(k, "must be a string"))
 }
 
-fn nullable(k: &str, v: &Value) -> Result<Option<String>, ApiError> {
-    if v.is_null() { Ok(None) } else { text(k, v).map(Some) }
-}
-
 fn flag(k: &str, v: &Value) -> Result<bool, ApiError> {
     v.as_bool().ok_or_else(|| ApiError::invalid(k, "must be true or false"))
-}
-
-/// Runs store work on the blocking pool (the store's thread model).
-async fn blocking<T: Send + 'static>(
-    state: &AdminState,
-    work: impl FnOnce(&dyn Store) -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let store: Arc<dyn Store> = state
-        .edge
-        .as_ref()
-        .map(|e| e.store.clone())
-        .ok_or_else(|| ApiError::internal("the edge is not running"))?;
-    tokio::task::spawn_blocking(move || work(store.as_ref())).await.map_err(|e| {
-        tracing::error!(error = %e, "admin API work failed");
-        ApiError::internal("the request failed; see the edge's log")
-    })?
-}
-
-/// A store failure as an API error. (Its own function, not `From`: the agents API may bring
-/// one; then this goes.)
-fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound { what, id } => ApiError::not_found(format!("no {what} '{id}'")),
-        StoreError::Invalid { field, message } => ApiError::invalid(field, message),
-        StoreError::Conflict { message } => ApiError::conflict(message),
-        StoreError::Backend(m) => {
-            tracing::error!(error = %m, "admin API: store failure");
-            ApiError::internal("the store failed; see the edge's log")
-        }
-    }
 }

@@ -35,7 +35,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -43,7 +43,8 @@ use tokio::sync::{Notify, watch};
 
 use crate::admin::Metrics;
 use crate::config;
-use crate::store::{OutboxEntry, OutboxMessage, Store, StoreError, UnixTime};
+use crate::core::emergency::unix_now;
+use crate::store::{OutboxEntry, OutboxMessage, Store, StoreError};
 
 /// The worker's timings; [`Tuning::default`] is what the edge runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -371,13 +372,6 @@ impl Mailer {
             .await
             .unwrap_or_else(|e| Err(StoreError::Backend(format!("store task: {e}"))))
     }
-}
-
-/// The wall clock in Unix seconds (the store's time).
-pub fn unix_now() -> UnixTime {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
