@@ -268,6 +268,9 @@ impl App {
         }
         let udp: Vec<Arc<UdpSocket>> = binds.udp.into_iter().map(Arc::new).collect();
         let net = Net::new(udp.clone(), flows, Some(Connector::new(ctx.clone())));
+        // Its first look at the outbox is at once: mail queued before a restart goes out.
+        let mailer =
+            Mailer::spawn(store.clone(), &config.smtp, admin.metrics.clone(), stop_rx.clone());
         let core_config = CoreConfig {
             server: server.to_string(),
             registrar: Policy {
@@ -279,6 +282,11 @@ impl App {
             presence: presence.clone(),
             dialplans: dialplans.clone(),
             store: store.clone(),
+            notify: crate::core::emergency::NotifyConfig {
+                mailer: Some(mailer.clone()),
+                smtp_from: config.smtp.from.clone(),
+                node: config.node.name.clone(),
+            },
             local: local_identity(&config, &listening, web_addr, tls.is_some()),
         };
         let core = Core::new(core_config, net, &ctx.core);
@@ -330,8 +338,6 @@ impl App {
         let admin_metrics = admin.metrics.clone();
         tasks.spawn(crate::admin::serve(binds.admin, admin, admin_stopped));
         drop(ctx);
-        // Its first look at the outbox is at once: mail queued before a restart goes out.
-        let mailer = Mailer::spawn(store, &config.smtp, admin_metrics.clone(), stop_rx.clone());
         tasks.spawn(reload_on_sighup(dialplans, admin_metrics, stop_rx.clone(), dialplan_files));
         let core_task = tokio::spawn(core.run(inbox, stop_rx, SHUTDOWN_GRACE));
         // Every listener is bound (Binds) and serving: ready.

@@ -10,14 +10,12 @@
 //! - [`app`]: builds the edge from a configuration and sockets bound outside; runs it until
 //!   shutdown.
 //! - [`transport`]: UDP, TCP and TLS listeners, outbound connections, flows, rate limits.
-//! - [`emergency`]: emergency calls: dialstrings, trunk choice, the notification e-mail and its
-//!   delivery.
+//! - [`emergency`]: emergency calls made by agents: dialstrings, trunk choice, the caller's
+//!   location (PIDF-LO, RFC 6442) and country, the notification e-mail and its delivery.
 //! - [`core`]: the single task that owns the transaction layer: registrar, authentication,
 //!   stateful proxy, trunk probes.
 //! - [`presence`]: agents' presence (memory, written through to the store); DND for an
 //!   emergency call and its restore.
-//! - [`emergency`]: emergency calls made by agents: dialstrings, trunk choice, the caller's
-//!   location (PIDF-LO, RFC 6442) and country.
 //! - [`registrar`]: REGISTER rules (RFC 3261 §10.3, RFC 5626 flows) and the location table.
 //! - [`routing`]: the dialplan (trunks, routes, inbound DIDs, trusted networks), reloadable.
 //! - [`store`]: durable state (agents, groups, presence, callback leases, notification outbox,

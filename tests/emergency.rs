@@ -11,6 +11,7 @@ use std::time::Duration;
 
 mod common;
 
+use common::smtp::{Relay, TempDir, free_port, wait_received};
 use common::ua::{header, parse_request, uas_response, udp_recv, udp_recv_until};
 use common::{Edge, Opts, TRUNK_IP};
 use tokio::net::UdpSocket;
@@ -49,6 +50,8 @@ const AGENTS: &str = r#"
 id = "alice"
 password = "secret"
 caller_id = ["+15550100123"]
+mailbox = "alice@example.com"
+emergency_contacts = "security@example.com;manager@example.com"
 location = { country = "US", address = "1 Main St, Springfield, IL 62701" }
 
 [[agent]]
@@ -59,6 +62,15 @@ password = "secret"
 const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
 
 async fn start(data: Option<std::path::PathBuf>, ports: Option<(u16, u16)>) -> Edge {
+    start_mailing(data, ports, None).await
+}
+
+/// [`start`], with the notification mail going to an SMTP relay on `smtp_port`.
+async fn start_mailing(
+    data: Option<std::path::PathBuf>,
+    ports: Option<(u16, u16)>,
+    smtp_port: Option<u16>,
+) -> Edge {
     let opts = Opts {
         plan: Some(PLAN.into()),
         seed: Some(AGENTS.into()),
@@ -66,7 +78,12 @@ async fn start(data: Option<std::path::PathBuf>, ports: Option<(u16, u16)>) -> E
         trunk_ports: ports,
         ..Opts::default()
     };
-    Edge::start_opts(opts, |_| {}).await
+    Edge::start_opts(opts, |c| {
+        if let Some(port) = smtp_port {
+            c.smtp.url = format!("smtp://127.0.0.1:{port}");
+        }
+    })
+    .await
 }
 
 /// Waits (up to 5 s) until `agent`'s presence is `state`: the DND of an emergency call is
@@ -146,7 +163,10 @@ Content-Length: 0\r\n\r\n"
 
 #[tokio::test]
 async fn a_registered_agent_s_911_leaves_with_the_leased_number_and_comes_back_to_her() {
-    let edge = start(None, None).await;
+    let mail = TempDir::new("emergency-mail");
+    let smtp_port = free_port();
+    let relay = Relay::start(smtp_port, &mail.0).await;
+    let edge = start_mailing(None, None, Some(smtp_port)).await;
     let carrier = UdpSocket::bind((TRUNK_IP, edge.trunk_ports.0)).await.unwrap();
     let alice = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let bob = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -168,6 +188,20 @@ async fn a_registered_agent_s_911_leaves_with_the_leased_number_and_comes_back_t
 
     let at_carrier = udp_recv_until(&carrier, "INVITE ").await;
     let port = edge.trunk_ports.0;
+
+    // Her emergency contacts are told at once (queued before the INVITE left), one mail each,
+    // sent as her mailbox through the relay.
+    let mails = wait_received(&mail.0, 2, Duration::from_secs(10)).await;
+    let mut to: Vec<String> =
+        mails.iter().map(|m| m["rcpt_tos"][0].as_str().unwrap().to_owned()).collect();
+    to.sort();
+    assert_eq!(to, ["manager@example.com", "security@example.com"]);
+    for m in &mails {
+        assert!(m["from"].as_str().unwrap().contains("alice@example.com"), "{m}");
+        let text = m["text"].as_str().unwrap();
+        assert!(text.contains("911") && text.contains("+15550100900"), "{text}");
+        assert!(!m["subject"].as_str().unwrap().to_lowercase().contains("test"), "{m}");
+    }
     assert!(
         at_carrier
             .starts_with(&format!("INVITE sip:911@127.0.0.2:{port};transport=udp SIP/2.0\r\n")),
@@ -259,7 +293,7 @@ Content-Length: 0\r\n\r\n",
     let ports = edge.trunk_ports;
     let data = edge.kill().await;
     drop(carrier);
-    let edge = start(Some(data), Some(ports)).await;
+    let edge = start_mailing(Some(data), Some(ports), Some(smtp_port)).await;
     let carrier = UdpSocket::bind((TRUNK_IP, ports.0)).await.unwrap();
     register(&edge, &alice, "alice").await;
     presence_becomes(&edge, "alice", "away").await;
@@ -269,6 +303,7 @@ Content-Length: 0\r\n\r\n",
     assert!(at_alice.contains("Call-ID: cb3@psap\r\n"), "{at_alice}");
     assert_eq!(header(&at_alice, "Priority"), ["psap-callback"]);
     edge.stop().await;
+    relay.stop().await;
 }
 
 #[tokio::test]

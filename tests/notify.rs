@@ -8,8 +8,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use common::smtp::{Relay, TempDir, free_port, wait_received};
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,92 +21,9 @@ use lifeline::emergency::mailer::{Mailer, MailerHandle, Tuning};
 use lifeline::emergency::notify::{Notice, queue_notice};
 use lifeline::store::{Agent, OutboxStatus, SqliteStore, Store};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 use tokio::sync::watch;
-
-/// A fresh directory under the temp dir; removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("lifeline-notify-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A loopback port nobody listens on (bound and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The aiosmtpd relay, writing each message it accepts into `dir`.
-struct Relay {
-    child: Child,
-}
-
-impl Relay {
-    async fn start(port: u16, dir: &Path) -> Relay {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp/sink.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg("127.0.0.1")
-            .arg(port.to_string())
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("python3 not found");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
-        assert!(
-            matches!(&first, Ok(Ok(Some(l))) if l == "ready"),
-            "the SMTP relay did not start (is aiosmtpd installed? scripts/test installs it): {first:?}"
-        );
-        Relay { child }
-    }
-
-    async fn stop(mut self) {
-        self.child.kill().await.unwrap();
-    }
-}
-
-/// The messages the relay wrote so far, in order of arrival (decoded by the relay).
-fn received(dir: &Path) -> Vec<Value> {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    names.sort();
-    names.iter().map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()).collect()
-}
-
-/// Waits until the relay has `n` messages (or fails after `within`).
-async fn wait_received(dir: &Path, n: usize, within: Duration) -> Vec<Value> {
-    let end = tokio::time::Instant::now() + within;
-    loop {
-        let got = received(dir);
-        if got.len() >= n || tokio::time::Instant::now() > end {
-            assert_eq!(got.len(), n, "messages received: {got:#?}");
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Waits until `check` holds for the outbox status.
 async fn wait_outbox(

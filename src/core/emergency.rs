@@ -108,12 +108,79 @@ pub struct EmergencyCall {
     pub original_from: Option<Bytes>,
     /// The agent's provisioned address: the PIDF-LO sent when the softphone sent none.
     pub provisioned: Option<store::Location>,
+    /// The softphone sent its own location (Geolocation) with the INVITE.
+    pub softphone_location: bool,
 }
 
 /// What the store work of an emergency call produced (on a blocking thread).
 #[derive(Debug)]
 pub struct Prepared {
     pub lease: Option<Result<LeaseOutcome, StoreError>>,
+}
+
+/// Where the emergency notification e-mail comes from (issue 6 §6).
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// Woken after a notification is queued, so that delivery starts at once.
+    pub mailer: Option<crate::emergency::mailer::MailerHandle>,
+    /// `[smtp] from`: the sender for agents without a mailbox.
+    pub smtp_from: String,
+    /// `[node] name`, shown in the mail.
+    pub node: String,
+}
+
+/// The notification of one emergency call, queued in the outbox right after the lease and
+/// before the INVITE leaves (durable: a crash does not lose it; a failure never holds up the
+/// call).
+fn queue_notification(
+    store: &dyn Store,
+    notify: &NotifyConfig,
+    id: &AgentId,
+    base: &NoticeBase,
+    callback: Option<store::E164>,
+) {
+    let agent = match store.agent(id) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "emergency notification not queued: agent not readable");
+            return;
+        }
+    };
+    let now = unix_now();
+    let notice = crate::emergency::notify::Notice {
+        agent_id: id.clone(),
+        agent_name: agent.name.clone(),
+        dialled: base.dialled.clone(),
+        test: base.test,
+        at: now,
+        callback,
+        location: base.location.clone(),
+        edge: notify.node.clone(),
+        authenticated: base.authenticated,
+    };
+    match crate::emergency::notify::queue_notice(store, &notify.smtp_from, &agent, &notice, now) {
+        Ok(ids) if ids.is_empty() => {
+            tracing::warn!(agent = %id, "emergency notification: the agent has no emergency contacts");
+        }
+        Ok(ids) => {
+            tracing::info!(agent = %id, mails = ids.len(), "emergency notification queued");
+            if let Some(m) = &notify.mailer {
+                m.wake();
+            }
+        }
+        Err(e) => tracing::error!(agent = %id, error = %e, "emergency notification not queued"),
+    }
+}
+
+/// What the notification needs from the call, taken on the core's thread.
+#[derive(Debug, Clone)]
+struct NoticeBase {
+    dialled: String,
+    test: bool,
+    /// The location sent with the call, as one line (the provisioned address, or a note that
+    /// the softphone sent one).
+    location: Option<String>,
+    authenticated: bool,
 }
 
 /// A live callback lease, as PSAP callback routing needs it.
@@ -443,6 +510,7 @@ impl Core {
             reached: false,
             original_from: None,
             provisioned: agent.and_then(|a| a.location.clone()),
+            softphone_location: false,
         };
         (Routing::Serial(targets), call)
     }
@@ -501,15 +569,47 @@ impl Core {
         let (ttl, quarantine) = (em.callback_lease, em.callback_quarantine);
         let store = self.config.store.clone();
         let tx = self.inbox.clone();
+        let notify = self.config.notify.clone();
+        let base = NoticeBase {
+            dialled: call.recognised.dialstring.clone(),
+            test: call.recognised.test,
+            location: if call.softphone_location {
+                Some("sent by the softphone with the call".to_owned())
+            } else {
+                call.provisioned.as_ref().map(|l| match &l.address {
+                    Some(a) => format!("{a} ({})", l.country),
+                    None => l.country.to_string(),
+                })
+            },
+            authenticated: call.caller.how != Identified::Unauthenticated,
+        };
+        // The agent's own number, presented when there is no lease: for the mail too.
+        let fallback: Option<store::E164> = call.callback.as_deref().and_then(|n| n.parse().ok());
         tokio::task::spawn_blocking(move || {
-            let lease = match agent.parse::<AgentId>() {
-                Ok(id) if !pool.is_empty() => {
-                    Some(store.lease_callback(&id, &pool, unix_now(), ttl, quarantine))
+            let id = match agent.parse::<AgentId>() {
+                Ok(id) => id,
+                Err(e) => {
+                    let lease =
+                        Some(Err(StoreError::Invalid { field: "agent", message: e.to_string() }));
+                    let _ =
+                        tx.try_send(Input::EmergencyPrepared { key, prepared: Prepared { lease } });
+                    return;
                 }
-                Ok(_) => Some(Ok(LeaseOutcome::Exhausted)),
-                Err(e) => Some(Err(StoreError::Invalid { field: "agent", message: e.to_string() })),
             };
-            let _ = tx.try_send(Input::EmergencyPrepared { key, prepared: Prepared { lease } });
+            let lease = if pool.is_empty() {
+                Ok(LeaseOutcome::Exhausted)
+            } else {
+                store.lease_callback(&id, &pool, unix_now(), ttl, quarantine)
+            };
+            let callback = match &lease {
+                Ok(o) => o.lease().map(|l| l.did.clone()).or(fallback),
+                Err(_) => fallback,
+            };
+            queue_notification(store.as_ref(), &notify, &id, &base, callback);
+            let _ = tx.try_send(Input::EmergencyPrepared {
+                key,
+                prepared: Prepared { lease: Some(lease) },
+            });
         });
     }
 

@@ -183,6 +183,8 @@ pub struct CoreConfig {
     pub dialplans: Arc<Dialplans>,
     /// Durable state: callback leases (written on a blocking thread, never on the core's).
     pub store: Arc<dyn crate::store::Store>,
+    /// How emergency notifications are queued and who delivers them.
+    pub notify: emergency::NotifyConfig,
 }
 
 /// The core's state: the transaction layer and the tables of the SIP rules.

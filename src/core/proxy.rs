@@ -234,6 +234,7 @@ impl Core {
                     let (routing, mut call) = self.start_emergency(now, recognised, caller, plan);
                     call.original_from =
                         req.headers().get(HeaderName::From).map(bytes::Bytes::copy_from_slice);
+                    call.softphone_location = req.headers().contains(HeaderName::Geolocation);
                     emergency = Some(call);
                     routing
                 }

@@ -11,6 +11,7 @@ use lifeline::config::{Config, Listen, ListenTransport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
+pub mod smtp;
 pub mod ua;
 
 /// The dialplan of the black-box tests: two trunks on 127.0.0.2 (ports PRIMARY and

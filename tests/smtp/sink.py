@@ -62,7 +62,10 @@ class Sink:
 async def main(host, port, out):
     os.makedirs(out, exist_ok=True)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(Sink(out)), host, port)
+    # One sink for every connection: its counter numbers the files (a sink per connection
+    # would restart at 0001 and overwrite the first connection's message).
+    sink = Sink(out)
+    server = await loop.create_server(lambda: SMTP(sink), host, port)
     print("ready", flush=True)
     await server.serve_forever()
 

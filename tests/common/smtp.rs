@@ -1,0 +1,92 @@
+//! A real SMTP relay for the tests: aiosmtpd running `tests/smtp/sink.py`, which writes each
+//! message it accepts into a directory as JSON.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A fresh directory under the temp dir; removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("lifeline-notify-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback port nobody listens on (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The aiosmtpd relay, writing each message it accepts into `dir`.
+pub struct Relay {
+    child: Child,
+}
+
+impl Relay {
+    pub async fn start(port: u16, dir: &Path) -> Relay {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp/sink.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg("127.0.0.1")
+            .arg(port.to_string())
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 not found");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
+        assert!(
+            matches!(&first, Ok(Ok(Some(l))) if l == "ready"),
+            "the SMTP relay did not start (is aiosmtpd installed? scripts/test installs it): {first:?}"
+        );
+        Relay { child }
+    }
+
+    pub async fn stop(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+/// The messages the relay wrote so far, in order of arrival (decoded by the relay).
+pub fn received(dir: &Path) -> Vec<Value> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    names.sort();
+    names.iter().map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()).collect()
+}
+
+/// Waits until the relay has `n` messages (or fails after `within`).
+pub async fn wait_received(dir: &Path, n: usize, within: Duration) -> Vec<Value> {
+    let end = tokio::time::Instant::now() + within;
+    loop {
+        let got = received(dir);
+        if got.len() >= n || tokio::time::Instant::now() > end {
+            assert_eq!(got.len(), n, "messages received: {got:#?}");
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
