@@ -251,6 +251,8 @@ Content-Length: 0\r\n\r\n",
     );
     alice.send_to(bye.as_bytes(), edge.udp).await.unwrap();
     let at_carrier = udp_recv_until(&carrier, "BYE ").await;
+    // Her in-dialog requests show the carrier the same From as the INVITE did.
+    assert_eq!(header(&at_carrier, "From"), ["<sip:+15550100900@localhost;user=phone>;tag=f-e1"]);
     let ok = uas_response(&parse_request(&at_carrier), 200, "OK", "c1", "<sip:c@127.0.0.2>");
     carrier.send_to(ok.as_bytes(), edge.udp).await.unwrap();
     assert!(udp_recv_until(&alice, "SIP/2.0 200").await.contains("CSeq: 2 BYE"));

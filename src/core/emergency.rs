@@ -183,6 +183,19 @@ struct NoticeBase {
     authenticated: bool,
 }
 
+/// An answered emergency call, by Call-ID, until its BYE.
+#[derive(Debug, Clone)]
+pub struct EmergencyDialog {
+    /// The agent whose DND ends with the dialog.
+    pub agent: Option<String>,
+    /// The connection the call came over (its closing ends the dialog).
+    pub flow: Option<sip::transaction::FlowId>,
+    /// The number the trunk saw in From, and the agent's From tag: the agent's in-dialog
+    /// requests get the same From.
+    pub callback: Option<String>,
+    pub from_tag: Option<String>,
+}
+
 /// A live callback lease, as PSAP callback routing needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseEntry {
@@ -519,21 +532,35 @@ impl Core {
     /// keeps DND until the dialog ends (BYE either way, or the agent's connection drops);
     /// anything else ends it now.
     pub(super) fn emergency_answered(&mut self, key: ServerKey, status: u16) {
-        let Some((agent, call_id, flow)) = self.proxy.emergency_caller(key) else { return };
+        let Some((call_id, dialog)) = self.proxy.emergency_dialog(key) else { return };
         if status < 300 {
-            self.emergency_dialogs.entry(call_id).or_insert((agent, flow));
-        } else {
-            self.dnd.end(&agent);
+            self.emergency_dialogs.entry(call_id).or_insert(dialog);
+        } else if let Some(agent) = &dialog.agent {
+            self.dnd.end(agent);
         }
     }
 
-    /// An in-dialog request: a BYE ends its emergency dialog's DND.
-    pub(super) fn emergency_in_dialog(&mut self, req: &Request) {
-        if *req.method() != Method::Bye || self.emergency_dialogs.is_empty() {
+    /// An in-dialog request (ACK included) of an emergency dialog: the agent's requests carry
+    /// the callback number in From, as the INVITE did (the trunk's dialog knows no other); a
+    /// BYE, either way, ends the dialog and its DND.
+    pub(super) fn emergency_in_dialog(&mut self, req: &mut Request) {
+        if self.emergency_dialogs.is_empty() {
             return;
         }
-        let call_id = req.headers().call_id().unwrap_or_default();
-        if let Some((agent, _)) = self.emergency_dialogs.remove(call_id) {
+        let call_id = req.headers().call_id().unwrap_or_default().to_owned();
+        let Some(dialog) = self.emergency_dialogs.get(&call_id) else { return };
+        let from_tag = req.headers().from().ok().and_then(|f| f.tag().map(str::to_owned));
+        if let (Some(cb), Some(tag)) = (&dialog.callback, &from_tag)
+            && dialog.from_tag.as_deref() == Some(tag.as_str())
+        {
+            let domain = &self.config.registrar.domain;
+            req.headers_mut()
+                .set(HeaderName::From, format!("<sip:{cb}@{domain};user=phone>;tag={tag}"));
+        }
+        if *req.method() == Method::Bye
+            && let Some(dialog) = self.emergency_dialogs.remove(&call_id)
+            && let Some(agent) = dialog.agent
+        {
             tracing::info!(agent = %agent, "emergency call ended");
             self.dnd.end(&agent);
         }
@@ -544,11 +571,13 @@ impl Core {
         let gone: Vec<String> = self
             .emergency_dialogs
             .iter()
-            .filter(|(_, (_, f))| *f == Some(flow))
+            .filter(|(_, d)| d.flow == Some(flow))
             .map(|(k, _)| k.clone())
             .collect();
         for call_id in gone {
-            if let Some((agent, _)) = self.emergency_dialogs.remove(&call_id) {
+            if let Some(dialog) = self.emergency_dialogs.remove(&call_id)
+                && let Some(agent) = dialog.agent
+            {
                 tracing::info!(agent = %agent, "emergency call ended with its connection");
                 self.dnd.end(&agent);
             }

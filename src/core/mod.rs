@@ -213,7 +213,7 @@ pub struct Core {
     dnd: emergency::DndWorker,
     /// Answered emergency calls by Call-ID: the agent (whose DND ends with the dialog) and
     /// the connection the call came over.
-    emergency_dialogs: std::collections::HashMap<String, (String, Option<FlowId>)>,
+    emergency_dialogs: std::collections::HashMap<String, emergency::EmergencyDialog>,
 }
 
 impl Core {

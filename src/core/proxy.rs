@@ -124,15 +124,26 @@ impl ProxyState {
         self.calls.get_mut(&key)?.emergency.as_mut()
     }
 
-    /// The agent making the emergency call of `key`, its Call-ID and connection.
-    pub(super) fn emergency_caller(
+    /// The dialog record of the emergency call of `key` (its Call-ID with it), for when it is
+    /// answered.
+    pub(super) fn emergency_dialog(
         &self,
         key: ServerKey,
-    ) -> Option<(String, String, Option<sip::transaction::FlowId>)> {
+    ) -> Option<(String, super::emergency::EmergencyDialog)> {
         let call = self.calls.get(&key)?;
-        let agent = call.emergency.as_ref()?.caller.agent.clone()?;
-        let call_id = call.request.headers().call_id().unwrap_or_default().to_owned();
-        Some((agent, call_id, call.from_flow))
+        let em = call.emergency.as_ref()?;
+        let headers = call.request.headers();
+        let call_id = headers.call_id().unwrap_or_default().to_owned();
+        let from_tag = headers.from().ok().and_then(|f| f.tag().map(str::to_owned));
+        Some((
+            call_id,
+            super::emergency::EmergencyDialog {
+                agent: em.caller.agent.clone(),
+                flow: call.from_flow,
+                callback: em.callback.clone(),
+                from_tag,
+            },
+        ))
     }
 
     /// Emergency calls still waiting for the store at `now`.
@@ -219,7 +230,7 @@ impl Core {
         let in_dialog = req.headers().to().ok().and_then(|t| t.tag()).is_some();
         let mut emergency = None;
         let routing = if in_dialog || pre.was_routed() {
-            self.emergency_in_dialog(&req);
+            self.emergency_in_dialog(&mut req);
             // Loose routing: the route set or the Request-URI decides (§16.4, §16.6 step 7).
             Routing::Serial(VecDeque::from([self.in_dialog_target(now, &req)]))
         } else {
@@ -617,6 +628,7 @@ impl Core {
         if proxy::preprocess_routes(&mut req, &self.local).is_err() {
             return;
         }
+        self.emergency_in_dialog(&mut req);
         let target = self.in_dialog_target(now, &req);
         let Ok(prepared) = proxy::prepare(&req, &admitted, None) else { return };
         let (peer, out) = match target.peer {
