@@ -338,6 +338,7 @@ impl App {
         let admin_metrics = admin.metrics.clone();
         tasks.spawn(crate::admin::serve(binds.admin, admin, admin_stopped));
         drop(ctx);
+        tasks.spawn(purge_leases(store.clone(), stop_rx.clone()));
         tasks.spawn(reload_on_sighup(dialplans, admin_metrics, stop_rx.clone(), dialplan_files));
         let core_task = tokio::spawn(core.run(inbox, stop_rx, SHUTDOWN_GRACE));
         // Every listener is bound (Binds) and serving: ready.
@@ -349,6 +350,28 @@ impl App {
         while tasks.join_next().await.is_some() {}
         let _ = core_task.await;
         mailer.stopped().await;
+    }
+}
+
+/// How often callback leases whose quarantine ended are forgotten.
+const LEASE_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Forgets callback leases whose quarantine ended (DESIGN.md, privacy: the lease holds only
+/// what routing needs, and only as long as it needs it), every [`LEASE_PURGE_EVERY`].
+async fn purge_leases(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let s = store.clone();
+        let now = crate::core::emergency::unix_now();
+        match tokio::task::spawn_blocking(move || s.purge_expired(now)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(leases = n, "expired callback leases forgotten"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "callback leases not purged"),
+            Err(e) => tracing::warn!(error = %e, "callback lease purge failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(LEASE_PURGE_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }
 

@@ -276,6 +276,13 @@ Content-Length: 0\r\n\r\n",
     udp_recv_until(&alice, "SIP/2.0 200").await;
     presence_becomes(&edge, "alice", "dnd").await;
 
+    // The lease is listed for the operator.
+    let (status, leases) = edge.api("GET", "/api/callbacks", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(leases[0]["did"], "+15550100900", "{leases}");
+    assert_eq!(leases[0]["agent"], "alice", "{leases}");
+    assert!(leases[0]["expires_at"].as_str().unwrap().ends_with('Z'), "{leases}");
+
     // The PSAP calls the callback number back: alice rings, with RFC 7090's priority,
     // although she is on a call.
     let from = carrier.local_addr().unwrap();

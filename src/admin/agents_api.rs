@@ -520,10 +520,32 @@ fn call_json(r: &CallRecord) -> Value {
     })
 }
 
-/// Unix seconds as RFC 3339 UTC (`2026-01-02T03:04:05Z`); `null` when out of range.
-fn rfc3339(t: i64) -> Option<String> {
-    let at = time::OffsetDateTime::from_unix_timestamp(t).ok()?;
-    at.format(&time::format_description::well_known::Rfc3339).ok()
+/// Unix seconds as RFC 3339 UTC (`2026-01-02T03:04:05Z`).
+fn rfc3339(t: i64) -> String {
+    crate::emergency::notify::rfc3339(t)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Callback leases
+
+/// `GET /api/callbacks`: the live callback leases, soonest expiry first, in DESIGN.md's shape
+/// `{ "did", "agent", "expires_at" }`. A PSAP call to one of these numbers rings that agent.
+pub(super) async fn callbacks(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
+    let view = edge(&state)?.clone();
+    let now = crate::core::emergency::unix_now();
+    let leases = blocking(move || Ok(view.store.live_leases(now)?)).await?;
+    Ok(Json(Value::Array(
+        leases
+            .iter()
+            .map(|l| {
+                json!({
+                    "did": l.did.to_string(),
+                    "agent": l.agent.as_str(),
+                    "expires_at": rfc3339(l.expires_at),
+                })
+            })
+            .collect(),
+    )))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -80,6 +80,7 @@ pub fn router(state: AdminState) -> Router {
             get(agents_api::group).put(agents_api::put_group).delete(agents_api::delete_group),
         )
         .route("/api/calls", get(agents_api::calls))
+        .route("/api/callbacks", get(agents_api::callbacks))
         .merge(notify_api::routes())
         .fallback(api_not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
