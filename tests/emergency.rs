@@ -38,6 +38,10 @@ probe = false
 pattern = '^\+1[2-9]\d{9}$'
 trunks = ["carrier"]
 
+[[inbound]]
+did = "+15550100123"
+to = "agent:alice"
+
 [emergency]
 callback_pool = ["+15550100900-+15550100901"]
 site_number = "+15550100999"
@@ -50,6 +54,7 @@ const AGENTS: &str = r#"
 id = "alice"
 password = "secret"
 caller_id = ["+15550100123"]
+capacity = 1
 mailbox = "alice@example.com"
 emergency_contacts = "security@example.com;manager@example.com"
 location = { country = "US", address = "1 Main St, Springfield, IL 62701" }
@@ -380,5 +385,43 @@ async fn no_trunk_reachable_is_a_fast_503_that_says_so() {
     // However the call ends, DND ends with it: a failed call too.
     let back = presence_becomes(&edge, "alice", "available").await;
     assert_eq!(back["previous"], serde_json::Value::Null, "{back}");
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_at_capacity_gets_no_ordinary_call_but_the_psap_still_reaches_her() {
+    let edge = start(None, None).await;
+    let carrier = UdpSocket::bind((TRUNK_IP, edge.trunk_ports.0)).await.unwrap();
+    let alice = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    register(&edge, &alice, "alice").await;
+    let me = alice.local_addr().unwrap();
+    let port = edge.trunk_ports.0;
+
+    // Her 911 call is answered: with a capacity of 1 she is now busy.
+    alice
+        .send_to(invite(me, "alice", "sip:911@localhost", "k1").as_bytes(), edge.udp)
+        .await
+        .unwrap();
+    let at_carrier = udp_recv_until(&carrier, "INVITE ").await;
+    let ok = uas_response(
+        &parse_request(&at_carrier),
+        200,
+        "OK",
+        "k1",
+        &format!("<sip:911@127.0.0.2:{port}>"),
+    );
+    carrier.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    udp_recv_until(&alice, "SIP/2.0 200").await;
+
+    // An ordinary call to her DID is refused busy...
+    let from = carrier.local_addr().unwrap();
+    carrier.send_to(psap_invite(from, "+15550100123", "busy1").as_bytes(), edge.udp).await.unwrap();
+    let busy = udp_recv_until(&carrier, "SIP/2.0 4").await;
+    assert!(busy.starts_with("SIP/2.0 486 Busy Here\r\n"), "{busy}");
+
+    // ...but the PSAP's call to her callback number rings her, past capacity and DND.
+    carrier.send_to(psap_invite(from, "+15550100900", "cb9").as_bytes(), edge.udp).await.unwrap();
+    let at_alice = udp_recv_until(&alice, "INVITE ").await;
+    assert!(at_alice.contains("Call-ID: cb9@psap\r\n"), "{at_alice}");
     edge.stop().await;
 }

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub registrations: AtomicI64,
     pub transactions: AtomicI64,
     pub connections: AtomicI64,
+    /// Answered calls with an agent on them (the capacity rule counts these).
+    pub answered_calls: AtomicI64,
     pub dialplan_reloads_ok: AtomicU64,
     pub dialplan_reloads_failed: AtomicU64,
     /// Emergency calls and PSAP callbacks (counted, never identified).

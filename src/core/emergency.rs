@@ -504,8 +504,10 @@ impl Core {
             trunks = ?order.iter().map(|(i, why)| format!("{}({why})", plan.trunks[*i].name)).collect::<Vec<_>>(),
             "emergency call"
         );
-        let targets: VecDeque<Target> =
-            order.iter().map(|(i, _)| Target { uri: None, peer: None, trunk: Some(*i) }).collect();
+        let targets: VecDeque<Target> = order
+            .iter()
+            .map(|(i, _)| Target { uri: None, peer: None, trunk: Some(*i), agent: None })
+            .collect();
         // Unauthenticated calls present the site number; an agent's call its lease (below),
         // else its own number, else the site number.
         let fallback = match caller.how {
@@ -729,6 +731,7 @@ impl Core {
                 uri: Some(b.contact.clone()),
                 peer: b.via_flow.then_some(b.source),
                 trunk: None,
+                agent: Some(b.aor.clone()),
             })
             .collect()
     }
@@ -744,7 +747,12 @@ impl Core {
             Some(InboundTarget::Group(g)) => self.binding_targets(now, roster.members(g)).into(),
             Some(InboundTarget::Trunk(t)) => plan
                 .trunk(t)
-                .map(|t| Target { uri: Some(t.request_uri(did, 0)), peer: None, trunk: None })
+                .map(|t| Target {
+                    uri: Some(t.request_uri(did, 0)),
+                    peer: None,
+                    trunk: None,
+                    agent: None,
+                })
                 .into_iter()
                 .collect(),
             Some(InboundTarget::Number(n)) => plan
@@ -752,7 +760,12 @@ impl Core {
                 .map(|(_, trunks)| {
                     trunks
                         .into_iter()
-                        .map(|t| Target { uri: Some(t.request_uri(n, 0)), peer: None, trunk: None })
+                        .map(|t| Target {
+                            uri: Some(t.request_uri(n, 0)),
+                            peer: None,
+                            trunk: None,
+                            agent: None,
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),

@@ -23,6 +23,7 @@
 //! - Shutdown waits (up to a grace period) for server transactions still unanswered.
 
 pub mod auth;
+pub mod busy;
 pub mod emergency;
 mod net;
 pub mod probe;
@@ -214,6 +215,10 @@ pub struct Core {
     /// Answered emergency calls by Call-ID: the agent (whose DND ends with the dialog) and
     /// the connection the call came over.
     emergency_dialogs: std::collections::HashMap<String, emergency::EmergencyDialog>,
+    /// Answered calls per agent (capacity).
+    calls_of: busy::CallsOf,
+    /// The agent an initial request was authenticated as, for the call being set up.
+    initial_caller: Option<String>,
 }
 
 impl Core {
@@ -241,6 +246,8 @@ impl Core {
             inbox: handle.tx.clone(),
             dnd,
             emergency_dialogs: std::collections::HashMap::new(),
+            calls_of: busy::CallsOf::default(),
+            initial_caller: None,
         }
     }
 
@@ -403,6 +410,8 @@ impl Core {
             let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
             m.transactions.store(gauge(self.txn.len()), Ordering::Relaxed);
             m.registrations.store(gauge(self.location.len()), Ordering::Relaxed);
+            self.calls_of.expire(now);
+            m.answered_calls.store(gauge(self.calls_of.len()), Ordering::Relaxed);
         }
     }
 

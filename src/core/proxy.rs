@@ -49,6 +49,8 @@ pub struct Target {
     /// An emergency call's trunk (an index into its dialplan's trunks): the branch's request
     /// and Request-URI are built for that trunk ([`super::emergency::outgoing`]).
     pub trunk: Option<usize>,
+    /// The agent a registered binding belongs to (for counting the agent's calls).
+    pub agent: Option<String>,
 }
 
 /// How a request is to be proxied.
@@ -88,6 +90,10 @@ pub struct Call {
     failover_any: bool,
     /// The connection the request came over (stream transports).
     from_flow: Option<sip::transaction::FlowId>,
+    /// The agent who made the call (authenticated), and the agent each branch rings (by fork
+    /// index): who is on the call once it is answered.
+    caller: Option<String>,
+    branch_agents: Vec<Option<String>>,
 }
 
 /// Proxy state kept by the core.
@@ -215,6 +221,7 @@ impl Core {
         from: Peer,
         mut req: Request,
     ) {
+        self.initial_caller = None;
         if let Err(reject) = proxy::fix_top_via(&mut req, from.addr) {
             return self.reject(now, key, &req, &reject);
         }
@@ -231,6 +238,9 @@ impl Core {
         let mut emergency = None;
         let routing = if in_dialog || pre.was_routed() {
             self.emergency_in_dialog(&mut req);
+            if *req.method() == Method::Bye {
+                self.calls_of.ended(req.headers().call_id().unwrap_or_default());
+            }
             // Loose routing: the route set or the Request-URI decides (§16.4, §16.6 step 7).
             Routing::Serial(VecDeque::from([self.in_dialog_target(now, &req)]))
         } else {
@@ -242,6 +252,7 @@ impl Core {
             };
             match classified {
                 Some((recognised, caller)) => {
+                    self.initial_caller = caller.agent.clone();
                     let (routing, mut call) = self.start_emergency(now, recognised, caller, plan);
                     call.original_from =
                         req.headers().get(HeaderName::From).map(bytes::Bytes::copy_from_slice);
@@ -310,6 +321,8 @@ impl Core {
             psap,
             failover_any,
             from_flow: from.flow,
+            caller: self.initial_caller.take(),
+            branch_agents: Vec::new(),
         };
         self.proxy.calls.insert(key, call);
         if waiting {
@@ -357,6 +370,7 @@ impl Core {
     fn fork(&mut self, now: Instant, key: ServerKey, target: Target) {
         let Some(call) = self.proxy.calls.get_mut(&key) else { return };
         let Some(index) = call.ctx.add_branch() else { return };
+        call.branch_agents.push(target.agent.clone());
         let failed = match self.branch_request(key, index, &target) {
             Ok((peer, request)) => match self.txn.send_request(now, peer, request) {
                 Ok(client) => {
@@ -537,6 +551,17 @@ impl Core {
             self.proxy.disarm_timer_c(client);
         }
         let Some(call) = self.proxy.calls.get_mut(&key) else { return };
+        if (200..300).contains(&status) && *call.request.method() == Method::Invite {
+            let agents: Vec<String> = call
+                .caller
+                .iter()
+                .chain(call.branch_agents.get(index as usize).into_iter().flatten())
+                .cloned()
+                .collect();
+            let call_id = call.request.headers().call_id().unwrap_or_default().to_owned();
+            self.calls_of.answered(call_id, agents, now);
+        }
+        let Some(call) = self.proxy.calls.get_mut(&key) else { return };
         let outcome = call.ctx.on_response(index, response);
         self.apply(now, key, outcome);
     }
@@ -666,7 +691,7 @@ impl Core {
     fn in_dialog_target(&self, now: Instant, req: &Request) -> Target {
         let routed = req.headers().contains(HeaderName::Route);
         let peer = if routed { None } else { self.location.flow_for_contact(now, req.uri_str()) };
-        Target { uri: None, peer, trunk: None }
+        Target { uri: None, peer, trunk: None, agent: None }
     }
 
     /// Where an initial request goes (RFC 3261 §16.5), after the caller is known: a request
@@ -681,7 +706,7 @@ impl Core {
         }
         if !plan.is_trusted(ip) {
             match self.auth.check(req) {
-                auth::Outcome::Agent(_) => {}
+                auth::Outcome::Agent(agent) => self.initial_caller = Some(agent),
                 auth::Outcome::Challenge(challenges) => {
                     let mut r = Response::for_request(req, 407, "Proxy Authentication Required");
                     for c in challenges {
@@ -729,6 +754,7 @@ impl Core {
                     uri: Some(t.request_uri(&did, req_len(req))),
                     peer: None,
                     trunk: None,
+                    agent: None,
                 }])),
                 None => Routing::Answer(404, "Not Found"),
             },
@@ -759,7 +785,12 @@ impl Core {
         Routing::Serial(
             chosen
                 .into_iter()
-                .map(|t| Target { uri: Some(t.request_uri(&number, len)), peer: None, trunk: None })
+                .map(|t| Target {
+                    uri: Some(t.request_uri(&number, len)),
+                    peer: None,
+                    trunk: None,
+                    agent: None,
+                })
                 .collect(),
         )
     }
@@ -773,12 +804,13 @@ impl Core {
             .current()
             .members(group)
             .iter()
-            .filter(|m| self.config.presence.is_available(m))
+            .filter(|m| self.config.presence.is_available(m) && self.has_room(m))
             .flat_map(|m| self.location.lookup(now, m))
             .map(|b| Target {
                 uri: Some(b.contact.clone()),
                 peer: b.via_flow.then_some(b.source),
                 trunk: None,
+                agent: Some(b.aor.clone()),
             })
             .collect();
         if targets.is_empty() {
@@ -788,8 +820,17 @@ impl Core {
         }
     }
 
-    /// Every binding of `agent`, in parallel.
+    /// Whether `agent` takes another ordinary call: fewer answered calls than its capacity.
+    fn has_room(&self, agent: &str) -> bool {
+        let capacity = self.config.roster.current().agents.get(agent).map_or(1, |a| a.capacity);
+        self.calls_of.count(agent) < capacity
+    }
+
+    /// Every binding of `agent`, in parallel; `486` when the agent is at capacity.
     fn route_agent(&self, now: Instant, agent: &str) -> Routing {
+        if !self.has_room(agent) {
+            return Routing::Answer(486, "Busy Here");
+        }
         let bindings = self.location.lookup(now, agent);
         if bindings.is_empty() {
             return if self.config.roster.current().directory.contains(agent) {
@@ -805,6 +846,7 @@ impl Core {
                     uri: Some(b.contact.clone()),
                     peer: b.via_flow.then_some(b.source),
                     trunk: None,
+                    agent: Some(b.aor.clone()),
                 })
                 .collect(),
         )
