@@ -340,6 +340,18 @@ fn agent_call(
     dial: &str,
     contact_port: u16,
 ) -> Sipp {
+    agent_scenario("em_agent_call.xml", dir, edge, transport, dial, contact_port)
+}
+
+/// [`agent_call`] with another scenario taking the same options.
+fn agent_scenario(
+    file: &str,
+    dir: &Path,
+    edge: SocketAddr,
+    transport: &str,
+    dial: &str,
+    contact_port: u16,
+) -> Sipp {
     let edge = edge.to_string();
     let contact = contact_port.to_string();
     let port = free_udp_port("127.0.0.1").to_string();
@@ -350,7 +362,7 @@ fn agent_call(
         &[
             &edge,
             "-sf",
-            &scenario("em_agent_call.xml"),
+            &scenario(file),
             "-t",
             transport,
             "-s",
@@ -587,6 +599,39 @@ async fn the_sipp_checks_bite_a_wrong_number_or_a_missing_header_fails_the_peer(
     assert!(report.contains("psap-callback"), "{report}");
     caller.passes().await;
     assert_eq!(metric(edge.admin, "lifeline_psap_callbacks_total").await, 0.0);
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn the_psap_hangs_up_and_its_bye_reaches_the_agent() {
+    let dir = TempDir::new("hangup");
+    let (carrier_port, backup_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
+    let edge = start_edge(&dir, PLAN, (carrier_port, backup_port)).await;
+    let args = ["-sf", &scenario("em_trunk_hangup_uas.xml")];
+    let what = "the carrier whose PSAP hangs up (SIPp UAS)";
+    let carrier = Sipp::uas(what, "carrier", dir.path(), TRUNK_IP, carrier_port, &args).await;
+    let phone_port = free_udp_port("127.0.0.1");
+
+    let file = "em_agent_call_psap_hangs_up.xml";
+    let agent = agent_scenario(file, dir.path(), edge.udp, "u1", "911", phone_port);
+    all_pass(vec![agent, carrier]).await;
+    assert_eq!(metric(edge.admin, "lifeline_emergency_calls_total{test=\"false\"}").await, 1.0);
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn a_softphone_s_own_location_reaches_the_carrier_with_the_call() {
+    let dir = TempDir::new("softphone-pidf");
+    let (carrier_port, backup_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
+    let edge = start_edge(&dir, PLAN, (carrier_port, backup_port)).await;
+    let args = ["-sf", &scenario("em_trunk_pidf_uas.xml")];
+    let what = "the carrier checking the location (SIPp UAS)";
+    let carrier = Sipp::uas(what, "carrier", dir.path(), TRUNK_IP, carrier_port, &args).await;
+    let phone_port = free_udp_port("127.0.0.1");
+
+    let file = "em_agent_call_pidf.xml";
+    let agent = agent_scenario(file, dir.path(), edge.udp, "u1", "911", phone_port);
+    all_pass(vec![agent, carrier]).await;
     edge.stop().await;
 }
 
