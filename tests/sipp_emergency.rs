@@ -635,6 +635,40 @@ async fn a_softphone_s_own_location_reaches_the_carrier_with_the_call() {
     edge.stop().await;
 }
 
+#[tokio::test]
+#[ignore = "edge bug: no Geolocation / PIDF-LO toward the trunk (Trunk.emergency.pidf is parsed, \
+            never used by core::emergency::outgoing)"]
+async fn the_carrier_gets_the_agent_s_provisioned_location_as_pidf_lo() {
+    let dir = TempDir::new("pidf");
+    let (carrier_port, backup_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
+    let edge = start_edge(&dir, PLAN, (carrier_port, backup_port)).await;
+    let args = ["-sf", &scenario("em_trunk_pidf_uas.xml")];
+    let what = "the carrier checking the location (SIPp UAS)";
+    let carrier = Sipp::uas(what, "carrier", dir.path(), TRUNK_IP, carrier_port, &args).await;
+    let phone_port = free_udp_port("127.0.0.1");
+
+    let agent = agent_call(dir.path(), edge.udp, "u1", "911", phone_port);
+    all_pass(vec![agent, carrier]).await;
+    edge.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "edge bug: the agent's ACK and BYE reach the carrier with the agent's own From \
+            (sip:alice@...), not the callback number the dialog was made with"]
+async fn the_agent_s_in_dialog_requests_keep_the_callback_number_toward_the_carrier() {
+    let dir = TempDir::new("dialog");
+    let (carrier_port, backup_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
+    let edge = start_edge(&dir, PLAN, (carrier_port, backup_port)).await;
+    let args = ["-sf", &scenario("em_trunk_dialog_uas.xml")];
+    let what = "the carrier checking the dialog's From (SIPp UAS)";
+    let carrier = Sipp::uas(what, "carrier", dir.path(), TRUNK_IP, carrier_port, &args).await;
+    let phone_port = free_udp_port("127.0.0.1");
+
+    let agent = agent_call(dir.path(), edge.udp, "u1", "911", phone_port);
+    all_pass(vec![agent, carrier]).await;
+    edge.stop().await;
+}
+
 /// The real binary, run as an operator would, with a configuration in a directory of its own.
 struct Binary {
     child: Child,
