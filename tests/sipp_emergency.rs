@@ -620,6 +620,31 @@ async fn the_psap_hangs_up_and_its_bye_reaches_the_agent() {
 }
 
 #[tokio::test]
+async fn a_psap_call_back_rings_every_phone_of_the_agent_at_once() {
+    let dir = TempDir::new("forking");
+    let (carrier_port, backup_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
+    let edge = start_edge(&dir, PLAN, (carrier_port, backup_port)).await;
+    let carrier =
+        trunk_uas("the carrier (SIPp UAS)", dir.path(), carrier_port, "911", "esnet.1").await;
+    let (desk_port, laptop_port) = (free_udp_port("127.0.0.1"), free_udp_port("127.0.0.1"));
+
+    // The call is made from the desk phone; the agent is also registered from her laptop.
+    let agent = agent_call(dir.path(), edge.udp, "u1", "911", desk_port);
+    let logs = all_pass(vec![agent, carrier]).await;
+    let did = callback_number(&logs[1]);
+    agent_register(dir.path(), edge.udp, laptop_port).passes().await;
+
+    // The PSAP calls back: both ring, the desk phone answers, the laptop is cancelled.
+    let desk = agent_uas(dir.path(), desk_port).await;
+    let args = ["-sf", &scenario("em_agent_uas_ringing.xml")];
+    let what = "the agent's other phone (SIPp UAS, rings, cancelled)";
+    let laptop = Sipp::uas(what, "laptop", dir.path(), "127.0.0.1", laptop_port, &args).await;
+    all_pass(vec![psap_call(dir.path(), edge.udp, &did), desk, laptop]).await;
+    assert_eq!(metric(edge.admin, "lifeline_psap_callbacks_total").await, 1.0);
+    edge.stop().await;
+}
+
+#[tokio::test]
 async fn a_softphone_s_own_location_reaches_the_carrier_with_the_call() {
     let dir = TempDir::new("softphone-pidf");
     let (carrier_port, backup_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
