@@ -661,8 +661,6 @@ async fn a_softphone_s_own_location_reaches_the_carrier_with_the_call() {
 }
 
 #[tokio::test]
-#[ignore = "edge bug: no Geolocation / PIDF-LO toward the trunk (Trunk.emergency.pidf is parsed, \
-            never used by core::emergency::outgoing)"]
 async fn the_carrier_gets_the_agent_s_provisioned_location_as_pidf_lo() {
     let dir = TempDir::new("pidf");
     let (carrier_port, backup_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
@@ -678,8 +676,6 @@ async fn the_carrier_gets_the_agent_s_provisioned_location_as_pidf_lo() {
 }
 
 #[tokio::test]
-#[ignore = "edge bug: the agent's ACK and BYE reach the carrier with the agent's own From \
-            (sip:alice@...), not the callback number the dialog was made with"]
 async fn the_agent_s_in_dialog_requests_keep_the_callback_number_toward_the_carrier() {
     let dir = TempDir::new("dialog");
     let (carrier_port, backup_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));

@@ -194,6 +194,8 @@ pub struct EmergencyDialog {
     /// requests get the same From.
     pub callback: Option<String>,
     pub from_tag: Option<String>,
+    /// The From the agent sent: requests from the trunk's side carry it back as their To.
+    pub agent_from: Option<Bytes>,
 }
 
 /// A live callback lease, as PSAP callback routing needs it.
@@ -558,6 +560,14 @@ impl Core {
             let domain = &self.config.registrar.domain;
             req.headers_mut()
                 .set(HeaderName::From, format!("<sip:{cb}@{domain};user=phone>;tag={tag}"));
+        }
+        let to_tag = req.headers().to().ok().and_then(|t| t.tag().map(str::to_owned));
+        if let (Some(original), Some(tag)) = (&dialog.agent_from, &to_tag)
+            && dialog.callback.is_some()
+            && dialog.from_tag.as_deref() == Some(tag.as_str())
+        {
+            // From the trunk's side: the agent sees her own address, not the callback number.
+            req.headers_mut().set(HeaderName::To, original.clone());
         }
         if *req.method() == Method::Bye
             && let Some(dialog) = self.emergency_dialogs.remove(&call_id)

@@ -148,6 +148,7 @@ impl ProxyState {
                 flow: call.from_flow,
                 callback: em.callback.clone(),
                 from_tag,
+                agent_from: em.original_from.clone(),
             },
         ))
     }
