@@ -252,6 +252,7 @@ impl App {
         let (stop_tx, stop_rx) = watch::channel(false);
         let flows = Arc::new(Flows::new());
         let (handle, inbox) = Core::channel();
+        let urgent = Arc::new(crate::core::emergency::UrgentCalls::default());
         let ctx = ConnCtx {
             flows: flows.clone(),
             core: handle,
@@ -259,7 +260,11 @@ impl App {
             server: server.clone(),
             shutdown: stop_rx.clone(),
             metrics: admin.metrics.clone(),
-            limiter: Arc::new(Limiter::new(config.limits.per_source_rps, Some(dialplans.clone()))),
+            limiter: Arc::new(Limiter::with_urgent(
+                config.limits.per_source_rps,
+                Some(dialplans.clone()),
+                urgent.clone(),
+            )),
         };
         let web_addr = binds.web_addr();
         let listening = binds.local_addrs();
@@ -282,6 +287,7 @@ impl App {
             presence: presence.clone(),
             dialplans: dialplans.clone(),
             store: store.clone(),
+            urgent: urgent.clone(),
             notify: crate::core::emergency::NotifyConfig {
                 mailer: Some(mailer.clone()),
                 smtp_from: config.smtp.from.clone(),

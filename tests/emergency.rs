@@ -260,7 +260,9 @@ Content-Length: 0\r\n\r\n",
     assert_eq!(header(&at_carrier, "From"), ["<sip:+15550100900@localhost;user=phone>;tag=f-e1"]);
     let ok = uas_response(&parse_request(&at_carrier), 200, "OK", "c1", "<sip:c@127.0.0.2>");
     carrier.send_to(ok.as_bytes(), edge.udp).await.unwrap();
-    assert!(udp_recv_until(&alice, "SIP/2.0 200").await.contains("CSeq: 2 BYE"));
+    let bye_ok = udp_recv_until(&alice, "SIP/2.0 200").await;
+    assert!(bye_ok.contains("CSeq: 2 BYE"), "{bye_ok}");
+    assert_eq!(header(&bye_ok, "From"), ["\"Agent\" <sip:alice@localhost>;tag=f-e1"], "{bye_ok}");
     presence_becomes(&edge, "alice", "away").await;
 
     // A second emergency call renews the same lease and stays up.

@@ -74,6 +74,9 @@ except FileNotFoundError:
     pass
 open(dst, "w").write("\n".join(out))
 PY
+    # Extra dialplan file and agents (emergency.sh adds an emergency carrier and an agent).
+    if [[ -n "${LL_EXTRA_PLAN:-}" ]]; then cp "$LL_EXTRA_PLAN" "$DIR/dialplans/00-extra.toml"; else rm -f "$DIR/dialplans/00-extra.toml"; fi
+    if [[ -n "${LL_EXTRA_AGENTS:-}" ]]; then cat "$LL_EXTRA_AGENTS" >> "$DIR/agents.toml"; fi
     RUST_LOG="${RUST_LOG:-warn}" nohup "$BIN" run --config "$DIR/lifeline.toml" >"$KB/lifeline.log" 2>&1 &
     echo $! > "$PIDF"
     # Ready (GET /ready) once the agents are imported and every listener serves: the SIP port

@@ -64,6 +64,51 @@ pub fn route_marker() -> &'static str {
     })
 }
 
+/// The Call-IDs of emergency calls and PSAP callbacks in progress, shared with the transports:
+/// their responses (a trunk's 180 and 200) and requests take the core's priority lane too.
+/// Reads are cheap while no emergency call is up (one atomic load).
+#[derive(Debug, Default)]
+pub struct UrgentCalls {
+    count: std::sync::atomic::AtomicUsize,
+    /// Call-ID -> when it was added (a call whose end the edge never saw is forgotten after
+    /// [`super::busy::MAX_CALL`]).
+    ids: std::sync::RwLock<HashMap<String, Instant>>,
+}
+
+impl UrgentCalls {
+    pub fn insert(&self, call_id: &str, now: Instant) {
+        let mut ids = self.ids.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        ids.insert(call_id.to_owned(), now);
+        self.count.store(ids.len(), std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn remove(&self, call_id: &str) {
+        let mut ids = self.ids.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        ids.remove(call_id);
+        self.count.store(ids.len(), std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether `call_id` belongs to an emergency call or PSAP callback in progress.
+    pub fn contains(&self, call_id: &str) -> bool {
+        self.count.load(std::sync::atomic::Ordering::Acquire) > 0
+            && self
+                .ids
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains_key(call_id)
+    }
+
+    /// Forgets calls older than [`super::busy::MAX_CALL`].
+    pub fn expire(&self, now: Instant) {
+        if self.count.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut ids = self.ids.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        ids.retain(|_, at| now.saturating_duration_since(*at) <= super::busy::MAX_CALL);
+        self.count.store(ids.len(), std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// How long an emergency INVITE waits for the store before it leaves with a fallback number.
 pub const STORE_WAIT: Duration = Duration::from_millis(1500);
 
@@ -539,8 +584,11 @@ impl Core {
         let Some((call_id, dialog)) = self.proxy.emergency_dialog(key) else { return };
         if status < 300 {
             self.emergency_dialogs.entry(call_id).or_insert(dialog);
-        } else if let Some(agent) = &dialog.agent {
-            self.dnd.end(agent);
+        } else {
+            self.config.urgent.remove(&call_id);
+            if let Some(agent) = &dialog.agent {
+                self.dnd.end(agent);
+            }
         }
     }
 
@@ -548,6 +596,9 @@ impl Core {
     /// the callback number in From, as the INVITE did (the trunk's dialog knows no other); a
     /// BYE, either way, ends the dialog and its DND.
     pub(super) fn emergency_in_dialog(&mut self, req: &mut Request) {
+        if *req.method() == Method::Bye {
+            self.config.urgent.remove(req.headers().call_id().unwrap_or_default());
+        }
         if self.emergency_dialogs.is_empty() {
             return;
         }
@@ -587,6 +638,7 @@ impl Core {
             .map(|(k, _)| k.clone())
             .collect();
         for call_id in gone {
+            self.config.urgent.remove(&call_id);
             if let Some(dialog) = self.emergency_dialogs.remove(&call_id)
                 && let Some(agent) = dialog.agent
             {

@@ -186,6 +186,8 @@ pub struct CoreConfig {
     pub store: Arc<dyn crate::store::Store>,
     /// How emergency notifications are queued and who delivers them.
     pub notify: emergency::NotifyConfig,
+    /// The Call-IDs the transports put in the priority lane (shared with the limiter).
+    pub urgent: Arc<emergency::UrgentCalls>,
 }
 
 /// The core's state: the transaction layer and the tables of the SIP rules.
@@ -411,6 +413,7 @@ impl Core {
             m.transactions.store(gauge(self.txn.len()), Ordering::Relaxed);
             m.registrations.store(gauge(self.location.len()), Ordering::Relaxed);
             self.calls_of.expire(now);
+            self.config.urgent.expire(now);
             m.answered_calls.store(gauge(self.calls_of.len()), Ordering::Relaxed);
         }
     }

@@ -94,6 +94,9 @@ pub struct Call {
     /// index): who is on the call once it is answered.
     caller: Option<String>,
     branch_agents: Vec<Option<String>>,
+    /// The From the request arrived with, when the edge changed it on the way out (an
+    /// emergency call's callback number): responses get it back.
+    restore_from: Option<bytes::Bytes>,
 }
 
 /// Proxy state kept by the core.
@@ -237,8 +240,15 @@ impl Core {
         };
         let in_dialog = req.headers().to().ok().and_then(|t| t.tag()).is_some();
         let mut emergency = None;
+        let mut restore_from = None;
         let routing = if in_dialog || pre.was_routed() {
+            let before = req.headers().get(HeaderName::From).map(bytes::Bytes::copy_from_slice);
             self.emergency_in_dialog(&mut req);
+            if req.headers().get(HeaderName::From) != before.as_deref() {
+                // The agent's request left with the callback number: its responses get her
+                // From back.
+                restore_from = before;
+            }
             if *req.method() == Method::Bye {
                 self.calls_of.ended(req.headers().call_id().unwrap_or_default());
             }
@@ -265,6 +275,9 @@ impl Core {
             }
         };
         let psap = matches!(routing, Routing::Psap { .. });
+        if psap || emergency.is_some() {
+            self.config.urgent.insert(req.headers().call_id().unwrap_or_default(), now);
+        }
         let failover_any = psap || emergency.is_some();
         let (first, remaining) = match routing {
             Routing::Answer(status, reason) => return self.reply(now, key, &req, status, reason),
@@ -324,6 +337,7 @@ impl Core {
             from_flow: from.flow,
             caller: self.initial_caller.take(),
             branch_agents: Vec::new(),
+            restore_from,
         };
         self.proxy.calls.insert(key, call);
         if waiting {
@@ -464,6 +478,12 @@ impl Core {
             let is_final = response.status() >= 200;
             if is_final {
                 self.emergency_answered(key, response.status());
+                if response.status() >= 300
+                    && let Some(call) = self.proxy.calls.get(&key)
+                    && call.psap
+                {
+                    self.config.urgent.remove(call.request.headers().call_id().unwrap_or_default());
+                }
             }
             self.config.metrics.response(Dir::Out, response.status());
             if let Err(e) = self.txn.send_response(now, key, response) {
@@ -540,10 +560,15 @@ impl Core {
             && let Some(em) = call.emergency.as_mut()
         {
             em.reached = true;
+        }
+        if let Some(call) = self.proxy.calls.get(&key)
+            && let Some(from) = call
+                .restore_from
+                .as_ref()
+                .or_else(|| call.emergency.as_ref().and_then(|e| e.original_from.as_ref()))
+        {
             // The agent's dialog knows its own From, not the callback number the trunk saw.
-            if let Some(from) = &em.original_from {
-                response.headers_mut().set(HeaderName::From, from.clone());
-            }
+            response.headers_mut().set(HeaderName::From, from.clone());
         }
         if (101..200).contains(&status) && self.proxy.timer_c.contains_key(&client) {
             self.proxy.disarm_timer_c(client);

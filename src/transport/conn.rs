@@ -65,6 +65,12 @@ impl ConnCtx {
                 }
                 self.deliver(from, Message::Request(req))
             }
+            Ok(Message::Response(r)) if self.limiter.is_urgent_response(&r) => {
+                if !self.core.deliver_urgent(from, Message::Response(r)) {
+                    self.metrics.shed();
+                }
+                None
+            }
             Ok(message) => self.deliver(from, message),
             Err(e) => {
                 self.metrics.malformed();

@@ -46,11 +46,32 @@ pub struct Limiter {
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
     /// Where the emergency dialstrings come from (the dialplan in force).
     dialplans: Option<Arc<Dialplans>>,
+    /// Emergency calls and PSAP callbacks in progress (the core keeps it).
+    urgent: Arc<crate::core::emergency::UrgentCalls>,
 }
 
 impl Limiter {
     pub fn new(rps: u32, dialplans: Option<Arc<Dialplans>>) -> Limiter {
-        Limiter { rps: f64::from(rps.max(1)), buckets: Mutex::new(HashMap::new()), dialplans }
+        Limiter::with_urgent(rps, dialplans, Arc::default())
+    }
+
+    /// A limiter that also knows the emergency calls in progress (their Call-IDs).
+    pub fn with_urgent(
+        rps: u32,
+        dialplans: Option<Arc<Dialplans>>,
+        urgent: Arc<crate::core::emergency::UrgentCalls>,
+    ) -> Limiter {
+        Limiter {
+            rps: f64::from(rps.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+            dialplans,
+            urgent,
+        }
+    }
+
+    /// Whether a response belongs to an emergency call or PSAP callback in progress.
+    pub fn is_urgent_response(&self, response: &sip::Response) -> bool {
+        response.headers().call_id().is_ok_and(|id| self.urgent.contains(id))
     }
 
     /// Whether a request bypasses limits and shedding and takes the core's priority lane:
@@ -59,6 +80,9 @@ impl Limiter {
     /// number or the site number), or an in-dialog request of either (its Route carries the
     /// edge's emergency marker, [`crate::core::emergency::route_marker`]).
     pub fn is_urgent(&self, req: &Request) -> bool {
+        if req.headers().call_id().is_ok_and(|id| self.urgent.contains(id)) {
+            return true;
+        }
         if req.headers().contains(HeaderName::Route) {
             let marker = crate::core::emergency::route_marker().as_bytes();
             return req
@@ -193,5 +217,16 @@ mod tests {
         let marker = crate::core::emergency::route_marker();
         assert!(l.is_urgent(&with_route(&format!("<sip:127.0.0.1:5060;lr;{marker}>"))));
         assert!(!l.is_urgent(&with_route("<sip:127.0.0.1:5060;lr;em=0000000000000000>")));
+        // A call the core marked urgent: its requests and responses, not another call's.
+        let urgent = Arc::new(crate::core::emergency::UrgentCalls::default());
+        let l = Limiter::with_urgent(1, None, urgent.clone());
+        let r = req("sip:alice@192.0.2.7");
+        assert!(!l.is_urgent(&r));
+        urgent.insert("x", Instant::now());
+        assert!(l.is_urgent(&r), "Call-ID x");
+        let resp = sip::Response::for_request(&r, 200, "OK");
+        assert!(l.is_urgent_response(&resp));
+        urgent.remove("x");
+        assert!(!l.is_urgent_response(&resp));
     }
 }
