@@ -10,7 +10,7 @@
 use bytes::{BufMut, Bytes};
 
 use crate::error::{HeaderError, Invalid, MessageKind, ParseError};
-use crate::header::typed::{CSeq, MediaType, NameAddr, Via, parse_number};
+use crate::header::typed::{CSeq, MediaType, NameAddr, Via, parse_number, parse_number_bytes};
 use crate::header::{Entry, HeaderName, Headers, Text};
 use crate::method::Method;
 use crate::text;
@@ -457,6 +457,21 @@ fn parse(buf: Bytes, framing: Framing) -> Result<Message, ParseError> {
     let body_start;
     let mut lf_only = false;
     loop {
+        if let Some(line) = plain_header_line(b, pos) {
+            if entries.len() >= MAX_HEADERS {
+                return Err(ParseError::new(kind, Invalid::TooManyHeaders));
+            }
+            entries.push(Entry {
+                name: HeaderName::from_bytes(&b[pos..line.name_end]),
+                name_text: Text::span(pos, line.name_end),
+                value: Text::span(line.value.0, line.value.1),
+                raw_line: Some((pos as u32, line.next as u32)),
+            });
+            pos = line.next;
+            continue;
+        }
+        // Anything else — the empty line, a fold, a malformed line, the last line without a
+        // line ending — takes the general path.
         let Some((end, next)) = find_line(b, pos) else {
             if framing == Framing::Datagram && pos < b.len() {
                 // A last header line without a line ending and no empty line: tolerated. It
@@ -607,6 +622,7 @@ fn parse_start_line(
         }
         Err(()) => Err(Invalid::BadStartLine),
         Ok(false) => Err(Invalid::UnsupportedVersion),
+        Ok(true) if crate::uri::sip_uri_plain_valid(uri) => Ok(()),
         Ok(true) => match std::str::from_utf8(uri) {
             Err(_) => Err(Invalid::BadRequestUri(UriError::IllegalCharacter)),
             // RFC 3261 §19.1.1 (table): URI headers are not allowed in a Request-URI
@@ -636,6 +652,44 @@ fn version_is_2_0(v: &[u8]) -> Result<bool, ()> {
         return Err(());
     }
     Ok(major == b"2" && minor == b"0")
+}
+
+/// A header line read by [`plain_header_line`].
+struct PlainLine {
+    name_end: usize,
+    /// The value, without the whitespace around it.
+    value: (usize, usize),
+    /// The start of the next line.
+    next: usize,
+}
+
+/// Reads the header line at `pos` in one pass when it is the common kind: a token name,
+/// optional whitespace, a colon, the value, and a line ending. Returns `None` for anything
+/// else (the empty line, a fold, a malformed line, a last line without a line ending), which
+/// [`push_header`] then reads exactly as before.
+#[inline]
+fn plain_header_line(b: &[u8], pos: usize) -> Option<PlainLine> {
+    let rest = b.get(pos..)?;
+    let name_len = text::token_end(rest, 0);
+    if name_len == 0 {
+        return None;
+    }
+    let colon = text::ws_end(rest, name_len);
+    if rest.get(colon) != Some(&b':') {
+        return None;
+    }
+    let vstart = text::ws_end(rest, colon + 1);
+    let nl = vstart + memchr::memchr(b'\n', rest.get(vstart..)?)?;
+    // `nl > 0`: the name is not empty.
+    let mut vend = if rest[nl - 1] == b'\r' { nl - 1 } else { nl };
+    while vend > vstart && text::is_ws(rest[vend - 1]) {
+        vend -= 1;
+    }
+    Some(PlainLine {
+        name_end: pos + name_len,
+        value: (pos + vstart, pos + vend),
+        next: pos + nl + 1,
+    })
 }
 
 fn push_header(
@@ -715,8 +769,12 @@ fn check_headers(h: &Headers, checks: &mut Checks) -> Result<(), Invalid> {
         let v = e.value.resolve(&h.buf);
         let slot = match e.name {
             HeaderName::Via => {
-                let mut elements = 0;
                 checks.has_via = true;
+                via_count += 1;
+                if Via::plain_valid(v) {
+                    continue;
+                }
+                let mut elements = 0;
                 for via in Via::parse_list(std::str::from_utf8(v).unwrap_or("\u{0}")) {
                     let ok = via.is_ok();
                     if !ok && bad_via.is_none() {
@@ -727,7 +785,6 @@ fn check_headers(h: &Headers, checks: &mut Checks) -> Result<(), Invalid> {
                 if elements == 0 && bad_via.is_none() {
                     bad_via = Some(Invalid::BadHeader(HeaderName::Via));
                 }
-                via_count += 1;
                 continue;
             }
             HeaderName::From => &mut from,
@@ -750,15 +807,13 @@ fn check_headers(h: &Headers, checks: &mut Checks) -> Result<(), Invalid> {
         *slot = Some(v);
     }
     if let Some(cl) = content_length {
-        let n = std::str::from_utf8(cl).ok().and_then(|t| parse_number(t).ok());
-        match n {
+        match parse_number_bytes(cl).ok() {
             Some(n) if !cl_conflict => checks.content_length = Some(n),
             _ => return Err(Invalid::BadContentLength),
         }
     }
     let cseq = cseq.ok_or(Invalid::Missing(HeaderName::CSeq))?;
-    let parsed = CSeq::parse(utf8(cseq, HeaderName::CSeq)?)
-        .map_err(|_| Invalid::BadHeader(HeaderName::CSeq))?;
+    let parsed = CSeq::parse_bytes(cseq).map_err(|_| Invalid::BadHeader(HeaderName::CSeq))?;
     checks.cseq_method = Some(parsed.method);
     if via_count == 0 {
         return Err(Invalid::Missing(HeaderName::Via));
@@ -772,18 +827,17 @@ fn check_headers(h: &Headers, checks: &mut Checks) -> Result<(), Invalid> {
     if let Some(invalid) = bad_via {
         return Err(invalid);
     }
-    NameAddr::check(utf8(from, HeaderName::From)?)
-        .map_err(|_| Invalid::BadHeader(HeaderName::From))?;
-    NameAddr::check(utf8(to, HeaderName::To)?).map_err(|_| Invalid::BadHeader(HeaderName::To))?;
+    for (value, name) in [(from, HeaderName::From), (to, HeaderName::To)] {
+        if !NameAddr::plain_valid(value) {
+            NameAddr::check(utf8(value, name)?).map_err(|_| Invalid::BadHeader(name))?;
+        }
+    }
     if call_id.is_empty() || call_id.iter().any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
     {
         return Err(Invalid::BadHeader(HeaderName::CallId));
     }
     if let Some(mf) = max_fwd {
-        let ok = std::str::from_utf8(mf)
-            .ok()
-            .and_then(|t| parse_number(t).ok())
-            .is_some_and(|n| n <= MAX_FORWARDS_LIMIT);
+        let ok = parse_number_bytes(mf).is_ok_and(|n| n <= MAX_FORWARDS_LIMIT);
         if !ok {
             return Err(Invalid::BadHeader(HeaderName::MaxForwards));
         }

@@ -12,6 +12,32 @@ pub(crate) const fn is_token(b: u8) -> bool {
     TOKEN[b as usize]
 }
 
+/// The end of the run of `token` characters in `b` that starts at `i` (`i` when there is none).
+#[inline]
+pub(crate) fn token_end(b: &[u8], mut i: usize) -> usize {
+    // Four at a time, without an early exit inside: header names and parameter names are
+    // mostly runs of several letters.
+    while let Some(&[w, x, y, z]) = b.get(i..i + 4) {
+        if !(is_token(w) & is_token(x) & is_token(y) & is_token(z)) {
+            break;
+        }
+        i += 4;
+    }
+    while b.get(i).is_some_and(|&c| is_token(c)) {
+        i += 1;
+    }
+    i
+}
+
+/// The end of the run of spaces and tabs in `b` that starts at `i`.
+#[inline]
+pub(crate) fn ws_end(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(|&c| is_ws(c)) {
+        i += 1;
+    }
+    i
+}
+
 /// A lookup table is faster than a chain of comparisons on the per-byte parse path.
 static TOKEN: [bool; 256] = {
     let mut t = [false; 256];
@@ -61,6 +87,21 @@ pub(crate) fn trim(s: &str) -> &str {
     let end = b.iter().rposition(|&c| !is_ws(c)).map_or(start, |i| i + 1);
     // Both ends are next to ASCII whitespace or at the string's ends: character boundaries.
     &s[start..end.max(start)]
+}
+
+/// Trims spaces and tabs at both ends of raw bytes.
+pub(crate) fn trim_ws(mut b: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = b
+        && is_ws(*first)
+    {
+        b = rest;
+    }
+    while let [rest @ .., last] = b
+        && is_ws(*last)
+    {
+        b = rest;
+    }
+    b
 }
 
 /// Trims spaces, tabs and line breaks at both ends of a raw value.
@@ -241,7 +282,11 @@ const fn hex_val(b: u8) -> Option<u8> {
 /// Parses an unsigned decimal of at most `max_digits` digits (leading zeros allowed, as
 /// RFC 3261 `1*DIGIT` permits), rejecting signs, spaces and overflow.
 pub(crate) fn parse_u32(s: &str) -> Option<u32> {
-    let b = s.as_bytes();
+    parse_u32_bytes(s.as_bytes())
+}
+
+/// [`parse_u32`] on bytes.
+pub(crate) fn parse_u32_bytes(b: &[u8]) -> Option<u32> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }

@@ -182,6 +182,81 @@ impl fmt::Display for Host<'_> {
     }
 }
 
+/// Whether `s` (no IPv6 reference) is a host [`Host::parse`] accepts: the same rules, on bytes.
+pub(crate) fn host_plain_valid(b: &[u8]) -> bool {
+    if b.is_empty() || b.len() > 255 {
+        return false;
+    }
+    if b.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
+        parse_ipv4(b).is_some()
+    } else {
+        hostname_ok(b)
+    }
+}
+
+/// Whether `raw` is a `sip:` or `sips:` URI in the plain form — no escapes, no `?` headers, no
+/// IPv6 reference, no byte outside ASCII — that [`Uri::parse`] accepts, checked in one pass.
+/// `false` says only that [`Uri::parse`] has to decide (and name the error).
+pub(crate) fn sip_uri_plain_valid(raw: &[u8]) -> bool {
+    let rest = match raw {
+        [s, i, p, b':', rest @ ..] if eq_sip(*s, *i, *p) => rest,
+        [s, i, p, x, b':', rest @ ..] if eq_sip(*s, *i, *p) && (*x | 0x20) == b's' => rest,
+        _ => return false,
+    };
+    // One pass for what `Uri::parse` and `SipUri::parse_rest` look for: illegal bytes, escapes,
+    // headers, IPv6 references, and the first `@`.
+    let mut at = None;
+    for (i, &c) in rest.iter().enumerate() {
+        if URI_PLAIN[c as usize] {
+            continue;
+        }
+        match c {
+            b'@' if at.is_none() => at = Some(i),
+            b'@' | b':' | b';' => {}
+            _ => return false,
+        }
+    }
+    let after = match at {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    let hostport = match text::find(after, b';') {
+        Some(semi) => &after[..semi],
+        None => after,
+    };
+    let (host, port) = match text::find(hostport, b':') {
+        Some(colon) => (&hostport[..colon], Some(&hostport[colon + 1..])),
+        None => (hostport, None),
+    };
+    port.is_none_or(port_plain_valid) && host_plain_valid(host)
+}
+
+/// `S`, `I`, `P` in any case.
+fn eq_sip(s: u8, i: u8, p: u8) -> bool {
+    (s | 0x20) == b's' && (i | 0x20) == b'i' && (p | 0x20) == b'p'
+}
+
+/// A port of one to five digits that fits in 16 bits.
+pub(crate) fn port_plain_valid(p: &[u8]) -> bool {
+    (1..=5).contains(&p.len())
+        && p.iter().all(u8::is_ascii_digit)
+        && p.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0')) <= 65535
+}
+
+/// URI bytes [`sip_uri_plain_valid`] passes over: ASCII, not illegal in a URI, and none of
+/// `%`, `?`, `@`, `:`, `;`, `[`, `]`.
+static URI_PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 128 {
+        let b = i as u8;
+        t[i] = !text::is_uri_illegal(b)
+            && !matches!(b, b'%' | b'?' | b'@' | b':' | b';' | b'[' | b']');
+        i += 1;
+    }
+    t
+};
+
 /// An IPv6 address. RFC 3261's ABNF lets `::` be followed by a third colon before an embedded
 /// IPv4 address (`2001:db8:::192.0.2.1`); RFC 5118 §4.10 asks receivers to tolerate that bug,
 /// so the extra colon is dropped when that alone makes the address valid.
@@ -202,7 +277,8 @@ fn parse_ipv4(b: &[u8]) -> Option<Ipv4Addr> {
     let mut parts = 0;
     let mut value: u16 = 0;
     let mut digits = 0;
-    for &c in b.iter().chain(std::iter::once(&b'.')) {
+    for i in 0..=b.len() {
+        let c = b.get(i).copied().unwrap_or(b'.');
         if c == b'.' {
             if digits == 0 || parts == 4 {
                 return None;
