@@ -14,19 +14,8 @@ pub(crate) const fn is_token(b: u8) -> bool {
 
 /// The end of the run of `token` characters in `b` that starts at `i` (`i` when there is none).
 #[inline]
-pub(crate) fn token_end(b: &[u8], mut i: usize) -> usize {
-    // Four at a time, without an early exit inside: header names and parameter names are
-    // mostly runs of several letters.
-    while let Some(&[w, x, y, z]) = b.get(i..i + 4) {
-        if !(is_token(w) & is_token(x) & is_token(y) & is_token(z)) {
-            break;
-        }
-        i += 4;
-    }
-    while b.get(i).is_some_and(|&c| is_token(c)) {
-        i += 1;
-    }
-    i
+pub(crate) fn token_end(b: &[u8], i: usize) -> usize {
+    TOKEN_SET.run_end(b, i)
 }
 
 /// The end of the run of spaces and tabs in `b` that starts at `i`.
@@ -37,6 +26,54 @@ pub(crate) fn ws_end(b: &[u8], mut i: usize) -> usize {
     }
     i
 }
+
+/// A set of bytes, as a table: what the one-pass scanners skip over.
+#[derive(Debug)]
+pub(crate) struct ByteSet(pub(crate) [bool; 256]);
+
+impl ByteSet {
+    #[inline]
+    pub(crate) const fn contains(&self, b: u8) -> bool {
+        self.0[b as usize]
+    }
+
+    /// The end of the run of bytes of this set in `b` that starts at `i` (`i` when there is
+    /// none, or when `i` is past the end).
+    #[inline]
+    pub(crate) fn run_end(&self, b: &[u8], mut i: usize) -> usize {
+        // Four at a time, without an early exit inside: names, URIs and parameters are mostly
+        // runs of several bytes.
+        while let Some(&[w, x, y, z]) = b.get(i..i + 4) {
+            if !(self.contains(w) & self.contains(x) & self.contains(y) & self.contains(z)) {
+                break;
+            }
+            i += 4;
+        }
+        while b.get(i).is_some_and(|&c| self.contains(c)) {
+            i += 1;
+        }
+        i
+    }
+}
+
+/// A [`ByteSet`] of the ASCII bytes `b` for which the expression holds:
+/// `byte_set!(|b| b.is_ascii_digit())`.
+macro_rules! byte_set {
+    (|$b:ident| $contains:expr) => {{
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 128 {
+            let $b = i as u8;
+            t[i] = $contains;
+            i += 1;
+        }
+        $crate::text::ByteSet(t)
+    }};
+}
+pub(crate) use byte_set;
+
+/// `token` characters as a [`ByteSet`].
+pub(crate) static TOKEN_SET: ByteSet = ByteSet(TOKEN);
 
 /// A lookup table is faster than a chain of comparisons on the per-byte parse path.
 static TOKEN: [bool; 256] = {

@@ -182,16 +182,32 @@ impl fmt::Display for Host<'_> {
     }
 }
 
-/// Whether `s` (no IPv6 reference) is a host [`Host::parse`] accepts: the same rules, on bytes.
+/// Whether `b` (no IPv6 reference) is a host [`Host::parse`] accepts: the same rules, on bytes.
 pub(crate) fn host_plain_valid(b: &[u8]) -> bool {
     if b.is_empty() || b.len() > 255 {
         return false;
     }
-    if b.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
-        parse_ipv4(b).is_some()
-    } else {
-        hostname_ok(b)
+    // A dotted quad with `parse_ipv4`'s rules, in one pass; a byte other than a digit or a dot
+    // makes it a hostname.
+    let (mut dots, mut octet, mut digits) = (0, 0u32, 0);
+    let mut quad_ok = true;
+    for &c in b {
+        match c {
+            b'0'..=b'9' => {
+                if digits < 3 {
+                    octet = octet * 10 + u32::from(c - b'0');
+                }
+                digits += 1;
+            }
+            b'.' => {
+                quad_ok &= (1..=3).contains(&digits) && octet <= 255;
+                dots += 1;
+                (octet, digits) = (0, 0);
+            }
+            _ => return hostname_ok(b),
+        }
     }
+    quad_ok && dots == 3 && (1..=3).contains(&digits) && octet <= 255
 }
 
 /// Whether `raw` is a `sip:` or `sips:` URI in the plain form — no escapes, no `?` headers, no
@@ -206,15 +222,16 @@ pub(crate) fn sip_uri_plain_valid(raw: &[u8]) -> bool {
     // One pass for what `Uri::parse` and `SipUri::parse_rest` look for: illegal bytes, escapes,
     // headers, IPv6 references, and the first `@`.
     let mut at = None;
-    for (i, &c) in rest.iter().enumerate() {
-        if URI_PLAIN[c as usize] {
-            continue;
+    let mut i = 0;
+    loop {
+        i = URI_PLAIN.run_end(rest, i);
+        match rest.get(i) {
+            None => break,
+            Some(b'@') if at.is_none() => at = Some(i),
+            Some(b'@' | b':' | b';') => {}
+            Some(_) => return false,
         }
-        match c {
-            b'@' if at.is_none() => at = Some(i),
-            b'@' | b':' | b';' => {}
-            _ => return false,
-        }
+        i += 1;
     }
     let after = match at {
         Some(at) => &rest[at + 1..],
@@ -245,17 +262,9 @@ pub(crate) fn port_plain_valid(p: &[u8]) -> bool {
 
 /// URI bytes [`sip_uri_plain_valid`] passes over: ASCII, not illegal in a URI, and none of
 /// `%`, `?`, `@`, `:`, `;`, `[`, `]`.
-static URI_PLAIN: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 128 {
-        let b = i as u8;
-        t[i] = !text::is_uri_illegal(b)
-            && !matches!(b, b'%' | b'?' | b'@' | b':' | b';' | b'[' | b']');
-        i += 1;
-    }
-    t
-};
+static URI_PLAIN: text::ByteSet =
+    text::byte_set!(|b| !text::is_uri_illegal(b)
+        && !matches!(b, b'%' | b'?' | b'@' | b':' | b';' | b'[' | b']'));
 
 /// An IPv6 address. RFC 3261's ABNF lets `::` be followed by a third colon before an embedded
 /// IPv4 address (`2001:db8:::192.0.2.1`); RFC 5118 §4.10 asks receivers to tolerate that bug,

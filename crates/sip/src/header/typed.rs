@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use crate::method::Method;
-use crate::text::{self, is_token, parse_u32, quoted_end, split_commas, trim};
+use crate::text::{self, ByteSet, TOKEN_SET, is_token, parse_u32, quoted_end, split_commas, trim};
 use crate::uri::{Host, Params, Uri, UriError, host_plain_valid, port_plain_valid, split_hostport};
 
 /// A malformed header value (the caller knows which header it was).
@@ -125,7 +125,8 @@ impl<'a> Via<'a> {
         let Some((protocol, rest)) = value.split_first_chunk::<8>() else {
             return false;
         };
-        if !protocol.eq_ignore_ascii_case(b"SIP/2.0/") {
+        // `SIP/2.0/` in any case: the 0x20 bit set on the three letters only.
+        if u64::from_le_bytes(*protocol) | 0x20_20_20 != u64::from_le_bytes(*b"sip/2.0/") {
             return false;
         }
         let transport_end = text::token_end(rest, 0);
@@ -133,30 +134,16 @@ impl<'a> Via<'a> {
         if transport_end == 0 || host_start == transport_end {
             return false;
         }
-        let mut i = host_start;
-        let mut host_end = None;
-        let mut port_start = 0;
-        // sent-by: host bytes, then an optional `:port`, up to the first `;` or the end.
-        while let Some(&c) = rest.get(i) {
-            match c {
-                b':' if host_end.is_none() => {
-                    host_end = Some(i);
-                    port_start = i + 1;
-                }
-                b';' => break,
-                c if c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_') => {}
-                _ => return false,
+        // sent-by: a host, an optional `:port`, then the parameters.
+        let host_end = HOST_PLAIN.run_end(rest, host_start);
+        let mut i = host_end;
+        if rest.get(i) == Some(&b':') {
+            i = DIGIT.run_end(rest, i + 1);
+            if !port_plain_valid(&rest[host_end + 1..i]) {
+                return false;
             }
-            i += 1;
         }
-        let (host, port) = match host_end {
-            Some(end) => (&rest[host_start..end], Some(&rest[port_start..i])),
-            None => (&rest[host_start..i], None),
-        };
-        if !port.is_none_or(port_plain_valid) || !host_plain_valid(host) {
-            return false;
-        }
-        plain_params(rest, i, |v| v.iter().all(|&c| is_token(c)))
+        host_plain_valid(&rest[host_start..host_end]) && plain_params(rest, i, &TOKEN_SET)
     }
 
     /// Parses every element of a (possibly comma-combined) Via header value.
@@ -237,45 +224,28 @@ impl<'a> NameAddr<'a> {
     /// characters, all ASCII — that [`NameAddr::check`] accepts, checked in one pass. `false`
     /// says only that [`NameAddr::check`] has to decide.
     pub(crate) fn plain_valid(value: &[u8]) -> bool {
-        let mut i = if value.first() == Some(&b'"') {
-            let Some(close) = value[1..].iter().position(|&c| c == b'"' || c == b'\\' || c >= 0x80)
-            else {
-                return false;
-            };
-            if value[1 + close] != b'"' {
+        let lt = if value.first() == Some(&b'"') {
+            let close = QUOTED_PLAIN.run_end(value, 1);
+            if value.get(close) != Some(&b'"') {
                 return false;
             }
-            text::ws_end(value, close + 2)
+            text::ws_end(value, close + 1)
         } else {
-            // A display name of tokens and whitespace, up to the `<`.
-            let mut i = 0;
-            while value.get(i).is_some_and(|&c| is_token(c) || text::is_ws(c)) {
-                i += 1;
-            }
-            i
+            DISPLAY_PLAIN.run_end(value, 0)
         };
-        if value.get(i) != Some(&b'<') {
+        if value.get(lt) != Some(&b'<') {
             return false;
         }
-        i += 1;
-        let uri_start = i;
-        let mut colon = None;
-        loop {
-            match value.get(i) {
-                None => return false,
-                Some(b'>') => break,
-                Some(b':') if colon.is_none() => colon = Some(i),
-                Some(&c) if text::is_uri_illegal(c) || c >= 0x80 => return false,
-                Some(_) => {}
-            }
-            i += 1;
+        // `check`: a scheme starting with a letter, a colon, something after it.
+        let uri_start = lt + 1;
+        let colon = URI_SCHEME_PLAIN.run_end(value, uri_start);
+        if value.get(colon) != Some(&b':') || !value[uri_start].is_ascii_alphabetic() {
+            return false;
         }
-        // `check`: a scheme starting with a letter, and something after the colon.
-        let scheme_ok = colon.is_some_and(|colon| {
-            colon > uri_start && value[uri_start].is_ascii_alphabetic() && colon + 1 < i
-        });
-        scheme_ok
-            && plain_params(value, i + 1, |v| v.iter().all(|&c| is_token(c) || b"[]:".contains(&c)))
+        let gt = URI_PLAIN.run_end(value, colon + 1);
+        value.get(gt) == Some(&b'>')
+            && gt > colon + 1
+            && plain_params(value, gt + 1, &NAME_ADDR_PARAM_PLAIN)
     }
 
     #[allow(clippy::type_complexity)]
@@ -411,9 +381,8 @@ impl<'a> NameAddr<'a> {
 }
 
 /// Whether `b[i..]` is empty or `;name[=value]` parameters with a `token` name and a value
-/// that `value_ok` accepts (it is handed a non-empty run of bytes other than `;`, `=`, `"`,
-/// whitespace, `,`).
-fn plain_params(b: &[u8], mut i: usize, value_ok: impl Fn(&[u8]) -> bool) -> bool {
+/// of bytes in `values`.
+fn plain_params(b: &[u8], mut i: usize, values: &ByteSet) -> bool {
     while i < b.len() {
         if b[i] != b';' {
             return false;
@@ -424,20 +393,32 @@ fn plain_params(b: &[u8], mut i: usize, value_ok: impl Fn(&[u8]) -> bool) -> boo
         }
         i = name_end;
         if b.get(i) == Some(&b'=') {
-            let start = i + 1;
-            let end = start
-                + b[start..]
-                    .iter()
-                    .position(|&c| matches!(c, b';' | b'=' | b'"' | b' ' | b'\t' | b','))
-                    .unwrap_or(b.len() - start);
-            if end == start || !value_ok(&b[start..end]) {
+            let value_end = values.run_end(b, i + 1);
+            if value_end == i + 1 {
                 return false;
             }
-            i = end;
+            i = value_end;
         }
     }
     true
 }
+
+// Byte sets of the one-pass recognisers (`plain_valid`).
+
+/// A hostname or IPv4 address, as [`host_plain_valid`] then checks it.
+static HOST_PLAIN: ByteSet =
+    text::byte_set!(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+static DIGIT: ByteSet = text::byte_set!(|b| b.is_ascii_digit());
+/// Inside a quoted display name without escapes.
+static QUOTED_PLAIN: ByteSet = text::byte_set!(|b| b != b'"' && b != b'\\');
+/// An unquoted display name: tokens and whitespace.
+static DISPLAY_PLAIN: ByteSet = text::byte_set!(|b| is_token(b) || text::is_ws(b));
+/// A URI between angle brackets, and its scheme (up to the first colon).
+static URI_PLAIN: ByteSet = text::byte_set!(|b| !text::is_uri_illegal(b));
+static URI_SCHEME_PLAIN: ByteSet = text::byte_set!(|b| !text::is_uri_illegal(b) && b != b':');
+/// A name-addr parameter value as [`NameAddr::split`] accepts it unquoted.
+static NAME_ADDR_PARAM_PLAIN: ByteSet =
+    text::byte_set!(|b| is_token(b) || matches!(b, b'[' | b']' | b':'));
 
 /// CSeq: sequence number and method (RFC 3261 §20.16).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -817,6 +798,11 @@ mod tests {
                     let ok = matches!(Uri::parse(s), Ok(Uri::Sip(u)) if u.headers.is_none());
                     prop_assert!(ok, "{s:?}: {:?}", Uri::parse(s));
                 }
+            }
+
+            #[test]
+            fn hosts_on_bytes_agree(h in "[0-9.]{0,17}|[0-9a-z._-]{0,12}|[0-9]{1,4}(\\.[0-9]{1,4}){2,4}") {
+                prop_assert_eq!(host_plain_valid(h.as_bytes()), Host::parse(&h).is_ok(), "{}", h);
             }
 
             #[test]
