@@ -641,6 +641,9 @@ fn parse_start_line(
 
 /// `SIP/2.0` -> Ok(true); another well-formed version -> Ok(false); garbage -> Err.
 fn version_is_2_0(v: &[u8]) -> Result<bool, ()> {
+    if v == b"SIP/2.0" {
+        return Ok(true);
+    }
     if v.len() < 7 || !v[..4].eq_ignore_ascii_case(b"SIP/") {
         return Err(());
     }

@@ -381,20 +381,58 @@ impl HeaderName {
     }
 }
 
-/// Whether `name` is `lower` (a lower-case literal of letters and `-`) in any case: a
-/// comparison of fixed length that the compiler unrolls or vectorises, with no early exit.
+/// Whether `name` is `lower` (a lower-case literal) in any case. The length is known in each
+/// arm, so this is a few word loads, compared without an early exit: 8-byte words at 0, 8, 16
+/// and one ending at the end (overlapping the one before), or 4-byte words for short names.
 #[inline(always)]
 fn eq<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
     let Ok(name) = <&[u8; N]>::try_from(name) else {
         return false;
     };
-    let mut diff = 0u8;
-    for (&c, &l) in name.iter().zip(lower) {
-        // ASCII lower-casing without a branch: only `A..=Z` gain the 0x20 bit.
-        let folded = c | (u8::from(c.wrapping_sub(b'A') < 26) << 5);
-        diff |= folded ^ l;
+    if N >= 8 {
+        let mut diff = 0;
+        let mut at = 0;
+        while at + 8 < N {
+            diff |= fold8(word8(name, at)) ^ word8(lower, at);
+            at += 8;
+        }
+        diff |= fold8(word8(name, N - 8)) ^ word8(lower, N - 8);
+        diff == 0
+    } else if N >= 4 {
+        let diff = (fold4(word4(name, 0)) ^ word4(lower, 0))
+            | (fold4(word4(name, N - 4)) ^ word4(lower, N - 4));
+        diff == 0
+    } else {
+        name.iter().zip(lower).all(|(&c, &l)| c.to_ascii_lowercase() == l)
     }
-    diff == 0
+}
+
+fn word8(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8).and_then(|w| w.try_into().ok()).map_or(0, u64::from_le_bytes)
+}
+
+fn word4(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4).and_then(|w| w.try_into().ok()).map_or(0, u32::from_le_bytes)
+}
+
+/// ASCII lower-casing of eight bytes at once: `A..=Z` gain the 0x20 bit, every other byte
+/// (including those past ASCII) is left as it is. No carry crosses a byte: each sum is at most
+/// 0x7f + 0x3f.
+fn fold8(w: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let low = w & LOW7;
+    let at_least_a = low + 0x3f3f_3f3f_3f3f_3f3f; // bit 7 set from 0x41 (`A`)
+    let past_z = low + 0x2525_2525_2525_2525; // bit 7 set from 0x5b (after `Z`)
+    let upper = at_least_a & !past_z & !w & !LOW7;
+    w | (upper >> 2)
+}
+
+/// [`fold8`] on four bytes.
+fn fold4(w: u32) -> u32 {
+    const LOW7: u32 = 0x7f7f_7f7f;
+    let low = w & LOW7;
+    let upper = (low + 0x3f3f_3f3f) & !(low + 0x2525_2525) & !w & !LOW7;
+    w | (upper >> 2)
 }
 
 impl fmt::Display for HeaderName {
@@ -459,6 +497,21 @@ mod tests {
         }
         for byte in 0..=255u8 {
             assert_eq!(HeaderName::from_bytes(&[byte]), reference(&[byte]));
+        }
+    }
+
+    #[test]
+    fn word_folds_lower_case_ascii_only() {
+        for byte in 0..=255u8 {
+            for at in 0..8 {
+                let mut w = *b"Q-z@[`Z\xff";
+                w[at] = byte;
+                let expected = w.map(|c| c.to_ascii_lowercase());
+                assert_eq!(fold8(u64::from_le_bytes(w)).to_le_bytes(), expected);
+                let w4: [u8; 4] = [w[at / 2], byte, w[7], w[at]];
+                let expected4 = w4.map(|c| c.to_ascii_lowercase());
+                assert_eq!(fold4(u32::from_le_bytes(w4)).to_le_bytes(), expected4);
+            }
         }
     }
 
