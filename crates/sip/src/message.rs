@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes};
 
 use crate::error::{HeaderError, Invalid, MessageKind, ParseError};
 use crate::header::typed::{CSeq, MediaType, NameAddr, Via, parse_number, parse_number_bytes};
-use crate::header::{Entry, HeaderName, Headers, Text};
+use crate::header::{Entry, HeaderName, Headers, Piece, Text};
 use crate::method::Method;
 use crate::text;
 use crate::uri::{Uri, UriError};
@@ -216,12 +216,7 @@ impl Response {
                     | HeaderName::CallId
                     | HeaderName::CSeq
             ) {
-                r.headers.entries.push(Entry {
-                    name: e.name,
-                    name_text: Text::Static(e.name.as_str()),
-                    value: Text::Owned(Bytes::copy_from_slice(e.value.resolve(&src.buf))),
-                    raw_line: None,
-                });
+                r.headers.push(e.name, Bytes::copy_from_slice(src.piece(e.value)));
             }
         }
         if status >= 200 || request.method == Method::Invite {
@@ -463,8 +458,8 @@ fn parse(buf: Bytes, framing: Framing) -> Result<Message, ParseError> {
             }
             entries.push(Entry {
                 name: HeaderName::from_bytes(&b[pos..line.name_end]),
-                name_text: Text::span(pos, line.name_end),
-                value: Text::span(line.value.0, line.value.1),
+                name_text: Some(Piece::span(pos, line.name_end)),
+                value: Piece::span(line.value.0, line.value.1),
                 raw_line: Some((pos as u32, line.next as u32)),
             });
             pos = line.next;
@@ -497,17 +492,16 @@ fn parse(buf: Bytes, framing: Framing) -> Result<Message, ParseError> {
             .map_err(|inv| ParseError::new(kind, inv))?;
         pos = next;
     }
+    let mut headers = Headers { buf: buf.clone(), entries, owned: Vec::new() };
     if folded {
-        for e in &mut entries {
-            let v = e.value.resolve(b);
+        for i in 0..headers.entries.len() {
+            let v = headers.piece(headers.entries[i].value);
             if memchr::memchr(b'\n', v).is_some() {
-                let unfolded = text::unfold(v).into_owned();
-                e.value = Text::Owned(Bytes::from(text::trim_bytes(&unfolded).to_vec()));
+                let unfolded = Bytes::from(text::trim_bytes(&text::unfold(v)).to_vec());
+                headers.entries[i].value = headers.own(unfolded);
             }
         }
     }
-
-    let headers = Headers { buf: buf.clone(), entries };
     let mut checks = Checks::default();
     let verdict = check_headers(&headers, &mut checks);
 
@@ -709,7 +703,7 @@ fn push_header(
         let last = entries.last_mut().ok_or(Invalid::BadHeaderLine)?;
         if text::trim_bytes(line).is_empty() {
             // Whitespace-only continuation adds nothing but must stay in the raw line.
-        } else if let Text::Span { end: value_end, .. } = &mut last.value {
+        } else if let Piece::Span { end: value_end, .. } = &mut last.value {
             *value_end = (pos + trim_end_len(line)) as u32;
             *folded = true;
         }
@@ -735,8 +729,8 @@ fn push_header(
     let vend = trim_end_len(line).max(vstart);
     entries.push(Entry {
         name: HeaderName::from_bytes(name_bytes),
-        name_text: Text::span(pos, pos + name_end),
-        value: Text::span(pos + vstart, pos + vend),
+        name_text: Some(Piece::span(pos, pos + name_end)),
+        value: Piece::span(pos + vstart, pos + vend),
         raw_line: Some((pos as u32, next as u32)),
     });
     Ok(())
@@ -769,7 +763,7 @@ fn check_headers(h: &Headers, checks: &mut Checks) -> Result<(), Invalid> {
     let mut cl_conflict = false;
     let mut bad_via = None;
     for e in &h.entries {
-        let v = e.value.resolve(&h.buf);
+        let v = h.piece(e.value);
         let slot = match e.name {
             HeaderName::Via => {
                 checks.has_via = true;
