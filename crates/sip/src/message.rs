@@ -676,7 +676,7 @@ fn plain_header_line(b: &[u8], pos: usize) -> Option<PlainLine> {
         return None;
     }
     let vstart = text::ws_end(rest, colon + 1);
-    let nl = vstart + memchr::memchr(b'\n', rest.get(vstart..)?)?;
+    let nl = vstart + text::find_lf(rest.get(vstart..)?)?;
     // `nl > 0`: the name is not empty.
     let mut vend = if rest[nl - 1] == b'\r' { nl - 1 } else { nl };
     while vend > vstart && text::is_ws(rest[vend - 1]) {
