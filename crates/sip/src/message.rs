@@ -829,8 +829,10 @@ fn check_headers(h: &Headers, checks: &mut Checks) -> Result<(), Invalid> {
             NameAddr::check(utf8(value, name)?).map_err(|_| Invalid::BadHeader(name))?;
         }
     }
-    if call_id.is_empty() || call_id.iter().any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
-    {
+    // No whitespace or control character (`c <= b' '` covers both but DEL). Folded over every
+    // byte without an early exit, so that the compiler compares 16 bytes at a time.
+    let bad_call_id = call_id.iter().fold(false, |bad, &c| bad | (c <= b' ') | (c == 0x7f));
+    if call_id.is_empty() || bad_call_id {
         return Err(Invalid::BadHeader(HeaderName::CallId));
     }
     if let Some(mf) = max_fwd {
