@@ -37,6 +37,16 @@ impl ByteSet {
         self.0[b as usize]
     }
 
+    /// The set with every byte past ASCII added (`byte_set!` builds ASCII sets).
+    pub(crate) const fn with_non_ascii(mut self) -> ByteSet {
+        let mut i = 128;
+        while i < 256 {
+            self.0[i] = true;
+            i += 1;
+        }
+        self
+    }
+
     /// The end of the run of bytes of this set in `b` that starts at `i` (`i` when there is
     /// none, or when `i` is past the end).
     #[inline]
@@ -120,6 +130,10 @@ pub(crate) fn is_token_str(s: &str) -> bool {
 /// Trims spaces and tabs at both ends.
 pub(crate) fn trim(s: &str) -> &str {
     let b = s.as_bytes();
+    // Most values come trimmed already.
+    if b.first().is_none_or(|&c| !is_ws(c)) && b.last().is_none_or(|&c| !is_ws(c)) {
+        return s;
+    }
     let start = b.iter().position(|&c| !is_ws(c)).unwrap_or(b.len());
     let end = b.iter().rposition(|&c| !is_ws(c)).map_or(start, |i| i + 1);
     // Both ends are next to ASCII whitespace or at the string's ends: character boundaries.
