@@ -6,6 +6,10 @@
 //!   cargo run --release -- --input FILE         another message (a request with From/To/CSeq)
 //!   cargo run --release -- --loop lifeline:parse 10
 //!                                               one operation in a loop for 10 s (for `perf`)
+//!   cargo run --release -- --count lifeline:parse 10000
+//!                                               one operation exactly 10000 times (for
+//!                                               callgrind: instructions per operation are the
+//!                                               difference of two counts over their difference)
 //!
 //! Timing: each operation is calibrated to batches of about 20 ms and warmed up for 300 ms; then
 //! 25 rounds each time one batch of every library (interleaved, so that load from elsewhere on
@@ -375,6 +379,12 @@ mod rsip_codec {
 
 // --- measuring -----------------------------------------------------------------------------
 
+/// How long `--loop` and `--count` run one operation.
+enum Limit {
+    Secs(f64),
+    Ops(u64),
+}
+
 struct Timing {
     median_ns: f64,
     p10_ns: f64,
@@ -512,7 +522,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut bytes = DEFAULT_INPUT.to_vec();
     let mut input_name = "crates/sip/benches/trunk-invite-1k.sip".to_owned();
-    let mut loop_spec: Option<(String, f64)> = None;
+    let mut loop_spec: Option<(String, Limit)> = None;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -523,7 +533,15 @@ fn main() {
             }
             "--loop" => {
                 let secs = args.get(i + 2).and_then(|s| s.parse().ok()).unwrap_or(10.0);
-                loop_spec = Some((args[i + 1].clone(), secs));
+                loop_spec = Some((args[i + 1].clone(), Limit::Secs(secs)));
+                i += 3;
+            }
+            "--count" => {
+                let n = args
+                    .get(i + 2)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(10_000);
+                loop_spec = Some((args[i + 1].clone(), Limit::Ops(n)));
                 i += 3;
             }
             other => panic!("unknown argument {other}; see the doc comment in src/main.rs"),
@@ -534,7 +552,7 @@ fn main() {
     };
     check_same_work(&input);
 
-    if let Some((spec, secs)) = loop_spec {
+    if let Some((spec, limit)) = loop_spec {
         let (lib, op) = spec.split_once(':').expect("LIB:OP");
         let lib = Lib::ALL
             .into_iter()
@@ -544,15 +562,25 @@ fn main() {
             .into_iter()
             .find(|o| o.key() == op)
             .expect("parse|views|proxy");
-        let t = Instant::now();
-        let mut n = 0u64;
-        while t.elapsed().as_secs_f64() < secs {
-            for _ in 0..1000 {
-                black_box(lib.run(op, &input));
+        match limit {
+            Limit::Secs(secs) => {
+                let t = Instant::now();
+                let mut n = 0u64;
+                while t.elapsed().as_secs_f64() < secs {
+                    for _ in 0..1000 {
+                        black_box(lib.run(op, &input));
+                    }
+                    n += 1000;
+                }
+                println!("{} {}: {n} ops in {secs} s", lib.name(), op.name());
             }
-            n += 1000;
+            Limit::Ops(n) => {
+                for _ in 0..n {
+                    black_box(lib.run(op, &input));
+                }
+                println!("{} {}: {n} ops", lib.name(), op.name());
+            }
         }
-        println!("{} {}: {n} ops in {secs} s", lib.name(), op.name());
         return;
     }
 

@@ -12,6 +12,79 @@ pub(crate) const fn is_token(b: u8) -> bool {
     TOKEN[b as usize]
 }
 
+/// The end of the run of `token` characters in `b` that starts at `i` (`i` when there is none).
+#[inline]
+pub(crate) fn token_end(b: &[u8], i: usize) -> usize {
+    TOKEN_SET.run_end(b, i)
+}
+
+/// The end of the run of spaces and tabs in `b` that starts at `i`.
+#[inline]
+pub(crate) fn ws_end(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(|&c| is_ws(c)) {
+        i += 1;
+    }
+    i
+}
+
+/// A set of bytes, as a table: what the one-pass scanners skip over.
+#[derive(Debug)]
+pub(crate) struct ByteSet(pub(crate) [bool; 256]);
+
+impl ByteSet {
+    #[inline]
+    pub(crate) const fn contains(&self, b: u8) -> bool {
+        self.0[b as usize]
+    }
+
+    /// The set with every byte past ASCII added (`byte_set!` builds ASCII sets).
+    pub(crate) const fn with_non_ascii(mut self) -> ByteSet {
+        let mut i = 128;
+        while i < 256 {
+            self.0[i] = true;
+            i += 1;
+        }
+        self
+    }
+
+    /// The end of the run of bytes of this set in `b` that starts at `i` (`i` when there is
+    /// none, or when `i` is past the end).
+    #[inline]
+    pub(crate) fn run_end(&self, b: &[u8], mut i: usize) -> usize {
+        // Four at a time, without an early exit inside: names, URIs and parameters are mostly
+        // runs of several bytes.
+        while let Some(&[w, x, y, z]) = b.get(i..i + 4) {
+            if !(self.contains(w) & self.contains(x) & self.contains(y) & self.contains(z)) {
+                break;
+            }
+            i += 4;
+        }
+        while b.get(i).is_some_and(|&c| self.contains(c)) {
+            i += 1;
+        }
+        i
+    }
+}
+
+/// A [`ByteSet`] of the ASCII bytes `b` for which the expression holds:
+/// `byte_set!(|b| b.is_ascii_digit())`.
+macro_rules! byte_set {
+    (|$b:ident| $contains:expr) => {{
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 128 {
+            let $b = i as u8;
+            t[i] = $contains;
+            i += 1;
+        }
+        $crate::text::ByteSet(t)
+    }};
+}
+pub(crate) use byte_set;
+
+/// `token` characters as a [`ByteSet`].
+pub(crate) static TOKEN_SET: ByteSet = ByteSet(TOKEN);
+
 /// A lookup table is faster than a chain of comparisons on the per-byte parse path.
 static TOKEN: [bool; 256] = {
     let mut t = [false; 256];
@@ -57,10 +130,29 @@ pub(crate) fn is_token_str(s: &str) -> bool {
 /// Trims spaces and tabs at both ends.
 pub(crate) fn trim(s: &str) -> &str {
     let b = s.as_bytes();
+    // Most values come trimmed already.
+    if b.first().is_none_or(|&c| !is_ws(c)) && b.last().is_none_or(|&c| !is_ws(c)) {
+        return s;
+    }
     let start = b.iter().position(|&c| !is_ws(c)).unwrap_or(b.len());
     let end = b.iter().rposition(|&c| !is_ws(c)).map_or(start, |i| i + 1);
     // Both ends are next to ASCII whitespace or at the string's ends: character boundaries.
     &s[start..end.max(start)]
+}
+
+/// Trims spaces and tabs at both ends of raw bytes.
+pub(crate) fn trim_ws(mut b: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = b
+        && is_ws(*first)
+    {
+        b = rest;
+    }
+    while let [rest @ .., last] = b
+        && is_ws(*last)
+    {
+        b = rest;
+    }
+    b
 }
 
 /// Trims spaces, tabs and line breaks at both ends of a raw value.
@@ -105,6 +197,26 @@ pub(crate) fn unfold(value: &[u8]) -> Cow<'_, [u8]> {
         }
     }
     Cow::Owned(out)
+}
+
+/// Offset of the first line feed in `b`, eight bytes at a time: header lines are mostly 20 to
+/// 80 bytes, where this beats `memchr`'s set-up and dispatch.
+#[inline]
+pub(crate) fn find_lf(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LF: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+    let mut chunks = b.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let w = u64::from_le_bytes(chunk.try_into().ok()?) ^ LF;
+        // The lowest byte that is zero (a line feed) sets its top bit; bytes above it may too.
+        let zero = w.wrapping_sub(ONES) & !w & (ONES << 7);
+        if zero != 0 {
+            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks.remainder().iter().position(|&c| c == b'\n').map(|i| at + i)
 }
 
 /// Byte offset of the first `b` (an ASCII delimiter) in `s`; memchr-fast on long values.
@@ -241,7 +353,11 @@ const fn hex_val(b: u8) -> Option<u8> {
 /// Parses an unsigned decimal of at most `max_digits` digits (leading zeros allowed, as
 /// RFC 3261 `1*DIGIT` permits), rejecting signs, spaces and overflow.
 pub(crate) fn parse_u32(s: &str) -> Option<u32> {
-    let b = s.as_bytes();
+    parse_u32_bytes(s.as_bytes())
+}
+
+/// [`parse_u32`] on bytes.
+pub(crate) fn parse_u32_bytes(b: &[u8]) -> Option<u32> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -258,6 +374,27 @@ pub(crate) fn parse_u32(s: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_lf_is_memchr() {
+        let mut b = vec![b'a'; 40];
+        for len in 0..b.len() {
+            for lf in 0..=len {
+                b.iter_mut().for_each(|c| *c = 0x8a);
+                if lf < len {
+                    b[lf] = b'\n';
+                    // A second one further on, and bytes that borrow across lanes before it.
+                    if lf + 3 < len {
+                        b[lf + 3] = b'\n';
+                    }
+                    if lf > 0 {
+                        b[lf - 1] = 0x0b;
+                    }
+                }
+                assert_eq!(find_lf(&b[..len]), memchr::memchr(b'\n', &b[..len]), "{len} {lf}");
+            }
+        }
+    }
 
     #[test]
     fn unfold_replaces_folds() {

@@ -59,7 +59,7 @@ pub enum Uri<'a> {
 impl<'a> Uri<'a> {
     /// Parses an absolute URI.
     pub fn parse(raw: &'a str) -> Result<Uri<'a>, UriError> {
-        if raw.bytes().any(text::is_uri_illegal) {
+        if URI_LEGAL.run_end(raw.as_bytes(), 0) != raw.len() {
             return Err(UriError::IllegalCharacter);
         }
         let colon = text::find_byte(raw, b':').ok_or(UriError::NoScheme)?;
@@ -120,6 +120,9 @@ impl fmt::Display for Uri<'_> {
     }
 }
 
+/// Bytes that may appear in a URI (not [`text::is_uri_illegal`]), non-ASCII included.
+static URI_LEGAL: text::ByteSet = text::byte_set!(|b| !text::is_uri_illegal(b)).with_non_ascii();
+
 fn check_escapes(s: &str) -> Result<(), UriError> {
     let b = s.as_bytes();
     let mut i = 0;
@@ -156,10 +159,11 @@ impl<'a> Host<'a> {
         if b.is_empty() || b.len() > 255 {
             return Err(UriError::BadHost);
         }
-        if b.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
-            return parse_ipv4(b).map(Host::V4).ok_or(UriError::BadHost);
+        match dotted_quad(b) {
+            Some(quad) => quad.map(Host::V4).ok_or(UriError::BadHost),
+            None if hostname_ok(b) => Ok(Host::Domain(s)),
+            None => Err(UriError::BadHost),
         }
-        if hostname_ok(b) { Ok(Host::Domain(s)) } else { Err(UriError::BadHost) }
     }
 
     /// The address when the host is an IP literal.
@@ -182,6 +186,104 @@ impl fmt::Display for Host<'_> {
     }
 }
 
+/// Whether `b` (no IPv6 reference) is a host [`Host::parse`] accepts: the same rules, on bytes.
+pub(crate) fn host_plain_valid(b: &[u8]) -> bool {
+    if b.is_empty() || b.len() > 255 {
+        return false;
+    }
+    match dotted_quad(b) {
+        Some(quad) => quad.is_some(),
+        None => hostname_ok(b),
+    }
+}
+
+/// `None` when `b` holds a byte other than a digit or a dot (a hostname, maybe); otherwise the
+/// `IPv4address` it is (RFC 3261 §25.1: four decimal octets of one to three digits), or
+/// `Some(None)` when it is none. One pass.
+fn dotted_quad(b: &[u8]) -> Option<Option<Ipv4Addr>> {
+    let mut octets = [0u8; 4];
+    let (mut dots, mut octet, mut digits) = (0usize, 0u32, 0);
+    let mut ok = true;
+    for &c in b {
+        match c {
+            b'0'..=b'9' => {
+                if digits < 3 {
+                    octet = octet * 10 + u32::from(c - b'0');
+                }
+                digits += 1;
+            }
+            b'.' => {
+                ok &= (1..=3).contains(&digits) && octet <= 255 && dots < 3;
+                if let Some(slot) = octets.get_mut(dots) {
+                    *slot = octet as u8;
+                }
+                dots += 1;
+                (octet, digits) = (0, 0);
+            }
+            _ => return None,
+        }
+    }
+    ok &= dots == 3 && (1..=3).contains(&digits) && octet <= 255;
+    octets[3] = octet as u8;
+    Some(ok.then(|| Ipv4Addr::from(octets)))
+}
+
+/// Whether `raw` is a `sip:` or `sips:` URI in the plain form — no escapes, no `?` headers, no
+/// IPv6 reference, no byte outside ASCII — that [`Uri::parse`] accepts, checked in one pass.
+/// `false` says only that [`Uri::parse`] has to decide (and name the error).
+pub(crate) fn sip_uri_plain_valid(raw: &[u8]) -> bool {
+    let rest = match raw {
+        [s, i, p, b':', rest @ ..] if eq_sip(*s, *i, *p) => rest,
+        [s, i, p, x, b':', rest @ ..] if eq_sip(*s, *i, *p) && (*x | 0x20) == b's' => rest,
+        _ => return false,
+    };
+    // One pass for what `Uri::parse` and `SipUri::parse_rest` look for: illegal bytes, escapes,
+    // headers, IPv6 references, and the first `@`.
+    let mut at = None;
+    let mut i = 0;
+    loop {
+        i = URI_PLAIN.run_end(rest, i);
+        match rest.get(i) {
+            None => break,
+            Some(b'@') if at.is_none() => at = Some(i),
+            Some(b'@' | b':' | b';') => {}
+            Some(_) => return false,
+        }
+        i += 1;
+    }
+    let after = match at {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    let hostport = match text::find(after, b';') {
+        Some(semi) => &after[..semi],
+        None => after,
+    };
+    let (host, port) = match text::find(hostport, b':') {
+        Some(colon) => (&hostport[..colon], Some(&hostport[colon + 1..])),
+        None => (hostport, None),
+    };
+    port.is_none_or(port_plain_valid) && host_plain_valid(host)
+}
+
+/// `S`, `I`, `P` in any case.
+fn eq_sip(s: u8, i: u8, p: u8) -> bool {
+    (s | 0x20) == b's' && (i | 0x20) == b'i' && (p | 0x20) == b'p'
+}
+
+/// A port of one to five digits that fits in 16 bits.
+pub(crate) fn port_plain_valid(p: &[u8]) -> bool {
+    (1..=5).contains(&p.len())
+        && p.iter().all(u8::is_ascii_digit)
+        && p.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0')) <= 65535
+}
+
+/// URI bytes [`sip_uri_plain_valid`] passes over: ASCII, not illegal in a URI, and none of
+/// `%`, `?`, `@`, `:`, `;`, `[`, `]`.
+static URI_PLAIN: text::ByteSet =
+    text::byte_set!(|b| !text::is_uri_illegal(b)
+        && !matches!(b, b'%' | b'?' | b'@' | b':' | b';' | b'[' | b']'));
+
 /// An IPv6 address. RFC 3261's ABNF lets `::` be followed by a third colon before an embedded
 /// IPv4 address (`2001:db8:::192.0.2.1`); RFC 5118 §4.10 asks receivers to tolerate that bug,
 /// so the extra colon is dropped when that alone makes the address valid.
@@ -194,32 +296,6 @@ fn parse_ipv6(s: &str) -> Option<Ipv6Addr> {
         return None;
     }
     format!("{head}::{tail}").parse().ok()
-}
-
-/// `dotted-quad` (RFC 3261 §25.1 `IPv4address`): four decimal octets of at most three digits.
-fn parse_ipv4(b: &[u8]) -> Option<Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut parts = 0;
-    let mut value: u16 = 0;
-    let mut digits = 0;
-    for &c in b.iter().chain(std::iter::once(&b'.')) {
-        if c == b'.' {
-            if digits == 0 || parts == 4 {
-                return None;
-            }
-            octets[parts] = u8::try_from(value).ok()?;
-            parts += 1;
-            value = 0;
-            digits = 0;
-        } else {
-            digits += 1;
-            if digits > 3 {
-                return None;
-            }
-            value = value * 10 + u16::from(c - b'0');
-        }
-    }
-    (parts == 4).then(|| Ipv4Addr::from(octets))
 }
 
 /// `hostname = *( domainlabel "." ) toplabel [ "." ]`: labels of alphanumerics with inner
@@ -483,10 +559,15 @@ impl fmt::Debug for Params<'_> {
     }
 }
 
+/// Parameter bytes that neither end a parameter nor start or escape a quoted string.
+static PARAM_PLAIN: text::ByteSet =
+    text::byte_set!(|b| !matches!(b, b';' | b'"' | b'\\')).with_non_ascii();
+
 /// Offset of the next `;` that is not inside a quoted string.
 fn param_end(s: &str) -> usize {
     let b = s.as_bytes();
-    let mut i = 0;
+    // Most parameters hold no quote: skip to the first `;`, `"` or `\\` in one run.
+    let mut i = PARAM_PLAIN.run_end(b, 0);
     let mut quoted = false;
     while i < b.len() {
         match b[i] {
@@ -573,6 +654,68 @@ mod tests {
         assert_eq!(Uri::parse("sip:x@").unwrap_err(), UriError::BadHost);
         assert_eq!(Uri::parse("sip:x@h:99999").unwrap_err(), UriError::BadPort);
         assert_eq!(Uri::parse("sip:x@-bad-.com").unwrap_err(), UriError::BadHost);
+    }
+
+    /// The reference for `dotted_quad`: four decimal octets of at most three digits, split
+    /// at the dots.
+    fn parse_ipv4(b: &[u8]) -> Option<Ipv4Addr> {
+        let mut octets = [0u8; 4];
+        let mut parts = 0;
+        let mut value: u16 = 0;
+        let mut digits = 0;
+        for i in 0..=b.len() {
+            let c = b.get(i).copied().unwrap_or(b'.');
+            if c == b'.' {
+                if digits == 0 || parts == 4 {
+                    return None;
+                }
+                octets[parts] = u8::try_from(value).ok()?;
+                parts += 1;
+                value = 0;
+                digits = 0;
+            } else {
+                digits += 1;
+                if digits > 3 {
+                    return None;
+                }
+                value = value * 10 + u16::from(c - b'0');
+            }
+        }
+        (parts == 4).then(|| Ipv4Addr::from(octets))
+    }
+
+    #[test]
+    fn dotted_quads_in_one_pass() {
+        let mut cases: Vec<String> = vec![
+            "192.0.2.1".into(),
+            "0.0.0.0".into(),
+            "255.255.255.255".into(),
+            "256.1.1.1".into(),
+            "1.2.3".into(),
+            "1.2.3.4.5".into(),
+            "1..2.3".into(),
+            ".1.2.3".into(),
+            "1.2.3.".into(),
+            "0001.2.3.4".into(),
+            "999.2.3.4".into(),
+            "".into(),
+            "...".into(),
+        ];
+        // Every string of up to six bytes over `1`, `9`, `5` and `.`, and longer digit runs.
+        let alphabet = [b'1', b'9', b'5', b'.'];
+        for len in 0..=6u32 {
+            for n in 0..4usize.pow(len) {
+                let s: Vec<u8> = (0..len).map(|i| alphabet[n / 4usize.pow(i) % 4]).collect();
+                cases.push(String::from_utf8(s).expect("ASCII"));
+            }
+        }
+        for s in ["1234.5.6.7", "12.345.6.7", "1.2.3.4567", "25.25.25.2555"] {
+            cases.push(s.into());
+        }
+        for s in cases {
+            assert_eq!(dotted_quad(s.as_bytes()), Some(parse_ipv4(s.as_bytes())), "{s}");
+        }
+        assert_eq!(dotted_quad(b"1.2.3.a"), None);
     }
 
     #[test]

@@ -191,82 +191,85 @@ impl HeaderName {
                 _ => HeaderName::Other,
             };
         }
-        let eq = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
-        // Dispatch on (length, first letter): at most a couple of comparisons per name.
-        match (name.len(), name[0].to_ascii_lowercase()) {
-            (2, b't') if eq("To") => HeaderName::To,
-            (3, b'v') if eq("Via") => HeaderName::Via,
-            (4, b'c') if eq("CSeq") => HeaderName::CSeq,
-            (4, b'd') if eq("Date") => HeaderName::Date,
-            (4, b'f') if eq("From") => HeaderName::From,
-            (4, b'h') if eq("Hide") => HeaderName::Hide,
-            (4, b'p') if eq("Path") => HeaderName::Path,
-            (4, b'r') if eq("RSeq") => HeaderName::RSeq,
-            (4, b'r') if eq("RAck") => HeaderName::RAck,
-            (5, b'a') if eq("Allow") => HeaderName::Allow,
-            (5, b'e') if eq("Event") => HeaderName::Event,
-            (5, b'r') if eq("Route") => HeaderName::Route,
-            (6, b'a') if eq("Accept") => HeaderName::Accept,
-            (6, b'm') if eq("Min-SE") => HeaderName::MinSe,
-            (6, b'r') if eq("Reason") => HeaderName::Reason,
-            (6, b's') if eq("Server") => HeaderName::Server,
-            (7, b'c') if eq("Call-ID") => HeaderName::CallId,
-            (7, b'c') if eq("Contact") => HeaderName::Contact,
-            (7, b'e') if eq("Expires") => HeaderName::Expires,
-            (7, b'p') if eq("Privacy") => HeaderName::Privacy,
-            (7, b'r') if eq("Require") => HeaderName::Require,
-            (7, b's') if eq("Subject") => HeaderName::Subject,
-            (7, b'w') if eq("Warning") => HeaderName::Warning,
-            (8, b'i') if eq("Identity") => HeaderName::Identity,
-            (8, b'p') if eq("Priority") => HeaderName::Priority,
-            (8, b'r') if eq("Refer-To") => HeaderName::ReferTo,
-            (8, b'r') if eq("Replaces") => HeaderName::Replaces,
-            (8, b'r') if eq("Reply-To") => HeaderName::ReplyTo,
-            (8, b's') if eq("SIP-ETag") => HeaderName::SipEtag,
-            (9, b'c') if eq("Call-Info") => HeaderName::CallInfo,
-            (9, b's') if eq("Supported") => HeaderName::Supported,
-            (9, b't') if eq("Timestamp") => HeaderName::Timestamp,
-            (10, b'a') if eq("Alert-Info") => HeaderName::AlertInfo,
-            (10, b'c') if eq("Content-ID") => HeaderName::ContentId,
-            (10, b'e') if eq("Error-Info") => HeaderName::ErrorInfo,
-            (10, b'f') if eq("Flow-Timer") => HeaderName::FlowTimer,
-            (10, b'u') if eq("User-Agent") => HeaderName::UserAgent,
-            (11, b'g') if eq("Geolocation") => HeaderName::Geolocation,
-            (11, b'i') if eq("In-Reply-To") => HeaderName::InReplyTo,
-            (11, b'm') if eq("Min-Expires") => HeaderName::MinExpires,
-            (11, b'r') if eq("Referred-By") => HeaderName::ReferredBy,
-            (11, b'r') if eq("Retry-After") => HeaderName::RetryAfter,
-            (11, b'u') if eq("Unsupported") => HeaderName::Unsupported,
-            (12, b'a') if eq("Allow-Events") => HeaderName::AllowEvents,
-            (12, b'c') if eq("Content-Type") => HeaderName::ContentType,
-            (12, b'm') if eq("Max-Forwards") => HeaderName::MaxForwards,
-            (12, b'm') if eq("MIME-Version") => HeaderName::MimeVersion,
-            (12, b'o') if eq("Organization") => HeaderName::Organization,
-            (12, b'r') if eq("Record-Route") => HeaderName::RecordRoute,
-            (12, b's') if eq("SIP-If-Match") => HeaderName::SipIfMatch,
-            (13, b'a') if eq("Authorization") => HeaderName::Authorization,
-            (13, b'p') if eq("Proxy-Require") => HeaderName::ProxyRequire,
-            (14, b'a') if eq("Accept-Contact") => HeaderName::AcceptContact,
-            (14, b'c') if eq("Content-Length") => HeaderName::ContentLength,
-            (14, b'r') if eq("Reject-Contact") => HeaderName::RejectContact,
-            (15, b'a') if eq("Accept-Encoding") => HeaderName::AcceptEncoding,
-            (15, b'a') if eq("Accept-Language") => HeaderName::AcceptLanguage,
-            (15, b's') if eq("Session-Expires") => HeaderName::SessionExpires,
-            (16, b'c') if eq("Content-Encoding") => HeaderName::ContentEncoding,
-            (16, b'c') if eq("Content-Language") => HeaderName::ContentLanguage,
-            (16, b'w') if eq("WWW-Authenticate") => HeaderName::WwwAuthenticate,
-            (17, b'g') if eq("Geolocation-Error") => HeaderName::GeolocationError,
-            (17, b'r') if eq("Resource-Priority") => HeaderName::ResourcePriority,
-            (18, b'p') if eq("Proxy-Authenticate") => HeaderName::ProxyAuthenticate,
-            (18, b's') if eq("Subscription-State") => HeaderName::SubscriptionState,
-            (19, b'a') if eq("Authentication-Info") => HeaderName::AuthenticationInfo,
-            (19, b'c') if eq("Content-Disposition") => HeaderName::ContentDisposition,
-            (19, b'g') if eq("Geolocation-Routing") => HeaderName::GeolocationRouting,
-            (19, b'p') if eq("Proxy-Authorization") => HeaderName::ProxyAuthorization,
-            (19, b'p') if eq("P-Asserted-Identity") => HeaderName::PAssertedIdentity,
-            (19, b'r') if eq("Request-Disposition") => HeaderName::RequestDisposition,
-            (20, b'p') if eq("P-Preferred-Identity") => HeaderName::PPreferredIdentity,
-            (24, b'a') if eq("Accept-Resource-Priority") => HeaderName::AcceptResourcePriority,
+        // Dispatch on (length, first letter): at most a couple of comparisons per name. `| 0x20`
+        // lowercases letters; it may map another byte onto a letter, which the comparison in
+        // the arm then refuses.
+        match (name.len(), name[0] | 0x20) {
+            (2, b't') if eq(name, b"to") => HeaderName::To,
+            (3, b'v') if eq(name, b"via") => HeaderName::Via,
+            (4, b'c') if eq(name, b"cseq") => HeaderName::CSeq,
+            (4, b'd') if eq(name, b"date") => HeaderName::Date,
+            (4, b'f') if eq(name, b"from") => HeaderName::From,
+            (4, b'h') if eq(name, b"hide") => HeaderName::Hide,
+            (4, b'p') if eq(name, b"path") => HeaderName::Path,
+            (4, b'r') if eq(name, b"rseq") => HeaderName::RSeq,
+            (4, b'r') if eq(name, b"rack") => HeaderName::RAck,
+            (5, b'a') if eq(name, b"allow") => HeaderName::Allow,
+            (5, b'e') if eq(name, b"event") => HeaderName::Event,
+            (5, b'r') if eq(name, b"route") => HeaderName::Route,
+            (6, b'a') if eq(name, b"accept") => HeaderName::Accept,
+            (6, b'm') if eq(name, b"min-se") => HeaderName::MinSe,
+            (6, b'r') if eq(name, b"reason") => HeaderName::Reason,
+            (6, b's') if eq(name, b"server") => HeaderName::Server,
+            (7, b'c') if eq(name, b"call-id") => HeaderName::CallId,
+            (7, b'c') if eq(name, b"contact") => HeaderName::Contact,
+            (7, b'e') if eq(name, b"expires") => HeaderName::Expires,
+            (7, b'p') if eq(name, b"privacy") => HeaderName::Privacy,
+            (7, b'r') if eq(name, b"require") => HeaderName::Require,
+            (7, b's') if eq(name, b"subject") => HeaderName::Subject,
+            (7, b'w') if eq(name, b"warning") => HeaderName::Warning,
+            (8, b'i') if eq(name, b"identity") => HeaderName::Identity,
+            (8, b'p') if eq(name, b"priority") => HeaderName::Priority,
+            (8, b'r') if eq(name, b"refer-to") => HeaderName::ReferTo,
+            (8, b'r') if eq(name, b"replaces") => HeaderName::Replaces,
+            (8, b'r') if eq(name, b"reply-to") => HeaderName::ReplyTo,
+            (8, b's') if eq(name, b"sip-etag") => HeaderName::SipEtag,
+            (9, b'c') if eq(name, b"call-info") => HeaderName::CallInfo,
+            (9, b's') if eq(name, b"supported") => HeaderName::Supported,
+            (9, b't') if eq(name, b"timestamp") => HeaderName::Timestamp,
+            (10, b'a') if eq(name, b"alert-info") => HeaderName::AlertInfo,
+            (10, b'c') if eq(name, b"content-id") => HeaderName::ContentId,
+            (10, b'e') if eq(name, b"error-info") => HeaderName::ErrorInfo,
+            (10, b'f') if eq(name, b"flow-timer") => HeaderName::FlowTimer,
+            (10, b'u') if eq(name, b"user-agent") => HeaderName::UserAgent,
+            (11, b'g') if eq(name, b"geolocation") => HeaderName::Geolocation,
+            (11, b'i') if eq(name, b"in-reply-to") => HeaderName::InReplyTo,
+            (11, b'm') if eq(name, b"min-expires") => HeaderName::MinExpires,
+            (11, b'r') if eq(name, b"referred-by") => HeaderName::ReferredBy,
+            (11, b'r') if eq(name, b"retry-after") => HeaderName::RetryAfter,
+            (11, b'u') if eq(name, b"unsupported") => HeaderName::Unsupported,
+            (12, b'a') if eq(name, b"allow-events") => HeaderName::AllowEvents,
+            (12, b'c') if eq(name, b"content-type") => HeaderName::ContentType,
+            (12, b'm') if eq(name, b"max-forwards") => HeaderName::MaxForwards,
+            (12, b'm') if eq(name, b"mime-version") => HeaderName::MimeVersion,
+            (12, b'o') if eq(name, b"organization") => HeaderName::Organization,
+            (12, b'r') if eq(name, b"record-route") => HeaderName::RecordRoute,
+            (12, b's') if eq(name, b"sip-if-match") => HeaderName::SipIfMatch,
+            (13, b'a') if eq(name, b"authorization") => HeaderName::Authorization,
+            (13, b'p') if eq(name, b"proxy-require") => HeaderName::ProxyRequire,
+            (14, b'a') if eq(name, b"accept-contact") => HeaderName::AcceptContact,
+            (14, b'c') if eq(name, b"content-length") => HeaderName::ContentLength,
+            (14, b'r') if eq(name, b"reject-contact") => HeaderName::RejectContact,
+            (15, b'a') if eq(name, b"accept-encoding") => HeaderName::AcceptEncoding,
+            (15, b'a') if eq(name, b"accept-language") => HeaderName::AcceptLanguage,
+            (15, b's') if eq(name, b"session-expires") => HeaderName::SessionExpires,
+            (16, b'c') if eq(name, b"content-encoding") => HeaderName::ContentEncoding,
+            (16, b'c') if eq(name, b"content-language") => HeaderName::ContentLanguage,
+            (16, b'w') if eq(name, b"www-authenticate") => HeaderName::WwwAuthenticate,
+            (17, b'g') if eq(name, b"geolocation-error") => HeaderName::GeolocationError,
+            (17, b'r') if eq(name, b"resource-priority") => HeaderName::ResourcePriority,
+            (18, b'p') if eq(name, b"proxy-authenticate") => HeaderName::ProxyAuthenticate,
+            (18, b's') if eq(name, b"subscription-state") => HeaderName::SubscriptionState,
+            (19, b'a') if eq(name, b"authentication-info") => HeaderName::AuthenticationInfo,
+            (19, b'c') if eq(name, b"content-disposition") => HeaderName::ContentDisposition,
+            (19, b'g') if eq(name, b"geolocation-routing") => HeaderName::GeolocationRouting,
+            (19, b'p') if eq(name, b"proxy-authorization") => HeaderName::ProxyAuthorization,
+            (19, b'p') if eq(name, b"p-asserted-identity") => HeaderName::PAssertedIdentity,
+            (19, b'r') if eq(name, b"request-disposition") => HeaderName::RequestDisposition,
+            (20, b'p') if eq(name, b"p-preferred-identity") => HeaderName::PPreferredIdentity,
+            (24, b'a') if eq(name, b"accept-resource-priority") => {
+                HeaderName::AcceptResourcePriority
+            }
             _ => HeaderName::Other,
         }
     }
@@ -378,6 +381,60 @@ impl HeaderName {
     }
 }
 
+/// Whether `name` is `lower` (a lower-case literal) in any case. The length is known in each
+/// arm, so this is a few word loads, compared without an early exit: 8-byte words at 0, 8, 16
+/// and one ending at the end (overlapping the one before), or 4-byte words for short names.
+#[inline(always)]
+fn eq<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
+    let Ok(name) = <&[u8; N]>::try_from(name) else {
+        return false;
+    };
+    if N >= 8 {
+        let mut diff = 0;
+        let mut at = 0;
+        while at + 8 < N {
+            diff |= fold8(word8(name, at)) ^ word8(lower, at);
+            at += 8;
+        }
+        diff |= fold8(word8(name, N - 8)) ^ word8(lower, N - 8);
+        diff == 0
+    } else if N >= 4 {
+        let diff = (fold4(word4(name, 0)) ^ word4(lower, 0))
+            | (fold4(word4(name, N - 4)) ^ word4(lower, N - 4));
+        diff == 0
+    } else {
+        name.iter().zip(lower).all(|(&c, &l)| c.to_ascii_lowercase() == l)
+    }
+}
+
+fn word8(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8).and_then(|w| w.try_into().ok()).map_or(0, u64::from_le_bytes)
+}
+
+fn word4(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4).and_then(|w| w.try_into().ok()).map_or(0, u32::from_le_bytes)
+}
+
+/// ASCII lower-casing of eight bytes at once: `A..=Z` gain the 0x20 bit, every other byte
+/// (including those past ASCII) is left as it is. No carry crosses a byte: each sum is at most
+/// 0x7f + 0x3f.
+fn fold8(w: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let low = w & LOW7;
+    let at_least_a = low + 0x3f3f_3f3f_3f3f_3f3f; // bit 7 set from 0x41 (`A`)
+    let past_z = low + 0x2525_2525_2525_2525; // bit 7 set from 0x5b (after `Z`)
+    let upper = at_least_a & !past_z & !w & !LOW7;
+    w | (upper >> 2)
+}
+
+/// [`fold8`] on four bytes.
+fn fold4(w: u32) -> u32 {
+    const LOW7: u32 = 0x7f7f_7f7f;
+    let low = w & LOW7;
+    let upper = (low + 0x3f3f_3f3f) & !(low + 0x2525_2525) & !w & !LOW7;
+    w | (upper >> 2)
+}
+
 impl fmt::Display for HeaderName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -406,6 +463,54 @@ mod tests {
             assert_eq!(HeaderName::from_bytes(name.as_str().to_uppercase().as_bytes()), *name);
             if let Some(c) = name.compact() {
                 assert_eq!(HeaderName::from_bytes(c.as_bytes()), *name);
+            }
+        }
+    }
+
+    /// The (length, first byte) dispatch and the branch-free comparison give what a plain
+    /// case-insensitive search of the table gives, for every name with any one byte changed.
+    #[test]
+    fn near_misses_are_refused() {
+        let reference = |b: &[u8]| {
+            if b.len() <= 1 {
+                return ALL
+                    .iter()
+                    .find(|n| n.compact().is_some_and(|c| c.as_bytes().eq_ignore_ascii_case(b)))
+                    .copied()
+                    .unwrap_or(HeaderName::Other);
+            }
+            ALL.iter()
+                .find(|n| n.as_str().as_bytes().eq_ignore_ascii_case(b))
+                .copied()
+                .unwrap_or(HeaderName::Other)
+        };
+        for name in ALL {
+            let mut b = name.as_str().as_bytes().to_vec();
+            for i in 0..b.len() {
+                let keep = b[i];
+                for byte in 0..=255u8 {
+                    b[i] = byte;
+                    assert_eq!(HeaderName::from_bytes(&b), reference(&b), "{b:?}");
+                }
+                b[i] = keep;
+            }
+        }
+        for byte in 0..=255u8 {
+            assert_eq!(HeaderName::from_bytes(&[byte]), reference(&[byte]));
+        }
+    }
+
+    #[test]
+    fn word_folds_lower_case_ascii_only() {
+        for byte in 0..=255u8 {
+            for at in 0..8 {
+                let mut w = *b"Q-z@[`Z\xff";
+                w[at] = byte;
+                let expected = w.map(|c| c.to_ascii_lowercase());
+                assert_eq!(fold8(u64::from_le_bytes(w)).to_le_bytes(), expected);
+                let w4: [u8; 4] = [w[at / 2], byte, w[7], w[at]];
+                let expected4 = w4.map(|c| c.to_ascii_lowercase());
+                assert_eq!(fold4(u32::from_le_bytes(w4)).to_le_bytes(), expected4);
             }
         }
     }

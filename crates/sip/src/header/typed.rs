@@ -6,8 +6,8 @@
 use std::net::IpAddr;
 
 use crate::method::Method;
-use crate::text::{self, is_token, parse_u32, quoted_end, split_commas, trim};
-use crate::uri::{Host, Params, Uri, UriError, split_hostport};
+use crate::text::{self, ByteSet, TOKEN_SET, is_token, parse_u32, quoted_end, split_commas, trim};
+use crate::uri::{Host, Params, Uri, UriError, host_plain_valid, port_plain_valid, split_hostport};
 
 /// A malformed header value (the caller knows which header it was).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +116,36 @@ impl<'a> Via<'a> {
         Ok((transport, rest.trim_start_matches([' ', '\t'])))
     }
 
+    /// Whether `value` is one via-parm in the form every client sends —
+    /// `SIP/2.0/UDP host[:port]` and `;name[=value]` parameters of `token` characters, no IPv6
+    /// reference, no quotes, no whitespace but after the protocol — that [`Via::parse_list`]
+    /// accepts as one element, checked in one pass. `false` says only that [`Via::parse_list`]
+    /// has to decide.
+    pub(crate) fn plain_valid(value: &[u8]) -> bool {
+        let Some((protocol, rest)) = value.split_first_chunk::<8>() else {
+            return false;
+        };
+        // `SIP/2.0/` in any case: the 0x20 bit set on the three letters only.
+        if u64::from_le_bytes(*protocol) | 0x20_20_20 != u64::from_le_bytes(*b"sip/2.0/") {
+            return false;
+        }
+        let transport_end = text::token_end(rest, 0);
+        let host_start = text::ws_end(rest, transport_end);
+        if transport_end == 0 || host_start == transport_end {
+            return false;
+        }
+        // sent-by: a host, an optional `:port`, then the parameters.
+        let host_end = HOST_PLAIN.run_end(rest, host_start);
+        let mut i = host_end;
+        if rest.get(i) == Some(&b':') {
+            i = DIGIT.run_end(rest, i + 1);
+            if !port_plain_valid(&rest[host_end + 1..i]) {
+                return false;
+            }
+        }
+        host_plain_valid(&rest[host_start..host_end]) && plain_params(rest, i, &TOKEN_SET)
+    }
+
     /// Parses every element of a (possibly comma-combined) Via header value.
     pub fn parse_list(value: &'a str) -> impl Iterator<Item = Result<Via<'a>, Malformed>> {
         split_commas(value).map(Via::parse)
@@ -187,6 +217,35 @@ impl<'a> NameAddr<'a> {
             return Err(Malformed);
         }
         Ok(())
+    }
+
+    /// Whether `value` is a name-addr in the form clients send — an optional display name
+    /// (tokens, or quoted without escapes), `<uri>` and `;name[=value]` parameters of `token`
+    /// characters, all ASCII — that [`NameAddr::check`] accepts, checked in one pass. `false`
+    /// says only that [`NameAddr::check`] has to decide.
+    pub(crate) fn plain_valid(value: &[u8]) -> bool {
+        let lt = if value.first() == Some(&b'"') {
+            let close = QUOTED_PLAIN.run_end(value, 1);
+            if value.get(close) != Some(&b'"') {
+                return false;
+            }
+            text::ws_end(value, close + 1)
+        } else {
+            DISPLAY_PLAIN.run_end(value, 0)
+        };
+        if value.get(lt) != Some(&b'<') {
+            return false;
+        }
+        // `check`: a scheme starting with a letter, a colon, something after it.
+        let uri_start = lt + 1;
+        let colon = URI_SCHEME_PLAIN.run_end(value, uri_start);
+        if value.get(colon) != Some(&b':') || !value[uri_start].is_ascii_alphabetic() {
+            return false;
+        }
+        let gt = URI_PLAIN.run_end(value, colon + 1);
+        value.get(gt) == Some(&b'>')
+            && gt > colon + 1
+            && plain_params(value, gt + 1, &NAME_ADDR_PARAM_PLAIN)
     }
 
     #[allow(clippy::type_complexity)]
@@ -321,6 +380,46 @@ impl<'a> NameAddr<'a> {
     }
 }
 
+/// Whether `b[i..]` is empty or `;name[=value]` parameters with a `token` name and a value
+/// of bytes in `values`.
+fn plain_params(b: &[u8], mut i: usize, values: &ByteSet) -> bool {
+    while i < b.len() {
+        if b[i] != b';' {
+            return false;
+        }
+        let name_end = text::token_end(b, i + 1);
+        if name_end == i + 1 {
+            return false;
+        }
+        i = name_end;
+        if b.get(i) == Some(&b'=') {
+            let value_end = values.run_end(b, i + 1);
+            if value_end == i + 1 {
+                return false;
+            }
+            i = value_end;
+        }
+    }
+    true
+}
+
+// Byte sets of the one-pass recognisers (`plain_valid`).
+
+/// A hostname or IPv4 address, as [`host_plain_valid`] then checks it.
+static HOST_PLAIN: ByteSet =
+    text::byte_set!(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+static DIGIT: ByteSet = text::byte_set!(|b| b.is_ascii_digit());
+/// Inside a quoted display name without escapes.
+static QUOTED_PLAIN: ByteSet = text::byte_set!(|b| b != b'"' && b != b'\\');
+/// An unquoted display name: tokens and whitespace.
+static DISPLAY_PLAIN: ByteSet = text::byte_set!(|b| is_token(b) || text::is_ws(b));
+/// A URI between angle brackets, and its scheme (up to the first colon).
+static URI_PLAIN: ByteSet = text::byte_set!(|b| !text::is_uri_illegal(b));
+static URI_SCHEME_PLAIN: ByteSet = text::byte_set!(|b| !text::is_uri_illegal(b) && b != b':');
+/// A name-addr parameter value as [`NameAddr::split`] accepts it unquoted.
+static NAME_ADDR_PARAM_PLAIN: ByteSet =
+    text::byte_set!(|b| is_token(b) || matches!(b, b'[' | b']' | b':'));
+
 /// CSeq: sequence number and method (RFC 3261 §20.16).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CSeq {
@@ -335,6 +434,16 @@ impl CSeq {
         let (num, method) = s.split_once([' ', '\t']).ok_or(Malformed)?;
         let seq = parse_u32(num).filter(|n| *n < 1 << 31).ok_or(Malformed)?;
         let method = Method::from_bytes(trim(method).as_bytes()).ok_or(Malformed)?;
+        Ok(CSeq { seq, method })
+    }
+
+    /// [`CSeq::parse`] on bytes, without checking UTF-8 first: the number and the method
+    /// token are ASCII, so any other byte makes it malformed all the same.
+    pub(crate) fn parse_bytes(raw: &[u8]) -> Result<CSeq, Malformed> {
+        let s = text::trim_ws(raw);
+        let sp = s.iter().position(|&c| text::is_ws(c)).ok_or(Malformed)?;
+        let seq = text::parse_u32_bytes(&s[..sp]).filter(|n| *n < 1 << 31).ok_or(Malformed)?;
+        let method = Method::from_bytes(text::trim_ws(&s[sp + 1..])).ok_or(Malformed)?;
         Ok(CSeq { seq, method })
     }
 }
@@ -375,6 +484,11 @@ impl<'a> MediaType<'a> {
 /// Parses a non-negative integer header: Content-Length, Max-Forwards, Expires, Min-Expires.
 pub fn parse_number(raw: &str) -> Result<u32, Malformed> {
     parse_u32(trim(raw)).ok_or(Malformed)
+}
+
+/// [`parse_number`] on bytes: digits are ASCII, so any other byte is malformed all the same.
+pub(crate) fn parse_number_bytes(raw: &[u8]) -> Result<u32, Malformed> {
+    text::parse_u32_bytes(text::trim_ws(raw)).ok_or(Malformed)
 }
 
 /// Iterates the tokens of a comma-separated token list: Supported, Require, Proxy-Require,
@@ -588,5 +702,121 @@ mod tests {
         let w = Warning::parse(r#"399 edge.example.com "no trunk""#).unwrap();
         assert_eq!(w.code, 399);
         assert!(Warning::parse(r#"200 x "y""#).is_err());
+    }
+
+    /// The one-pass checks of the message parser (`plain_valid`, `parse_bytes`) only say yes
+    /// where the general decoders do, and say it for the forms clients send.
+    mod plain_forms {
+        use proptest::prelude::*;
+        use proptest::sample::{Index, select};
+
+        use super::*;
+        use crate::uri::sip_uri_plain_valid;
+
+        const VIAS: &[&str] = &[
+            "SIP/2.0/UDP 203.0.113.5:5060;rport;branch=z9hG4bK3f8a9c21d7e04b6a",
+            "SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK5637",
+            "sip/2.0/tcp host-1.example.com:5070;received=192.0.2.1;ttl=16",
+            "SIP/2.0/TLS a_b.example;branch=z9hG4bK.x~y",
+        ];
+        const NAME_ADDRS: &[&str] = &[
+            r#""WIRELESS CALLER" <sip:+14155550123@203.0.113.5;user=phone>;tag=as6d41f7e2"#,
+            "<sip:+13125550100@198.51.100.10;user=phone>",
+            "Bob Smith <sips:bob:pw@[2001:db8::1]:5061;transport=tls>;tag=a;x=[::1]:5",
+            "<tel:+15550100123>;tag=1",
+            r#"""<urn:service:sos>"#,
+        ];
+        const URIS: &[&str] = &[
+            "sip:+13125550100@198.51.100.10;user=phone",
+            "SIPS:alice:secret@example.com:5061;transport=tcp;lr",
+            "sip:192.0.2.1:5060",
+            "sip:user@host_name.example.;maddr=192.0.2.9",
+        ];
+        const CSEQS: &[&str] = &["102 INVITE", "  0007\tACK ", "2147483647 FOO.bar", "1 REGISTER"];
+        /// Bytes that separate, quote, escape or break what the checks read.
+        const MUTATIONS: &[u8] = b" \t;:=,\"<>@[]%?\\/._-~aZ09\r\n\x00\x7f\x80\xc3\xff";
+
+        /// A base string with up to four bytes replaced, inserted or removed.
+        fn mutated(bases: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
+            let edit = (any::<Index>(), 0u8..3, select(MUTATIONS));
+            (select(bases), proptest::collection::vec(edit, 0..5)).prop_map(|(base, edits)| {
+                let mut v = base.as_bytes().to_vec();
+                for (at, kind, byte) in edits {
+                    let i = at.index(v.len() + 1);
+                    match kind {
+                        0 if i < v.len() => v[i] = byte,
+                        1 => v.insert(i, byte),
+                        _ if i < v.len() => {
+                            v.remove(i);
+                        }
+                        _ => {}
+                    }
+                }
+                v
+            })
+        }
+
+        #[test]
+        fn the_forms_clients_send_are_plain() {
+            assert!(VIAS.iter().all(|v| Via::plain_valid(v.as_bytes())));
+            assert!(URIS.iter().all(|u| sip_uri_plain_valid(u.as_bytes())));
+            // IPv6 references and `tel:` are left to the general decoders.
+            let plain: Vec<bool> =
+                NAME_ADDRS.iter().map(|n| NameAddr::plain_valid(n.as_bytes())).collect();
+            assert_eq!(plain, [true, true, true, true, true]);
+            assert!(!Via::plain_valid(b"SIP/2.0/UDP [2001:db8::1];branch=z9hG4bK1"));
+            assert!(!Via::plain_valid(b"SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b"));
+            assert!(!sip_uri_plain_valid(b"sip:%61@x"));
+            assert!(!sip_uri_plain_valid(b"sip:x@y?Route=z"));
+            assert!(!sip_uri_plain_valid(b"sip:x@y:65536"));
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+            #[test]
+            fn a_plain_via_is_one_good_element(v in mutated(VIAS)) {
+                if Via::plain_valid(&v) {
+                    let s = std::str::from_utf8(&v).expect("plain is ASCII");
+                    let all: Vec<_> = Via::parse_list(s).collect();
+                    prop_assert!(all.len() == 1 && all[0].is_ok(), "{s:?}: {all:?}");
+                }
+            }
+
+            #[test]
+            fn a_plain_name_addr_passes_check(v in mutated(NAME_ADDRS)) {
+                if NameAddr::plain_valid(&v) {
+                    let s = std::str::from_utf8(&v).expect("plain is ASCII");
+                    prop_assert!(NameAddr::check(s).is_ok(), "{s:?}");
+                }
+            }
+
+            #[test]
+            fn a_plain_sip_uri_parses_without_headers(v in mutated(URIS)) {
+                if sip_uri_plain_valid(&v) {
+                    let s = std::str::from_utf8(&v).expect("plain is ASCII");
+                    let ok = matches!(Uri::parse(s), Ok(Uri::Sip(u)) if u.headers.is_none());
+                    prop_assert!(ok, "{s:?}: {:?}", Uri::parse(s));
+                }
+            }
+
+            #[test]
+            fn hosts_on_bytes_agree(h in "[0-9.]{0,17}|[0-9a-z._-]{0,12}|[0-9]{1,4}(\\.[0-9]{1,4}){2,4}") {
+                prop_assert_eq!(host_plain_valid(h.as_bytes()), Host::parse(&h).is_ok(), "{}", h);
+            }
+
+            #[test]
+            fn cseq_and_numbers_on_bytes_agree(v in mutated(CSEQS)) {
+                let text = std::str::from_utf8(&v).ok();
+                prop_assert_eq!(
+                    CSeq::parse_bytes(&v),
+                    text.map_or(Err(Malformed), CSeq::parse)
+                );
+                prop_assert_eq!(
+                    parse_number_bytes(&v),
+                    text.map_or(Err(Malformed), parse_number)
+                );
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use crate::header::{HeaderName, Headers, Text};
+use crate::header::{HeaderName, Headers};
 use crate::text;
 
 /// Inserts a header at index `at` (clamped to the end). The entry is built by
@@ -46,7 +46,7 @@ pub(super) fn replace_first_element(h: &mut Headers, name: HeaderName, new: &[u8
     let Some(entry) = h.entries.get(idx) else {
         return false;
     };
-    let raw = entry.value.resolve(&h.buf);
+    let raw = h.piece(entry.value);
     let mut value = new.to_vec();
     if let Some(comma) = std::str::from_utf8(raw).ok().and_then(text::top_level_comma) {
         let rest = raw.get(comma + 1..).map(text::trim_bytes).unwrap_or(b"");
@@ -55,10 +55,7 @@ pub(super) fn replace_first_element(h: &mut Headers, name: HeaderName, new: &[u8
             value.extend_from_slice(rest);
         }
     }
-    if let Some(entry) = h.entries.get_mut(idx) {
-        entry.value = Text::Owned(value.into());
-        entry.raw_line = None;
-    }
+    h.set_value(idx, value.into());
     true
 }
 
@@ -66,7 +63,7 @@ pub(super) fn replace_first_element(h: &mut Headers, name: HeaderName, new: &[u8
 /// RFC 3261 §16.4) and returns it. A header left empty is removed.
 pub(super) fn remove_last_element(h: &mut Headers, name: HeaderName) -> Option<String> {
     let idx = h.entries.iter().rposition(|e| e.name == name)?;
-    let raw = h.entries.get(idx)?.value.resolve(&h.buf);
+    let raw = h.piece(h.entries.get(idx)?.value);
     let value = std::str::from_utf8(raw).ok()?;
     let mut elements: Vec<&str> = text::split_commas(value).collect();
     let last = elements.pop()?.to_owned();
@@ -74,9 +71,7 @@ pub(super) fn remove_last_element(h: &mut Headers, name: HeaderName) -> Option<S
         h.entries.remove(idx);
     } else {
         let rest = Bytes::from(elements.join(", "));
-        let entry = h.entries.get_mut(idx)?;
-        entry.value = Text::Owned(rest);
-        entry.raw_line = None;
+        h.set_value(idx, rest);
     }
     Some(last)
 }
