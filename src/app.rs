@@ -288,6 +288,7 @@ impl App {
             dialplans: dialplans.clone(),
             store: store.clone(),
             urgent: urgent.clone(),
+            max_dialogs: usize::try_from(config.limits.max_dialogs).unwrap_or(usize::MAX),
             notify: crate::core::emergency::NotifyConfig {
                 mailer: Some(mailer.clone()),
                 smtp_from: config.smtp.from.clone(),

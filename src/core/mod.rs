@@ -123,6 +123,13 @@ impl CoreHandle {
         }
     }
 
+    /// How full the core's ordinary queue is, from 0.0 (empty) to 1.0 (full): the transports
+    /// shed new calls early when it fills (see `transport::conn`).
+    pub fn load(&self) -> f32 {
+        let free = self.tx.capacity() as f32;
+        1.0 - free / QUEUE_DEPTH as f32
+    }
+
     /// Tells the core that a connection closed. Waits for room: this must not be lost.
     pub async fn flow_closed(&self, flow: FlowId) {
         let _ = self.tx.send(Input::FlowClosed(flow)).await;
@@ -188,6 +195,9 @@ pub struct CoreConfig {
     pub notify: emergency::NotifyConfig,
     /// The Call-IDs the transports put in the priority lane (shared with the limiter).
     pub urgent: Arc<emergency::UrgentCalls>,
+    /// `[limits] max_dialogs`: calls being set up plus answered calls before new ordinary calls
+    /// get 503 (emergency calls and PSAP callbacks are never refused).
+    pub max_dialogs: usize,
 }
 
 /// The core's state: the transaction layer and the tables of the SIP rules.
@@ -245,7 +255,8 @@ impl Core {
             gauges_at: None,
             unanswered: HashSet::new(),
             leases,
-            inbox: handle.tx.clone(),
+            // Work done aside reports back in the priority lane: today only emergency calls.
+            inbox: handle.urgent.clone(),
             dnd,
             emergency_dialogs: std::collections::HashMap::new(),
             calls_of: busy::CallsOf::default(),

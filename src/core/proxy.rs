@@ -275,6 +275,18 @@ impl Core {
             }
         };
         let psap = matches!(routing, Routing::Psap { .. });
+        // Overload: ordinary new calls past `max_dialogs` are refused at once, so that the
+        // calls in progress (and every emergency call) keep the edge's time.
+        if !in_dialog
+            && !psap
+            && emergency.is_none()
+            && *req.method() == Method::Invite
+            && self.proxy.calls.len() + self.calls_of.len() >= self.config.max_dialogs
+        {
+            let mut r = Response::for_request(&req, 503, "Service Unavailable");
+            r.headers_mut().push(HeaderName::RetryAfter, "5");
+            return self.respond(now, key, &req, r);
+        }
         if psap || emergency.is_some() {
             self.config.urgent.insert(req.headers().call_id().unwrap_or_default(), now);
         }

@@ -22,6 +22,11 @@ use crate::core::{CoreHandle, reject_malformed};
 /// 30 s or so; registrations refresh well within this).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The core's queue at this fill: new calls are answered 503 by the transport.
+const SHED_REFUSE: f32 = 0.25;
+/// ...and at this fill dropped without an answer (a flood: answering costs too).
+const SHED_DROP: f32 = 0.75;
+
 /// What every connection needs.
 #[derive(Debug, Clone)]
 pub struct ConnCtx {
@@ -49,6 +54,23 @@ impl ConnCtx {
                         self.metrics.shed();
                     }
                     return None;
+                }
+                // Overload: when the core's queue fills, new calls are refused here, before the
+                // core spends anything on them (503 with Retry-After), and dropped when it is
+                // nearly full; requests within dialogs and every response still go through, so
+                // that calls in progress can finish.
+                let new_call = req.headers().to().ok().and_then(|t| t.tag()).is_none()
+                    && !matches!(req.method(), sip::Method::Ack | sip::Method::Cancel);
+                if new_call {
+                    let load = self.core.load();
+                    if load >= SHED_DROP {
+                        self.metrics.shed();
+                        return None;
+                    }
+                    if load >= SHED_REFUSE {
+                        self.metrics.shed();
+                        return over_limit(&req, &self.server);
+                    }
                 }
                 {
                     match self.limiter.check(from.addr.ip(), std::time::Instant::now()) {

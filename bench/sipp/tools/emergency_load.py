@@ -33,6 +33,20 @@ def sipp(args, cwd, log):
                             stdout=subprocess.DEVNULL, stderr=open(cwd / log, "w"))
 
 
+def finish(p, within):
+    """Waits for a SIPp process; a SIPp stuck on calls the overloaded edge never finished is
+    stopped after `within` seconds (its statistics are written as it goes)."""
+    try:
+        p.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        p.terminate()
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def last_stat(path, key):
     """The last value of `key` in a SIPp -trace_stat CSV (';'-separated)."""
     try:
@@ -88,12 +102,11 @@ def run(load, a, root):
                *common, "-r", str(a.em_rate), "-m", str(n_em), "-timeout", f"{a.secs + 20}s",
                "-trace_stat", "-stf", "em_stat.csv", "-fd", "1", "-trace_rtt", "-rtt_freq", "1",
                "-trace_err", "-error_file", "em_err.log"], d, "em.stderr")
-    em.wait()
+    finish(em, a.secs + 30)
     if bg:
-        bg.wait()
+        finish(bg, 10)
     for p in (uas, carrier):
-        p.terminate()
-        p.wait()
+        finish(p, 0)
     v = rtts(d)
     return {
         "load": load,
