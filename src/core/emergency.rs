@@ -742,6 +742,7 @@ impl Core {
 
     /// Lets the INVITE of emergency call `key` leave (once).
     pub(super) fn release_emergency(&mut self, now: Instant, key: ServerKey) {
+        self.proxy.stop_waiting(key);
         let Some(em) = self.proxy.emergency_mut(key) else { return };
         if std::mem::replace(&mut em.ready, true) {
             return;

@@ -195,8 +195,8 @@ pub struct CoreConfig {
     pub notify: emergency::NotifyConfig,
     /// The Call-IDs the transports put in the priority lane (shared with the limiter).
     pub urgent: Arc<emergency::UrgentCalls>,
-    /// `[limits] max_dialogs`: calls being set up plus answered calls before new ordinary calls
-    /// get 503 (emergency calls and PSAP callbacks are never refused).
+    /// `[limits] max_dialogs`: requests waiting for their answer plus answered calls of agents
+    /// before new ordinary calls get 503 (emergency calls and PSAP callbacks never do).
     pub max_dialogs: usize,
 }
 

@@ -110,21 +110,21 @@ pub struct ProxyState {
     timer_c_index: BTreeSet<(Instant, ClientKey)>,
     /// Emergency branches waiting for a provisional response, until `failover_after`.
     failover: HashMap<ClientKey, Instant>,
+    /// Emergency calls waiting for the store, until they leave anyway. Kept apart from `calls`
+    /// (a few entries, not every call in progress): the core asks for the next deadline on
+    /// every turn of its loop.
+    waits: HashMap<ServerKey, Instant>,
 }
 
 impl ProxyState {
     /// The next Timer C, failover or emergency store-wait deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let waits = self.calls.values().filter_map(|c| match &c.emergency {
-            Some(e) if !e.ready => Some(e.wait_until),
-            _ => None,
-        });
         self.timer_c_index
             .first()
             .map(|(t, _)| *t)
             .into_iter()
             .chain(self.failover.values().copied())
-            .chain(waits)
+            .chain(self.waits.values().copied())
             .min()
     }
 
@@ -158,11 +158,20 @@ impl ProxyState {
 
     /// Emergency calls still waiting for the store at `now`.
     pub(super) fn due_emergency_waits(&self, now: Instant) -> Vec<ServerKey> {
-        self.calls
-            .iter()
-            .filter(|(_, c)| c.emergency.as_ref().is_some_and(|e| !e.ready && e.wait_until <= now))
-            .map(|(k, _)| *k)
-            .collect()
+        if self.waits.is_empty() {
+            return Vec::new();
+        }
+        self.waits.iter().filter(|(_, at)| **at <= now).map(|(k, _)| *k).collect()
+    }
+
+    /// Emergency call `key` waits for the store until `until`.
+    pub(super) fn wait_for_store(&mut self, key: ServerKey, until: Instant) {
+        self.waits.insert(key, until);
+    }
+
+    /// Emergency call `key` no longer waits.
+    pub(super) fn stop_waiting(&mut self, key: ServerKey) {
+        self.waits.remove(&key);
     }
 
     fn arm_timer_c(&mut self, key: ClientKey, at: Instant) {
@@ -275,13 +284,14 @@ impl Core {
             }
         };
         let psap = matches!(routing, Routing::Psap { .. });
-        // Overload: ordinary new calls past `max_dialogs` are refused at once, so that the
-        // calls in progress (and every emergency call) keep the edge's time.
+        // Overload: ordinary new calls past `max_dialogs` (requests still waiting for their
+        // answer plus answered calls of agents) are refused at once, so that the calls in
+        // progress and every emergency call keep the edge's time.
         if !in_dialog
             && !psap
             && emergency.is_none()
             && *req.method() == Method::Invite
-            && self.proxy.calls.len() + self.calls_of.len() >= self.config.max_dialogs
+            && self.unanswered.len() + self.calls_of.len() >= self.config.max_dialogs
         {
             let mut r = Response::for_request(&req, 503, "Service Unavailable");
             r.headers_mut().push(HeaderName::RetryAfter, "5");
@@ -353,6 +363,11 @@ impl Core {
         };
         self.proxy.calls.insert(key, call);
         if waiting {
+            let Some(call) = self.proxy.calls.get(&key) else { return };
+            if let Some(em) = &call.emergency {
+                let until = em.wait_until;
+                self.proxy.wait_for_store(key, until);
+            }
             let Some(call) = self.proxy.calls.get(&key) else { return };
             if let Some(agent) = call.emergency.as_ref().and_then(|e| e.caller.agent.as_deref()) {
                 self.dnd.begin(agent);
@@ -669,6 +684,9 @@ impl Core {
     /// Emergency branches without a provisional response by `failover_after`: the trunk is
     /// given up (its INVITE cancelled once it answers, RFC 3261 §9.1) and the next one tried.
     pub(super) fn fire_failover(&mut self, now: Instant) {
+        if self.proxy.failover.is_empty() {
+            return;
+        }
         let due: Vec<ClientKey> =
             self.proxy.failover.iter().filter(|(_, at)| **at <= now).map(|(k, _)| *k).collect();
         for client in due {
