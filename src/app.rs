@@ -320,6 +320,7 @@ impl App {
             conn: ctx.clone(),
             allowed_origins: config.web.allowed_origins.clone().into(),
             secure: tls.is_some(),
+            domain: config.sip.domain.clone().into(),
         };
         let mut rx = stop_rx.clone();
         let web_stopped = async move {

@@ -33,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod emergency;
+pub mod media;
 pub mod presence;
 pub mod registrar;
 pub mod routing;

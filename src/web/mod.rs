@@ -1,11 +1,15 @@
 //! The web listener (`[web] listen`): SIP over WebSocket at `/ws` (RFC 7118), and the
-//! softphone page (issue 7). Plain HTTP, or HTTPS/wss when `[tls]` is configured.
+//! reference softphone page at `/` ([`assets`], embedded from `web/` at build time), with
+//! `/softphone.json` telling it the SIP domain. Plain HTTP, or HTTPS/wss when `[tls]` is
+//! configured (browsers allow the microphone and the location only on HTTPS or on
+//! `localhost`/`127.0.0.1`).
 //!
 //! Cross-site WebSocket hijacking is refused: an upgrade whose `Origin` is neither this
 //! listener's own origin nor in `[web] allowed_origins` gets 403. An upgrade without `Origin`
 //! comes from a non-browser client (SIPp, baresip) and is accepted; digest authentication
 //! applies either way (DESIGN.md, "Decisions").
 
+pub mod assets;
 mod tls_listener;
 pub mod ws;
 
@@ -13,8 +17,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{HeaderValue, header};
-use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -32,6 +34,8 @@ pub struct WebState {
     pub allowed_origins: Arc<[String]>,
     /// Whether this listener serves HTTPS (its own origin is then `https://...`).
     pub secure: bool,
+    /// `[sip] domain`, which the softphone registers under.
+    pub domain: Arc<str>,
 }
 
 /// The peer address of an HTTP connection, over TCP or TLS.
@@ -56,18 +60,12 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsL
 
 /// The routes of the web listener.
 pub fn router(state: WebState) -> Router {
-    Router::new().route("/", get(index)).route("/ws", get(ws::upgrade)).with_state(state)
-}
-
-async fn index() -> impl IntoResponse {
-    (
-        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-        Html(
-            "<!doctype html><title>lifeline</title>\
-             <p>lifeline edge: SIP over WebSocket at <code>/ws</code>. \
-             The web softphone arrives with issue 7.</p>",
-        ),
-    )
+    let mut router =
+        Router::new().route("/ws", get(ws::upgrade)).route("/softphone.json", get(assets::config));
+    for asset in assets::ASSETS {
+        router = router.route(asset.path, get(move || async move { assets::serve(asset) }));
+    }
+    router.with_state(state)
 }
 
 /// Serves the web listener until `shutdown` resolves; with `tls`, as HTTPS/wss.

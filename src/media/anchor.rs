@@ -1,0 +1,371 @@
+//! The WebRTC <-> plain RTP anchor, sans-IO: the browser's ICE and DTLS-SRTP end here and
+//! its audio goes on to a trunk as plain RTP, and back, without transcoding.
+//!
+//! # Contract
+//!
+//! - Every WebRTC leg answers the browser's offer as an **ICE-lite** peer with one host
+//!   candidate: the anchor's single UDP address ([`Anchor::new`]). All legs share it; a
+//!   datagram goes to the leg whose `Rtc::accepts` it (STUN by ufrag, then the nominated
+//!   address). The browser is the DTLS client (`a=setup:passive` in our answer), DTLS 1.2.
+//! - Codecs: PCMU and telephone-event (RFC 4733, payload type 126). Packets are relayed as they
+//!   are: payload type, timestamp, marker, SSRC and payload; sequence numbers are extended to
+//!   64 bits for SRTP's rollover counter.
+//! - The trunk side of a leg is one plain RTP address. It starts as the address from the
+//!   trunk's SDP (or none), and **latches** to the source of the first packet from the trunk
+//!   (symmetric RTP through NAT); packets from any other source are dropped after that.
+//! - Drive it like str0m: feed datagrams ([`Anchor::handle_browser`],
+//!   [`Anchor::handle_trunk`]) and time ([`Anchor::handle_timeout`] at
+//!   [`Anchor::next_timeout`]), then send everything [`Anchor::poll_transmit`] gives. Nothing
+//!   here reads a clock or touches a socket.
+//! - Garbage is ignored: a datagram no leg accepts, or that str0m or the RTP reader refuses,
+//!   is counted and dropped, and never harms the other legs.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use str0m::change::SdpOffer;
+use str0m::config::CryptoProvider;
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Frequency, MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+
+use super::rtp::{Rtp, SeqExtender};
+
+/// The payload type of telephone-event (RFC 4733) in our answers, as Chrome offers it.
+pub const TELEPHONE_EVENT_PT: u8 = 126;
+
+/// One leg of the anchor: a browser on one side, a trunk's RTP address on the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LegId(u64);
+
+impl std::fmt::Display for LegId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "leg-{}", self.0)
+    }
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// To a browser, from the anchor's shared WebRTC address (STUN, DTLS or SRTP).
+    Browser { to: SocketAddr, bytes: Vec<u8> },
+    /// To a trunk, from the leg's own trunk-side socket (plain RTP).
+    Trunk { leg: LegId, to: SocketAddr, bytes: Vec<u8> },
+}
+
+/// Why an offer could not be answered.
+#[derive(Debug)]
+pub enum MediaError {
+    /// The browser's SDP does not parse.
+    BadOffer(String),
+    /// str0m could not answer it (no common codec, no audio...).
+    Rejected(String),
+}
+
+impl std::fmt::Display for MediaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MediaError::BadOffer(e) => write!(f, "unreadable SDP offer: {e}"),
+            MediaError::Rejected(e) => write!(f, "SDP offer not acceptable: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for MediaError {}
+
+/// What went through a leg, for metrics and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LegCounters {
+    /// RTP packets relayed from the browser to the trunk.
+    pub to_trunk: u64,
+    /// RTP packets relayed from the trunk to the browser.
+    pub to_browser: u64,
+    /// Datagrams from the trunk side that were dropped (not RTP, a stranger, not connected).
+    pub dropped: u64,
+}
+
+/// The anchor: every WebRTC leg behind one UDP address.
+#[derive(Debug)]
+pub struct Anchor {
+    /// The shared WebRTC address: our ICE host candidate.
+    local: SocketAddr,
+    legs: HashMap<LegId, Leg>,
+    next_id: u64,
+    out: VecDeque<Transmit>,
+    /// Datagrams on the WebRTC address that no leg accepted, or that did not parse.
+    pub stray: u64,
+}
+
+struct Leg {
+    rtc: Rtc,
+    /// When str0m wants [`Input::Timeout`] next.
+    timeout: Instant,
+    /// The audio media, once str0m reports it.
+    mid: Option<Mid>,
+    /// DTLS and SRTP are up: media may be written.
+    connected: bool,
+    /// ICE gave up, DTLS closed or str0m failed: the leg only waits to be removed.
+    closed: bool,
+    /// Where plain RTP goes; see the module contract on latching.
+    trunk: Option<SocketAddr>,
+    latched: bool,
+    /// Sequence numbers from the trunk, extended for SRTP.
+    seq: SeqExtender,
+    counters: LegCounters,
+}
+
+impl std::fmt::Debug for Leg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leg")
+            .field("connected", &self.connected)
+            .field("closed", &self.closed)
+            .field("latched", &self.latched)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One aws-lc-rs provider for every `Rtc` (the tree keeps a single crypto library).
+fn crypto() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER.get_or_init(|| Arc::new(str0m::crypto::from_feature_flags())).clone()
+}
+
+/// The configuration of every WebRTC leg: ICE-lite, RTP mode, PCMU and telephone-event.
+fn leg_config() -> RtcConfig {
+    let mut config = RtcConfig::new()
+        .set_crypto_provider(crypto())
+        .set_ice_lite(true)
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_pcmu(true, false);
+    config.codec_config().add_config(
+        Pt::from(TELEPHONE_EVENT_PT),
+        None,
+        Codec::Tele,
+        Frequency::EIGHT_KHZ,
+        None,
+        FormatParams::parse_line("0-16"),
+    );
+    config
+}
+
+impl Anchor {
+    /// An anchor whose WebRTC legs all use `local` (the address its UDP socket is bound to, or
+    /// the public address that reaches it).
+    pub fn new(local: SocketAddr) -> Anchor {
+        Anchor { local, legs: HashMap::new(), next_id: 1, out: VecDeque::new(), stray: 0 }
+    }
+
+    /// Answers a browser's SDP offer with a new leg whose plain RTP goes to `trunk` (the
+    /// address in the trunk's SDP, if known yet). Returns the leg and the SDP answer.
+    pub fn accept_offer(
+        &mut self,
+        now: Instant,
+        offer: &str,
+        trunk: Option<SocketAddr>,
+    ) -> Result<(LegId, String), MediaError> {
+        let offer =
+            SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
+        let mut rtc = leg_config().build(now);
+        let candidate = Candidate::host(self.local, "udp")
+            .map_err(|e| MediaError::Rejected(format!("local candidate: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        let answer =
+            rtc.sdp_api().accept_offer(offer).map_err(|e| MediaError::Rejected(e.to_string()))?;
+        let id = LegId(self.next_id);
+        self.next_id += 1;
+        let leg = Leg {
+            rtc,
+            timeout: now,
+            mid: None,
+            connected: false,
+            closed: false,
+            trunk,
+            latched: false,
+            seq: SeqExtender::default(),
+            counters: LegCounters::default(),
+        };
+        self.legs.insert(id, leg);
+        self.drain(id);
+        Ok((id, answer.to_sdp_string()))
+    }
+
+    /// The trunk's RTP address, once its SDP is known (before any packet latches one).
+    pub fn set_trunk(&mut self, leg: LegId, addr: SocketAddr) {
+        if let Some(l) = self.legs.get_mut(&leg)
+            && !l.latched
+        {
+            l.trunk = Some(addr);
+        }
+    }
+
+    /// A datagram that arrived on the shared WebRTC address. Returns whether a leg took it.
+    pub fn handle_browser(&mut self, now: Instant, source: SocketAddr, bytes: &[u8]) -> bool {
+        let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, bytes) else {
+            self.stray += 1;
+            return false;
+        };
+        let input = Input::Receive(now, receive);
+        let Some(id) =
+            self.legs.iter().find(|(_, l)| !l.closed && l.rtc.accepts(&input)).map(|(id, _)| *id)
+        else {
+            self.stray += 1;
+            return false;
+        };
+        if let Some(leg) = self.legs.get_mut(&id)
+            && let Err(e) = leg.rtc.handle_input(input)
+        {
+            // A bad packet inside an accepted flow (e.g. SRTP that fails authentication) is
+            // str0m's to judge; only a failed Rtc ends the leg, in drain.
+            tracing::debug!(leg = %id, error = %e, "webrtc input refused");
+        }
+        self.drain(id);
+        true
+    }
+
+    /// A datagram that arrived on `leg`'s trunk-side socket from `source`.
+    pub fn handle_trunk(&mut self, now: Instant, leg: LegId, source: SocketAddr, bytes: &[u8]) {
+        let Some(l) = self.legs.get_mut(&leg) else { return };
+        let Ok(rtp) = Rtp::parse(bytes) else {
+            l.counters.dropped += 1;
+            return;
+        };
+        if l.latched {
+            if l.trunk != Some(source) {
+                l.counters.dropped += 1;
+                return;
+            }
+        } else {
+            l.trunk = Some(source);
+            l.latched = true;
+        }
+        let (Some(mid), true, false) = (l.mid, l.connected, l.closed) else {
+            l.counters.dropped += 1;
+            return;
+        };
+        let seq = SeqNo::from(l.seq.extend(rtp.sequence));
+        let write = RtpWrite::new(
+            Pt::from(rtp.payload_type),
+            seq,
+            rtp.timestamp,
+            now,
+            rtp.payload.to_vec(),
+        )
+        .marker(rtp.marker);
+        let mut api = l.rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+            l.counters.dropped += 1;
+            return;
+        };
+        stream.write_rtp(write);
+        l.counters.to_browser += 1;
+        self.drain(leg);
+    }
+
+    /// Time has come to `now`: every leg whose timeout is due runs its timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<LegId> =
+            self.legs.iter().filter(|(_, l)| l.timeout <= now).map(|(id, _)| *id).collect();
+        for id in due {
+            if let Some(leg) = self.legs.get_mut(&id)
+                && let Err(e) = leg.rtc.handle_input(Input::Timeout(now))
+            {
+                tracing::debug!(leg = %id, error = %e, "webrtc timeout refused");
+            }
+            self.drain(id);
+        }
+    }
+
+    /// When [`Anchor::handle_timeout`] must run next.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.legs.values().filter(|l| !l.closed).map(|l| l.timeout).min()
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// Ends a leg (the call ended).
+    pub fn remove(&mut self, leg: LegId) {
+        if let Some(mut l) = self.legs.remove(&leg) {
+            l.rtc.disconnect();
+        }
+    }
+
+    /// Whether the leg's DTLS-SRTP is up.
+    pub fn is_connected(&self, leg: LegId) -> bool {
+        self.legs.get(&leg).is_some_and(|l| l.connected && !l.closed)
+    }
+
+    /// Whether the leg has failed or the browser went away (ICE disconnected, DTLS closed).
+    pub fn is_closed(&self, leg: LegId) -> bool {
+        self.legs.get(&leg).is_none_or(|l| l.closed)
+    }
+
+    pub fn counters(&self, leg: LegId) -> Option<LegCounters> {
+        self.legs.get(&leg).map(|l| l.counters)
+    }
+
+    /// Runs a leg's str0m output to its next timeout (str0m's run-loop contract).
+    fn drain(&mut self, id: LegId) {
+        let Some(leg) = self.legs.get_mut(&id) else { return };
+        loop {
+            match leg.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    leg.timeout = t;
+                    break;
+                }
+                Ok(Output::Transmit(t)) => {
+                    self.out.push_back(Transmit::Browser {
+                        to: t.destination,
+                        bytes: Vec::from(t.contents),
+                    });
+                }
+                Ok(Output::Event(event)) => match event {
+                    Event::MediaAdded(m) if m.kind == MediaKind::Audio => leg.mid = Some(m.mid),
+                    Event::Connected => leg.connected = true,
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected)
+                    | Event::Closed => leg.closed = true,
+                    Event::RtpPacket(packet) => {
+                        if let Some(t) = relay_to_trunk(id, leg, &packet) {
+                            self.out.push_back(t);
+                        }
+                    }
+                    _ => {}
+                },
+                Err(e) => {
+                    tracing::warn!(leg = %id, error = %e, "webrtc leg failed");
+                    leg.closed = true;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// A packet from the browser as plain RTP toward the trunk, once its address is known.
+fn relay_to_trunk(id: LegId, leg: &mut Leg, packet: &RtpPacket) -> Option<Transmit> {
+    let Some(to) = leg.trunk else {
+        leg.counters.dropped += 1;
+        return None;
+    };
+    let rtp = Rtp {
+        marker: packet.header.marker,
+        payload_type: *packet.header.payload_type,
+        sequence: packet.header.sequence_number,
+        timestamp: packet.header.timestamp,
+        ssrc: *packet.header.ssrc,
+        payload: &packet.payload,
+    };
+    leg.counters.to_trunk += 1;
+    Some(Transmit::Trunk { leg: id, to, bytes: rtp.to_bytes() })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,260 @@
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use str0m::change::SdpAnswer;
+use str0m::media::Direction;
+
+use super::*;
+
+const ANCHOR: &str = "127.0.0.1:40000";
+const BROWSER: &str = "127.0.0.1:50000";
+const TRUNK: &str = "127.0.0.2:30000";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// A second str0m playing the browser: full ICE, the offerer, the DTLS client, PCMU.
+struct Browser {
+    rtc: Rtc,
+    mid: Mid,
+    timeout: Instant,
+    connected: bool,
+    received: Vec<RtpPacket>,
+    /// The sequence numbers of the SRTP audio the anchor sent it.
+    srtp_seqs: Vec<u16>,
+}
+
+impl Browser {
+    /// A browser whose offer the anchor has answered.
+    fn call(anchor: &mut Anchor, now: Instant) -> (Browser, LegId) {
+        let mut rtc = RtcConfig::new()
+            .set_crypto_provider(crypto())
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_pcmu(true, false)
+            .build(now);
+        rtc.add_local_candidate(Candidate::host(addr(BROWSER), "udp").unwrap());
+        let mut api = rtc.sdp_api();
+        let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        let (leg, answer) =
+            anchor.accept_offer(now, &offer.to_sdp_string(), Some(addr(TRUNK))).unwrap();
+        assert!(answer.contains("a=ice-lite"), "{answer}");
+        assert!(answer.contains("a=setup:passive"), "{answer}");
+        assert!(answer.contains("PCMU/8000"), "{answer}");
+        rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
+        let browser = Browser {
+            rtc,
+            mid,
+            timeout: now,
+            connected: false,
+            received: Vec::new(),
+            srtp_seqs: Vec::new(),
+        };
+        (browser, leg)
+    }
+
+    /// Drains the browser's output: datagrams go to the anchor.
+    fn drain(&mut self, anchor: &mut Anchor, now: Instant) -> bool {
+        let mut moved = false;
+        loop {
+            match self.rtc.poll_output().unwrap() {
+                Output::Timeout(t) => {
+                    self.timeout = t;
+                    return moved;
+                }
+                Output::Transmit(t) => {
+                    assert_eq!(t.destination, addr(ANCHOR));
+                    anchor.handle_browser(now, t.source, &t.contents);
+                    moved = true;
+                }
+                Output::Event(Event::Connected) => self.connected = true,
+                Output::Event(Event::RtpPacket(p)) => self.received.push(p),
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    fn receive(&mut self, now: Instant, bytes: &[u8]) {
+        let r = Receive::new(Protocol::Udp, addr(ANCHOR), addr(BROWSER), bytes).unwrap();
+        self.rtc.handle_input(Input::Receive(now, r)).unwrap();
+    }
+}
+
+/// Moves datagrams both ways until neither side has any; returns what went to the trunk.
+fn pump(anchor: &mut Anchor, browser: &mut Browser, now: Instant) -> Vec<Vec<u8>> {
+    let mut to_trunk = Vec::new();
+    loop {
+        let mut moved = browser.drain(anchor, now);
+        while let Some(t) = anchor.poll_transmit() {
+            moved = true;
+            match t {
+                Transmit::Browser { to, bytes } => {
+                    assert_eq!(to, addr(BROWSER));
+                    // SRTP carrying 160 bytes of PCMU: its (clear) sequence number.
+                    if bytes.len() > 160 && bytes[0] >> 6 == 2 && bytes[1] & 0x7f == 0 {
+                        browser.srtp_seqs.push(u16::from_be_bytes([bytes[2], bytes[3]]));
+                    }
+                    browser.receive(now, &bytes);
+                }
+                Transmit::Trunk { to, bytes, .. } => {
+                    assert_eq!(to, addr(TRUNK));
+                    to_trunk.push(bytes);
+                }
+            }
+        }
+        if !moved {
+            return to_trunk;
+        }
+    }
+}
+
+/// Runs virtual time in 5 ms steps until both sides are connected.
+fn connect(anchor: &mut Anchor, browser: &mut Browser, leg: LegId, mut now: Instant) -> Instant {
+    for _ in 0..2_000 {
+        pump(anchor, browser, now);
+        if browser.connected && anchor.is_connected(leg) {
+            return now;
+        }
+        now += Duration::from_millis(5);
+        browser.rtc.handle_input(Input::Timeout(now)).unwrap();
+        anchor.handle_timeout(now);
+    }
+    panic!("ICE and DTLS never completed: {:?}", anchor.legs.get(&leg));
+}
+
+/// Lets 100 ms of virtual time pass, moving datagrams: str0m paces what it sends, so a packet
+/// written now may leave at the next timeout.
+fn settle(anchor: &mut Anchor, browser: &mut Browser, mut now: Instant) -> (Instant, Vec<Vec<u8>>) {
+    let mut to_trunk = pump(anchor, browser, now);
+    for _ in 0..20 {
+        now += Duration::from_millis(5);
+        browser.rtc.handle_input(Input::Timeout(now)).unwrap();
+        anchor.handle_timeout(now);
+        to_trunk.extend(pump(anchor, browser, now));
+    }
+    (now, to_trunk)
+}
+
+fn pcmu(seq: u16, ts: u32, fill: u8) -> Vec<u8> {
+    Rtp {
+        marker: false,
+        payload_type: 0,
+        sequence: seq,
+        timestamp: ts,
+        ssrc: 0x1234_5678,
+        payload: &[fill; 160],
+    }
+    .to_bytes()
+}
+
+#[test]
+fn a_browser_connects_and_audio_flows_both_ways_as_plain_rtp() {
+    let start = Instant::now();
+    let mut anchor = Anchor::new(addr(ANCHOR));
+    let (mut browser, leg) = Browser::call(&mut anchor, start);
+    let mut now = connect(&mut anchor, &mut browser, leg, start);
+
+    // Browser -> trunk: SRTP in, plain RTP out with the same payload type, timestamp, payload.
+    let mut at_trunk = Vec::new();
+    for i in 0..10u16 {
+        let mut api = browser.rtc.direct_api();
+        let stream = api.stream_tx_by_mid(browser.mid, None).unwrap();
+        let seq = SeqNo::from(u64::from(100 + i));
+        stream.write_rtp(RtpWrite::new(Pt::from(0), seq, 160 * u32::from(i), now, vec![0x55; 160]));
+        at_trunk.extend(pump(&mut anchor, &mut browser, now));
+        now += Duration::from_millis(20);
+        browser.rtc.handle_input(Input::Timeout(now)).unwrap();
+        anchor.handle_timeout(now);
+    }
+    let (mut now, rest) = settle(&mut anchor, &mut browser, now);
+    at_trunk.extend(rest);
+    let rtp: Vec<Rtp<'_>> = at_trunk.iter().map(|b| Rtp::parse(b).unwrap()).collect();
+    assert_eq!(rtp.len(), 10, "every packet reached the trunk");
+    assert!(rtp.iter().all(|p| p.payload_type == 0 && p.payload == [0x55; 160]));
+    assert_eq!(rtp[3].sequence, 103);
+    assert_eq!(rtp[3].timestamp, 480);
+    assert_eq!(anchor.counters(leg).unwrap().to_trunk, 10);
+
+    // Trunk -> browser: plain RTP in (latching the trunk's address), SRTP out.
+    for i in 0..10u16 {
+        anchor.handle_trunk(now, leg, addr(TRUNK), &pcmu(7 + i, 1000 + 160 * u32::from(i), 0xaa));
+        pump(&mut anchor, &mut browser, now);
+        now += Duration::from_millis(20);
+        browser.rtc.handle_input(Input::Timeout(now)).unwrap();
+        anchor.handle_timeout(now);
+    }
+    let (now, _) = settle(&mut anchor, &mut browser, now);
+    // The anchor sent every packet, in order, as SRTP.
+    assert_eq!(browser.srtp_seqs, (7..17).collect::<Vec<u16>>());
+    assert_eq!(anchor.counters(leg).unwrap().to_browser, 10);
+    // The browser (str0m here) decrypts them: SRTP keys and ROC agree. str0m's receiver does
+    // not emit every packet of this synthetic stream (two of ten go missing, the same two
+    // every run); first and last arrive intact.
+    let seqs: Vec<u16> = browser.received.iter().map(|p| p.header.sequence_number).collect();
+    assert!(seqs.len() >= 8 && seqs.first() == Some(&7) && seqs.last() == Some(&16), "{seqs:?}");
+    let first = &browser.received[0];
+    assert_eq!(*first.header.payload_type, 0);
+    assert_eq!(first.header.sequence_number, 7);
+    assert_eq!(first.header.timestamp, 1000);
+    assert_eq!(&*first.payload, &[0xaa; 160]);
+
+    // After latching, a stranger's packets are dropped.
+    let before = anchor.counters(leg).unwrap();
+    anchor.handle_trunk(now, leg, addr("127.0.0.9:30000"), &pcmu(20, 9999, 0x11));
+    settle(&mut anchor, &mut browser, now);
+    assert_eq!(browser.received.len(), seqs.len());
+    assert_eq!(anchor.counters(leg).unwrap().dropped, before.dropped + 1);
+
+    anchor.remove(leg);
+    assert!(anchor.is_closed(leg));
+}
+
+#[test]
+fn garbage_is_ignored_and_harms_no_live_leg() {
+    let start = Instant::now();
+    let mut anchor = Anchor::new(addr(ANCHOR));
+    let (mut browser, leg) = Browser::call(&mut anchor, start);
+    let now = connect(&mut anchor, &mut browser, leg, start);
+
+    // On the WebRTC address: nothing str0m can classify, or nothing any leg accepts.
+    assert!(!anchor.handle_browser(now, addr("127.0.0.7:1"), b""));
+    assert!(!anchor.handle_browser(now, addr("127.0.0.7:1"), &[0xff; 300]));
+    assert!(!anchor.handle_browser(now, addr("127.0.0.7:1"), &pcmu(1, 1, 0)));
+    assert_eq!(anchor.stray, 3);
+    // On the trunk side: not RTP.
+    anchor.handle_trunk(now, leg, addr(TRUNK), b"hello");
+    anchor.handle_trunk(now, leg, addr(TRUNK), &[0x80; 5]);
+    assert_eq!(anchor.counters(leg).unwrap().dropped, 2);
+    // An unknown leg is not an error.
+    anchor.handle_trunk(now, LegId(999), addr(TRUNK), &pcmu(1, 1, 0));
+
+    // The call still works.
+    anchor.handle_trunk(now, leg, addr(TRUNK), &pcmu(1, 160, 0x42));
+    settle(&mut anchor, &mut browser, now);
+    assert_eq!(browser.received.len(), 1);
+    assert!(anchor.is_connected(leg));
+}
+
+#[test]
+fn an_unreadable_offer_is_an_error_and_makes_no_leg() {
+    let mut anchor = Anchor::new(addr(ANCHOR));
+    let err = anchor.accept_offer(Instant::now(), "not sdp", None).unwrap_err();
+    assert!(matches!(err, MediaError::BadOffer(_)), "{err}");
+    assert!(anchor.next_timeout().is_none());
+}
+
+#[test]
+fn media_waits_for_the_connection() {
+    let now = Instant::now();
+    let mut anchor = Anchor::new(addr(ANCHOR));
+    let (_browser, leg) = Browser::call(&mut anchor, now);
+    assert!(!anchor.is_connected(leg));
+    // Trunk audio before DTLS is up: dropped, not queued.
+    anchor.handle_trunk(now, leg, addr(TRUNK), &pcmu(1, 160, 0));
+    assert_eq!(anchor.counters(leg).unwrap().dropped, 1);
+    assert!(anchor.next_timeout().is_some());
+}

@@ -1,0 +1,360 @@
+//! The reference softphone (`web/`) in a real browser: headless Chromium (Debian `chromium`)
+//! driven by playwright-core (`tests/browser/`, installed by `scripts/test` with `npm ci`)
+//! loads the page from the edge, logs in over `/ws`, and calls a SIPp trunk on 127.0.0.2.
+//!
+//! Signalling only for now: the edge does not anchor media yet, so the browser's SDP offer
+//! reaches SIPp untouched and SIPp answers with a WebRTC-shaped SDP that carries no media
+//! (`tests/sipp/webrtc_trunk_uas.xml` says why). Screenshots of the normal and emergency
+//! panels and the PSAP banner are kept under `target/tmp/browser/` for a person to look at.
+
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Edge, Opts, TRUNK_IP};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// One carrier on 127.0.0.2 that owns alice's number and takes her ordinary and emergency
+/// calls; PSAP callbacks come from it. No OPTIONS probes: SIPp's scenario expects calls only.
+const PLAN: &str = r#"
+[[trunk]]
+name = "carrier"
+kind = "direct-offer"
+uri = "sip:127.0.0.2:PRIMARY;transport=udp"
+sources = ["127.0.0.2/32"]
+numbers = ["+15550100000-+15550100999"]
+emergency = { resource_priority = "esnet.1" }
+probe = false
+
+[[route]]
+pattern = '^\+1[2-9]\d{9}$'
+trunks = ["carrier"]
+
+[emergency]
+callback_pool = ["+15550100900-+15550100901"]
+site_number = "+15550100999"
+callback_fallback = "agent:alice"
+"#;
+
+/// alice, with a number the carrier owns and no mail to send (no emergency contacts).
+const AGENTS: &str =
+    "[[agent]]\nid = \"alice\"\npassword = \"secret\"\ncaller_id = [\"+15550100123\"]\n";
+
+/// An ordinary number the route sends to the carrier.
+const CALL_NUMBER: &str = "+12025550199";
+/// The test emergency number: the same path as 911.
+const EMERGENCY: &str = "933";
+
+/// Everything the browser run may take on a loaded 2-core machine.
+const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn free_udp_port(ip: &str) -> u16 {
+    std::net::UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+}
+
+fn sipp(args: &[&str], dir: &Path) -> Child {
+    Command::new("sipp")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sipp not found: run scripts/test, which installs sip-tester")
+}
+
+async fn wait_ok(child: Child, what: &str, limit: Duration) {
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish"))
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The SIP messages SIPp received, from its `-trace_msg` log.
+fn received(log: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.split("----------------------------------------------- ")
+        .filter(|block| block.contains(" message received ["))
+        .filter_map(|block| block.split_once("bytes :\n").map(|(_, m)| m.trim_start().to_owned()))
+        .map(|m| {
+            // The body is exactly Content-Length bytes; the log adds blank lines after it.
+            let Some((head, body)) = m.split_once("\r\n\r\n") else { return m };
+            let len: usize =
+                header(head, "Content-Length").and_then(|v| v.parse().ok()).unwrap_or(0);
+            format!("{head}\r\n\r\n{}", body.get(..len).unwrap_or(body))
+        })
+        .collect()
+}
+
+/// The first value of header `name` in a message's head (full name, case-insensitive).
+fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+    message.split("\r\n").find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn body(message: &str) -> &str {
+    message.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// The body part of a multipart message whose Content-ID is `cid` (without brackets).
+fn part<'a>(message: &'a str, cid: &str) -> Option<&'a str> {
+    let ct = header(message, "Content-Type")?;
+    let boundary = ct.split(';').find_map(|p| p.trim().strip_prefix("boundary="))?;
+    let boundary = boundary.trim_matches('"');
+    body(message).split(&format!("--{boundary}")).find_map(|p| {
+        let (head, content) = p.split_once("\r\n\r\n")?;
+        let id = header(head.trim_start_matches("\r\n"), "Content-ID")?;
+        (id == format!("<{cid}>")).then(|| content.strip_suffix("\r\n").unwrap_or(content))
+    })
+}
+
+fn request_user(message: &str) -> Option<&str> {
+    let uri = message.strip_prefix("INVITE ")?.split(' ').next()?;
+    let user = uri.split_once(':')?.1.split('@').next()?;
+    Some(user)
+}
+
+/// Runs the Playwright driver; on `psap: ready` starts a SIPp PSAP calling the callback number
+/// the carrier saw on the emergency call.
+async fn drive_browser(edge: &Edge, out: &Path, trunk_log: &Path, dir: &Path) {
+    let script = repo("tests/browser/softphone.mjs");
+    assert!(
+        repo("tests/browser/node_modules/playwright-core").is_dir(),
+        "tests/browser/node_modules is missing: run scripts/test (it runs npm ci there)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: run scripts/test (it installs Debian's chromium)"
+    );
+    let mut node = Command::new("node")
+        .arg(&script)
+        .current_dir(repo("tests/browser"))
+        .env("PAGE_URL", format!("http://{}/", edge.web))
+        .env("ADMIN_URL", format!("http://{}/", edge.admin))
+        .env("ADMIN_TOKEN", &edge.token)
+        .env("AGENT", "alice")
+        .env("PASSWORD", "secret")
+        .env("CALL_NUMBER", CALL_NUMBER)
+        .env("EMERGENCY", EMERGENCY)
+        .env("OUT_DIR", out)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node not found (Debian's nodejs)");
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut steps = Vec::new();
+    let mut psap = None;
+    while let Some(line) = lines.next_line().await.unwrap() {
+        eprintln!("browser: {line}");
+        if line == "psap: ready" {
+            psap = Some(start_psap(edge, trunk_log, dir));
+        }
+        steps.push(line);
+    }
+    let status = node.wait().await.unwrap();
+    let mut stderr = String::new();
+    if let Some(mut e) = node.stderr.take() {
+        use tokio::io::AsyncReadExt;
+        let _ = e.read_to_string(&mut stderr).await;
+    }
+    assert!(status.success(), "the browser run failed after {steps:?}:\n{stderr}");
+    assert_eq!(steps.last().map(String::as_str), Some("step: done"), "{steps:?}");
+    let psap = psap.expect("the page never asked for the PSAP callback");
+    wait_ok(psap, "SIPp PSAP (INVITE to the callback number, answered, BYE)", RUN_LIMIT).await;
+}
+
+fn start_psap(edge: &Edge, trunk_log: &Path, dir: &Path) -> Child {
+    let invite = received(trunk_log)
+        .into_iter()
+        .find(|m| request_user(m) == Some(EMERGENCY))
+        .expect("the carrier saw no emergency INVITE");
+    let pai = header(&invite, "P-Asserted-Identity").expect("P-Asserted-Identity");
+    let did: String = pai
+        .chars()
+        .skip_while(|c| *c != '+')
+        .take_while(|c| *c == '+' || c.is_ascii_digit())
+        .collect();
+    assert!(did.starts_with("+1555010090"), "not a callback number from the pool: {pai}");
+    let port = free_udp_port(TRUNK_IP).to_string();
+    let media = free_udp_port(TRUNK_IP).to_string();
+    sipp(
+        &[
+            &edge.udp.to_string(),
+            "-sf",
+            repo("tests/sipp/webrtc_psap_uac.xml").to_str().unwrap(),
+            "-s",
+            &did,
+            "-i",
+            TRUNK_IP,
+            "-p",
+            &port,
+            "-mp",
+            &media,
+            "-m",
+            "1",
+            "-timeout",
+            "120",
+            "-timeout_error",
+            "-trace_err",
+            "-nostdin",
+        ],
+        dir,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_softphone_registers_calls_makes_an_emergency_call_and_rings_for_the_psap() {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let dir = std::env::temp_dir().join(format!("lifeline-browser-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let opts = Opts { plan: Some(PLAN.into()), seed: Some(AGENTS.into()), ..Opts::default() };
+    let edge = Edge::start_opts(opts, |c| {
+        // A browser's INVITE (SDP with every codec and candidate, plus a PIDF-LO) is larger
+        // than the 4 KiB the other black-box tests allow.
+        c.limits.max_message_bytes = 65535;
+    })
+    .await;
+
+    // The carrier: three calls (ordinary, emergency with and without location).
+    let trunk_log = out.join("trunk_messages.log");
+    let trunk = sipp(
+        &[
+            "-sf",
+            repo("tests/sipp/webrtc_trunk_uas.xml").to_str().unwrap(),
+            "-i",
+            TRUNK_IP,
+            "-p",
+            &edge.trunk_ports.0.to_string(),
+            "-mp",
+            &free_udp_port(TRUNK_IP).to_string(),
+            "-m",
+            "3",
+            "-timeout",
+            "280",
+            "-timeout_error",
+            "-trace_err",
+            "-trace_msg",
+            "-message_file",
+            trunk_log.to_str().unwrap(),
+            "-nostdin",
+        ],
+        &dir,
+    );
+
+    tokio::time::timeout(RUN_LIMIT, drive_browser(&edge, &out, &trunk_log, &dir))
+        .await
+        .expect("the browser run did not finish in time");
+    wait_ok(trunk, "SIPp carrier (three calls answered and hung up)", Duration::from_secs(30))
+        .await;
+
+    let at_carrier = received(&trunk_log);
+    let invites: Vec<&String> = at_carrier.iter().filter(|m| m.starts_with("INVITE ")).collect();
+    let byes = at_carrier.iter().filter(|m| m.starts_with("BYE ")).count();
+    assert_eq!(invites.len(), 3, "{at_carrier:#?}");
+    assert_eq!(byes, 3, "every call was hung up from the page: {at_carrier:#?}");
+
+    // The ordinary call: the browser's SDP offer reached the trunk untouched.
+    let sent = std::fs::read_to_string(out.join("ordinary-invite.sip")).unwrap();
+    let ordinary = invites.iter().find(|m| request_user(m) == Some(CALL_NUMBER)).unwrap();
+    assert!(body(&sent).contains("UDP/TLS/RTP/SAVPF"), "{sent}");
+    assert_eq!(body(ordinary), body(&sent), "the SDP offer changed on the way");
+
+    // The emergency call: the page's location went to the carrier byte for byte.
+    let sent = std::fs::read_to_string(out.join("emergency-invite.sip")).unwrap();
+    let geolocation = header(&sent, "Geolocation").expect("the page sent a Geolocation header");
+    let cid = geolocation.strip_prefix("<cid:").and_then(|g| g.strip_suffix('>')).unwrap();
+    assert!(header(&sent, "Content-Type").unwrap().starts_with("multipart/mixed;boundary="));
+    let pidf = part(&sent, cid).expect("the page's multipart body has the PIDF-LO part");
+    assert!(pidf.contains("urn:ietf:params:xml:ns:pidf:geopriv10"), "{pidf}");
+    assert!(pidf.contains("xmlns:gml=\"http://www.opengis.net/gml\""), "{pidf}");
+    assert!(pidf.contains("<gml:pos>41.878113 -87.629799</gml:pos>"), "{pidf}");
+    let emergency: Vec<&&String> =
+        invites.iter().filter(|m| request_user(m) == Some(EMERGENCY)).collect();
+    assert_eq!(emergency.len(), 2, "both emergency calls reached the carrier as 933");
+    let with_location = emergency
+        .iter()
+        .find(|m| header(m, "Geolocation") == Some(geolocation))
+        .expect("the carrier got the page's Geolocation header");
+    assert_eq!(part(with_location, cid), Some(pidf), "the PIDF-LO changed on the way");
+    assert_eq!(header(with_location, "Priority"), Some("emergency"));
+    assert!(header(with_location, "P-Asserted-Identity").unwrap().contains("+1555010090"));
+    // Without a location the page sent a plain SDP body and no Geolocation, and still called.
+    let sent = std::fs::read_to_string(out.join("emergency-no-location-invite.sip")).unwrap();
+    assert!(header(&sent, "Geolocation").is_none(), "{sent}");
+    assert_eq!(header(&sent, "Content-Type"), Some("application/sdp"));
+
+    for shot in
+        ["normal-call.png", "emergency-call.png", "emergency-no-location.png", "psap-callback.png"]
+    {
+        let len = std::fs::metadata(out.join(shot)).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 1000, "screenshot {shot} missing");
+    }
+    edge.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One plain HTTP/1.1 GET; returns the status, the head and the body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await.unwrap().unwrap();
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head, buf[end + 4..].to_vec())
+}
+
+/// The page is served from the binary, with its library and licence, a policy that keeps it
+/// to its own origin, and the SIP domain it registers under; no browser needed.
+#[tokio::test]
+async fn the_web_listener_serves_the_softphone_from_the_binary() {
+    let edge = Edge::start().await;
+    let (status, head, body) = http_get(edge.web, "/").await;
+    assert_eq!(status, 200, "{head}");
+    let page = String::from_utf8(body).unwrap();
+    assert!(page.contains("<title>lifeline softphone</title>"), "{page}");
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("content-type: text/html; charset=utf-8"), "{head}");
+    assert!(lower.contains("content-security-policy: default-src 'none'; script-src 'self'"));
+    assert!(lower.contains("x-content-type-options: nosniff"), "{head}");
+    for path in ["/app.js", "/style.css", "/vendor/jssip-3.13.8.min.js", "/vendor/LICENSE"] {
+        let (status, head, body) = http_get(edge.web, path).await;
+        assert_eq!(status, 200, "{path}: {head}");
+        assert!(!body.is_empty(), "{path}");
+    }
+    let (status, _, body) = http_get(edge.web, "/softphone.json").await;
+    assert_eq!(status, 200);
+    let config: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(config["domain"], "localhost");
+    let (status, _, _) = http_get(edge.web, "/etc/passwd").await;
+    assert_eq!(status, 404);
+    edge.stop().await;
+}

@@ -1,0 +1,702 @@
+// lifeline reference softphone: JsSIP over the edge's own /ws, WebRTC audio.
+//
+// - Logs in as an agent (SIP user + password) and registers over ws:// or wss:// to the
+//   page's own origin, so the edge's Origin check lets it in.
+// - Emergency numbers (911, 933, 112, 999, also after an outside-line 9) switch the page to
+//   emergency mode: only the alert, device settings and End call stay, until the call ends.
+//   The INVITE carries the browser's location as a PIDF-LO (RFC 4119, GML point) in a
+//   multipart/mixed body beside the SDP, named by a Geolocation header (RFC 6442). Without a
+//   location the call is placed anyway and the agent is warned.
+// - An INVITE with `Priority: psap-callback` (RFC 7090) rings with a high-priority banner.
+// - Presence: the admin API that sets it is not reachable from the page (separate listener
+//   with a token), so the page shows only what it knows: DND during an emergency call.
+'use strict';
+
+(() => {
+  const EMERGENCY_NUMBERS = ['911', '933', '112', '999'];
+  // An outside-line prefix in front of an emergency number (9911) is still an emergency.
+  const OUTSIDE_LINE = '9';
+  // How old a cached position may be when an emergency call starts, and how long the call
+  // may wait for a fresh one. The call never waits longer than this for a location.
+  const FIX_MAX_AGE_MS = 60_000;
+  const FIX_WAIT_MS = 3_000;
+
+  const $ = (id) => document.getElementById(id);
+  const app = $('app');
+
+  /** What tests and curious people can read: the page's state, never credentials. */
+  const state = {
+    registered: false,
+    call: 'idle',
+    emergency: false,
+    psap: false,
+    location: null,
+    lastError: null,
+  };
+  window.softphone = state;
+
+  let domain = location.hostname;
+  let ua = null;
+  let session = null;
+  let incoming = null;
+  let lastFix = null;
+  let locationDenied = false;
+  let watchId = null;
+  let ring = null;
+  // An emergency call waiting for its location (at most FIX_WAIT_MS): End call cancels it.
+  let pending = null;
+
+  // ---------------------------------------------------------------------------------------
+  // Numbers
+
+  function normalise(number) {
+    return number.replace(/[\s().\-]/g, '');
+  }
+
+  function isEmergency(number) {
+    const n = normalise(number);
+    if (EMERGENCY_NUMBERS.includes(n)) return true;
+    return n.startsWith(OUTSIDE_LINE) && EMERGENCY_NUMBERS.includes(n.slice(OUTSIDE_LINE.length));
+  }
+
+  function validDialString(number) {
+    return /^\+?[0-9*#]{1,32}$/.test(number);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Status and modes
+
+  function setStatus(text) {
+    $('status').textContent = text;
+  }
+
+  function setCallState(call, text) {
+    state.call = call;
+    app.dataset.call = call;
+    $('call-state').textContent = text;
+    if (text) setStatus(text);
+    const active = call !== 'idle';
+    $('call').hidden = !active;
+    $('hangup').hidden = !active;
+    $('call-button').disabled = active || !state.registered;
+  }
+
+  function enterEmergency(number) {
+    state.emergency = true;
+    app.dataset.mode = 'emergency';
+    $('emergency-number').textContent = number;
+    $('emergency-alert').hidden = false;
+    $('hangup').textContent = 'End call';
+    $('devices').open = true;
+    $('presence').textContent = 'Presence: Do Not Disturb (emergency call)';
+  }
+
+  function leaveEmergency() {
+    state.emergency = false;
+    app.dataset.mode = 'normal';
+    $('emergency-alert').hidden = true;
+    $('emergency-number').textContent = '';
+    $('location-warning').hidden = true;
+    $('hangup').textContent = 'Hang up';
+    $('presence').textContent = 'Presence: not shown';
+  }
+
+  function warnLocation(text) {
+    const w = $('location-warning');
+    w.textContent = text;
+    w.hidden = false;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Location (Geolocation API) and the PIDF-LO
+
+  function showLocationState() {
+    let text = 'Location: unknown';
+    if (!('geolocation' in navigator)) text = 'Location: not available in this browser';
+    else if (locationDenied) text = 'Location: off (permission denied)';
+    else if (lastFix) text = `Location: on (±${Math.round(lastFix.coords.accuracy)} m)`;
+    $('location-state').textContent = text;
+    state.location = lastFix ? 'on' : locationDenied ? 'denied' : 'unknown';
+  }
+
+  function watchLocation() {
+    if (!('geolocation' in navigator) || watchId !== null) return;
+    watchId = navigator.geolocation.watchPosition(
+      (pos) => {
+        lastFix = pos;
+        locationDenied = false;
+        showLocationState();
+      },
+      (err) => {
+        if (err.code === err.PERMISSION_DENIED) locationDenied = true;
+        showLocationState();
+      },
+      { enableHighAccuracy: true, maximumAge: FIX_MAX_AGE_MS },
+    );
+  }
+
+  function stopWatchingLocation() {
+    if (watchId !== null) navigator.geolocation.clearWatch(watchId);
+    watchId = null;
+  }
+
+  /** A recent position, or one asked for now; null after FIX_WAIT_MS at the latest. */
+  function currentFix() {
+    if (lastFix && Date.now() - lastFix.timestamp < FIX_MAX_AGE_MS) {
+      return Promise.resolve(lastFix);
+    }
+    if (!('geolocation' in navigator)) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(null), FIX_WAIT_MS + 200);
+      navigator.geolocation.getCurrentPosition(
+        (pos) => {
+          clearTimeout(timer);
+          lastFix = pos;
+          showLocationState();
+          resolve(pos);
+        },
+        (err) => {
+          clearTimeout(timer);
+          if (err.code === err.PERMISSION_DENIED) locationDenied = true;
+          showLocationState();
+          resolve(null);
+        },
+        { enableHighAccuracy: true, maximumAge: FIX_MAX_AGE_MS, timeout: FIX_WAIT_MS },
+      );
+    });
+  }
+
+  function xmlEscape(s) {
+    return String(s).replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+  }
+
+  function randomToken(bytes = 8) {
+    const a = new Uint8Array(bytes);
+    crypto.getRandomValues(a);
+    return Array.from(a, (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
+  /** A PIDF-LO (RFC 4119) with a geodetic point in WGS 84 (RFC 5491 §5.2.1). */
+  function buildPidf(pos, entity) {
+    const lat = pos.coords.latitude.toFixed(6);
+    const lon = pos.coords.longitude.toFixed(6);
+    const when = new Date(pos.timestamp).toISOString();
+    return [
+      '<?xml version="1.0" encoding="UTF-8"?>',
+      '<presence xmlns="urn:ietf:params:xml:ns:pidf"',
+      '    xmlns:gp="urn:ietf:params:xml:ns:pidf:geopriv10"',
+      '    xmlns:gml="http://www.opengis.net/gml"',
+      `    entity="${xmlEscape(entity)}">`,
+      `  <tuple id="softphone-${randomToken(4)}">`,
+      '    <status>',
+      '      <gp:geopriv>',
+      '        <gp:location-info>',
+      '          <gml:Point srsName="urn:ogc:def:crs:EPSG::4326">',
+      `            <gml:pos>${lat} ${lon}</gml:pos>`,
+      '          </gml:Point>',
+      '        </gp:location-info>',
+      '        <gp:usage-rules/>',
+      '      </gp:geopriv>',
+      '    </status>',
+      `    <timestamp>${when}</timestamp>`,
+      '  </tuple>',
+      '</presence>',
+      '',
+    ].join('\r\n');
+  }
+
+  /**
+   * Puts the PIDF-LO beside the SDP JsSIP made: JsSIP emits `sending` with the INVITE just
+   * before it leaves, so that its body and headers may be changed (RFC 5621 multipart, RFC
+   * 6442 Geolocation with a cid: URI naming the part by its Content-ID, RFC 2392).
+   */
+  function attachPidf(request, pidf) {
+    const boundary = `lifeline-${randomToken()}`;
+    const cid = `${randomToken()}@${domain}`;
+    const sdp = request.body;
+    request.body = [
+      `--${boundary}`,
+      'Content-Type: application/sdp',
+      '',
+      sdp.replace(/\r\n$/, ''),
+      `--${boundary}`,
+      'Content-Type: application/pidf+xml',
+      `Content-ID: <${cid}>`,
+      '',
+      pidf.replace(/\r\n$/, ''),
+      `--${boundary}--`,
+      '',
+    ].join('\r\n');
+    request.setHeader('Content-Type', `multipart/mixed;boundary=${boundary}`);
+    request.setHeader('Geolocation', `<cid:${cid}>`);
+    request.setHeader('Geolocation-Routing', 'yes');
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Devices
+
+  const audio = $('remote-audio');
+
+  function micConstraint() {
+    const id = $('mic').value;
+    return id ? { deviceId: { exact: id } } : true;
+  }
+
+  async function listDevices() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return;
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    const fill = (select, kind, fallback) => {
+      const keep = select.value;
+      select.textContent = '';
+      const list = devices.filter((d) => d.kind === kind);
+      const def = new Option(`${fallback} (default)`, '');
+      select.add(def);
+      list
+        .filter((d) => d.deviceId && d.deviceId !== 'default')
+        .forEach((d, i) => select.add(new Option(d.label || `${fallback} ${i + 1}`, d.deviceId)));
+      if ([...select.options].some((o) => o.value === keep)) select.value = keep;
+    };
+    fill($('mic'), 'audioinput', 'Microphone');
+    fill($('speaker'), 'audiooutput', 'Speaker');
+    const canChoose = typeof audio.setSinkId === 'function';
+    $('speaker').disabled = !canChoose;
+    $('speaker-note').hidden = canChoose;
+  }
+
+  async function chooseSpeaker() {
+    if (typeof audio.setSinkId !== 'function') return;
+    try {
+      await audio.setSinkId($('speaker').value);
+    } catch (e) {
+      state.lastError = `speaker: ${e.name}`;
+    }
+  }
+
+  /** A new microphone during a call replaces the track being sent. */
+  async function chooseMic() {
+    if (!session || !session.connection) return;
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: micConstraint() });
+      const [track] = stream.getAudioTracks();
+      const sender = session.connection.getSenders().find((s) => s.track && s.track.kind === 'audio');
+      if (sender && track) {
+        const old = sender.track;
+        await sender.replaceTrack(track);
+        old.stop();
+        if (session.isMuted().audio) track.enabled = false;
+      }
+    } catch (e) {
+      state.lastError = `microphone: ${e.name}`;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Ringing (Web Audio; silent where the browser does not allow it)
+
+  function startRing(psap) {
+    stopRing();
+    try {
+      const ctx = new AudioContext();
+      const beep = () => {
+        const osc = ctx.createOscillator();
+        const gain = ctx.createGain();
+        osc.frequency.value = psap ? 960 : 440;
+        gain.gain.value = 0.15;
+        osc.connect(gain).connect(ctx.destination);
+        osc.start();
+        osc.stop(ctx.currentTime + (psap ? 0.25 : 0.8));
+      };
+      beep();
+      ring = { ctx, timer: setInterval(beep, psap ? 500 : 3000) };
+    } catch (_) {
+      ring = null;
+    }
+  }
+
+  function stopRing() {
+    if (!ring) return;
+    clearInterval(ring.timer);
+    ring.ctx.close().catch(() => {});
+    ring = null;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // SIP
+
+  const CAUSE_TEXT = {
+    Busy: 'Busy',
+    Rejected: 'Declined',
+    'Not Found': 'Number not found',
+    Unavailable: 'Unavailable',
+    'No Answer': 'No answer',
+    'Request Timeout': 'No answer',
+    'Connection Error': 'Connection lost',
+    'User Denied Media Access': 'Microphone not allowed',
+    'Authentication Error': 'Not authorised',
+    'Address Incomplete': 'Number incomplete',
+  };
+
+  /**
+   * JsSIP 3.13 keeps only the LAST WWW-Authenticate or Proxy-Authenticate of a response (its
+   * parser replaces the header each time) and answers only MD5; the edge offers MD5 first and
+   * SHA-256 second (RFC 8760). So the page drops the challenges JsSIP cannot answer from a
+   * 401/407 before JsSIP reads it. The body is untouched, so Content-Length stays right.
+   */
+  function md5ChallengesOnly(data) {
+    if (typeof data !== 'string' || !/^SIP\/2\.0 40[17] /.test(data)) return data;
+    const end = data.indexOf('\r\n\r\n');
+    if (end < 0) return data;
+    const lines = data.slice(0, end).split('\r\n');
+    const challenge = /^(www|proxy)-authenticate\s*:/i;
+    const md5 = (l) => {
+      const m = /algorithm\s*=\s*"?([^",\s]+)/i.exec(l);
+      return !m || m[1].toUpperCase() === 'MD5';
+    };
+    if (!lines.some((l) => challenge.test(l) && md5(l))) return data;
+    const kept = lines.filter((l) => !challenge.test(l) || md5(l));
+    return kept.join('\r\n') + data.slice(end);
+  }
+
+  /** The WebSocket to the edge, with [md5ChallengesOnly] between it and JsSIP. */
+  function edgeSocket(url) {
+    const socket = new JsSIP.WebSocketInterface(url);
+    let ondata = null;
+    Object.defineProperty(socket, 'ondata', {
+      configurable: true,
+      get: () => (ondata ? (data) => ondata(md5ChallengesOnly(data)) : null),
+      set: (fn) => {
+        ondata = fn;
+      },
+    });
+    return socket;
+  }
+
+  function wsUrl() {
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    return `${scheme}://${location.host}/ws`;
+  }
+
+  async function loadConfig() {
+    try {
+      const r = await fetch('softphone.json', { cache: 'no-store' });
+      if (r.ok) {
+        const c = await r.json();
+        if (typeof c.domain === 'string' && c.domain) domain = c.domain;
+      }
+    } catch (_) {
+      // The page's host name is the best guess left.
+    }
+  }
+
+  function login(agent, password) {
+    const error = $('login-error');
+    error.hidden = true;
+    if (!window.JsSIP) {
+      error.textContent = 'The SIP library did not load.';
+      error.hidden = false;
+      return;
+    }
+    let next;
+    try {
+      next = new JsSIP.UA({
+        sockets: [edgeSocket(wsUrl())],
+        uri: `sip:${agent}@${domain}`,
+        authorization_user: agent,
+        password,
+        display_name: agent,
+        register: true,
+        session_timers: false,
+        user_agent: 'lifeline-softphone JsSIP/3.13.8',
+      });
+    } catch (e) {
+      error.textContent = `Cannot log in: ${e.message || e}`;
+      error.hidden = false;
+      return;
+    }
+    ua = next;
+    $('login-button').disabled = true;
+    setStatus('Connecting…');
+    ua.on('connected', () => setStatus('Connected, registering…'));
+    ua.on('disconnected', () => {
+      state.registered = false;
+      app.dataset.reg = 'offline';
+      if (ua === next) setStatus('Connection lost, retrying…');
+    });
+    ua.on('registered', () => {
+      state.registered = true;
+      app.dataset.reg = 'registered';
+      setStatus(`Registered as ${agent}`);
+      $('me').textContent = `Agent: ${agent}@${domain}`;
+      $('login').hidden = true;
+      $('phone').hidden = false;
+      $('login-button').disabled = false;
+      setCallState(state.call, $('call-state').textContent);
+      listDevices();
+      watchLocation();
+      $('number').focus();
+    });
+    ua.on('unregistered', () => {
+      state.registered = false;
+      app.dataset.reg = 'offline';
+    });
+    ua.on('registrationFailed', (e) => {
+      state.registered = false;
+      app.dataset.reg = 'failed';
+      const wrong = e.cause === JsSIP.C.causes.REJECTED || e.cause === JsSIP.C.causes.AUTHENTICATION_ERROR;
+      const text = wrong ? 'Wrong agent or password.' : `Registration failed: ${e.cause}`;
+      state.lastError = text;
+      if (!$('phone').hidden) {
+        setStatus(text);
+        return;
+      }
+      ua.stop();
+      ua = null;
+      $('login-button').disabled = false;
+      error.textContent = text;
+      error.hidden = false;
+      setStatus('Not logged in');
+    });
+    ua.on('newRTCSession', (e) => {
+      if (e.originator === 'remote') onIncoming(e.session, e.request);
+    });
+    ua.start();
+  }
+
+  function logout() {
+    if (session) session.terminate();
+    if (ua) ua.stop();
+    ua = null;
+    stopWatchingLocation();
+    state.registered = false;
+    app.dataset.reg = 'offline';
+    $('phone').hidden = true;
+    $('login').hidden = false;
+    $('password').value = '';
+    setStatus('Not logged in');
+  }
+
+  function wireMedia(s) {
+    const attach = (pc) => {
+      pc.addEventListener('track', (ev) => {
+        if (ev.streams && ev.streams[0]) audio.srcObject = ev.streams[0];
+        else audio.srcObject = new MediaStream([ev.track]);
+        audio.play().catch(() => {});
+      });
+    };
+    if (s.connection) attach(s.connection);
+    s.on('peerconnection', (ev) => attach(ev.peerconnection));
+  }
+
+  function wireSession(s, peer) {
+    session = s;
+    $('call-peer').textContent = peer;
+    $('mute').setAttribute('aria-pressed', 'false');
+    $('hold').setAttribute('aria-pressed', 'false');
+    wireMedia(s);
+    s.on('progress', () => setCallState('ringing', 'Ringing…'));
+    s.on('accepted', () => setCallState('active', 'In call'));
+    s.on('confirmed', () => {
+      setCallState('active', 'In call');
+      listDevices();
+    });
+    s.on('hold', () => {
+      $('hold').setAttribute('aria-pressed', 'true');
+      setCallState('active', 'On hold');
+    });
+    s.on('unhold', () => {
+      $('hold').setAttribute('aria-pressed', 'false');
+      setCallState('active', 'In call');
+    });
+    s.on('muted', () => $('mute').setAttribute('aria-pressed', 'true'));
+    s.on('unmuted', () => $('mute').setAttribute('aria-pressed', 'false'));
+    const done = (why) => {
+      if (session !== s) return;
+      session = null;
+      audio.srcObject = null;
+      stopRing();
+      setCallState('idle', '');
+      if (state.emergency) leaveEmergency();
+      state.psap = false;
+      setStatus(state.registered ? `Call ended${why ? `: ${why}` : ''}` : 'Not registered');
+    };
+    s.on('ended', (e) => done(e.originator === 'remote' ? 'the other side hung up' : ''));
+    s.on('failed', (e) => done(CAUSE_TEXT[e.cause] || e.cause));
+  }
+
+  async function call(raw) {
+    if (!ua || !state.registered || session) return;
+    const number = normalise(raw);
+    if (!validDialString(number)) {
+      setStatus('Enter a number to call.');
+      return;
+    }
+    const emergency = isEmergency(number);
+    let pidf = null;
+    if (emergency) {
+      if (pending) return;
+      const attempt = { cancelled: false };
+      pending = attempt;
+      enterEmergency(number);
+      setCallState('calling', 'Calling emergency services…');
+      // The call waits at most FIX_WAIT_MS for a location, and goes without one.
+      const fix = await currentFix();
+      if (fix) {
+        pidf = buildPidf(fix, `pres:${ua.configuration.uri.user}@${domain}`);
+      } else {
+        warnLocation(
+          locationDenied
+            ? 'Location is off: your call is placed without it. Tell the dispatcher where you are.'
+            : 'Your location is unknown: your call is placed without it. Tell the dispatcher where you are.',
+        );
+      }
+      pending = null;
+      if (attempt.cancelled || !ua || session) return;
+    }
+    const s = ua.call(`sip:${number}@${domain}`, {
+      mediaConstraints: { audio: micConstraint(), video: false },
+      pcConfig: { iceServers: [] },
+      eventHandlers: {
+        sending: (e) => {
+          if (pidf) attachPidf(e.request, pidf);
+        },
+      },
+    });
+    wireSession(s, number);
+    setCallState('calling', emergency ? 'Calling emergency services…' : 'Calling…');
+  }
+
+  function onIncoming(s, request) {
+    const psap = /(^|[\s,])psap-callback($|[\s,;])/i.test(request.getHeader('Priority') || '');
+    const who = s.remote_identity;
+    const caller = (who.display_name ? `${who.display_name} ` : '') + `<${who.uri.user || who.uri.host}>`;
+    if (incoming || (session && !psap)) {
+      s.terminate({ status_code: 486, reason_phrase: 'Busy Here' });
+      return;
+    }
+    incoming = { session: s, psap };
+    state.psap = psap;
+    const box = $('incoming');
+    box.classList.toggle('psap', psap);
+    $('incoming-title').textContent = psap ? 'Emergency services calling back' : 'Incoming call';
+    $('incoming-caller').textContent = psap ? `PSAP callback from ${caller}` : caller;
+    box.hidden = false;
+    setStatus(psap ? 'PSAP callback: answer now' : `Call from ${caller}`);
+    startRing(psap);
+    $('answer').focus();
+    const gone = () => {
+      if (!incoming || incoming.session !== s) return;
+      incoming = null;
+      box.hidden = true;
+      stopRing();
+      if (session !== s) state.psap = false;
+    };
+    s.on('failed', gone);
+    s.on('ended', gone);
+    s.on('accepted', gone);
+  }
+
+  function answer() {
+    if (!incoming) return;
+    const { session: s, psap } = incoming;
+    if (session && session !== s) session.terminate();
+    $('incoming').hidden = true;
+    stopRing();
+    incoming = null;
+    wireSession(s, $('incoming-caller').textContent);
+    setCallState('calling', psap ? 'Connecting emergency services…' : 'Connecting…');
+    s.answer({ mediaConstraints: { audio: micConstraint(), video: false }, pcConfig: { iceServers: [] } });
+  }
+
+  function decline() {
+    if (!incoming) return;
+    incoming.session.terminate({ status_code: 486, reason_phrase: 'Busy Here' });
+  }
+
+  function hangup() {
+    if (session) {
+      session.terminate();
+    } else if (pending) {
+      pending.cancelled = true;
+      pending = null;
+      setCallState('idle', '');
+      leaveEmergency();
+      setStatus('Call cancelled');
+    }
+  }
+
+  function press(key) {
+    if (session && state.call === 'active') {
+      try {
+        session.sendDTMF(key);
+      } catch (e) {
+        state.lastError = `dtmf: ${e.message || e}`;
+      }
+      $('call-state').textContent = `Sent tone ${key}`;
+      return;
+    }
+    const input = $('number');
+    input.value += key;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Wiring
+
+  $('login').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = $('login');
+    if (!form.reportValidity()) return;
+    login($('agent').value.trim(), $('password').value);
+  });
+  $('logout').addEventListener('click', logout);
+  $('dialpad').addEventListener('click', (e) => {
+    const b = e.target.closest('button[data-key]');
+    if (b) press(b.dataset.key);
+  });
+  $('backspace').addEventListener('click', () => {
+    const input = $('number');
+    input.value = input.value.slice(0, -1);
+    input.focus();
+  });
+  $('number').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter') {
+      e.preventDefault();
+      call($('number').value);
+    }
+  });
+  // During a call, digit keys typed anywhere but a form field go out as DTMF.
+  document.addEventListener('keydown', (e) => {
+    if (!session || state.call !== 'active' || e.ctrlKey || e.metaKey || e.altKey) return;
+    const t = e.target;
+    if (t instanceof HTMLInputElement || t instanceof HTMLSelectElement) return;
+    if (/^[0-9*#]$/.test(e.key)) {
+      e.preventDefault();
+      press(e.key);
+    }
+  });
+  $('call-button').addEventListener('click', () => call($('number').value));
+  $('hangup').addEventListener('click', hangup);
+  $('answer').addEventListener('click', answer);
+  $('decline').addEventListener('click', decline);
+  $('mute').addEventListener('click', () => {
+    if (!session) return;
+    if (session.isMuted().audio) session.unmute({ audio: true });
+    else session.mute({ audio: true });
+  });
+  $('hold').addEventListener('click', () => {
+    if (!session || state.call !== 'active') return;
+    if (session.isOnHold().local) session.unhold();
+    else session.hold();
+  });
+  $('mic').addEventListener('change', chooseMic);
+  $('speaker').addEventListener('change', chooseSpeaker);
+  if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
+    navigator.mediaDevices.addEventListener('devicechange', listDevices);
+  }
+  window.addEventListener('beforeunload', () => {
+    if (ua) ua.stop();
+  });
+
+  setCallState('idle', '');
+  showLocationState();
+  loadConfig();
+})();
