@@ -259,15 +259,15 @@ Content-Length: 0\r\n\r\n"
             other => panic!("no answer: {other:?}"),
         }
     };
-    // First: 401 with both challenges, MD5 first.
+    // First: 401 with both challenges; over WebSocket MD5 last (JsSIP keeps the last one).
     let reply = exchange(register(1, "")).await;
     assert!(reply.starts_with("SIP/2.0 401 Unauthorized\r\n"), "{reply}");
     let challenges: Vec<&str> =
         reply.lines().filter_map(|l| l.strip_prefix("WWW-Authenticate: ")).collect();
     assert_eq!(challenges.len(), 2, "{reply}");
-    assert!(challenges[0].contains("algorithm=MD5"), "{reply}");
-    assert!(challenges[1].contains("algorithm=SHA-256"), "{reply}");
-    let challenge = Challenge::parse(challenges[0]).unwrap();
+    assert!(challenges[0].contains("algorithm=SHA-256"), "{reply}");
+    assert!(challenges[1].contains("algorithm=MD5"), "{reply}");
+    let challenge = Challenge::parse(challenges[1]).unwrap();
     assert_eq!(challenge.realm, "localhost");
 
     // A wrong password: 403.

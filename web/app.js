@@ -337,38 +337,12 @@
   };
 
   /**
-   * JsSIP 3.13 keeps only the LAST WWW-Authenticate or Proxy-Authenticate of a response (its
-   * parser replaces the header each time) and answers only MD5; the edge offers MD5 first and
-   * SHA-256 second (RFC 8760). So the page drops the challenges JsSIP cannot answer from a
-   * 401/407 before JsSIP reads it. The body is untouched, so Content-Length stays right.
+   * The WebSocket to the edge. JsSIP 3.13 keeps only the LAST WWW-Authenticate or
+   * Proxy-Authenticate of a response and answers only MD5; the edge puts MD5 last for
+   * WebSocket clients (src/core/auth.rs), so plain JsSIP works.
    */
-  function md5ChallengesOnly(data) {
-    if (typeof data !== 'string' || !/^SIP\/2\.0 40[17] /.test(data)) return data;
-    const end = data.indexOf('\r\n\r\n');
-    if (end < 0) return data;
-    const lines = data.slice(0, end).split('\r\n');
-    const challenge = /^(www|proxy)-authenticate\s*:/i;
-    const md5 = (l) => {
-      const m = /algorithm\s*=\s*"?([^",\s]+)/i.exec(l);
-      return !m || m[1].toUpperCase() === 'MD5';
-    };
-    if (!lines.some((l) => challenge.test(l) && md5(l))) return data;
-    const kept = lines.filter((l) => !challenge.test(l) || md5(l));
-    return kept.join('\r\n') + data.slice(end);
-  }
-
-  /** The WebSocket to the edge, with [md5ChallengesOnly] between it and JsSIP. */
   function edgeSocket(url) {
-    const socket = new JsSIP.WebSocketInterface(url);
-    let ondata = null;
-    Object.defineProperty(socket, 'ondata', {
-      configurable: true,
-      get: () => (ondata ? (data) => ondata(md5ChallengesOnly(data)) : null),
-      set: (fn) => {
-        ondata = fn;
-      },
-    });
-    return socket;
+    return new JsSIP.WebSocketInterface(url);
   }
 
   function wsUrl() {

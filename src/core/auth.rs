@@ -151,7 +151,7 @@ impl Auth {
                 Err(_) => return Outcome::Bad("Bad Authorization"),
             }
         }
-        let Some(creds) = ours else { return self.challenge(now, false) };
+        let Some(creds) = ours else { return self.challenge(req, now, false) };
         if creds.uri != req.uri_str() {
             return Outcome::Bad("Authorization URI Mismatch");
         }
@@ -171,17 +171,31 @@ impl Auth {
         );
         match verdict {
             Verdict::Verified => Outcome::Agent(creds.username.into_owned()),
-            Verdict::Stale => self.challenge(now, true),
+            Verdict::Stale => self.challenge(req, now, true),
             // A forged or expired-and-forgotten nonce (e.g. from before a restart): ask again.
-            Verdict::Rejected(digest::Rejection::ForgedNonce) => self.challenge(now, false),
+            Verdict::Rejected(digest::Rejection::ForgedNonce) => self.challenge(req, now, false),
             Verdict::Rejected(_) => Outcome::Forbidden,
         }
     }
 
-    fn challenge(&self, now: u64, stale: bool) -> Outcome {
+    /// The challenges for `req`, MD5 where its client will answer it: browsers (JsSIP 3.13)
+    /// keep only the *last* challenge header of a response and know only MD5, SIPp takes the
+    /// first. So over WebSocket MD5 goes last (SHA-256 first, RFC 7616 §3.7's preference);
+    /// elsewhere first.
+    fn challenge(&self, req: &Request, now: u64, stale: bool) -> Outcome {
         let mut salt = [0u8; 8];
         fill_random(&mut salt);
-        let list = digest::challenges(&self.issuer, &self.realm, now, salt, &self.order, stale);
+        let browser = req.headers().top_via().is_ok_and(|v| {
+            v.transport.eq_ignore_ascii_case("WS") || v.transport.eq_ignore_ascii_case("WSS")
+        });
+        let reversed: Vec<Algorithm>;
+        let order: &[Algorithm] = if browser {
+            reversed = self.order.iter().rev().copied().collect();
+            &reversed
+        } else {
+            &self.order
+        };
+        let list = digest::challenges(&self.issuer, &self.realm, now, salt, order, stale);
         Outcome::Challenge(list.iter().map(Challenge::to_header_value).collect())
     }
 }

@@ -869,8 +869,9 @@ impl fmt::Debug for NonceIssuer {
     }
 }
 
-/// The default challenge order: MD5 first (JsSIP and SIPp answer the first challenge and know
-/// only MD5), SHA-256 second.
+/// The default challenge order: MD5 first (SIPp answers the first challenge and knows only
+/// MD5), SHA-256 second. JsSIP 3.13 keeps the *last* challenge header instead, so the edge
+/// reverses this order for WebSocket clients.
 pub const DEFAULT_ORDER: [Algorithm; 2] = [Algorithm::Md5, Algorithm::Sha256];
 
 /// The challenges of a 401/407, one per algorithm of `order` (e.g. [`DEFAULT_ORDER`]), all
