@@ -377,7 +377,7 @@ mod tests {
 
     #[test]
     fn find_lf_is_memchr() {
-        let mut b = vec![b'a'; 40];
+        let mut b = [b'a'; 40];
         for len in 0..b.len() {
             for lf in 0..=len {
                 b.iter_mut().for_each(|c| *c = 0x8a);
