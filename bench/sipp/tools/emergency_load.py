@@ -9,7 +9,9 @@ warm-up, a second SIPp UAC on 127.0.0.3 (a [[trusted]] source, From user "sipp",
 edge) dials 911 at --em-rate calls/s, which the edge sends to the emergency carrier, a SIPp UAS
 on 127.0.0.1:5092, with a callback lease written to the store before the INVITE leaves. The
 table: ordinary calls placed/failed, emergency calls placed/completed/failed, and the emergency
-INVITE -> 200 time (p50, p99, max) as SIPp measured it (-trace_rtt, rtd on the 200).
+INVITE -> 200 time (p50, p99, max) as SIPp measured it (-trace_rtt, rtd on the 200). The
+agent's phone (registered from 127.0.0.4, a SIPp UAS) is called back by a "PSAP" SIPp UAC on
+127.0.0.1 (a trunk's address) at the same rate: PSAP callback setup time, INVITE -> 200.
 
 The edge must be started by lifeline-ctl.sh with the emergency dialplan and agent (emergency.sh
 does that). Loopback only.
@@ -25,6 +27,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCEN = HERE.parent / "scenarios"
+TESTS = HERE.parent.parent.parent / "tests" / "sipp"
 EDGE = "127.0.0.1:5080"
 
 
@@ -61,9 +64,10 @@ def last_stat(path, key):
         return 0
 
 
-def rtts(d):
+def rtts(d, pid):
+    """The INVITE -> 200 times SIPp process `pid` wrote (files are named after scenario and pid)."""
     out = []
-    for f in d.glob("*_rtt.csv"):
+    for f in d.glob(f"*_{pid}_rtt.csv"):
         for line in open(f).read().splitlines()[1:]:
             p = line.split(";")
             if len(p) >= 2:
@@ -89,6 +93,14 @@ def run(load, a, root):
     carrier = sipp(["-sf", str(SCEN / "uas_rr.xml"), "-i", "127.0.0.1", "-p", "5092", *common,
                     "-timeout", f"{a.secs + 60}s"], d, "carrier.stderr")
     time.sleep(0.5)
+    # The agent's phone: registered (digest) from 127.0.0.4, then a SIPp UAS on its Contact.
+    reg = sipp([EDGE, "-sf", str(TESTS / "agent_register.xml"), "-i", "127.0.0.4", "-p", "5096",
+                *common, "-m", "1", "-s", "sipp", "-au", "sipp", "-ap", "bench-only",
+                "-key", "contact_port", "5094", "-timeout", "10s", "-timeout_error"], d, "reg.stderr")
+    finish(reg, 15)
+    phone = sipp(["-sf", str(SCEN / "uas_rr.xml"), "-i", "127.0.0.4", "-p", "5094", *common,
+                  "-timeout", f"{a.secs + 60}s", "-trace_stat", "-stf", "phone_stat.csv",
+                  "-fd", "1"], d, "phone.stderr")
     bg = None
     if load > 0:
         n = int(load * a.secs)
@@ -102,12 +114,22 @@ def run(load, a, root):
                *common, "-r", str(a.em_rate), "-m", str(n_em), "-timeout", f"{a.secs + 20}s",
                "-trace_stat", "-stf", "em_stat.csv", "-fd", "1", "-trace_rtt", "-rtt_freq", "1",
                "-trace_err", "-error_file", "em_err.log"], d, "em.stderr")
+    # The PSAP calls the agent's leased number back (from 127.0.0.1, a trunk's address).
+    time.sleep(2)
+    n_psap = max(1, n_em - 4)
+    psap = sipp([EDGE, "-sf", str(SCEN / "uac_rr.xml"), "-s", a.callback, "-i", "127.0.0.1",
+                 "-p", "5066", *common, "-r", str(a.em_rate), "-m", str(n_psap),
+                 "-timeout", f"{a.secs + 20}s", "-trace_stat", "-stf", "psap_stat.csv", "-fd", "1",
+                 "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-error_file", "psap_err.log"],
+                d, "psap.stderr")
     finish(em, a.secs + 30)
+    finish(psap, 30)
     if bg:
         finish(bg, 10)
-    for p in (uas, carrier):
+    for p in (uas, carrier, phone):
         finish(p, 0)
-    v = rtts(d)
+    v = rtts(d, em.pid)
+    w = rtts(d, psap.pid)
     return {
         "load": load,
         "bg_calls": last_stat(d / "bg_stat.csv", "TotalCallCreated"),
@@ -118,6 +140,12 @@ def run(load, a, root):
         "em_failed": last_stat(d / "em_stat.csv", "FailedCall(C)"),
         "p50": pct(v, 0.50), "p99": pct(v, 0.99), "max": v[-1] if v else float("nan"),
         "n": len(v),
+        "psap_calls": last_stat(d / "psap_stat.csv", "TotalCallCreated"),
+        "psap_ok": last_stat(d / "psap_stat.csv", "SuccessfulCall(C)"),
+        "psap_failed": last_stat(d / "psap_stat.csv", "FailedCall(C)"),
+        # Calls the agent's phone took: the callbacks reached her, not the fallback.
+        "at_agent": last_stat(d / "phone_stat.csv", "TotalCallCreated"),
+        "psap_p50": pct(w, 0.50), "psap_p99": pct(w, 0.99), "psap_n": len(w),
     }
 
 
@@ -128,18 +156,25 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--em-rate", type=float, default=2.0)
     ap.add_argument("--out", default="/tmp/kbench/runs/emergency")
+    ap.add_argument("--callback", default="+15550199000",
+                    help="the agent's leased callback number (the pool's first)")
     a = ap.parse_args()
     root = Path(a.out)
     root.mkdir(parents=True, exist_ok=True)
     rows = [run(int(x), a, root) for x in a.loads.split(",")]
     print("| background calls/s | ordinary placed / ok / failed | emergency placed / ok / failed "
-          "| emergency INVITE->200 p50 / p99 / max (ms) |")
-    print("|---|---|---|---|")
+          "| emergency INVITE->200 p50 / p99 / max (ms) | PSAP callbacks placed / ok / failed "
+          "| PSAP INVITE->200 p50 / p99 (ms) |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['load']} | {r['bg_calls']} / {r['bg_ok']} / {r['bg_failed']} | "
               f"{r['em_calls']} / {r['em_ok']} / {r['em_failed']} | "
-              f"{r['p50']:.1f} / {r['p99']:.1f} / {r['max']:.1f} (n={r['n']}) |")
-    sys.exit(0 if all(r["em_failed"] == 0 and r["em_ok"] == r["em_calls"] for r in rows) else 1)
+              f"{r['p50']:.1f} / {r['p99']:.1f} / {r['max']:.1f} (n={r['n']}) | "
+              f"{r['psap_calls']} / {r['psap_ok']} / {r['psap_failed']} (at the agent: {r['at_agent']}) | "
+              f"{r['psap_p50']:.1f} / {r['psap_p99']:.1f} (n={r['psap_n']}) |")
+    ok = all(r["em_failed"] == 0 and r["em_ok"] == r["em_calls"] and r["psap_failed"] == 0
+             and r["psap_ok"] == r["psap_calls"] and r["at_agent"] == r["psap_calls"] for r in rows)
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":
