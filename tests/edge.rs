@@ -835,3 +835,19 @@ async fn a_changed_dialplan_file_is_reloaded_and_a_bad_one_is_not() {
     assert!(wait_for(r#""name":"extra""#, true).await);
     edge.stop().await;
 }
+
+#[tokio::test]
+async fn an_in_dialog_request_to_the_edge_itself_gets_481_not_a_loop() {
+    // A client that learnt no Contact sends its BYE to the Request-URI of its INVITE: the edge.
+    // Forwarding it would send it to the edge again (482 from itself); it is answered 481.
+    let edge = Edge::start().await;
+    let bye = format!(
+        "BYE sip:service@{0} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKself1\r\n\
+Max-Forwards: 70\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:service@{0}>;tag=2\r\nCall-ID: self-1\r\n\
+CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        edge.udp
+    );
+    let reply = udp_exchange(edge.udp, bye.as_bytes()).await.expect("an answer");
+    assert_eq!(status_line(&reply), "SIP/2.0 481 Call/Transaction Does Not Exist");
+    edge.stop().await;
+}

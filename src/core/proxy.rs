@@ -250,6 +250,9 @@ impl Core {
         let in_dialog = req.headers().to().ok().and_then(|t| t.tag()).is_some();
         let mut emergency = None;
         let mut restore_from = None;
+        if in_dialog && self.targets_me(&req) {
+            return self.reply(now, key, &req, 481, "Call/Transaction Does Not Exist");
+        }
         let routing = if in_dialog || pre.was_routed() {
             let before = req.headers().get(HeaderName::From).map(bytes::Bytes::copy_from_slice);
             self.emergency_in_dialog(&mut req);
@@ -706,7 +709,8 @@ impl Core {
             return;
         }
         let Ok(Verdict::Forward(admitted)) = proxy::validate(&req, &self.local) else { return };
-        if proxy::preprocess_routes(&mut req, &self.local).is_err() {
+        if proxy::preprocess_routes(&mut req, &self.local).is_err() || self.targets_me(&req) {
+            // An ACK to ourselves acknowledges a final response nobody keeps state for.
             return;
         }
         self.emergency_in_dialog(&mut req);
@@ -740,6 +744,15 @@ impl Core {
         // edge opened it; otherwise the response is lost with it (RFC 3261 §18.2.2).
         let Some((peer, _)) = self.resolve_hop(&hop) else { return };
         self.txn.send_stateless(peer, response.to_bytes());
+    }
+
+    /// Whether `req` would go to the edge itself: no Route left and a Request-URI naming one of
+    /// its listen addresses. Forwarding it would loop (a 482 from ourselves): an ACK for a 503
+    /// the transports sent statelessly (overload) has the INVITE's Request-URI, and a client
+    /// that learnt no Contact sends its BYE there too.
+    fn targets_me(&self, req: &Request) -> bool {
+        !req.headers().contains(HeaderName::Route)
+            && matches!(req.uri(), Ok(sip::Uri::Sip(u)) if self.local.is_me(&u))
     }
 
     /// Where an in-dialog (or pre-routed) request goes: its route set or Request-URI, over
