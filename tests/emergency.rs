@@ -43,6 +43,7 @@ did = "+15550100123"
 to = "agent:alice"
 
 [emergency]
+country = { US = ["911", "933"], PR = ["911", "933"], GB = ["999", "112"] }
 callback_pool = ["+15550100900-+15550100901"]
 site_number = "+15550100999"
 callback_fallback = "agent:bob"
@@ -425,5 +426,31 @@ async fn an_agent_at_capacity_gets_no_ordinary_call_but_the_psap_still_reaches_h
     carrier.send_to(psap_invite(from, "+15550100900", "cb9").as_bytes(), edge.udp).await.unwrap();
     let at_alice = udp_recv_until(&alice, "INVITE ").await;
     assert!(at_alice.contains("Call-ID: cb9@psap\r\n"), "{at_alice}");
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn another_country_s_emergency_number_is_an_ordinary_call_authenticated_once() {
+    use sip::digest::{Challenge, respond};
+    // alice is in the US: 999 (GB's) is an ordinary number for her. Her credentials are checked
+    // once (the emergency check saw them first; a second check would be a replay: 403).
+    let edge = start(None, None).await;
+    let alice = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    register(&edge, &alice, "alice").await;
+    let me = alice.local_addr().unwrap();
+    alice
+        .send_to(invite(me, "alice", "sip:999@localhost", "gb1").as_bytes(), edge.udp)
+        .await
+        .unwrap();
+    let challenge = udp_recv_until(&alice, "SIP/2.0 407").await;
+    let ch = Challenge::parse(header(&challenge, "Proxy-Authenticate")[0]).unwrap();
+    let auth = respond(&ch, "alice", "secret", "INVITE", "sip:999@localhost", "cn", 1);
+    let again = invite(me, "alice", "sip:999@localhost", "gb2").replace(
+        "CSeq: 1 INVITE\r\n",
+        &format!("CSeq: 1 INVITE\r\nProxy-Authorization: {auth}\r\n"),
+    );
+    alice.send_to(again.as_bytes(), edge.udp).await.unwrap();
+    let answer = udp_recv_until(&alice, "SIP/2.0 4").await;
+    assert!(answer.starts_with("SIP/2.0 404 No Route\r\n"), "{answer}");
     edge.stop().await;
 }

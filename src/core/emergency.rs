@@ -476,6 +476,8 @@ impl Core {
         if !matches!(uri, sip::Uri::Urn(_)) && !uri.user().is_some_and(dialstring::could_be) {
             return None;
         }
+        // Every country's table first (no authentication yet): most short numbers end here.
+        dialstring::recognise(&plan.emergency, &uri, None)?;
         let caller = self.identify(now, req, from, plan);
         // The country: the softphone's location first, else the agent's provisioned one.
         let softphone = location::from_invite(req).and_then(|l| l.country()).map(|c| c.to_string());
@@ -484,7 +486,15 @@ impl Core {
                 self.config.roster.current().agents.get(a).and_then(|a| a.country.clone())
             })
         });
-        let recognised = dialstring::recognise(&plan.emergency, &uri, country.as_deref())?;
+        let Some(recognised) = dialstring::recognise(&plan.emergency, &uri, country.as_deref())
+        else {
+            // Not an emergency number in the caller's country: ordinary routing goes on, and
+            // must not check the same credentials again (their nonce count is used now).
+            if caller.how == Identified::Credentials {
+                self.pre_authenticated = caller.agent;
+            }
+            return None;
+        };
         Some((recognised, caller))
     }
 

@@ -231,6 +231,9 @@ pub struct Core {
     calls_of: busy::CallsOf,
     /// The agent an initial request was authenticated as, for the call being set up.
     initial_caller: Option<String>,
+    /// Credentials already verified by the emergency classification of a request that turned
+    /// out not to be an emergency call (a nonce count may be used once).
+    pre_authenticated: Option<String>,
 }
 
 impl Core {
@@ -261,6 +264,7 @@ impl Core {
             emergency_dialogs: std::collections::HashMap::new(),
             calls_of: busy::CallsOf::default(),
             initial_caller: None,
+            pre_authenticated: None,
         }
     }
 

@@ -235,6 +235,7 @@ impl Core {
         mut req: Request,
     ) {
         self.initial_caller = None;
+        self.pre_authenticated = None;
         if let Err(reject) = proxy::fix_top_via(&mut req, from.addr) {
             return self.reject(now, key, &req, &reject);
         }
@@ -773,7 +774,9 @@ impl Core {
         if plan.trunk_for_source(ip).is_some() {
             return self.route_inbound(now, req, &plan);
         }
-        if !plan.is_trusted(ip) {
+        if let Some(agent) = self.pre_authenticated.take() {
+            self.initial_caller = Some(agent);
+        } else if !plan.is_trusted(ip) {
             match self.auth.check(req) {
                 auth::Outcome::Agent(agent) => self.initial_caller = Some(agent),
                 auth::Outcome::Challenge(challenges) => {
