@@ -395,6 +395,11 @@ fn trunk_uri(
     }
 }
 
+/// The callback number as the trunk sees the caller (From, P-Asserted-Identity).
+fn callback_name_addr(callback: &str, domain: &str) -> String {
+    format!("<sip:{callback}@{domain};user=phone>")
+}
+
 /// The emergency INVITE as it leaves toward `trunk` (before the proxy's own changes: Via,
 /// Max-Forwards, Record-Route) and its Request-URI.
 pub fn outgoing(
@@ -412,9 +417,10 @@ pub fn outgoing(
             .ok()
             .and_then(|f| f.tag().map(|t| format!(";tag={t}")))
             .unwrap_or_default();
-        h.set(HeaderName::From, format!("<sip:{cb}@{domain};user=phone>{tag}"));
+        let name_addr = callback_name_addr(cb, domain);
+        h.set(HeaderName::From, format!("{name_addr}{tag}"));
         h.remove_all(HeaderName::PAssertedIdentity);
-        h.push(HeaderName::PAssertedIdentity, format!("<sip:{cb}@{domain};user=phone>"));
+        h.push(HeaderName::PAssertedIdentity, name_addr);
     }
     h.remove_all(HeaderName::Priority);
     h.push(HeaderName::Priority, "emergency");
@@ -603,33 +609,38 @@ impl Core {
     }
 
     /// An in-dialog request (ACK included) of an emergency dialog: the agent's requests carry
-    /// the callback number in From, as the INVITE did (the trunk's dialog knows no other); a
-    /// BYE, either way, ends the dialog and its DND.
-    pub(super) fn emergency_in_dialog(&mut self, req: &mut Request) {
+    /// the callback number in From, as the INVITE did (the trunk's dialog knows no other), and
+    /// requests from the trunk's side reach the agent with her own address in To. Returns the
+    /// header it rewrote with its value as received, for the responses to get back. A BYE,
+    /// either way, ends the dialog and its DND.
+    pub(super) fn emergency_in_dialog(&mut self, req: &mut Request) -> Option<(HeaderName, Bytes)> {
         if *req.method() == Method::Bye {
             self.config.urgent.remove(req.headers().call_id().unwrap_or_default());
         }
         if self.emergency_dialogs.is_empty() {
-            return;
+            return None;
         }
         let call_id = req.headers().call_id().unwrap_or_default().to_owned();
-        let Some(dialog) = self.emergency_dialogs.get(&call_id) else { return };
+        let dialog = self.emergency_dialogs.get(&call_id)?;
+        let agent_tag = dialog.from_tag.as_deref();
         let from_tag = req.headers().from().ok().and_then(|f| f.tag().map(str::to_owned));
-        if let (Some(cb), Some(tag)) = (&dialog.callback, &from_tag)
-            && dialog.from_tag.as_deref() == Some(tag.as_str())
-        {
-            let domain = &self.config.registrar.domain;
-            req.headers_mut()
-                .set(HeaderName::From, format!("<sip:{cb}@{domain};user=phone>;tag={tag}"));
-        }
         let to_tag = req.headers().to().ok().and_then(|t| t.tag().map(str::to_owned));
-        if let (Some(original), Some(tag)) = (&dialog.agent_from, &to_tag)
-            && dialog.callback.is_some()
-            && dialog.from_tag.as_deref() == Some(tag.as_str())
-        {
-            // From the trunk's side: the agent sees her own address, not the callback number.
-            req.headers_mut().set(HeaderName::To, original.clone());
-        }
+        let rewrite = match (&dialog.callback, &dialog.agent_from) {
+            (Some(cb), _) if from_tag.is_some() && from_tag.as_deref() == agent_tag => {
+                let tag = from_tag.unwrap_or_default();
+                let domain = &self.config.registrar.domain;
+                Some((HeaderName::From, format!("{};tag={tag}", callback_name_addr(cb, domain))))
+            }
+            (Some(_), Some(original)) if to_tag.is_some() && to_tag.as_deref() == agent_tag => {
+                Some((HeaderName::To, String::from_utf8_lossy(original).into_owned()))
+            }
+            _ => None,
+        };
+        let restore = rewrite.and_then(|(name, value)| {
+            let received = req.headers().get(name).map(Bytes::copy_from_slice)?;
+            req.headers_mut().set(name, value);
+            Some((name, received))
+        });
         if *req.method() == Method::Bye
             && let Some(dialog) = self.emergency_dialogs.remove(&call_id)
             && let Some(agent) = dialog.agent
@@ -637,6 +648,7 @@ impl Core {
             tracing::info!(agent = %agent, "emergency call ended");
             self.dnd.end(&agent);
         }
+        restore
     }
 
     /// A connection closed: the emergency dialogs of agents on it end.
@@ -797,16 +809,7 @@ impl Core {
 
     /// Every live binding of `agents`, ignoring presence and capacity.
     fn binding_targets(&self, now: Instant, agents: &[String]) -> Vec<Target> {
-        agents
-            .iter()
-            .flat_map(|a| self.location.lookup(now, a))
-            .map(|b| Target {
-                uri: Some(b.contact.clone()),
-                peer: b.via_flow.then_some(b.source),
-                trunk: None,
-                agent: Some(b.aor.clone()),
-            })
-            .collect()
+        agents.iter().flat_map(|a| self.location.lookup(now, a)).map(Target::binding).collect()
     }
 
     /// Where `[emergency] callback_fallback` sends a PSAP call, in order.
@@ -818,28 +821,13 @@ impl Core {
                 self.binding_targets(now, std::slice::from_ref(a)).into()
             }
             Some(InboundTarget::Group(g)) => self.binding_targets(now, roster.members(g)).into(),
-            Some(InboundTarget::Trunk(t)) => plan
-                .trunk(t)
-                .map(|t| Target {
-                    uri: Some(t.request_uri(did, 0)),
-                    peer: None,
-                    trunk: None,
-                    agent: None,
-                })
-                .into_iter()
-                .collect(),
+            Some(InboundTarget::Trunk(t)) => {
+                plan.trunk(t).map(|t| Target::uri(t.request_uri(did, 0))).into_iter().collect()
+            }
             Some(InboundTarget::Number(n)) => plan
                 .outbound(n)
                 .map(|(_, trunks)| {
-                    trunks
-                        .into_iter()
-                        .map(|t| Target {
-                            uri: Some(t.request_uri(n, 0)),
-                            peer: None,
-                            trunk: None,
-                            agent: None,
-                        })
-                        .collect()
+                    trunks.into_iter().map(|t| Target::uri(t.request_uri(n, 0))).collect()
                 })
                 .unwrap_or_default(),
         }

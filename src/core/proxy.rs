@@ -53,6 +53,24 @@ pub struct Target {
     pub agent: Option<String>,
 }
 
+impl Target {
+    /// A registered binding: its Contact, over its flow when it must be reached that way
+    /// (RFC 5626), and the agent it belongs to.
+    pub fn binding(b: &crate::registrar::Binding) -> Target {
+        Target {
+            uri: Some(b.contact.clone()),
+            peer: b.via_flow.then_some(b.source),
+            trunk: None,
+            agent: Some(b.aor.clone()),
+        }
+    }
+
+    /// A Request-URI (toward a trunk), the next hop resolved from it.
+    pub fn uri(uri: String) -> Target {
+        Target { uri: Some(uri), peer: None, trunk: None, agent: None }
+    }
+}
+
 /// How a request is to be proxied.
 #[derive(Debug)]
 pub enum Routing {
@@ -94,9 +112,10 @@ pub struct Call {
     /// index): who is on the call once it is answered.
     caller: Option<String>,
     branch_agents: Vec<Option<String>>,
-    /// The From the request arrived with, when the edge changed it on the way out (an
-    /// emergency call's callback number): responses get it back.
-    restore_from: Option<bytes::Bytes>,
+    /// A header the edge changed on the way out (an emergency call's From, the callback
+    /// number; or the agent's To on a request from the trunk's side) and its value as
+    /// received: the responses get it back.
+    restore: Option<(HeaderName, bytes::Bytes)>,
 }
 
 /// Proxy state kept by the core.
@@ -250,18 +269,12 @@ impl Core {
         };
         let in_dialog = req.headers().to().ok().and_then(|t| t.tag()).is_some();
         let mut emergency = None;
-        let mut restore_from = None;
+        let mut restore = None;
         if in_dialog && self.targets_me(&req) {
             return self.reply(now, key, &req, 481, "Call/Transaction Does Not Exist");
         }
         let routing = if in_dialog || pre.was_routed() {
-            let before = req.headers().get(HeaderName::From).map(bytes::Bytes::copy_from_slice);
-            self.emergency_in_dialog(&mut req);
-            if req.headers().get(HeaderName::From) != before.as_deref() {
-                // The agent's request left with the callback number: its responses get her
-                // From back.
-                restore_from = before;
-            }
+            restore = self.emergency_in_dialog(&mut req);
             if *req.method() == Method::Bye {
                 self.calls_of.ended(req.headers().call_id().unwrap_or_default());
             }
@@ -280,6 +293,8 @@ impl Core {
                     let (routing, mut call) = self.start_emergency(now, recognised, caller, plan);
                     call.original_from =
                         req.headers().get(HeaderName::From).map(bytes::Bytes::copy_from_slice);
+                    // The agent's dialog knows its own From, not the callback number.
+                    restore = call.original_from.clone().map(|f| (HeaderName::From, f));
                     call.softphone_location = req.headers().contains(HeaderName::Geolocation);
                     emergency = Some(call);
                     routing
@@ -363,7 +378,7 @@ impl Core {
             from_flow: from.flow,
             caller: self.initial_caller.take(),
             branch_agents: Vec::new(),
-            restore_from,
+            restore,
         };
         self.proxy.calls.insert(key, call);
         if waiting {
@@ -593,13 +608,9 @@ impl Core {
             em.reached = true;
         }
         if let Some(call) = self.proxy.calls.get(&key)
-            && let Some(from) = call
-                .restore_from
-                .as_ref()
-                .or_else(|| call.emergency.as_ref().and_then(|e| e.original_from.as_ref()))
+            && let Some((name, value)) = &call.restore
         {
-            // The agent's dialog knows its own From, not the callback number the trunk saw.
-            response.headers_mut().set(HeaderName::From, from.clone());
+            response.headers_mut().set(*name, value.clone());
         }
         if (101..200).contains(&status) && self.proxy.timer_c.contains_key(&client) {
             self.proxy.disarm_timer_c(client);
@@ -822,12 +833,9 @@ impl Core {
             Some(InboundTarget::Agent(agent)) => self.route_agent(now, agent),
             Some(InboundTarget::Group(group)) => self.route_group(now, group),
             Some(InboundTarget::Trunk(name)) => match plan.trunk(name) {
-                Some(t) => Routing::Serial(VecDeque::from([Target {
-                    uri: Some(t.request_uri(&did, req_len(req))),
-                    peer: None,
-                    trunk: None,
-                    agent: None,
-                }])),
+                Some(t) => Routing::Serial(VecDeque::from([Target::uri(
+                    t.request_uri(&did, req_len(req)),
+                )])),
                 None => Routing::Answer(404, "Not Found"),
             },
             Some(InboundTarget::Number(_)) | None if self.addressed_to_us(req) => {
@@ -855,20 +863,12 @@ impl Core {
         let up: Vec<_> = trunks.iter().filter(|t| self.probes.is_up(&t.name)).collect();
         let chosen = if up.is_empty() { trunks.iter().collect() } else { up };
         Routing::Serial(
-            chosen
-                .into_iter()
-                .map(|t| Target {
-                    uri: Some(t.request_uri(&number, len)),
-                    peer: None,
-                    trunk: None,
-                    agent: None,
-                })
-                .collect(),
+            chosen.into_iter().map(|t| Target::uri(t.request_uri(&number, len))).collect(),
         )
     }
 
-    /// Every binding of every available member of `group`, in parallel (capacity is not
-    /// counted yet); nobody available and registered: 480.
+    /// Every binding of every member of `group` who is available and below capacity, in
+    /// parallel; nobody: 480.
     fn route_group(&self, now: Instant, group: &str) -> Routing {
         let targets: Vec<Target> = self
             .config
@@ -878,12 +878,7 @@ impl Core {
             .iter()
             .filter(|m| self.config.presence.is_available(m) && self.has_room(m))
             .flat_map(|m| self.location.lookup(now, m))
-            .map(|b| Target {
-                uri: Some(b.contact.clone()),
-                peer: b.via_flow.then_some(b.source),
-                trunk: None,
-                agent: Some(b.aor.clone()),
-            })
+            .map(Target::binding)
             .collect();
         if targets.is_empty() {
             Routing::Answer(480, "Temporarily Unavailable")
@@ -911,17 +906,7 @@ impl Core {
                 Routing::Answer(404, "Not Found")
             };
         }
-        Routing::Parallel(
-            bindings
-                .into_iter()
-                .map(|b| Target {
-                    uri: Some(b.contact.clone()),
-                    peer: b.via_flow.then_some(b.source),
-                    trunk: None,
-                    agent: Some(b.aor.clone()),
-                })
-                .collect(),
-        )
+        Routing::Parallel(bindings.into_iter().map(Target::binding).collect())
     }
 }
 
