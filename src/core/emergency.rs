@@ -57,10 +57,9 @@ use crate::store::{self, AgentId, LeaseOutcome, Store, StoreError, UnixTime};
 pub fn route_marker() -> &'static str {
     static MARKER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     MARKER.get_or_init(|| {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-        format!("em={:016x}", h.finish())
+        let mut token = [0u8; 8];
+        super::auth::fill_random(&mut token);
+        format!("em={:016x}", u64::from_be_bytes(token))
     })
 }
 
@@ -387,10 +386,8 @@ fn trunk_uri(
         }
         RequestUriForm::Urn => {
             let urn = if rec.urn { rec.dialstring.clone() } else { "urn:service:sos".to_owned() };
-            // The trunk URI with `lr`: the next hop, while the Request-URI stays the URN.
-            let hop = trunk.request_uri("x", request_len);
-            let hop = hop.replacen("x@", "", 1);
-            (urn, Some(format!("<{hop};lr>")))
+            // The trunk is the next hop, while the Request-URI stays the URN.
+            (urn, Some(trunk.route(request_len)))
         }
     }
 }

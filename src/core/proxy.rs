@@ -363,7 +363,7 @@ impl Core {
         if failover_any {
             ctx.try_every_target();
         }
-        let waiting = emergency.is_some();
+        let waiting = emergency.as_ref().map(|e| (e.wait_until, e.caller.agent.clone()));
         let call = Call {
             request: req,
             admitted,
@@ -381,19 +381,19 @@ impl Core {
             restore,
         };
         self.proxy.calls.insert(key, call);
-        if waiting {
-            let Some(call) = self.proxy.calls.get(&key) else { return };
-            if let Some(em) = &call.emergency {
-                let until = em.wait_until;
-                self.proxy.wait_for_store(key, until);
-            }
-            let Some(call) = self.proxy.calls.get(&key) else { return };
-            if let Some(agent) = call.emergency.as_ref().and_then(|e| e.caller.agent.as_deref()) {
-                self.dnd.begin(agent);
-            }
-            match &call.emergency {
-                Some(em) if em.caller.agent.is_some() => self.prepare_emergency(key, em),
-                _ => self.release_emergency(now, key),
+        if let Some((until, agent)) = waiting {
+            // An emergency call: its first trunk waits for the store work of a known agent
+            // (lease, notification); an unknown caller has none and leaves at once.
+            match agent {
+                Some(agent) => {
+                    self.proxy.wait_for_store(key, until);
+                    self.dnd.begin(&agent);
+                    if let Some(em) = self.proxy.calls.get(&key).and_then(|c| c.emergency.as_ref())
+                    {
+                        self.prepare_emergency(key, em);
+                    }
+                }
+                None => self.release_emergency(now, key),
             }
             return;
         }

@@ -90,7 +90,21 @@ pub fn recognise_user(em: &Emergency, user: &str, country: Option<&str>) -> Opti
 /// Whether `user` could be an emergency dialstring at all, without the tables: a short string
 /// of digits. The transports use this to keep the dialplan off their hot path.
 pub fn could_be(user: &str) -> bool {
-    dialled_digits(user).is_some_and(|d| d.len() <= 8)
+    let dialled = user.split(';').next().unwrap_or(user);
+    if dialled.contains('%') {
+        // Escaped separators are rare: decode them the slow way.
+        return dialled_digits(user).is_some_and(|d| d.len() <= 8);
+    }
+    // Without escapes, the same answer without allocating (every initial request asks).
+    let mut digits = 0;
+    for b in dialled.bytes() {
+        match b {
+            b'0'..=b'9' => digits += 1,
+            b'-' | b'.' | b'(' | b')' | b' ' => {}
+            _ => return false,
+        }
+    }
+    (1..=8).contains(&digits)
 }
 
 /// The digits dialled: separators and `;parameters` removed; `None` for anything with a `+`,
@@ -229,5 +243,10 @@ mod tests {
         assert!(!could_be("+12025550199"));
         assert!(!could_be("alice"));
         assert!(!could_be("123456789012"));
+        assert!(could_be("9%2D1%2D1"));
+        assert!(could_be("911;phone-context=+1"));
+        assert!(!could_be(""));
+        assert!(!could_be("--"));
+        assert!(!could_be("123456789"), "nine digits");
     }
 }

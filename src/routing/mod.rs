@@ -109,14 +109,25 @@ impl Trunk {
     /// The Request-URI for `user` on this trunk, over TCP when the request is too large for
     /// UDP and the trunk does not pin a transport (RFC 3261 §18.1.1: over 1300 bytes).
     pub fn request_uri(&self, user: &str, request_len: usize) -> String {
+        self.uri_for(Some(user), request_len)
+    }
+
+    /// The trunk itself as a loose route (`<sip:host:port;transport=..;lr>`), for a Request-URI
+    /// that names no host (an emergency URN, RFC 5031); the same transport rule.
+    pub fn route(&self, request_len: usize) -> String {
+        format!("<{};lr>", self.uri_for(None, request_len))
+    }
+
+    fn uri_for(&self, user: Option<&str>, request_len: usize) -> String {
         let scheme = if self.secure { "sips" } else { "sip" };
+        let user = user.map(|u| format!("{u}@")).unwrap_or_default();
         let port = self.port.map(|p| format!(":{p}")).unwrap_or_default();
         let transport = match self.transport {
             Some(t) => format!(";transport={}", t.uri_param()),
             None if request_len > 1300 => ";transport=tcp".to_owned(),
             None => String::new(),
         };
-        format!("{scheme}:{user}@{}{port}{transport}", self.host)
+        format!("{scheme}:{user}{}{port}{transport}", self.host)
     }
 }
 
