@@ -92,6 +92,54 @@ impl Binds {
     }
 }
 
+/// Starts the media anchor (`[media]`) on the first SIP listener's address. An edge whose
+/// anchor cannot start still routes every call (emergency calls above all): browsers' SDP
+/// then passes unchanged, and the error says why.
+fn start_media(
+    config: &Config,
+    listening: &[(ListenTransport, SocketAddr)],
+    metrics: &Arc<crate::admin::metrics::Metrics>,
+    core: &crate::core::CoreHandle,
+) -> Option<Arc<crate::media::engine::Media>> {
+    use crate::media::engine::{Media, MediaConfig};
+    if config.media.anchor == crate::config::Anchoring::Never {
+        return None;
+    }
+    let bind = listening.first().map(|(_, a)| a.ip())?;
+    let mut media_config = MediaConfig::new(&config.media, bind);
+    if media_config.public.is_unspecified() {
+        match config.sip.public_address.as_deref().unwrap_or_default().parse() {
+            Ok(ip) => media_config.public = ip,
+            Err(_) => {
+                tracing::error!(
+                    "media anchoring off: SIP listens on {bind} and neither [media] public_ip \
+                     nor [sip] public_address gives an IP to put in SDP"
+                );
+                return None;
+            }
+        }
+    }
+    match Media::start(media_config, metrics.clone()) {
+        Ok((media, mut ended)) => {
+            let core = core.clone();
+            tokio::spawn(async move {
+                while let Some(leg) = ended.recv().await {
+                    core.media_ended(leg).await;
+                }
+            });
+            Some(media)
+        }
+        Err(e) => {
+            tracing::error!(
+                error = %e,
+                port = config.media.webrtc_port,
+                "media anchoring off: the WebRTC port could not be bound"
+            );
+            None
+        }
+    }
+}
+
 /// How long live transactions may take to finish once shutdown begins.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -276,6 +324,7 @@ impl App {
         // Its first look at the outbox is at once: mail queued before a restart goes out.
         let mailer =
             Mailer::spawn(store.clone(), &config.smtp, admin.metrics.clone(), stop_rx.clone());
+        let media = start_media(&config, &listening, &admin.metrics, &ctx.core);
         let core_config = CoreConfig {
             server: server.to_string(),
             registrar: Policy {
@@ -289,6 +338,7 @@ impl App {
             store: store.clone(),
             urgent: urgent.clone(),
             max_dialogs: usize::try_from(config.limits.max_dialogs).unwrap_or(usize::MAX),
+            media,
             notify: crate::core::emergency::NotifyConfig {
                 mailer: Some(mailer.clone()),
                 smtp_from: config.smtp.from.clone(),

@@ -2,10 +2,13 @@
 //! driven by playwright-core (`tests/browser/`, installed by `scripts/test` with `npm ci`)
 //! loads the page from the edge, logs in over `/ws`, and calls a SIPp trunk on 127.0.0.2.
 //!
-//! Signalling only for now: the edge does not anchor media yet, so the browser's SDP offer
-//! reaches SIPp untouched and SIPp answers with a WebRTC-shaped SDP that carries no media
-//! (`tests/sipp/webrtc_trunk_uas.xml` says why). Screenshots of the normal and emergency
-//! panels and the PSAP banner are kept under `target/tmp/browser/` for a person to look at.
+//! Media goes through the edge's anchor (src/media): the browser's DTLS-SRTP ends at the edge
+//! and the carrier (SIPp, `-rtp_echo`) gets plain RTP, which it sends back; the page checks
+//! with `getStats()` that audio flowed both ways in the ordinary call, the emergency call and
+//! the PSAP callback (the PSAP offers plain RTP: the edge offers the browser WebRTC). The
+//! edge's media metrics must show packets relayed both ways. Screenshots of the normal and
+//! emergency panels and the PSAP banner are kept under `target/tmp/browser/` for a person to
+//! look at.
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -204,7 +207,7 @@ fn start_psap(edge: &Edge, trunk_log: &Path, dir: &Path) -> Child {
         &[
             &edge.udp.to_string(),
             "-sf",
-            repo("tests/sipp/webrtc_psap_uac.xml").to_str().unwrap(),
+            repo("tests/sipp/rtp_psap_uac.xml").to_str().unwrap(),
             "-s",
             &did,
             "-i",
@@ -213,6 +216,7 @@ fn start_psap(edge: &Edge, trunk_log: &Path, dir: &Path) -> Child {
             &port,
             "-mp",
             &media,
+            "-rtp_echo",
             "-m",
             "1",
             "-timeout",
@@ -245,13 +249,14 @@ async fn the_softphone_registers_calls_makes_an_emergency_call_and_rings_for_the
     let trunk = sipp(
         &[
             "-sf",
-            repo("tests/sipp/webrtc_trunk_uas.xml").to_str().unwrap(),
+            repo("tests/sipp/rtp_trunk_uas.xml").to_str().unwrap(),
             "-i",
             TRUNK_IP,
             "-p",
             &edge.trunk_ports.0.to_string(),
             "-mp",
             &free_udp_port(TRUNK_IP).to_string(),
+            "-rtp_echo",
             "-m",
             "3",
             "-timeout",
@@ -278,11 +283,16 @@ async fn the_softphone_registers_calls_makes_an_emergency_call_and_rings_for_the
     assert_eq!(invites.len(), 3, "{at_carrier:#?}");
     assert_eq!(byes, 3, "every call was hung up from the page: {at_carrier:#?}");
 
-    // The ordinary call: the browser's SDP offer reached the trunk untouched.
+    // The ordinary call: the browser offered DTLS-SRTP; the carrier was offered plain RTP on
+    // one of the edge's ports, with the codecs the edge relays.
     let sent = std::fs::read_to_string(out.join("ordinary-invite.sip")).unwrap();
     let ordinary = invites.iter().find(|m| request_user(m) == Some(CALL_NUMBER)).unwrap();
     assert!(body(&sent).contains("UDP/TLS/RTP/SAVPF"), "{sent}");
-    assert_eq!(body(ordinary), body(&sent), "the SDP offer changed on the way");
+    let offer = body(ordinary);
+    let m_line = offer.lines().find(|l| l.starts_with("m=audio ")).expect("an audio offer");
+    assert!(m_line.contains(" RTP/AVP 0 8 "), "plain RTP, PCMU and PCMA first: {offer}");
+    assert!(offer.contains("c=IN IP4 127.0.0.1"), "the edge's media address: {offer}");
+    assert!(!offer.contains("fingerprint") && !offer.contains("ice-ufrag"), "{offer}");
 
     // The emergency call: the page's location went to the carrier byte for byte.
     let sent = std::fs::read_to_string(out.join("emergency-invite.sip")).unwrap();
@@ -307,6 +317,21 @@ async fn the_softphone_registers_calls_makes_an_emergency_call_and_rings_for_the
     let sent = std::fs::read_to_string(out.join("emergency-no-location-invite.sip")).unwrap();
     assert!(header(&sent, "Geolocation").is_none(), "{sent}");
     assert_eq!(header(&sent, "Content-Type"), Some("application/sdp"));
+
+    // The edge relayed audio both ways (the counters are brought up to date every second).
+    let metric = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, _, metrics) = http_get(edge.admin, "/metrics").await;
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8(metrics).unwrap();
+    let to_plain = metric(&metrics, "lifeline_media_packets_total{dir=\"to_plain\"}");
+    let to_browser = metric(&metrics, "lifeline_media_packets_total{dir=\"to_browser\"}");
+    assert!(to_plain > 150 && to_browser > 150, "{to_plain} / {to_browser} packets relayed");
+    assert_eq!(metric(&metrics, "lifeline_media_legs"), 0, "every leg closed with its call");
 
     for shot in
         ["normal-call.png", "emergency-call.png", "emergency-no-location.png", "psap-callback.png"]

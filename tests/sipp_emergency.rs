@@ -768,6 +768,9 @@ listen = "127.0.0.1:{web}"
 [admin]
 listen = "{admin}"
 
+[media]
+webrtc_port = 0
+
 [smtp]
 url = "smtp://127.0.0.1:{smtp}"
 

@@ -290,6 +290,24 @@
     }
   }
 
+  /** The call's audio as WebRTC counts it (getStats): packets each way and the level heard.
+   *  For the curious and for tests; `null` without a call. */
+  window.softphoneAudio = async () => {
+    if (!session || !session.connection) return null;
+    const out = { sent: 0, received: 0, lost: 0, level: 0, jitter: 0 };
+    (await session.connection.getStats()).forEach((r) => {
+      if (r.kind !== 'audio') return;
+      if (r.type === 'outbound-rtp') out.sent += r.packetsSent || 0;
+      if (r.type === 'inbound-rtp') {
+        out.received += r.packetsReceived || 0;
+        out.lost += r.packetsLost || 0;
+        out.jitter = Math.max(out.jitter, r.jitter || 0);
+        out.level = Math.max(out.level, r.audioLevel || 0);
+      }
+    });
+    return out;
+  };
+
   // ---------------------------------------------------------------------------------------
   // Ringing (Web Audio; silent where the browser does not allow it)
 

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub dialplan_reloads_failed: AtomicU64,
     /// Emergency calls and PSAP callbacks (counted, never identified).
     pub emergency: EmergencyMetrics,
+    /// The media anchor (src/media).
+    pub media: MediaMetrics,
     /// Notification mails the SMTP relay took (src/emergency/mailer.rs).
     pub mail_sent: AtomicU64,
     /// Failed delivery attempts (each is retried).
@@ -190,6 +192,7 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         }
         self.emergency.render(&mut out);
+        self.media.render(&mut out);
         let trunks = self.trunks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !trunks.is_empty() {
             out.push_str(
@@ -264,6 +267,63 @@ impl EmergencyMetrics {
                 "lifeline_psap_callbacks_total",
                 "Calls from a PSAP to a callback number.",
                 &self.psap_callbacks,
+            ),
+        ];
+        for (name, help, value) in simple {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                load(value)
+            );
+        }
+    }
+}
+
+/// Counters of the media anchor (issue 7): legs and packets, never who or which number.
+#[derive(Debug, Default)]
+pub struct MediaMetrics {
+    /// WebRTC legs relaying now.
+    pub legs: AtomicI64,
+    /// RTP packets relayed from browsers to the plain side, and back.
+    pub to_plain: AtomicU64,
+    pub to_browser: AtomicU64,
+    /// Datagrams dropped: not RTP, from a stranger after latching, or before the leg is up.
+    pub dropped: AtomicU64,
+    /// Datagrams on the WebRTC port that no leg accepted (garbage, late packets).
+    pub stray: AtomicU64,
+    /// Calls ended because media stopped (or the browser went away).
+    pub timeouts: AtomicU64,
+}
+
+impl MediaMetrics {
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP lifeline_media_legs Browser legs the media anchor relays now.\n\
+             # TYPE lifeline_media_legs gauge\nlifeline_media_legs {}\n\
+             # HELP lifeline_media_packets_total RTP packets relayed by the media anchor.\n\
+             # TYPE lifeline_media_packets_total counter\n\
+             lifeline_media_packets_total{{dir=\"to_plain\"}} {}\n\
+             lifeline_media_packets_total{{dir=\"to_browser\"}} {}",
+            self.legs.load(Ordering::Relaxed),
+            load(&self.to_plain),
+            load(&self.to_browser),
+        );
+        let simple = [
+            (
+                "lifeline_media_dropped_total",
+                "Datagrams on plain RTP ports dropped (not RTP, a stranger, leg not up).",
+                &self.dropped,
+            ),
+            (
+                "lifeline_media_stray_total",
+                "Datagrams on the WebRTC port that no leg accepted.",
+                &self.stray,
+            ),
+            (
+                "lifeline_media_timeouts_total",
+                "Calls ended because their media stopped or the browser went away.",
+                &self.timeouts,
             ),
         ];
         for (name, help, value) in simple {

@@ -111,8 +111,22 @@ pub struct Admin {
 /// `[media]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Media {
+    pub anchor: Anchoring,
     pub rtp_ports: PortRange,
+    /// The one UDP port of every WebRTC leg (0: any free port, for tests).
+    pub webrtc_port: u16,
     pub public_ip: Option<IpAddr>,
+    /// No media either way for this long ends the call.
+    pub timeout: std::time::Duration,
+}
+
+/// `[media] anchor`: which calls the edge relays media for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchoring {
+    /// Calls with a browser (WebRTC) on one side and plain RTP on the other.
+    Webrtc,
+    /// None: SDP passes unchanged.
+    Never,
 }
 
 /// `[smtp]`

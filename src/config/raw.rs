@@ -9,8 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Admin, Agents, Config, ConfigError, ConfigErrors, DEFAULTS_TOML, Dialplan, Limits, Listen,
-    ListenTransport, Media, Node, PortRange, Sip, Smtp, Tls, Web,
+    Admin, Agents, Anchoring, Config, ConfigError, ConfigErrors, DEFAULTS_TOML, Dialplan, Limits,
+    Listen, ListenTransport, Media, Node, PortRange, Sip, Smtp, Tls, Web, parse_duration,
 };
 
 type Value<T> = Option<Spanned<T>>;
@@ -69,8 +69,11 @@ struct RawAdmin {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawMedia {
+    anchor: Value<String>,
     rtp_ports: Value<String>,
+    webrtc_port: Value<i64>,
     public_ip: Value<String>,
+    timeout: Value<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -247,7 +250,29 @@ pub(super) fn build(path: Option<&Path>, text: &str) -> Result<Config, ConfigErr
             None
         }
     });
-    let media = Media { rtp_ports, public_ip };
+    let (anchor, anchor_span) = pick(&user.media.anchor, &d.media.anchor);
+    let anchor = match anchor.as_str() {
+        "webrtc" => Anchoring::Webrtc,
+        "never" => Anchoring::Never,
+        other => {
+            ctx.error(
+                anchor_span,
+                format!("media.anchor: '{other}' is not one of webrtc, never (always: not yet)"),
+            );
+            Anchoring::Webrtc
+        }
+    };
+    let (port, port_span) = pick(&user.media.webrtc_port, &d.media.webrtc_port);
+    let webrtc_port = u16::try_from(port).unwrap_or_else(|_| {
+        ctx.error(port_span, format!("media.webrtc_port: {port} is not a UDP port"));
+        0
+    });
+    let (timeout, timeout_span) = pick(&user.media.timeout, &d.media.timeout);
+    let timeout = parse_duration(&timeout).unwrap_or_else(|e| {
+        ctx.error(timeout_span, format!("media.timeout: {e}"));
+        std::time::Duration::from_secs(30)
+    });
+    let media = Media { anchor, rtp_ports, webrtc_port, public_ip, timeout };
 
     let (url, url_span) = pick(&user.smtp.url, &d.smtp.url);
     if !["smtp://", "smtps://"].iter().any(|p| url.starts_with(p)) {

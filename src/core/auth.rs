@@ -206,7 +206,7 @@ fn unix_now() -> u64 {
 
 /// Fills `buf` from the crypto provider's random generator (nonce secrets, the emergency
 /// route marker).
-pub(super) fn fill_random(buf: &mut [u8]) {
+pub(crate) fn fill_random(buf: &mut [u8]) {
     if crate::transport::tls::provider().secure_random.fill(buf).is_err() {
         // aws-lc-rs cannot fail here on Linux; if it ever did, a nonce secret from the clock
         // is weaker but the server keeps working.

@@ -25,6 +25,7 @@
 pub mod auth;
 pub mod busy;
 pub mod emergency;
+mod media;
 mod net;
 pub mod probe;
 pub mod proxy;
@@ -76,6 +77,8 @@ pub enum Input {
     Registrations(tokio::sync::oneshot::Sender<Vec<RegistrationView>>),
     /// The store work of an emergency call is done (callback lease).
     EmergencyPrepared { key: ServerKey, prepared: emergency::Prepared },
+    /// An anchored call's media stopped for `[media] timeout`, or its browser went away.
+    MediaEnded(crate::media::anchor::LegId),
 }
 
 /// The receiving ends of the core's queues (see [`Core::channel`]).
@@ -142,6 +145,11 @@ impl CoreHandle {
         rx.await.ok()
     }
 
+    /// An anchored call's media stopped (timeout) or its browser went away.
+    pub async fn media_ended(&self, leg: crate::media::anchor::LegId) {
+        let _ = self.tx.send(Input::MediaEnded(leg)).await;
+    }
+
     /// Tells the core that a send for `key` failed.
     pub async fn send_failed(&self, key: TxnKey) {
         let _ = self.tx.send(Input::SendFailed(key)).await;
@@ -198,6 +206,8 @@ pub struct CoreConfig {
     /// `[limits] max_dialogs`: requests waiting for their answer plus answered calls of agents
     /// before new ordinary calls get 503 (emergency calls and PSAP callbacks never do).
     pub max_dialogs: usize,
+    /// The media anchor (`None`: `[media] anchor = "never"`, or its socket could not bind).
+    pub media: Option<Arc<crate::media::engine::Media>>,
 }
 
 /// The core's state: the transaction layer and the tables of the SIP rules.
@@ -229,6 +239,8 @@ pub struct Core {
     emergency_dialogs: std::collections::HashMap<String, emergency::EmergencyDialog>,
     /// Answered calls per agent (capacity).
     calls_of: busy::CallsOf,
+    /// Anchored calls: their RTP ports and WebRTC legs ([`media`]).
+    media_calls: media::MediaCalls,
     /// The agent an initial request was authenticated as, for the call being set up.
     initial_caller: Option<String>,
     /// Credentials already verified by the emergency classification of a request that turned
@@ -263,6 +275,7 @@ impl Core {
             dnd,
             emergency_dialogs: std::collections::HashMap::new(),
             calls_of: busy::CallsOf::default(),
+            media_calls: media::MediaCalls::default(),
             initial_caller: None,
             pre_authenticated: None,
         }
@@ -402,6 +415,7 @@ impl Core {
             Input::EmergencyPrepared { key, prepared } => {
                 self.emergency_prepared(now, key, prepared);
             }
+            Input::MediaEnded(leg) => self.media_ended(now, leg),
         }
     }
 

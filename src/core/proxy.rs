@@ -108,6 +108,8 @@ pub struct Call {
     failover_any: bool,
     /// The connection the request came over (stream transports).
     from_flow: Option<sip::transaction::FlowId>,
+    /// Where the request came from (its flow on stream transports).
+    source: Peer,
     /// The agent who made the call (authenticated), and the agent each branch rings (by fork
     /// index): who is on the call once it is answered.
     caller: Option<String>,
@@ -213,7 +215,7 @@ impl ProxyState {
 
 impl Core {
     /// The listen address a message from `from` arrived on, or the one to send to it from.
-    fn local_addr_for(&self, peer: &Peer) -> Option<ListenAddr> {
+    pub(super) fn local_addr_for(&self, peer: &Peer) -> Option<ListenAddr> {
         let hop = NextHop {
             transport: peer.transport,
             host: HopHost::Ip(peer.addr.ip()),
@@ -275,6 +277,7 @@ impl Core {
         }
         let routing = if in_dialog || pre.was_routed() {
             restore = self.emergency_in_dialog(&mut req);
+            self.media_in_dialog(&mut req);
             if *req.method() == Method::Bye {
                 self.calls_of.ended(req.headers().call_id().unwrap_or_default());
             }
@@ -303,6 +306,15 @@ impl Core {
             }
         };
         let psap = matches!(routing, Routing::Psap { .. });
+        // A browser's offer the media anchor cannot relay (issue 7); an emergency call or a
+        // PSAP callback is passed on as it is rather than refused.
+        if !in_dialog
+            && !psap
+            && emergency.is_none()
+            && let Some(r) = self.media_refusal(&req)
+        {
+            return self.respond(now, key, &req, r);
+        }
         // Overload: ordinary new calls past `max_dialogs` (requests still waiting for their
         // answer plus answered calls of agents) are refused at once, so that the calls in
         // progress and every emergency call keep the edge's time.
@@ -376,6 +388,7 @@ impl Core {
             psap,
             failover_any,
             from_flow: from.flow,
+            source: from,
             caller: self.initial_caller.take(),
             branch_agents: Vec::new(),
             restore,
@@ -431,9 +444,15 @@ impl Core {
     fn fork(&mut self, now: Instant, key: ServerKey, target: Target) {
         let Some(call) = self.proxy.calls.get_mut(&key) else { return };
         let Some(index) = call.ctx.add_branch() else { return };
+        let source = call.source;
         call.branch_agents.push(target.agent.clone());
-        let failed = match self.branch_request(key, index, &target) {
-            Ok((peer, request)) => match self.txn.send_request(now, peer, request) {
+        let sent = self.branch_request(key, index, &target).map(|(peer, mut request)| {
+            // An anchored call's SDP for this branch (src/core/media.rs).
+            self.media_branch(index, &target, source, peer, &mut request);
+            self.txn.send_request(now, peer, request)
+        });
+        let failed = match sent {
+            Ok(sent) => match sent {
                 Ok(client) => {
                     let Some(call) = self.proxy.calls.get_mut(&key) else { return };
                     call.branches.push(Some(client));
@@ -524,6 +543,14 @@ impl Core {
             let is_final = response.status() >= 200;
             if is_final {
                 self.emergency_answered(key, response.status());
+                if !self.media_calls.is_empty()
+                    && let Some(call) = self.proxy.calls.get(&key)
+                    && *call.request.method() == Method::Invite
+                    && call.request.headers().to().ok().and_then(|t| t.tag()).is_none()
+                {
+                    let call_id = call.request.headers().call_id().unwrap_or_default().to_owned();
+                    self.media_final(&call_id, response.status());
+                }
                 if response.status() >= 300
                     && let Some(call) = self.proxy.calls.get(&key)
                     && call.psap
@@ -628,6 +655,14 @@ impl Core {
                 .collect();
             let call_id = call.request.headers().call_id().unwrap_or_default().to_owned();
             self.calls_of.answered(call_id, agents, now);
+        }
+        if !self.media_calls.is_empty()
+            && let Some(call) = self.proxy.calls.get(&key)
+        {
+            let method = call.request.method().clone();
+            let in_dialog = call.request.headers().to().ok().and_then(|t| t.tag()).is_some();
+            let call_id = call.request.headers().call_id().unwrap_or_default().to_owned();
+            self.media_response(&method, &call_id, in_dialog, index, &mut response);
         }
         let Some(call) = self.proxy.calls.get_mut(&key) else { return };
         let outcome = call.ctx.on_response(index, response);

@@ -25,15 +25,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use str0m::change::SdpOffer;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::CryptoProvider;
 use str0m::format::{Codec, FormatParams};
-use str0m::media::{Frequency, MediaKind, Mid, Pt};
+use str0m::media::{Direction, Frequency, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use super::rtp::{Rtp, SeqExtender};
+use super::sdp::Codec as SdpCodec;
 
 /// The payload type of telephone-event (RFC 4733) in our answers, as Chrome offers it.
 pub const TELEPHONE_EVENT_PT: u8 = 126;
@@ -88,6 +89,14 @@ pub struct LegCounters {
     pub dropped: u64,
 }
 
+impl LegCounters {
+    fn add(&mut self, other: &LegCounters) {
+        self.to_trunk += other.to_trunk;
+        self.to_browser += other.to_browser;
+        self.dropped += other.dropped;
+    }
+}
+
 /// The anchor: every WebRTC leg behind one UDP address.
 #[derive(Debug)]
 pub struct Anchor {
@@ -98,10 +107,16 @@ pub struct Anchor {
     out: VecDeque<Transmit>,
     /// Datagrams on the WebRTC address that no leg accepted, or that did not parse.
     pub stray: u64,
+    /// What the legs removed so far relayed (for totals across the anchor's life).
+    removed: LegCounters,
 }
 
 struct Leg {
     rtc: Rtc,
+    /// Our offer to the browser, until its answer arrives ([`Anchor::create_offer`]).
+    pending: Option<SdpPendingOffer>,
+    /// The last packet relayed either way (or the leg's creation): for the media timeout.
+    last_media: Instant,
     /// When str0m wants [`Input::Timeout`] next.
     timeout: Instant,
     /// The audio media, once str0m reports it.
@@ -112,6 +127,8 @@ struct Leg {
     closed: bool,
     /// Where plain RTP goes; see the module contract on latching.
     trunk: Option<SocketAddr>,
+    /// The address the trunk's SDP named (latching may have moved `trunk` away from it).
+    announced: Option<SocketAddr>,
     latched: bool,
     /// Sequence numbers from the trunk, extended for SRTP.
     seq: SeqExtender,
@@ -135,22 +152,26 @@ fn crypto() -> Arc<CryptoProvider> {
     PROVIDER.get_or_init(|| Arc::new(str0m::crypto::from_feature_flags())).clone()
 }
 
-/// The configuration of every WebRTC leg: ICE-lite, RTP mode, PCMU and telephone-event.
-fn leg_config() -> RtcConfig {
+/// The configuration of a WebRTC leg: ICE-lite, RTP mode, the voice codecs given and
+/// telephone-event at payload type `events` (the plain side's, so that packets pass unchanged).
+fn leg_config(voices: &[SdpCodec], events: Option<u8>) -> RtcConfig {
     let mut config = RtcConfig::new()
         .set_crypto_provider(crypto())
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .clear_codecs()
-        .enable_pcmu(true, false);
-    config.codec_config().add_config(
-        Pt::from(TELEPHONE_EVENT_PT),
-        None,
-        Codec::Tele,
-        Frequency::EIGHT_KHZ,
-        None,
-        FormatParams::parse_line("0-16"),
-    );
+        .enable_pcmu(voices.contains(&SdpCodec::Pcmu), false)
+        .enable_pcma(voices.contains(&SdpCodec::Pcma), false);
+    if let Some(pt) = events {
+        config.codec_config().add_config(
+            Pt::from(pt),
+            None,
+            Codec::Tele,
+            Frequency::EIGHT_KHZ,
+            None,
+            FormatParams::parse_line("0-16"),
+        );
+    }
     config
 }
 
@@ -158,49 +179,148 @@ impl Anchor {
     /// An anchor whose WebRTC legs all use `local` (the address its UDP socket is bound to, or
     /// the public address that reaches it).
     pub fn new(local: SocketAddr) -> Anchor {
-        Anchor { local, legs: HashMap::new(), next_id: 1, out: VecDeque::new(), stray: 0 }
+        Anchor {
+            local,
+            legs: HashMap::new(),
+            next_id: 1,
+            out: VecDeque::new(),
+            stray: 0,
+            removed: LegCounters::default(),
+        }
     }
 
     /// Answers a browser's SDP offer with a new leg whose plain RTP goes to `trunk` (the
-    /// address in the trunk's SDP, if known yet). Returns the leg and the SDP answer.
+    /// address in the trunk's SDP, if known yet), offering only `voices` (what the plain side
+    /// chose) and telephone-event at `events`. Returns the leg and the SDP answer.
     pub fn accept_offer(
         &mut self,
         now: Instant,
         offer: &str,
         trunk: Option<SocketAddr>,
+        voices: &[SdpCodec],
+        events: Option<u8>,
     ) -> Result<(LegId, String), MediaError> {
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
-        let mut rtc = leg_config().build(now);
+        let mut rtc = self.new_rtc(now, voices, events)?;
+        let answer =
+            rtc.sdp_api().accept_offer(offer).map_err(|e| MediaError::Rejected(e.to_string()))?;
+        let answer = answer.to_sdp_string();
+        if !answer.lines().any(|l| l.starts_with("a=rtpmap:0 ") || l.starts_with("a=rtpmap:8 ")) {
+            return Err(MediaError::Rejected("no common voice codec".into()));
+        }
+        let id = self.insert(now, rtc, None, trunk);
+        Ok((id, answer))
+    }
+
+    /// Offers the browser a new leg (a call from the plain side toward a browser) with
+    /// `voices` and telephone-event at `events`; [`Anchor::accept_answer`] takes its answer.
+    pub fn create_offer(
+        &mut self,
+        now: Instant,
+        trunk: Option<SocketAddr>,
+        voices: &[SdpCodec],
+        events: Option<u8>,
+    ) -> Result<(LegId, String), MediaError> {
+        let mut rtc = self.new_rtc(now, voices, events)?;
+        let mut change = rtc.sdp_api();
+        // str0m reports MediaAdded only for media the other side adds: ours is known now.
+        let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let (offer, pending) =
+            change.apply().ok_or_else(|| MediaError::Rejected("nothing to offer".into()))?;
+        let offer = offer.to_sdp_string();
+        let id = self.insert(now, rtc, Some(pending), trunk);
+        if let Some(leg) = self.legs.get_mut(&id) {
+            leg.mid = Some(mid);
+        }
+        Ok((id, offer))
+    }
+
+    /// The browser's answer to [`Anchor::create_offer`].
+    pub fn accept_answer(&mut self, leg: LegId, answer: &str) -> Result<(), MediaError> {
+        let l =
+            self.legs.get_mut(&leg).ok_or_else(|| MediaError::Rejected("no such leg".into()))?;
+        let pending =
+            l.pending.take().ok_or_else(|| MediaError::Rejected("no offer pending".into()))?;
+        let answer =
+            SdpAnswer::from_sdp_string(answer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
+        l.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| MediaError::Rejected(e.to_string()))?;
+        self.drain(leg);
+        Ok(())
+    }
+
+    /// A new offer from the browser in an existing leg (a re-INVITE: hold, resume, ICE
+    /// restart); the leg keeps its codecs and plain side.
+    pub fn reoffer(&mut self, now: Instant, leg: LegId, offer: &str) -> Result<String, MediaError> {
+        let offer =
+            SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
+        let l =
+            self.legs.get_mut(&leg).ok_or_else(|| MediaError::Rejected("no such leg".into()))?;
+        let answer =
+            l.rtc.sdp_api().accept_offer(offer).map_err(|e| MediaError::Rejected(e.to_string()))?;
+        l.last_media = now;
+        self.drain(leg);
+        Ok(answer.to_sdp_string())
+    }
+
+    fn new_rtc(
+        &self,
+        now: Instant,
+        voices: &[SdpCodec],
+        events: Option<u8>,
+    ) -> Result<Rtc, MediaError> {
+        if voices.is_empty() {
+            return Err(MediaError::Rejected("no common voice codec".into()));
+        }
+        let mut rtc = leg_config(voices, events).build(now);
         let candidate = Candidate::host(self.local, "udp")
             .map_err(|e| MediaError::Rejected(format!("local candidate: {e}")))?;
         rtc.add_local_candidate(candidate);
-        let answer =
-            rtc.sdp_api().accept_offer(offer).map_err(|e| MediaError::Rejected(e.to_string()))?;
+        Ok(rtc)
+    }
+
+    fn insert(
+        &mut self,
+        now: Instant,
+        rtc: Rtc,
+        pending: Option<SdpPendingOffer>,
+        trunk: Option<SocketAddr>,
+    ) -> LegId {
         let id = LegId(self.next_id);
         self.next_id += 1;
         let leg = Leg {
             rtc,
+            pending,
+            last_media: now,
             timeout: now,
             mid: None,
             connected: false,
             closed: false,
             trunk,
+            announced: trunk,
             latched: false,
             seq: SeqExtender::default(),
             counters: LegCounters::default(),
         };
         self.legs.insert(id, leg);
         self.drain(id);
-        Ok((id, answer.to_sdp_string()))
+        id
     }
 
-    /// The trunk's RTP address, once its SDP is known (before any packet latches one).
+    /// The trunk's RTP address from its SDP. A new address (another trunk after failover, a
+    /// re-INVITE) replaces a latched one and latching starts again; the same address leaves
+    /// a latched source (symmetric RTP behind NAT) alone.
     pub fn set_trunk(&mut self, leg: LegId, addr: SocketAddr) {
         if let Some(l) = self.legs.get_mut(&leg)
-            && !l.latched
+            && l.trunk != Some(addr)
+            && !(l.latched && l.announced == Some(addr))
         {
             l.trunk = Some(addr);
+            l.announced = Some(addr);
+            l.latched = false;
         }
     }
 
@@ -248,6 +368,7 @@ impl Anchor {
             l.counters.dropped += 1;
             return;
         };
+        l.last_media = now;
         let seq = SeqNo::from(l.seq.extend(rtp.sequence));
         let write = RtpWrite::new(
             Pt::from(rtp.payload_type),
@@ -295,6 +416,7 @@ impl Anchor {
     pub fn remove(&mut self, leg: LegId) {
         if let Some(mut l) = self.legs.remove(&leg) {
             l.rtc.disconnect();
+            self.removed.add(&l.counters);
         }
     }
 
@@ -306,6 +428,25 @@ impl Anchor {
     /// Whether the leg has failed or the browser went away (ICE disconnected, DTLS closed).
     pub fn is_closed(&self, leg: LegId) -> bool {
         self.legs.get(&leg).is_none_or(|l| l.closed)
+    }
+
+    /// What every leg, live or removed, relayed.
+    pub fn totals(&self) -> LegCounters {
+        let mut t = self.removed;
+        for l in self.legs.values() {
+            t.add(&l.counters);
+        }
+        t
+    }
+
+    /// When media last went through the leg either way (its creation before any).
+    pub fn last_media(&self, leg: LegId) -> Option<Instant> {
+        self.legs.get(&leg).map(|l| l.last_media)
+    }
+
+    /// The legs, for the media-timeout sweep and metrics.
+    pub fn legs(&self) -> impl Iterator<Item = LegId> + '_ {
+        self.legs.keys().copied()
     }
 
     pub fn counters(&self, leg: LegId) -> Option<LegCounters> {
@@ -333,6 +474,7 @@ impl Anchor {
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected)
                     | Event::Closed => leg.closed = true,
                     Event::RtpPacket(packet) => {
+                        leg.last_media = packet.timestamp;
                         if let Some(t) = relay_to_trunk(id, leg, &packet) {
                             self.out.push_back(t);
                         }

@@ -4,17 +4,24 @@
 //! # Layout
 //!
 //! - [`rtp`]: plain RTP headers (RFC 3550 §5.1), checked then parsed; no I/O.
+//! - [`sdp`]: the plain-RTP side's SDP (RFC 8866), read and written; no I/O.
 //! - [`anchor`]: [`anchor::Anchor`], sans-IO like `crates/sip`: every WebRTC leg is a str0m
-//!   [`str0m::Rtc`] (ICE-lite answerer, RTP mode, DTLS 1.2, aws-lc-rs, PCMU + telephone-event)
+//!   [`str0m::Rtc`] (ICE-lite, RTP mode, DTLS 1.2, aws-lc-rs, PCMU/PCMA + telephone-event)
 //!   behind ONE UDP address, demultiplexed with `Rtc::accepts`; each leg relays to a plain RTP
 //!   address on the trunk side, with symmetric RTP latching. Datagrams and `now` go in
 //!   (`handle_*`), datagrams to send come out ([`anchor::Anchor::poll_transmit`]).
+//! - [`engine`]: [`engine::Media`], the anchor on tokio sockets and timers, called by the core
+//!   while it rewrites SDP (`crate::core::media`).
 //!
-//! # Status
+//! # What is anchored (`[media] anchor`)
 //!
-//! Not wired into the proxy yet: nothing in the SIP path calls it, no socket is bound for it,
-//! SDP toward the trunk is not rewritten (the owner of `src/core` wires it). What exists is
-//! proven by unit tests against a second str0m peer acting as the browser, in memory.
+//! `webrtc` (the default): a call with a browser (DTLS-SRTP) on one side and plain RTP on the
+//! other. The edge answers the browser itself and offers the plain side its own RTP port with
+//! the codecs both can use (PCMU, PCMA; telephone-event passed through with the payload type
+//! the browser chose). Calls between two browsers go peer to peer, and between two plain-RTP
+//! peers media never touches the edge. `never`: SDP passes unchanged.
 
 pub mod anchor;
+pub mod engine;
 pub mod rtp;
+pub mod sdp;

@@ -103,6 +103,23 @@ async function login(page) {
   await page.waitForSelector('main[data-reg="registered"]', { timeout: T });
 }
 
+/** Waits until the call's audio flowed both ways: at least `packets` sent and received (the
+ * carrier echoes what it gets, so received audio went browser -> edge -> carrier -> edge ->
+ * browser) and a level above silence was heard. Returns the last figures. */
+async function audioFlows(page, what, packets = 50) {
+  const deadline = Date.now() + T;
+  let last = null;
+  while (Date.now() < deadline) {
+    last = await page.evaluate(() => window.softphoneAudio());
+    if (last && last.sent >= packets && last.received >= packets && last.level > 0) {
+      console.log(`audio: ${what} ${JSON.stringify(last)}`);
+      return last;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  fail(`no audio both ways in the ${what}: ${JSON.stringify(last)}`);
+}
+
 async function callState(page, state) {
   await page.waitForSelector(`main[data-call="${state}"]`, { timeout: T });
 }
@@ -160,6 +177,7 @@ async function main() {
     await page.getByLabel('Number to dial').press('Enter');
     await callState(page, 'active');
     expect((await page.getAttribute('main', 'data-mode')) === 'normal', 'an ordinary call is not an emergency');
+    await audioFlows(page, 'ordinary call');
     await page.getByRole('button', { name: 'Mute' }).click();
     await page.waitForSelector('#mute[aria-pressed="true"]', { timeout: T });
     await page.screenshot({ path: join(OUT_DIR, 'normal-call.png'), fullPage: true });
@@ -184,6 +202,7 @@ async function main() {
     }
     expect(!(await page.locator('#location-warning').isVisible()), 'no location warning with a location');
     await presenceBecomes('dnd');
+    await audioFlows(page, 'emergency call');
     await page.screenshot({ path: join(OUT_DIR, 'emergency-call.png'), fullPage: true });
     await page.getByRole('button', { name: 'End call' }).click();
     await callState(page, 'idle');
@@ -217,6 +236,7 @@ async function main() {
     await page.screenshot({ path: join(OUT_DIR, 'psap-callback.png'), fullPage: true });
     await page.getByRole('button', { name: 'Answer' }).click();
     await callState(page, 'active');
+    await audioFlows(page, 'PSAP callback', 25);
     // The PSAP hangs up.
     await callState(page, 'idle');
 

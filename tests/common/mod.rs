@@ -101,6 +101,8 @@ impl Edge {
         config.sip.listen = vec![any(ListenTransport::Udp), any(ListenTransport::Tcp)];
         config.web.listen = "127.0.0.1:0".parse().unwrap();
         config.admin.listen = "127.0.0.1:0".parse().unwrap();
+        // Any free port for the WebRTC socket: tests run side by side.
+        config.media.webrtc_port = 0;
         static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let data = opts.data.clone().unwrap_or_else(|| {

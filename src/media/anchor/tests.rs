@@ -40,8 +40,15 @@ impl Browser {
         let mut api = rtc.sdp_api();
         let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
         let (offer, pending) = api.apply().unwrap();
-        let (leg, answer) =
-            anchor.accept_offer(now, &offer.to_sdp_string(), Some(addr(TRUNK))).unwrap();
+        let (leg, answer) = anchor
+            .accept_offer(
+                now,
+                &offer.to_sdp_string(),
+                Some(addr(TRUNK)),
+                &[SdpCodec::Pcmu],
+                Some(TELEPHONE_EVENT_PT),
+            )
+            .unwrap();
         assert!(answer.contains("a=ice-lite"), "{answer}");
         assert!(answer.contains("a=setup:passive"), "{answer}");
         assert!(answer.contains("PCMU/8000"), "{answer}");
@@ -242,7 +249,8 @@ fn garbage_is_ignored_and_harms_no_live_leg() {
 #[test]
 fn an_unreadable_offer_is_an_error_and_makes_no_leg() {
     let mut anchor = Anchor::new(addr(ANCHOR));
-    let err = anchor.accept_offer(Instant::now(), "not sdp", None).unwrap_err();
+    let err =
+        anchor.accept_offer(Instant::now(), "not sdp", None, &[SdpCodec::Pcmu], None).unwrap_err();
     assert!(matches!(err, MediaError::BadOffer(_)), "{err}");
     assert!(anchor.next_timeout().is_none());
 }

@@ -1,0 +1,376 @@
+//! The media engine: the [`Anchor`] on sockets and a clock (tokio).
+//!
+//! # Contract
+//!
+//! - One UDP socket for every WebRTC leg (`[media] webrtc_port`), and one UDP socket per plain
+//!   RTP leg, bound from `[media] rtp_ports` ([`Media::reserve`]) when the SIP side needs its
+//!   port in an SDP, before the leg exists.
+//! - The core calls [`Media`] synchronously while it rewrites SDP (no await, short critical
+//!   sections); tasks feed datagrams and timeouts into the same anchor behind a mutex and send
+//!   what it gives with `try_send_to` (a full socket buffer drops a packet, as the network
+//!   would).
+//! - A leg whose media stopped both ways for `[media] timeout`, or whose browser went away
+//!   (ICE or DTLS closed), is reported once on the channel given to [`Media::start`]; the
+//!   core ends the call and calls [`Media::close`].
+//! - Dropping a [`Reservation`] or closing a leg closes its socket and stops its task.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::anchor::{Anchor, LegCounters, LegId, MediaError, Transmit};
+use super::sdp::Codec;
+use crate::admin::metrics::Metrics;
+use crate::config::{self, PortRange};
+
+/// Largest datagram read (RTP over Ethernet fits well below).
+const MAX_DATAGRAM: usize = 2048;
+
+/// How often legs are checked for the media timeout.
+const SWEEP: Duration = Duration::from_secs(1);
+
+/// What the engine needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// The address the sockets bind to (the SIP listener's IP).
+    pub bind: IpAddr,
+    /// The address put in SDP (`[media] public_ip`, else `bind`).
+    pub public: IpAddr,
+    pub webrtc_port: u16,
+    pub rtp_ports: PortRange,
+    pub timeout: Duration,
+}
+
+impl MediaConfig {
+    pub fn new(media: &config::Media, bind: IpAddr) -> MediaConfig {
+        MediaConfig {
+            bind,
+            public: media.public_ip.unwrap_or(bind),
+            webrtc_port: media.webrtc_port,
+            rtp_ports: media.rtp_ports,
+            timeout: media.timeout,
+        }
+    }
+}
+
+/// A plain RTP port bound for a call, before (and while) a leg uses it.
+#[derive(Debug)]
+pub struct Reservation {
+    socket: Arc<UdpSocket>,
+    /// The address to announce in SDP.
+    pub addr: SocketAddr,
+}
+
+/// The engine, shared by the core and the media tasks.
+#[derive(Debug)]
+pub struct Media {
+    inner: Mutex<Inner>,
+    webrtc: Arc<UdpSocket>,
+    /// The WebRTC address as announced (ICE host candidate).
+    webrtc_addr: SocketAddr,
+    config: MediaConfig,
+    /// Wakes the timer task when a leg's timeout may have moved earlier.
+    wake: Notify,
+    next_port: AtomicU64,
+    /// Monotonic SDP session ids and versions (RFC 8866 §5.2).
+    next_session: AtomicU64,
+    /// Legs whose media timed out or whose browser went away.
+    ended: mpsc::UnboundedSender<LegId>,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    anchor: Anchor,
+    legs: HashMap<LegId, PlainSide>,
+}
+
+#[derive(Debug)]
+struct PlainSide {
+    socket: Arc<UdpSocket>,
+    /// Dropped with the leg: stops its receive task.
+    _stop: oneshot::Sender<()>,
+    reported: bool,
+}
+
+impl Media {
+    /// Binds the WebRTC socket and starts the engine's tasks. Legs that end on their own are
+    /// reported on the returned channel.
+    pub fn start(
+        config: MediaConfig,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<(Arc<Media>, mpsc::UnboundedReceiver<LegId>)> {
+        let std = StdUdpSocket::bind(SocketAddr::new(config.bind, config.webrtc_port))?;
+        std.set_nonblocking(true)?;
+        let webrtc = Arc::new(UdpSocket::from_std(std)?);
+        let webrtc_addr = SocketAddr::new(config.public, webrtc.local_addr()?.port());
+        let (ended, ended_rx) = mpsc::unbounded_channel();
+        let span = u64::from(config.rtp_ports.last - config.rtp_ports.first) + 1;
+        let media = Arc::new(Media {
+            inner: Mutex::new(Inner { anchor: Anchor::new(webrtc_addr), legs: HashMap::new() }),
+            webrtc,
+            webrtc_addr,
+            next_port: AtomicU64::new(rand_below(span)),
+            next_session: AtomicU64::new(rand_below(1 << 40)),
+            config,
+            wake: Notify::new(),
+            ended,
+            metrics,
+        });
+        tokio::spawn(webrtc_task(media.clone()));
+        tokio::spawn(timer_task(media.clone()));
+        tracing::info!(webrtc = %media.webrtc_addr, "media anchoring on");
+        Ok((media, ended_rx))
+    }
+
+    /// The shared WebRTC address (ICE host candidate).
+    pub fn webrtc_addr(&self) -> SocketAddr {
+        self.webrtc_addr
+    }
+
+    /// A fresh SDP session id (the `o=` line's).
+    pub fn session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Binds a plain RTP port from the range (RTP on even ports, RFC 3550 §11).
+    pub fn reserve(&self) -> io::Result<Reservation> {
+        let PortRange { first, last } = self.config.rtp_ports;
+        let span = u64::from(last - first) + 1;
+        let tries = span.min(64);
+        let mut last_error = io::Error::new(io::ErrorKind::AddrInUse, "no free RTP port");
+        for _ in 0..tries {
+            let n = self.next_port.fetch_add(2, Ordering::Relaxed) % span;
+            let port = u16::try_from(u64::from(first) + n).unwrap_or(first) & !1;
+            let port = port.max(first);
+            match StdUdpSocket::bind(SocketAddr::new(self.config.bind, port)) {
+                Ok(std) => {
+                    std.set_nonblocking(true)?;
+                    let socket = Arc::new(UdpSocket::from_std(std)?);
+                    let addr = SocketAddr::new(self.config.public, port);
+                    return Ok(Reservation { socket, addr });
+                }
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock would be a bug in the anchor; the state is still
+        // usable (every operation leaves it consistent), so go on rather than poison the edge.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Answers a browser's offer; its plain RTP uses `port` toward `trunk`.
+    pub fn answer_browser(
+        self: &Arc<Self>,
+        port: &Reservation,
+        offer: &str,
+        trunk: Option<SocketAddr>,
+        voices: &[Codec],
+        events: Option<u8>,
+    ) -> Result<(LegId, String), MediaError> {
+        let mut inner = self.lock();
+        let (leg, answer) =
+            inner.anchor.accept_offer(Instant::now(), offer, trunk, voices, events)?;
+        self.attach(&mut inner, leg, port);
+        drop(inner);
+        self.wake.notify_one();
+        Ok((leg, answer))
+    }
+
+    /// Offers a browser a leg toward `trunk`; its plain RTP port is given with the answer
+    /// (forked branches each have a leg, and only the one answered uses the port).
+    pub fn offer_browser(
+        &self,
+        trunk: Option<SocketAddr>,
+        voices: &[Codec],
+        events: Option<u8>,
+    ) -> Result<(LegId, String), MediaError> {
+        let mut inner = self.lock();
+        let (leg, offer) = inner.anchor.create_offer(Instant::now(), trunk, voices, events)?;
+        self.flush(&mut inner);
+        drop(inner);
+        self.wake.notify_one();
+        Ok((leg, offer))
+    }
+
+    /// The browser's answer to [`Media::offer_browser`]; the leg's plain RTP uses `port`.
+    pub fn browser_answered(
+        self: &Arc<Self>,
+        leg: LegId,
+        answer: &str,
+        port: &Reservation,
+    ) -> Result<(), MediaError> {
+        let mut inner = self.lock();
+        inner.anchor.accept_answer(leg, answer)?;
+        self.attach(&mut inner, leg, port);
+        drop(inner);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// A new offer from the browser in an existing leg (re-INVITE: hold, resume).
+    pub fn reoffer(&self, leg: LegId, offer: &str) -> Result<String, MediaError> {
+        let mut inner = self.lock();
+        let r = inner.anchor.reoffer(Instant::now(), leg, offer);
+        self.flush(&mut inner);
+        r
+    }
+
+    /// The plain side's RTP address changed (its SDP), before any packet latches one.
+    pub fn set_trunk(&self, leg: LegId, addr: SocketAddr) {
+        self.lock().anchor.set_trunk(leg, addr);
+    }
+
+    /// Ends a leg: its plain socket closes (with the call's [`Reservation`]) and its task
+    /// stops.
+    pub fn close(&self, leg: LegId) {
+        let mut inner = self.lock();
+        inner.anchor.remove(leg);
+        inner.legs.remove(&leg);
+        self.flush(&mut inner);
+    }
+
+    pub fn counters(&self, leg: LegId) -> Option<LegCounters> {
+        self.lock().anchor.counters(leg)
+    }
+
+    /// Live legs.
+    pub fn legs(&self) -> usize {
+        self.lock().legs.len()
+    }
+
+    fn attach(self: &Arc<Self>, inner: &mut Inner, leg: LegId, port: &Reservation) {
+        let (stop, stopped) = oneshot::channel();
+        inner
+            .legs
+            .insert(leg, PlainSide { socket: port.socket.clone(), _stop: stop, reported: false });
+        tokio::spawn(plain_task(self.clone(), leg, port.socket.clone(), stopped));
+        self.flush(inner);
+    }
+
+    /// Sends everything the anchor has to send.
+    fn flush(&self, inner: &mut Inner) {
+        while let Some(t) = inner.anchor.poll_transmit() {
+            let (socket, to, bytes) = match &t {
+                Transmit::Browser { to, bytes } => (&self.webrtc, *to, bytes),
+                Transmit::Trunk { leg, to, bytes } => match inner.legs.get(leg) {
+                    Some(side) => (&side.socket, *to, bytes),
+                    None => continue,
+                },
+            };
+            if let Err(e) = socket.try_send_to(bytes, to)
+                && e.kind() != io::ErrorKind::WouldBlock
+            {
+                tracing::debug!(%to, error = %e, "media datagram not sent");
+            }
+        }
+    }
+
+    /// Legs to report: media stopped for the timeout, or the browser went away. Also brings
+    /// the metrics up to date.
+    fn sweep(&self, now: Instant) {
+        let mut inner = self.lock();
+        let Inner { anchor, legs } = &mut *inner;
+        let totals = anchor.totals();
+        let m = &self.metrics.media;
+        m.to_plain.store(totals.to_trunk, Ordering::Relaxed);
+        m.to_browser.store(totals.to_browser, Ordering::Relaxed);
+        m.dropped.store(totals.dropped, Ordering::Relaxed);
+        m.stray.store(anchor.stray, Ordering::Relaxed);
+        m.legs.store(i64::try_from(legs.len()).unwrap_or(i64::MAX), Ordering::Relaxed);
+        for (id, side) in legs.iter_mut().filter(|(_, s)| !s.reported) {
+            let idle = anchor
+                .last_media(*id)
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.config.timeout);
+            if idle || anchor.is_closed(*id) {
+                side.reported = true;
+                let _ = self.ended.send(*id);
+            }
+        }
+    }
+}
+
+/// Datagrams on the shared WebRTC socket.
+async fn webrtc_task(media: Arc<Media>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (n, source) = match media.webrtc.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP port unreachable from a browser that left shows up here on Linux.
+                tracing::debug!(error = %e, "webrtc socket");
+                continue;
+            }
+        };
+        let mut inner = media.lock();
+        inner.anchor.handle_browser(Instant::now(), source, &buf[..n]);
+        media.flush(&mut inner);
+        drop(inner);
+        media.wake.notify_one();
+    }
+}
+
+/// Datagrams on one leg's plain RTP socket, until the leg closes.
+async fn plain_task(
+    media: Arc<Media>,
+    leg: LegId,
+    socket: Arc<UdpSocket>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let received = tokio::select! {
+            r = socket.recv_from(&mut buf) => r,
+            _ = &mut stopped => return,
+        };
+        let (n, source) = match received {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(%leg, error = %e, "rtp socket");
+                continue;
+            }
+        };
+        let mut inner = media.lock();
+        inner.anchor.handle_trunk(Instant::now(), leg, source, &buf[..n]);
+        media.flush(&mut inner);
+    }
+}
+
+/// str0m's timers (ICE, DTLS retransmissions, RTCP) and the media-timeout sweep.
+async fn timer_task(media: Arc<Media>) {
+    let mut next_sweep = Instant::now() + SWEEP;
+    loop {
+        let now = Instant::now();
+        let next = {
+            let mut inner = media.lock();
+            inner.anchor.handle_timeout(now);
+            media.flush(&mut inner);
+            inner.anchor.next_timeout()
+        };
+        if now >= next_sweep {
+            media.sweep(now);
+            next_sweep = now + SWEEP;
+        }
+        let until = next.map_or(next_sweep, |t| t.min(next_sweep));
+        tokio::select! {
+            _ = tokio::time::sleep_until(until.into()) => {}
+            _ = media.wake.notified() => {}
+        }
+    }
+}
+
+/// A random start in `0..below` (ports and session ids need not be secret, only spread).
+fn rand_below(below: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    crate::core::auth::fill_random(&mut bytes);
+    u64::from_le_bytes(bytes) % below.max(1)
+}

@@ -1,0 +1,372 @@
+//! The little of SDP (RFC 8866) the anchor needs on its plain-RTP side: read an offer or answer
+//! (connection address, audio port, payload types, direction) and write ours.
+//!
+//! # Contract
+//!
+//! - [`Sdp::parse`] reads the FIRST `m=audio` section and the session- or media-level `c=`
+//!   line (media level wins, RFC 8866 §5.7). Other media sections are ignored: the edge relays
+//!   audio only. Anything unreadable is an error naming the line, never a panic.
+//! - [`Sdp::is_webrtc`] tells a browser's description (a secure profile such as
+//!   `UDP/TLS/RTP/SAVPF`, or a DTLS fingerprint) from plain RTP (`RTP/AVP`).
+//! - [`plain`] writes a complete plain-RTP description: `RTP/AVP`, one `c=` line, the payload
+//!   types given (with their `rtpmap` and, for telephone-event, `fmtp 0-16`), `ptime:20` and
+//!   the direction.
+//! - Static payload types 0 (PCMU) and 8 (PCMA) are known without `rtpmap` (RFC 3551 §6).
+
+use std::net::{IpAddr, SocketAddr};
+
+/// An audio codec the edge relays without transcoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Codec {
+    Pcmu,
+    Pcma,
+    /// RFC 4733 events (DTMF), passed through.
+    TelephoneEvent,
+}
+
+impl Codec {
+    fn from_name(name: &str) -> Option<Codec> {
+        let (encoding, rate) = name.split_once('/').unwrap_or((name, "8000"));
+        let rate = rate.split('/').next().unwrap_or(rate);
+        if rate != "8000" {
+            return None;
+        }
+        match encoding.to_ascii_lowercase().as_str() {
+            "pcmu" => Some(Codec::Pcmu),
+            "pcma" => Some(Codec::Pcma),
+            "telephone-event" => Some(Codec::TelephoneEvent),
+            _ => None,
+        }
+    }
+
+    /// The `rtpmap` encoding name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Pcmu => "PCMU",
+            Codec::Pcma => "PCMA",
+            Codec::TelephoneEvent => "telephone-event",
+        }
+    }
+}
+
+/// One payload type of an `m=` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Payload {
+    pub pt: u8,
+    /// `None`: a codec the edge does not relay (Opus, G.722, comfort noise...).
+    pub codec: Option<Codec>,
+}
+
+/// The media direction attribute (RFC 3264 §5.1; hold is `sendonly` or `inactive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    #[default]
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    fn attribute(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    /// The direction an answerer (or the other leg) takes to mirror this one.
+    pub fn reversed(self) -> Direction {
+        match self {
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            d => d,
+        }
+    }
+}
+
+/// The audio of a session description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sdp {
+    /// The `c=` address (`None`: absent, or `0.0.0.0`, the RFC 2543 hold).
+    pub address: Option<IpAddr>,
+    /// The `m=audio` port; 0 means the stream is rejected or disabled.
+    pub port: u16,
+    /// The transport profile (`RTP/AVP`, `UDP/TLS/RTP/SAVPF`...).
+    pub profile: String,
+    /// Payload types in the order of the `m=` line (preference order).
+    pub payloads: Vec<Payload>,
+    pub direction: Direction,
+    /// A DTLS fingerprint (RFC 8122) appears: a browser's description.
+    pub fingerprint: bool,
+}
+
+/// Why a description could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdpError(pub String);
+
+impl std::fmt::Display for SdpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SdpError {}
+
+fn parse_address(value: &str, line: usize) -> Result<Option<IpAddr>, SdpError> {
+    // c=IN IP4 192.0.2.1 (multicast TTL suffixes are not for unicast RTP: refused below).
+    let mut parts = value.split_ascii_whitespace();
+    let (Some("IN"), Some(kind @ ("IP4" | "IP6")), Some(addr)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(SdpError(format!("line {line}: unreadable c= line")));
+    };
+    let ip: IpAddr =
+        addr.parse().map_err(|_| SdpError(format!("line {line}: c= address is not an IP")))?;
+    if (kind == "IP4") != ip.is_ipv4() {
+        return Err(SdpError(format!("line {line}: c= address family mismatch")));
+    }
+    Ok((!ip.is_unspecified()).then_some(ip))
+}
+
+impl Sdp {
+    /// Reads the first audio section of `text`.
+    pub fn parse(text: &str) -> Result<Sdp, SdpError> {
+        let mut session_address = None;
+        let mut media_address = None;
+        let mut audio: Option<Sdp> = None;
+        let mut session_direction = Direction::SendRecv;
+        let mut media_direction = None;
+        let mut fingerprint = false;
+        // Which section we are in: before any m=, in the first audio one, in another one.
+        #[derive(PartialEq)]
+        enum In {
+            Session,
+            Audio,
+            Other,
+        }
+        let mut section = In::Session;
+        for (i, raw) in text.lines().enumerate() {
+            let line = i + 1;
+            let raw = raw.trim_end_matches('\r');
+            if raw.is_empty() {
+                continue;
+            }
+            let Some((kind, value)) = raw.split_once('=') else {
+                return Err(SdpError(format!("line {line}: not a type=value line")));
+            };
+            match kind {
+                "m" => {
+                    if audio.is_some() || !value.starts_with("audio ") {
+                        section = In::Other;
+                        continue;
+                    }
+                    section = In::Audio;
+                    let mut parts = value.split_ascii_whitespace().skip(1);
+                    let port = parts
+                        .next()
+                        .and_then(|p| p.split('/').next())
+                        .and_then(|p| p.parse::<u16>().ok())
+                        .ok_or_else(|| SdpError(format!("line {line}: bad m= port")))?;
+                    let profile = parts
+                        .next()
+                        .ok_or_else(|| SdpError(format!("line {line}: m= without a profile")))?;
+                    let mut payloads = Vec::new();
+                    for pt in parts {
+                        let pt =
+                            pt.parse::<u8>().ok().filter(|pt| *pt < 128).ok_or_else(|| {
+                                SdpError(format!("line {line}: bad payload type"))
+                            })?;
+                        let codec = match pt {
+                            0 => Some(Codec::Pcmu),
+                            8 => Some(Codec::Pcma),
+                            _ => None,
+                        };
+                        payloads.push(Payload { pt, codec });
+                    }
+                    audio = Some(Sdp {
+                        address: None,
+                        port,
+                        profile: profile.to_owned(),
+                        payloads,
+                        direction: Direction::SendRecv,
+                        fingerprint: false,
+                    });
+                }
+                "c" => match section {
+                    In::Session => session_address = parse_address(value, line)?,
+                    In::Audio => media_address = Some(parse_address(value, line)?),
+                    In::Other => {}
+                },
+                "a" if section != In::Other => {
+                    let (name, rest) = value.split_once(':').unwrap_or((value, ""));
+                    let direction = match name {
+                        "sendrecv" => Some(Direction::SendRecv),
+                        "sendonly" => Some(Direction::SendOnly),
+                        "recvonly" => Some(Direction::RecvOnly),
+                        "inactive" => Some(Direction::Inactive),
+                        _ => None,
+                    };
+                    match (direction, name, &section, audio.as_mut()) {
+                        (Some(d), _, In::Session, _) => session_direction = d,
+                        (Some(d), _, _, _) => media_direction = Some(d),
+                        (None, "fingerprint", _, _) => fingerprint = true,
+                        (None, "rtpmap", In::Audio, Some(audio)) => {
+                            let (pt, encoding) = rest.split_once(' ').unwrap_or((rest, ""));
+                            if let Ok(pt) = pt.parse::<u8>()
+                                && let Some(p) = audio.payloads.iter_mut().find(|p| p.pt == pt)
+                            {
+                                p.codec = Codec::from_name(encoding.trim());
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut audio = audio.ok_or_else(|| SdpError("no m=audio section".into()))?;
+        audio.address = media_address.unwrap_or(session_address);
+        audio.direction = media_direction.unwrap_or(session_direction);
+        audio.fingerprint = fingerprint;
+        Ok(audio)
+    }
+
+    /// A browser's description (DTLS-SRTP), as opposed to plain RTP.
+    pub fn is_webrtc(&self) -> bool {
+        self.fingerprint || self.profile.contains("SAVP") || self.profile.contains("TLS")
+    }
+
+    /// Where RTP for this description goes (`None`: on hold the old way, or rejected).
+    pub fn rtp_address(&self) -> Option<SocketAddr> {
+        let ip = self.address?;
+        (self.port != 0).then_some(SocketAddr::new(ip, self.port))
+    }
+
+    /// The payloads the edge can relay, in the description's order.
+    pub fn relayable(&self) -> impl Iterator<Item = (u8, Codec)> + '_ {
+        self.payloads.iter().filter_map(|p| p.codec.map(|c| (p.pt, c)))
+    }
+
+    /// The first voice codec (not telephone-event) the edge can relay, and its payload type.
+    pub fn voice(&self) -> Option<(u8, Codec)> {
+        self.relayable().find(|(_, c)| *c != Codec::TelephoneEvent)
+    }
+
+    /// The telephone-event payload type, if offered.
+    pub fn telephone_event(&self) -> Option<u8> {
+        self.relayable().find(|(_, c)| *c == Codec::TelephoneEvent).map(|(pt, _)| pt)
+    }
+}
+
+/// A plain-RTP description from the edge: `session` and `version` are the `o=` line's
+/// (RFC 8866 §5.2: the version goes up with every change), RTP at `rtp`.
+pub fn plain(
+    session: u64,
+    version: u64,
+    rtp: SocketAddr,
+    payloads: &[(u8, Codec)],
+    direction: Direction,
+) -> String {
+    use std::fmt::Write;
+    let family = if rtp.is_ipv4() { "IP4" } else { "IP6" };
+    let ip = rtp.ip();
+    let mut s = String::with_capacity(256);
+    let _ = write!(
+        s,
+        "v=0\r\no=lifeline {session} {version} IN {family} {ip}\r\ns=lifeline\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {} RTP/AVP",
+        rtp.port()
+    );
+    for (pt, _) in payloads {
+        let _ = write!(s, " {pt}");
+    }
+    s.push_str("\r\n");
+    for (pt, codec) in payloads {
+        let _ = write!(s, "a=rtpmap:{pt} {}/8000\r\n", codec.name());
+        if *codec == Codec::TelephoneEvent {
+            let _ = write!(s, "a=fmtp:{pt} 0-16\r\n");
+        }
+    }
+    let _ = write!(s, "a=ptime:20\r\na={}\r\n", direction.attribute());
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHROME: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+        a=group:BUNDLE 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126\r\n\
+        c=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\n\
+        a=fingerprint:sha-256 AA:BB\r\na=setup:actpass\r\na=mid:0\r\na=sendrecv\r\n\
+        a=rtpmap:111 opus/48000/2\r\na=rtpmap:63 red/48000/2\r\na=rtpmap:9 G722/8000\r\n\
+        a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:13 CN/8000\r\n\
+        a=rtpmap:110 telephone-event/48000\r\na=rtpmap:126 telephone-event/8000\r\n";
+
+    #[test]
+    fn reads_a_browser_offer() {
+        let sdp = Sdp::parse(CHROME).unwrap();
+        assert!(sdp.is_webrtc());
+        assert_eq!(sdp.address, None);
+        assert_eq!(sdp.port, 9);
+        assert_eq!(sdp.voice(), Some((0, Codec::Pcmu)));
+        assert_eq!(sdp.telephone_event(), Some(126));
+        let relayable: Vec<_> = sdp.relayable().collect();
+        assert_eq!(
+            relayable,
+            vec![(0, Codec::Pcmu), (8, Codec::Pcma), (126, Codec::TelephoneEvent)]
+        );
+    }
+
+    #[test]
+    fn reads_a_plain_answer_with_media_level_address_and_hold() {
+        let text = "v=0\no=x 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 10.0.0.1\nt=0 0\n\
+            m=audio 4000 RTP/AVP 8 101\nc=IN IP4 10.0.0.2\na=rtpmap:101 telephone-event/8000\n\
+            a=sendonly\nm=video 5000 RTP/AVP 96\nc=IN IP4 10.0.0.9\na=recvonly\n";
+        let sdp = Sdp::parse(text).unwrap();
+        assert!(!sdp.is_webrtc());
+        assert_eq!(sdp.rtp_address(), Some("10.0.0.2:4000".parse().unwrap()));
+        assert_eq!(sdp.direction, Direction::SendOnly);
+        assert_eq!(sdp.voice(), Some((8, Codec::Pcma)));
+        assert_eq!(sdp.telephone_event(), Some(101));
+    }
+
+    #[test]
+    fn writes_what_it_reads() {
+        let addr: SocketAddr = "[::1]:20002".parse().unwrap();
+        let text = plain(
+            7,
+            2,
+            addr,
+            &[(0, Codec::Pcmu), (101, Codec::TelephoneEvent)],
+            Direction::RecvOnly,
+        );
+        let sdp = Sdp::parse(&text).unwrap();
+        assert_eq!(sdp.rtp_address(), Some(addr));
+        assert_eq!(sdp.direction, Direction::RecvOnly);
+        assert_eq!(sdp.voice(), Some((0, Codec::Pcmu)));
+        assert_eq!(sdp.telephone_event(), Some(101));
+        assert!(text.contains("a=fmtp:101 0-16\r\n"));
+    }
+
+    #[test]
+    fn refuses_garbage_without_panicking() {
+        for bad in [
+            "",
+            "v=0\r\n",
+            "hello\r\n",
+            "m=audio x RTP/AVP 0\r\n",
+            "m=audio 4000\r\n",
+            "m=audio 4000 RTP/AVP 300\r\n",
+            "c=IN IP4 nope\r\nm=audio 1 RTP/AVP 0\r\n",
+            "c=IN IP6 1.2.3.4\r\nm=audio 1 RTP/AVP 0\r\n",
+        ] {
+            assert!(Sdp::parse(bad).is_err(), "{bad:?}");
+        }
+        // A hold with the RFC 2543 address has no RTP address.
+        let hold = Sdp::parse("c=IN IP4 0.0.0.0\r\nm=audio 4000 RTP/AVP 0\r\n").unwrap();
+        assert_eq!(hold.rtp_address(), None);
+    }
+}
