@@ -197,6 +197,21 @@ impl Edge {
         (status, json)
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let mut s = tokio::net::TcpStream::connect(self.admin).await.unwrap();
+        let req = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+        text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+    }
+
     pub async fn stop(self) {
         let data = self.stop_keeping_data().await;
         let _ = std::fs::remove_dir_all(&data);

@@ -1,0 +1,353 @@
+//! The media anchor in the SIP path, black box over UDP: a "browser" (a real str0m offer, sent
+//! from a trusted address so that no challenge gets in the way) calls a trunk played by a
+//! socket on 127.0.0.2. What the trunk and the browser see is checked message by message:
+//! the plain offer, the edge's own WebRTC answer with the codec the trunk chose, a hold from
+//! the trunk, a hold from the browser, and the media timeout ending the dialog with a BYE
+//! both ways. Real audio through the anchor is tests/browser.rs's (headless Chromium).
+
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::ua::{header, parse_request, uas_response, udp_recv_until};
+use common::{Edge, Opts};
+use lifeline::media::sdp::{Codec, Direction, Sdp};
+use str0m::RtcConfig;
+use str0m::media::{Direction as RtcDirection, MediaKind};
+use tokio::net::UdpSocket;
+
+/// One trunk on 127.0.0.2 for US numbers; 127.0.0.4 is trusted (never challenged).
+const PLAN: &str = r#"
+[[trunk]]
+name = "carrier"
+kind = "direct-offer"
+uri = "sip:127.0.0.2:PRIMARY;transport=udp"
+probe = false
+
+[[route]]
+pattern = '^\+1[2-9]\d{9}$'
+trunks = ["carrier"]
+
+[[trusted]]
+cidr = "127.0.0.4/32"
+"#;
+
+const BROWSER_IP: &str = "127.0.0.4";
+const NUMBER: &str = "+12025550199";
+
+/// A browser's offer: what str0m (the browser side of tests in src/media) writes for PCMU,
+/// PCMA and telephone-event, optionally without the G.711 codecs.
+fn browser_offer(g711: bool) -> String {
+    let mut config = RtcConfig::new()
+        .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+        .clear_codecs()
+        .enable_opus(true, false);
+    if g711 {
+        config = config.enable_pcmu(true, false).enable_pcma(true, false);
+    }
+    let mut rtc = config.build(Instant::now());
+    rtc.add_local_candidate(
+        str0m::Candidate::host(format!("{BROWSER_IP}:50000").parse().unwrap(), "udp").unwrap(),
+    );
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Audio, RtcDirection::SendRecv, None, None, None);
+    let (offer, _pending) = change.apply().unwrap();
+    offer.to_sdp_string()
+}
+
+fn with_body(head: String, body: &str) -> String {
+    format!("{head}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+}
+
+/// The trunk's 200 to `req` with an SDP answer.
+fn answer_with(req: &sip::Request, sdp: &str, port: u16) -> String {
+    let mut r = sip::Response::for_request(req, 200, "OK");
+    r.set_to_tag("t-1");
+    for rr in req.headers().get_all(sip::HeaderName::RecordRoute) {
+        r.headers_mut().push(sip::HeaderName::RecordRoute, bytes::Bytes::copy_from_slice(rr));
+    }
+    r.headers_mut().push(sip::HeaderName::Contact, format!("<sip:carrier@127.0.0.2:{port}>"));
+    r.set_body(Some("application/sdp"), bytes::Bytes::from(sdp.to_owned()));
+    String::from_utf8(r.to_bytes().to_vec()).unwrap()
+}
+
+fn body(msg: &str) -> &str {
+    msg.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// The edge, with its WebRTC socket on `webrtc_port` (0: any).
+async fn start(timeout: Duration, webrtc_port: u16) -> Edge {
+    let opts = Opts { plan: Some(PLAN.into()), ..Opts::default() };
+    Edge::start_opts(opts, |c| {
+        c.limits.max_message_bytes = 65535;
+        c.media.timeout = timeout;
+        c.media.webrtc_port = webrtc_port;
+        c.media.rtp_ports = "31000-31999".parse().unwrap();
+    })
+    .await
+}
+
+/// The browser's INVITE, the trunk's view of it, and the trunk's 200 with a PCMA answer as
+/// the browser sees it. Returns (browser socket, trunk socket, the browser's offer, INVITE at
+/// the trunk, 200 at the browser).
+async fn answered_call(edge: &Edge, call: &str) -> (UdpSocket, UdpSocket, String, String, String) {
+    let browser = UdpSocket::bind((BROWSER_IP, 0)).await.unwrap();
+    let trunk = UdpSocket::bind(("127.0.0.2", edge.trunk_ports.0)).await.unwrap();
+    let me = browser.local_addr().unwrap();
+    let offer = browser_offer(true);
+    let invite = with_body(
+        format!(
+            "INVITE sip:{NUMBER}@localhost SIP/2.0\r\n\
+Via: SIP/2.0/UDP {me};branch=z9hG4bK{call};rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:alice@localhost>;tag=b-{call}\r\n\
+To: <sip:{NUMBER}@localhost>\r\n\
+Call-ID: {call}\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:alice@{me}>\r\n"
+        ),
+        &offer,
+    );
+    browser.send_to(invite.as_bytes(), edge.udp).await.unwrap();
+    let at_trunk = udp_recv_until(&trunk, "INVITE ").await;
+    let req = parse_request(&at_trunk);
+    let plain = Sdp::parse(body(&at_trunk)).unwrap();
+    let trunk_rtp: SocketAddr = "127.0.0.2:42000".parse().unwrap();
+    let answer =
+        lifeline::media::sdp::plain(9, 1, trunk_rtp, &[(8, Codec::Pcma)], Direction::SendRecv);
+    let ok = answer_with(&req, &answer, edge.trunk_ports.0);
+    trunk.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    let at_browser = udp_recv_until(&browser, "SIP/2.0 200").await;
+    assert!(plain.rtp_address().is_some());
+    (browser, trunk, offer, at_trunk, at_browser)
+}
+
+#[tokio::test]
+async fn a_browser_call_to_a_plain_trunk_is_anchored_held_both_ways_and_ended_by_the_media_timeout()
+{
+    let webrtc_port =
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let edge = start(Duration::from_secs(3), webrtc_port).await;
+    let (browser, trunk, offer, at_trunk, at_browser) = answered_call(&edge, "m1").await;
+
+    // The trunk was offered plain RTP on one of the edge's ports, the browser's relayable
+    // codecs in its order (PCMU, PCMA, no Opus), nothing of WebRTC.
+    let plain = Sdp::parse(body(&at_trunk)).unwrap();
+    assert!(!plain.is_webrtc(), "{at_trunk}");
+    let port = plain.rtp_address().unwrap();
+    assert_eq!(port.ip().to_string(), "127.0.0.1");
+    assert!((31000..=31999).contains(&port.port()) && port.port() % 2 == 0, "{port}");
+    let codecs: Vec<Codec> = plain.relayable().map(|(_, c)| c).collect();
+    assert_eq!(codecs, vec![Codec::Pcmu, Codec::Pcma], "{at_trunk}");
+    assert!(!body(&at_trunk).contains("opus") && !body(&at_trunk).contains("fingerprint"));
+
+    // The browser got the edge's own answer: ICE-lite, DTLS, the trunk's codec only.
+    let webrtc = body(&at_browser);
+    assert!(webrtc.contains("a=ice-lite"), "{at_browser}");
+    assert!(webrtc.contains("a=fingerprint:sha-256 "), "{webrtc}");
+    assert!(webrtc.contains("a=setup:passive"), "{webrtc}");
+    assert!(webrtc.contains("UDP/TLS/RTP/SAVPF 8"), "PCMA, as the trunk chose: {webrtc}");
+    assert!(!webrtc.contains("PCMU"), "{webrtc}");
+    let answer = Sdp::parse(webrtc).unwrap();
+    assert!(answer.is_webrtc());
+
+    // ACK, end to end.
+    let me = browser.local_addr().unwrap();
+    let carrier = format!("sip:carrier@127.0.0.2:{}", edge.trunk_ports.0);
+    let rr: Vec<&str> = header(&at_browser, "Record-Route");
+    let route = rr.iter().rev().map(|r| format!("Route: {r}\r\n")).collect::<String>();
+    let ack = format!(
+        "ACK {carrier} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {me};branch=z9hG4bKm1ack;rport\r\n\
+{route}Max-Forwards: 70\r\n\
+From: <sip:alice@localhost>;tag=b-m1\r\n\
+To: <sip:{NUMBER}@localhost>;tag=t-1\r\n\
+Call-ID: m1\r\n\
+CSeq: 1 ACK\r\n\
+Content-Length: 0\r\n\r\n"
+    );
+    browser.send_to(ack.as_bytes(), edge.udp).await.unwrap();
+    udp_recv_until(&trunk, "ACK ").await;
+
+    // Garbage on the trunk side of the call's port, and on the WebRTC port (STUN-shaped,
+    // DTLS-shaped and RTP-shaped junk), is dropped; nothing breaks.
+    let junk = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let webrtc: SocketAddr = format!("127.0.0.1:{webrtc_port}").parse().unwrap();
+    for _ in 0..20 {
+        junk.send_to(b"\x00\x01not rtp at all", port).await.unwrap();
+        for first in [0x00u8, 0x16, 0x80, 0xff] {
+            let mut d = vec![first; 64];
+            d[1] = 0x01;
+            junk.send_to(&d, webrtc).await.unwrap();
+        }
+    }
+
+    // The browser holds (re-INVITE, sendonly): the trunk is offered plain sendonly on the
+    // same port, and the browser gets the leg's answer (recvonly) when the trunk answers.
+    // The trunk holds (re-INVITE, plain sendonly): the browser is offered its leg's
+    // description again, and the trunk gets the edge's plain answer, recvonly, same port.
+    let trunk_me = trunk.local_addr().unwrap();
+    let trunk_route: String =
+        header(&at_trunk, "Record-Route").iter().map(|r| format!("Route: {r}\r\n")).collect();
+    let trunk_hold = lifeline::media::sdp::plain(
+        9,
+        3,
+        "127.0.0.2:42000".parse().unwrap(),
+        &[(8, Codec::Pcma)],
+        Direction::SendOnly,
+    );
+    let reinvite = with_body(
+        format!(
+            "INVITE sip:alice@{me} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {trunk_me};branch=z9hG4bKt1hold\r\n\
+{trunk_route}Max-Forwards: 70\r\n\
+From: <sip:{NUMBER}@localhost>;tag=t-1\r\n\
+To: <sip:alice@localhost>;tag=b-m1\r\n\
+Call-ID: m1\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <{carrier}>\r\n"
+        ),
+        &trunk_hold,
+    );
+    trunk.send_to(reinvite.as_bytes(), edge.udp).await.unwrap();
+    let at_browser2 = udp_recv_until(&browser, "INVITE ").await;
+    assert!(body(&at_browser2).contains("a=ice-lite"), "{at_browser2}");
+    assert!(Sdp::parse(body(&at_browser2)).unwrap().is_webrtc());
+    let mut r = sip::Response::for_request(&parse_request(&at_browser2), 200, "OK");
+    r.headers_mut().push(sip::HeaderName::Contact, format!("<sip:alice@{me}>"));
+    r.set_body(Some("application/sdp"), bytes::Bytes::from(offer.clone()));
+    browser.send_to(&r.to_bytes(), edge.udp).await.unwrap();
+    let trunk_ok = udp_recv_until(&trunk, "SIP/2.0 200").await;
+    let plain_answer = Sdp::parse(body(&trunk_ok)).unwrap();
+    assert!(!plain_answer.is_webrtc(), "{trunk_ok}");
+    assert_eq!(plain_answer.direction, Direction::RecvOnly, "{trunk_ok}");
+    assert_eq!(plain_answer.rtp_address(), Some(port), "{trunk_ok}");
+
+    // The same offer (ICE credentials, fingerprint, mid) with the new direction, as a
+    // browser's re-offer is.
+    let hold = offer.replace("a=sendrecv", "a=sendonly");
+    let reinvite = with_body(
+        format!(
+            "INVITE {carrier} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {me};branch=z9hG4bKm1hold;rport\r\n\
+{route}Max-Forwards: 70\r\n\
+From: <sip:alice@localhost>;tag=b-m1\r\n\
+To: <sip:{NUMBER}@localhost>;tag=t-1\r\n\
+Call-ID: m1\r\n\
+CSeq: 2 INVITE\r\n\
+Contact: <sip:alice@{me}>\r\n"
+        ),
+        &hold,
+    );
+    browser.send_to(reinvite.as_bytes(), edge.udp).await.unwrap();
+    let held = udp_recv_until(&trunk, "INVITE ").await;
+    let held_sdp = Sdp::parse(body(&held)).unwrap();
+    assert!(!held_sdp.is_webrtc(), "{held}");
+    assert_eq!(held_sdp.direction, Direction::SendOnly, "{held}");
+    assert_eq!(held_sdp.rtp_address(), Some(port), "the same port: {held}");
+    let answer = lifeline::media::sdp::plain(
+        9,
+        2,
+        "127.0.0.2:42000".parse().unwrap(),
+        &[(8, Codec::Pcma)],
+        Direction::RecvOnly,
+    );
+    let ok = answer_with(&parse_request(&held), &answer, edge.trunk_ports.0);
+    trunk.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    let held_ok = udp_recv_until(&browser, "SIP/2.0 200").await;
+    assert!(header(&held_ok, "CSeq")[0].starts_with("2 "), "{held_ok}");
+    let webrtc = body(&held_ok);
+    assert!(webrtc.contains("a=ice-lite") && webrtc.contains("a=recvonly"), "{webrtc}");
+
+    // Nothing flows (no ICE, no RTP): after the media timeout the edge ends the dialog with
+    // a BYE both ways, each in that side's own terms.
+    let started = Instant::now();
+    let bye_trunk = udp_recv_timeout(&trunk, "BYE ", Duration::from_secs(8)).await;
+    let bye_browser = udp_recv_timeout(&browser, "BYE ", Duration::from_secs(8)).await;
+    assert!(started.elapsed() < Duration::from_secs(8));
+    for bye in [&bye_trunk, &bye_browser] {
+        assert_eq!(header(bye, "Reason"), vec!["SIP;cause=408;text=\"media timeout\""], "{bye}");
+        assert_eq!(header(bye, "Call-ID"), vec!["m1"]);
+    }
+    // Toward the trunk: From is the caller's, To the trunk's with its tag, CSeq above 2.
+    assert!(bye_trunk.starts_with(&format!("BYE {carrier} SIP/2.0\r\n")), "{bye_trunk}");
+    assert!(header(&bye_trunk, "From")[0].ends_with("tag=b-m1"), "{bye_trunk}");
+    assert!(header(&bye_trunk, "To")[0].ends_with("tag=t-1"), "{bye_trunk}");
+    assert_eq!(header(&bye_trunk, "CSeq"), vec!["3 BYE"]);
+    // Toward the browser: the other way round, to its Contact.
+    assert!(bye_browser.starts_with(&format!("BYE sip:alice@{me} SIP/2.0\r\n")), "{bye_browser}");
+    assert!(header(&bye_browser, "From")[0].ends_with("tag=t-1"), "{bye_browser}");
+    assert!(header(&bye_browser, "To")[0].ends_with("tag=b-m1"), "{bye_browser}");
+    for (sock, bye) in [(&trunk, &bye_trunk), (&browser, &bye_browser)] {
+        let ok = uas_response(&parse_request(bye), 200, "OK", "x", "<sip:x@127.0.0.9>");
+        sock.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    }
+
+    // The metrics counted the timeout and the garbage; the leg is gone.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let text = edge.metrics().await;
+    assert!(text.contains("lifeline_media_timeouts_total 1\n"), "{text}");
+    assert!(text.contains("lifeline_media_legs 0\n"), "{text}");
+    let dropped: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("lifeline_media_dropped_total ")?.parse().ok())
+        .unwrap();
+    assert!(dropped >= 20, "{dropped} datagrams dropped");
+    let stray: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("lifeline_media_stray_total ")?.parse().ok())
+        .unwrap();
+    assert!(stray >= 80, "{stray} stray datagrams on the WebRTC port");
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn a_browser_offer_without_g711_gets_488_with_a_warning_and_reaches_no_trunk() {
+    let edge = start(Duration::from_secs(30), 0).await;
+    let browser = UdpSocket::bind((BROWSER_IP, 0)).await.unwrap();
+    let trunk = UdpSocket::bind(("127.0.0.2", edge.trunk_ports.0)).await.unwrap();
+    let me = browser.local_addr().unwrap();
+    let invite = with_body(
+        format!(
+            "INVITE sip:{NUMBER}@localhost SIP/2.0\r\n\
+Via: SIP/2.0/UDP {me};branch=z9hG4bKopus;rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:alice@localhost>;tag=b-opus\r\n\
+To: <sip:{NUMBER}@localhost>\r\n\
+Call-ID: opus\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:alice@{me}>\r\n"
+        ),
+        &browser_offer(false),
+    );
+    browser.send_to(invite.as_bytes(), edge.udp).await.unwrap();
+    let reply = udp_recv_until(&browser, "SIP/2.0 4").await;
+    assert!(reply.starts_with("SIP/2.0 488 "), "{reply}");
+    let warning = header(&reply, "Warning");
+    assert!(warning.len() == 1 && warning[0].starts_with("305 "), "{reply}");
+    let mut buf = [0u8; 4096];
+    let nothing = tokio::time::timeout(Duration::from_millis(500), trunk.recv_from(&mut buf)).await;
+    assert!(nothing.is_err(), "the trunk got something");
+    edge.stop().await;
+}
+
+/// [`udp_recv_until`] with a longer wait than its 3 s.
+async fn udp_recv_timeout(sock: &UdpSocket, prefix: &str, limit: Duration) -> String {
+    tokio::time::timeout(limit, async {
+        loop {
+            let mut buf = vec![0; 65536];
+            let (n, _) = sock.recv_from(&mut buf).await.unwrap();
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if m.starts_with(prefix) {
+                return m;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {prefix} within {limit:?}"))
+}
