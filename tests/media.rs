@@ -141,7 +141,7 @@ async fn a_browser_call_to_a_plain_trunk_is_anchored_held_both_ways_and_ended_by
     assert!(!plain.is_webrtc(), "{at_trunk}");
     let port = plain.rtp_address().unwrap();
     assert_eq!(port.ip().to_string(), "127.0.0.1");
-    assert!((31000..=31999).contains(&port.port()) && port.port() % 2 == 0, "{port}");
+    assert!((31000..=31999).contains(&port.port()) && port.port().is_multiple_of(2), "{port}");
     let codecs: Vec<Codec> = plain.relayable().map(|(_, c)| c).collect();
     assert_eq!(codecs, vec![Codec::Pcmu, Codec::Pcma], "{at_trunk}");
     assert!(!body(&at_trunk).contains("opus") && !body(&at_trunk).contains("fingerprint"));
