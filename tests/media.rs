@@ -351,3 +351,109 @@ async fn udp_recv_timeout(sock: &UdpSocket, prefix: &str, limit: Duration) -> St
     .await
     .unwrap_or_else(|_| panic!("no {prefix} within {limit:?}"))
 }
+
+#[tokio::test]
+async fn with_anchor_always_plain_rtp_between_two_plain_peers_goes_through_the_edge_both_ways() {
+    let opts = Opts { plan: Some(PLAN.into()), ..Opts::default() };
+    let edge = Edge::start_opts(opts, |c| {
+        c.media.anchor = lifeline::config::Anchoring::Always;
+        c.media.rtp_ports = "32000-32999".parse().unwrap();
+    })
+    .await;
+    let phone = UdpSocket::bind((BROWSER_IP, 0)).await.unwrap();
+    let phone_rtp = UdpSocket::bind((BROWSER_IP, 0)).await.unwrap();
+    let trunk = UdpSocket::bind(("127.0.0.2", edge.trunk_ports.0)).await.unwrap();
+    let trunk_rtp = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let me = phone.local_addr().unwrap();
+    // A codec the edge does not know (G.729) passes through untouched.
+    let offer = "v=0\r\no=phone 1 1 IN IP4 127.0.0.4\r\ns=-\r\nc=IN IP4 127.0.0.4\r\nt=0 0\r\n\
+        m=audio PORT RTP/AVP 18 0\r\na=rtpmap:18 G729/8000\r\na=fmtp:18 annexb=no\r\n"
+        .replace("PORT", &phone_rtp.local_addr().unwrap().port().to_string());
+    let invite = with_body(
+        format!(
+            "INVITE sip:{NUMBER}@localhost SIP/2.0\r\n\
+Via: SIP/2.0/UDP {me};branch=z9hG4bKp1;rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:desk@localhost>;tag=p-1\r\n\
+To: <sip:{NUMBER}@localhost>\r\n\
+Call-ID: p1\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:desk@{me}>\r\n"
+        ),
+        &offer,
+    );
+    phone.send_to(invite.as_bytes(), edge.udp).await.unwrap();
+    let at_trunk = udp_recv_until(&trunk, "INVITE ").await;
+    let toward_trunk = Sdp::parse(body(&at_trunk)).unwrap();
+    let edge_b = toward_trunk.rtp_address().unwrap();
+    assert_eq!(edge_b.ip().to_string(), "127.0.0.1", "{at_trunk}");
+    assert!((32000..=32999).contains(&edge_b.port()), "{at_trunk}");
+    assert!(body(&at_trunk).contains("a=rtpmap:18 G729/8000\r\na=fmtp:18 annexb=no"));
+    let answer = lifeline::media::sdp::plain(
+        5,
+        1,
+        trunk_rtp.local_addr().unwrap(),
+        &[(0, Codec::Pcmu)],
+        Direction::SendRecv,
+    );
+    let ok = answer_with(&parse_request(&at_trunk), &answer, edge.trunk_ports.0);
+    trunk.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    let at_phone = udp_recv_until(&phone, "SIP/2.0 200").await;
+    let edge_a = Sdp::parse(body(&at_phone)).unwrap().rtp_address().unwrap();
+    assert_ne!(edge_a, edge_b, "one port per side");
+    assert_eq!(edge_a.ip().to_string(), "127.0.0.1");
+
+    // RTP both ways, through the edge's two ports.
+    let rtp = |seq: u8| {
+        let mut p = vec![0x80, 0x00, 0x00, seq, 0, 0, 0, 160, 1, 2, 3, 4];
+        p.extend_from_slice(&[0xff; 160]);
+        p
+    };
+    let mut buf = [0u8; 2048];
+    for seq in 0..5u8 {
+        phone_rtp.send_to(&rtp(seq), edge_a).await.unwrap();
+        let (n, from) = tokio::time::timeout(Duration::from_secs(2), trunk_rtp.recv_from(&mut buf))
+            .await
+            .expect("RTP reached the trunk")
+            .unwrap();
+        assert_eq!((&buf[..n], from), (&rtp(seq)[..], edge_b));
+        trunk_rtp.send_to(&rtp(100 + seq), edge_b).await.unwrap();
+        let (n, from) = tokio::time::timeout(Duration::from_secs(2), phone_rtp.recv_from(&mut buf))
+            .await
+            .expect("RTP came back to the phone")
+            .unwrap();
+        assert_eq!((&buf[..n], from), (&rtp(100 + seq)[..], edge_a));
+    }
+    // A stranger on the phone's side is not relayed once the phone latched.
+    let stranger = UdpSocket::bind((BROWSER_IP, 0)).await.unwrap();
+    stranger.send_to(&rtp(50), edge_a).await.unwrap();
+    let nothing =
+        tokio::time::timeout(Duration::from_millis(300), trunk_rtp.recv_from(&mut buf)).await;
+    assert!(nothing.is_err(), "a stranger's packet was relayed");
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let text = edge.metrics().await;
+    assert!(text.contains("lifeline_media_packets_total{dir=\"plain\"} 10\n"), "{text}");
+    assert!(text.contains("lifeline_media_legs 1\n"), "{text}");
+
+    // The BYE ends the relay.
+    let rr: Vec<&str> = header(&at_phone, "Record-Route");
+    let route = rr.iter().rev().map(|r| format!("Route: {r}\r\n")).collect::<String>();
+    let carrier = format!("sip:carrier@127.0.0.2:{}", edge.trunk_ports.0);
+    let bye = format!(
+        "BYE {carrier} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {me};branch=z9hG4bKp1bye;rport\r\n\
+{route}Max-Forwards: 70\r\n\
+From: <sip:desk@localhost>;tag=p-1\r\n\
+To: <sip:{NUMBER}@localhost>;tag=t-1\r\n\
+Call-ID: p1\r\n\
+CSeq: 2 BYE\r\n\
+Content-Length: 0\r\n\r\n"
+    );
+    phone.send_to(bye.as_bytes(), edge.udp).await.unwrap();
+    udp_recv_until(&trunk, "BYE ").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let text = edge.metrics().await;
+    assert!(text.contains("lifeline_media_legs 0\n"), "{text}");
+    edge.stop().await;
+}

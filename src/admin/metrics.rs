@@ -287,6 +287,8 @@ pub struct MediaMetrics {
     /// RTP packets relayed from browsers to the plain side, and back.
     pub to_plain: AtomicU64,
     pub to_browser: AtomicU64,
+    /// RTP packets relayed between two plain peers (`[media] anchor = "always"`).
+    pub plain_relayed: AtomicU64,
     /// Datagrams dropped: not RTP, from a stranger after latching, or before the leg is up.
     pub dropped: AtomicU64,
     /// Datagrams on the WebRTC port that no leg accepted (garbage, late packets).
@@ -304,10 +306,12 @@ impl MediaMetrics {
              # HELP lifeline_media_packets_total RTP packets relayed by the media anchor.\n\
              # TYPE lifeline_media_packets_total counter\n\
              lifeline_media_packets_total{{dir=\"to_plain\"}} {}\n\
-             lifeline_media_packets_total{{dir=\"to_browser\"}} {}",
+             lifeline_media_packets_total{{dir=\"to_browser\"}} {}\n\
+             lifeline_media_packets_total{{dir=\"plain\"}} {}",
             self.legs.load(Ordering::Relaxed),
             load(&self.to_plain),
             load(&self.to_browser),
+            load(&self.plain_relayed),
         );
         let simple = [
             (

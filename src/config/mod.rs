@@ -127,6 +127,9 @@ pub enum Anchoring {
     Webrtc,
     /// None: SDP passes unchanged.
     Never,
+    /// Every call with SDP: browser calls as `Webrtc`, and plain RTP between plain peers
+    /// (symmetric latching, no transcoding, RTCP not relayed).
+    Always,
 }
 
 /// `[smtp]`

@@ -254,10 +254,11 @@ pub(super) fn build(path: Option<&Path>, text: &str) -> Result<Config, ConfigErr
     let anchor = match anchor.as_str() {
         "webrtc" => Anchoring::Webrtc,
         "never" => Anchoring::Never,
+        "always" => Anchoring::Always,
         other => {
             ctx.error(
                 anchor_span,
-                format!("media.anchor: '{other}' is not one of webrtc, never (always: not yet)"),
+                format!("media.anchor: '{other}' is not one of webrtc, always, never"),
             );
             Anchoring::Webrtc
         }

@@ -91,6 +91,15 @@ struct Session {
     branches: Vec<(u32, Peer, Bytes)>,
     /// The highest CSeq seen from each side, by From-tag (a BYE from the edge goes above).
     cseqs: Vec<(String, u32)>,
+    /// Plain to plain (`[media] anchor = "always"`): the caller-facing port and the caller's
+    /// RTP address; `port` faces the callee. The pair itself is `leg` once answered.
+    pair: Option<PairPorts>,
+}
+
+#[derive(Debug)]
+struct PairPorts {
+    caller_port: Reservation,
+    caller_rtp: Option<std::net::SocketAddr>,
 }
 
 /// One side of an anchored dialog, as a BYE from the edge toward it needs it.
@@ -109,6 +118,8 @@ struct DialogEnd {
 
 #[derive(Debug)]
 enum Pending {
+    /// Plain to plain: side 0 (the caller) or 1 (the callee) re-offered.
+    PairFrom(usize),
     /// The browser re-offered; the leg's answer, for the plain side's response.
     FromBrowser(String),
     /// The plain side re-offered; it gets the edge's plain answer.
@@ -247,18 +258,25 @@ impl Core {
         let Ok(offer) = Sdp::parse(&text) else { return };
         let call_id = req.headers().call_id().unwrap_or_default().to_owned();
         let browser_target = is_browser(target);
-        if offer.is_webrtc() == browser_target {
+        let pair = !offer.is_webrtc() && !browser_target && media.always();
+        if offer.is_webrtc() == browser_target && !pair {
             // Browser to browser, or plain to plain: not anchored.
             return;
         }
         if !self.media_calls.by_call.contains_key(&call_id) {
-            let port = match media.reserve() {
+            let ports = media.reserve().and_then(|p| {
+                let caller = if pair { Some(media.reserve()?) } else { None };
+                Ok((p, caller))
+            });
+            let (port, caller_port) = match ports {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(error = %e, "no RTP port for an anchored call");
                     return;
                 }
             };
+            let pair = caller_port
+                .map(|caller_port| PairPorts { caller_port, caller_rtp: offer.rtp_address() });
             let h = req.headers();
             let contact = h
                 .name_addrs(HeaderName::Contact)
@@ -280,6 +298,7 @@ impl Core {
                 callee: None,
                 branches: Vec::new(),
                 cseqs: vec![(tag, cseq)],
+                pair,
                 port,
                 session_id: media.session_id(),
                 version: 1,
@@ -298,7 +317,9 @@ impl Core {
         let Some(s) = self.media_calls.by_call.get_mut(&call_id) else { return };
         let from = req.headers().get(HeaderName::From).map(Bytes::copy_from_slice);
         s.branches.push((index, peer, from.unwrap_or_default()));
-        if offer.is_webrtc() {
+        if s.pair.is_some() {
+            set_request_sdp(req, &sdp::readdress(&text, s.port.addr));
+        } else if offer.is_webrtc() {
             // The browser calls a plain-RTP target.
             let Some(payloads) = plain_payloads(&offer) else { return };
             let plain =
@@ -349,6 +370,28 @@ impl Core {
         }
         let Some(text) = response_sdp(response) else { return };
         let Ok(answer) = Sdp::parse(&text) else { return };
+        if let Some(pair) = &s.pair {
+            // Plain to plain: the answer comes from the side that did not offer.
+            let offered_by = match s.pending.take() {
+                Some(Pending::PairFrom(side)) if in_dialog => side,
+                _ if in_dialog => return,
+                _ => 0,
+            };
+            let answerer = 1 - offered_by;
+            match (s.leg, answer.rtp_address()) {
+                (Some(id), Some(addr)) => media.set_pair_peer(id, answerer, addr),
+                (None, callee) if !in_dialog => {
+                    let id = media.pair(&pair.caller_port, pair.caller_rtp, &s.port, callee);
+                    s.leg = Some(id);
+                    self.media_calls.by_leg.insert(id, call_id.to_owned());
+                }
+                _ => {}
+            }
+            let Some(pair) = &s.pair else { return };
+            let toward = if offered_by == 0 { &pair.caller_port } else { &s.port };
+            set_response_sdp(response, &sdp::readdress(&text, toward.addr));
+            return;
+        }
         if in_dialog {
             match s.pending.take() {
                 Some(Pending::FromBrowser(webrtc)) => {
@@ -362,7 +405,7 @@ impl Core {
                     let plain = s.to_plain.clone().unwrap_or_default();
                     set_response_sdp(response, &plain);
                 }
-                None => {}
+                Some(Pending::PairFrom(_)) | None => {}
             }
             return;
         }
@@ -438,20 +481,33 @@ impl Core {
         if *req.method() == Method::Bye {
             return self.media_end(&call_id);
         }
-        if !matches!(req.method(), Method::Invite | Method::Update) {
-            return;
-        }
         let Some(s) = self.media_calls.by_call.get_mut(&call_id) else { return };
         let h = req.headers();
-        if let (Some(tag), Ok(cseq)) = (h.from().ok().and_then(|f| f.tag()), h.cseq()) {
+        let from_tag = h.from().ok().and_then(|f| f.tag());
+        if let (Some(tag), Ok(cseq)) = (from_tag, h.cseq()) {
             match s.cseqs.iter_mut().find(|(t, _)| t == tag) {
                 Some((_, seen)) => *seen = (*seen).max(cseq.seq),
                 None => s.cseqs.push((tag.to_owned(), cseq.seq)),
             }
         }
+        let from_caller = from_tag == Some(s.caller.tag.as_str());
+        if !matches!(req.method(), Method::Invite | Method::Update) {
+            return;
+        }
         let Some(text) = request_sdp(req) else { return };
         let Ok(offer) = Sdp::parse(&text) else { return };
         let Some(leg) = s.leg else { return };
+        if let Some(pair) = &s.pair {
+            let side = usize::from(!from_caller);
+            if let Some(addr) = offer.rtp_address() {
+                media.set_pair_peer(leg, side, addr);
+            }
+            // Toward the other side, from the port that faces it.
+            let toward = if from_caller { &s.port } else { &pair.caller_port };
+            set_request_sdp(req, &sdp::readdress(&text, toward.addr));
+            s.pending = Some(Pending::PairFrom(side));
+            return;
+        }
         if offer.is_webrtc() {
             match media.reoffer(leg, &text) {
                 Ok(answer) => {

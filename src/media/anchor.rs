@@ -213,6 +213,13 @@ impl Anchor {
         Ok((id, answer))
     }
 
+    /// An id from the legs' space for something else the engine relays (a plain pair).
+    pub fn reserve_id(&mut self) -> LegId {
+        let id = LegId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
     /// Offers the browser a new leg (a call from the plain side toward a browser) with
     /// `voices` and telephone-event at `events`; [`Anchor::accept_answer`] takes its answer.
     pub fn create_offer(

@@ -45,6 +45,8 @@ pub struct MediaConfig {
     pub webrtc_port: u16,
     pub rtp_ports: PortRange,
     pub timeout: Duration,
+    /// `[media] anchor = "always"`: plain-to-plain calls are relayed too.
+    pub always: bool,
 }
 
 impl MediaConfig {
@@ -55,6 +57,7 @@ impl MediaConfig {
             webrtc_port: media.webrtc_port,
             rtp_ports: media.rtp_ports,
             timeout: media.timeout,
+            always: media.anchor == config::Anchoring::Always,
         }
     }
 }
@@ -83,12 +86,69 @@ pub struct Media {
     /// Legs whose media timed out or whose browser went away.
     ended: mpsc::UnboundedSender<LegId>,
     metrics: Arc<Metrics>,
+    /// What the pairs closed so far relayed and dropped.
+    pair_totals_removed: AtomicU64,
+    pair_dropped_removed: AtomicU64,
 }
 
 #[derive(Debug)]
 struct Inner {
     anchor: Anchor,
     legs: HashMap<LegId, PlainSide>,
+    /// Plain RTP relayed between two plain peers (`[media] anchor = "always"`).
+    pairs: HashMap<LegId, Arc<Pair>>,
+}
+
+/// Two plain RTP ports relaying to each other: what arrives on one side goes out of the
+/// other toward that side's peer. Each side latches onto the source of its first packet
+/// (symmetric RTP) and then drops other sources. No lock on the engine per packet: a pair's
+/// two tasks share only this.
+#[derive(Debug)]
+struct Pair {
+    sides: [PairSide; 2],
+    /// Milliseconds since `epoch` of the last packet either way.
+    last: std::sync::atomic::AtomicU64,
+    epoch: Instant,
+    relayed: AtomicU64,
+    dropped: AtomicU64,
+    reported: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug)]
+struct PairSide {
+    socket: Arc<UdpSocket>,
+    /// Where this side's peer receives: from its SDP, then latched.
+    peer: Mutex<Latch>,
+}
+
+/// A side's peer address: announced in SDP, then latched on the first packet's source.
+#[derive(Debug, Clone, Copy, Default)]
+struct Latch {
+    to: Option<SocketAddr>,
+    latched: bool,
+    announced: Option<SocketAddr>,
+}
+
+impl Latch {
+    fn new(announced: Option<SocketAddr>) -> Latch {
+        Latch { to: announced, latched: false, announced }
+    }
+
+    /// New SDP: a different address than announced before starts latching again.
+    fn announce(&mut self, addr: SocketAddr) {
+        if self.announced != Some(addr) {
+            *self = Latch::new(Some(addr));
+        }
+    }
+
+    /// A packet from `source`: whether it is from this side's peer.
+    fn accept(&mut self, source: SocketAddr) -> bool {
+        if !self.latched {
+            self.to = Some(source);
+            self.latched = true;
+        }
+        self.to == Some(source)
+    }
 }
 
 #[derive(Debug)]
@@ -113,7 +173,11 @@ impl Media {
         let (ended, ended_rx) = mpsc::unbounded_channel();
         let span = u64::from(config.rtp_ports.last - config.rtp_ports.first) + 1;
         let media = Arc::new(Media {
-            inner: Mutex::new(Inner { anchor: Anchor::new(webrtc_addr), legs: HashMap::new() }),
+            inner: Mutex::new(Inner {
+                anchor: Anchor::new(webrtc_addr),
+                legs: HashMap::new(),
+                pairs: HashMap::new(),
+            }),
             webrtc,
             webrtc_addr,
             next_port: AtomicU64::new(rand_below(span)),
@@ -122,11 +186,18 @@ impl Media {
             wake: Notify::new(),
             ended,
             metrics,
+            pair_totals_removed: AtomicU64::new(0),
+            pair_dropped_removed: AtomicU64::new(0),
         });
         tokio::spawn(webrtc_task(media.clone()));
         tokio::spawn(timer_task(media.clone()));
         tracing::info!(webrtc = %media.webrtc_addr, "media anchoring on");
         Ok((media, ended_rx))
+    }
+
+    /// Whether calls between two plain-RTP peers are relayed too.
+    pub fn always(&self) -> bool {
+        self.config.always
     }
 
     /// The shared WebRTC address (ICE host candidate).
@@ -230,12 +301,57 @@ impl Media {
         self.lock().anchor.set_trunk(leg, addr);
     }
 
+    /// Relays plain RTP between `a` (toward the peer at `a_peer`) and `b` (toward `b_peer`).
+    pub fn pair(
+        &self,
+        a: &Reservation,
+        a_peer: Option<SocketAddr>,
+        b: &Reservation,
+        b_peer: Option<SocketAddr>,
+    ) -> LegId {
+        let mut inner = self.lock();
+        let id = inner.anchor.reserve_id();
+        let epoch = Instant::now();
+        let pair = Arc::new(Pair {
+            sides: [
+                PairSide { socket: a.socket.clone(), peer: Mutex::new(Latch::new(a_peer)) },
+                PairSide { socket: b.socket.clone(), peer: Mutex::new(Latch::new(b_peer)) },
+            ],
+            last: AtomicU64::new(0),
+            epoch,
+            relayed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            reported: std::sync::atomic::AtomicBool::new(false),
+        });
+        inner.pairs.insert(id, pair.clone());
+        drop(inner);
+        for from in 0..2 {
+            tokio::spawn(pair_task(pair.clone(), from));
+        }
+        id
+    }
+
+    /// A pair side's peer from new SDP (`side` 0 is `a`); a new address starts latching
+    /// again.
+    pub fn set_pair_peer(&self, id: LegId, side: usize, addr: SocketAddr) {
+        let Some(pair) = self.lock().pairs.get(&id).cloned() else { return };
+        let Some(side) = pair.sides.get(side) else { return };
+        side.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).announce(addr);
+    }
+
     /// Ends a leg: its plain socket closes (with the call's [`Reservation`]) and its task
     /// stops.
     pub fn close(&self, leg: LegId) {
         let mut inner = self.lock();
         inner.anchor.remove(leg);
         inner.legs.remove(&leg);
+        if let Some(pair) = inner.pairs.remove(&leg) {
+            // Its tasks see the pair gone from every other owner and stop (see pair_task).
+            self.pair_totals_removed
+                .fetch_add(pair.relayed.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.pair_dropped_removed
+                .fetch_add(pair.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
         self.flush(&mut inner);
     }
 
@@ -243,9 +359,10 @@ impl Media {
         self.lock().anchor.counters(leg)
     }
 
-    /// Live legs.
+    /// Live legs (WebRTC legs and plain pairs).
     pub fn legs(&self) -> usize {
-        self.lock().legs.len()
+        let inner = self.lock();
+        inner.legs.len() + inner.pairs.len()
     }
 
     fn attach(self: &Arc<Self>, inner: &mut Inner, leg: LegId, port: &Reservation) {
@@ -279,14 +396,32 @@ impl Media {
     /// the metrics up to date.
     fn sweep(&self, now: Instant) {
         let mut inner = self.lock();
-        let Inner { anchor, legs } = &mut *inner;
+        let Inner { anchor, legs, pairs } = &mut *inner;
         let totals = anchor.totals();
         let m = &self.metrics.media;
+        let (mut relayed, mut dropped) = (
+            self.pair_totals_removed.load(Ordering::Relaxed),
+            self.pair_dropped_removed.load(Ordering::Relaxed),
+        );
+        for (id, pair) in pairs.iter() {
+            relayed += pair.relayed.load(Ordering::Relaxed);
+            dropped += pair.dropped.load(Ordering::Relaxed);
+            let idle_ms = u64::try_from(now.saturating_duration_since(pair.epoch).as_millis())
+                .unwrap_or(u64::MAX)
+                .saturating_sub(pair.last.load(Ordering::Relaxed));
+            if u128::from(idle_ms) >= self.config.timeout.as_millis()
+                && !pair.reported.swap(true, Ordering::Relaxed)
+            {
+                let _ = self.ended.send(*id);
+            }
+        }
         m.to_plain.store(totals.to_trunk, Ordering::Relaxed);
         m.to_browser.store(totals.to_browser, Ordering::Relaxed);
-        m.dropped.store(totals.dropped, Ordering::Relaxed);
+        m.plain_relayed.store(relayed, Ordering::Relaxed);
+        m.dropped.store(totals.dropped + dropped, Ordering::Relaxed);
         m.stray.store(anchor.stray, Ordering::Relaxed);
-        m.legs.store(i64::try_from(legs.len()).unwrap_or(i64::MAX), Ordering::Relaxed);
+        let live = legs.len() + pairs.len();
+        m.legs.store(i64::try_from(live).unwrap_or(i64::MAX), Ordering::Relaxed);
         for (id, side) in legs.iter_mut().filter(|(_, s)| !s.reported) {
             let idle = anchor
                 .last_media(*id)
@@ -342,6 +477,53 @@ async fn plain_task(
         let mut inner = media.lock();
         inner.anchor.handle_trunk(Instant::now(), leg, source, &buf[..n]);
         media.flush(&mut inner);
+    }
+}
+
+/// Datagrams arriving on side `from` of a pair go out of the other side. Stops when the pair
+/// is closed (only the two tasks still hold it).
+async fn pair_task(pair: Arc<Pair>, from: usize) {
+    let (this, other) = (&pair.sides[from], &pair.sides[1 - from]);
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let received = tokio::time::timeout(SWEEP, this.socket.recv_from(&mut buf)).await;
+        if Arc::strong_count(&pair) <= 2 {
+            return;
+        }
+        let Ok(received) = received else { continue };
+        let (n, source) = match received {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "rtp socket");
+                continue;
+            }
+        };
+        // RTP or RTCP (RFC 3550: version 2); anything else is dropped.
+        if n < 12 || buf[0] >> 6 != 2 {
+            pair.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let ours =
+            this.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).accept(source);
+        if !ours {
+            pair.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let to = other.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).to;
+        let Some(to) = to else {
+            pair.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let since = u64::try_from(pair.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        pair.last.store(since, Ordering::Relaxed);
+        match other.socket.try_send_to(&buf[..n], to) {
+            Ok(_) => {
+                pair.relayed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                pair.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 

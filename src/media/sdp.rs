@@ -293,6 +293,34 @@ pub fn plain(
     s
 }
 
+/// `text` with its media moved to `rtp`: every `c=` line names `rtp`'s address and the first
+/// audio `m=` line its port; `a=rtcp` lines go (RTCP is not relayed: RFC 3550 §11 puts it on
+/// the next port, which the edge does not take). Everything else stays as written: codecs the
+/// edge never needs to understand pass through.
+pub fn readdress(text: &str, rtp: SocketAddr) -> String {
+    let family = if rtp.is_ipv4() { "IP4" } else { "IP6" };
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut audio_done = false;
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\r', '\n']);
+        let end = &line[bare.len()..];
+        if bare.starts_with("c=") {
+            out.push_str(&format!("c=IN {family} {}{end}", rtp.ip()));
+        } else if let Some(rest) = bare.strip_prefix("m=audio ")
+            && !audio_done
+        {
+            audio_done = true;
+            let after_port = rest.split_once(' ').map_or("", |(_, r)| r);
+            out.push_str(&format!("m=audio {} {after_port}{end}", rtp.port()));
+        } else if bare.starts_with("a=rtcp:") {
+            continue;
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,6 +377,20 @@ mod tests {
         assert_eq!(sdp.voice(), Some((0, Codec::Pcmu)));
         assert_eq!(sdp.telephone_event(), Some(101));
         assert!(text.contains("a=fmtp:101 0-16\r\n"));
+    }
+
+    #[test]
+    fn readdressing_moves_only_the_media() {
+        let text = "v=0\r\no=x 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+            m=audio 4000 RTP/AVP 18 0\r\na=rtcp:4001\r\na=rtpmap:18 G729/8000\r\n";
+        let moved = readdress(text, "192.0.2.7:20000".parse().unwrap());
+        assert_eq!(
+            moved,
+            "v=0\r\no=x 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\n\
+             m=audio 20000 RTP/AVP 18 0\r\na=rtpmap:18 G729/8000\r\n"
+        );
+        let sdp = Sdp::parse(&moved).unwrap();
+        assert_eq!(sdp.rtp_address(), Some("192.0.2.7:20000".parse().unwrap()));
     }
 
     #[test]
