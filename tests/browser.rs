@@ -45,9 +45,10 @@ site_number = "+15550100999"
 callback_fallback = "agent:alice"
 "#;
 
-/// alice, with a number the carrier owns and no mail to send (no emergency contacts).
-const AGENTS: &str =
-    "[[agent]]\nid = \"alice\"\npassword = \"secret\"\ncaller_id = [\"+15550100123\"]\n";
+/// alice, with a number the carrier owns and no mail to send (no emergency contacts); bob, a
+/// second browser for the browser-to-browser call and the emergency call without location.
+const AGENTS: &str = "[[agent]]\nid = \"alice\"\npassword = \"secret\"\n\
+    caller_id = [\"+15550100123\"]\n\n[[agent]]\nid = \"bob\"\npassword = \"bobsecret\"\n";
 
 /// An ordinary number the route sends to the carrier.
 const CALL_NUMBER: &str = "+12025550199";
@@ -157,6 +158,8 @@ async fn drive_browser(edge: &Edge, out: &Path, trunk_log: &Path, dir: &Path) {
         .env("ADMIN_TOKEN", &edge.token)
         .env("AGENT", "alice")
         .env("PASSWORD", "secret")
+        .env("AGENT2", "bob")
+        .env("PASSWORD2", "bobsecret")
         .env("CALL_NUMBER", CALL_NUMBER)
         .env("EMERGENCY", EMERGENCY)
         .env("OUT_DIR", out)
@@ -317,6 +320,13 @@ async fn the_softphone_registers_calls_makes_an_emergency_call_and_rings_for_the
     let sent = std::fs::read_to_string(out.join("emergency-no-location-invite.sip")).unwrap();
     assert!(header(&sent, "Geolocation").is_none(), "{sent}");
     assert_eq!(header(&sent, "Content-Type"), Some("application/sdp"));
+
+    // Browser to browser: the offer reached the other browser as it was sent (peer to peer,
+    // no anchor).
+    let sent = std::fs::read_to_string(out.join("browser-to-browser-invite.sip")).unwrap();
+    let got = std::fs::read_to_string(out.join("browser-to-browser-received.sip")).unwrap();
+    assert!(body(&sent).contains("UDP/TLS/RTP/SAVPF"), "{sent}");
+    assert_eq!(body(&got), body(&sent), "a browser-to-browser offer was changed");
 
     // The edge relayed audio both ways (the counters are brought up to date every second).
     let metric = |text: &str, name: &str| -> u64 {

@@ -59,8 +59,9 @@
     return n.startsWith(OUTSIDE_LINE) && EMERGENCY_NUMBERS.includes(n.slice(OUTSIDE_LINE.length));
   }
 
+  /** A number (digits, *, #, an optional leading +) or another agent's id. */
   function validDialString(number) {
-    return /^\+?[0-9*#]{1,32}$/.test(number);
+    return /^\+?[0-9*#]{1,32}$/.test(number) || /^[A-Za-z][A-Za-z0-9._-]{0,63}$/.test(number);
   }
 
   // ---------------------------------------------------------------------------------------

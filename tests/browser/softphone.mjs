@@ -4,6 +4,7 @@
 //   PAGE_URL        the edge's web listener, e.g. http://127.0.0.1:PORT/
 //   ADMIN_URL       the admin listener;  ADMIN_TOKEN  its bearer token
 //   AGENT, PASSWORD the agent to log in as
+//   AGENT2, PASSWORD2 a second agent (the second page): called browser to browser
 //   CALL_NUMBER     an ordinary number routed to the SIPp trunk
 //   EMERGENCY       the emergency number to dial (933)
 //   OUT_DIR         where screenshots and the SIP the page sent are written
@@ -26,6 +27,8 @@ const ADMIN_URL = env('ADMIN_URL');
 const ADMIN_TOKEN = env('ADMIN_TOKEN');
 const AGENT = env('AGENT');
 const PASSWORD = env('PASSWORD');
+const AGENT2 = env('AGENT2');
+const PASSWORD2 = env('PASSWORD2');
 const CALL_NUMBER = env('CALL_NUMBER');
 const EMERGENCY = env('EMERGENCY');
 const OUT_DIR = env('OUT_DIR');
@@ -88,7 +91,7 @@ async function openPage(browser, { geolocation }) {
   return { context, page, sip, errors };
 }
 
-async function login(page) {
+async function login(page, agent = AGENT, password = PASSWORD) {
   await page.goto(PAGE_URL);
   expect((await page.title()) === 'lifeline softphone', `title: ${await page.title()}`);
   await page.waitForFunction(() => window.JsSIP && window.softphone, null, { timeout: T });
@@ -97,8 +100,8 @@ async function login(page) {
     page.on('console', (m) => console.error(m.text()));
     await page.evaluate(() => JsSIP.debug.enable('JsSIP:*'));
   }
-  await page.getByLabel('Agent').fill(AGENT);
-  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByLabel('Agent').fill(agent);
+  await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.waitForSelector('main[data-reg="registered"]', { timeout: T });
 }
@@ -213,7 +216,7 @@ async function main() {
 
     step('emergency call without location');
     const b = await openPage(browser, { geolocation: false });
-    await login(b.page);
+    await login(b.page, AGENT2, PASSWORD2);
     await b.page.getByLabel('Number to dial').fill(EMERGENCY);
     await b.page.getByRole('button', { name: 'Call' }).click();
     await b.page.waitForSelector('main[data-mode="emergency"]', { timeout: T });
@@ -225,6 +228,25 @@ async function main() {
     await b.page.getByRole('button', { name: 'End call' }).click();
     await callState(b.page, 'idle');
     save('emergency-no-location-invite.sip', sentInvite(b.sip, EMERGENCY));
+
+    step('browser to browser');
+    // Two browsers talk peer to peer: the edge relays signalling only, and audio flows.
+    await page.getByLabel('Number to dial').fill(AGENT2);
+    await page.getByRole('button', { name: 'Call' }).click();
+    const ringing = b.page.locator('#incoming');
+    await ringing.waitFor({ state: 'visible', timeout: T });
+    await b.page.getByRole('button', { name: 'Answer' }).click();
+    await callState(page, 'active');
+    await callState(b.page, 'active');
+    await audioFlows(page, 'browser-to-browser call (caller)');
+    await audioFlows(b.page, 'browser-to-browser call (callee)');
+    await page.getByRole('button', { name: 'Hang up' }).click();
+    await callState(page, 'idle');
+    await callState(b.page, 'idle');
+    save('browser-to-browser-invite.sip', sentInvite(a.sip, AGENT2));
+    const got = b.sip.filter((m) => m.dir === 'received' && m.text.startsWith('INVITE '));
+    expect(got.length > 0, 'the second page received no INVITE');
+    save('browser-to-browser-received.sip', got[got.length - 1].text);
     expect(b.errors.length === 0, `page errors: ${b.errors.join('; ')}`);
     await b.context.close();
 
