@@ -178,6 +178,9 @@ async fn drive_browser(edge: &Edge, out: &Path, trunk_log: &Path, dir: &Path) {
         if line == "psap: ready" {
             psap = Some(start_psap(edge, trunk_log, dir));
         }
+        if line == "media: steady" {
+            check_call_quality(edge).await;
+        }
         steps.push(line);
     }
     let status = node.wait().await.unwrap();
@@ -190,6 +193,27 @@ async fn drive_browser(edge: &Edge, out: &Path, trunk_log: &Path, dir: &Path) {
     assert_eq!(steps.last().map(String::as_str), Some("step: done"), "{steps:?}");
     let psap = psap.expect("the page never asked for the PSAP callback");
     wait_ok(psap, "SIPp PSAP (INVITE to the callback number, answered, BYE)", RUN_LIMIT).await;
+}
+
+/// The edge's media metrics during the ordinary call (browser <-> SIPp echo on loopback): the
+/// leg is live, jitter both ways well under 5 ms, nothing lost.
+async fn check_call_quality(edge: &Edge) {
+    let (status, _, metrics) = http_get(edge.admin, "/metrics").await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(metrics).unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+    };
+    assert_eq!(value("lifeline_media_legs"), 1.0, "{text}");
+    let plain = value("lifeline_media_jitter_seconds{side=\"plain\"}");
+    let browser = value("lifeline_media_jitter_seconds{side=\"browser\"}");
+    eprintln!("media quality: jitter plain {plain} s, browser {browser} s");
+    assert!(plain > 0.0 && plain < 0.005, "plain-side jitter {plain} s");
+    assert!(browser > 0.0 && browser < 0.005, "browser-side jitter {browser} s");
+    assert!(value("lifeline_media_loss_ratio{side=\"browser\"}") < 0.01, "{text}");
+    assert_eq!(value("lifeline_media_lost_total"), 0.0, "{text}");
 }
 
 fn start_psap(edge: &Edge, trunk_log: &Path, dir: &Path) -> Child {

@@ -295,6 +295,13 @@ pub struct MediaMetrics {
     pub stray: AtomicU64,
     /// Calls ended because media stopped (or the browser went away).
     pub timeouts: AtomicU64,
+    /// RTP packets from plain peers that never arrived (sequence gaps).
+    pub lost_plain: AtomicU64,
+    /// The worst live leg's interarrival jitter, in microseconds: plain side, browser side.
+    pub jitter_plain_us: AtomicU64,
+    pub jitter_browser_us: AtomicU64,
+    /// The worst live leg's fraction of browser packets lost, in millionths.
+    pub loss_browser_ppm: AtomicU64,
 }
 
 impl MediaMetrics {
@@ -313,7 +320,26 @@ impl MediaMetrics {
             load(&self.to_browser),
             load(&self.plain_relayed),
         );
+        let seconds = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "# HELP lifeline_media_jitter_seconds Interarrival jitter (RFC 3550) of the worst live leg, by the side that sends.\n\
+             # TYPE lifeline_media_jitter_seconds gauge\n\
+             lifeline_media_jitter_seconds{{side=\"plain\"}} {}\n\
+             lifeline_media_jitter_seconds{{side=\"browser\"}} {}\n\
+             # HELP lifeline_media_loss_ratio Fraction of a browser's packets lost, worst live leg.\n\
+             # TYPE lifeline_media_loss_ratio gauge\n\
+             lifeline_media_loss_ratio{{side=\"browser\"}} {}",
+            seconds(&self.jitter_plain_us),
+            seconds(&self.jitter_browser_us),
+            seconds(&self.loss_browser_ppm),
+        );
         let simple = [
+            (
+                "lifeline_media_lost_total",
+                "RTP packets from plain peers that never arrived (sequence gaps).",
+                &self.lost_plain,
+            ),
             (
                 "lifeline_media_dropped_total",
                 "Datagrams on plain RTP ports dropped (not RTP, a stranger, leg not up).",

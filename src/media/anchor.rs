@@ -33,7 +33,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
-use super::rtp::{Rtp, SeqExtender};
+use super::rtp::{Reception, Rtp, SeqExtender};
 use super::sdp::Codec as SdpCodec;
 
 /// The payload type of telephone-event (RFC 4733) in our answers, as Chrome offers it.
@@ -87,12 +87,26 @@ pub struct LegCounters {
     pub to_browser: u64,
     /// Datagrams from the trunk side that were dropped (not RTP, a stranger, not connected).
     pub dropped: u64,
+    /// RTP packets from the trunk that never arrived (sequence gaps, RFC 3550 A.3).
+    pub lost: u64,
+}
+
+/// How the live legs' media fares: the worst leg on each side.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Quality {
+    /// Interarrival jitter of what the trunks send (RFC 3550 A.8), worst leg.
+    pub trunk_jitter: std::time::Duration,
+    /// Interarrival jitter of what the browsers send, worst leg.
+    pub browser_jitter: std::time::Duration,
+    /// Fraction of the browsers' packets lost (sequence gaps), worst leg.
+    pub browser_loss: f32,
 }
 
 impl LegCounters {
     fn add(&mut self, other: &LegCounters) {
         self.to_trunk += other.to_trunk;
         self.to_browser += other.to_browser;
+        self.lost += other.lost;
         self.dropped += other.dropped;
     }
 }
@@ -117,6 +131,12 @@ struct Leg {
     pending: Option<SdpPendingOffer>,
     /// The last packet relayed either way (or the leg's creation): for the media timeout.
     last_media: Instant,
+    /// The leg's creation: the zero of the arrival clock for the trunk's jitter.
+    epoch: Instant,
+    /// Loss and jitter of the trunk's stream.
+    reception: Reception,
+    /// Loss and jitter of the browser's stream (after SRTP).
+    browser_reception: Reception,
     /// When str0m wants [`Input::Timeout`] next.
     timeout: Instant,
     /// The audio media, once str0m reports it.
@@ -302,6 +322,9 @@ impl Anchor {
             rtc,
             pending,
             last_media: now,
+            epoch: now,
+            reception: Reception::default(),
+            browser_reception: Reception::default(),
             timeout: now,
             mid: None,
             connected: false,
@@ -371,12 +394,17 @@ impl Anchor {
             l.trunk = Some(source);
             l.latched = true;
         }
+        let ext = l.seq.extend(rtp.sequence);
+        // The arrival clock in the 8 kHz units of PCMU/PCMA (and telephone-event).
+        let arrival = now.saturating_duration_since(l.epoch).as_micros() * 8 / 1000;
+        l.reception.packet(ext, rtp.timestamp, u64::try_from(arrival).unwrap_or(u64::MAX));
+        l.counters.lost = l.reception.lost();
         let (Some(mid), true, false) = (l.mid, l.connected, l.closed) else {
             l.counters.dropped += 1;
             return;
         };
         l.last_media = now;
-        let seq = SeqNo::from(l.seq.extend(rtp.sequence));
+        let seq = SeqNo::from(ext);
         let write = RtpWrite::new(
             Pt::from(rtp.payload_type),
             seq,
@@ -446,6 +474,20 @@ impl Anchor {
         t
     }
 
+    /// The worst live leg's jitter and loss on each side.
+    pub fn quality(&self) -> Quality {
+        let units = |u: u64| std::time::Duration::from_micros(u * 1000 / 8);
+        let mut q = Quality::default();
+        for l in self.legs.values().filter(|l| !l.closed) {
+            q.trunk_jitter = q.trunk_jitter.max(units(l.reception.jitter()));
+            let b = &l.browser_reception;
+            q.browser_jitter = q.browser_jitter.max(units(b.jitter()));
+            let expected = b.expected().max(1);
+            q.browser_loss = q.browser_loss.max(b.lost() as f32 / expected as f32);
+        }
+        q
+    }
+
     /// When media last went through the leg either way (its creation before any).
     pub fn last_media(&self, leg: LegId) -> Option<Instant> {
         self.legs.get(&leg).map(|l| l.last_media)
@@ -482,6 +524,14 @@ impl Anchor {
                     | Event::Closed => leg.closed = true,
                     Event::RtpPacket(packet) => {
                         leg.last_media = packet.timestamp;
+                        let arrival =
+                            packet.timestamp.saturating_duration_since(leg.epoch).as_micros() * 8
+                                / 1000;
+                        leg.browser_reception.packet(
+                            *packet.seq_no,
+                            packet.header.timestamp,
+                            u64::try_from(arrival).unwrap_or(u64::MAX),
+                        );
                         if let Some(t) = relay_to_trunk(id, leg, &packet) {
                             self.out.push_back(t);
                         }

@@ -420,6 +420,12 @@ impl Media {
         m.plain_relayed.store(relayed, Ordering::Relaxed);
         m.dropped.store(totals.dropped + dropped, Ordering::Relaxed);
         m.stray.store(anchor.stray, Ordering::Relaxed);
+        m.lost_plain.store(totals.lost, Ordering::Relaxed);
+        let q = anchor.quality();
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        m.jitter_plain_us.store(micros(q.trunk_jitter), Ordering::Relaxed);
+        m.jitter_browser_us.store(micros(q.browser_jitter), Ordering::Relaxed);
+        m.loss_browser_ppm.store((f64::from(q.browser_loss) * 1e6) as u64, Ordering::Relaxed);
         let live = legs.len() + pairs.len();
         m.legs.store(i64::try_from(live).unwrap_or(i64::MAX), Ordering::Relaxed);
         for (id, side) in legs.iter_mut().filter(|(_, s)| !s.reported) {

@@ -116,6 +116,58 @@ impl SeqExtender {
     }
 }
 
+/// What a receiver knows of one RTP stream (RFC 3550 §6.4.1): packets lost, from the extended
+/// sequence numbers (appendix A.3), and the interarrival jitter (appendix A.8), in timestamp
+/// units.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reception {
+    base: Option<u64>,
+    max: u64,
+    received: u64,
+    /// The last packet's relative transit time, in timestamp units.
+    transit: Option<i64>,
+    /// The jitter estimate times 16 (appendix A.8's integer form).
+    jitter16: u64,
+}
+
+impl Reception {
+    /// A packet with extended sequence number `seq` and RTP timestamp `timestamp` arrived at
+    /// `arrival` (the receiver's clock, in the same timestamp units).
+    pub fn packet(&mut self, seq: u64, timestamp: u32, arrival: u64) {
+        let base = *self.base.get_or_insert(seq);
+        if seq < base {
+            self.base = Some(seq);
+        }
+        self.max = self.max.max(seq);
+        self.received += 1;
+        // Transit differences stay small; wrapping arithmetic keeps a timestamp wrap harmless.
+        let transit = (arrival as i64).wrapping_sub(i64::from(timestamp));
+        if let Some(last) = self.transit {
+            let d = transit.wrapping_sub(last).unsigned_abs();
+            // J += (|D| - J) / 16, kept times 16 (RFC 3550 A.8).
+            self.jitter16 = self.jitter16 + d - (self.jitter16 + 8) / 16;
+        }
+        self.transit = Some(transit);
+    }
+
+    /// Packets expected but not received (duplicates can make the count go down, as in RFC
+    /// 3550 A.3; it never goes below 0 here).
+    pub fn lost(&self) -> u64 {
+        let Some(base) = self.base else { return 0 };
+        (self.max - base + 1).saturating_sub(self.received)
+    }
+
+    /// Packets expected from the sequence numbers seen.
+    pub fn expected(&self) -> u64 {
+        self.base.map_or(0, |base| self.max - base + 1)
+    }
+
+    /// The interarrival jitter, in timestamp units.
+    pub fn jitter(&self) -> u64 {
+        self.jitter16 / 16
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +225,23 @@ mod tests {
                 let _ = Rtp::parse(&v);
             }
         }
+    }
+
+    #[test]
+    fn reception_counts_gaps_and_jitter() {
+        let mut r = Reception::default();
+        // 20 ms PCMU (160 units) arriving on time: no jitter, no loss.
+        for i in 0..10u64 {
+            r.packet(100 + i, (i * 160) as u32, 1000 + i * 160);
+        }
+        assert_eq!((r.lost(), r.jitter()), (0, 0));
+        // Two packets missing, then one 40 units late each time: jitter grows toward 40.
+        for i in 12..200u64 {
+            let late = if i % 2 == 0 { 40 } else { 0 };
+            r.packet(100 + i, (i * 160) as u32, 1000 + i * 160 + late);
+        }
+        assert_eq!(r.lost(), 2);
+        assert!((30..=42).contains(&r.jitter()), "{}", r.jitter());
     }
 
     #[test]

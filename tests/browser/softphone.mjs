@@ -181,6 +181,11 @@ async function main() {
     await callState(page, 'active');
     expect((await page.getAttribute('main', 'data-mode')) === 'normal', 'an ordinary call is not an emergency');
     await audioFlows(page, 'ordinary call');
+    // Let the edge's media metrics see a few seconds of this call, then tell the test, which
+    // reads /metrics while the call goes on.
+    await new Promise((r) => setTimeout(r, 2500));
+    console.log('media: steady');
+    await new Promise((r) => setTimeout(r, 1500));
     await page.getByRole('button', { name: 'Mute' }).click();
     await page.waitForSelector('#mute[aria-pressed="true"]', { timeout: T });
     await page.screenshot({ path: join(OUT_DIR, 'normal-call.png'), fullPage: true });
