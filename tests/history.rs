@@ -546,3 +546,50 @@ async fn a_udp_registration_survives_kill_dash_9_and_takes_a_did_call() {
     );
     edge.kill_9().await;
 }
+
+/// Whether a SIPp message log in `dir` named `prefix*_messages.log` holds `needle`.
+fn sipp_saw(dir: &Path, prefix: &str, needle: &str) -> bool {
+    std::fs::read_dir(dir).unwrap().filter_map(Result::ok).any(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.starts_with(prefix)
+            && name.ends_with("_messages.log")
+            && std::fs::read_to_string(e.path()).unwrap_or_default().contains(needle)
+    })
+}
+
+#[tokio::test]
+async fn a_graceful_stop_writes_the_snapshot_at_once_and_the_call_still_up() {
+    let dir = TempDir::new("graceful");
+    let d = dir.path();
+    let ports = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
+    let opts = Opts {
+        plan: Some(PLAN.replace("THIRD", &free_udp_port(TRUNK_IP).to_string())),
+        seed: Some(AGENTS.into()),
+        data: Some(d.join("edge")),
+        trunk_ports: Some(ports),
+        ..Opts::default()
+    };
+    let edge = Edge::start_opts(opts, |_| {}).await;
+    let carrier =
+        Sipp::uas("the carrier answering", d, TRUNK_IP, ports.0, "agent_uas.xml", &[]).await;
+    let registered = Instant::now();
+    all_pass(vec![agent_register(d, edge.udp, free_udp_port("127.0.0.1"), None)]).await;
+    // A call answered and held long past the stop.
+    let caller = agent_calls(d, edge.udp, "agent_call_out.xml", "+15551230001", 60_000);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sipp_saw(d, "agent_uas_", "ACK sip:") {
+        assert!(Instant::now() < deadline, "the call was never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let data = edge.stop_keeping_data().await;
+    let quick = registered.elapsed() < lifeline::registrar::snapshot::EVERY;
+
+    let store = SqliteStore::open(&data.join(lifeline::store::DB_FILE)).unwrap();
+    let bindings = store.load_registrations(unix_now()).unwrap();
+    assert_eq!(bindings.len(), 1, "written at the stop (within the interval: {quick})");
+    let rows = store.calls(10, None).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].call.result, "unfinished");
+    assert_eq!(rows[0].call.trunk.as_deref(), Some("carrier"));
+    drop((caller, carrier));
+}
