@@ -517,6 +517,7 @@ fn call_json(r: &CallRecord) -> Value {
         "started_at": rfc3339(c.started_at),
         "duration_s": c.duration_s,
         "result": c.result,
+        "trunk": c.trunk,
     })
 }
 

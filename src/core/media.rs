@@ -596,6 +596,7 @@ impl Core {
             self.dnd.end(&agent);
         }
         self.calls_of.ended(&call_id);
+        self.history.dropped(now, &call_id);
         self.media_end(&call_id);
     }
 

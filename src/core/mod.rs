@@ -20,11 +20,15 @@
 //!   agent (407 otherwise) to an agent of the edge or to trunks by the dialplan.
 //! - Trunks are probed with OPTIONS ([`probe`]); routing skips those that stopped answering.
 //! - A connection that closes takes its registrations and transactions with it.
-//! - Shutdown waits (up to a grace period) for server transactions still unanswered.
+//! - Shutdown waits (up to a grace period) for server transactions still unanswered, then for
+//!   the last registrations snapshot and call-history rows to be written.
+//! - Off the core's thread: the registrations snapshot ([`crate::registrar::snapshot`]) and
+//!   the call history ([`history`]), each written by a thread of its own.
 
 pub mod auth;
 pub mod busy;
 pub mod emergency;
+pub mod history;
 mod media;
 mod net;
 pub mod probe;
@@ -43,6 +47,7 @@ use tokio::sync::{mpsc, watch};
 use crate::admin::metrics::{Dir, Metrics};
 use crate::agents::LiveRoster;
 use crate::presence::PresenceBook;
+use crate::registrar::snapshot::{self, Snapshots};
 use crate::registrar::{Location, Policy};
 use crate::routing::Dialplans;
 use auth::Auth;
@@ -246,21 +251,28 @@ pub struct Core {
     /// Credentials already verified by the emergency classification of a request that turned
     /// out not to be an emergency call (a nonce count may be used once).
     pre_authenticated: Option<String>,
+    /// When the location table is next copied to the store, and the thread that writes it.
+    snapshots: Snapshots,
+    /// Ordinary calls followed until they end, and the thread that writes their rows.
+    history: history::History,
 }
 
 impl Core {
-    /// A core fed by `handle` (from [`Core::channel`]). Reads the live callback leases from the
-    /// store (once, at start).
+    /// A core fed by `handle` (from [`Core::channel`]). Reads the live callback leases and the
+    /// registrations snapshot from the store (once, at start, before any listener serves).
     pub fn new(config: CoreConfig, net: Net, handle: &CoreHandle) -> Core {
         let auth = Auth::new(&config.registrar.domain, config.roster.clone());
         let leases = emergency::load_leases(config.store.as_ref());
         let dnd = emergency::DndWorker::spawn(config.presence.clone());
+        let location = snapshot::load(config.store.as_ref(), Instant::now());
+        let snapshots = Snapshots::spawn(config.store.clone());
+        let history = history::History::spawn(config.store.clone());
         let local = config.local.clone();
         let dialplans = config.dialplans.clone();
         Core {
             config,
             txn: TxnLayer::new(TxnConfig::default()),
-            location: Location::new(),
+            location,
             auth,
             net,
             local,
@@ -278,6 +290,8 @@ impl Core {
             media_calls: media::MediaCalls::default(),
             initial_caller: None,
             pre_authenticated: None,
+            snapshots,
+            history,
         }
     }
 
@@ -301,12 +315,13 @@ impl Core {
                     || Instant::now() >= limit)
             {
                 tracing::info!(unanswered = self.unanswered.len(), "core stopped");
-                return;
+                break;
             }
             let deadline = [
                 self.txn.poll_timeout(),
                 self.proxy.next_deadline(),
                 self.probes.next_deadline(),
+                self.snapshots.next_deadline(),
                 give_up,
             ]
             .into_iter()
@@ -347,7 +362,7 @@ impl Core {
                             }
                         }
                     }
-                    None => return,
+                    None => break,
                 },
                 () = sleep => {
                     let now = Instant::now();
@@ -365,6 +380,20 @@ impl Core {
             }
             self.drain(Instant::now());
         }
+        self.finish().await;
+    }
+
+    /// Writes what must outlive the process — the last registrations snapshot, the calls still
+    /// up — and waits until it is written.
+    async fn finish(self) {
+        let now = Instant::now();
+        let writers = [self.snapshots.finish(now, &self.location), self.history.finish(now)];
+        let joined = tokio::task::spawn_blocking(move || {
+            for w in writers.into_iter().flatten() {
+                let _ = w.join();
+            }
+        });
+        let _ = joined.await;
     }
 
     fn input(&mut self, now: Instant, input: Input) {
@@ -392,6 +421,7 @@ impl Core {
                 if gone > 0 {
                     tracing::debug!(%flow, bindings = gone, "connection closed");
                 }
+                self.history.flow_closed(now, flow);
                 self.txn.handle_flow_error(now, flow);
                 self.emergency_flow_closed(flow);
             }
@@ -442,9 +472,11 @@ impl Core {
             m.transactions.store(gauge(self.txn.len()), Ordering::Relaxed);
             m.registrations.store(gauge(self.location.len()), Ordering::Relaxed);
             self.calls_of.expire(now);
+            self.history.expire(now);
             self.config.urgent.expire(now);
             m.answered_calls.store(gauge(self.calls_of.len()), Ordering::Relaxed);
         }
+        self.snapshots.poll(now, &self.location);
     }
 
     fn event(&mut self, now: Instant, event: Event) {
@@ -455,6 +487,7 @@ impl Core {
                 // 487 goes up on the INVITE's transaction.
                 match invite {
                     Some(invite) => {
+                        self.history.cancelled(invite);
                         self.reply(now, key, &request, 200, "OK");
                         self.cancel_call(now, invite);
                     }
@@ -517,7 +550,10 @@ impl Core {
                 auth::Outcome::Agent(user) => {
                     match self.location.register(now, request, from, &user, &self.config.registrar)
                     {
-                        Ok(ok) => ok,
+                        Ok(ok) => {
+                            self.snapshots.changed(now);
+                            ok
+                        }
                         Err(e) => e.response(request),
                     }
                 }
@@ -557,13 +593,14 @@ impl Core {
 
     fn respond(&mut self, now: Instant, key: ServerKey, req: &Request, response: Response) {
         let response = self.finish_response(req, response);
-        let is_final = response.status() >= 200;
-        self.config.metrics.response(Dir::Out, response.status());
+        let status = response.status();
+        self.config.metrics.response(Dir::Out, status);
         if let Err(e) = self.txn.send_response(now, key, response) {
             tracing::debug!(error = %e, "response not sent");
         }
-        if is_final {
+        if status >= 200 {
             self.unanswered.remove(&key);
+            self.history_final(now, key, status);
         }
     }
 }

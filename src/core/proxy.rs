@@ -280,6 +280,7 @@ impl Core {
             self.media_in_dialog(&mut req);
             if *req.method() == Method::Bye {
                 self.calls_of.ended(req.headers().call_id().unwrap_or_default());
+                self.history.ended(now, req.headers().call_id().unwrap_or_default());
             }
             // Loose routing: the route set or the Request-URI decides (§16.4, §16.6 step 7).
             Routing::Serial(VecDeque::from([self.in_dialog_target(now, &req)]))
@@ -306,6 +307,9 @@ impl Core {
             }
         };
         let psap = matches!(routing, Routing::Psap { .. });
+        if !in_dialog && !pre.was_routed() && !psap && emergency.is_none() {
+            self.history_begin(now, key, &req, &from, &routing);
+        }
         // A browser's offer the media anchor cannot relay (issue 7); an emergency call or a
         // PSAP callback is passed on as it is rather than refused.
         if !in_dialog
@@ -446,6 +450,7 @@ impl Core {
         let Some(index) = call.ctx.add_branch() else { return };
         let source = call.source;
         call.branch_agents.push(target.agent.clone());
+        self.history_forked(key, index, &target);
         let sent = self.branch_request(key, index, &target).map(|(peer, mut request)| {
             // An anchored call's SDP for this branch (src/core/media.rs).
             self.media_branch(index, &target, source, peer, &mut request);
@@ -543,6 +548,7 @@ impl Core {
             let is_final = response.status() >= 200;
             if is_final {
                 self.emergency_answered(key, response.status());
+                self.history_final(now, key, response.status());
                 if !self.media_calls.is_empty()
                     && let Some(call) = self.proxy.calls.get(&key)
                     && *call.request.method() == Method::Invite
@@ -655,6 +661,7 @@ impl Core {
                 .collect();
             let call_id = call.request.headers().call_id().unwrap_or_default().to_owned();
             self.calls_of.answered(call_id, agents, now);
+            self.history_answered(now, key, index);
         }
         if !self.media_calls.is_empty()
             && let Some(call) = self.proxy.calls.get(&key)

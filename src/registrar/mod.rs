@@ -13,6 +13,11 @@
 //! back through its NAT. A UDP client whose Contact names a reachable address is reached at
 //! that address. When a connection closes, the bindings that depend on it go
 //! ([`Location::remove_flow`]).
+//!
+//! A snapshot of the table outlives a restart ([`snapshot`]): the UDP bindings, written by a
+//! thread of their own a few seconds after a change and loaded back at start.
+
+pub mod snapshot;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -374,11 +379,13 @@ fn host_is(host: &str, domain: &str) -> bool {
 
 /// Whether a binding must be reached over the flow it registered on (module docs).
 fn needs_flow(c: &NameAddr<'_>, source: &Peer, reg_id: Option<u32>) -> bool {
-    let invalid_host = match c.uri {
-        Uri::Sip(u) => u.host_raw.to_ascii_lowercase().ends_with(".invalid"),
-        _ => false,
-    };
-    invalid_host || reg_id.is_some() || source.transport.is_reliable()
+    let invalid = matches!(c.uri, Uri::Sip(u) if invalid_host(u.host_raw));
+    invalid || reg_id.is_some() || source.transport.is_reliable()
+}
+
+/// A Contact host no one can reach directly (`*.invalid`, RFC 7118 §5: what browsers send).
+fn invalid_host(host: &str) -> bool {
+    host.to_ascii_lowercase().ends_with(".invalid")
 }
 
 /// URI equality for bindings (RFC 3261 §19.1.4, the parts that matter for a registrar):

@@ -96,4 +96,27 @@ pub(super) const MIGRATIONS: &[&str] = &[
         html_body TEXT NOT NULL
     ) STRICT;
     ",
+    // 2: call history also records agent -> agent ("internal") and trunk -> trunk ("transit")
+    // calls. SQLite cannot change a CHECK in place: the table is rebuilt, ids kept.
+    "
+    CREATE TABLE calls_v2 (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent      TEXT,
+        direction  TEXT NOT NULL
+                   CHECK (direction IN ('inbound', 'outbound', 'internal', 'transit')),
+        from_uri   TEXT NOT NULL,
+        to_uri     TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        duration_s INTEGER NOT NULL,
+        result     TEXT NOT NULL,
+        trunk      TEXT
+    ) STRICT;
+    INSERT INTO calls_v2 (id, agent, direction, from_uri, to_uri, started_at, duration_s, result,
+                          trunk)
+        SELECT id, agent, direction, from_uri, to_uri, started_at, duration_s, result, trunk
+        FROM calls;
+    DROP TABLE calls;
+    ALTER TABLE calls_v2 RENAME TO calls;
+    CREATE INDEX calls_newest ON calls(started_at, id);
+    ",
 ];

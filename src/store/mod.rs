@@ -174,6 +174,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Appends an ordinary call. Never called for emergency calls or PSAP callbacks.
     fn insert_call(&self, call: &Call) -> Result<CallId, StoreError>;
 
+    /// Appends ordinary calls in one transaction (the edge writes them in batches): all or
+    /// none.
+    fn insert_calls(&self, calls: &[Call]) -> Result<(), StoreError>;
+
     /// Calls newest first (by `started_at`, then id), after the row `after` (exclusive); at
     /// most `limit` (clamped to [`MAX_PAGE`]). An unknown `after` is `Invalid { field: "after" }`.
     fn calls(&self, limit: u32, after: Option<CallId>) -> Result<Vec<CallRecord>, StoreError>;

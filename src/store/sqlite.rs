@@ -383,6 +383,25 @@ fn upsert_group(tx: &Transaction<'_>, group: &Group) -> Result<Written, StoreErr
 
 // --- call history, leases, outbox --------------------------------------------------------------
 
+fn insert_call(tx: &Transaction<'_>, call: &Call) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO calls (agent, direction, from_uri, to_uri, started_at, duration_s, result,
+                            trunk)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        call.agent,
+        call.direction,
+        call.from,
+        call.to,
+        call.started_at,
+        call.duration_s,
+        call.result,
+        call.trunk
+    ])?;
+    Ok(())
+}
+
 const CALL_COLUMNS: &str =
     "id, agent, direction, from_uri, to_uri, started_at, duration_s, result, trunk";
 
@@ -742,23 +761,13 @@ impl Store for SqliteStore {
 
     fn insert_call(&self, call: &Call) -> Result<CallId, StoreError> {
         self.write(Commit::Normal, |tx| {
-            tx.prepare_cached(
-                "INSERT INTO calls (agent, direction, from_uri, to_uri, started_at, duration_s,
-                                    result, trunk)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                call.agent,
-                call.direction,
-                call.from,
-                call.to,
-                call.started_at,
-                call.duration_s,
-                call.result,
-                call.trunk
-            ])?;
+            insert_call(tx, call)?;
             Ok(CallId(tx.last_insert_rowid()))
         })
+    }
+
+    fn insert_calls(&self, calls: &[Call]) -> Result<(), StoreError> {
+        self.write(Commit::Normal, |tx| calls.iter().try_for_each(|c| insert_call(tx, c)))
     }
 
     fn calls(&self, limit: u32, after: Option<CallId>) -> Result<Vec<CallRecord>, StoreError> {

@@ -376,6 +376,64 @@ fn call_history_pages_newest_first() {
     ));
 }
 
+#[test]
+fn call_history_takes_every_direction_in_batches() {
+    let db = TempDb::new("calls-batch");
+    let s = db.open();
+    let mut batch = Vec::new();
+    for (i, d) in [Direction::Inbound, Direction::Outbound, Direction::Internal, Direction::Transit]
+        .into_iter()
+        .enumerate()
+    {
+        let mut c = call("a", 100 + i64::try_from(i).unwrap());
+        c.direction = d;
+        batch.push(c);
+    }
+    s.insert_calls(&batch).unwrap();
+    let rows = s.calls(10, None).unwrap();
+    let mut back: Vec<Call> = rows.into_iter().map(|r| r.call).collect();
+    back.reverse();
+    assert_eq!(back, batch);
+    s.insert_calls(&[]).unwrap();
+    assert_eq!(s.calls(10, None).unwrap().len(), 4);
+}
+
+#[test]
+fn a_version_1_database_keeps_its_calls_and_learns_the_new_directions() {
+    let db = TempDb::new("calls-v1");
+    std::fs::create_dir_all(db.path().parent().unwrap()).unwrap();
+    {
+        let c = rusqlite::Connection::open(db.path()).unwrap();
+        c.execute_batch(super::migrations::MIGRATIONS[0]).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        c.execute(
+            "INSERT INTO calls (id, agent, direction, from_uri, to_uri, started_at, duration_s,
+                                result, trunk)
+             VALUES (7, 'a', 'outbound', '+15550100123', '+15551230000', 100, 42, 'answered',
+                     'carrier')",
+            [],
+        )
+        .unwrap();
+        let refused = c.execute(
+            "INSERT INTO calls (agent, direction, from_uri, to_uri, started_at, duration_s, result)
+             VALUES ('a', 'transit', 'x', 'y', 1, 0, 'answered')",
+            [],
+        );
+        assert!(refused.is_err(), "version 1 knows only inbound and outbound");
+    }
+    let s = db.open();
+    assert_eq!(s.schema_version().unwrap(), SqliteStore::latest_schema_version());
+    assert_eq!(
+        s.calls(10, None).unwrap(),
+        vec![CallRecord { id: CallId(7), call: call("a", 100) }]
+    );
+    let mut transit = call("a", 200);
+    transit.direction = Direction::Transit;
+    let id = s.insert_call(&transit).unwrap();
+    assert!(id > CallId(7), "ids keep growing after the rebuild");
+    assert_eq!(s.calls(1, None).unwrap()[0].call, transit);
+}
+
 const HOUR: Duration = Duration::from_secs(3600);
 const QUARANTINE: Duration = Duration::from_secs(600);
 

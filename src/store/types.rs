@@ -270,11 +270,18 @@ pub struct Binding {
 // ---------------------------------------------------------------------------------------------
 // Call history
 
-/// Which way an ordinary call went.
+/// Which way an ordinary call went: between the edge's agents (or `[[trusted]]` networks) and
+/// its trunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
+    /// Trunk -> agent (a DID call).
     Inbound,
+    /// Agent -> trunk.
     Outbound,
+    /// Agent -> agent of the same edge.
+    Internal,
+    /// Trunk -> trunk (`[[inbound]] to = "trunk:NAME"`).
+    Transit,
 }
 
 impl Direction {
@@ -282,6 +289,8 @@ impl Direction {
         match self {
             Self::Inbound => "inbound",
             Self::Outbound => "outbound",
+            Self::Internal => "internal",
+            Self::Transit => "transit",
         }
     }
 }
@@ -292,7 +301,11 @@ impl FromStr for Direction {
         match s {
             "inbound" => Ok(Self::Inbound),
             "outbound" => Ok(Self::Outbound),
-            other => Err(InvalidValue(format!("'{other}' is not a direction (inbound|outbound)"))),
+            "internal" => Ok(Self::Internal),
+            "transit" => Ok(Self::Transit),
+            other => Err(InvalidValue(format!(
+                "'{other}' is not a direction (inbound|outbound|internal|transit)"
+            ))),
         }
     }
 }
