@@ -15,6 +15,8 @@
 //! - OPTIONS to the edge (or to an unregistered user of it): `200`, a keep-alive probe.
 //! - REGISTER to the edge: digest authentication ([`auth`]), then the registrar
 //!   ([`crate::registrar`]).
+//! - SUBSCRIBE and PUBLISH for `presence` to an agent of the edge: the edge is the presence
+//!   server ([`presence`]), never a proxy for them.
 //! - Everything else is proxied ([`proxy`]): in-dialog requests by their route set; initial
 //!   requests from a trunk by the inbound rules, from a trusted network or an authenticated
 //!   agent (407 otherwise) to an agent of the edge or to trunks by the dialplan.
@@ -27,6 +29,7 @@ pub mod busy;
 pub mod emergency;
 mod media;
 mod net;
+pub mod presence;
 pub mod probe;
 pub mod proxy;
 
@@ -79,6 +82,8 @@ pub enum Input {
     EmergencyPrepared { key: ServerKey, prepared: emergency::Prepared },
     /// An anchored call's media stopped for `[media] timeout`, or its browser went away.
     MediaEnded(crate::media::anchor::LegId),
+    /// An agent's presence changed, or a PUBLISH was stored ([`presence`]).
+    Presence(presence::PresenceInput),
 }
 
 /// The receiving ends of the core's queues (see [`Core::channel`]).
@@ -246,6 +251,8 @@ pub struct Core {
     /// Credentials already verified by the emergency classification of a request that turned
     /// out not to be an emergency call (a nonce count may be used once).
     pre_authenticated: Option<String>,
+    /// Presence subscriptions and publications ([`presence`]).
+    presence_server: presence::PresenceServer,
 }
 
 impl Core {
@@ -255,6 +262,7 @@ impl Core {
         let auth = Auth::new(&config.registrar.domain, config.roster.clone());
         let leases = emergency::load_leases(config.store.as_ref());
         let dnd = emergency::DndWorker::spawn(config.presence.clone());
+        let presence_server = presence::PresenceServer::new(&config.presence, handle);
         let local = config.local.clone();
         let dialplans = config.dialplans.clone();
         Core {
@@ -278,6 +286,7 @@ impl Core {
             media_calls: media::MediaCalls::default(),
             initial_caller: None,
             pre_authenticated: None,
+            presence_server,
         }
     }
 
@@ -307,6 +316,7 @@ impl Core {
                 self.txn.poll_timeout(),
                 self.proxy.next_deadline(),
                 self.probes.next_deadline(),
+                self.presence_server.next_deadline(),
                 give_up,
             ]
             .into_iter()
@@ -355,6 +365,7 @@ impl Core {
                     self.fire_timer_c(now);
                     self.fire_failover(now);
                     self.fire_emergency_waits(now);
+                    self.fire_presence(now);
                     self.probe_trunks(now);
                 }
                 changed = stop.changed(), if give_up.is_none() => {
@@ -394,6 +405,7 @@ impl Core {
                 }
                 self.txn.handle_flow_error(now, flow);
                 self.emergency_flow_closed(flow);
+                self.presence_flow_closed(flow);
             }
             Input::SendFailed(key) => self.txn.handle_transport_error(now, key),
             Input::Registrations(reply) => {
@@ -416,6 +428,7 @@ impl Core {
                 self.emergency_prepared(now, key, prepared);
             }
             Input::MediaEnded(leg) => self.media_ended(now, leg),
+            Input::Presence(p) => self.presence_input(now, p),
         }
     }
 
@@ -465,18 +478,20 @@ impl Core {
             // The ACK of a 2xx the edge itself sent: nothing to relay.
             Event::Ack { invite: Some(_), .. } => {}
             Event::Response { key, response } => {
-                if !self.probe_result(key, Some(response.status())) {
+                if !self.probe_result(key, Some(response.status()))
+                    && !self.notify_result(now, key, Some(response.status()))
+                {
                     self.branch_response(now, key, response);
                 }
             }
             Event::StrayResponse { response, .. } => self.forward_stray(response),
             Event::Timeout { key: TxnKey::Client(key), .. } => {
-                if !self.probe_result(key, None) {
+                if !self.probe_result(key, None) && !self.notify_result(now, key, None) {
                     self.branch_failed(now, key, true);
                 }
             }
             Event::TransportError { key: TxnKey::Client(key) } => {
-                if !self.probe_result(key, None) {
+                if !self.probe_result(key, None) && !self.notify_result(now, key, None) {
                     self.branch_failed(now, key, false);
                 }
             }
@@ -492,6 +507,9 @@ impl Core {
     }
 
     fn request(&mut self, now: Instant, key: ServerKey, from: Peer, request: Request) {
+        if self.is_presence_request(&request) {
+            return self.presence_request(now, key, from, request);
+        }
         self.proxy_request(now, key, from, request);
     }
 
