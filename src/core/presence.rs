@@ -41,8 +41,7 @@ use super::{Core, CoreHandle, Input, stateless_tag};
 use crate::admin::metrics::Dir;
 use crate::presence::PresenceBook;
 use crate::presence::sip::{
-    self as rules, Publication, Publications, Refusal, SubId, SubState, Subscription,
-    Subscriptions,
+    self as rules, Publication, Publications, Refusal, SubId, SubState, Subscription, Subscriptions,
 };
 use crate::store::AgentId;
 
@@ -131,9 +130,9 @@ impl Core {
         if h.to().ok().and_then(|t| t.tag()).is_some() {
             return *req.method() == Method::Subscribe && self.subscription_of(req).is_some();
         }
-        let only_our_routes = h.name_addrs(HeaderName::Route).all(|r| {
-            matches!(r, Ok(n) if matches!(n.uri, Uri::Sip(ref u) if self.local.is_me(u)))
-        });
+        let only_our_routes = h
+            .name_addrs(HeaderName::Route)
+            .all(|r| matches!(r, Ok(n) if matches!(n.uri, Uri::Sip(ref u) if self.local.is_me(u))));
         only_our_routes
             && matches!(req.uri(), Ok(Uri::Sip(u))
                 if u.user.is_some() && (self.local.serves(&u) || self.local.is_me(&u)))
@@ -186,7 +185,12 @@ impl Core {
     }
 
     /// A response or failure (`None`) on a client transaction: `true` when it was a NOTIFY's.
-    pub(super) fn notify_result(&mut self, now: Instant, key: ClientKey, status: Option<u16>) -> bool {
+    pub(super) fn notify_result(
+        &mut self,
+        now: Instant,
+        key: ClientKey,
+        status: Option<u16>,
+    ) -> bool {
         if !self.presence_server.subs.owns(key) {
             return false;
         }
@@ -507,10 +511,8 @@ impl Core {
                     // A refresh, with or without the same body: nothing to write.
                     _ => {
                         srv.pubs.remove(&old);
-                        let publication = Publication {
-                            expires_at: rules::deadline(now, expires),
-                            ..current
-                        };
+                        let publication =
+                            Publication { expires_at: rules::deadline(now, expires), ..current };
                         srv.pubs.insert(etag.clone(), publication);
                         self.publish_ok(now, key, &req, &etag, expires);
                     }
@@ -577,7 +579,14 @@ impl Core {
     }
 
     /// The `200` to a PUBLISH (RFC 3903 §6 step 8).
-    fn publish_ok(&mut self, now: Instant, key: ServerKey, req: &Request, etag: &str, expires: u32) {
+    fn publish_ok(
+        &mut self,
+        now: Instant,
+        key: ServerKey,
+        req: &Request,
+        etag: &str,
+        expires: u32,
+    ) {
         let mut r = Response::for_request(req, 200, "OK");
         r.headers_mut().push(HeaderName::SipEtag, etag.to_owned());
         r.headers_mut().push(HeaderName::Expires, expires.to_string());

@@ -230,12 +230,8 @@ fn walk(text: &str) -> Result<Found, PidfError> {
                 finish(node, &value, &mut found, &mut person_notes);
                 value.clear();
             }
-            Event::Text(t) => {
-                collect(&stack, &mut value, &t.xml10_content())
-            }
-            Event::CData(t) => {
-                collect(&stack, &mut value, &t.xml10_content())
-            }
+            Event::Text(t) => collect(&stack, &mut value, &t.xml10_content()),
+            Event::CData(t) => collect(&stack, &mut value, &t.xml10_content()),
             Event::GeneralRef(r) => {
                 let resolved = match r.resolve_char_ref() {
                     Ok(Some(c)) => c.to_string(),
@@ -277,8 +273,9 @@ fn classify(local: &str, stack: &[Node]) -> Node {
 }
 
 fn collect(stack: &[Node], value: &mut String, text: &str) {
-    let wanted =
-        stack.last().is_some_and(|n| matches!(n, Node::Basic | Node::Note { .. } | Node::Activity(_)));
+    let wanted = stack
+        .last()
+        .is_some_and(|n| matches!(n, Node::Basic | Node::Note { .. } | Node::Activity(_)));
     if !wanted {
         return;
     }

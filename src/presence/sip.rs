@@ -309,7 +309,11 @@ impl Subscriptions {
     /// Removes a subscription (and forgets its NOTIFY in flight: a late answer is ignored).
     pub fn remove(&mut self, id: SubId) -> Option<Subscription> {
         let sub = self.subs.remove(&id)?;
-        self.by_dialog.remove(&(sub.call_id.clone(), sub.remote_tag.clone(), sub.local_tag.clone()));
+        self.by_dialog.remove(&(
+            sub.call_id.clone(),
+            sub.remote_tag.clone(),
+            sub.local_tag.clone(),
+        ));
         if let Some(list) = self.by_agent.get_mut(&sub.agent) {
             list.retain(|s| *s != id);
             if list.is_empty() {
@@ -335,8 +339,12 @@ impl Subscriptions {
 
     /// Removes every subscription whose NOTIFYs go over `flow`; how many went.
     pub fn remove_flow(&mut self, flow: FlowId) -> usize {
-        let gone: Vec<SubId> =
-            self.subs.iter().filter(|(_, s)| s.peer.flow == Some(flow)).map(|(id, _)| *id).collect();
+        let gone: Vec<SubId> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.peer.flow == Some(flow))
+            .map(|(id, _)| *id)
+            .collect();
         for id in &gone {
             self.remove(*id);
         }

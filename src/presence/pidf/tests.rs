@@ -47,24 +47,18 @@ fn the_written_document_carries_basic_rpid_and_note() {
 #[test]
 fn what_softphones_send() {
     // A JsSIP-based page: person with activity and note.
-    let jssip = doc(
-        "<tuple id=\"t\"><status><basic>open</basic></status></tuple>\
+    let jssip = doc("<tuple id=\"t\"><status><basic>open</basic></status></tuple>\
          <dm:person id=\"p\"><rpid:activities><rpid:away/></rpid:activities>\
-         <dm:note>Away</dm:note></dm:person>",
-    );
+         <dm:note>Away</dm:note></dm:person>");
     assert_eq!(parse(jssip.as_bytes()), Ok(Away));
     // Bria-style DND: open, busy activity, note "Do Not Disturb".
-    let bria = doc(
-        "<tuple id=\"t\"><status><basic>open</basic></status></tuple>\
+    let bria = doc("<tuple id=\"t\"><status><basic>open</basic></status></tuple>\
          <dm:person id=\"p\"><rpid:activities><rpid:busy/></rpid:activities>\
-         <dm:note>Do Not Disturb</dm:note></dm:person>",
-    );
+         <dm:note>Do Not Disturb</dm:note></dm:person>");
     assert_eq!(parse(bria.as_bytes()), Ok(Dnd));
     // On the phone without a note: busy.
-    let phone = doc(
-        "<tuple id=\"t\"><status><basic>open</basic></status></tuple>\
-         <dm:person id=\"p\"><rpid:activities><rpid:on-the-phone/></rpid:activities></dm:person>",
-    );
+    let phone = doc("<tuple id=\"t\"><status><basic>open</basic></status></tuple>\
+         <dm:person id=\"p\"><rpid:activities><rpid:on-the-phone/></rpid:activities></dm:person>");
     assert_eq!(parse(phone.as_bytes()), Ok(Busy));
     // Only a basic status (Linphone "online" / "offline").
     let open = doc("<tuple id=\"t\"><status><basic>open</basic></status></tuple>");
@@ -77,21 +71,18 @@ fn what_softphones_send() {
          <p:note xml:lang=\"en\">  do-not-disturb </p:note></p:tuple></p:presence>";
     assert_eq!(parse(note.as_bytes()), Ok(Dnd));
     // A free-text note says nothing; the activity decides.
-    let free = doc(
-        "<tuple id=\"t\"><status><basic>open</basic></status><note>Back at 3pm</note></tuple>\
-         <dm:person id=\"p\"><rpid:activities><rpid:meal/></rpid:activities></dm:person>",
-    );
+    let free =
+        doc("<tuple id=\"t\"><status><basic>open</basic></status><note>Back at 3pm</note></tuple>\
+         <dm:person id=\"p\"><rpid:activities><rpid:meal/></rpid:activities></dm:person>");
     assert_eq!(parse(free.as_bytes()), Ok(Away));
     // A custom state through `other`; an `other` that is no token is ignored.
-    let lunch = doc(
-        "<tuple id=\"t\"><status><basic>open</basic></status></tuple><dm:person id=\"p\">\
-         <rpid:activities><rpid:other>Lunch</rpid:other></rpid:activities></dm:person>",
-    );
+    let lunch =
+        doc("<tuple id=\"t\"><status><basic>open</basic></status></tuple><dm:person id=\"p\">\
+         <rpid:activities><rpid:other>Lunch</rpid:other></rpid:activities></dm:person>");
     assert_eq!(parse(lunch.as_bytes()), Ok(custom("lunch")));
-    let prose = doc(
-        "<tuple id=\"t\"><status><basic>open</basic></status></tuple><dm:person id=\"p\">\
-         <rpid:activities><rpid:other>In the garden</rpid:other></rpid:activities></dm:person>",
-    );
+    let prose =
+        doc("<tuple id=\"t\"><status><basic>open</basic></status></tuple><dm:person id=\"p\">\
+         <rpid:activities><rpid:other>In the garden</rpid:other></rpid:activities></dm:person>");
     assert_eq!(parse(prose.as_bytes()), Ok(Available));
     // Entities and CDATA in a note.
     let ent = doc("<note>Do Not&#32;Disturb</note>");
@@ -116,10 +107,14 @@ fn hostile_or_useless_documents_are_refused_with_a_reason() {
         (doc("<note a=\"1\" a=\"2\">busy</note>").into_bytes(), PidfError::Malformed),
         (doc("<note>&ent;</note>").into_bytes(), PidfError::Malformed),
         (doc("").into_bytes(), PidfError::NoState),
-        (doc("<tuple id=\"t\"><status><basic>maybe</basic></status></tuple>").into_bytes(),
-            PidfError::NoState),
-        (format!("{}<presence xmlns=\"urn:ietf:params:xml:ns:pidf\"/>", doc("")).into_bytes(),
-            PidfError::NotPidf),
+        (
+            doc("<tuple id=\"t\"><status><basic>maybe</basic></status></tuple>").into_bytes(),
+            PidfError::NoState,
+        ),
+        (
+            format!("{}<presence xmlns=\"urn:ietf:params:xml:ns:pidf\"/>", doc("")).into_bytes(),
+            PidfError::NotPidf,
+        ),
         (vec![b' '; MAX_BYTES + 1], PidfError::TooLarge),
     ];
     for (body, want) in cases {
@@ -139,7 +134,10 @@ fn hostile_or_useless_documents_are_refused_with_a_reason() {
     assert!(many.len() <= MAX_BYTES);
     assert_eq!(parse(many.as_bytes()), Err(PidfError::Malformed));
     // A huge note is cut, not kept whole, and still parses.
-    let long = doc(&format!("<note>{}</note><tuple id=\"t\"><status><basic>open</basic></status></tuple>", "é".repeat(2000)));
+    let long = doc(&format!(
+        "<note>{}</note><tuple id=\"t\"><status><basic>open</basic></status></tuple>",
+        "é".repeat(2000)
+    ));
     assert_eq!(parse(long.as_bytes()), Ok(Available));
 }
 

@@ -83,11 +83,11 @@ fn expires_is_bounded() {
 #[test]
 fn a_publish_body_must_be_pidf() {
     let pidf = crate::presence::pidf::to_pidf("sip:alice@example.com", &PresenceState::Away);
-    assert_eq!(published_state(&publish("application/pidf+xml", &pidf)), Ok(Some(PresenceState::Away)));
     assert_eq!(
-        published_state(&publish("text/plain", "away")),
-        Err(Refusal::UnsupportedMediaType)
+        published_state(&publish("application/pidf+xml", &pidf)),
+        Ok(Some(PresenceState::Away))
     );
+    assert_eq!(published_state(&publish("text/plain", "away")), Err(Refusal::UnsupportedMediaType));
     assert_eq!(
         published_state(&publish("application/pidf+xml", "<nope")),
         Err(Refusal::Bad("Malformed PIDF Document"))
@@ -174,8 +174,15 @@ fn a_notify_is_an_in_dialog_request_with_the_pidf() {
     // It parses as a request of its own (what the subscriber sees).
     assert!(sip::Message::parse(n.to_bytes(), sip::Framing::Datagram).is_ok());
 
-    let end = notify_request(&sub, None, SubState::Terminated(Some("noresource")), now, ("UDP", "h:1"), "b")
-        .unwrap();
+    let end = notify_request(
+        &sub,
+        None,
+        SubState::Terminated(Some("noresource")),
+        now,
+        ("UDP", "h:1"),
+        "b",
+    )
+    .unwrap();
     let text = String::from_utf8(end.to_bytes().to_vec()).unwrap();
     assert!(text.contains("Subscription-State: terminated;reason=noresource\r\n"), "{text}");
     assert!(text.contains("Content-Length: 0\r\n") && !text.contains("Content-Type"), "{text}");
