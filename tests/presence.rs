@@ -36,12 +36,21 @@ impl Phone {
     }
 
     /// The next response (skipping requests, which are answered 200 when they are NOTIFYs
-    /// and kept in `notifies`).
+    /// and kept in `notifies`, and responses to other methods).
     async fn response(&self, notifies: &mut Vec<String>) -> String {
+        self.response_to("", notifies).await
+    }
+
+    /// [`Phone::response`] to a request of `method` (any when empty).
+    async fn response_to(&self, method: &str, notifies: &mut Vec<String>) -> String {
         loop {
             let m = common::ua::udp_recv(&self.sock).await;
             if m.starts_with("SIP/2.0 ") {
-                return m;
+                let cseq = header(&m, "CSeq").first().copied().unwrap_or_default();
+                if cseq.ends_with(method) {
+                    return m;
+                }
+                continue;
             }
             self.answer(&m).await;
             notifies.push(m);
@@ -74,16 +83,19 @@ impl Phone {
         use sip::digest::{Challenge, respond};
         self.cseq += 1;
         self.send(&build(self.cseq, "")).await;
-        let first = self.response(notifies).await;
-        if !first.starts_with("SIP/2.0 407 ") {
+        let first = self.response_to(method, notifies).await;
+        let (challenge, answer) = if first.starts_with("SIP/2.0 407 ") {
+            (header(&first, "Proxy-Authenticate")[0], "Proxy-Authorization")
+        } else if first.starts_with("SIP/2.0 401 ") {
+            (header(&first, "WWW-Authenticate")[0], "Authorization")
+        } else {
             return first;
-        }
-        let challenge = header(&first, "Proxy-Authenticate")[0];
+        };
         let challenge = Challenge::parse(challenge).unwrap();
         let auth = respond(&challenge, self.user, self.password, method, uri, "cn", 1);
         self.cseq += 1;
-        self.send(&build(self.cseq, &format!("Proxy-Authorization: {auth}\r\n"))).await;
-        self.response(notifies).await
+        self.send(&build(self.cseq, &format!("{answer}: {auth}\r\n"))).await;
+        self.response_to(method, notifies).await
     }
 
     /// A SUBSCRIBE to `target`'s presence outside a dialog (`event` as the Event header).
@@ -351,5 +363,88 @@ Content-Length: 0\r\n\r\n"
         tokio::time::timeout(std::time::Duration::from_millis(300), alice.sock.recv_from(&mut buf))
             .await;
     assert!(quiet.is_err(), "a NOTIFY after the unsubscribe");
+    edge.stop().await;
+}
+
+/// One mute carrier (emergency calls fail over to nothing: a 503 after `failover_after`).
+const EMERGENCY_PLAN: &str = r#"
+[[trunk]]
+name = "carrier"
+kind = "direct-offer"
+uri = "sip:127.0.0.2:PRIMARY;transport=udp"
+numbers = ["+15550100000-+15550100999"]
+probe = false
+
+[emergency]
+callback_pool = ["+15550100900-+15550100901"]
+site_number = "+15550100999"
+failover_after = "2s"
+"#;
+
+const EMERGENCY_AGENTS: &str = "[[agent]]\nid = \"alice\"\npassword = \"secret\"\n\
+caller_id = [\"+15550100123\"]\nlocation = { country = \"US\" }\n";
+
+#[tokio::test]
+async fn emergency_dnd_is_notified_and_a_publish_during_the_call_wins_over_the_restore() {
+    let opts = common::Opts {
+        plan: Some(EMERGENCY_PLAN.into()),
+        seed: Some(EMERGENCY_AGENTS.into()),
+        ..common::Opts::default()
+    };
+    let edge = Edge::start_opts(opts, |_| {}).await;
+    let _mute = UdpSocket::bind((common::TRUNK_IP, edge.trunk_ports.0)).await.unwrap();
+    let mut alice = Phone::new(&edge, "alice", "secret").await;
+    let mut seen = Vec::new();
+    let local = alice.sock.local_addr().unwrap();
+
+    // Registered (so that her emergency call is hers) and subscribed to herself.
+    let register = move |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:localhost SIP/2.0\r\n\
+Via: SIP/2.0/UDP {local};branch=z9hG4bKreg{cseq};rport\r\nMax-Forwards: 70\r\n\
+To: <sip:alice@localhost>\r\nFrom: <sip:alice@localhost>;tag=r1\r\nCall-ID: reg@{local}\r\n\
+CSeq: {cseq} REGISTER\r\n{auth}Contact: <sip:alice@{local}>\r\nExpires: 600\r\n\
+Content-Length: 0\r\n\r\n"
+        )
+    };
+    let ok = alice.request("REGISTER", "sip:localhost", &register, &mut seen).await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    let sub = alice.subscribe("alice", "presence", 600);
+    let ok = alice.request("SUBSCRIBE", "sip:alice@localhost", &sub, &mut seen).await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    let n = if seen.is_empty() { alice.notify().await } else { seen.remove(0) };
+    assert_eq!(note_of(&n), "available");
+
+    // She dials 933: the edge forces DND, and says so.
+    let invite = format!(
+        "INVITE sip:933@localhost SIP/2.0\r\n\
+Via: SIP/2.0/UDP {local};branch=z9hG4bKem1;rport\r\nMax-Forwards: 70\r\n\
+From: <sip:alice@localhost>;tag=em1\r\nTo: <sip:933@localhost>\r\nCall-ID: em1@{local}\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:alice@{local}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    alice.send(&invite).await;
+    let n = alice.notify().await;
+    assert_eq!(note_of(&n), "dnd", "{n}");
+
+    // During the call she publishes Away: her choice.
+    let away = alice.publish("alice", &pidf("Away", "away"), "");
+    let ok = alice.request("PUBLISH", "sip:alice@localhost", &away, &mut seen).await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    let n = if seen.is_empty() { alice.notify().await } else { seen.remove(0) };
+    assert_eq!(note_of(&n), "away", "{n}");
+
+    // No trunk answers: 503. The call's end does not undo her choice.
+    let failed = alice.response_to("INVITE", &mut seen).await;
+    let failed = if failed.starts_with("SIP/2.0 100 ") {
+        alice.response_to("INVITE", &mut seen).await
+    } else {
+        failed
+    };
+    assert!(failed.starts_with("SIP/2.0 503 "), "{failed}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, body) = edge.api("GET", "/api/agents/alice/presence", None).await;
+    assert_eq!(body["state"], "away", "{body}");
+    assert_eq!(body["previous"], serde_json::Value::Null, "{body}");
+    assert!(seen.iter().all(|n| note_of(n) == "away"), "{seen:?}");
     edge.stop().await;
 }

@@ -261,7 +261,7 @@ fn walk(text: &str) -> Result<Found, PidfError> {
 
 fn classify(local: &str, stack: &[Node]) -> Node {
     let parent = stack.last().copied();
-    let in_person = stack.iter().any(|n| *n == Node::Person);
+    let in_person = stack.contains(&Node::Person);
     match (local, parent) {
         (name, Some(Node::Activities)) => Node::Activity(activity(name)),
         ("person", Some(Node::Root)) => Node::Person,
