@@ -458,10 +458,11 @@
 
   function logout() {
     if (session) session.terminate();
+    stopPresence();
     if (ua) ua.stop();
     ua = null;
     stopWatchingLocation();
-    stopPresence();
+    showPresence();
     state.registered = false;
     app.dataset.reg = 'offline';
     $('phone').hidden = true;
@@ -670,6 +671,8 @@
     retryTimer: null,
     // The connection dropped since the subscription started: subscribe again once registered.
     stale: false,
+    // The UA's connection events are listened to (once per UA).
+    wired: false,
   };
   state.presence = null;
 
