@@ -8,8 +8,9 @@
 //   multipart/mixed body beside the SDP, named by a Geolocation header (RFC 6442). Without a
 //   location the call is placed anyway and the agent is warned.
 // - An INVITE with `Priority: psap-callback` (RFC 7090) rings with a high-priority banner.
-// - Presence: the admin API that sets it is not reachable from the page (separate listener
-//   with a token), so the page shows only what it knows: DND during an emergency call.
+// - Presence: a SUBSCRIBE to the agent's own AOR (RFC 3856) shows the state the edge holds,
+//   whoever set it (admin API, the edge's DND during an emergency call, this page); choosing
+//   a state in the selector PUBLISHes it (RFC 3903). See "Presence" below.
 'use strict';
 
 (() => {
@@ -99,7 +100,7 @@
     $('emergency-number').textContent = '';
     $('location-warning').hidden = true;
     $('hangup').textContent = 'Hang up';
-    $('presence').textContent = 'Presence: not shown';
+    showPresence();
   }
 
   function warnLocation(text) {
@@ -426,6 +427,7 @@
       setCallState(state.call, $('call-state').textContent);
       listDevices();
       watchLocation();
+      startPresence(agent);
       $('number').focus();
     });
     ua.on('unregistered', () => {
@@ -457,9 +459,11 @@
 
   function logout() {
     if (session) session.terminate();
+    stopPresence();
     if (ua) ua.stop();
     ua = null;
     stopWatchingLocation();
+    showPresence();
     state.registered = false;
     app.dataset.reg = 'offline';
     $('phone').hidden = true;
@@ -630,6 +634,253 @@
     const input = $('number');
     input.value += key;
   }
+
+  // ---------------------------------------------------------------------------------------
+  // Presence (self-contained: startPresence, stopPresence, showPresence are its only entries)
+  //
+  // The edge is the presence server. The page SUBSCRIBEs to its own agent's `presence` and
+  // shows what each NOTIFY's PIDF says (the edge writes the state name as the note), so a
+  // change made anywhere (admin API, emergency DND and its restore, another device) shows
+  // here. Choosing a state PUBLISHes a PIDF with the matching RPID activity and note; the
+  // selector then follows the NOTIFY that comes back. Only a person's choice publishes: a
+  // state shown because of a NOTIFY is never sent back.
+
+  const PRESENCE_LABELS = {
+    available: 'Available',
+    busy: 'Busy',
+    away: 'Away',
+    dnd: 'Do Not Disturb',
+    offline: 'Offline',
+  };
+  // What the selector publishes: RFC 3863 basic status and RFC 4480 activity per state.
+  const PRESENCE_PIDF = {
+    available: { basic: 'open', activity: null },
+    busy: { basic: 'open', activity: 'busy' },
+    away: { basic: 'open', activity: 'away' },
+    dnd: { basic: 'closed', activity: 'busy' },
+  };
+  const SUBSCRIBE_EXPIRES = 600;
+  const PUBLISH_EXPIRES = 3600;
+  const RESUBSCRIBE_MS = 5_000;
+
+  const presence = {
+    agent: null,
+    subscriber: null,
+    // The entity-tag of our live publication (RFC 3903 SIP-ETag), and its refresh timer.
+    etag: null,
+    refreshTimer: null,
+    retryTimer: null,
+    // The connection dropped since the subscription started: subscribe again once registered.
+    stale: false,
+    // The UA's connection events are listened to (once per UA).
+    wired: false,
+  };
+  state.presence = null;
+
+  function presenceLabel(value) {
+    return PRESENCE_LABELS[value] || value;
+  }
+
+  /** The state a NOTIFY's PIDF says: the note first (the edge writes the state's name). */
+  function presenceFromPidf(xml) {
+    let doc;
+    try {
+      doc = new DOMParser().parseFromString(xml, 'application/xml');
+    } catch (_) {
+      return null;
+    }
+    if (doc.getElementsByTagName('parsererror').length) return null;
+    for (const note of doc.getElementsByTagNameNS('*', 'note')) {
+      const t = note.textContent.trim().toLowerCase();
+      if (/^[a-z0-9._-]{1,32}$/.test(t)) return t;
+    }
+    const activities = [...doc.getElementsByTagNameNS('*', 'activities')]
+      .flatMap((a) => [...a.children].map((c) => c.localName));
+    const basic = [...doc.getElementsByTagNameNS('*', 'basic')].map((b) => b.textContent.trim());
+    const closed = basic.includes('closed') && !basic.includes('open');
+    if (activities.includes('busy') || activities.includes('on-the-phone')) return closed ? 'dnd' : 'busy';
+    if (activities.includes('away')) return 'away';
+    if (basic.includes('open')) return 'available';
+    if (closed) return 'offline';
+    return null;
+  }
+
+  /** Shows the last known state in the selector and the status text. */
+  function showPresence() {
+    const select = $('presence-select');
+    const other = $('presence-other');
+    const value = state.presence;
+    select.disabled = !ua || !value;
+    if (!value) {
+      $('presence').textContent = 'Presence: not known yet';
+      return;
+    }
+    if (PRESENCE_PIDF[value]) {
+      other.hidden = true;
+      select.value = value;
+    } else {
+      // Offline or a site-specific state set elsewhere: shown, not choosable here.
+      other.value = value;
+      other.textContent = presenceLabel(value);
+      other.hidden = false;
+      select.value = value;
+    }
+    const why = value === 'dnd' && state.emergency ? ' (emergency call)' : '';
+    $('presence').textContent = `Presence: ${presenceLabel(value)}${why}`;
+  }
+
+  function startPresence(agent) {
+    if (presence.subscriber && !presence.stale && presence.agent === agent) return;
+    stopPresence({ keepState: true });
+    presence.agent = agent;
+    presence.stale = false;
+    const sub = ua.subscribe(`sip:${agent}@${domain}`, 'presence', 'application/pidf+xml', {
+      expires: SUBSCRIBE_EXPIRES,
+    });
+    presence.subscriber = sub;
+    sub.on('notify', (isFinal, request, body) => {
+      if (presence.subscriber !== sub || !body) return;
+      const value = presenceFromPidf(body);
+      if (value) {
+        state.presence = value;
+        showPresence();
+      }
+    });
+    sub.on('terminated', () => {
+      if (presence.subscriber !== sub) return;
+      presence.subscriber = null;
+      // Ended by the edge (expiry, a lost connection) while logged in: subscribe again.
+      if (ua && presence.agent) {
+        clearTimeout(presence.retryTimer);
+        presence.retryTimer = setTimeout(() => {
+          if (ua && presence.agent && !presence.subscriber) startPresence(presence.agent);
+        }, RESUBSCRIBE_MS);
+      }
+    });
+    sub.subscribe();
+    if (!presence.wired) {
+      presence.wired = true;
+      // After a reconnection the edge forgot the subscription with the connection.
+      ua.on('disconnected', () => {
+        presence.stale = true;
+      });
+      ua.on('registered', () => {
+        if (presence.stale && presence.agent) startPresence(presence.agent);
+      });
+    }
+  }
+
+  function stopPresence({ keepState = false } = {}) {
+    clearTimeout(presence.refreshTimer);
+    clearTimeout(presence.retryTimer);
+    const sub = presence.subscriber;
+    presence.subscriber = null;
+    if (sub) {
+      try {
+        sub.terminate();
+      } catch (_) {
+        // Never accepted: nothing to end.
+      }
+    }
+    if (!keepState) {
+      presence.agent = null;
+      presence.etag = null;
+      presence.wired = false;
+      state.presence = null;
+      showPresence();
+    }
+  }
+
+  function presencePidf(value) {
+    const entity = `sip:${presence.agent}@${domain}`;
+    const { basic, activity } = PRESENCE_PIDF[value];
+    return [
+      '<?xml version="1.0" encoding="UTF-8"?>',
+      `<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" entity="${xmlEscape(entity)}">`,
+      `<tuple id="t${randomToken()}"><status><basic>${basic}</basic></status></tuple>`,
+      `<dm:person id="p${randomToken()}">`,
+      activity ? `<rpid:activities><rpid:${activity}/></rpid:activities>` : '',
+      `<dm:note>${value}</dm:note>`,
+      '</dm:person>',
+      '</presence>',
+    ].join('');
+  }
+
+  /**
+   * Sends a PUBLISH (RFC 3903). JsSIP 3.13.8 has no PUBLISH of its own (no Publisher), so an
+   * OPTIONS request is turned into one before it leaves: JsSIP announces it ("newOptions")
+   * synchronously before sending, and its request line, CSeq and digest all read the
+   * request's method. Its transaction, retransmission and 407 handling are reused as they are.
+   * `done(response)` gets the final response (null on a timeout or transport error).
+   */
+  function sendPublish(extraHeaders, body, done) {
+    const asPublish = (req) => {
+      req.method = 'PUBLISH';
+      const setHeader = req.setHeader.bind(req);
+      req.setHeader = (name, value) =>
+        setHeader(name, /^cseq$/i.test(name) ? String(value).replace(/OPTIONS$/, 'PUBLISH') : value);
+      req.setHeader('cseq', `${req.cseq} PUBLISH`);
+      const clone = req.clone.bind(req);
+      req.clone = () => asPublish(clone());
+      return req;
+    };
+    const hook = (e) => {
+      if (e.originator === 'local') asPublish(e.request);
+    };
+    ua.on('newOptions', hook);
+    try {
+      ua.sendOptions(`sip:${presence.agent}@${domain}`, body, {
+        contentType: 'application/pidf+xml',
+        extraHeaders,
+        eventHandlers: {
+          succeeded: (e) => done(e.response),
+          failed: (e) => done(e.response || null),
+        },
+      });
+    } finally {
+      ua.removeListener('newOptions', hook);
+    }
+  }
+
+  /** Publishes `value` (a person's choice); `refresh` sends no body, only keeps it alive. */
+  function publishPresence(value, { refresh = false, retried = false } = {}) {
+    if (!ua || !presence.agent) return;
+    clearTimeout(presence.refreshTimer);
+    const headers = ['Event: presence', `Expires: ${PUBLISH_EXPIRES}`];
+    if (presence.etag) headers.push(`SIP-If-Match: ${presence.etag}`);
+    const body = refresh ? null : presencePidf(value);
+    sendPublish(headers, body, (response) => {
+      const status = response ? response.status_code : 0;
+      if (status >= 200 && status < 300) {
+        presence.etag = response.getHeader('SIP-ETag') || null;
+        const granted = parseInt(response.getHeader('Expires'), 10) || PUBLISH_EXPIRES;
+        presence.refreshTimer = setTimeout(
+          () => publishPresence(value, { refresh: true }),
+          Math.max(granted - 60, granted / 2) * 1000,
+        );
+        return;
+      }
+      presence.etag = null;
+      if (status === 412 && !refresh && !retried) {
+        // Our publication expired at the edge: publish anew.
+        publishPresence(value, { retried: true });
+        return;
+      }
+      if (!refresh) {
+        state.lastError = `presence not set: ${status || 'no answer'}`;
+        $('presence').textContent = `Presence: could not set ${presenceLabel(value)}`;
+        // Back to what the edge last said.
+        setTimeout(showPresence, 2_000);
+      }
+    });
+  }
+
+  $('presence-select').addEventListener('change', (e) => {
+    const value = e.target.value;
+    if (!PRESENCE_PIDF[value]) return;
+    $('presence').textContent = `Presence: setting ${presenceLabel(value)}…`;
+    publishPresence(value);
+  });
 
   // ---------------------------------------------------------------------------------------
   // Wiring

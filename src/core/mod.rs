@@ -15,6 +15,8 @@
 //! - OPTIONS to the edge (or to an unregistered user of it): `200`, a keep-alive probe.
 //! - REGISTER to the edge: digest authentication ([`auth`]), then the registrar
 //!   ([`crate::registrar`]).
+//! - SUBSCRIBE and PUBLISH for `presence` to an agent of the edge: the edge is the presence
+//!   server ([`presence`]), never a proxy for them.
 //! - Everything else is proxied ([`proxy`]): in-dialog requests by their route set; initial
 //!   requests from a trunk by the inbound rules, from a trusted network or an authenticated
 //!   agent (407 otherwise) to an agent of the edge or to trunks by the dialplan.
@@ -31,6 +33,7 @@ pub mod emergency;
 pub mod history;
 mod media;
 mod net;
+pub mod presence;
 pub mod probe;
 pub mod proxy;
 
@@ -84,6 +87,8 @@ pub enum Input {
     EmergencyPrepared { key: ServerKey, prepared: emergency::Prepared },
     /// An anchored call's media stopped for `[media] timeout`, or its browser went away.
     MediaEnded(crate::media::anchor::LegId),
+    /// An agent's presence changed, or a PUBLISH was stored ([`presence`]).
+    Presence(presence::PresenceInput),
 }
 
 /// The receiving ends of the core's queues (see [`Core::channel`]).
@@ -255,6 +260,8 @@ pub struct Core {
     snapshots: Snapshots,
     /// Ordinary calls followed until they end, and the thread that writes their rows.
     history: history::History,
+    /// Presence subscriptions and publications ([`presence`]).
+    presence_server: presence::PresenceServer,
 }
 
 impl Core {
@@ -267,6 +274,7 @@ impl Core {
         let location = snapshot::load(config.store.as_ref(), Instant::now());
         let snapshots = Snapshots::spawn(config.store.clone());
         let history = history::History::spawn(config.store.clone());
+        let presence_server = presence::PresenceServer::new(&config.presence, handle);
         let local = config.local.clone();
         let dialplans = config.dialplans.clone();
         Core {
@@ -292,6 +300,7 @@ impl Core {
             pre_authenticated: None,
             snapshots,
             history,
+            presence_server,
         }
     }
 
@@ -322,6 +331,7 @@ impl Core {
                 self.proxy.next_deadline(),
                 self.probes.next_deadline(),
                 self.snapshots.next_deadline(),
+                self.presence_server.next_deadline(),
                 give_up,
             ]
             .into_iter()
@@ -370,6 +380,7 @@ impl Core {
                     self.fire_timer_c(now);
                     self.fire_failover(now);
                     self.fire_emergency_waits(now);
+                    self.fire_presence(now);
                     self.probe_trunks(now);
                 }
                 changed = stop.changed(), if give_up.is_none() => {
@@ -424,6 +435,7 @@ impl Core {
                 self.history.flow_closed(now, flow);
                 self.txn.handle_flow_error(now, flow);
                 self.emergency_flow_closed(flow);
+                self.presence_flow_closed(flow);
             }
             Input::SendFailed(key) => self.txn.handle_transport_error(now, key),
             Input::Registrations(reply) => {
@@ -446,6 +458,7 @@ impl Core {
                 self.emergency_prepared(now, key, prepared);
             }
             Input::MediaEnded(leg) => self.media_ended(now, leg),
+            Input::Presence(p) => self.presence_input(now, p),
         }
     }
 
@@ -498,18 +511,20 @@ impl Core {
             // The ACK of a 2xx the edge itself sent: nothing to relay.
             Event::Ack { invite: Some(_), .. } => {}
             Event::Response { key, response } => {
-                if !self.probe_result(key, Some(response.status())) {
+                if !self.probe_result(key, Some(response.status()))
+                    && !self.notify_result(now, key, Some(response.status()))
+                {
                     self.branch_response(now, key, response);
                 }
             }
             Event::StrayResponse { response, .. } => self.forward_stray(response),
             Event::Timeout { key: TxnKey::Client(key), .. } => {
-                if !self.probe_result(key, None) {
+                if !self.probe_result(key, None) && !self.notify_result(now, key, None) {
                     self.branch_failed(now, key, true);
                 }
             }
             Event::TransportError { key: TxnKey::Client(key) } => {
-                if !self.probe_result(key, None) {
+                if !self.probe_result(key, None) && !self.notify_result(now, key, None) {
                     self.branch_failed(now, key, false);
                 }
             }
@@ -525,6 +540,9 @@ impl Core {
     }
 
     fn request(&mut self, now: Instant, key: ServerKey, from: Peer, request: Request) {
+        if self.is_presence_request(&request) {
+            return self.presence_request(now, key, from, request);
+        }
         self.proxy_request(now, key, from, request);
     }
 

@@ -32,11 +32,31 @@
 //!   calls in progress is memory only: dialogs do not survive a restart either.)
 //! - An end with no call in progress (a restart happened in between, or the begin failed)
 //!   changes nothing.
+//!
+//! # Changes heard by others
+//!
+//! [`PresenceBook::watch`] gives a receiver of the ids of agents whose state changed, once the
+//! change is committed, whoever made it (admin API, SIP PUBLISH, emergency DND and its
+//! restore, an agent written or deleted through the admin API). The core turns these into
+//! NOTIFYs for the agent's subscribers ([`sip`]). Sending never blocks (an unbounded channel:
+//! at most one entry per write, and writes are slow store commits); a watcher that went away
+//! is dropped. The receiver reads the state from the book, so a burst of changes may be told
+//! once with the latest state.
+//!
+//! # SIP presence
+//!
+//! [`pidf`] writes and reads presence documents (RFC 3863 with RPID, RFC 4480); [`sip`] holds
+//! the rules of the edge as presence server (RFC 3856 subscriptions, RFC 3903 publications).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use tokio::sync::mpsc;
+
 use crate::store::{AgentId, Presence, PresenceSetter, PresenceState, Store, StoreError};
+
+pub mod pidf;
+pub mod sip;
 
 /// Every agent's presence, in memory, written through to the store. Share it as
 /// `Arc<PresenceBook>`.
@@ -47,6 +67,8 @@ pub struct PresenceBook {
     table: RwLock<HashMap<String, Entry>>,
     /// One write at a time: store, then table.
     writing: Mutex<()>,
+    /// Who hears about changed states ([`PresenceBook::watch`]).
+    watchers: Mutex<Vec<mpsc::UnboundedSender<AgentId>>>,
 }
 
 /// One agent's presence and the emergency calls it is in.
@@ -65,7 +87,25 @@ impl PresenceBook {
             .into_iter()
             .map(|(id, presence)| (id.as_str().to_owned(), Entry { presence, emergencies: 0 }))
             .collect();
-        Ok(PresenceBook { store, table: RwLock::new(table), writing: Mutex::new(()) })
+        Ok(PresenceBook {
+            store,
+            table: RwLock::new(table),
+            writing: Mutex::new(()),
+            watchers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A receiver of the agents whose state changed from now on (module docs).
+    pub fn watch(&self) -> mpsc::UnboundedReceiver<AgentId> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.watchers.lock().unwrap_or_else(PoisonError::into_inner).push(tx);
+        rx
+    }
+
+    /// Tells the watchers that `agent`'s state changed.
+    fn changed(&self, agent: &AgentId) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        watchers.retain(|w| w.send(agent.clone()).is_ok());
     }
 
     /// The agent's state; `offline` for an id the book does not know.
@@ -89,7 +129,7 @@ impl PresenceBook {
         self.read().get(agent).map_or(0, |e| e.emergencies)
     }
 
-    /// The agent (softphone, admin API, later SIP PUBLISH) sets their state. During an
+    /// The agent (admin API, SIP PUBLISH from a softphone) sets their state. During an
     /// emergency call this is the manual change that wins at its end (module docs). Blocking.
     pub fn set_by_agent(
         &self,
@@ -178,14 +218,27 @@ impl PresenceBook {
         match self.store.presence(agent) {
             Ok(presence) => {
                 let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+                let before = table.get(agent.as_str()).map(|e| e.presence.state.clone());
+                let changed = before.as_ref() != Some(&presence.state);
                 table
                     .entry(agent.as_str().to_owned())
                     .and_modify(|e| e.presence = presence.clone())
                     .or_insert(Entry { presence, emergencies: 0 });
+                drop(table);
+                if changed {
+                    self.changed(agent);
+                }
                 Ok(())
             }
             Err(StoreError::NotFound { .. }) => {
-                self.table.write().unwrap_or_else(PoisonError::into_inner).remove(agent.as_str());
+                let gone = self
+                    .table
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(agent.as_str());
+                if gone.is_some() {
+                    self.changed(agent);
+                }
                 Ok(())
             }
             Err(e) => Err(e),
@@ -213,10 +266,14 @@ impl PresenceBook {
         if after.presence != before.presence {
             self.store.set_presence(agent, &after.presence)?;
         }
+        let changed = after.presence.state != before.presence.state;
         self.table
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(agent.as_str().to_owned(), after);
+        if changed {
+            self.changed(agent);
+        }
         Ok(())
     }
 }

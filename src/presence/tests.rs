@@ -253,3 +253,40 @@ fn an_agent_unknown_to_the_book_is_read_from_the_store_on_write() {
     book.set_by_agent(&id("dave"), Away).unwrap();
     assert_eq!(book.state("dave"), Away);
 }
+
+#[test]
+fn watchers_hear_every_committed_state_change_whoever_made_it() {
+    let f = Fixture::new();
+    let book = f.book();
+    let mut rx = book.watch();
+    let heard = |rx: &mut tokio::sync::mpsc::UnboundedReceiver<AgentId>| {
+        let mut v = Vec::new();
+        while let Ok(a) = rx.try_recv() {
+            v.push(a.as_str().to_owned());
+        }
+        v
+    };
+    book.set_by_agent(&id("alice"), Busy).unwrap();
+    assert_eq!(heard(&mut rx), ["alice"]);
+    // The same state again: nothing changed, nothing told.
+    book.set_by_agent(&id("alice"), Busy).unwrap();
+    assert!(heard(&mut rx).is_empty());
+    // Emergency DND and its restore.
+    book.emergency_begin(&id("bob")).unwrap();
+    book.emergency_end(&id("bob")).unwrap();
+    assert_eq!(heard(&mut rx), ["bob", "bob"]);
+    // A second call while one is in progress changes no state.
+    book.emergency_begin(&id("bob")).unwrap();
+    book.emergency_begin(&id("bob")).unwrap();
+    assert_eq!(heard(&mut rx), ["bob"]);
+    // An agent deleted (admin API): told, so that subscriptions can end.
+    f.store.delete_agent(&id("alice")).unwrap();
+    book.refresh(&id("alice")).unwrap();
+    assert_eq!(heard(&mut rx), ["alice"]);
+    // A watcher that went away is forgotten; the others still hear.
+    let mut second = book.watch();
+    drop(rx);
+    book.emergency_end(&id("bob")).unwrap();
+    book.emergency_end(&id("bob")).unwrap();
+    assert_eq!(heard(&mut second), ["bob"]);
+}
