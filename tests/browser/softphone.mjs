@@ -210,6 +210,14 @@ async function main() {
     }
     expect(!(await page.locator('#location-warning').isVisible()), 'no location warning with a location');
     await presenceBecomes('dnd');
+    // The page learns it over SIP (NOTIFY) and shows it, read-only, beside the alert.
+    await page.waitForFunction(
+      () => document.getElementById('presence').textContent.includes('Do Not Disturb'),
+      null,
+      { timeout: T },
+    );
+    expect(await page.locator('#presence').isVisible(), 'presence is shown in emergency mode');
+    expect(!(await page.locator('#presence-select').isVisible()), 'presence is not choosable in emergency mode');
     await audioFlows(page, 'emergency call');
     await page.screenshot({ path: join(OUT_DIR, 'emergency-call.png'), fullPage: true });
     await page.getByRole('button', { name: 'End call' }).click();
