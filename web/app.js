@@ -32,6 +32,8 @@
     emergency: false,
     psap: false,
     location: null,
+    /** The supported country the last position is in ('US', 'PR'), null outside or unknown. */
+    country: null,
     lastError: null,
   };
   window.softphone = state;
@@ -112,13 +114,38 @@
   // ---------------------------------------------------------------------------------------
   // Location (Geolocation API) and the PIDF-LO
 
+  /** Where emergency calling through this edge is supported, as coarse boxes of latitude and
+   *  longitude (no network lookup: the page must work with nothing but the edge). Border
+   *  areas of Canada and Mexico fall inside the US boxes; the check warns, it never blocks. */
+  const SUPPORTED_AREAS = [
+    { country: 'PR', lat: [17.8, 18.6], lon: [-67.4, -65.2] },
+    { country: 'US', lat: [24.4, 49.4], lon: [-124.9, -66.9] }, // the contiguous states
+    { country: 'US', lat: [51.2, 71.5], lon: [-179.2, -129.9] }, // Alaska
+    { country: 'US', lat: [18.9, 22.3], lon: [-160.3, -154.8] }, // Hawaii
+  ];
+
+  /** 'US', 'PR', or null when the position is outside the supported countries. */
+  function countryOf(fix) {
+    const { latitude, longitude } = fix.coords;
+    const hit = SUPPORTED_AREAS.find(
+      (a) => latitude >= a.lat[0] && latitude <= a.lat[1] && longitude >= a.lon[0] && longitude <= a.lon[1],
+    );
+    return hit ? hit.country : null;
+  }
+
+  const OUTSIDE_WARNING =
+    'Your location is outside the United States and Puerto Rico, where emergency calling through ' +
+    'this service is supported. Your call is placed anyway: tell the dispatcher where you are.';
+
   function showLocationState() {
     let text = 'Location: unknown';
+    state.country = lastFix ? countryOf(lastFix) : null;
     if (!('geolocation' in navigator)) text = 'Location: not available in this browser';
     else if (locationDenied) text = 'Location: off (permission denied)';
-    else if (lastFix) text = `Location: on (±${Math.round(lastFix.coords.accuracy)} m)`;
+    else if (lastFix && !state.country) text = 'Location: outside the supported countries (US, PR)';
+    else if (lastFix) text = `Location: on, ${state.country} (±${Math.round(lastFix.coords.accuracy)} m)`;
     $('location-state').textContent = text;
-    state.location = lastFix ? 'on' : locationDenied ? 'denied' : 'unknown';
+    state.location = lastFix ? (state.country ? 'on' : 'outside') : locationDenied ? 'denied' : 'unknown';
   }
 
   function watchLocation() {
@@ -539,6 +566,7 @@
       const fix = await currentFix();
       if (fix) {
         pidf = buildPidf(fix, `pres:${ua.configuration.uri.user}@${domain}`);
+        if (!countryOf(fix)) warnLocation(OUTSIDE_WARNING);
       } else {
         warnLocation(
           locationDenied

@@ -69,11 +69,11 @@ async function presenceBecomes(state) {
 }
 
 /** A page in a fresh context, with every SIP message it sends and receives recorded. */
-async function openPage(browser, { geolocation }) {
+async function openPage(browser, { geolocation, at = GEO }) {
   const context = await browser.newContext({
     viewport: PHONE,
     permissions: geolocation ? ['geolocation', 'microphone'] : ['microphone'],
-    geolocation: geolocation ? GEO : undefined,
+    geolocation: geolocation ? at : undefined,
   });
   const page = await context.newPage();
   const sip = [];
@@ -241,6 +241,16 @@ async function main() {
     await b.page.getByRole('button', { name: 'End call' }).click();
     await callState(b.page, 'idle');
     save('emergency-no-location-invite.sip', sentInvite(b.sip, EMERGENCY));
+
+    step('location outside the supported countries');
+    // London: the page says so (it would warn in an emergency call, and still place it).
+    const c = await openPage(browser, { geolocation: true, at: { latitude: 51.5072, longitude: -0.1276, accuracy: 20 } });
+    await login(c.page, AGENT2, PASSWORD2);
+    await c.page.waitForFunction(() => window.softphone.location === 'outside', null, { timeout: T });
+    const where = await c.page.textContent('#location-state');
+    expect(where.includes('outside the supported countries'), `location state: ${where}`);
+    expect((await page.evaluate(() => window.softphone.country)) === 'US', 'Chicago is in the US');
+    await c.context.close();
 
     step('browser to browser');
     // Two browsers talk peer to peer: the edge relays signalling only, and audio flows.
