@@ -6,7 +6,8 @@
 //! and the carrier (SIPp, `-rtp_echo`) gets plain RTP, which it sends back; the page checks
 //! with `getStats()` that audio flowed both ways in the ordinary call, the emergency call and
 //! the PSAP callback (the PSAP offers plain RTP: the edge offers the browser WebRTC). The
-//! edge's media metrics must show packets relayed both ways. Screenshots of the normal and
+//! edge's media metrics must show packets relayed both ways. The 933 call's notification mail
+//! reaches a real SMTP relay (aiosmtpd). Screenshots of the normal and
 //! emergency panels and the PSAP banner are kept under `target/tmp/browser/` for a person to
 //! look at.
 
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::smtp::{Relay, TempDir, free_port, wait_received};
 use common::{Edge, Opts, TRUNK_IP};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -45,10 +47,12 @@ site_number = "+15550100999"
 callback_fallback = "agent:alice"
 "#;
 
-/// alice, with a number the carrier owns and no mail to send (no emergency contacts); bob, a
-/// second browser for the browser-to-browser call and the emergency call without location.
+/// alice, with a number the carrier owns, a mailbox and one emergency contact; bob, a second
+/// browser for the browser-to-browser call and the emergency call without location.
 const AGENTS: &str = "[[agent]]\nid = \"alice\"\npassword = \"secret\"\n\
-    caller_id = [\"+15550100123\"]\n\n[[agent]]\nid = \"bob\"\npassword = \"bobsecret\"\n";
+    name = \"Alice Agent\"\ncaller_id = [\"+15550100123\"]\nmailbox = \"alice@example.com\"\n\
+    emergency_contacts = \"security@example.com\"\n\n\
+    [[agent]]\nid = \"bob\"\npassword = \"bobsecret\"\n";
 
 /// An ordinary number the route sends to the carrier.
 const CALL_NUMBER: &str = "+12025550199";
@@ -264,10 +268,15 @@ async fn the_softphone_registers_calls_makes_an_emergency_call_and_rings_for_the
     let dir = std::env::temp_dir().join(format!("lifeline-browser-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let opts = Opts { plan: Some(PLAN.into()), seed: Some(AGENTS.into()), ..Opts::default() };
+    // A real SMTP relay (aiosmtpd) takes the notification of alice's 933 call.
+    let mail = TempDir::new("browser-mail");
+    let smtp_port = free_port();
+    let relay = Relay::start(smtp_port, &mail.0).await;
     let edge = Edge::start_opts(opts, |c| {
         // A browser's INVITE (SDP with every codec and candidate, plus a PIDF-LO) is larger
         // than the 4 KiB the other black-box tests allow.
         c.limits.max_message_bytes = 65535;
+        c.smtp.url = format!("smtp://127.0.0.1:{smtp_port}");
     })
     .await;
 
@@ -344,6 +353,29 @@ async fn the_softphone_registers_calls_makes_an_emergency_call_and_rings_for_the
     let sent = std::fs::read_to_string(out.join("emergency-no-location-invite.sip")).unwrap();
     assert!(header(&sent, "Geolocation").is_none(), "{sent}");
     assert_eq!(header(&sent, "Content-Type"), Some("application/sdp"));
+
+    // The notification of alice's test call reached her emergency contact, from her mailbox,
+    // marked as a test, with the callback number the carrier saw.
+    let mails = wait_received(&mail.0, 1, Duration::from_secs(20)).await;
+    let alice_mail = mails
+        .iter()
+        .find(|m| m["from"].as_str().unwrap_or_default().contains("alice@example.com"))
+        .expect("a notification from alice's mailbox");
+    assert_eq!(alice_mail["rcpt_tos"][0], "security@example.com", "{alice_mail}");
+    assert!(
+        alice_mail["subject"].as_str().unwrap().to_lowercase().contains("test"),
+        "{alice_mail}"
+    );
+    let text = alice_mail["text"].as_str().unwrap();
+    assert!(text.contains("933") && text.contains("Alice Agent"), "{text}");
+    let pai = header(with_location, "P-Asserted-Identity").unwrap();
+    let callback: String = pai
+        .chars()
+        .skip_while(|c| *c != '+')
+        .take_while(|c| *c == '+' || c.is_ascii_digit())
+        .collect();
+    assert!(text.contains(&callback), "the mail names the callback number {callback}: {text}");
+    relay.stop().await;
 
     // Browser to browser: the offer reached the other browser as it was sent (peer to peer,
     // no anchor).
