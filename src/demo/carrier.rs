@@ -813,3 +813,222 @@ fn random_u32() -> u32 {
     let _ = crate::transport::tls::provider().secure_random.fill(&mut b);
     u32::from_be_bytes(b)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The carrier on 127.0.0.1, and a socket playing the edge.
+    struct Rig {
+        edge: UdpSocket,
+        carrier: SocketAddr,
+        handle: super::super::DemoHandle,
+        stop: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    async fn rig() -> Rig {
+        let edge = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let demo = super::super::Demo::bind_at("127.0.0.1:0").await;
+        let carrier = demo.carrier_addr().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let (handle, run) = demo.spawn(edge.local_addr().unwrap(), stopped).unwrap();
+        let task = tokio::spawn(run);
+        Rig { edge, carrier, handle, stop, task }
+    }
+
+    impl Rig {
+        async fn send(&self, msg: &str) {
+            self.edge.send_to(msg.as_bytes(), self.carrier).await.unwrap();
+        }
+
+        /// The next message that starts with `prefix`, skipping others.
+        async fn until(&self, prefix: &str) -> String {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                let (n, _) =
+                    tokio::time::timeout(Duration::from_secs(3), self.edge.recv_from(&mut buf))
+                        .await
+                        .unwrap_or_else(|_| panic!("nothing starting with {prefix:?}"))
+                        .unwrap();
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if m.starts_with(prefix) {
+                    return m;
+                }
+            }
+        }
+
+        /// Nothing arrives for `d`.
+        async fn quiet(&self, d: Duration) -> Option<String> {
+            let mut buf = vec![0u8; 65536];
+            let got = tokio::time::timeout(d, self.edge.recv_from(&mut buf)).await.ok()?;
+            got.ok().map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned())
+        }
+
+        async fn stop(self) {
+            let _ = self.stop.send(true);
+            tokio::time::timeout(Duration::from_secs(2), self.task).await.unwrap().unwrap();
+        }
+    }
+
+    fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+        msg.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(": ")))
+    }
+
+    const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+    /// A request from the edge with `body` as application/sdp (none when empty).
+    fn request(
+        method: &str,
+        branch: &str,
+        call: &str,
+        to_tag: &str,
+        cseq: u32,
+        body: &str,
+    ) -> String {
+        let to_tag = if to_tag.is_empty() { String::new() } else { format!(";tag={to_tag}") };
+        let ct = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+        format!(
+            "{method} sip:+15551234567@127.0.0.2:5090 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK{branch}\r\n\
+Record-Route: <sip:127.0.0.1:5060;lr>\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:alice@localhost>;tag=a1\r\n\
+To: <sip:+15551234567@localhost>{to_tag}\r\n\
+Call-ID: {call}\r\n\
+CSeq: {cseq} {method}\r\n\
+Contact: <sip:alice@127.0.0.1:5060>\r\n\
+{ct}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    fn tag_of(msg: &str) -> String {
+        let to = header(msg, "To").unwrap();
+        to.split(";tag=").nth(1).unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn probes_garbage_and_unknown_requests() {
+        let rig = rig().await;
+        for junk in ["", "\r\n\r\n", "INVITE", "SIP/2.0 200 OK\r\n\r\n", "\u{0}\u{1}garbage"] {
+            rig.send(junk).await;
+        }
+        rig.send(&request("OPTIONS", "o1", "o1", "", 1, "")).await;
+        let ok = rig.until("SIP/2.0 ").await;
+        assert!(ok.starts_with("SIP/2.0 200 OK\r\n"), "{ok}");
+        assert!(header(&ok, "Allow").unwrap().contains("INVITE"), "{ok}");
+        rig.send(&request("MESSAGE", "m1", "m1", "", 1, "")).await;
+        assert!(rig.until("SIP/2.0 ").await.starts_with("SIP/2.0 405 "));
+        rig.send(&request("BYE", "b1", "nobody", "x", 2, "")).await;
+        assert!(rig.until("SIP/2.0 ").await.starts_with("SIP/2.0 481 "));
+        // A browser's offer reaching it unanchored: refused, saying why.
+        let srtp = "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
+        rig.send(&request("INVITE", "i1", "srtp", "", 1, srtp)).await;
+        let refused = rig.until("SIP/2.0 4").await;
+        assert!(refused.starts_with("SIP/2.0 488 "), "{refused}");
+        assert!(header(&refused, "Warning").unwrap().contains("RTP/AVP"), "{refused}");
+        rig.stop().await;
+    }
+
+    #[tokio::test]
+    async fn answers_retransmits_until_ack_takes_reinvites_and_hangs_up_on_bye() {
+        let rig = rig().await;
+        rig.send(&request("INVITE", "i1", "c1", "", 1, OFFER)).await;
+        assert!(rig.until("SIP/2.0 100 ").await.contains("CSeq: 1 INVITE"));
+        let ringing = rig.until("SIP/2.0 180 ").await;
+        assert_eq!(header(&ringing, "Record-Route"), Some("<sip:127.0.0.1:5060;lr>"));
+        let tag = tag_of(&ringing);
+        let ok = rig.until("SIP/2.0 200 ").await;
+        assert_eq!(tag_of(&ok), tag);
+        assert!(ok.contains("m=audio ") && ok.contains(" RTP/AVP 8 0 101\r\n"), "{ok}");
+        assert!(ok.contains("a=sendrecv\r\n") && ok.contains("c=IN IP4 127.0.0.1\r\n"), "{ok}");
+        // No ACK yet: the 200 comes again (RFC 3261 §13.3.1.4).
+        let again = rig.until("SIP/2.0 200 ").await;
+        assert_eq!(again, ok);
+        rig.send(&request("ACK", "a1", "c1", &tag, 1, "")).await;
+        assert_eq!(rig.quiet(Duration::from_millis(1200)).await, None, "retransmissions stop");
+
+        // A re-INVITE putting the call on hold: the same description, recvonly, next version.
+        let hold = OFFER.replace("101\r\n", "101\r\na=sendonly\r\n");
+        rig.send(&request("INVITE", "i2", "c1", &tag, 2, &hold)).await;
+        let held = rig.until("SIP/2.0 200 ").await;
+        assert!(held.contains("a=recvonly\r\n"), "{held}");
+        let version = |m: &str| m.lines().find(|l| l.starts_with("o=")).unwrap().to_owned();
+        assert_ne!(version(&held), version(&ok), "the description changed: a new o= version");
+        rig.send(&request("ACK", "a2", "c1", &tag, 2, "")).await;
+
+        rig.send(&request("BYE", "b1", "c1", &tag, 3, "")).await;
+        assert!(rig.until("SIP/2.0 ").await.starts_with("SIP/2.0 200 OK"));
+        rig.send(&request("BYE", "b2", "c1", &tag, 4, "")).await;
+        assert!(rig.until("SIP/2.0 ").await.starts_with("SIP/2.0 481 "), "the call is gone");
+        rig.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_cancel_before_the_answer_gets_487_and_a_late_offer_is_answered_in_the_ack() {
+        let rig = rig().await;
+        rig.send(&request("INVITE", "i1", "c1", "", 1, OFFER)).await;
+        rig.until("SIP/2.0 180 ").await;
+        let cancel = request("CANCEL", "i1", "c1", "", 1, "");
+        rig.send(&cancel).await;
+        assert!(rig.until("SIP/2.0 200 ").await.contains("CSeq: 1 CANCEL"));
+        let terminated = rig.until("SIP/2.0 487 ").await;
+        assert!(terminated.contains("CSeq: 1 INVITE"), "{terminated}");
+        assert_eq!(
+            rig.quiet(Duration::from_millis(1500)).await.filter(|m| m.starts_with("SIP/2.0 200")),
+            None
+        );
+
+        // No offer in the INVITE: the 200 offers, the ACK answers.
+        rig.send(&request("INVITE", "i2", "c2", "", 1, "")).await;
+        let ok = rig.until("SIP/2.0 200 ").await;
+        assert!(ok.contains("m=audio ") && ok.contains("RTP/AVP 0 8 101"), "{ok}");
+        let tag = tag_of(&ok);
+        rig.send(&request("ACK", "a2", "c2", &tag, 1, OFFER)).await;
+        assert_eq!(rig.quiet(Duration::from_millis(1200)).await, None);
+        rig.stop().await;
+    }
+
+    #[tokio::test]
+    async fn the_psap_call_is_acked_for_every_2xx_and_ends_with_the_agent_s_bye() {
+        let rig = rig().await;
+        let call_id = rig.handle.psap_callback("+15550100900").await.unwrap();
+        let invite = rig.until("INVITE ").await;
+        let edge = rig.edge.local_addr().unwrap();
+        assert!(
+            invite.starts_with(&format!("INVITE sip:+15550100900@{edge} SIP/2.0\r\n")),
+            "{invite}"
+        );
+        assert_eq!(header(&invite, "Call-ID"), Some(call_id.as_str()));
+        assert!(invite.contains("m=audio ") && invite.contains("RTP/AVP 0 8 101"), "{invite}");
+        let req = match Message::parse(Bytes::from(invite.clone()), Framing::Datagram).unwrap() {
+            Message::Request(r) => r,
+            Message::Response(_) => unreachable!(),
+        };
+        let mut ok = Response::for_request(&req, 200, "OK");
+        ok.set_to_tag("agent");
+        ok.headers_mut().push(HeaderName::RecordRoute, "<sip:127.0.0.1:5060;lr;em=x>");
+        ok.headers_mut().push(HeaderName::Contact, "<sip:alice@127.0.0.1:40000>");
+        ok.set_body(Some("application/sdp"), Bytes::from(OFFER));
+        rig.edge.send_to(&ok.to_bytes(), rig.carrier).await.unwrap();
+        let ack = rig.until("ACK ").await;
+        assert!(ack.starts_with("ACK sip:alice@127.0.0.1:40000 SIP/2.0\r\n"), "{ack}");
+        assert_eq!(header(&ack, "Route"), Some("<sip:127.0.0.1:5060;lr;em=x>"));
+        assert!(ack.contains("CSeq: 1 ACK\r\n") && ack.contains(";tag=agent"), "{ack}");
+        // The 2xx again (the ACK was lost): ACKed again.
+        rig.edge.send_to(&ok.to_bytes(), rig.carrier).await.unwrap();
+        assert_eq!(rig.until("ACK ").await, ack);
+        // The agent hangs up.
+        let from = header(&invite, "From").unwrap();
+        let bye = format!(
+            "BYE sip:psap@{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKbye\r\n\
+Max-Forwards: 70\r\nFrom: {}\r\nTo: {from}\r\nCall-ID: {call_id}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+            rig.carrier,
+            header(&ack, "To").unwrap(),
+        );
+        rig.send(&bye).await;
+        assert!(rig.until("SIP/2.0 ").await.starts_with("SIP/2.0 200 OK"));
+        rig.stop().await;
+    }
+}
