@@ -132,6 +132,16 @@ pub fn announce(config: &Config, demo: &Demo) {
         %domain,
         "demo agents: log in on the softphone page"
     );
+    let plans = config.resolve(&config.dialplan.dir);
+    let has_plan = std::fs::read_dir(&plans).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|e| e.path().extension().is_some_and(|x| x == "toml"))
+    });
+    if !has_plan {
+        tracing::warn!(
+            dir = %plans.display(),
+            "demo mode: no dialplan here, so no call reaches the demo carrier; run from the repository root (it has dialplans/example.toml)"
+        );
+    }
     match demo.carrier_addr() {
         Some(addr) => tracing::info!(
             carrier = %format!("udp:{addr}"),
