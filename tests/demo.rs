@@ -2,7 +2,8 @@
 //! directory holding only the repository's `dialplans/` (what `cargo run -- run` from the
 //! repository root sees). A SIP phone on UDP logs in as the demo agent, calls an ordinary
 //! number and 933 (the demo carrier answers and echoes the RTP it gets), and the demo PSAP
-//! calls the leased callback number back. With a configuration file, none of it exists.
+//! calls the leased callback number back; then the same in the reference softphone in headless
+//! Chromium, with audio both ways. With a configuration file, none of it exists.
 //!
 //! The embedded defaults bind fixed loopback ports (SIP 5060, web 8080, admin 8088) and the
 //! demo carrier 127.0.0.2:5090: these tests take a lock so they never run together, and fail
@@ -385,6 +386,8 @@ async fn without_a_config_the_demo_carrier_answers_echoes_and_calls_back_as_the_
     let (status, alice) = edge.api("GET", "/api/agents/alice").await;
     assert_eq!(status, 200, "{alice}");
     assert_eq!(alice["warnings"], serde_json::json!([]), "{alice}");
+    let (status, body) = edge.api("POST", "/api/demo/psap-callback?hang_up_after=0").await;
+    assert_eq!((status, &body["error"]["field"]), (400, &serde_json::json!("hang_up_after")));
     // No emergency call yet: nothing to call back.
     let (status, body) = edge.api("POST", "/api/demo/psap-callback").await;
     assert_eq!(status, 409, "{body}");
@@ -480,4 +483,68 @@ async fn with_a_config_file_there_is_no_demo_carrier_and_no_demo_agent() {
         assert!(!edge.log().contains("DEMO MODE"), "{}", edge.log());
         assert_eq!(edge.stop().await, Some(0));
     }
+}
+
+/// The README's walk-through in the reference softphone (headless Chromium, driven by
+/// `tests/browser/softphone.mjs` as `tests/browser.rs` does): log in as the demo agent, an
+/// ordinary call and 933 with audio both ways (the demo carrier's echo through the edge's
+/// WebRTC anchor), and the demo PSAP's call back, rung with the priority banner and answered.
+#[tokio::test]
+async fn the_walkthrough_in_the_browser() {
+    use tokio::io::AsyncBufReadExt;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        repo.join("tests/browser/node_modules/playwright-core").is_dir(),
+        "tests/browser/node_modules is missing: run scripts/test (it runs npm ci there)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(Path::new(&chromium).exists(), "{chromium} is missing: run scripts/test");
+    let _ports = PORTS.lock().await;
+    ports_are_free();
+    let dir = workdir("browser");
+    let edge = Running::start(&dir, &[], ADMIN.parse().unwrap()).await;
+    let out = dir.join("browser");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut node = tokio::process::Command::new("node")
+        .arg(repo.join("tests/browser/softphone.mjs"))
+        .current_dir(repo.join("tests/browser"))
+        .env("PAGE_URL", format!("http://{WEB}/"))
+        .env("ADMIN_URL", format!("http://{ADMIN}/"))
+        .env("ADMIN_TOKEN", edge.token())
+        .env("AGENT", "alice")
+        .env("PASSWORD", "alice")
+        .env("CALL_NUMBER", "+15551234567")
+        .env("EMERGENCY", "933")
+        .env("OUT_DIR", &out)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node not found (Debian's nodejs)");
+    let mut lines = tokio::io::BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut steps = Vec::new();
+    let mut called_back = false;
+    while let Some(line) = lines.next_line().await.unwrap() {
+        eprintln!("browser: {line}");
+        if line == "psap: ready" {
+            // The page waits for the PSAP to hang up: a few seconds after she answers.
+            let (status, placed) =
+                edge.api("POST", "/api/demo/psap-callback?hang_up_after=8").await;
+            assert_eq!(status, 202, "{placed}");
+            assert_eq!(placed["agent"], "alice", "{placed}");
+            called_back = true;
+        }
+        steps.push(line);
+    }
+    let status = node.wait().await.unwrap();
+    let mut stderr = String::new();
+    if let Some(mut e) = node.stderr.take() {
+        let _ = e.read_to_string(&mut stderr).await;
+    }
+    assert!(status.success(), "the browser run failed after {steps:?}:\n{stderr}\n{}", edge.log());
+    assert_eq!(steps.last().map(String::as_str), Some("step: done"), "{steps:?}");
+    assert!(called_back, "the page never asked for the PSAP callback");
+    assert_eq!(edge.stop().await, Some(0));
 }

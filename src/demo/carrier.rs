@@ -11,8 +11,8 @@
 //! - **UAC** for the PSAP's call back ([`Command::PsapCallback`]): an INVITE with an SDP offer
 //!   to the edge, from the carrier's address (so the edge takes it for the trunk); the 2xx is
 //!   ACKed (again for each retransmission), a call not answered within [`NO_ANSWER`] is
-//!   CANCELled.
-//! - Every call is hung up by the carrier after [`MAX_CALL`]. A request for a dialog it does
+//!   CANCELled, an answered one is hung up after the time the command gave.
+//! - Every call is hung up by the carrier after [`MAX_CALL`] at the latest. A request for a dialog it does
 //!   not know gets 481; a method it does not speak gets 405 with Allow.
 //! - In-dialog requests go to the address the dialog was set up with (the edge, which
 //!   record-routes every dialog), along the route set (RFC 3261 §12.2.1.1).
@@ -53,9 +53,13 @@ const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
 /// What the rest of the edge asks of the carrier.
 #[derive(Debug)]
 pub(super) enum Command {
-    /// Call `did` (E.164) at the edge as the PSAP; the reply is the Call-ID once the INVITE is
-    /// on its way.
-    PsapCallback { did: String, reply: oneshot::Sender<Result<String, DemoError>> },
+    /// Call `did` (E.164) at the edge as the PSAP, hanging up `hang_up_after` the answer; the
+    /// reply is the Call-ID once the INVITE is on its way.
+    PsapCallback {
+        did: String,
+        hang_up_after: Duration,
+        reply: oneshot::Sender<Result<String, DemoError>>,
+    },
 }
 
 /// Where a call is.
@@ -96,6 +100,8 @@ struct Call {
     cseq: u32,
     /// The CSeq number of our INVITE (UAC), which the ACK repeats.
     invite_cseq: u32,
+    /// How long after the answer the carrier hangs up.
+    longest: Duration,
     /// The ACK for our INVITE's 2xx, sent again for each retransmitted 2xx.
     ack: Option<Bytes>,
     /// `None` once the call is ending.
@@ -244,8 +250,8 @@ impl Carrier {
 
     fn command(&mut self, command: Command) {
         match command {
-            Command::PsapCallback { did, reply } => {
-                let result = self.place(Instant::now(), &did);
+            Command::PsapCallback { did, hang_up_after, reply } => {
+                let result = self.place(Instant::now(), &did, hang_up_after.min(MAX_CALL));
                 let _ = reply.send(result);
             }
         }
@@ -376,6 +382,7 @@ impl Carrier {
                 peer: from,
                 cseq: 1,
                 invite_cseq: 0,
+                longest: MAX_CALL,
                 ack: None,
                 media: Some(media),
                 sdp: SdpState {
@@ -407,7 +414,7 @@ impl Carrier {
         if let Some(call) = self.calls.get_mut(id) {
             call.phase =
                 Phase::AwaitAck { ok: bytes, next: now + T1, interval: T1, give_up: now + 64 * T1 };
-            call.ends_at = now + MAX_CALL;
+            call.ends_at = now + call.longest;
         }
         tracing::info!(call_id = %id, "demo carrier: answered (echo)");
     }
@@ -496,8 +503,8 @@ impl Carrier {
 
     // --- the PSAP's call back --------------------------------------------------------------------
 
-    /// Places the PSAP's call to `did` at the edge.
-    fn place(&mut self, now: Instant, did: &str) -> Result<String, DemoError> {
+    /// Places the PSAP's call to `did` at the edge; it hangs up `longest` after the answer.
+    fn place(&mut self, now: Instant, did: &str, longest: Duration) -> Result<String, DemoError> {
         let codecs = Codecs::offered();
         let params = Params { remote: None, voice: codecs.voice, send: true };
         let media = self.media(params).map_err(DemoError::Media)?;
@@ -546,6 +553,7 @@ impl Carrier {
                 peer,
                 cseq: 2,
                 invite_cseq: 1,
+                longest,
                 ack: None,
                 media: Some(media),
                 sdp,
@@ -597,7 +605,7 @@ impl Carrier {
                     .map(|r| r.to_bytes());
                 call.ack = ack.clone();
                 call.phase = Phase::Up;
-                call.ends_at = now + MAX_CALL;
+                call.ends_at = now + call.longest;
                 if let Some(ack) = ack {
                     self.txn.send_stateless(call.peer, ack);
                 }
@@ -993,7 +1001,7 @@ Contact: <sip:alice@127.0.0.1:5060>\r\n\
     #[tokio::test]
     async fn the_psap_call_is_acked_for_every_2xx_and_ends_with_the_agent_s_bye() {
         let rig = rig().await;
-        let call_id = rig.handle.psap_callback("+15550100900").await.unwrap();
+        let call_id = rig.handle.psap_callback("+15550100900", MAX_CALL).await.unwrap();
         let invite = rig.until("INVITE ").await;
         let edge = rig.edge.local_addr().unwrap();
         assert!(

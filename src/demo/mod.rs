@@ -28,7 +28,8 @@
 //!   `POST /api/demo/psap-callback`) has the carrier call a number at the edge from the
 //!   trunk's address, as a PSAP calling a leased callback number back would; the edge routes
 //!   it to the leasing agent with `Priority: psap-callback`. The carrier ACKs the answer,
-//!   echoes media, and hangs up when the agent does, or after [`carrier::MAX_CALL`].
+//!   echoes media, and hangs up when the agent does, or after the time asked for (at most
+//!   [`carrier::MAX_CALL`]).
 //!
 //! # Layout
 //!
@@ -171,12 +172,18 @@ pub struct DemoHandle {
 }
 
 impl DemoHandle {
-    /// Has the carrier call `did` at the edge as a PSAP would; returns the call's Call-ID once
-    /// the INVITE is on its way.
-    pub async fn psap_callback(&self, did: &str) -> Result<String, DemoError> {
+    /// Has the carrier call `did` at the edge as a PSAP would, and hang up `hang_up_after` the
+    /// answer (at most [`carrier::MAX_CALL`]); returns the call's Call-ID once the INVITE is on
+    /// its way.
+    pub async fn psap_callback(
+        &self,
+        did: &str,
+        hang_up_after: std::time::Duration,
+    ) -> Result<String, DemoError> {
         let (reply, answer) = oneshot::channel();
+        let did = did.to_owned();
         self.commands
-            .send(carrier::Command::PsapCallback { did: did.to_owned(), reply })
+            .send(carrier::Command::PsapCallback { did, hang_up_after, reply })
             .await
             .map_err(|_| DemoError::Stopped)?;
         answer.await.map_err(|_| DemoError::Stopped)?
