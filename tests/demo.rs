@@ -391,6 +391,8 @@ async fn without_a_config_the_demo_carrier_answers_echoes_and_calls_back_as_the_
     // No emergency call yet: nothing to call back.
     let (status, body) = edge.api("POST", "/api/demo/psap-callback").await;
     assert_eq!(status, 409, "{body}");
+    let (status, body) = edge.api("POST", "/api/demo/psap-callback?agent=alice").await;
+    assert!(status == 409 && body["error"]["message"].as_str().unwrap().contains("'alice'"));
     assert_eq!(body["error"]["code"], "conflict", "{body}");
 
     let phone = Phone::new("alice", "alice").await;
@@ -486,9 +488,10 @@ async fn with_a_config_file_there_is_no_demo_carrier_and_no_demo_agent() {
 }
 
 /// The README's walk-through in the reference softphone (headless Chromium, driven by
-/// `tests/browser/softphone.mjs` as `tests/browser.rs` does): log in as the demo agent, an
+/// `tests/browser/softphone.mjs` as `tests/browser.rs` does): log in as the demo agents, an
 /// ordinary call and 933 with audio both ways (the demo carrier's echo through the edge's
-/// WebRTC anchor), and the demo PSAP's call back, rung with the priority banner and answered.
+/// WebRTC anchor), alice calling bob, and the demo PSAP's call back, rung with the priority
+/// banner and answered.
 #[tokio::test]
 async fn the_walkthrough_in_the_browser() {
     use tokio::io::AsyncBufReadExt;
@@ -513,6 +516,8 @@ async fn the_walkthrough_in_the_browser() {
         .env("ADMIN_TOKEN", edge.token())
         .env("AGENT", "alice")
         .env("PASSWORD", "alice")
+        .env("AGENT2", "bob")
+        .env("PASSWORD2", "bob")
         .env("CALL_NUMBER", "+15551234567")
         .env("EMERGENCY", "933")
         .env("OUT_DIR", &out)
@@ -529,9 +534,10 @@ async fn the_walkthrough_in_the_browser() {
     while let Some(line) = lines.next_line().await.unwrap() {
         eprintln!("browser: {line}");
         if line == "psap: ready" {
-            // The page waits for the PSAP to hang up: a few seconds after she answers.
+            // Bob called 933 last, but the page waits on alice's page for the PSAP, and then
+            // for it to hang up: a few seconds after she answers.
             let (status, placed) =
-                edge.api("POST", "/api/demo/psap-callback?hang_up_after=8").await;
+                edge.api("POST", "/api/demo/psap-callback?agent=alice&hang_up_after=8").await;
             assert_eq!(status, 202, "{placed}");
             assert_eq!(placed["agent"], "alice", "{placed}");
             called_back = true;

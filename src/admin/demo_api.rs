@@ -15,11 +15,11 @@ use super::agents_api::blocking;
 use super::api::edge;
 use super::{AdminState, ApiError};
 
-/// `POST /api/demo/psap-callback[?hang_up_after=SECONDS]`: `202 {"calling", "agent",
-/// "call_id"}` once the carrier's INVITE is on its way to the edge; `409` when no lease lives;
-/// `404` outside demo mode. "Most recent" is the lease that expires last: the one leased or
-/// renewed last. The PSAP hangs up when the agent does, or `hang_up_after` seconds after the
-/// answer (1 to 300, default 300).
+/// `POST /api/demo/psap-callback[?agent=ID][&hang_up_after=SECONDS]`: `202 {"calling",
+/// "agent", "call_id"}` once the carrier's INVITE is on its way to the edge; `409` when no
+/// lease lives (of that agent, when `agent` is given); `404` outside demo mode. "Most recent"
+/// is the lease that expires last: the one leased or renewed last. The PSAP hangs up when the
+/// agent does, or `hang_up_after` seconds after the answer (1 to 300, default 300).
 pub(super) async fn psap_callback(
     State(state): State<AdminState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -43,10 +43,16 @@ pub(super) async fn psap_callback(
     let view = edge(&state)?.clone();
     let now = crate::core::emergency::unix_now();
     let leases = blocking(move || Ok(view.store.live_leases(now)?)).await?;
-    let Some(lease) = leases.into_iter().max_by_key(|l| (l.expires_at, l.created_at)) else {
-        return Err(ApiError::conflict(
-            "no live callback lease: make an emergency call (933) first",
-        ));
+    let agent = q.get("agent");
+    let lease = leases
+        .into_iter()
+        .filter(|l| agent.is_none_or(|a| l.agent.as_str() == a))
+        .max_by_key(|l| (l.expires_at, l.created_at));
+    let Some(lease) = lease else {
+        let whose = agent.map_or(String::new(), |a| format!(" of '{a}'"));
+        return Err(ApiError::conflict(format!(
+            "no live callback lease{whose}: make an emergency call (933) first"
+        )));
     };
     let did = lease.did.to_string();
     let call_id = demo
