@@ -39,6 +39,9 @@ pub struct Binds {
     pub web: TcpListener,
     /// The admin listener (`[admin] listen`): API, health and metrics.
     pub admin: TcpListener,
+    /// Demo mode (`crate::demo`): set by the CLI only when no configuration file was found;
+    /// [`Binds::bind`] leaves it `None`.
+    pub demo: Option<crate::demo::Demo>,
 }
 
 impl Binds {
@@ -50,7 +53,8 @@ impl Binds {
         let admin = TcpListener::bind(config.admin.listen).await.map_err(|e| {
             std::io::Error::new(e.kind(), format!("admin {}: {e}", config.admin.listen))
         })?;
-        let mut binds = Binds { udp: Vec::new(), tcp: Vec::new(), tls: Vec::new(), web, admin };
+        let mut binds =
+            Binds { udp: Vec::new(), tcp: Vec::new(), tls: Vec::new(), web, admin, demo: None };
         for l in &config.sip.listen {
             let err = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{l}: {e}"));
             match l.transport {
@@ -234,6 +238,7 @@ impl App {
             ready: Arc::new(AtomicBool::new(false)),
             metrics: Arc::new(Metrics::new()),
             edge: None,
+            demo: None,
         };
         let dir = config.resolve(&config.dialplan.dir);
         let dialplan_files = fingerprint(&dir);
@@ -248,8 +253,14 @@ impl App {
         );
         // The store: agents (HA1 only), groups, and what must survive a restart.
         let data_dir = config.resolve(&config.node.data_dir);
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open_in(&data_dir).map_err(StartError::Store)?);
+        // Demo mode keeps its agents (guessable passwords) in a file of its own.
+        let store: Arc<dyn Store> = Arc::new(
+            match binds.demo {
+                Some(_) => SqliteStore::open(&data_dir.join(crate::demo::STORE_FILE)),
+                None => SqliteStore::open_in(&data_dir),
+            }
+            .map_err(StartError::Store)?,
+        );
         if let Some(path) = &config.agents.seed {
             let report = crate::store::seed::import(
                 store.as_ref(),
@@ -261,6 +272,11 @@ impl App {
                 tracing::warn!(warning = %w, "agents seed");
             }
             tracing::info!(agents = report.agents, groups = report.groups, "agents seed imported");
+        }
+        if binds.demo.is_some() {
+            let report = crate::demo::seed(store.as_ref(), &config.sip.domain)
+                .map_err(|e| StartError::Seed(e.to_string()))?;
+            tracing::info!(agents = report.agents, groups = report.groups, "demo agents seeded");
         }
         let roster = Roster::load(store.as_ref()).map_err(StartError::Store)?;
         tracing::info!(agents = roster.agents.len(), groups = roster.groups.len(), "agents loaded");
@@ -319,6 +335,7 @@ impl App {
         for (transport, addr) in binds.local_addrs() {
             tracing::info!(transport = transport.as_str(), %addr, "listening");
         }
+        let edge_udp = listening.iter().find(|(t, _)| *t == ListenTransport::Udp).map(|(_, a)| *a);
         let udp: Vec<Arc<UdpSocket>> = binds.udp.into_iter().map(Arc::new).collect();
         let net = Net::new(udp.clone(), flows, Some(Connector::new(ctx.clone())));
         // Its first look at the outbox is at once: mail queued before a restart goes out.
@@ -392,6 +409,13 @@ impl App {
             store: store.clone(),
             realm: config.sip.domain.clone(),
         });
+        if let (Some(demo), Some(edge)) = (binds.demo, edge_udp)
+            && let Some((handle, carrier)) =
+                demo.spawn(loopback_if_unspecified(edge), stop_rx.clone())
+        {
+            tasks.spawn(carrier);
+            admin.demo = Some(handle);
+        }
         let ready = admin.ready.clone();
         let admin_metrics = admin.metrics.clone();
         tasks.spawn(crate::admin::serve(binds.admin, admin, admin_stopped));
@@ -408,6 +432,19 @@ impl App {
         while tasks.join_next().await.is_some() {}
         let _ = core_task.await;
         mailer.stopped().await;
+    }
+}
+
+/// Where a local peer reaches a listener bound on an unspecified address (`0.0.0.0:5060`).
+fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
     }
 }
 

@@ -20,7 +20,8 @@ const USAGE: &str = "\
 usage: lifeline <command> [--config PATH]
 
 commands:
-  run       run the edge (embedded development defaults when no config is found)
+  run       run the edge (without a config file: the embedded defaults in demo mode,
+            with a simulated carrier and demo agents on loopback)
   check     validate the configuration and every dialplan file, bind nothing
   version   print the version
 
@@ -187,13 +188,19 @@ fn run(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let binds = match Binds::bind(&config).await {
+        let mut binds = match Binds::bind(&config).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "cannot bind");
                 return ExitCode::from(EX_SOFTWARE);
             }
         };
+        // Demo mode: only when no configuration file was found (crate::demo).
+        if config.source.is_none() {
+            let demo = crate::demo::Demo::bind().await;
+            crate::demo::announce(&config, &demo);
+            binds.demo = Some(demo);
+        }
         let source =
             config.source.as_ref().map_or("embedded defaults".into(), |p| p.display().to_string());
         let app = match App::build(config, binds) {

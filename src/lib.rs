@@ -12,6 +12,8 @@
 //! - [`transport`]: UDP, TCP and TLS listeners, outbound connections, flows, rate limits.
 //! - [`emergency`]: emergency calls made by agents: dialstrings, trunk choice, the caller's
 //!   location (PIDF-LO, RFC 6442) and country, the notification e-mail and its delivery.
+//! - [`demo`]: demo mode (no configuration file): a simulated carrier and PSAP on loopback,
+//!   and demo agents.
 //! - [`core`]: the single task that owns the transaction layer: registrar, authentication,
 //!   stateful proxy, trunk probes.
 //! - [`presence`]: agents' presence (memory, written through to the store); DND for an
@@ -32,6 +34,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod demo;
 pub mod emergency;
 pub mod media;
 pub mod presence;

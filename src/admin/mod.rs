@@ -6,6 +6,7 @@
 
 mod agents_api;
 mod api;
+mod demo_api;
 pub mod error;
 pub mod metrics;
 mod notify_api;
@@ -41,6 +42,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// The running edge's parts the API reads; `None` until the edge runs.
     pub edge: Option<EdgeView>,
+    /// The demo carrier (`crate::demo`), only in demo mode: `/api/demo/*` answers 404 without.
+    pub demo: Option<crate::demo::DemoHandle>,
 }
 
 /// What of the running edge the API reaches.
@@ -81,6 +84,7 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/api/calls", get(agents_api::calls))
         .route("/api/callbacks", get(agents_api::callbacks))
+        .route("/api/demo/psap-callback", axum::routing::post(demo_api::psap_callback))
         .merge(notify_api::routes())
         .fallback(api_not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
