@@ -4,7 +4,10 @@
 //!
 //! With `[media] anchor = "webrtc"`, a call is anchored when one side is a browser (its SDP is
 //! DTLS-SRTP, [`Sdp::is_webrtc`]; or the target is a binding over WS/WSS) and the other side
-//! speaks plain RTP. Two browsers talk peer to peer; two plain-RTP peers never touch the edge.
+//! speaks plain RTP. Two browsers talk peer to peer; two plain-RTP peers never touch the edge,
+//! unless `anchor = "always"`: then their SDP is readdressed to two ports of the edge
+//! ([`sdp::readdress`], codecs untouched) and [`Media::pair`] relays between them, with
+//! in-dialog offers from either side readdressed the same way.
 //!
 //! # Offer/answer (RFC 3264)
 //!
@@ -41,7 +44,7 @@ use super::Core;
 use super::proxy::Target;
 use crate::media::anchor::LegId;
 use crate::media::engine::{Media, Reservation};
-use crate::media::sdp::{self, Codec, Direction, Sdp};
+use crate::media::sdp::{self, Codec, Sdp};
 
 /// Media state of the anchored calls, by Call-ID.
 #[derive(Debug, Default)]
@@ -77,8 +80,6 @@ struct Session {
     to_browser: Option<String>,
     /// The last description the plain side got.
     to_plain: Option<String>,
-    /// The browser's direction (hold), mirrored toward the plain side.
-    direction: Direction,
     /// An in-dialog offer is being passed on: from the browser (its answer is ready here), or
     /// from the plain side (`None` inside: the browser's answer is absorbed).
     pending: Option<Pending>,
@@ -203,6 +204,14 @@ fn answered_end(s: &mut Session, index: u32, response: &Response) -> Option<Dial
     Some(DialogEnd { peer, contact, from, to, tag })
 }
 
+/// Whether a body may hold a browser's description: a secure RTP profile (`.../SAVP`,
+/// `.../SAVPF`). A cheap scan that lets plain-RTP calls skip SDP parsing; [`Sdp::is_webrtc`]
+/// decides.
+fn looks_webrtc(body: &[u8]) -> bool {
+    memchr::memmem::find(body, b"SAVP").is_some()
+        || memchr::memmem::find(body, b"fingerprint").is_some()
+}
+
 /// A target reached over WebSocket: a browser.
 fn is_browser(target: &Target) -> bool {
     target.peer.is_some_and(|p: Peer| matches!(p.transport, Transport::Ws | Transport::Wss))
@@ -223,7 +232,7 @@ impl Core {
     /// An initial INVITE whose WebRTC offer the edge could not relay: the 488 to answer.
     pub(super) fn media_refusal(&self, req: &Request) -> Option<Response> {
         self.media()?;
-        if *req.method() != Method::Invite {
+        if *req.method() != Method::Invite || !looks_webrtc(req.body()) {
             return None;
         }
         let offer = Sdp::parse(&request_sdp(req)?).ok()?;
@@ -254,10 +263,14 @@ impl Core {
         if *req.method() != Method::Invite || !initial {
             return;
         }
+        let browser_target = is_browser(target);
+        if !browser_target && !media.always() && !looks_webrtc(req.body()) {
+            // The common case, plain RTP toward a plain peer: nothing to read or copy.
+            return;
+        }
         let Some(text) = request_sdp(req) else { return };
         let Ok(offer) = Sdp::parse(&text) else { return };
         let call_id = req.headers().call_id().unwrap_or_default().to_owned();
-        let browser_target = is_browser(target);
         let pair = !offer.is_webrtc() && !browser_target && media.always();
         if offer.is_webrtc() == browser_target && !pair {
             // Browser to browser, or plain to plain: not anchored.
@@ -309,7 +322,6 @@ impl Core {
                 branch_legs: Vec::new(),
                 to_browser: None,
                 to_plain: None,
-                direction: offer.direction,
                 pending: None,
             };
             self.media_calls.by_call.insert(call_id.clone(), session);
@@ -512,7 +524,6 @@ impl Core {
             match media.reoffer(leg, &text) {
                 Ok(answer) => {
                     s.version += 1;
-                    s.direction = offer.direction;
                     let plain = sdp::plain(
                         s.session_id,
                         s.version,
