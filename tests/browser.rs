@@ -143,7 +143,14 @@ fn request_user(message: &str) -> Option<&str> {
 
 /// Runs the Playwright driver; on `psap: ready` starts a SIPp PSAP calling the callback number
 /// the carrier saw on the emergency call.
-async fn drive_browser(edge: &Edge, out: &Path, trunk_log: &Path, dir: &Path) {
+/// Runs tests/browser/softphone.mjs against `edge` (whose WebRTC socket is `webrtc`).
+async fn drive_browser(
+    edge: &Edge,
+    webrtc: std::net::SocketAddr,
+    out: &Path,
+    trunk_log: &Path,
+    dir: &Path,
+) {
     let script = repo("tests/browser/softphone.mjs");
     assert!(
         repo("tests/browser/node_modules/playwright-core").is_dir(),
@@ -184,6 +191,7 @@ async fn drive_browser(edge: &Edge, out: &Path, trunk_log: &Path, dir: &Path) {
         }
         if line == "media: steady" {
             check_call_quality(edge).await;
+            tokio::spawn(garbage(webrtc));
         }
         steps.push(line);
     }
@@ -197,6 +205,25 @@ async fn drive_browser(edge: &Edge, out: &Path, trunk_log: &Path, dir: &Path) {
     assert_eq!(steps.last().map(String::as_str), Some("step: done"), "{steps:?}");
     let psap = psap.expect("the page never asked for the PSAP callback");
     wait_ok(psap, "SIPp PSAP (INVITE to the callback number, answered, BYE)", RUN_LIMIT).await;
+}
+
+/// 1.5 s of junk at the edge's WebRTC port during a live call: STUN-, DTLS- and RTP-shaped
+/// datagrams that belong to no leg, and random bytes.
+async fn garbage(webrtc: std::net::SocketAddr) {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut seed = 0x9e37_79b9_u32;
+    for i in 0..300u32 {
+        let mut d = vec![0u8; 20 + (i as usize % 180)];
+        for b in d.iter_mut() {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            *b = seed as u8;
+        }
+        d[0] = [0x00, 0x01, 0x16, 0x17, 0x80, 0x90, 0xff][i as usize % 7];
+        let _ = sock.send_to(&d, webrtc).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// The edge's media metrics during the ordinary call (browser <-> SIPp echo on loopback): the
@@ -272,11 +299,14 @@ async fn the_softphone_registers_calls_makes_an_emergency_call_and_rings_for_the
     let mail = TempDir::new("browser-mail");
     let smtp_port = free_port();
     let relay = Relay::start(smtp_port, &mail.0).await;
+    let webrtc_port = free_udp_port("127.0.0.1");
+    let webrtc: std::net::SocketAddr = format!("127.0.0.1:{webrtc_port}").parse().unwrap();
     let edge = Edge::start_opts(opts, |c| {
         // A browser's INVITE (SDP with every codec and candidate, plus a PIDF-LO) is larger
         // than the 4 KiB the other black-box tests allow.
         c.limits.max_message_bytes = 65535;
         c.smtp.url = format!("smtp://127.0.0.1:{smtp_port}");
+        c.media.webrtc_port = webrtc_port;
     })
     .await;
 
@@ -307,7 +337,7 @@ async fn the_softphone_registers_calls_makes_an_emergency_call_and_rings_for_the
         &dir,
     );
 
-    tokio::time::timeout(RUN_LIMIT, drive_browser(&edge, &out, &trunk_log, &dir))
+    tokio::time::timeout(RUN_LIMIT, drive_browser(&edge, webrtc, &out, &trunk_log, &dir))
         .await
         .expect("the browser run did not finish in time");
     wait_ok(trunk, "SIPp carrier (three calls answered and hung up)", Duration::from_secs(30))
@@ -398,6 +428,8 @@ async fn the_softphone_registers_calls_makes_an_emergency_call_and_rings_for_the
     let to_browser = metric(&metrics, "lifeline_media_packets_total{dir=\"to_browser\"}");
     assert!(to_plain > 150 && to_browser > 150, "{to_plain} / {to_browser} packets relayed");
     assert_eq!(metric(&metrics, "lifeline_media_legs"), 0, "every leg closed with its call");
+    let stray = metric(&metrics, "lifeline_media_stray_total");
+    assert!(stray >= 300, "the garbage was seen and set aside: {stray}");
 
     for shot in
         ["normal-call.png", "emergency-call.png", "emergency-no-location.png", "psap-callback.png"]

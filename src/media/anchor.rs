@@ -263,10 +263,17 @@ impl Anchor {
         Ok((id, offer))
     }
 
-    /// The browser's answer to [`Anchor::create_offer`].
-    pub fn accept_answer(&mut self, leg: LegId, answer: &str) -> Result<(), MediaError> {
+    /// The browser's answer to [`Anchor::create_offer`], at `now` (the media timeout counts
+    /// from the answer, not from the offer: a browser may ring for minutes).
+    pub fn accept_answer(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        answer: &str,
+    ) -> Result<(), MediaError> {
         let l =
             self.legs.get_mut(&leg).ok_or_else(|| MediaError::Rejected("no such leg".into()))?;
+        l.last_media = now;
         let pending =
             l.pending.take().ok_or_else(|| MediaError::Rejected("no offer pending".into()))?;
         let answer =

@@ -281,7 +281,7 @@ impl Media {
         port: &Reservation,
     ) -> Result<(), MediaError> {
         let mut inner = self.lock();
-        inner.anchor.accept_answer(leg, answer)?;
+        inner.anchor.accept_answer(Instant::now(), leg, answer)?;
         self.attach(&mut inner, leg, port);
         drop(inner);
         self.wake.notify_one();

@@ -184,8 +184,15 @@ async function main() {
     // Let the edge's media metrics see a few seconds of this call, then tell the test, which
     // reads /metrics while the call goes on.
     await new Promise((r) => setTimeout(r, 2500));
+    const before = await page.evaluate(() => window.softphoneAudio());
     console.log('media: steady');
-    await new Promise((r) => setTimeout(r, 1500));
+    // The test now throws garbage at the edge's WebRTC port: the call must not notice.
+    await new Promise((r) => setTimeout(r, 2000));
+    const after = await page.evaluate(() => window.softphoneAudio());
+    expect(
+      after.received - before.received >= 60 && after.lost === before.lost,
+      `audio while garbage hit the media port: ${JSON.stringify(before)} -> ${JSON.stringify(after)}`,
+    );
     await page.getByRole('button', { name: 'Mute' }).click();
     await page.waitForSelector('#mute[aria-pressed="true"]', { timeout: T });
     await page.screenshot({ path: join(OUT_DIR, 'normal-call.png'), fullPage: true });
