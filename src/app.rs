@@ -42,6 +42,9 @@ pub struct Binds {
     /// Demo mode (`crate::demo`): set by the CLI only when no configuration file was found;
     /// [`Binds::bind`] leaves it `None`.
     pub demo: Option<crate::demo::Demo>,
+    /// The media anchor's WebRTC socket (`[media] webrtc_port` on the first SIP listener's
+    /// address), unless `[media] anchor = "never"`.
+    pub webrtc: Option<std::net::UdpSocket>,
 }
 
 impl Binds {
@@ -53,8 +56,15 @@ impl Binds {
         let admin = TcpListener::bind(config.admin.listen).await.map_err(|e| {
             std::io::Error::new(e.kind(), format!("admin {}: {e}", config.admin.listen))
         })?;
-        let mut binds =
-            Binds { udp: Vec::new(), tcp: Vec::new(), tls: Vec::new(), web, admin, demo: None };
+        let mut binds = Binds {
+            udp: Vec::new(),
+            tcp: Vec::new(),
+            tls: Vec::new(),
+            web,
+            admin,
+            demo: None,
+            webrtc: None,
+        };
         for l in &config.sip.listen {
             let err = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{l}: {e}"));
             match l.transport {
@@ -71,7 +81,23 @@ impl Binds {
                 }
             }
         }
+        if config.media.anchor != crate::config::Anchoring::Never
+            && let Some(first) = config.sip.listen.first()
+        {
+            let addr = SocketAddr::new(first.addr.ip(), config.media.webrtc_port);
+            let socket = std::net::UdpSocket::bind(addr)
+                .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                .map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("media webrtc_port {addr}: {e}"))
+                })?;
+            binds.webrtc = Some(socket);
+        }
         Ok(binds)
+    }
+
+    /// The WebRTC socket's address (port 0 resolved).
+    pub fn webrtc_addr(&self) -> Option<SocketAddr> {
+        self.webrtc.as_ref().and_then(|s| s.local_addr().ok())
     }
 
     /// The addresses actually bound (port 0 resolved), for logs and tests.
@@ -96,20 +122,18 @@ impl Binds {
     }
 }
 
-/// Starts the media anchor (`[media]`) on the first SIP listener's address. An edge whose
-/// anchor cannot start still routes every call (emergency calls above all): browsers' SDP
-/// then passes unchanged, and the error says why.
+/// Starts the media anchor (`[media]`) on the WebRTC socket [`Binds::bind`] bound. An edge
+/// whose anchor cannot start (no IP to announce) still routes every call (emergency calls
+/// above all): browsers' SDP then passes unchanged, and the error says why.
 fn start_media(
     config: &Config,
-    listening: &[(ListenTransport, SocketAddr)],
+    socket: Option<std::net::UdpSocket>,
     metrics: &Arc<crate::admin::metrics::Metrics>,
     core: &crate::core::CoreHandle,
 ) -> Option<Arc<crate::media::engine::Media>> {
     use crate::media::engine::{Media, MediaConfig};
-    if config.media.anchor == crate::config::Anchoring::Never {
-        return None;
-    }
-    let bind = listening.first().map(|(_, a)| a.ip())?;
+    let socket = socket?;
+    let bind = socket.local_addr().ok()?.ip();
     let mut media_config = MediaConfig::new(&config.media, bind);
     if media_config.public.is_unspecified() {
         match config.sip.public_address.as_deref().unwrap_or_default().parse() {
@@ -123,7 +147,7 @@ fn start_media(
             }
         }
     }
-    match Media::start(media_config, metrics.clone()) {
+    match Media::start(media_config, socket, metrics.clone()) {
         Ok((media, mut ended)) => {
             let core = core.clone();
             tokio::spawn(async move {
@@ -134,11 +158,7 @@ fn start_media(
             Some(media)
         }
         Err(e) => {
-            tracing::error!(
-                error = %e,
-                port = config.media.webrtc_port,
-                "media anchoring off: the WebRTC port could not be bound"
-            );
+            tracing::error!(error = %e, "media anchoring off: the WebRTC socket failed");
             None
         }
     }
@@ -341,7 +361,7 @@ impl App {
         // Its first look at the outbox is at once: mail queued before a restart goes out.
         let mailer =
             Mailer::spawn(store.clone(), &config.smtp, admin.metrics.clone(), stop_rx.clone());
-        let media = start_media(&config, &listening, &admin.metrics, &ctx.core);
+        let media = start_media(&config, binds.webrtc, &admin.metrics, &ctx.core);
         let core_config = CoreConfig {
             server: server.to_string(),
             registrar: Policy {

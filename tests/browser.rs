@@ -299,14 +299,12 @@ async fn the_softphone_registers_calls_makes_an_emergency_call_and_rings_for_the
     let mail = TempDir::new("browser-mail");
     let smtp_port = free_port();
     let relay = Relay::start(smtp_port, &mail.0).await;
-    let webrtc_port = free_udp_port("127.0.0.1");
-    let webrtc: std::net::SocketAddr = format!("127.0.0.1:{webrtc_port}").parse().unwrap();
+
     let edge = Edge::start_opts(opts, |c| {
         // A browser's INVITE (SDP with every codec and candidate, plus a PIDF-LO) is larger
         // than the 4 KiB the other black-box tests allow.
         c.limits.max_message_bytes = 65535;
         c.smtp.url = format!("smtp://127.0.0.1:{smtp_port}");
-        c.media.webrtc_port = webrtc_port;
     })
     .await;
 
@@ -337,16 +335,30 @@ async fn the_softphone_registers_calls_makes_an_emergency_call_and_rings_for_the
         &dir,
     );
 
-    tokio::time::timeout(RUN_LIMIT, drive_browser(&edge, webrtc, &out, &trunk_log, &dir))
-        .await
-        .expect("the browser run did not finish in time");
+    tokio::time::timeout(
+        RUN_LIMIT,
+        drive_browser(&edge, edge.webrtc.unwrap(), &out, &trunk_log, &dir),
+    )
+    .await
+    .expect("the browser run did not finish in time");
     wait_ok(trunk, "SIPp carrier (three calls answered and hung up)", Duration::from_secs(30))
         .await;
 
     let at_carrier = received(&trunk_log);
-    let invites: Vec<&String> = at_carrier.iter().filter(|m| m.starts_with("INVITE ")).collect();
+    let in_dialog = |m: &str| header(m, "To").is_some_and(|t| t.contains(";tag="));
+    let invites: Vec<&String> =
+        at_carrier.iter().filter(|m| m.starts_with("INVITE ") && !in_dialog(m)).collect();
     let byes = at_carrier.iter().filter(|m| m.starts_with("BYE ")).count();
     assert_eq!(invites.len(), 3, "{at_carrier:#?}");
+    // The page's hold and resume: two re-INVITEs, each a plain offer on the call's port.
+    let reinvites: Vec<&String> =
+        at_carrier.iter().filter(|m| m.starts_with("INVITE ") && in_dialog(m)).collect();
+    assert_eq!(reinvites.len(), 2, "{reinvites:#?}");
+    assert!(body(reinvites[0]).contains("a=sendonly"), "hold: {}", reinvites[0]);
+    assert!(body(reinvites[1]).contains("a=sendrecv"), "resume: {}", reinvites[1]);
+    for r in &reinvites {
+        assert!(body(r).contains(" RTP/AVP ") && !body(r).contains("fingerprint"), "{r}");
+    }
     assert_eq!(byes, 3, "every call was hung up from the page: {at_carrier:#?}");
 
     // The ordinary call: the browser offered DTLS-SRTP; the carrier was offered plain RTP on

@@ -80,13 +80,11 @@ fn body(msg: &str) -> &str {
     msg.split_once("\r\n\r\n").map_or("", |(_, b)| b)
 }
 
-/// The edge, with its WebRTC socket on `webrtc_port` (0: any).
-async fn start(timeout: Duration, webrtc_port: u16) -> Edge {
+async fn start(timeout: Duration) -> Edge {
     let opts = Opts { plan: Some(PLAN.into()), ..Opts::default() };
     Edge::start_opts(opts, |c| {
         c.limits.max_message_bytes = 65535;
         c.media.timeout = timeout;
-        c.media.webrtc_port = webrtc_port;
         c.media.rtp_ports = "31000-31999".parse().unwrap();
     })
     .await
@@ -130,9 +128,7 @@ Contact: <sip:alice@{me}>\r\n"
 #[tokio::test]
 async fn a_browser_call_to_a_plain_trunk_is_anchored_held_both_ways_and_ended_by_the_media_timeout()
 {
-    let webrtc_port =
-        std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let edge = start(Duration::from_secs(3), webrtc_port).await;
+    let edge = start(Duration::from_secs(3)).await;
     let (browser, trunk, offer, at_trunk, at_browser) = answered_call(&edge, "m1").await;
 
     // The trunk was offered plain RTP on one of the edge's ports, the browser's relayable
@@ -177,7 +173,7 @@ Content-Length: 0\r\n\r\n"
     // Garbage on the trunk side of the call's port, and on the WebRTC port (STUN-shaped,
     // DTLS-shaped and RTP-shaped junk), is dropped; nothing breaks.
     let junk = UdpSocket::bind("127.0.0.2:0").await.unwrap();
-    let webrtc: SocketAddr = format!("127.0.0.1:{webrtc_port}").parse().unwrap();
+    let webrtc = edge.webrtc.unwrap();
     for _ in 0..20 {
         junk.send_to(b"\x00\x01not rtp at all", port).await.unwrap();
         for first in [0x00u8, 0x16, 0x80, 0xff] {
@@ -308,7 +304,7 @@ Contact: <sip:alice@{me}>\r\n"
 
 #[tokio::test]
 async fn a_browser_offer_without_g711_gets_488_with_a_warning_and_reaches_no_trunk() {
-    let edge = start(Duration::from_secs(30), 0).await;
+    let edge = start(Duration::from_secs(30)).await;
     let browser = UdpSocket::bind((BROWSER_IP, 0)).await.unwrap();
     let trunk = UdpSocket::bind(("127.0.0.2", edge.trunk_ports.0)).await.unwrap();
     let me = browser.local_addr().unwrap();

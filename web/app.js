@@ -954,10 +954,15 @@
     if (session.isMuted().audio) session.unmute({ audio: true });
     else session.mute({ audio: true });
   });
+  /** Hold or resume. JsSIP refuses a new offer while the last one is still being answered
+   *  (a quick second click): the page tries again for a few seconds rather than drop it. */
+  function toggleHold(s, tries = 0) {
+    if (session !== s || state.call !== 'active') return;
+    const done = s.isOnHold().local ? s.unhold() : s.hold();
+    if (done === false && tries < 20) setTimeout(() => toggleHold(s, tries + 1), 250);
+  }
   $('hold').addEventListener('click', () => {
-    if (!session || state.call !== 'active') return;
-    if (session.isOnHold().local) session.unhold();
-    else session.hold();
+    if (session) toggleHold(session);
   });
   $('mic').addEventListener('change', chooseMic);
   $('speaker').addEventListener('change', chooseSpeaker);

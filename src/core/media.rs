@@ -269,7 +269,13 @@ impl Core {
             return;
         }
         let Some(text) = request_sdp(req) else { return };
-        let Ok(offer) = Sdp::parse(&text) else { return };
+        let offer = match Sdp::parse(&text) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::info!(error = %e, "an offer the anchor cannot read passes unchanged");
+                return;
+            }
+        };
         let call_id = req.headers().call_id().unwrap_or_default().to_owned();
         let pair = !offer.is_webrtc() && !browser_target && media.always();
         if offer.is_webrtc() == browser_target && !pair {

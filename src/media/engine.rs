@@ -42,7 +42,6 @@ pub struct MediaConfig {
     pub bind: IpAddr,
     /// The address put in SDP (`[media] public_ip`, else `bind`).
     pub public: IpAddr,
-    pub webrtc_port: u16,
     pub rtp_ports: PortRange,
     pub timeout: Duration,
     /// `[media] anchor = "always"`: plain-to-plain calls are relayed too.
@@ -54,7 +53,6 @@ impl MediaConfig {
         MediaConfig {
             bind,
             public: media.public_ip.unwrap_or(bind),
-            webrtc_port: media.webrtc_port,
             rtp_ports: media.rtp_ports,
             timeout: media.timeout,
             always: media.anchor == config::Anchoring::Always,
@@ -160,15 +158,14 @@ struct PlainSide {
 }
 
 impl Media {
-    /// Binds the WebRTC socket and starts the engine's tasks. Legs that end on their own are
-    /// reported on the returned channel.
+    /// Starts the engine's tasks on `socket`, the WebRTC socket (bound, non-blocking). Legs
+    /// that end on their own are reported on the returned channel.
     pub fn start(
         config: MediaConfig,
+        socket: StdUdpSocket,
         metrics: Arc<Metrics>,
     ) -> io::Result<(Arc<Media>, mpsc::UnboundedReceiver<LegId>)> {
-        let std = StdUdpSocket::bind(SocketAddr::new(config.bind, config.webrtc_port))?;
-        std.set_nonblocking(true)?;
-        let webrtc = Arc::new(UdpSocket::from_std(std)?);
+        let webrtc = Arc::new(UdpSocket::from_std(socket)?);
         let webrtc_addr = SocketAddr::new(config.public, webrtc.local_addr()?.port());
         let (ended, ended_rx) = mpsc::unbounded_channel();
         let span = u64::from(config.rtp_ports.last - config.rtp_ports.first) + 1;

@@ -193,6 +193,16 @@ async function main() {
       after.received - before.received >= 60 && after.lost === before.lost,
       `audio while garbage hit the media port: ${JSON.stringify(before)} -> ${JSON.stringify(after)}`,
     );
+    // Hold and resume: re-INVITEs through the anchor (the carrier answers them); the audio
+    // comes back on the same ports.
+    await page.getByRole('button', { name: 'Hold' }).click();
+    await page.waitForSelector('#hold[aria-pressed="true"]', { timeout: T });
+    await page.getByRole('button', { name: 'Hold' }).click();
+    await page.waitForSelector('#hold[aria-pressed="false"]', { timeout: T });
+    const resumed = await page.evaluate(() => window.softphoneAudio());
+    await new Promise((r) => setTimeout(r, 1500));
+    const later = await page.evaluate(() => window.softphoneAudio());
+    expect(later.received - resumed.received >= 40, `audio after resume: ${JSON.stringify(resumed)} -> ${JSON.stringify(later)}`);
     await page.getByRole('button', { name: 'Mute' }).click();
     await page.waitForSelector('#mute[aria-pressed="true"]', { timeout: T });
     await page.screenshot({ path: join(OUT_DIR, 'normal-call.png'), fullPage: true });

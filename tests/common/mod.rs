@@ -63,6 +63,8 @@ pub struct Edge {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
     pub web: SocketAddr,
+    /// The media anchor's WebRTC socket (`None` with `[media] anchor = "never"`).
+    pub webrtc: Option<SocketAddr>,
     /// The UDP ports of the dialplan's primary and secondary trunks on [`TRUNK_IP`].
     pub trunk_ports: (u16, u16),
     pub admin: SocketAddr,
@@ -94,6 +96,13 @@ impl Edge {
 
     /// The edge with everything a test may choose: see [`Opts`].
     pub async fn start_opts(opts: Opts, tune: impl FnOnce(&mut Config)) -> Edge {
+        // RUST_LOG=lifeline=debug cargo test --test NAME: the edge's log in the test output.
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
         let with_tls = opts.tls;
         let any = |transport| Listen { transport, addr: "127.0.0.1:0".parse().unwrap() };
         let mut config = Config::embedded();
@@ -155,13 +164,27 @@ impl Edge {
         let tls = cert_der.map(|der| (find(ListenTransport::Tls), der));
         let web = binds.web_addr().unwrap();
         let admin = binds.admin_addr().unwrap();
+        let webrtc = binds.webrtc_addr();
         let (stop, stopped) = oneshot::channel();
         let app = App::build(config, binds).unwrap();
         let task = tokio::spawn(app.run(async {
             let _ = stopped.await;
         }));
         let token = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_owned();
-        Edge { udp, tcp, web, trunk_ports, admin, token, data, tls, tmp, stop: Some(stop), task }
+        Edge {
+            udp,
+            tcp,
+            web,
+            webrtc,
+            trunk_ports,
+            admin,
+            token,
+            data,
+            tls,
+            tmp,
+            stop: Some(stop),
+            task,
+        }
     }
 
     /// One HTTP/1.1 request with the bearer token and an optional JSON body; returns (status,
