@@ -36,7 +36,6 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::Bytes;
-use sip::multipart::{self, NewPart};
 use sip::transaction::{Peer, Transport};
 use sip::{HeaderName, Method, Request, Response};
 
@@ -127,66 +126,24 @@ enum Pending {
     FromPlain,
 }
 
-/// The SDP in a message body: the whole body, or the `application/sdp` part of a multipart
-/// (an emergency INVITE with a PIDF-LO, RFC 6442).
-fn sdp_of(content_type: Option<&[u8]>, body: &Bytes) -> Option<String> {
-    let ct = std::str::from_utf8(content_type?).ok()?;
-    let mt = sip::header::typed::MediaType::parse(ct).ok()?;
-    if mt.is("application", "sdp") {
-        return std::str::from_utf8(body).ok().map(str::to_owned);
-    }
-    let boundary = mt.boundary()?;
-    let parts = multipart::parse(body, boundary).ok()?;
-    let part =
-        parts.iter().find(|p| p.content_type().is_some_and(|t| t.is("application", "sdp")))?;
-    std::str::from_utf8(part.body).ok().map(str::to_owned)
-}
-
-/// The body with its SDP replaced by `sdp` (other multipart parts byte for byte), and the
-/// Content-Type to go with it.
-fn with_sdp(content_type: Option<&[u8]>, body: &Bytes, sdp: &str) -> Option<(String, Bytes)> {
-    let ct = std::str::from_utf8(content_type?).ok()?;
-    let mt = sip::header::typed::MediaType::parse(ct).ok()?;
-    if mt.is("application", "sdp") {
-        return Some((ct.to_owned(), Bytes::from(sdp.to_owned())));
-    }
-    let boundary = mt.boundary()?;
-    let parts = multipart::parse(body, boundary).ok()?;
-    let rebuilt: Vec<NewPart> = parts
-        .iter()
-        .map(|p| {
-            let is_sdp = p.content_type().is_some_and(|t| t.is("application", "sdp"));
-            NewPart {
-                headers: p
-                    .headers
-                    .iter()
-                    .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-                    .collect(),
-                body: if is_sdp { sdp.as_bytes().to_vec() } else { p.body.to_vec() },
-            }
-        })
-        .collect();
-    let body = multipart::build(boundary, &rebuilt).ok()?;
-    Some((ct.to_owned(), Bytes::from(body)))
-}
-
 fn request_sdp(req: &Request) -> Option<String> {
-    sdp_of(req.headers().get(HeaderName::ContentType), req.body())
+    sdp::of_body(req.headers().get(HeaderName::ContentType), req.body())
 }
 
 fn response_sdp(r: &Response) -> Option<String> {
-    sdp_of(r.headers().get(HeaderName::ContentType), r.body())
+    sdp::of_body(r.headers().get(HeaderName::ContentType), r.body())
 }
 
-fn set_request_sdp(req: &mut Request, sdp: &str) {
-    if let Some((ct, body)) = with_sdp(req.headers().get(HeaderName::ContentType), req.body(), sdp)
-    {
+fn set_request_sdp(req: &mut Request, text: &str) {
+    let ct = req.headers().get(HeaderName::ContentType);
+    if let Some((ct, body)) = sdp::replace_in_body(ct, req.body(), text) {
         req.set_body(Some(&ct), body);
     }
 }
 
-fn set_response_sdp(r: &mut Response, sdp: &str) {
-    if let Some((ct, body)) = with_sdp(r.headers().get(HeaderName::ContentType), r.body(), sdp) {
+fn set_response_sdp(r: &mut Response, text: &str) {
+    let ct = r.headers().get(HeaderName::ContentType);
+    if let Some((ct, body)) = sdp::replace_in_body(ct, r.body(), text) {
         r.set_body(Some(&ct), body);
     }
 }
@@ -654,42 +611,5 @@ impl Core {
         self.media_call_of(leg)
             .and_then(|c| self.media_calls.by_call.get(&c))
             .is_some_and(|s| s.leg == Some(leg))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sdp_inside_a_multipart_is_found_and_replaced_leaving_the_pidf_alone() {
-        let pidf = b"<?xml version=\"1.0\"?>\r\n<presence entity=\"pres:a@b\"/>".to_vec();
-        let body = multipart::build(
-            "b1",
-            &[
-                NewPart::new("application/sdp", None, b"v=0\r\nm=audio 9 RTP/AVP 0\r\n".to_vec()),
-                NewPart::new("application/pidf+xml", Some("loc@x"), pidf.clone()),
-            ],
-        )
-        .unwrap();
-        let ct = b"multipart/mixed;boundary=b1";
-        let body = Bytes::from(body);
-        assert_eq!(sdp_of(Some(ct), &body).unwrap(), "v=0\r\nm=audio 9 RTP/AVP 0\r\n");
-        let (ct2, body2) = with_sdp(Some(ct), &body, "v=0\r\nm=audio 4000 RTP/AVP 8\r\n").unwrap();
-        assert_eq!(ct2, "multipart/mixed;boundary=b1");
-        let parts = multipart::parse(&body2, "b1").unwrap();
-        assert_eq!(parts[0].body, b"v=0\r\nm=audio 4000 RTP/AVP 8\r\n");
-        assert_eq!(parts[1].body, &pidf[..]);
-        assert_eq!(parts[1].content_id(), Some("loc@x"));
-    }
-
-    #[test]
-    fn a_plain_body_is_replaced_whole() {
-        let body = Bytes::from_static(b"v=0\r\n");
-        assert_eq!(sdp_of(Some(b"application/sdp"), &body).unwrap(), "v=0\r\n");
-        assert!(sdp_of(Some(b"text/plain"), &body).is_none());
-        assert!(sdp_of(None, &body).is_none());
-        let (ct, b) = with_sdp(Some(b"application/sdp"), &body, "v=1\r\n").unwrap();
-        assert_eq!((ct.as_str(), &b[..]), ("application/sdp", &b"v=1\r\n"[..]));
     }
 }

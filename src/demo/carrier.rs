@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::DemoError;
 use super::media::{Media, Params};
-use super::sdp::{self, Audio, Codecs, Direction};
+use super::sdp::{self, Codecs, Direction, Sdp};
 
 /// How long the carrier rings before it answers.
 pub const ANSWER_AFTER: Duration = Duration::from_secs(1);
@@ -330,10 +330,13 @@ impl Carrier {
         }
         let offer = offer_of(&req);
         let (codecs, telephone_event, direction, remote) = match &offer {
-            Some(audio) => match audio.usable() {
-                Some(codecs) => {
-                    (codecs, sdp::telephone_event(audio), audio.direction.answer(), audio.addr())
-                }
+            Some(audio) => match Codecs::of(audio) {
+                Some(codecs) => (
+                    codecs,
+                    audio.telephone_event(),
+                    audio.direction.reversed(),
+                    audio.rtp_address(),
+                ),
                 None => {
                     let mut r = Response::for_request(&req, 488, "Not Acceptable Here");
                     r.set_to_tag(&token(8));
@@ -341,7 +344,7 @@ impl Carrier {
                         HeaderName::Warning,
                         "304 lifeline-demo \"plain RTP (RTP/AVP) with PCMU or PCMA only\"",
                     );
-                    tracing::info!(call_id = %call_id, proto = %audio.proto, "demo carrier: offer refused (488)");
+                    tracing::info!(call_id = %call_id, profile = %audio.profile, "demo carrier: offer refused (488)");
                     return self.respond(now, key, r);
                 }
             },
@@ -425,16 +428,16 @@ impl Carrier {
         let offer = offer_of(req);
         let Some(call) = self.calls.get_mut(id) else { return };
         if let Some(audio) = &offer {
-            let Some(codecs) = audio.usable() else {
+            let Some(codecs) = Codecs::of(audio) else {
                 let r = Response::for_request(req, 488, "Not Acceptable Here");
                 return self.respond(now, key, r);
             };
             call.sdp.codecs = codecs;
-            call.sdp.telephone_event = sdp::telephone_event(audio).or(call.sdp.telephone_event);
-            call.sdp.direction = audio.direction.answer();
+            call.sdp.telephone_event = audio.telephone_event().or(call.sdp.telephone_event);
+            call.sdp.direction = audio.direction.reversed();
             if let Some(m) = &call.media {
                 m.update(Params {
-                    remote: audio.addr(),
+                    remote: audio.rtp_address(),
                     voice: call.sdp.codecs.voice,
                     send: sends(call.sdp.direction),
                 });
@@ -492,9 +495,9 @@ impl Carrier {
         if let Some(audio) = offer_of(req)
             && let Some(m) = &call.media
         {
-            let codecs = audio.usable().map_or(call.sdp.codecs.voice, |c| c.voice);
+            let codecs = Codecs::of(&audio).map_or(call.sdp.codecs.voice, |c| c.voice);
             m.update(Params {
-                remote: audio.addr(),
+                remote: audio.rtp_address(),
                 voice: codecs,
                 send: audio.direction.receives(),
             });
@@ -594,9 +597,9 @@ impl Carrier {
                 if let Some(audio) = offer_of_response(res)
                     && let Some(m) = &call.media
                 {
-                    let voice = audio.usable().map_or(call.sdp.codecs.voice, |c| c.voice);
+                    let voice = Codecs::of(&audio).map_or(call.sdp.codecs.voice, |c| c.voice);
                     m.update(Params {
-                        remote: audio.addr(),
+                        remote: audio.rtp_address(),
                         voice,
                         send: audio.direction.receives(),
                     });
@@ -760,14 +763,12 @@ fn sends(direction: Direction) -> bool {
 }
 
 /// The audio stream offered (or answered) in a request's body.
-fn offer_of(req: &Request) -> Option<Audio> {
-    let sdp = sdp::of_body(req.headers().content_type().ok().flatten(), req.body())?;
-    Audio::parse(&sdp)
+fn offer_of(req: &Request) -> Option<Sdp> {
+    sdp::of_body(req.headers().get(HeaderName::ContentType), req.body())
 }
 
-fn offer_of_response(res: &Response) -> Option<Audio> {
-    let sdp = sdp::of_body(res.headers().content_type().ok().flatten(), res.body())?;
-    Audio::parse(&sdp)
+fn offer_of_response(res: &Response) -> Option<Sdp> {
+    sdp::of_body(res.headers().get(HeaderName::ContentType), res.body())
 }
 
 /// The URI of the first Contact.

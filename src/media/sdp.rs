@@ -12,8 +12,15 @@
 //!   types given (with their `rtpmap` and, for telephone-event, `fmtp 0-16`), `ptime:20` and
 //!   the direction.
 //! - Static payload types 0 (PCMU) and 8 (PCMA) are known without `rtpmap` (RFC 3551 §6).
+//! - [`of_body`] finds the SDP of a message body, alone or in a `multipart/mixed` (an
+//!   emergency INVITE with a PIDF-LO, RFC 6442); [`replace_in_body`] puts a new one in its
+//!   place, every other part byte for byte.
 
 use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
+use sip::header::typed::MediaType;
+use sip::multipart::{self, NewPart};
 
 /// An audio codec the edge relays without transcoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,7 +84,12 @@ impl Direction {
         }
     }
 
-    /// The direction an answerer (or the other leg) takes to mirror this one.
+    /// Whether the side that wrote this direction receives media (so the other side sends).
+    pub fn receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+
+    /// The direction an answerer (or the other leg) takes to mirror this one (RFC 3264 §6.1).
     pub fn reversed(self) -> Direction {
         match self {
             Direction::SendOnly => Direction::RecvOnly,
@@ -321,6 +333,53 @@ pub fn readdress(text: &str, rtp: SocketAddr) -> String {
     out
 }
 
+/// The SDP in a message body: the whole body, or the `application/sdp` part of a multipart
+/// (an emergency INVITE with a PIDF-LO, RFC 6442).
+pub fn of_body(content_type: Option<&[u8]>, body: &Bytes) -> Option<String> {
+    let ct = std::str::from_utf8(content_type?).ok()?;
+    let mt = MediaType::parse(ct).ok()?;
+    if mt.is("application", "sdp") {
+        return std::str::from_utf8(body).ok().map(str::to_owned);
+    }
+    let boundary = mt.boundary()?;
+    let parts = multipart::parse(body, boundary).ok()?;
+    let part =
+        parts.iter().find(|p| p.content_type().is_some_and(|t| t.is("application", "sdp")))?;
+    std::str::from_utf8(part.body).ok().map(str::to_owned)
+}
+
+/// The body with its SDP replaced by `sdp` (other multipart parts byte for byte), and the
+/// Content-Type to go with it.
+pub fn replace_in_body(
+    content_type: Option<&[u8]>,
+    body: &Bytes,
+    sdp: &str,
+) -> Option<(String, Bytes)> {
+    let ct = std::str::from_utf8(content_type?).ok()?;
+    let mt = MediaType::parse(ct).ok()?;
+    if mt.is("application", "sdp") {
+        return Some((ct.to_owned(), Bytes::from(sdp.to_owned())));
+    }
+    let boundary = mt.boundary()?;
+    let parts = multipart::parse(body, boundary).ok()?;
+    let rebuilt: Vec<NewPart> = parts
+        .iter()
+        .map(|p| {
+            let is_sdp = p.content_type().is_some_and(|t| t.is("application", "sdp"));
+            NewPart {
+                headers: p
+                    .headers
+                    .iter()
+                    .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                    .collect(),
+                body: if is_sdp { sdp.as_bytes().to_vec() } else { p.body.to_vec() },
+            }
+        })
+        .collect();
+    let body = multipart::build(boundary, &rebuilt).ok()?;
+    Some((ct.to_owned(), Bytes::from(body)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,5 +469,38 @@ mod tests {
         // A hold with the RFC 2543 address has no RTP address.
         let hold = Sdp::parse("c=IN IP4 0.0.0.0\r\nm=audio 4000 RTP/AVP 0\r\n").unwrap();
         assert_eq!(hold.rtp_address(), None);
+    }
+
+    #[test]
+    fn sdp_inside_a_multipart_is_found_and_replaced_leaving_the_pidf_alone() {
+        let pidf = b"<?xml version=\"1.0\"?>\r\n<presence entity=\"pres:a@b\"/>".to_vec();
+        let body = multipart::build(
+            "b1",
+            &[
+                NewPart::new("application/sdp", None, b"v=0\r\nm=audio 9 RTP/AVP 0\r\n".to_vec()),
+                NewPart::new("application/pidf+xml", Some("loc@x"), pidf.clone()),
+            ],
+        )
+        .unwrap();
+        let ct = b"multipart/mixed;boundary=b1";
+        let body = Bytes::from(body);
+        assert_eq!(of_body(Some(ct), &body).unwrap(), "v=0\r\nm=audio 9 RTP/AVP 0\r\n");
+        let (ct2, body2) =
+            replace_in_body(Some(ct), &body, "v=0\r\nm=audio 4000 RTP/AVP 8\r\n").unwrap();
+        assert_eq!(ct2, "multipart/mixed;boundary=b1");
+        let parts = multipart::parse(&body2, "b1").unwrap();
+        assert_eq!(parts[0].body, b"v=0\r\nm=audio 4000 RTP/AVP 8\r\n");
+        assert_eq!(parts[1].body, &pidf[..]);
+        assert_eq!(parts[1].content_id(), Some("loc@x"));
+    }
+
+    #[test]
+    fn a_plain_body_is_replaced_whole() {
+        let body = Bytes::from_static(b"v=0\r\n");
+        assert_eq!(of_body(Some(b"application/sdp"), &body).unwrap(), "v=0\r\n");
+        assert!(of_body(Some(b"text/plain"), &body).is_none());
+        assert!(of_body(None, &body).is_none());
+        let (ct, b) = replace_in_body(Some(b"application/sdp"), &body, "v=1\r\n").unwrap();
+        assert_eq!((ct.as_str(), &b[..]), ("application/sdp", &b"v=1\r\n"[..]));
     }
 }
