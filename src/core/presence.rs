@@ -31,7 +31,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sip::proxy::{self, HopHost, ListenAddr, NextHop};
+use sip::proxy;
 use sip::transaction::{ClientKey, FlowId, Peer, ServerKey};
 use sip::{HeaderName, Method, Request, Response, Uri};
 use tokio::sync::mpsc;
@@ -258,7 +258,7 @@ impl Core {
             tracing::warn!("presence subscriptions at their limit: refused");
             return self.reply(now, key, &req, 503, "Service Unavailable");
         }
-        let Some(out) = self.listen_for(&from) else {
+        let Some(out) = self.local_addr_for(&from) else {
             return self.reply(now, key, &req, 500, "Server Internal Error");
         };
         let text = |name| h.get(name).and_then(|v| std::str::from_utf8(v).ok()).map(str::to_owned);
@@ -400,7 +400,7 @@ impl Core {
         srv.sequence += 1;
         let branch = format!("z9hG4bKpn{}x{:x}", sub.local_tag, srv.sequence);
         let peer = sub.peer;
-        let Some(out) = self.listen_for(&peer) else {
+        let Some(out) = self.local_addr_for(&peer) else {
             tracing::debug!(%peer, "no listen address toward a subscriber: subscription ended");
             return self.end_subscription(id);
         };
@@ -626,17 +626,6 @@ impl Core {
             r.headers_mut().push(name, value);
         }
         self.respond(now, key, req, r);
-    }
-
-    /// The listen address to send to `peer` from.
-    fn listen_for(&self, peer: &Peer) -> Option<ListenAddr> {
-        let hop = NextHop {
-            transport: peer.transport,
-            host: HopHost::Ip(peer.addr.ip()),
-            port: peer.addr.port(),
-            resolve: proxy::Resolve::Nothing,
-        };
-        self.local.outbound_for(&hop).cloned()
     }
 }
 

@@ -497,13 +497,8 @@ fn walk(text: &str) -> Result<PidfInfo, ReadStatus> {
             Event::Text(t) => collect(&stack, &mut value, &t.xml10_content()),
             Event::CData(t) => collect(&stack, &mut value, &t.xml10_content()),
             Event::GeneralRef(r) => {
-                let resolved = match r.resolve_char_ref() {
-                    Ok(Some(c)) => c.to_string(),
-                    Ok(None) => quick_xml::escape::resolve_predefined_entity(&r)
-                        .ok_or(ReadStatus::Malformed)?
-                        .to_owned(),
-                    Err(_) => return Err(ReadStatus::Malformed),
-                };
+                let resolved = crate::emergency::location::resolve_reference(&r)
+                    .ok_or(ReadStatus::Malformed)?;
                 collect(&stack, &mut value, &resolved);
             }
             Event::Eof => {
@@ -1403,6 +1398,17 @@ pub fn outgoing_pidf<'a>(
         return Some(Cow::Borrowed(doc));
     }
     provisioned.map(|l| Cow::Owned(build_pidf(l, entity, now)))
+}
+
+/// The text of a character reference (`&#233;`) or one of XML's five predefined entities
+/// (`&amp;`); `None` for anything else: PIDF documents declare no entities of their own, and
+/// an unknown one is refused rather than expanded (no billion laughs).
+pub(crate) fn resolve_reference(r: &quick_xml::events::BytesRef<'_>) -> Option<String> {
+    match r.resolve_char_ref() {
+        Ok(Some(c)) => Some(c.to_string()),
+        Ok(None) => quick_xml::escape::resolve_predefined_entity(r).map(str::to_owned),
+        Err(_) => None,
+    }
 }
 
 #[cfg(test)]

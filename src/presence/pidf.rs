@@ -233,13 +233,8 @@ fn walk(text: &str) -> Result<Found, PidfError> {
             Event::Text(t) => collect(&stack, &mut value, &t.xml10_content()),
             Event::CData(t) => collect(&stack, &mut value, &t.xml10_content()),
             Event::GeneralRef(r) => {
-                let resolved = match r.resolve_char_ref() {
-                    Ok(Some(c)) => c.to_string(),
-                    Ok(None) => quick_xml::escape::resolve_predefined_entity(&r)
-                        .ok_or(PidfError::Malformed)?
-                        .to_owned(),
-                    Err(_) => return Err(PidfError::Malformed),
-                };
+                let resolved = crate::emergency::location::resolve_reference(&r)
+                    .ok_or(PidfError::Malformed)?;
                 collect(&stack, &mut value, &resolved);
             }
             Event::Eof => {
