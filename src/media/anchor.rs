@@ -123,6 +123,9 @@ pub struct Anchor {
     pub stray: u64,
     /// What the legs removed so far relayed (for totals across the anchor's life).
     removed: LegCounters,
+    /// The leg each browser address belongs to, once a datagram from it was accepted: a
+    /// packet finds its leg without asking every leg (`Rtc::accepts` is the fallback).
+    by_source: HashMap<SocketAddr, LegId>,
 }
 
 struct Leg {
@@ -206,6 +209,7 @@ impl Anchor {
             out: VecDeque::new(),
             stray: 0,
             removed: LegCounters::default(),
+            by_source: HashMap::new(),
         }
     }
 
@@ -368,12 +372,21 @@ impl Anchor {
             return false;
         };
         let input = Input::Receive(now, receive);
-        let Some(id) =
+        let known = self
+            .by_source
+            .get(&source)
+            .copied()
+            .filter(|id| self.legs.get(id).is_some_and(|l| !l.closed && l.rtc.accepts(&input)));
+        let found = known.or_else(|| {
             self.legs.iter().find(|(_, l)| !l.closed && l.rtc.accepts(&input)).map(|(id, _)| *id)
-        else {
+        });
+        let Some(id) = found else {
             self.stray += 1;
             return false;
         };
+        if known.is_none() {
+            self.by_source.insert(source, id);
+        }
         if let Some(leg) = self.legs.get_mut(&id)
             && let Err(e) = leg.rtc.handle_input(input)
         {
@@ -459,6 +472,7 @@ impl Anchor {
         if let Some(mut l) = self.legs.remove(&leg) {
             l.rtc.disconnect();
             self.removed.add(&l.counters);
+            self.by_source.retain(|_, id| *id != leg);
         }
     }
 

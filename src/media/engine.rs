@@ -32,6 +32,9 @@ use crate::config::{self, PortRange};
 /// Largest datagram read (RTP over Ethernet fits well below).
 const MAX_DATAGRAM: usize = 2048;
 
+/// The most a leg's str0m timer may be late (see `timer_task`).
+const TIMER_LAG: Duration = Duration::from_millis(5);
+
 /// How often legs are checked for the media timeout.
 const SWEEP: Duration = Duration::from_secs(1);
 
@@ -87,6 +90,8 @@ pub struct Media {
     /// What the pairs closed so far relayed and dropped.
     pair_totals_removed: AtomicU64,
     pair_dropped_removed: AtomicU64,
+    /// The media thread's event loop: every media socket and task lives there.
+    runtime: tokio::runtime::Handle,
 }
 
 #[derive(Debug)]
@@ -165,7 +170,17 @@ impl Media {
         socket: StdUdpSocket,
         metrics: Arc<Metrics>,
     ) -> io::Result<(Arc<Media>, mpsc::UnboundedReceiver<LegId>)> {
-        let webrtc = Arc::new(UdpSocket::from_std(socket)?);
+        // Media has a thread and an event loop of its own: a packet wakes one thread, never
+        // hops between workers, and never waits behind SIP work (or SIP behind it).
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = rt.handle().clone();
+        std::thread::Builder::new().name("lifeline-media".into()).spawn(move || {
+            rt.block_on(std::future::pending::<()>());
+        })?;
+        let webrtc = {
+            let _in_media = runtime.enter();
+            Arc::new(UdpSocket::from_std(socket)?)
+        };
         let webrtc_addr = SocketAddr::new(config.public, webrtc.local_addr()?.port());
         let (ended, ended_rx) = mpsc::unbounded_channel();
         let span = u64::from(config.rtp_ports.last - config.rtp_ports.first) + 1;
@@ -185,9 +200,10 @@ impl Media {
             metrics,
             pair_totals_removed: AtomicU64::new(0),
             pair_dropped_removed: AtomicU64::new(0),
+            runtime,
         });
-        tokio::spawn(webrtc_task(media.clone()));
-        tokio::spawn(timer_task(media.clone()));
+        media.runtime.spawn(webrtc_task(media.clone()));
+        media.runtime.spawn(timer_task(media.clone()));
         tracing::info!(webrtc = %media.webrtc_addr, "media anchoring on");
         Ok((media, ended_rx))
     }
@@ -207,20 +223,28 @@ impl Media {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Binds a plain RTP port from the range (RTP on even ports, RFC 3550 §11).
+    /// Binds a plain RTP port from the range (RTP on even ports, RFC 3550 §11): the next one
+    /// after the last, and after a port in use a random one (another process on the host may
+    /// hold a whole block of the range: walking through it port by port would give up).
     pub fn reserve(&self) -> io::Result<Reservation> {
         let PortRange { first, last } = self.config.rtp_ports;
         let span = u64::from(last - first) + 1;
         let tries = span.min(64);
         let mut last_error = io::Error::new(io::ErrorKind::AddrInUse, "no free RTP port");
-        for _ in 0..tries {
+        for attempt in 0..tries {
+            if attempt > 0 {
+                self.next_port.store(rand_below(span), Ordering::Relaxed);
+            }
             let n = self.next_port.fetch_add(2, Ordering::Relaxed) % span;
             let port = u16::try_from(u64::from(first) + n).unwrap_or(first) & !1;
             let port = port.max(first);
             match StdUdpSocket::bind(SocketAddr::new(self.config.bind, port)) {
                 Ok(std) => {
                     std.set_nonblocking(true)?;
-                    let socket = Arc::new(UdpSocket::from_std(std)?);
+                    let socket = {
+                        let _in_media = self.runtime.enter();
+                        Arc::new(UdpSocket::from_std(std)?)
+                    };
                     let addr = SocketAddr::new(self.config.public, port);
                     return Ok(Reservation { socket, addr });
                 }
@@ -323,7 +347,7 @@ impl Media {
         inner.pairs.insert(id, pair.clone());
         drop(inner);
         for from in 0..2 {
-            tokio::spawn(pair_task(pair.clone(), from));
+            self.runtime.spawn(pair_task(pair.clone(), from));
         }
         id
     }
@@ -367,7 +391,7 @@ impl Media {
         inner
             .legs
             .insert(leg, PlainSide { socket: port.socket.clone(), _stop: stop, reported: false });
-        tokio::spawn(plain_task(self.clone(), leg, port.socket.clone(), stopped));
+        self.runtime.spawn(plain_task(self.clone(), leg, port.socket.clone(), stopped));
         self.flush(inner);
     }
 
@@ -452,8 +476,8 @@ async fn webrtc_task(media: Arc<Media>) {
         let mut inner = media.lock();
         inner.anchor.handle_browser(Instant::now(), source, &buf[..n]);
         media.flush(&mut inner);
-        drop(inner);
-        media.wake.notify_one();
+        // No wake-up of the timer per packet: what a packet makes str0m send goes out now
+        // (flush), and the timer looks again within TIMER_LAG anyway.
     }
 }
 
@@ -545,7 +569,9 @@ async fn timer_task(media: Arc<Media>) {
             media.sweep(now);
             next_sweep = now + SWEEP;
         }
-        let until = next.map_or(next_sweep, |t| t.min(next_sweep));
+        // str0m's timers (retransmissions, RTCP) tolerate a few milliseconds of lag; waking
+        // for each packet's new deadline would cost more than the packet.
+        let until = next.map_or(next_sweep, |t| t.max(now + TIMER_LAG).min(next_sweep));
         tokio::select! {
             _ = tokio::time::sleep_until(until.into()) => {}
             _ = media.wake.notified() => {}
