@@ -35,6 +35,9 @@ use sip::transport::Transport;
 use cidr::Cidr;
 pub use number::{E164, NumberRange, normalise};
 
+/// The default port of SIP over TLS (RFC 3261 §26.2).
+pub const TLS_PORT: u16 = 5061;
+
 /// One problem in a dialplan file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DialplanError {
@@ -98,12 +101,28 @@ pub struct Trunk {
     pub emergency: TrunkEmergency,
     /// Probed with OPTIONS to detect a dead trunk (`probe = false` turns it off).
     pub probe: bool,
+    /// `tls_ca`: the only certificate authorities a TLS connection to this trunk trusts
+    /// (`None`: the system's roots).
+    pub tls_ca: Option<TrunkCa>,
+}
+
+/// The trust anchors of one trunk's TLS connections (`tls_ca`, a PEM file).
+#[derive(Debug, Clone)]
+pub struct TrunkCa {
+    /// The file as resolved (relative to the dialplan file that names it).
+    pub path: PathBuf,
+    pub roots: Arc<rustls::RootCertStore>,
 }
 
 impl Trunk {
     /// Whether a request from `ip` comes from this trunk.
     pub fn sends_from(&self, ip: IpAddr) -> bool {
         self.ip == Some(ip) || self.sources.iter().any(|c| c.contains(ip))
+    }
+
+    /// Whether connections to this trunk use TLS: a `sips:` URI or `;transport=tls`.
+    pub fn uses_tls(&self) -> bool {
+        self.transport.map_or(self.secure, |t| t == Transport::Tls)
     }
 
     /// The Request-URI for `user` on this trunk, over TCP when the request is too large for
