@@ -48,7 +48,9 @@ impl Core {
     pub(super) fn trunk_reachable(&self, trunk: &Trunk) -> bool {
         let ok = self.trunk_addrs(trunk) != TrunkAddrs::Unresolved;
         if !ok {
-            tracing::warn!(trunk = %trunk.name, host = %trunk.host, "trunk host name has no address: skipped");
+            // Debug only: the resolver warns once when the name stops resolving, and an
+            // ordinary call per second must not add a warning each.
+            tracing::debug!(trunk = %trunk.name, host = %trunk.host, "trunk host name has no address: skipped");
         }
         ok
     }
@@ -91,10 +93,15 @@ impl Core {
         };
         let resolved = NextHop { host: HopHost::Ip(ip), ..hop.clone() };
         let Some(out) = self.local.outbound_for(&resolved).cloned() else {
-            tracing::debug!(
-                transport = hop.transport.as_str(),
-                "no listen address for the next hop's transport"
-            );
+            if hop.transport == Transport::Tls {
+                // A configuration problem: TLS toward a trunk needs a `tls:` listener.
+                tracing::warn!("no tls: listener: a TLS next hop cannot be reached");
+            } else {
+                tracing::debug!(
+                    transport = hop.transport.as_str(),
+                    "no listen address for the next hop's transport"
+                );
+            }
             return None;
         };
         let to = SocketAddr::new(ip, hop.port);
