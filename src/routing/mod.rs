@@ -3,8 +3,9 @@
 //!
 //! # Which rules apply to a request
 //!
-//! - From a trunk — its source IP is the trunk URI's host or inside its `sources` — a request
-//!   is inbound: the `[[inbound]]` rules map the dialled DID to an agent, a group or another
+//! - From a trunk — its source IP is the trunk URI's host (an IP address, or an address its
+//!   DNS name resolves to: the core matches those, `crate::transport::dns`) or inside its
+//!   `sources` — a request is inbound: the `[[inbound]]` rules map the dialled DID to an agent, a group or another
 //!   trunk (transit). A trunk match wins over `[[trusted]]`.
 //! - From an authenticated agent or a `[[trusted]]` network it is outbound: the `[[route]]`
 //!   rules, first match in file order (files in name order), on the normalised number
@@ -89,7 +90,7 @@ pub struct Trunk {
     pub uri: String,
     /// Host as written (name, IPv4, bracketed IPv6).
     pub host: String,
-    /// The host when it is an IP address.
+    /// The host when it is an IP address (`None`: a DNS name, resolved off the core).
     pub ip: Option<IpAddr>,
     pub port: Option<u16>,
     pub secure: bool,
@@ -115,7 +116,8 @@ pub struct TrunkCa {
 }
 
 impl Trunk {
-    /// Whether a request from `ip` comes from this trunk.
+    /// Whether a request from `ip` comes from this trunk, as far as the dialplan alone tells
+    /// (an IP host or `sources`; the addresses of a host name are the resolver's).
     pub fn sends_from(&self, ip: IpAddr) -> bool {
         self.ip == Some(ip) || self.sources.iter().any(|c| c.contains(ip))
     }

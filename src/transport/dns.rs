@@ -26,8 +26,9 @@
 //!
 //! NAPTR and SRV (RFC 3263 §4.1, §4.2): a URI without a port goes to the transport's default
 //! port (5060, 5061 for TLS) at the A/AAAA addresses of the name. The system resolver does not
-//! answer SRV queries, and the crate that would (hickory-resolver) brings a DNS stack of its
-//! own; not worth it while operators can write the port.
+//! answer SRV queries, and the crate that would, hickory-resolver 0.25 (even without its TLS
+//! features: `tokio`, `system-config`), adds about 20 crates to the tree (its own DNS stack,
+//! moka, crossbeam, parking_lot, uuid); not worth it while operators can write the port.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -200,7 +201,8 @@ async fn resolve_all(hosts: &TrunkHosts, names: &[String]) {
     }
 }
 
-/// Keeps `hosts` current for the dialplan in force until `stop` turns `true`.
+/// Keeps `hosts` current for the dialplan in force until `stop` turns `true` (a lookup still
+/// running then is abandoned: shutdown never waits for DNS).
 pub async fn refresh(
     hosts: Arc<TrunkHosts>,
     dialplans: Arc<Dialplans>,
@@ -209,24 +211,26 @@ pub async fn refresh(
     let mut known: Vec<String> = Vec::new();
     let mut next_refresh = Instant::now();
     loop {
-        let plan = dialplans.current();
-        let wanted = names(&plan);
-        drop(plan);
-        let now = Instant::now();
-        if now >= next_refresh {
-            next_refresh = now + REFRESH;
-            hosts.retain(&wanted);
-            resolve_all(&hosts, &wanted).await;
-            known = wanted;
-        } else if wanted != known {
-            // A reloaded dialplan: its new names at once, the others at the next refresh.
-            let new: Vec<String> = wanted.iter().filter(|n| !known.contains(n)).cloned().collect();
-            hosts.retain(&wanted);
-            resolve_all(&hosts, &new).await;
-            known = wanted;
-        }
+        let work = async {
+            let wanted = names(&dialplans.current());
+            let now = Instant::now();
+            if now >= next_refresh {
+                next_refresh = now + REFRESH;
+                hosts.retain(&wanted);
+                resolve_all(&hosts, &wanted).await;
+                known = wanted;
+            } else if wanted != known {
+                // A reloaded dialplan: its new names at once, the others at the next refresh.
+                let new: Vec<String> =
+                    wanted.iter().filter(|n| !known.contains(n)).cloned().collect();
+                hosts.retain(&wanted);
+                resolve_all(&hosts, &new).await;
+                known = wanted;
+            }
+            tokio::time::sleep(WATCH).await;
+        };
         tokio::select! {
-            () = tokio::time::sleep(WATCH) => {}
+            () = work => {}
             changed = stop.changed() => {
                 if changed.is_err() || *stop.borrow() {
                     return;
