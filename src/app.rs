@@ -357,7 +357,13 @@ impl App {
         }
         let edge_udp = listening.iter().find(|(t, _)| *t == ListenTransport::Udp).map(|(_, a)| *a);
         let udp: Vec<Arc<UdpSocket>> = binds.udp.into_iter().map(Arc::new).collect();
-        let net = Net::new(udp.clone(), flows, Some(Connector::new(ctx.clone())));
+        // Trunk host names, resolved off the core and read by it (src/transport/dns.rs); TLS
+        // toward trunks verifies them (src/transport/tls_client.rs).
+        let trunk_hosts = Arc::new(transport::dns::TrunkHosts::new());
+        let tls_client =
+            transport::tls_client::TlsClient::new(dialplans.clone(), trunk_hosts.clone());
+        let connector = Connector::new(ctx.clone()).with_tls(tls_client);
+        let net = Net::new(udp.clone(), flows, Some(connector));
         // Its first look at the outbox is at once: mail queued before a restart goes out.
         let mailer =
             Mailer::spawn(store.clone(), &config.smtp, admin.metrics.clone(), stop_rx.clone());
@@ -382,10 +388,16 @@ impl App {
                 node: config.node.name.clone(),
             },
             local: local_identity(&config, &listening, web_addr, tls.is_some()),
+            trunk_hosts: trunk_hosts.clone(),
         };
         let core = Core::new(core_config, net, &ctx.core);
 
         let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(transport::dns::refresh(
+            trunk_hosts.clone(),
+            dialplans.clone(),
+            stop_rx.clone(),
+        ));
         for socket in udp {
             tasks.spawn(transport::udp::serve(socket, ctx.clone()));
         }
@@ -428,6 +440,7 @@ impl App {
             presence,
             store: store.clone(),
             realm: config.sip.domain.clone(),
+            trunk_hosts,
         });
         if let (Some(demo), Some(edge)) = (binds.demo, edge_udp)
             && let Some((handle, carrier)) =

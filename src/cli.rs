@@ -144,6 +144,20 @@ fn load(path: Option<PathBuf>) -> Result<Config, String> {
             for w in crate::emergency::warnings(&plan) {
                 eprintln!("warning: {}: {w}", plans.display());
             }
+            // TLS toward a trunk sends from a `tls:` listener (its Via and Record-Route).
+            let tls_listener = config
+                .sip
+                .listen
+                .iter()
+                .any(|l| l.transport == crate::config::ListenTransport::Tls);
+            for t in plan.trunks.iter().filter(|t| t.uses_tls() && !tls_listener) {
+                eprintln!(
+                    "warning: {}: trunk '{}' uses TLS but [sip] listen has no tls: listener: \
+                     calls to it fail",
+                    plans.display(),
+                    t.name
+                );
+            }
         }
         Err(errors) => {
             return Err(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));

@@ -30,6 +30,11 @@ struct TrunkView<'a> {
     kind: &'static str,
     uri: &'a str,
     numbers: Vec<String>,
+    /// A trunk named by DNS name: `resolved`, `pending` or `failed`, and its addresses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    addresses: Option<Vec<String>>,
 }
 
 #[derive(Serialize)]
@@ -42,18 +47,34 @@ struct RouteView<'a> {
 
 /// `GET /api/dialplan`: the table in force.
 pub(super) async fn dialplan(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
-    let plan = edge(&state)?.dialplans.current();
+    let view = edge(&state)?;
+    let plan = view.dialplans.current();
     let trunks: Vec<TrunkView<'_>> = plan
         .trunks
         .iter()
-        .map(|t| TrunkView {
-            name: &t.name,
-            kind: match t.kind {
-                crate::routing::TrunkKind::DirectOffer => "direct-offer",
-                crate::routing::TrunkKind::DirectRouting => "direct-routing",
-            },
-            uri: &t.uri,
-            numbers: t.numbers.iter().map(|r| format!("{}-{}", r.first, r.last)).collect(),
+        .map(|t| {
+            use crate::transport::dns::Lookup;
+            let (dns, addresses) = match t.ip {
+                Some(_) => (None, None),
+                None => match view.trunk_hosts.lookup(&t.host) {
+                    Lookup::Resolved(a) => {
+                        (Some("resolved"), Some(a.iter().map(ToString::to_string).collect()))
+                    }
+                    Lookup::Pending => (Some("pending"), Some(Vec::new())),
+                    Lookup::Failed => (Some("failed"), Some(Vec::new())),
+                },
+            };
+            TrunkView {
+                name: &t.name,
+                kind: match t.kind {
+                    crate::routing::TrunkKind::DirectOffer => "direct-offer",
+                    crate::routing::TrunkKind::DirectRouting => "direct-routing",
+                },
+                uri: &t.uri,
+                numbers: t.numbers.iter().map(|r| format!("{}-{}", r.first, r.last)).collect(),
+                dns,
+                addresses,
+            }
         })
         .collect();
     let routes: Vec<RouteView<'_>> = plan

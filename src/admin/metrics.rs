@@ -196,7 +196,7 @@ impl Metrics {
         let trunks = self.trunks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !trunks.is_empty() {
             out.push_str(
-                "# HELP lifeline_trunk_up 1 while the trunk answers its OPTIONS probes.\n",
+                "# HELP lifeline_trunk_up 1 while the trunk answers OPTIONS and its name resolves.\n",
             );
             out.push_str("# TYPE lifeline_trunk_up gauge\n");
             for (name, up) in trunks.iter() {

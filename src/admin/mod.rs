@@ -59,6 +59,8 @@ pub struct EdgeView {
     pub store: Arc<dyn Store>,
     /// `[sip] domain`: the digest realm of passwords set through the API.
     pub realm: String,
+    /// Trunk host names and their addresses (`GET /api/dialplan`).
+    pub trunk_hosts: Arc<crate::transport::dns::TrunkHosts>,
 }
 
 /// The routes of the admin listener.

@@ -564,9 +564,15 @@ impl Core {
             trunks = ?order.iter().map(|(i, why)| format!("{}({why})", plan.trunks[*i].name)).collect::<Vec<_>>(),
             "emergency call"
         );
+        // A trunk named by DNS name is one target per cached address, and none while its name
+        // has no address: an emergency call never waits for DNS (super::resolve).
         let targets: VecDeque<Target> = order
             .iter()
-            .map(|(i, _)| Target { uri: None, peer: None, trunk: Some(*i), agent: None })
+            .flat_map(|(i, _)| {
+                let base =
+                    Target { uri: None, peer: None, trunk: Some(*i), agent: None, addr: None };
+                self.trunk_targets(&plan.trunks[*i], base)
+            })
             .collect();
         // Unauthenticated calls present the site number; an agent's call its lease (below),
         // else its own number, else the site number.
@@ -818,13 +824,18 @@ impl Core {
                 self.binding_targets(now, std::slice::from_ref(a)).into()
             }
             Some(InboundTarget::Group(g)) => self.binding_targets(now, roster.members(g)).into(),
-            Some(InboundTarget::Trunk(t)) => {
-                plan.trunk(t).map(|t| Target::uri(t.request_uri(did, 0))).into_iter().collect()
-            }
+            Some(InboundTarget::Trunk(t)) => plan
+                .trunk(t)
+                .map(|t| self.trunk_targets(t, Target::uri(t.request_uri(did, 0))))
+                .unwrap_or_default()
+                .into(),
             Some(InboundTarget::Number(n)) => plan
                 .outbound(n)
                 .map(|(_, trunks)| {
-                    trunks.into_iter().map(|t| Target::uri(t.request_uri(n, 0))).collect()
+                    trunks
+                        .into_iter()
+                        .flat_map(|t| self.trunk_targets(t, Target::uri(t.request_uri(n, 0))))
+                        .collect()
                 })
                 .unwrap_or_default(),
         }

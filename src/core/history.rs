@@ -349,7 +349,7 @@ impl Core {
         }
         let plan = self.dialplans.current();
         let ip = from.addr.ip();
-        let source_trunk = plan.trunk_for_source(ip).map(|t| t.name.clone());
+        let source_trunk = self.trunk_for_source(&plan, ip).map(|t| t.name.clone());
         let caller = self.initial_caller.clone();
         if source_trunk.is_none() && caller.is_none() && !plan.is_trusted(ip) {
             // Refused credentials (400, 403): nobody the edge knows is calling.

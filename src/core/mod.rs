@@ -20,7 +20,8 @@
 //! - Everything else is proxied ([`proxy`]): in-dialog requests by their route set; initial
 //!   requests from a trunk by the inbound rules, from a trusted network or an authenticated
 //!   agent (407 otherwise) to an agent of the edge or to trunks by the dialplan.
-//! - Trunks are probed with OPTIONS ([`probe`]); routing skips those that stopped answering.
+//! - Trunks are probed with OPTIONS ([`probe`]); routing skips those that stopped answering,
+//!   and those whose host name has no address ([`resolve`]).
 //! - A connection that closes takes its registrations and transactions with it.
 //! - Shutdown waits (up to a grace period) for server transactions still unanswered, then for
 //!   the last registrations snapshot and call-history rows to be written.
@@ -36,6 +37,7 @@ mod net;
 pub mod presence;
 pub mod probe;
 pub mod proxy;
+mod resolve;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -218,6 +220,9 @@ pub struct CoreConfig {
     pub max_dialogs: usize,
     /// The media anchor (`None`: `[media] anchor = "never"`, or its socket could not bind).
     pub media: Option<Arc<crate::media::engine::Media>>,
+    /// Trunk host names and their addresses, kept current off the core
+    /// ([`crate::transport::dns`]; read by [`resolve`]).
+    pub trunk_hosts: Arc<crate::transport::dns::TrunkHosts>,
 }
 
 /// The core's state: the transaction layer and the tables of the SIP rules.

@@ -56,8 +56,8 @@ impl Net {
                     return self.flows.send(flow, t.message.clone()).is_ok();
                 }
                 match &self.connector {
-                    // Outbound TLS needs trust anchors for trunks: not configured yet.
-                    Some(c) if transport == Transport::Tcp => {
+                    // TCP, and TLS toward trunks (src/transport/tls_client.rs).
+                    Some(c) if c.opens(transport) => {
                         c.connect_and_send(transport, addr, t.message.clone(), t.txn);
                         true
                     }

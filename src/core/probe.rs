@@ -1,5 +1,7 @@
-//! Trunk health: an OPTIONS to every trunk with an IP address every [`PROBE_INTERVAL`]
-//! (Kamailio's dispatcher does the same). A trunk whose probe times out or fails to send is
+//! Trunk health: an OPTIONS to every trunk every [`PROBE_INTERVAL`] (Kamailio's dispatcher
+//! does the same); a trunk named by DNS name is probed at the first of its cached addresses
+//! ([`super::resolve`]) — as soon as its name first resolves, then with the others — and is
+//! reported down (`lifeline_trunk_up` 0) while its name has no address. A trunk whose probe times out or fails to send is
 //! marked down and skipped by routing until a probe is answered again; any final response
 //! counts as alive (a 404 or 405 to OPTIONS still proves the trunk is there), except 503
 //! (RFC 3261 §21.5.4: the server is overloaded or down for maintenance).
@@ -23,6 +25,12 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub struct Probes {
     next: Option<Instant>,
+    /// When the next full round is due (`next` comes sooner while a trunk name waits for its
+    /// first address).
+    round: Option<Instant>,
+    /// Trunks probed at least once (by name): a trunk whose name resolves late is probed at
+    /// once, not at the next round.
+    probed: std::collections::HashSet<String>,
     in_flight: HashMap<ClientKey, String>,
     /// Trunks known to be down (by name).
     down: HashMap<String, Instant>,
@@ -46,10 +54,35 @@ impl Core {
         if self.probes.next.is_some_and(|t| t > now) {
             return;
         }
-        self.probes.next = Some(now + PROBE_INTERVAL);
+        let full = self.probes.round.is_none_or(|t| t <= now);
+        if full {
+            self.probes.round = Some(now + PROBE_INTERVAL);
+        }
+        let mut waiting = false;
         let plan = self.dialplans.current();
         for trunk in &plan.trunks {
-            let Some(ip) = trunk.ip.filter(|_| trunk.probe) else { continue };
+            let ip = match self.trunk_addrs(trunk) {
+                super::resolve::TrunkAddrs::Literal => trunk.ip,
+                super::resolve::TrunkAddrs::Resolved(addrs) => addrs.first().copied(),
+                super::resolve::TrunkAddrs::Unresolved => None,
+            };
+            let Some(ip) = ip else {
+                // A name with no address: down until it resolves (and is probed).
+                waiting = true;
+                self.config.metrics.set_trunk(&trunk.name, false);
+                self.probes.probed.remove(&trunk.name);
+                continue;
+            };
+            if !trunk.probe {
+                if trunk.ip.is_none() {
+                    // Not probed: up as far as DNS can tell.
+                    self.config.metrics.set_trunk(&trunk.name, true);
+                }
+                continue;
+            }
+            if !full && self.probes.probed.contains(&trunk.name) {
+                continue;
+            }
             let transport = trunk.transport.unwrap_or(if trunk.secure {
                 Transport::Tls
             } else {
@@ -90,10 +123,17 @@ impl Core {
             match self.txn.send_request(now, peer, req) {
                 Ok(key) => {
                     self.probes.in_flight.insert(key, trunk.name.clone());
+                    self.probes.probed.insert(trunk.name.clone());
                 }
                 Err(e) => tracing::debug!(trunk = %trunk.name, error = %e, "probe not sent"),
             }
         }
+        // While a name waits for an address, look again every second (a cheap walk of the
+        // trunks; only those never probed are probed).
+        self.probes.next = match (waiting, self.probes.round) {
+            (true, Some(round)) => Some(round.min(now + Duration::from_secs(1))),
+            (_, round) => round,
+        };
     }
 
     /// A response or failure on a client transaction: `true` when it was a probe's.

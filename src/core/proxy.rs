@@ -10,8 +10,10 @@
 //! # Reaching a target
 //!
 //! A registered binding that must be reached over its flow (RFC 5626: browsers, connection
-//! transports) is sent to that flow. Otherwise the next hop of the URI decides; it must be an
-//! IP address today (no DNS resolver yet): a name ends the branch with 503.
+//! transports) is sent to that flow. Otherwise the next hop of the URI decides: an IP address,
+//! or a trunk's host name, whose addresses the core reads from a cache kept off the core
+//! ([`super::resolve`]; one target per address). A name with no address ends the branch with
+//! 503.
 //!
 //! In-dialog requests toward a browser carry its Contact (`*.invalid`) as Request-URI: the
 //! edge finds the flow through the registration with that Contact.
@@ -22,13 +24,12 @@
 //! when it fires, the branch is cancelled, which makes it end with 487 (or 408 from Timer B).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sip::proxy::{
     self, HopHost, ListenAddr, NextHop, RecordRoute, Reject, ResponseContext, Upstream, Verdict,
 };
-use sip::transaction::{ClientKey, Peer, ServerKey, Transport};
+use sip::transaction::{ClientKey, Peer, ServerKey};
 use sip::{HeaderName, Method, Request, Response};
 
 use super::emergency::EmergencyCall;
@@ -51,6 +52,9 @@ pub struct Target {
     pub trunk: Option<usize>,
     /// The agent a registered binding belongs to (for counting the agent's calls).
     pub agent: Option<String>,
+    /// The resolved address of the trunk host name the branch goes to (one target per
+    /// address, [`super::resolve`]); `None`: the next hop's own address.
+    pub addr: Option<std::net::IpAddr>,
 }
 
 impl Target {
@@ -62,12 +66,13 @@ impl Target {
             peer: b.via_flow.then_some(b.source),
             trunk: None,
             agent: Some(b.aor.clone()),
+            addr: None,
         }
     }
 
     /// A Request-URI (toward a trunk), the next hop resolved from it.
     pub fn uri(uri: String) -> Target {
-        Target { uri: Some(uri), peer: None, trunk: None, agent: None }
+        Target { uri: Some(uri), peer: None, trunk: None, agent: None, addr: None }
     }
 }
 
@@ -225,17 +230,10 @@ impl Core {
         self.local.outbound_for(&hop).cloned()
     }
 
-    /// Where to send toward `hop`, and from which listen address: IP next hops only (trunk
-    /// and contact names are not resolved yet).
+    /// Where to send toward `hop`, and from which listen address: an IP address, or a name's
+    /// first cached address ([`super::resolve`]).
     pub(super) fn resolve_hop(&self, hop: &NextHop) -> Option<(Peer, ListenAddr)> {
-        let HopHost::Ip(ip) = hop.host else { return None };
-        let out = self.local.outbound_for(hop).cloned()?;
-        let addr = SocketAddr::new(ip, hop.port);
-        let peer = match hop.transport {
-            Transport::Udp => Peer::udp(addr),
-            t => Peer::stream(t, addr, None),
-        };
-        Some((peer, out))
+        self.resolve_hop_at(hop, None)
     }
 
     fn reject(&mut self, now: Instant, key: ServerKey, req: &Request, reject: &Reject) {
@@ -287,7 +285,7 @@ impl Core {
         } else {
             let plan = self.dialplans.current();
             // Step 3: emergency classification, before authentication and the dialplan.
-            let classified = match plan.trunk_for_source(from.addr.ip()) {
+            let classified = match self.trunk_for_source(&plan, from.addr.ip()) {
                 Some(_) => None,
                 None => self.classify_emergency(now, &req, &from, &plan),
             };
@@ -523,8 +521,8 @@ impl Core {
                 (peer, out)
             }
             None => self
-                .resolve_hop(prepared.next_hop())
-                .ok_or("next hop is a DNS name (not resolved yet) or has no listen address")?,
+                .resolve_hop_at(prepared.next_hop(), target.addr)
+                .ok_or("next hop is a name with no address, or has no listen address")?,
         };
         // Emergency calls and PSAP callbacks mark their dialog's route (`;em`), so that the
         // transports put its in-dialog requests in the core's priority lane.
@@ -814,7 +812,7 @@ impl Core {
     fn in_dialog_target(&self, now: Instant, req: &Request) -> Target {
         let routed = req.headers().contains(HeaderName::Route);
         let peer = if routed { None } else { self.location.flow_for_contact(now, req.uri_str()) };
-        Target { uri: None, peer, trunk: None, agent: None }
+        Target { uri: None, peer, trunk: None, agent: None, addr: None }
     }
 
     /// Where an initial request goes (RFC 3261 §16.5), after the caller is known: a request
@@ -824,7 +822,7 @@ impl Core {
     fn route_initial(&mut self, now: Instant, req: &Request, from: &Peer) -> Routing {
         let plan = self.dialplans.current();
         let ip = from.addr.ip();
-        if plan.trunk_for_source(ip).is_some() {
+        if self.trunk_for_source(&plan, ip).is_some() {
             return self.route_inbound(now, req, &plan);
         }
         if let Some(agent) = self.pre_authenticated.take() {
@@ -875,9 +873,14 @@ impl Core {
             Some(InboundTarget::Agent(agent)) => self.route_agent(now, agent),
             Some(InboundTarget::Group(group)) => self.route_group(now, group),
             Some(InboundTarget::Trunk(name)) => match plan.trunk(name) {
-                Some(t) => Routing::Serial(VecDeque::from([Target::uri(
-                    t.request_uri(&did, req_len(req)),
-                )])),
+                Some(t) => {
+                    let targets =
+                        self.trunk_targets(t, Target::uri(t.request_uri(&did, req_len(req))));
+                    if targets.is_empty() {
+                        return Routing::Answer(503, "Service Unavailable");
+                    }
+                    Routing::Serial(targets.into())
+                }
                 None => Routing::Answer(404, "Not Found"),
             },
             Some(InboundTarget::Number(_)) | None if self.addressed_to_us(req) => {
@@ -901,12 +904,20 @@ impl Core {
             return Routing::Answer(404, "No Route");
         };
         let len = req_len(req);
-        // Trunks that fail their probes are skipped, unless that would leave none.
-        let up: Vec<_> = trunks.iter().filter(|t| self.probes.is_up(&t.name)).collect();
-        let chosen = if up.is_empty() { trunks.iter().collect() } else { up };
-        Routing::Serial(
-            chosen.into_iter().map(|t| Target::uri(t.request_uri(&number, len))).collect(),
-        )
+        // Trunks whose host name has no address cannot be reached: skipped
+        // (super::resolve). Trunks that fail their probes are skipped, unless that would
+        // leave none.
+        let reachable: Vec<_> = trunks.into_iter().filter(|t| self.trunk_reachable(t)).collect();
+        let up: Vec<_> = reachable.iter().filter(|t| self.probes.is_up(&t.name)).copied().collect();
+        let chosen = if up.is_empty() { reachable } else { up };
+        let targets: VecDeque<Target> = chosen
+            .into_iter()
+            .flat_map(|t| self.trunk_targets(t, Target::uri(t.request_uri(&number, len))))
+            .collect();
+        if targets.is_empty() {
+            return Routing::Answer(503, "Service Unavailable");
+        }
+        Routing::Serial(targets)
     }
 
     /// Every binding of every member of `group` who is available and below capacity, in

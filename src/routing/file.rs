@@ -13,7 +13,7 @@ use toml::Spanned;
 use super::cidr::Cidr;
 use super::number::{E164, NumberRange};
 use super::{
-    Dialplan, DialplanError, Emergency, InboundTarget, RequestUriForm, Route, Trunk,
+    Dialplan, DialplanError, Emergency, InboundTarget, RequestUriForm, Route, Trunk, TrunkCa,
     TrunkEmergency, TrunkKind,
 };
 use crate::config::parse_duration;
@@ -42,6 +42,8 @@ struct RawTrunk {
     emergency: Option<RawTrunkEmergency>,
     /// Probe with OPTIONS (default true).
     probe: Option<bool>,
+    /// A PEM file of the certificate authorities TLS connections to this trunk trust.
+    tls_ca: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,7 +182,7 @@ fn compile(sources: &[Source]) -> Result<Dialplan, Vec<DialplanError>> {
                 ));
                 continue;
             }
-            match compile_trunk(raw) {
+            match compile_trunk(raw, &src.path) {
                 Ok(trunk) => {
                     trunk_where.insert(raw.name.clone(), (src.path.clone(), src.line(at)));
                     plan.trunks.push(trunk);
@@ -284,7 +286,7 @@ fn compile(sources: &[Source]) -> Result<Dialplan, Vec<DialplanError>> {
     if errors.is_empty() { Ok(plan) } else { Err(errors) }
 }
 
-fn compile_trunk(raw: &RawTrunk) -> Result<Trunk, String> {
+fn compile_trunk(raw: &RawTrunk, file: &Path) -> Result<Trunk, String> {
     if raw.name.is_empty()
         || !raw.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     {
@@ -343,7 +345,25 @@ fn compile_trunk(raw: &RawTrunk) -> Result<Trunk, String> {
         numbers,
         emergency,
         probe: raw.probe.unwrap_or(true),
+        tls_ca: raw.tls_ca.as_deref().map(|ca| trunk_ca(ca, file)).transpose()?,
     })
+}
+
+/// Reads a trunk's `tls_ca` file: a path relative to the dialplan file's directory, holding at
+/// least one PEM certificate.
+fn trunk_ca(ca: &str, file: &Path) -> Result<TrunkCa, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let path = file.parent().unwrap_or(Path::new("")).join(ca);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&path)
+        .and_then(Iterator::collect)
+        .map_err(|e| format!("tls_ca '{}': {e}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!("tls_ca '{}': no usable PEM certificate", path.display()));
+    }
+    Ok(TrunkCa { path, roots: std::sync::Arc::new(roots) })
 }
 
 fn parse_target(to: &str) -> Result<InboundTarget, String> {

@@ -3,8 +3,9 @@
 //!
 //! # Which rules apply to a request
 //!
-//! - From a trunk — its source IP is the trunk URI's host or inside its `sources` — a request
-//!   is inbound: the `[[inbound]]` rules map the dialled DID to an agent, a group or another
+//! - From a trunk — its source IP is the trunk URI's host (an IP address, or an address its
+//!   DNS name resolves to: the core matches those, `crate::transport::dns`) or inside its
+//!   `sources` — a request is inbound: the `[[inbound]]` rules map the dialled DID to an agent, a group or another
 //!   trunk (transit). A trunk match wins over `[[trusted]]`.
 //! - From an authenticated agent or a `[[trusted]]` network it is outbound: the `[[route]]`
 //!   rules, first match in file order (files in name order), on the normalised number
@@ -34,6 +35,9 @@ use sip::transport::Transport;
 
 use cidr::Cidr;
 pub use number::{E164, NumberRange, normalise};
+
+/// The default port of SIP over TLS (RFC 3261 §26.2).
+pub const TLS_PORT: u16 = 5061;
 
 /// One problem in a dialplan file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +90,7 @@ pub struct Trunk {
     pub uri: String,
     /// Host as written (name, IPv4, bracketed IPv6).
     pub host: String,
-    /// The host when it is an IP address.
+    /// The host when it is an IP address (`None`: a DNS name, resolved off the core).
     pub ip: Option<IpAddr>,
     pub port: Option<u16>,
     pub secure: bool,
@@ -98,12 +102,29 @@ pub struct Trunk {
     pub emergency: TrunkEmergency,
     /// Probed with OPTIONS to detect a dead trunk (`probe = false` turns it off).
     pub probe: bool,
+    /// `tls_ca`: the only certificate authorities a TLS connection to this trunk trusts
+    /// (`None`: the system's roots).
+    pub tls_ca: Option<TrunkCa>,
+}
+
+/// The trust anchors of one trunk's TLS connections (`tls_ca`, a PEM file).
+#[derive(Debug, Clone)]
+pub struct TrunkCa {
+    /// The file as resolved (relative to the dialplan file that names it).
+    pub path: PathBuf,
+    pub roots: Arc<rustls::RootCertStore>,
 }
 
 impl Trunk {
-    /// Whether a request from `ip` comes from this trunk.
+    /// Whether a request from `ip` comes from this trunk, as far as the dialplan alone tells
+    /// (an IP host or `sources`; the addresses of a host name are the resolver's).
     pub fn sends_from(&self, ip: IpAddr) -> bool {
         self.ip == Some(ip) || self.sources.iter().any(|c| c.contains(ip))
+    }
+
+    /// Whether connections to this trunk use TLS: a `sips:` URI or `;transport=tls`.
+    pub fn uses_tls(&self) -> bool {
+        self.transport.map_or(self.secure, |t| t == Transport::Tls)
     }
 
     /// The Request-URI for `user` on this trunk, over TCP when the request is too large for

@@ -197,3 +197,36 @@ fn reload_keeps_the_old_table_on_error() {
     assert_eq!(plans.current().trunks[0].name, "b2");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn trunk_host_names_tls_and_their_ca_file() {
+    let dir = std::env::temp_dir().join(format!("lifeline-dialplan-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = rcgen::generate_simple_self_signed(vec!["ca.example".into()]).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.cert.pem()).unwrap();
+    std::fs::write(dir.join("empty.pem"), "not a certificate\n").unwrap();
+    let trunk = |uri: &str, ca: &str| {
+        format!("[[trunk]]\nname = 't'\nkind = 'direct-offer'\nuri = '{uri}'\n{ca}")
+    };
+    let file = dir.join("plan.toml");
+    let name = file.to_str().unwrap();
+    let text = trunk("sips:sbc.carrier.example", "tls_ca = 'ca.pem'\n");
+    let plan = Dialplan::from_texts(&[(name, &text)]).unwrap();
+    let t = &plan.trunks[0];
+    assert_eq!((t.host.as_str(), t.ip, t.uses_tls()), ("sbc.carrier.example", None, true));
+    assert_eq!(t.tls_ca.as_ref().unwrap().path, dir.join("ca.pem"), "relative to the file");
+    assert_eq!(t.tls_ca.as_ref().unwrap().roots.len(), 1);
+    let text = trunk("sip:192.0.2.1;transport=tls", "");
+    let t = &Dialplan::from_texts(&[(name, &text)]).unwrap().trunks[0];
+    assert!(t.uses_tls() && t.tls_ca.is_none());
+    let text = trunk("sips:192.0.2.1;transport=tcp", "");
+    // RFC 3261 §26.2: `sips:` over "tcp" is TLS over TCP.
+    assert!(Dialplan::from_texts(&[(name, &text)]).unwrap().trunks[0].uses_tls());
+    for ca in ["tls_ca = 'missing.pem'\n", "tls_ca = 'empty.pem'\n"] {
+        let text = trunk("sip:sbc.carrier.example;transport=tls", &format!("\n{ca}"));
+        let errs = Dialplan::from_texts(&[(name, &text)]).unwrap_err();
+        assert_eq!(errs[0].line, 1, "{errs:?}");
+        assert!(errs[0].message.contains("tls_ca"), "{errs:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

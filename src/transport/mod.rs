@@ -1,4 +1,6 @@
-//! Transports: UDP, TCP and TLS listeners, connections the edge opens, and the flow table.
+//! Transports: UDP, TCP and TLS listeners, connections the edge opens (TCP, and TLS toward
+//! trunks: [`tls_client`]), the flow table, and trunk host names resolved off the core
+//! ([`dns`]).
 //! (WebSocket connections arrive through the web listener, [`crate::web`].)
 //!
 //! A transport turns bytes into whole messages (a datagram on UDP; [`sip::framing::check`] on
@@ -8,8 +10,10 @@
 
 pub mod conn;
 pub mod connect;
+pub mod dns;
 pub mod flows;
 pub mod limit;
 pub mod tcp;
 pub mod tls;
+pub mod tls_client;
 pub mod udp;

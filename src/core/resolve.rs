@@ -1,0 +1,114 @@
+//! Trunk host names as the core sees them: read from the cache that
+//! [`crate::transport::dns`] keeps current off the core, never waited for.
+//!
+//! - A trunk named by IP address is one target, as before.
+//! - A trunk named by DNS name is one target per resolved address, in the resolver's order
+//!   ([`Target::addr`]): the Request-URI keeps the name, the branch goes to the address, and
+//!   failing over to the next address is trying the next target.
+//! - A trunk whose name has no address (it does not resolve, or its first lookup has not
+//!   answered yet) gives no target: it is skipped with a log line, as a trunk that is down.
+//! - Other next hops that are names (an in-dialog request toward a Contact or Record-Route
+//!   naming a trunk's host) go to the first cached address of that name, if any.
+//! - A request from one of a trunk's resolved addresses is from that trunk.
+
+use std::net::{IpAddr, SocketAddr};
+
+use sip::proxy::{HopHost, ListenAddr, NextHop};
+use sip::transaction::{Peer, Transport};
+
+use super::Core;
+use super::proxy::Target;
+use crate::routing::{Dialplan, Trunk};
+use crate::transport::dns::Lookup;
+
+/// Where a trunk can be reached now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum TrunkAddrs {
+    /// Its URI names an IP address.
+    Literal,
+    /// The resolved addresses of its name, in order.
+    Resolved(Vec<IpAddr>),
+    /// Its name has no address (yet): skip it.
+    Unresolved,
+}
+
+impl Core {
+    /// Where `trunk` can be reached now, from the cache.
+    pub(super) fn trunk_addrs(&self, trunk: &Trunk) -> TrunkAddrs {
+        if trunk.ip.is_some() {
+            return TrunkAddrs::Literal;
+        }
+        match self.config.trunk_hosts.lookup(&trunk.host) {
+            Lookup::Resolved(addrs) => TrunkAddrs::Resolved(addrs),
+            Lookup::Pending | Lookup::Failed => TrunkAddrs::Unresolved,
+        }
+    }
+
+    /// Whether `trunk` has an address now; logs the trunks skipped for want of one.
+    pub(super) fn trunk_reachable(&self, trunk: &Trunk) -> bool {
+        let ok = self.trunk_addrs(trunk) != TrunkAddrs::Unresolved;
+        if !ok {
+            // Debug only: the resolver warns once when the name stops resolving, and an
+            // ordinary call per second must not add a warning each.
+            tracing::debug!(trunk = %trunk.name, host = %trunk.host, "trunk host name has no address: skipped");
+        }
+        ok
+    }
+
+    /// The targets of `trunk` (see the module docs): `base` once, or once per resolved address.
+    pub(super) fn trunk_targets(&self, trunk: &Trunk, base: Target) -> Vec<Target> {
+        match self.trunk_addrs(trunk) {
+            TrunkAddrs::Literal => vec![base],
+            TrunkAddrs::Resolved(addrs) => {
+                addrs.into_iter().map(|a| Target { addr: Some(a), ..base.clone() }).collect()
+            }
+            TrunkAddrs::Unresolved => {
+                tracing::warn!(trunk = %trunk.name, host = %trunk.host, "trunk host name has no address: skipped");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The trunk a request from `ip` comes from: its URI's IP address or a resolved address of
+    /// its name, or one of its `sources`.
+    pub(super) fn trunk_for_source<'p>(&self, plan: &'p Dialplan, ip: IpAddr) -> Option<&'p Trunk> {
+        plan.trunks.iter().find(|t| {
+            t.sends_from(ip) || (t.ip.is_none() && self.config.trunk_hosts.has(&t.host, ip))
+        })
+    }
+
+    /// Where to send toward `hop`, and from which listen address. A name goes to `addr` when
+    /// the target chose one of its addresses, else to its first cached address; `None` when
+    /// it has none, or when no listen address has the hop's transport (TLS toward a trunk
+    /// needs a `tls:` listener, the Via's sent-by).
+    pub(super) fn resolve_hop_at(
+        &self,
+        hop: &NextHop,
+        addr: Option<IpAddr>,
+    ) -> Option<(Peer, ListenAddr)> {
+        let ip = match (&hop.host, addr) {
+            (HopHost::Ip(ip), _) => *ip,
+            (HopHost::Name(_), Some(a)) => a,
+            (HopHost::Name(name), None) => *self.config.trunk_hosts.addrs(name).first()?,
+        };
+        let resolved = NextHop { host: HopHost::Ip(ip), ..hop.clone() };
+        let Some(out) = self.local.outbound_for(&resolved).cloned() else {
+            if hop.transport == Transport::Tls {
+                // A configuration problem: TLS toward a trunk needs a `tls:` listener.
+                tracing::warn!("no tls: listener: a TLS next hop cannot be reached");
+            } else {
+                tracing::debug!(
+                    transport = hop.transport.as_str(),
+                    "no listen address for the next hop's transport"
+                );
+            }
+            return None;
+        };
+        let to = SocketAddr::new(ip, hop.port);
+        let peer = match hop.transport {
+            Transport::Udp => Peer::udp(to),
+            t => Peer::stream(t, to, None),
+        };
+        Some((peer, out))
+    }
+}
