@@ -851,3 +851,40 @@ CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
     assert_eq!(status_line(&reply), "SIP/2.0 481 Call/Transaction Does Not Exist");
     edge.stop().await;
 }
+
+/// An initial INVITE from a stranger with a preloaded Route to the edge is challenged like any
+/// other, and never relayed to the host of its Request-URI (it was, once: an open relay).
+#[tokio::test]
+async fn a_preloaded_route_to_the_edge_is_no_way_around_authentication() {
+    let edge = Edge::start().await;
+    let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let victim = UdpSocket::bind("127.0.0.9:0").await.unwrap();
+    let me = stranger.local_addr().unwrap();
+    let target = victim.local_addr().unwrap();
+    for (ruri, call) in [
+        (format!("sip:+12025550123@{target}"), "relay-1"),
+        ("sip:+12025550123@localhost".to_owned(), "relay-2"),
+    ] {
+        let invite = format!(
+            "INVITE {ruri} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {me};branch=z9hG4bK{call};rport\r\n\
+Route: <sip:{};lr>\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:mallory@example.com>;tag={call}\r\n\
+To: <{ruri}>\r\n\
+Call-ID: {call}\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:mallory@{me}>\r\n\
+Content-Length: 0\r\n\r\n",
+            edge.udp
+        );
+        stranger.send_to(invite.as_bytes(), edge.udp).await.unwrap();
+        let reply = udp_recv_until(&stranger, "SIP/2.0 4").await;
+        assert!(reply.starts_with("SIP/2.0 407 "), "{reply}");
+    }
+    let mut buf = [0u8; 4096];
+    let relayed =
+        tokio::time::timeout(Duration::from_millis(500), victim.recv_from(&mut buf)).await;
+    assert!(relayed.is_err(), "the edge relayed a stranger's INVITE");
+    edge.stop().await;
+}

@@ -263,17 +263,18 @@ impl Core {
             Ok(Verdict::AnswerOptions) => return self.reply(now, key, &req, 200, "OK"),
             Err(reject) => return self.reject(now, key, &req, &reject),
         };
-        let pre = match proxy::preprocess_routes(&mut req, &self.local) {
-            Ok(p) => p,
-            Err(reject) => return self.reject(now, key, &req, &reject),
-        };
+        // Our own Route values go (RFC 3261 §16.4); what reached us by a route set and what by
+        // its Request-URI is told apart by the dialog (To-tag) below, not by the Route.
+        if let Err(reject) = proxy::preprocess_routes(&mut req, &self.local) {
+            return self.reject(now, key, &req, &reject);
+        }
         let in_dialog = req.headers().to().ok().and_then(|t| t.tag()).is_some();
         let mut emergency = None;
         let mut restore = None;
         if in_dialog && self.targets_me(&req) {
             return self.reply(now, key, &req, 481, "Call/Transaction Does Not Exist");
         }
-        let routing = if in_dialog || pre.was_routed() {
+        let routing = if in_dialog {
             restore = self.emergency_in_dialog(&mut req);
             self.media_in_dialog(&mut req);
             if *req.method() == Method::Bye {
@@ -283,6 +284,13 @@ impl Core {
             // Loose routing: the route set or the Request-URI decides (§16.4, §16.6 step 7).
             Routing::Serial(VecDeque::from([self.in_dialog_target(now, &req)]))
         } else {
+            // An initial request is routed by the edge's own rules whatever Route it carries:
+            // its Route to the edge is consumed above, and one beyond the edge is not followed
+            // (an unauthenticated relay to any host otherwise; RFC 3261 §16.4 leaves the policy
+            // to the proxy). Emergency trunks get their Route when their branch is built.
+            if req.headers().contains(HeaderName::Route) {
+                req.headers_mut().remove_all(HeaderName::Route);
+            }
             let plan = self.dialplans.current();
             // Step 3: emergency classification, before authentication and the dialplan.
             let classified = match self.trunk_for_source(&plan, from.addr.ip()) {
@@ -305,7 +313,7 @@ impl Core {
             }
         };
         let psap = matches!(routing, Routing::Psap { .. });
-        if !in_dialog && !pre.was_routed() && !psap && emergency.is_none() {
+        if !in_dialog && !psap && emergency.is_none() {
             self.history_begin(now, key, &req, &from, &routing);
         }
         // A browser's offer the media anchor cannot relay (issue 7); an emergency call or a
