@@ -23,7 +23,7 @@ use crate::registrar::Policy;
 use crate::routing::{DialplanError, Dialplans};
 use crate::store::{SqliteStore, Store};
 use crate::transport;
-use crate::transport::conn::ConnCtx;
+use crate::transport::conn::{ConnCtx, Timeouts};
 use crate::transport::connect::Connector;
 use crate::transport::flows::Flows;
 use crate::transport::limit::Limiter;
@@ -341,6 +341,10 @@ impl App {
             flows: flows.clone(),
             core: handle,
             max_message: config.limits.max_message_bytes,
+            timeouts: Timeouts {
+                message: config.limits.message_timeout,
+                idle: config.limits.idle_timeout,
+            },
             server: server.clone(),
             shutdown: stop_rx.clone(),
             metrics: admin.metrics.clone(),

@@ -47,6 +47,9 @@ pub struct Metrics {
     responses: [[AtomicU64; 6]; 2],
     malformed: AtomicU64,
     shed: AtomicU64,
+    /// Connections closed because a message took too long to arrive or nothing came at all
+    /// (src/transport/conn.rs, "Timeouts").
+    pub slow_closed: AtomicU64,
     pub registrations: AtomicI64,
     pub transactions: AtomicI64,
     pub connections: AtomicI64,
@@ -125,7 +128,7 @@ impl Metrics {
                 );
             }
         }
-        let simple: [(&str, &str, &str, i64); 11] = [
+        let simple: [(&str, &str, &str, i64); 12] = [
             (
                 "lifeline_sip_malformed_total",
                 "counter",
@@ -137,6 +140,12 @@ impl Metrics {
                 "counter",
                 "Messages dropped because the core was saturated.",
                 load(&self.shed),
+            ),
+            (
+                "lifeline_sip_slow_connections_closed_total",
+                "counter",
+                "Connections closed for a message that did not arrive in time, or for idling.",
+                load(&self.slow_closed),
             ),
             (
                 "lifeline_registrations",

@@ -157,6 +157,11 @@ pub struct Limits {
     pub max_message_bytes: usize,
     pub per_source_rps: u32,
     pub max_dialogs: u32,
+    /// How long a stream message may take from its first byte to its last, and a new
+    /// connection to its first message (`message_timeout_secs`).
+    pub message_timeout: std::time::Duration,
+    /// How long a stream connection may stay silent (`idle_timeout_secs`).
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Config {

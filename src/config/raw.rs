@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -101,6 +102,8 @@ struct RawLimits {
     max_message_bytes: Value<i64>,
     per_source_rps: Value<i64>,
     max_dialogs: Value<i64>,
+    message_timeout_secs: Value<i64>,
+    idle_timeout_secs: Value<i64>,
 }
 
 /// Where each value came from, to report problems at the right line.
@@ -319,6 +322,20 @@ pub(super) fn build(path: Option<&Path>, text: &str) -> Result<Config, ConfigErr
             1,
             10_000_000,
         ) as u32,
+        message_timeout: Duration::from_secs(limit(
+            "message_timeout_secs",
+            &user.limits.message_timeout_secs,
+            &d.limits.message_timeout_secs,
+            1,
+            600,
+        ) as u64),
+        idle_timeout: Duration::from_secs(limit(
+            "idle_timeout_secs",
+            &user.limits.idle_timeout_secs,
+            &d.limits.idle_timeout_secs,
+            1,
+            86_400,
+        ) as u64),
     };
 
     if !ctx.errors.is_empty() {

@@ -1,6 +1,23 @@
 //! One connection (TCP, TLS; inbound or opened by the edge): framing, keep-alives, parse, and
 //! a writer that drains the flow's queue. Reading and writing run apart, so a peer that stops
 //! reading never blocks what the edge reads from it, and the core never waits on a socket.
+//!
+//! # Timeouts
+//!
+//! A peer must not hold a connection (a task, a buffer, a descriptor) by being slow
+//! ("slow-loris"). Two clocks bound every inbound connection ([`Timeouts`], `[limits]
+//! message_timeout_secs` and `idle_timeout_secs`):
+//!
+//! - **message**: once the first byte of a message is buffered, the whole message must arrive
+//!   within this time; and a connection just accepted must bring its first message or
+//!   keep-alive within it. A client trickling one byte every few seconds, or connecting and
+//!   saying nothing, is closed at this deadline however often bytes come.
+//! - **idle**: between messages, a connection that sends nothing for this long is closed.
+//!
+//! Connections the edge opened itself are not held to the first-message rule (the edge speaks
+//! first there; the peer may have nothing to say for a while). Either close counts in
+//! `lifeline_sip_slow_connections_closed_total`. WebSocket connections
+//! ([`crate::web::ws`]) follow the same two rules per WebSocket message.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,9 +35,22 @@ use super::limit::{Limiter, Verdict};
 use crate::admin::Metrics;
 use crate::core::{CoreHandle, reject_malformed};
 
-/// A connection that sends nothing for this long is closed (RFC 5626 clients ping every
-/// 30 s or so; registrations refresh well within this).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// The two clocks of a stream connection (module docs, "Timeouts").
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// From a message's first byte to its last; from accept to the first message.
+    pub message: Duration,
+    /// Silence between messages.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    /// The defaults of `[limits]`: 10 s per message, 300 s idle (RFC 5626 clients ping every
+    /// 30 s or so; registrations refresh well within this).
+    fn default() -> Timeouts {
+        Timeouts { message: Duration::from_secs(10), idle: Duration::from_secs(300) }
+    }
+}
 
 /// The core's queue at this fill: new calls are answered 503 by the transport.
 const SHED_REFUSE: f32 = 0.25;
@@ -33,6 +63,8 @@ pub struct ConnCtx {
     pub flows: Arc<Flows>,
     pub core: CoreHandle,
     pub max_message: usize,
+    /// How slow a peer may be (module docs, "Timeouts").
+    pub timeouts: Timeouts,
     /// The `Server` header of stateless error answers.
     pub server: Arc<str>,
     pub shutdown: watch::Receiver<bool>,
@@ -156,7 +188,7 @@ pub async fn run<S>(
         let _ = ctx.flows.send(id, first);
     }
     let from = Peer::stream(transport, peer, Some(id));
-    let result = read_loop(&mut rd, from, &ctx).await;
+    let result = read_loop(&mut rd, from, &ctx, !outbound).await;
     if let Err(e) = result {
         tracing::debug!(%peer, flow = %id, error = %e, "connection closed");
     }
@@ -165,14 +197,20 @@ pub async fn run<S>(
     ctx.core.flow_closed(id).await;
 }
 
+/// Reads, frames and delivers until the peer closes, errs, is too slow (module docs,
+/// "Timeouts") or the edge shuts down. With `first_message_due`, the message clock runs from
+/// the start (an inbound connection must speak first).
 async fn read_loop<R: AsyncRead + Unpin>(
     rd: &mut R,
     from: Peer,
     ctx: &ConnCtx,
+    first_message_due: bool,
 ) -> std::io::Result<()> {
     let Some(id) = from.flow else { return Ok(()) };
     let mut buf = BytesMut::with_capacity(4096);
     let mut shutdown = ctx.shutdown.clone();
+    // When the message being received (or awaited, on a new connection) started.
+    let mut started = first_message_due.then(tokio::time::Instant::now);
     loop {
         // Take every whole message already buffered.
         loop {
@@ -180,6 +218,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 Ok(Frame::Incomplete) => break,
                 Ok(Frame::KeepAlive { len, ping }) => {
                     let _ = buf.split_to(len);
+                    started = None;
                     if ping {
                         // RFC 5626 §4.4.1: answer a double-CRLF ping with a single CRLF.
                         let _ = ctx.flows.send(id, Bytes::from_static(b"\r\n"));
@@ -187,6 +226,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
                 Ok(Frame::Message { len }) => {
                     let bytes = buf.split_to(len).freeze();
+                    started = None;
                     if let Some(answer) = ctx.receive(from, bytes, Framing::Stream) {
                         let _ = ctx.flows.send(id, answer);
                     }
@@ -195,15 +235,27 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
             }
         }
+        let now = tokio::time::Instant::now();
+        if started.is_none() && !buf.is_empty() {
+            started = Some(now);
+        }
+        let deadline = match started {
+            Some(t) => t + ctx.timeouts.message,
+            None => now + ctx.timeouts.idle,
+        };
         let read = tokio::select! {
-            r = tokio::time::timeout(IDLE_TIMEOUT, rd.read_buf(&mut buf)) => r,
+            r = tokio::time::timeout_at(deadline, rd.read_buf(&mut buf)) => r,
             _ = shutdown.changed() => return Ok(()),
         };
         match read {
             Ok(Ok(0)) => return Ok(()),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "idle")),
+            Err(_) => {
+                ctx.metrics.slow_closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let why = if started.is_some() { "message incomplete in time" } else { "idle" };
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why));
+            }
         }
     }
 }

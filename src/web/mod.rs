@@ -10,6 +10,7 @@
 //! applies either way (DESIGN.md, "Decisions").
 
 pub mod assets;
+pub mod deadline;
 mod tls_listener;
 pub mod ws;
 
@@ -22,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::transport::conn::ConnCtx;
+use deadline::{Armed, Timed};
 
 pub use tls_listener::TlsListener;
 
@@ -38,23 +40,24 @@ pub struct WebState {
     pub domain: Arc<str>,
 }
 
-/// The peer address of an HTTP connection, over TCP or TLS.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
+/// The peer address of an HTTP connection, over TCP or TLS, and the handle that lifts its
+/// HTTP-stage deadline ([`deadline`]) when it becomes a WebSocket.
+#[derive(Debug, Clone)]
+pub struct ClientAddr(pub SocketAddr, pub Armed);
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>>
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Timed<TcpListener>>>
     for ClientAddr
 {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> ClientAddr {
-        ClientAddr(*stream.remote_addr())
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Timed<TcpListener>>) -> ClientAddr {
+        ClientAddr(*stream.remote_addr(), stream.io().armed())
     }
 }
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Timed<TlsListener>>>
     for ClientAddr
 {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> ClientAddr {
-        ClientAddr(*stream.remote_addr())
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Timed<TlsListener>>) -> ClientAddr {
+        ClientAddr(*stream.remote_addr(), stream.io().armed())
     }
 }
 
@@ -75,16 +78,21 @@ pub async fn serve(
     state: WebState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    // Slow HTTP clients: see [`deadline`].
+    let budget = state.conn.timeouts.message;
     let app = router(state);
     let result = match tls {
         None => {
-            axum::serve(listener, app.into_make_service_with_connect_info::<ClientAddr>())
-                .with_graceful_shutdown(shutdown)
-                .await
+            axum::serve(
+                Timed::new(listener, budget),
+                app.into_make_service_with_connect_info::<ClientAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
         }
         Some(acceptor) => {
             axum::serve(
-                TlsListener::new(listener, acceptor),
+                Timed::new(TlsListener::new(listener, acceptor), budget),
                 app.into_make_service_with_connect_info::<ClientAddr>(),
             )
             .with_graceful_shutdown(shutdown)

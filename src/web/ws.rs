@@ -1,5 +1,11 @@
 //! SIP over WebSocket (RFC 7118): the `sip` subprotocol, one SIP message per WebSocket
 //! message, and the Origin check that keeps other sites' pages off `/ws`.
+//!
+//! Slow peers (see [`crate::transport::conn`], "Timeouts"): after the upgrade, the first
+//! WebSocket message must arrive within the message timeout; after that, each message within
+//! the idle timeout of the previous one. The WebSocket layer hands over whole messages only,
+//! so a client trickling one message's frames is bounded by these same deadlines (the idle one
+//! once it has spoken).
 
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -10,7 +16,6 @@ use sip::Framing;
 use sip::transaction::{Peer, Transport};
 
 use super::{ClientAddr, WebState};
-use crate::transport::conn::IDLE_TIMEOUT;
 
 /// The WebSocket subprotocol of RFC 7118 §4.
 pub const SUBPROTOCOL: &str = "sip";
@@ -40,7 +45,7 @@ pub fn origin_allowed(
 /// `GET /ws`: checks Origin and the `sip` subprotocol, then upgrades.
 pub async fn upgrade(
     State(state): State<WebState>,
-    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    ConnectInfo(ClientAddr(peer, armed)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -62,9 +67,11 @@ pub async fn upgrade(
         return (StatusCode::BAD_REQUEST, "the sip subprotocol is required (RFC 7118)\n")
             .into_response();
     }
-    ws.protocols([SUBPROTOCOL])
-        .max_message_size(state.conn.max_message)
-        .on_upgrade(move |socket| connection(socket, state, peer))
+    ws.protocols([SUBPROTOCOL]).max_message_size(state.conn.max_message).on_upgrade(move |socket| {
+        // A WebSocket now: its own clocks apply, not the HTTP stage's deadline.
+        armed.disarm();
+        connection(socket, state, peer)
+    })
 }
 
 async fn connection(socket: WebSocket, state: WebState, peer: std::net::SocketAddr) {
@@ -90,12 +97,19 @@ async fn connection(socket: WebSocket, state: WebState, peer: std::net::SocketAd
     });
     let from = Peer::stream(transport, peer, Some(id));
     let mut shutdown = ctx.shutdown.clone();
+    let mut wait = ctx.timeouts.message;
     loop {
         let msg = tokio::select! {
-            m = tokio::time::timeout(IDLE_TIMEOUT, stream.next()) => m,
+            m = tokio::time::timeout(wait, stream.next()) => m,
             _ = shutdown.changed() => break,
         };
+        wait = ctx.timeouts.idle;
         let data = match msg {
+            Err(_) => {
+                ctx.metrics.slow_closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(%peer, flow = %id, "websocket too slow: closed");
+                break;
+            }
             Ok(Some(Ok(WsMessage::Text(t)))) => Bytes::from(t),
             Ok(Some(Ok(WsMessage::Binary(b)))) => b,
             // axum answers pings itself.

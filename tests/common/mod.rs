@@ -235,6 +235,12 @@ impl Edge {
         text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
     }
 
+    /// The PEM file of the TLS listener's self-signed certificate (with `tls`), for clients
+    /// that read their trust anchors from a file.
+    pub fn tls_cert_pem(&self) -> Option<std::path::PathBuf> {
+        self.tmp.as_ref().map(|dir| dir.join("cert.pem"))
+    }
+
     pub async fn stop(self) {
         let data = self.stop_keeping_data().await;
         let _ = std::fs::remove_dir_all(&data);

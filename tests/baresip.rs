@@ -1,0 +1,218 @@
+//! The edge against a real softphone: baresip (Debian `baresip-core`, installed by
+//! `scripts/test`) registers alice over TLS with digest authentication, calls a US number the
+//! test dialplan sends to the primary trunk (SIPp answering on 127.0.0.2), and hangs up.
+//!
+//! baresip runs headless as a child process: a temporary config directory (`-f`), loopback
+//! only (`net_interface 127.0.0.1`), no sound card (`ausine` as source, at the 48 kHz stereo it
+//! insists on; the `aubridge` module as player), driven by commands on its UDP console (the
+//! `cons` module: the `stdio` module needs a terminal). `-s` traces its SIP, shown on failure.
+//!
+//! What baresip 1.0.0 (Debian bookworm) can and cannot do here:
+//! - TLS: `sip_cafile` names the edge's self-signed test certificate, but baresip 1.0 has no
+//!   `sip_verify_server` and does not verify the server at all (it registers just the same
+//!   with a CA file that lacks the certificate).
+//! - Its account names the edge by address (`sip:alice@127.0.0.1:PORT;transport=tls`): its own
+//!   resolver does not read /etc/hosts ("localhost" fails with "Destination address
+//!   required"), and the `outbound=` proxy form puts a Route to the edge on the INVITE, which
+//!   the edge currently forwards to the Request-URI host instead of routing it (issue noted in
+//!   the branch report).
+//! - Digest: libre 1.0 stops at the first challenge whose algorithm is not MD5 and fails the
+//!   request with ENOSYS ("Register: Function not implemented"), so it cannot authenticate
+//!   while the edge offers SHA-256 next to MD5 (RFC 8760 §2.4 says a client skips what it
+//!   does not support). Hence `#[ignore]` below until the edge can offer MD5 alone to such
+//!   clients; with MD5 alone the whole test passes (registration, call, hang-up).
+
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Edge, Opts};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A running baresip and everything it printed so far.
+struct Baresip {
+    child: Child,
+    /// Its console (the `cons` module, UDP): stdin is not a terminal here, and the `stdio`
+    /// module needs one.
+    console: std::net::SocketAddr,
+    out: Arc<Mutex<String>>,
+}
+
+impl Baresip {
+    fn start(config_dir: &Path, console: std::net::SocketAddr) -> Baresip {
+        let mut child = Command::new("baresip")
+            .args(["-v", "-s"])
+            .arg("-f")
+            .arg(config_dir)
+            .current_dir(config_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("baresip not found: run scripts/test, which installs baresip-core");
+        let out = Arc::new(Mutex::new(String::new()));
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        for pipe in
+            [Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>, Box::new(stderr)]
+        {
+            let out = out.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(pipe).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut o = out.lock().unwrap();
+                    o.push_str(&line);
+                    o.push('\n');
+                }
+            });
+        }
+        Baresip { child, console, out }
+    }
+
+    fn output(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    /// Waits until baresip has printed `needle` (case-insensitive).
+    async fn wait_for(&self, needle: &str, within: Duration) {
+        let needle = needle.to_ascii_lowercase();
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            if self.output().to_ascii_lowercase().contains(&needle) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("baresip never printed {needle:?}; its output:\n{}", self.output());
+    }
+
+    /// One command line on its console (`/dial ...`, `/hangup`, `/quit`).
+    async fn command(&mut self, line: &str) {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        sock.send_to(format!("{line}\n").as_bytes(), self.console).await.unwrap();
+    }
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name)
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+#[ignore = "baresip 1.0 fails on the SHA-256 digest challenge the edge offers next to MD5 (module docs)"]
+async fn baresip_registers_over_tls_and_calls_a_trunk() {
+    let edge = Edge::start_opts(Opts { tls: true, ..Opts::default() }, |_| {}).await;
+    let (tls, _) = edge.tls.clone().unwrap();
+    let cert = edge.tls_cert_pem().unwrap();
+    let dir = std::env::temp_dir().join(format!("lifeline-baresip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // The trunk: SIPp on 127.0.0.2 answering one call (180, 200 with SDP, ACK, BYE, 200).
+    let trunk = Command::new("sipp")
+        .args(["-sf", scenario("agent_uas.xml").to_str().unwrap(), "-i", common::TRUNK_IP])
+        .args(["-p", &edge.trunk_ports.0.to_string(), "-m", "1", "-timeout", "30"])
+        .args(["-timeout_error", "-trace_err", "-trace_msg", "-nostdin"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sipp not found: run scripts/test, which installs sip-tester");
+
+    let cons_port = free_udp_port();
+    // baresip: loopback only, no sound card, the test certificate as its TLS trust anchor.
+    let config = format!(
+        "poll_method\t\tepoll\n\
+sip_listen\t\t127.0.0.1:{port}\n\
+sip_cafile\t\t{cert}\n\
+net_interface\t\t127.0.0.1\n\
+audio_player\t\taubridge,nowhere\n\
+audio_source\t\tausine,440\n\
+ausrc_srate\t\t48000\n\
+ausrc_channels\t\t2\n\
+audio_alert\t\taubridge,nowhere\n\
+module_path\t\t/usr/lib/baresip/modules\n\
+module\t\t\tcons.so\n\
+cons_listen\t\t127.0.0.1:{cons}\n\
+module\t\t\tg711.so\n\
+module\t\t\tausine.so\n\
+module\t\t\taubridge.so\n\
+module_tmp\t\taccount.so\n\
+module_app\t\tmenu.so\n",
+        port = free_port(),
+        cons = cons_port,
+        cert = cert.display(),
+    );
+    std::fs::write(dir.join("config"), config).unwrap();
+    let account = format!(
+        "<sip:alice@127.0.0.1:{port};transport=tls>;auth_pass=secret;regint=600;answermode=manual\n",
+        port = tls.port()
+    );
+    std::fs::write(dir.join("accounts"), account).unwrap();
+    let mut phone = Baresip::start(&dir, ([127, 0, 0, 1], cons_port).into());
+
+    // Registered: the edge lists alice over TLS.
+    let mut registered = String::new();
+    for _ in 0..100 {
+        let (_, body) = edge.api("GET", "/api/registrations", None).await;
+        registered = body.to_string();
+        if registered.contains(r#""aor":"alice""#) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        registered.contains(r#""aor":"alice""#) && registered.contains(r#""transport":"TLS""#),
+        "alice is not registered over TLS: {registered}\nbaresip:\n{}",
+        phone.output()
+    );
+
+    // A call to a US number: the dialplan's primary trunk, SIPp, answers it.
+    phone.command(&format!("/dial sip:+12025550123@127.0.0.1:{};transport=tls", tls.port())).await;
+    phone.wait_for("call established", Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    phone.command("/hangup").await;
+    let out = tokio::time::timeout(Duration::from_secs(20), trunk.wait_with_output())
+        .await
+        .expect("the SIPp trunk did not finish")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the SIPp trunk failed ({}): {}\nbaresip:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        phone.output()
+    );
+    let trace: String = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with("_messages.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(trace.contains("INVITE sip:+12025550123@"), "{trace}");
+    assert!(trace.contains("BYE sip:"), "{trace}");
+
+    phone.command("/quit").await;
+    let status = tokio::time::timeout(Duration::from_secs(10), phone.child.wait()).await;
+    if !matches!(status, Ok(Ok(_))) {
+        let _ = phone.child.kill().await;
+    }
+    edge.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
