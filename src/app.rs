@@ -386,6 +386,7 @@ impl App {
             urgent: urgent.clone(),
             max_dialogs: usize::try_from(config.limits.max_dialogs).unwrap_or(usize::MAX),
             media,
+            digest: config.sip.digest_algorithms.clone(),
             notify: crate::core::emergency::NotifyConfig {
                 mailer: Some(mailer.clone()),
                 smtp_from: config.smtp.from.clone(),

@@ -13,14 +13,11 @@
 //!   with a CA file that lacks the certificate).
 //! - Its account names the edge by address (`sip:alice@127.0.0.1:PORT;transport=tls`): its own
 //!   resolver does not read /etc/hosts ("localhost" fails with "Destination address
-//!   required"), and the `outbound=` proxy form puts a Route to the edge on the INVITE, which
-//!   the edge currently forwards to the Request-URI host instead of routing it (issue noted in
-//!   the branch report).
+//!   required").
 //! - Digest: libre 1.0 stops at the first challenge whose algorithm is not MD5 and fails the
-//!   request with ENOSYS ("Register: Function not implemented"), so it cannot authenticate
-//!   while the edge offers SHA-256 next to MD5 (RFC 8760 §2.4 says a client skips what it
-//!   does not support). Hence `#[ignore]` below until the edge can offer MD5 alone to such
-//!   clients; with MD5 alone the whole test passes (registration, call, hang-up).
+//!   request with ENOSYS ("Register: Function not implemented"), although RFC 8760 §2.4 says a
+//!   client skips what it does not support. The edge here offers MD5 alone
+//!   (`[sip] digest_algorithms = ["MD5"]`, the setting for such clients).
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -114,9 +111,11 @@ fn free_port() -> u16 {
 }
 
 #[tokio::test]
-#[ignore = "baresip 1.0 fails on the SHA-256 digest challenge the edge offers next to MD5 (module docs)"]
 async fn baresip_registers_over_tls_and_calls_a_trunk() {
-    let edge = Edge::start_opts(Opts { tls: true, ..Opts::default() }, |_| {}).await;
+    let edge = Edge::start_opts(Opts { tls: true, ..Opts::default() }, |c| {
+        c.sip.digest_algorithms = vec![sip::digest::Algorithm::Md5];
+    })
+    .await;
     let (tls, _) = edge.tls.clone().unwrap();
     let cert = edge.tls_cert_pem().unwrap();
     let dir = std::env::temp_dir().join(format!("lifeline-baresip-{}", std::process::id()));

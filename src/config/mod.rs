@@ -85,6 +85,8 @@ pub struct Sip {
     pub listen: Vec<Listen>,
     /// Host for Via/Record-Route/Contact when it differs from the listening address.
     pub public_address: Option<String>,
+    /// The digest challenges offered, in order (WebSocket clients get them reversed).
+    pub digest_algorithms: Vec<sip::digest::Algorithm>,
 }
 
 /// `[web]`
@@ -251,6 +253,26 @@ mod tests {
         let shown = errs.to_string();
         assert!(shown.contains("l.toml:6: sip.listen: 'sctp:127.0.0.1:5060'"), "{shown}");
         assert!(shown.contains("l.toml:8: media.rtp_ports"), "{shown}");
+    }
+
+    #[test]
+    fn digest_algorithms_are_checked_and_kept_in_order() {
+        let c = Config::from_toml(
+            Path::new("d.toml"),
+            "[sip]\ndigest_algorithms = [\"sha-256\", \"MD5\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.sip.digest_algorithms,
+            [sip::digest::Algorithm::Sha256, sip::digest::Algorithm::Md5]
+        );
+        let text = "[sip]\ndigest_algorithms = [\"MD5\",\n  \"SHA-512\", \"md5\"]\n[media]\nanchor = \"sometimes\"\n";
+        let shown = Config::from_toml(Path::new("d.toml"), text).unwrap_err().to_string();
+        assert!(shown.contains("d.toml:3: sip.digest_algorithms: 'SHA-512'"), "{shown}");
+        assert!(shown.contains("d.toml:3: sip.digest_algorithms: 'md5' twice"), "{shown}");
+        assert!(shown.contains("d.toml:5: media.anchor: 'sometimes'"), "{shown}");
+        let empty = "[sip]\ndigest_algorithms = []\n";
+        assert!(Config::from_toml(Path::new("d.toml"), empty).is_err());
     }
 
     #[test]

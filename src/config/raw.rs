@@ -44,6 +44,7 @@ struct RawSip {
     domain: Value<String>,
     listen: Value<Vec<Spanned<String>>>,
     public_address: Value<String>,
+    digest_algorithms: Value<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -191,10 +192,34 @@ pub(super) fn build(path: Option<&Path>, text: &str) -> Result<Config, ConfigErr
     if listen_raw.is_empty() {
         ctx.error(listen_span.clone(), "sip.listen needs at least one listener".into());
     }
+    let (algorithms_raw, algorithms_span) =
+        pick(&user.sip.digest_algorithms, &d.sip.digest_algorithms);
+    let mut digest_algorithms = Vec::new();
+    for entry in &algorithms_raw {
+        let span = algorithms_span.as_ref().map(|_| entry.span());
+        let algorithm = match entry.get_ref().to_ascii_uppercase().as_str() {
+            "MD5" => sip::digest::Algorithm::Md5,
+            "SHA-256" => sip::digest::Algorithm::Sha256,
+            other => {
+                ctx.error(span, format!("sip.digest_algorithms: '{other}' is not MD5 or SHA-256"));
+                continue;
+            }
+        };
+        if digest_algorithms.contains(&algorithm) {
+            ctx.error(span, format!("sip.digest_algorithms: '{}' twice", entry.get_ref()));
+        } else {
+            digest_algorithms.push(algorithm);
+        }
+    }
+    if algorithms_raw.is_empty() {
+        ctx.error(algorithms_span.clone(), "sip.digest_algorithms needs at least one".into());
+        digest_algorithms = sip::digest::DEFAULT_ORDER.to_vec();
+    }
     let sip = Sip {
         domain,
         listen,
         public_address: nonempty(pick(&user.sip.public_address, &d.sip.public_address).0),
+        digest_algorithms,
     };
 
     let (web_listen, web_span) = pick(&user.web.listen, &d.web.listen);

@@ -100,15 +100,16 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// An authenticator for `realm` with a fresh random nonce secret.
-    pub fn new(realm: &str, roster: Arc<LiveRoster>) -> Auth {
+    /// An authenticator for `realm` with a fresh random nonce secret, challenging with
+    /// `algorithms` in that order.
+    pub fn new(realm: &str, algorithms: &[Algorithm], roster: Arc<LiveRoster>) -> Auth {
         let mut secret = [0u8; 32];
         fill_random(&mut secret);
         Auth {
             realm: realm.to_owned(),
             issuer: NonceIssuer::new(secret),
             counts: NonceCounts::new(100_000),
-            order: DEFAULT_ORDER.to_vec(),
+            order: if algorithms.is_empty() { DEFAULT_ORDER.to_vec() } else { algorithms.to_vec() },
             roster,
         }
     }

@@ -218,6 +218,8 @@ pub struct CoreConfig {
     /// `[limits] max_dialogs`: requests waiting for their answer plus answered calls of agents
     /// before new ordinary calls get 503 (emergency calls and PSAP callbacks never do).
     pub max_dialogs: usize,
+    /// The digest algorithms challenges offer, in order (`[sip] digest_algorithms`).
+    pub digest: Vec<sip::digest::Algorithm>,
     /// The media anchor (`None`: `[media] anchor = "never"`, or its socket could not bind).
     pub media: Option<Arc<crate::media::engine::Media>>,
     /// Trunk host names and their addresses, kept current off the core
@@ -273,7 +275,7 @@ impl Core {
     /// A core fed by `handle` (from [`Core::channel`]). Reads the live callback leases and the
     /// registrations snapshot from the store (once, at start, before any listener serves).
     pub fn new(config: CoreConfig, net: Net, handle: &CoreHandle) -> Core {
-        let auth = Auth::new(&config.registrar.domain, config.roster.clone());
+        let auth = Auth::new(&config.registrar.domain, &config.digest, config.roster.clone());
         let leases = emergency::load_leases(config.store.as_ref());
         let dnd = emergency::DndWorker::spawn(config.presence.clone());
         let location = snapshot::load(config.store.as_ref(), Instant::now());
