@@ -429,7 +429,8 @@ Contact: <sip:desk@{me}>\r\n"
 
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let text = edge.metrics().await;
-    assert!(text.contains("lifeline_media_packets_total{dir=\"plain\"} 10\n"), "{text}");
+    assert!(text.contains("lifeline_media_packets_total{dir=\"plain_to_callee\"} 5\n"), "{text}");
+    assert!(text.contains("lifeline_media_packets_total{dir=\"plain_to_caller\"} 5\n"), "{text}");
     assert!(text.contains("lifeline_media_legs 1\n"), "{text}");
 
     // The BYE ends the relay.

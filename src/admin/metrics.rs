@@ -296,8 +296,10 @@ pub struct MediaMetrics {
     /// RTP packets relayed from browsers to the plain side, and back.
     pub to_plain: AtomicU64,
     pub to_browser: AtomicU64,
-    /// RTP packets relayed between two plain peers (`[media] anchor = "always"`).
-    pub plain_relayed: AtomicU64,
+    /// RTP packets relayed between two plain peers (`[media] anchor = "always"`), from the
+    /// caller's side to the callee's and back.
+    pub plain_to_callee: AtomicU64,
+    pub plain_to_caller: AtomicU64,
     /// Datagrams dropped: not RTP, from a stranger after latching, or before the leg is up.
     pub dropped: AtomicU64,
     /// Datagrams on the WebRTC port that no leg accepted (garbage, late packets).
@@ -323,11 +325,13 @@ impl MediaMetrics {
              # TYPE lifeline_media_packets_total counter\n\
              lifeline_media_packets_total{{dir=\"to_plain\"}} {}\n\
              lifeline_media_packets_total{{dir=\"to_browser\"}} {}\n\
-             lifeline_media_packets_total{{dir=\"plain\"}} {}",
+             lifeline_media_packets_total{{dir=\"plain_to_callee\"}} {}\n\
+             lifeline_media_packets_total{{dir=\"plain_to_caller\"}} {}",
             self.legs.load(Ordering::Relaxed),
             load(&self.to_plain),
             load(&self.to_browser),
-            load(&self.plain_relayed),
+            load(&self.plain_to_callee),
+            load(&self.plain_to_caller),
         );
         let seconds = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(

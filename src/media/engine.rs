@@ -87,8 +87,8 @@ pub struct Media {
     /// Legs whose media timed out or whose browser went away.
     ended: mpsc::UnboundedSender<LegId>,
     metrics: Arc<Metrics>,
-    /// What the pairs closed so far relayed and dropped.
-    pair_totals_removed: AtomicU64,
+    /// What the pairs closed so far relayed (each way) and dropped.
+    pair_totals_removed: [AtomicU64; 2],
     pair_dropped_removed: AtomicU64,
     /// The media thread's event loop: every media socket and task lives there.
     runtime: tokio::runtime::Handle,
@@ -112,7 +112,8 @@ struct Pair {
     /// Milliseconds since `epoch` of the last packet either way.
     last: std::sync::atomic::AtomicU64,
     epoch: Instant,
-    relayed: AtomicU64,
+    /// Packets relayed from the caller's side to the callee's, and back.
+    relayed: [AtomicU64; 2],
     dropped: AtomicU64,
     reported: std::sync::atomic::AtomicBool,
 }
@@ -198,7 +199,7 @@ impl Media {
             wake: Notify::new(),
             ended,
             metrics,
-            pair_totals_removed: AtomicU64::new(0),
+            pair_totals_removed: [AtomicU64::new(0), AtomicU64::new(0)],
             pair_dropped_removed: AtomicU64::new(0),
             runtime,
         });
@@ -340,7 +341,7 @@ impl Media {
             ],
             last: AtomicU64::new(0),
             epoch,
-            relayed: AtomicU64::new(0),
+            relayed: [AtomicU64::new(0), AtomicU64::new(0)],
             dropped: AtomicU64::new(0),
             reported: std::sync::atomic::AtomicBool::new(false),
         });
@@ -368,8 +369,9 @@ impl Media {
         inner.legs.remove(&leg);
         if let Some(pair) = inner.pairs.remove(&leg) {
             // Its tasks see the pair gone from every other owner and stop (see pair_task).
-            self.pair_totals_removed
-                .fetch_add(pair.relayed.load(Ordering::Relaxed), Ordering::Relaxed);
+            for (total, side) in self.pair_totals_removed.iter().zip(&pair.relayed) {
+                total.fetch_add(side.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
             self.pair_dropped_removed
                 .fetch_add(pair.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
         }
@@ -420,12 +422,14 @@ impl Media {
         let Inner { anchor, legs, pairs } = &mut *inner;
         let totals = anchor.totals();
         let m = &self.metrics.media;
-        let (mut relayed, mut dropped) = (
-            self.pair_totals_removed.load(Ordering::Relaxed),
-            self.pair_dropped_removed.load(Ordering::Relaxed),
-        );
+        let mut relayed = [
+            self.pair_totals_removed[0].load(Ordering::Relaxed),
+            self.pair_totals_removed[1].load(Ordering::Relaxed),
+        ];
+        let mut dropped = self.pair_dropped_removed.load(Ordering::Relaxed);
         for (id, pair) in pairs.iter() {
-            relayed += pair.relayed.load(Ordering::Relaxed);
+            relayed[0] += pair.relayed[0].load(Ordering::Relaxed);
+            relayed[1] += pair.relayed[1].load(Ordering::Relaxed);
             dropped += pair.dropped.load(Ordering::Relaxed);
             let idle_ms = u64::try_from(now.saturating_duration_since(pair.epoch).as_millis())
                 .unwrap_or(u64::MAX)
@@ -438,7 +442,8 @@ impl Media {
         }
         m.to_plain.store(totals.to_trunk, Ordering::Relaxed);
         m.to_browser.store(totals.to_browser, Ordering::Relaxed);
-        m.plain_relayed.store(relayed, Ordering::Relaxed);
+        m.plain_to_callee.store(relayed[0], Ordering::Relaxed);
+        m.plain_to_caller.store(relayed[1], Ordering::Relaxed);
         m.dropped.store(totals.dropped + dropped, Ordering::Relaxed);
         m.stray.store(anchor.stray, Ordering::Relaxed);
         m.lost_plain.store(totals.lost, Ordering::Relaxed);
@@ -545,7 +550,7 @@ async fn pair_task(pair: Arc<Pair>, from: usize) {
         pair.last.store(since, Ordering::Relaxed);
         match other.socket.try_send_to(&buf[..n], to) {
             Ok(_) => {
-                pair.relayed.fetch_add(1, Ordering::Relaxed);
+                pair.relayed[from].fetch_add(1, Ordering::Relaxed);
             }
             Err(_) => {
                 pair.dropped.fetch_add(1, Ordering::Relaxed);
