@@ -42,12 +42,17 @@ Per step (N calls), per repeat, per relay (the order of the relays flips at ever
                 lifeline_media_dropped_total delta, rtpengine's per-stream errors).
     other       CPU of every process that is not ours (noisy neighbour); worst second too. The
                 relay that is idle in a run is counted apart (cpu_idle_relays).
+    transit     with --capture S: S s of tcpdump on lo (a ~1/64 sample of the calls by SSRC), then
+                tools/transit.py: time in the relay per packet and direction (p50/p99/max), RFC 3550
+                jitter of the caller's streams before and after the relay. Costs CPU: such runs
+                are flagged (capture column).
   PASS: every call up at both ends of the window, SIPp UAC exit status 0 within its time bound,
         and rtpengine: loss < --max-loss (1 %), ingress >= --min-ingress (0.99);
             lifeline: rt loss < --max-loss and relayed >= --min-ingress.
 """
 import argparse
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -231,6 +236,15 @@ def run_step(a, out, n, rep, r, all_ours):
     ng = r.admin is None
     q0 = query_all(uac.pid) if ng else {}
     e0 = metrics_edge(r.admin) if not ng else None
+    cap = None
+    if a.capture > 0:
+        # a sample of the calls (SSRC low byte & 63 == 0, ~1/64) on every leg, for tools/transit.py;
+        # tcpdump costs CPU too, so these runs are flagged (capture column) and kept apart
+        cap = subprocess.Popen(["timeout", "-s", "INT", str(a.capture), "tcpdump", "-i", "lo", "-n", "-s", "80",
+                                "--time-stamp-precision=nano", "-B", "16384", "-w", str(d / "sample.pcap"),
+                                f"udp and (udp[19] & 0x3f) = 0 and (port {ECHO_PORT} or portrange 20000-59999)"],
+                               stdout=subprocess.DEVNULL, stderr=open(d / "tcpdump.stderr", "w"))
+        time.sleep(0.5)
     ino_relay, ino_uas = socket_inodes(r.relay), socket_inodes({uas.pid})
     dr0 = udp_drops()
     ours = set(all_ours) | {uac.pid, uas.pid}
@@ -266,6 +280,16 @@ def run_step(a, out, n, rep, r, all_ours):
 
     row = sb.last_stat_row(d / "uac_stat.csv")
     tick = sb.CLK_TCK
+    transit = {}
+    if cap is not None:
+        cap.wait()
+        t = subprocess.run([sys.executable, str(HERE / "tools" / "transit.py"), str(d / "sample.pcap"),
+                            "--echo-port", str(ECHO_PORT)], capture_output=True, text=True)
+        (d / "transit.json").write_text(t.stdout + t.stderr)
+        try:
+            transit = json.loads(t.stdout)
+        except ValueError:
+            transit = {}
     res = dict(mode="rtp", relay=r.name, calls=n, rep=rep)
     if ng:
         common_ids = set(q0) & set(q1)
@@ -329,6 +353,10 @@ def run_step(a, out, n, rep, r, all_ours):
     else:
         ok_media = res["rt_loss_pct"] < a.max_loss and res["relayed"] >= a.min_ingress
     res["pass"] = bool(ok_up and ok_sipp and ok_media)
+    res["capture"] = a.capture
+    for k in ("transit_a_p50_ms", "transit_a_p99_ms", "transit_a_max_ms", "transit_b_p50_ms", "transit_b_p99_ms",
+              "transit_b_max_ms", "jitter_in_a_ms", "jitter_out_a_ms", "added_jitter_a_ms", "matched_a", "streams"):
+        res[k] = transit.get(k, "")
     (d / "cpu_per_second.txt").write_text(
         "busy% other%\n" + "".join(f"{b:.0f} {o:.0f}\n" for b, o in zip(samp.busy, samp.other)))
     return res
@@ -365,6 +393,9 @@ def main():
     ap.add_argument("--quiet-wait", type=float, default=60)
     ap.add_argument("--quiet-max", type=float, default=15)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--capture", type=float, default=0,
+                    help="seconds of tcpdump in the window (a sample of the calls) for the relay's delay and "
+                         "jitter (tools/transit.py); costs CPU, so such runs are flagged")
     ap.add_argument("--uas-rcvbuf", default="", help="LD_PRELOAD shim (tools/rcvbuf.c) for the UAS echo socket")
     a = ap.parse_args()
     if not shutil.which("sipp"):
@@ -405,8 +436,11 @@ def main():
                 res = run_step(a, out, n, rep, r, all_ours)
                 res["other_before"] = round(oth, 1)
                 new = not csvf.exists()
+                # one column order for every row: the file's header (the relays' rows build their
+                # keys in different orders)
+                fields = list(res.keys()) if new else next(csv.reader(open(csvf)))
                 with open(csvf, "a", newline="") as f:
-                    wr = csv.DictWriter(f, fieldnames=list(res.keys()))
+                    wr = csv.DictWriter(f, fieldnames=fields, restval="")
                     if new:
                         wr.writeheader()
                     wr.writerow(res)

@@ -12,6 +12,8 @@
 #   MB=/tmp/mediabench (work dir)  OUT=$MB/runs/<time>  UAS_RCVBUF=1 (the kit's 4 MiB receive
 #   buffer for the SIPp UAS echo socket, tools/rcvbuf.c; 0 = off)  LL_BIN (a lifeline binary; default:
 #   cargo build --release of this checkout)  LL_RTP_PORTS="20000-29999"
+#   CAPTURE=0 (seconds of tcpdump in each window for the relay's delay and jitter, tools/transit.py;
+#   it costs CPU: run it as a separate series, e.g. CAPTURE=10 STEPS="400 1200" REPEATS=1)
 # Needs: apt-get install sip-tester kamailio rtpengine-daemon rtpengine-utils; python3; cc.
 #
 # Adapted from ../shared/bench/rtpengine/run-media.sh (the rtpengine reference kit).
@@ -28,7 +30,8 @@ done
 
 args=(--out "$OUT" --steps "${STEPS:-100 400 800 1200}" --repeats "${REPEATS:-2}" --rate "${RATE:-200}"
       --window "${WINDOW:-20}" --settle "${SETTLE:-4}" --stop-after "${STOP_AFTER:-1}"
-      --quiet-wait "${QUIET_WAIT:-60}" --quiet-max "${QUIET_MAX:-15}" --relays "${RELAYS:-rtpengine lifeline}")
+      --quiet-wait "${QUIET_WAIT:-60}" --quiet-max "${QUIET_MAX:-15}" --relays "${RELAYS:-rtpengine lifeline}"
+      --capture "${CAPTURE:-0}")
 if [[ "${UAS_RCVBUF:-1}" != 0 ]]; then
   [[ -f "$MB/rcvbuf.so" && "$MB/rcvbuf.so" -nt "$HERE/tools/rcvbuf.c" ]] \
     || cc -O2 -shared -fPIC -o "$MB/rcvbuf.so" "$HERE/tools/rcvbuf.c" -ldl

@@ -9,10 +9,18 @@ import statistics
 import sys
 from collections import defaultdict
 
+# --max-other X: only the runs where the other processes of the machine used <= X % of a core on
+# average over the window (a quieter subset; the noisy neighbour changes per-packet CPU both ways)
+args = sys.argv[1:]
+max_other = None
+if args[:1] == ["--max-other"]:
+    max_other, args = float(args[1]), args[2:]
 g = defaultdict(list)
-for p in sys.argv[1:]:
+for p in args:
     with open(p) as f:
         for r in csv.DictReader(f):
+            if max_other is not None and float(r["cpu_other"]) > max_other:
+                continue
             g[(int(r["calls"]), r["relay"])].append(r)
 
 
@@ -65,3 +73,19 @@ for n in sorted({k[0] for k in g}):
 
     print(f"| {n} | {a:.1f} | {b:.1f} | {a / b:.2f} | {us(ll)} | {us(re_)} |" if b else
           f"| {n} | {a:.1f} | {b:.1f} | n/a | {us(ll)} | {us(re_)} |")
+
+# runs with a capture (media_bench.py --capture): the delay and jitter the relay adds, on a sample
+cap = [(k, rs) for k, rs in sorted(g.items()) if any(r.get("transit_a_p50_ms") not in (None, "") for r in rs)]
+if cap:
+    print()
+    print("| calls | relay | repeat | sampled streams | A (caller->UAS) in relay p50 / p99 / max ms "
+          "| B (echo->caller) in relay p50 / p99 / max ms | jitter before / after relay (A) ms | added jitter ms "
+          "| %relay per 100 calls (with tcpdump) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (n, relay), rs in cap:
+        for r in rs:
+            if r.get("transit_a_p50_ms") in (None, ""):
+                continue
+            print(f"| {n} | {relay} | {r['rep']} | {r['streams']} | {r['transit_a_p50_ms']} / {r['transit_a_p99_ms']} / "
+                  f"{r['transit_a_max_ms']} | {r['transit_b_p50_ms']} / {r['transit_b_p99_ms']} / {r['transit_b_max_ms']} | "
+                  f"{r['jitter_in_a_ms']} / {r['jitter_out_a_ms']} | {r['added_jitter_a_ms']} | {r['relay_per_100_calls']} |")
