@@ -10,6 +10,7 @@
 # (sip:service@...) to the SIPp UAS on 127.0.0.1:5090 and trusts 127.0.0.2, where compare.sh
 # runs the SIPp UAC (UAC_IP): no challenge for calls, like kamailio.cfg. Agents for the REGISTER-with-auth test come from $KB/regauth
 # (tools/gen_users.py), with realm 127.0.0.1 as kamailio-auth.cfg uses.
+# LL_EXTRA_TOML: a file appended to the configuration (../media/run.sh adds its [media] section).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -46,6 +47,7 @@ seed = "$DIR/agents.toml"
 # SIPp sends everything from one address; Kamailio's bench config has no rate limit either.
 per_source_rps = 1000000
 TOML
+    if [[ -n "${LL_EXTRA_TOML:-}" ]]; then cat "$LL_EXTRA_TOML" >> "$DIR/lifeline.toml"; fi
     cat > "$DIR/dialplans/bench.toml" <<TOML
 [[trunk]]
 name = "sipp-uas"
