@@ -24,7 +24,8 @@ Per step (N calls), per repeat, per relay (the order of the relays flips at ever
     pps         packets relayed per second (A+B):
                   rtpengine: its per-call ng counters (`query` of every call at both ends of the
                     window), as the kit does;
-                  lifeline: the delta of lifeline_media_packets_total{dir="plain"} on /metrics.
+                  lifeline: the deltas of lifeline_media_packets_total{dir="plain_to_callee"} and
+                  {dir="plain_to_caller"} on /metrics (loss = 1 - to_caller / to_callee, as rtpengine's).
                     lifeline refreshes its media metrics once a second (its sweep), so the driver
                     polls /metrics every 20 ms just before the window and just after it until the
                     value moves, and divides by the time between those two refreshes (error
@@ -131,7 +132,13 @@ def scrape(admin):
     return out
 
 
-PLAIN = 'lifeline_media_packets_total{dir="plain"}'
+TO_CALLEE = 'lifeline_media_packets_total{dir="plain_to_callee"}'
+TO_CALLER = 'lifeline_media_packets_total{dir="plain_to_caller"}'
+
+
+def plain(m):
+    """Packets a plain pair relayed, both ways."""
+    return m.get(TO_CALLEE, 0) + m.get(TO_CALLER, 0)
 
 
 def metrics_edge(admin, max_wait=1.6):
@@ -144,7 +151,7 @@ def metrics_edge(admin, max_wait=1.6):
         time.sleep(0.02)
         t = time.monotonic()
         m = scrape(admin)
-        if m.get(PLAIN) != m0.get(PLAIN):
+        if plain(m) != plain(m0):
             return t, m, time.monotonic() - t
     t = time.monotonic()
     return t, scrape(admin), -1.0
@@ -307,7 +314,9 @@ def run_step(a, out, n, rep, r, all_ours):
     else:
         (ta, ma, la), (tb, mb, lb) = e0, e1
         dtm = tb - ta
-        dp = mb.get(PLAIN, 0) - ma.get(PLAIN, 0)
+        dp = plain(mb) - plain(ma)
+        d_callee = mb.get(TO_CALLEE, 0) - ma.get(TO_CALLEE, 0)
+        d_caller = mb.get(TO_CALLER, 0) - ma.get(TO_CALLER, 0)
         # the scrapes' own latency blurs the refresh times when the edge is loaded; the refreshes
         # come every second (+ the timer's lag), so dp / whole seconds is the other estimate
         res.update(calls_up_start=int(ma.get("lifeline_media_legs", 0)),
@@ -316,7 +325,8 @@ def run_step(a, out, n, rep, r, all_ours):
                    metrics_span_s=round(dtm, 3), metrics_delta=int(dp),
                    pps_by_refreshes=round(dp / max(round(dtm), 1), 0),
                    scrape_latency_ms=round(1000 * max(la, lb), 1),
-                   loss_pct=float("nan"), ingress=float("nan"),
+                   loss_pct=round(100.0 * (1 - d_caller / d_callee), 3) if d_callee else float("nan"),
+                   ingress=round(d_callee / (50.0 * dtm), 4) if dtm > 0 else float("nan"),
                    relay_dropped=int(mb.get("lifeline_media_dropped_total", 0)
                                      - ma.get("lifeline_media_dropped_total", 0)))
     res.update(

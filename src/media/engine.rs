@@ -99,7 +99,14 @@ struct Inner {
     anchor: Anchor,
     legs: HashMap<LegId, PlainSide>,
     /// Plain RTP relayed between two plain peers (`[media] anchor = "always"`).
-    pairs: HashMap<LegId, Arc<Pair>>,
+    pairs: HashMap<LegId, PairHandle>,
+}
+
+/// A pair as the engine holds it: dropping it stops the pair's two tasks.
+#[derive(Debug)]
+struct PairHandle {
+    pair: Arc<Pair>,
+    _stop: [oneshot::Sender<()>; 2],
 }
 
 /// Two plain RTP ports relaying to each other: what arrives on one side goes out of the
@@ -345,18 +352,19 @@ impl Media {
             dropped: AtomicU64::new(0),
             reported: std::sync::atomic::AtomicBool::new(false),
         });
-        inner.pairs.insert(id, pair.clone());
+        let (stop_a, stopped_a) = oneshot::channel();
+        let (stop_b, stopped_b) = oneshot::channel();
+        inner.pairs.insert(id, PairHandle { pair: pair.clone(), _stop: [stop_a, stop_b] });
         drop(inner);
-        for from in 0..2 {
-            self.runtime.spawn(pair_task(pair.clone(), from));
-        }
+        self.runtime.spawn(pair_task(pair.clone(), 0, stopped_a));
+        self.runtime.spawn(pair_task(pair, 1, stopped_b));
         id
     }
 
     /// A pair side's peer from new SDP (`side` 0 is `a`); a new address starts latching
     /// again.
     pub fn set_pair_peer(&self, id: LegId, side: usize, addr: SocketAddr) {
-        let Some(pair) = self.lock().pairs.get(&id).cloned() else { return };
+        let Some(pair) = self.lock().pairs.get(&id).map(|h| h.pair.clone()) else { return };
         let Some(side) = pair.sides.get(side) else { return };
         side.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).announce(addr);
     }
@@ -367,8 +375,8 @@ impl Media {
         let mut inner = self.lock();
         inner.anchor.remove(leg);
         inner.legs.remove(&leg);
-        if let Some(pair) = inner.pairs.remove(&leg) {
-            // Its tasks see the pair gone from every other owner and stop (see pair_task).
+        if let Some(PairHandle { pair, .. }) = inner.pairs.remove(&leg) {
+            // Dropping the handle stops its tasks (see pair_task).
             for (total, side) in self.pair_totals_removed.iter().zip(&pair.relayed) {
                 total.fetch_add(side.load(Ordering::Relaxed), Ordering::Relaxed);
             }
@@ -427,7 +435,7 @@ impl Media {
             self.pair_totals_removed[1].load(Ordering::Relaxed),
         ];
         let mut dropped = self.pair_dropped_removed.load(Ordering::Relaxed);
-        for (id, pair) in pairs.iter() {
+        for (id, PairHandle { pair, .. }) in pairs.iter() {
             relayed[0] += pair.relayed[0].load(Ordering::Relaxed);
             relayed[1] += pair.relayed[1].load(Ordering::Relaxed);
             dropped += pair.dropped.load(Ordering::Relaxed);
@@ -512,17 +520,16 @@ async fn plain_task(
     }
 }
 
-/// Datagrams arriving on side `from` of a pair go out of the other side. Stops when the pair
-/// is closed (only the two tasks still hold it).
-async fn pair_task(pair: Arc<Pair>, from: usize) {
+/// Datagrams arriving on side `from` of a pair go out of the other side, until the pair is
+/// closed (`stopped`).
+async fn pair_task(pair: Arc<Pair>, from: usize, mut stopped: oneshot::Receiver<()>) {
     let (this, other) = (&pair.sides[from], &pair.sides[1 - from]);
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
-        let received = tokio::time::timeout(SWEEP, this.socket.recv_from(&mut buf)).await;
-        if Arc::strong_count(&pair) <= 2 {
-            return;
-        }
-        let Ok(received) = received else { continue };
+        let received = tokio::select! {
+            r = this.socket.recv_from(&mut buf) => r,
+            _ = &mut stopped => return,
+        };
         let (n, source) = match received {
             Ok(r) => r,
             Err(e) => {
