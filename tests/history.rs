@@ -469,6 +469,7 @@ async fn a_udp_registration_survives_kill_dash_9_and_takes_a_did_call() {
         "[node]\nname = \"kill9\"\ndata_dir = \"{data}\"\n\n\
          [sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\", \"tcp:127.0.0.1:{tcp}\"]\n\n\
          [web]\nlisten = \"127.0.0.1:{web}\"\n\n[admin]\nlisten = \"{admin}\"\n\n\
+         [media]\nwebrtc_port = 0\n\n\
          [dialplan]\ndir = \"{plans}\"\n\n[agents]\nseed = \"{seed}\"\n",
         data = data.display(),
         plans = d.join("dialplans").display(),
