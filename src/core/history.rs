@@ -40,7 +40,8 @@
 //!
 //! # Writing
 //!
-//! Rows go over a channel to one thread that writes whatever has queued in one transaction
+//! Rows go over a channel to one thread that gathers them for [`GATHER`] and writes them in one
+//! transaction (a row shows in `/api/calls` that much later)
 //! ([`crate::store::Store::insert_calls`]); the core never waits. A failed write is logged (row
 //! count, never numbers) and its rows are lost: history never holds up calls.
 
@@ -61,7 +62,7 @@ use crate::store::{AgentId, Call, Direction, Store, UnixTime};
 const MAX_SETUP: Duration = Duration::from_secs(15 * 60);
 
 /// Rows written in one transaction at most.
-const BATCH: usize = 256;
+const BATCH: usize = 8192;
 
 /// The calls the history follows, and the writer of their rows.
 #[derive(Debug)]
@@ -118,6 +119,9 @@ struct Writer {
     thread: std::thread::JoinHandle<()>,
 }
 
+/// How long the writer lets rows gather before a transaction.
+const GATHER: Duration = Duration::from_millis(250);
+
 impl History {
     /// Starts the writer thread; it ends once [`History::finish`] (or a drop) closes it.
     pub fn spawn(store: Arc<dyn Store>) -> History {
@@ -125,6 +129,10 @@ impl History {
         let spawned =
             std::thread::Builder::new().name("lifeline-history".into()).spawn(move || {
                 while let Ok(first) = rx.recv() {
+                    // Let rows gather: one transaction and one wake-up per window, not per
+                    // call (at thousands of calls a second, a thread woken for each row and a
+                    // transaction each cost more than the calls' own routing).
+                    std::thread::sleep(GATHER);
                     let mut batch = vec![first];
                     while batch.len() < BATCH {
                         match rx.try_recv() {
