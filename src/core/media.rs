@@ -216,7 +216,7 @@ impl Core {
         req: &mut Request,
     ) {
         let Some(media) = self.media().cloned() else { return };
-        let initial = req.headers().to().ok().and_then(|t| t.tag()).is_none();
+        let initial = !req.in_dialog();
         if *req.method() != Method::Invite || !initial {
             return;
         }

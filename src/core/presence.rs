@@ -127,7 +127,7 @@ impl Core {
             return false;
         }
         let h = req.headers();
-        if h.to().ok().and_then(|t| t.tag()).is_some() {
+        if req.in_dialog() {
             return *req.method() == Method::Subscribe && self.subscription_of(req).is_some();
         }
         let only_our_routes = h

@@ -268,7 +268,7 @@ impl Core {
         if let Err(reject) = proxy::preprocess_routes(&mut req, &self.local) {
             return self.reject(now, key, &req, &reject);
         }
-        let in_dialog = req.headers().to().ok().and_then(|t| t.tag()).is_some();
+        let in_dialog = req.in_dialog();
         let mut emergency = None;
         let mut restore = None;
         if in_dialog && self.targets_me(&req) {
@@ -558,7 +558,7 @@ impl Core {
                 if !self.media_calls.is_empty()
                     && let Some(call) = self.proxy.calls.get(&key)
                     && *call.request.method() == Method::Invite
-                    && call.request.headers().to().ok().and_then(|t| t.tag()).is_none()
+                    && !call.request.in_dialog()
                 {
                     let call_id = call.request.headers().call_id().unwrap_or_default().to_owned();
                     self.media_final(&call_id, response.status());
@@ -673,7 +673,7 @@ impl Core {
             && let Some(call) = self.proxy.calls.get(&key)
         {
             let method = call.request.method().clone();
-            let in_dialog = call.request.headers().to().ok().and_then(|t| t.tag()).is_some();
+            let in_dialog = call.request.in_dialog();
             let call_id = call.request.headers().call_id().unwrap_or_default().to_owned();
             self.media_response(&method, &call_id, in_dialog, index, &mut response);
         }

@@ -514,11 +514,6 @@ impl Anchor {
         self.legs.get(&leg).map(|l| l.last_media)
     }
 
-    /// The legs, for the media-timeout sweep and metrics.
-    pub fn legs(&self) -> impl Iterator<Item = LegId> + '_ {
-        self.legs.keys().copied()
-    }
-
     pub fn counters(&self, leg: LegId) -> Option<LegCounters> {
         self.legs.get(&leg).map(|l| l.counters)
     }

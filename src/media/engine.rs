@@ -390,12 +390,6 @@ impl Media {
         self.lock().anchor.counters(leg)
     }
 
-    /// Live legs (WebRTC legs and plain pairs).
-    pub fn legs(&self) -> usize {
-        let inner = self.lock();
-        inner.legs.len() + inner.pairs.len()
-    }
-
     fn attach(self: &Arc<Self>, inner: &mut Inner, leg: LegId, port: &Reservation) {
         let (stop, stopped) = oneshot::channel();
         inner

@@ -91,7 +91,7 @@ impl ConnCtx {
                 // core spends anything on them (503 with Retry-After), and dropped when it is
                 // nearly full; requests within dialogs and every response still go through, so
                 // that calls in progress can finish.
-                let new_call = req.headers().to().ok().and_then(|t| t.tag()).is_none()
+                let new_call = !req.in_dialog()
                     && !matches!(req.method(), sip::Method::Ack | sip::Method::Cancel);
                 if new_call {
                     let load = self.core.load();

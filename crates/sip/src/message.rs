@@ -153,6 +153,12 @@ impl Request {
         self.start_line = None;
     }
 
+    /// Whether the request is inside a dialog: its To carries a tag (RFC 3261 §12.2). A To
+    /// that does not parse counts as no tag.
+    pub fn in_dialog(&self) -> bool {
+        self.headers.to().ok().and_then(|t| t.tag()).is_some()
+    }
+
     pub fn headers(&self) -> &Headers {
         &self.headers
     }
