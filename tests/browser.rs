@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::smtp::{Relay, TempDir, free_port, wait_received};
+use common::smtp::{Relay, TempDir, wait_received};
 use common::{Edge, Opts, TRUNK_IP};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -297,8 +297,7 @@ async fn the_softphone_registers_calls_makes_an_emergency_call_and_rings_for_the
     let opts = Opts { plan: Some(PLAN.into()), seed: Some(AGENTS.into()), ..Opts::default() };
     // A real SMTP relay (aiosmtpd) takes the notification of alice's 933 call.
     let mail = TempDir::new("browser-mail");
-    let smtp_port = free_port();
-    let relay = Relay::start(smtp_port, &mail.0).await;
+    let (relay, smtp_port) = Relay::start_any(&mail.0).await;
 
     let edge = Edge::start_opts(opts, |c| {
         // A browser's INVITE (SDP with every codec and candidate, plus a PIDF-LO) is larger

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::smtp::{Relay, TempDir, free_port, wait_received};
+use common::smtp::{Relay, TempDir, wait_received};
 use common::ua::{header, parse_request, uas_response, udp_recv, udp_recv_until};
 use common::{Edge, Opts, TRUNK_IP};
 use tokio::net::UdpSocket;
@@ -170,8 +170,7 @@ Content-Length: 0\r\n\r\n"
 #[tokio::test]
 async fn a_registered_agent_s_911_leaves_with_the_leased_number_and_comes_back_to_her() {
     let mail = TempDir::new("emergency-mail");
-    let smtp_port = free_port();
-    let relay = Relay::start(smtp_port, &mail.0).await;
+    let (relay, smtp_port) = Relay::start_any(&mail.0).await;
     let edge = start_mailing(None, None, Some(smtp_port)).await;
     let carrier = UdpSocket::bind((TRUNK_IP, edge.trunk_ports.0)).await.unwrap();
     let alice = UdpSocket::bind("127.0.0.1:0").await.unwrap();

@@ -111,8 +111,7 @@ fn open(dir: &Path) -> Arc<dyn Store> {
 #[tokio::test]
 async fn a_queued_notice_is_delivered_rendered_and_a_refused_contact_holds_back_nobody() {
     let (data, mail) = (TempDir::new("a-data"), TempDir::new("a-mail"));
-    let port = free_port();
-    let relay = Relay::start(port, &mail.0).await;
+    let (relay, port) = Relay::start_any(&mail.0).await;
     let store = open(&data.0);
     let mailer = start_mailer(&store, port);
 

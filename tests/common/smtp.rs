@@ -41,7 +41,19 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// The relay on a port the system chooses (no race with other tests for a free port):
+    /// the relay and its port.
+    pub async fn start_any(dir: &Path) -> (Relay, u16) {
+        Relay::spawn(0, dir).await
+    }
+
+    /// The relay on `port` (a test that needs the port before the relay runs: SMTP down at
+    /// dial time, up later).
     pub async fn start(port: u16, dir: &Path) -> Relay {
+        Relay::spawn(port, dir).await.0
+    }
+
+    async fn spawn(port: u16, dir: &Path) -> (Relay, u16) {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp/sink.py");
         let mut child = Command::new("python3")
             .arg(script)
@@ -55,11 +67,16 @@ impl Relay {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
-        assert!(
-            matches!(&first, Ok(Ok(Some(l))) if l == "ready"),
-            "the SMTP relay did not start (is aiosmtpd installed? scripts/test installs it): {first:?}"
-        );
-        Relay { child }
+        let bound = match &first {
+            Ok(Ok(Some(l))) => l.strip_prefix("ready ").and_then(|p| p.parse::<u16>().ok()),
+            _ => None,
+        };
+        let bound = bound.unwrap_or_else(|| {
+            panic!(
+                "the SMTP relay did not start (is aiosmtpd installed? scripts/test installs it): {first:?}"
+            )
+        });
+        (Relay { child }, bound)
     }
 
     pub async fn stop(mut self) {

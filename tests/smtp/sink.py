@@ -4,7 +4,7 @@ it to a directory, one file per message, so a test can read what the edge sent.
 
     python3 tests/smtp/sink.py HOST PORT DIR
 
-Prints "ready" once listening. Each message becomes DIR/NNNN.eml (the data as received) next
+Prints "ready PORT" once listening (PORT 0 lets the system choose: the port it chose). Each message becomes DIR/NNNN.eml (the data as received) next
 to DIR/NNNN.json: the envelope and the decoded message ({"mail_from", "rcpt_tos", "from",
 "to", "subject", "message_id", "text", "html"}); both are written under a temporary name and
 renamed, so a reader never sees half a file. A recipient whose local part starts
@@ -66,7 +66,7 @@ async def main(host, port, out):
     # would restart at 0001 and overwrite the first connection's message).
     sink = Sink(out)
     server = await loop.create_server(lambda: SMTP(sink), host, port)
-    print("ready", flush=True)
+    print("ready", server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
 
 
