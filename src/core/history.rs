@@ -46,6 +46,8 @@
 //! count, never numbers) and its rows are lost: history never holds up calls.
 
 use std::collections::HashMap;
+
+use sip::FastMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,7 +70,7 @@ const BATCH: usize = 8192;
 #[derive(Debug)]
 pub struct History {
     /// Calls being set up, by the server transaction of their INVITE.
-    setup: HashMap<ServerKey, Setup>,
+    setup: FastMap<ServerKey, Setup>,
     /// Answered calls, by Call-ID, until they end.
     up: HashMap<String, Up>,
     writer: Option<Writer>,
@@ -152,13 +154,13 @@ impl History {
                 None
             }
         };
-        History { setup: HashMap::new(), up: HashMap::new(), writer }
+        History { setup: FastMap::default(), up: HashMap::new(), writer }
     }
 
     /// A history that records nothing (unit tests).
     #[cfg(test)]
     fn detached() -> History {
-        History { setup: HashMap::new(), up: HashMap::new(), writer: None }
+        History { setup: FastMap::default(), up: HashMap::new(), writer: None }
     }
 
     fn write(&self, row: Call) {

@@ -39,14 +39,13 @@ pub mod probe;
 pub mod proxy;
 mod resolve;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sip::transaction::{Event, FlowId, Peer, ServerKey, TxnConfig, TxnKey, TxnLayer};
-use sip::{HeaderName, Message, Method, ParseError, Request, Response};
+use sip::{FastSet, HeaderName, Message, Method, ParseError, Request, Response};
 use tokio::sync::{mpsc, watch};
 
 use crate::admin::metrics::{Dir, Metrics};
@@ -189,7 +188,7 @@ pub fn stateless_tag(req: &Request) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     let headers = req.headers();
     headers.call_id().unwrap_or("").hash(&mut h);
-    headers.from().ok().and_then(|f| f.tag()).hash(&mut h);
+    headers.from_tag().ok().flatten().hash(&mut h);
     headers.top_via().ok().and_then(|v| v.branch()).hash(&mut h);
     format!("{:x}", h.finish())
 }
@@ -244,7 +243,7 @@ pub struct Core {
     gauges_at: Option<Instant>,
     /// Server transactions still waiting for the core's final response: shutdown waits for
     /// these (those already answered only absorb retransmissions).
-    unanswered: HashSet<ServerKey>,
+    unanswered: FastSet<ServerKey>,
     /// Callback leases by DID, for PSAP callbacks.
     leases: std::collections::HashMap<String, emergency::LeaseEntry>,
     /// The core's own queue, for work done aside (the store) to report back.
@@ -295,7 +294,7 @@ impl Core {
             dialplans,
             probes: probe::Probes::default(),
             gauges_at: None,
-            unanswered: HashSet::new(),
+            unanswered: FastSet::default(),
             leases,
             // Work done aside reports back in the priority lane: today only emergency calls.
             inbox: handle.urgent.clone(),

@@ -30,7 +30,7 @@ use sip::proxy::{
     self, HopHost, ListenAddr, NextHop, RecordRoute, Reject, ResponseContext, Upstream, Verdict,
 };
 use sip::transaction::{ClientKey, Peer, ServerKey};
-use sip::{HeaderName, Method, Request, Response};
+use sip::{FastMap, HeaderName, Method, Request, Response};
 
 use super::emergency::EmergencyCall;
 use super::{Core, auth, stateless_tag};
@@ -128,11 +128,11 @@ pub struct Call {
 /// Proxy state kept by the core.
 #[derive(Debug, Default)]
 pub struct ProxyState {
-    calls: HashMap<ServerKey, Call>,
-    by_client: HashMap<ClientKey, (ServerKey, u32)>,
+    calls: FastMap<ServerKey, Call>,
+    by_client: FastMap<ClientKey, (ServerKey, u32)>,
     /// Timer C deadlines: the live one per branch, and an ordered index (entries whose
     /// deadline no longer matches `timer_c` are stale and skipped).
-    timer_c: HashMap<ClientKey, Instant>,
+    timer_c: FastMap<ClientKey, Instant>,
     timer_c_index: BTreeSet<(Instant, ClientKey)>,
     /// Emergency branches waiting for a provisional response, until `failover_after`.
     failover: HashMap<ClientKey, Instant>,
@@ -169,7 +169,7 @@ impl ProxyState {
         let em = call.emergency.as_ref()?;
         let headers = call.request.headers();
         let call_id = headers.call_id().unwrap_or_default().to_owned();
-        let from_tag = headers.from().ok().and_then(|f| f.tag().map(str::to_owned));
+        let from_tag = headers.from_tag().ok().flatten().map(str::to_owned);
         Some((
             call_id,
             super::emergency::EmergencyDialog {
@@ -973,7 +973,5 @@ impl Core {
 
 /// The size of a request on the wire (for the RFC 3261 §18.1.1 UDP size rule).
 pub(super) fn req_len(req: &Request) -> usize {
-    let mut out = Vec::with_capacity(2048);
-    req.encode(&mut out);
-    out.len()
+    req.encoded_len()
 }

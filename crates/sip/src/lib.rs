@@ -48,3 +48,14 @@ pub use header::{HeaderName, Headers};
 pub use message::{Framing, Message, Request, Response};
 pub use method::Method;
 pub use uri::{Host, Uri};
+
+/// The hash map of the per-message paths (transactions, their indexes, the proxy's calls).
+///
+/// std's SipHash is built to resist chosen-key floods at a cost of a few per cent of a busy
+/// proxy's time; foldhash, seeded at random per process, is several times faster and still
+/// keeps a remote sender from predicting bucket collisions (keys such as Via branches come
+/// from the network).
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The set counterpart of [`FastMap`].
+pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;

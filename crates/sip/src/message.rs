@@ -156,7 +156,7 @@ impl Request {
     /// Whether the request is inside a dialog: its To carries a tag (RFC 3261 §12.2). A To
     /// that does not parse counts as no tag.
     pub fn in_dialog(&self) -> bool {
-        self.headers.to().ok().and_then(|t| t.tag()).is_some()
+        self.headers.to_tag().ok().flatten().is_some()
     }
 
     pub fn headers(&self) -> &Headers {
@@ -192,6 +192,21 @@ impl Request {
         let mut out = Vec::new();
         self.encode(&mut out);
         out.into()
+    }
+
+    /// The length of the wire form, without writing it (for the RFC 3261 §18.1.1 size rule
+    /// a proxy applies to every request it forwards).
+    pub fn encoded_len(&self) -> usize {
+        let start = match self.start_line {
+            Some((s, e)) => (e - s) as usize,
+            None => {
+                self.method.as_str().len()
+                    + 1
+                    + self.uri.resolve(&self.headers.buf).len()
+                    + b" SIP/2.0\r\n".len()
+            }
+        };
+        start + self.headers.encoded_len() + if self.lf_only { 1 } else { 2 } + self.body.len()
     }
 }
 
@@ -360,6 +375,18 @@ impl Headers {
     pub fn to(&self) -> Result<NameAddr<'_>, HeaderError> {
         let t = self.text_of(HeaderName::To)?;
         NameAddr::parse(t).map_err(|_| HeaderError::Malformed(HeaderName::To))
+    }
+
+    /// The To tag, without decoding the To URI ([`NameAddr::tag_of`]).
+    pub fn to_tag(&self) -> Result<Option<&str>, HeaderError> {
+        let t = self.text_of(HeaderName::To)?;
+        NameAddr::tag_of(t).map_err(|_| HeaderError::Malformed(HeaderName::To))
+    }
+
+    /// The From tag, without decoding the From URI ([`NameAddr::tag_of`]).
+    pub fn from_tag(&self) -> Result<Option<&str>, HeaderError> {
+        let t = self.text_of(HeaderName::From)?;
+        NameAddr::tag_of(t).map_err(|_| HeaderError::Malformed(HeaderName::From))
     }
 
     /// The Call-ID.

@@ -41,6 +41,7 @@ fn invite_fields() {
     assert_eq!(h.top_via().unwrap().branch(), Some("z9hG4bK-524287-1---abc"));
     assert_eq!(h.from().unwrap().tag(), Some("abc123"));
     assert_eq!(h.to().unwrap().tag(), None);
+    assert_eq!((h.from_tag().unwrap(), h.to_tag().unwrap()), (Some("abc123"), None));
     assert_eq!(h.call_id().unwrap(), "1-2-3@192.0.2.10");
     assert_eq!(h.cseq().unwrap().seq, 1);
     assert_eq!(h.max_forwards().unwrap(), Some(70));
@@ -216,4 +217,23 @@ fn pop_from_a_combined_header() {
     assert_eq!(r.headers().get(HeaderName::Route).unwrap(), b"<sip:p2.example.com;lr>");
     r.headers_mut().pop_first_value(HeaderName::Route).unwrap();
     assert!(!r.headers().contains(HeaderName::Route));
+}
+
+/// The tag-only reading of From/To agrees with the full one on every form a name-addr takes.
+#[test]
+fn tags_read_without_decoding_the_uri_agree_with_the_full_parse() {
+    for value in [
+        "<sip:a@example.com>;tag=x1",
+        "\"Alice; \\\"A\\\"\" <sip:a@example.com;transport=tcp>;tag=x2;other",
+        "Alice <sips:a@[2001:db8::1]:5061>;foo=bar;tag=x3",
+        "sip:a@example.com;tag=x4",
+        "<sip:a@example.com;tag=not-a-header-param>",
+        "<tel:+15550100>",
+        "<urn:service:sos>;tag=x5",
+    ] {
+        let full = sip::header::typed::NameAddr::parse(value).unwrap();
+        let fast = sip::header::typed::NameAddr::tag_of(value).unwrap();
+        assert_eq!(fast, full.tag(), "{value}");
+    }
+    assert!(sip::header::typed::NameAddr::tag_of("<sip:a@example.com").is_err());
 }

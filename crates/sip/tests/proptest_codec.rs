@@ -438,6 +438,16 @@ proptest! {
                 "{:?}: print(parse(m)) != m",
                 framing
             );
+            if let Message::Request(mut r) = m {
+                // The size a proxy checks against the §18.1.1 limit is the size it sends,
+                // untouched and after the edits a proxy makes.
+                prop_assert_eq!(r.encoded_len(), printed.len());
+                r.headers_mut().prepend(HeaderName::Via, "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx");
+                r.headers_mut().set(HeaderName::MaxForwards, "69");
+                r.set_uri("sip:+15550100@[2001:db8::1]:5061;transport=tcp").unwrap();
+                r.set_body(Some("application/sdp"), Bytes::from_static(b"v=0\r\n"));
+                prop_assert_eq!(r.encoded_len(), r.to_bytes().len());
+            }
         }
     }
 

@@ -273,6 +273,17 @@ impl Headers {
         }
     }
 
+    /// Exactly the bytes [`Headers::encode`] writes.
+    pub(crate) fn encoded_len(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|e| match e.raw_line {
+                Some((s, end)) => (end - s) as usize,
+                None => self.name_text(e).len() + 2 + self.piece(e.value).len() + 2,
+            })
+            .sum()
+    }
+
     /// Bytes needed to encode the headers (an upper bound for changed ones).
     pub(crate) fn encoded_len_hint(&self) -> usize {
         self.entries

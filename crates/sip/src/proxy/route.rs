@@ -57,7 +57,7 @@ pub fn preprocess_routes(
     let mut out = Preprocessed::default();
 
     let in_dialog =
-        request.headers().to().map_err(|_| Reject::Malformed(HeaderName::To))?.tag().is_some();
+        request.headers().to_tag().map_err(|_| Reject::Malformed(HeaderName::To))?.is_some();
     // One of our Record-Route values: our address, no user part, `lr` (what
     // `Prepared::finish` writes; a strict router copies it whole).
     let uri_is_ours = matches!(

@@ -135,7 +135,7 @@ impl RequestId {
     pub(crate) fn of(req: &Request) -> Option<RequestId> {
         let h = req.headers();
         let via = h.top_via().ok()?;
-        let to_tag = h.to().ok()?.tag().map(Box::from);
+        let to_tag = h.to_tag().ok()?.map(Box::from);
         if via.has_rfc3261_branch() {
             let method = match req.method() {
                 Method::Ack => Method::Invite,
@@ -151,7 +151,7 @@ impl RequestId {
         }
         let key = LegacyKey {
             uri: req.uri_str().into(),
-            from_tag: h.from().ok()?.tag().map(Box::from),
+            from_tag: h.from_tag().ok()?.map(Box::from),
             call_id: h.call_id().ok()?.into(),
             cseq: h.cseq().ok()?.seq,
             top_via: via.raw.into(),

@@ -1,7 +1,7 @@
 //! [`TxnLayer`]: every transaction of one SIP element, their matching indexes and one timer
 //! index over all of them.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -13,6 +13,7 @@ use super::key::{ClientKey, ClientMatch, RequestId, ServerKey, ServerMatch, TxnK
 use super::peer::{FlowId, Peer};
 use super::server::{ServerCore, ServerTxn};
 use super::timer::TimerConfig;
+use crate::FastMap;
 use crate::message::{Request, Response};
 use crate::method::Method;
 
@@ -55,15 +56,19 @@ pub struct TxnLayer {
     config: TxnConfig,
     /// The next key number; keys are never reused.
     next_id: u64,
-    clients: HashMap<ClientKey, ClientTxn>,
-    servers: HashMap<ServerKey, ServerTxn>,
+    /// Boxed: a transaction is a few hundred bytes and lives 32 s after its final response
+    /// (RFC 6026 Timers L and M, Timer J/K), so at a few thousand calls/s these maps hold
+    /// hundreds of thousands of entries; growing them then moves 16-byte slots, not the
+    /// transactions (inline values made every rehash copy hundreds of megabytes).
+    clients: FastMap<ClientKey, Box<ClientTxn>>,
+    servers: FastMap<ServerKey, Box<ServerTxn>>,
     /// Responses find their client transaction here (§17.1.3).
-    client_index: HashMap<ClientMatch, ClientKey>,
+    client_index: FastMap<ClientMatch, ClientKey>,
     /// Requests with an RFC 3261 branch find their server transaction here (§17.2.3).
-    branch_index: HashMap<ServerMatch, ServerKey>,
+    branch_index: FastMap<ServerMatch, ServerKey>,
     /// RFC 2543 requests: the candidates sharing the legacy identity (an INVITE and its
     /// CANCEL); method and To tag decide among them.
-    legacy_index: HashMap<ServerMatch, Vec<ServerKey>>,
+    legacy_index: FastMap<ServerMatch, Vec<ServerKey>>,
     /// The next deadline of every transaction that has one: `poll_timeout` is the first.
     deadlines: BTreeSet<(Instant, TxnKey)>,
     transmits: VecDeque<Transmit>,
@@ -92,11 +97,11 @@ impl TxnLayer {
         TxnLayer {
             config,
             next_id: 1,
-            clients: HashMap::new(),
-            servers: HashMap::new(),
-            client_index: HashMap::new(),
-            branch_index: HashMap::new(),
-            legacy_index: HashMap::new(),
+            clients: FastMap::default(),
+            servers: FastMap::default(),
+            client_index: FastMap::default(),
+            branch_index: FastMap::default(),
+            legacy_index: FastMap::default(),
             deadlines: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -155,7 +160,7 @@ impl TxnLayer {
         let core = ServerCore::new(key, id, method.clone(), from);
         let mut ctx = ctx!(self, now);
         let txn = ServerTxn::start(core, &mut ctx, &request, self.config.send_trying);
-        self.servers.insert(key, txn);
+        self.servers.insert(key, Box::new(txn));
         self.events.push_back(if method == Method::Cancel {
             Event::Cancel { key, invite: cancelled, from, request }
         } else {
@@ -280,7 +285,7 @@ impl TxnLayer {
         let core = ClientCore::new(key, matcher, to, request);
         let mut ctx = ctx!(self, now);
         let txn = ClientTxn::start(core, &mut ctx);
-        self.clients.insert(key, txn);
+        self.clients.insert(key, Box::new(txn));
         self.settle(now, TxnKey::Client(key));
         Ok(key)
     }

@@ -384,7 +384,7 @@ impl ServerTxn {
         response: &Response,
     ) -> Result<(), TxnError> {
         let wire = response.to_bytes();
-        let to_tag = response.headers().to().ok().and_then(|to| to.tag().map(Box::from));
+        let to_tag = response.headers().to_tag().ok().flatten().map(Box::from);
         let (next, result) = match self.take_machine() {
             ServerMachine::Invite(s) => {
                 let (s, r) = s.on_tu_response(&mut self.core, ctx, class, wire);
