@@ -561,13 +561,15 @@ impl Core {
                     tracing::warn!("an emergency call answered without SDP: it goes unanchored");
                     self.media_end(call_id);
                 }
-                None => {
+                None if s.ack_tag.is_none() => {
                     tracing::warn!(
                         "a 2xx without an answer to the offer: the call ends at its ACK"
                     );
                     s.broken = true;
                     s.ack_tag = to_tag(response);
                 }
+                // A retransmission, or another fork's 2xx: the first one decides.
+                None => {}
             }
             return;
         };
@@ -699,9 +701,16 @@ impl Core {
             strip_response_sdp(response);
             return;
         }
-        s.ack_tag = to_tag(response);
+        // The first 2xx is the call's (the plain side ACKs and ends any other fork's, and a
+        // retransmission has the same tag).
+        let tag = to_tag(response);
+        let ours = s.ack_tag.is_none() || s.ack_tag == tag;
+        if ours {
+            s.ack_tag = tag;
+        }
         match ready {
             Some(offer) if put_response_sdp(response, &offer) => {}
+            _ if !ours => strip_response_sdp(response),
             _ if urgent => {
                 tracing::warn!("an emergency call's delayed offer failed: it goes unanchored");
                 self.media_end(call_id);
