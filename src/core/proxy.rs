@@ -774,6 +774,8 @@ impl Core {
             return;
         }
         self.emergency_in_dialog(&mut req);
+        // The answer to the edge's delayed offer comes out of the ACK (src/core/media.rs).
+        let hang_up = self.media_ack(&mut req);
         let target = self.in_dialog_target(now, &req);
         let Ok(prepared) = proxy::prepare(&req, &admitted, None) else { return };
         let (peer, out) = match target.peer {
@@ -786,9 +788,11 @@ impl Core {
                 hop
             }
         };
-        let _ = now;
         self.config.metrics.request(Dir::Out, &Method::Ack);
         self.txn.send_stateless(peer, prepared.finish(&out, 0, None).to_bytes());
+        if let Some(call_id) = hang_up {
+            self.media_bad_answer(now, &call_id);
+        }
     }
 
     /// Forwards a response no client transaction claimed (a late 2xx retransmission).

@@ -15,12 +15,22 @@
 //! - [`of_body`] finds the SDP of a message body, alone or in a `multipart/mixed` (an
 //!   emergency INVITE with a PIDF-LO, RFC 6442); [`replace_in_body`] puts a new one in its
 //!   place, every other part byte for byte.
+//! - Delayed offer (RFC 3261 §13.2.1: an INVITE without SDP, the offer in the 2xx and the
+//!   answer in the ACK): [`put_in_body`] adds the edge's offer to a body that had none,
+//!   [`remove_from_body`] takes an answer out of one, [`PLAIN_OFFER`] is what the edge offers
+//!   a plain-RTP peer when it must make the offer itself, and [`Sdp::answers_plain`] tells
+//!   whether a plain answer can be used (RFC 3264 §6).
 
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 use sip::header::typed::MediaType;
 use sip::multipart::{self, NewPart};
+
+/// What the edge offers a plain-RTP peer when the offer is its own (a delayed-offer call):
+/// both G.711 laws and telephone-event (RFC 4733) at 101, the payload type carriers use.
+pub const PLAIN_OFFER: [(u8, Codec); 3] =
+    [(0, Codec::Pcmu), (8, Codec::Pcma), (101, Codec::TelephoneEvent)];
 
 /// An audio codec the edge relays without transcoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -271,6 +281,16 @@ impl Sdp {
     pub fn telephone_event(&self) -> Option<u8> {
         self.relayable().find(|(_, c)| *c == Codec::TelephoneEvent).map(|(pt, _)| pt)
     }
+
+    /// Whether this is a usable plain answer to an offer of `offered`: plain RTP, the audio
+    /// stream accepted (a port of 0 rejects it, RFC 3264 §6), and a voice codec of the offer
+    /// chosen (RFC 3264 §6.1; its payload type may differ, the codec may not). An answer
+    /// with the RFC 2543 hold address is usable: symmetric RTP finds the peer.
+    pub fn answers_plain(&self, offered: &[(u8, Codec)]) -> bool {
+        !self.is_webrtc()
+            && self.port != 0
+            && self.voice().is_some_and(|(_, c)| offered.iter().any(|(_, o)| *o == c))
+    }
 }
 
 /// A plain-RTP description from the edge: `session` and `version` are the `o=` line's
@@ -378,6 +398,65 @@ pub fn replace_in_body(
         .collect();
     let body = multipart::build(boundary, &rebuilt).ok()?;
     Some((ct.to_owned(), Bytes::from(body)))
+}
+
+/// The body with `sdp` in it, and the Content-Type to go with it: an empty body becomes
+/// `application/sdp`, an SDP (alone or in a multipart) is replaced, and a multipart without
+/// one gets it as its first part, every other part byte for byte. `None` for a body of
+/// another single type, which cannot take it.
+pub fn put_in_body(
+    content_type: Option<&[u8]>,
+    body: &Bytes,
+    sdp: &str,
+) -> Option<(String, Bytes)> {
+    if body.is_empty() {
+        return Some(("application/sdp".to_owned(), Bytes::from(sdp.to_owned())));
+    }
+    if of_body(content_type, body).is_some() {
+        return replace_in_body(content_type, body, sdp);
+    }
+    let ct = std::str::from_utf8(content_type?).ok()?;
+    let mt = MediaType::parse(ct).ok()?;
+    let boundary = mt.boundary()?;
+    let parts = multipart::parse(body, boundary).ok()?;
+    let mut rebuilt = vec![NewPart::new("application/sdp", None, sdp.as_bytes().to_vec())];
+    rebuilt.extend(parts.iter().map(copy_part));
+    let body = multipart::build(boundary, &rebuilt).ok()?;
+    Some((ct.to_owned(), Bytes::from(body)))
+}
+
+/// The body without its SDP: an SDP body goes whole (no Content-Type, empty body), a
+/// multipart loses its SDP part and keeps the others byte for byte. `None` when the body has
+/// no SDP.
+pub fn remove_from_body(
+    content_type: Option<&[u8]>,
+    body: &Bytes,
+) -> Option<(Option<String>, Bytes)> {
+    let ct = std::str::from_utf8(content_type?).ok()?;
+    let mt = MediaType::parse(ct).ok()?;
+    if mt.is("application", "sdp") {
+        return Some((None, Bytes::new()));
+    }
+    let boundary = mt.boundary()?;
+    let parts = multipart::parse(body, boundary).ok()?;
+    let is_sdp =
+        |p: &multipart::Part<'_>| p.content_type().is_some_and(|t| t.is("application", "sdp"));
+    if !parts.iter().any(is_sdp) {
+        return None;
+    }
+    let kept: Vec<NewPart> = parts.iter().filter(|p| !is_sdp(p)).map(copy_part).collect();
+    if kept.is_empty() {
+        return Some((None, Bytes::new()));
+    }
+    let body = multipart::build(boundary, &kept).ok()?;
+    Some((Some(ct.to_owned()), Bytes::from(body)))
+}
+
+fn copy_part(p: &multipart::Part<'_>) -> NewPart {
+    NewPart {
+        headers: p.headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect(),
+        body: p.body.to_vec(),
+    }
 }
 
 #[cfg(test)]
@@ -502,5 +581,73 @@ mod tests {
         assert!(of_body(None, &body).is_none());
         let (ct, b) = replace_in_body(Some(b"application/sdp"), &body, "v=1\r\n").unwrap();
         assert_eq!((ct.as_str(), &b[..]), ("application/sdp", &b"v=1\r\n"[..]));
+    }
+
+    #[test]
+    fn the_edge_s_own_plain_offer_is_g711_with_events() {
+        let addr: SocketAddr = "192.0.2.7:20000".parse().unwrap();
+        let text = plain(1, 1, addr, &PLAIN_OFFER, Direction::SendRecv);
+        assert!(text.contains("m=audio 20000 RTP/AVP 0 8 101\r\n"), "{text}");
+        assert!(text.contains("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"));
+        let sdp = Sdp::parse(&text).unwrap();
+        assert_eq!(sdp.voice(), Some((0, Codec::Pcmu)));
+        assert_eq!(sdp.telephone_event(), Some(101));
+    }
+
+    #[test]
+    fn a_plain_answer_is_usable_only_with_an_offered_voice_codec_on_a_live_stream() {
+        let offered = [(0, Codec::Pcmu), (101, Codec::TelephoneEvent)];
+        let answer = |m: &str| Sdp::parse(&format!("c=IN IP4 192.0.2.1\r\n{m}\r\n")).unwrap();
+        assert!(answer("m=audio 4000 RTP/AVP 0 101").answers_plain(&offered));
+        // Another payload type number for the same codec is still the codec offered.
+        assert!(answer("m=audio 4000 RTP/AVP 96\r\na=rtpmap:96 PCMU/8000").answers_plain(&offered));
+        // A codec not offered, events only, a refused stream, a browser's description.
+        assert!(!answer("m=audio 4000 RTP/AVP 8").answers_plain(&offered));
+        assert!(!answer("m=audio 4000 RTP/AVP 101").answers_plain(&offered));
+        assert!(!answer("m=audio 0 RTP/AVP 0").answers_plain(&offered));
+        assert!(!answer("m=audio 4000 UDP/TLS/RTP/SAVPF 0").answers_plain(&offered));
+        // The RFC 2543 hold address: usable, symmetric RTP finds the peer.
+        let held = Sdp::parse("c=IN IP4 0.0.0.0\r\nm=audio 4000 RTP/AVP 0\r\n").unwrap();
+        assert!(held.answers_plain(&offered));
+    }
+
+    #[test]
+    fn an_offer_goes_into_an_empty_body_or_a_multipart_and_comes_out_again() {
+        let offer = "v=0\r\nm=audio 4000 RTP/AVP 0\r\n";
+        // No body: the SDP is the body.
+        let (ct, body) = put_in_body(None, &Bytes::new(), offer).unwrap();
+        assert_eq!((ct.as_str(), &body[..]), ("application/sdp", offer.as_bytes()));
+        assert_eq!(remove_from_body(Some(ct.as_bytes()), &body), Some((None, Bytes::new())));
+        // An SDP body is replaced.
+        let old = Bytes::from_static(b"v=0\r\nm=audio 9 RTP/AVP 8\r\n");
+        let (_, body) = put_in_body(Some(b"application/sdp"), &old, offer).unwrap();
+        assert_eq!(&body[..], offer.as_bytes());
+        // A multipart without SDP (a PIDF-LO alone) gets it first; taking it out leaves the
+        // PIDF-LO byte for byte.
+        let pidf = b"<presence entity=\"pres:a@b\"/>".to_vec();
+        let ct = b"multipart/mixed;boundary=b1";
+        let only_pidf = Bytes::from(
+            multipart::build(
+                "b1",
+                &[NewPart::new("application/pidf+xml", Some("loc@x"), pidf.clone())],
+            )
+            .unwrap(),
+        );
+        let (ct2, with_sdp) = put_in_body(Some(ct), &only_pidf, offer).unwrap();
+        assert_eq!(ct2, "multipart/mixed;boundary=b1");
+        assert_eq!(of_body(Some(ct), &with_sdp).unwrap(), offer);
+        let parts = multipart::parse(&with_sdp, "b1").unwrap();
+        assert_eq!((parts.len(), parts[1].body), (2, &pidf[..]));
+        let (ct3, without) = remove_from_body(Some(ct), &with_sdp).unwrap();
+        assert_eq!(ct3.as_deref(), Some("multipart/mixed;boundary=b1"));
+        assert!(of_body(Some(ct), &without).is_none());
+        let parts = multipart::parse(&without, "b1").unwrap();
+        assert_eq!((parts.len(), parts[0].body), (1, &pidf[..]));
+        assert_eq!(parts[0].content_id(), Some("loc@x"));
+        // A body of another single type takes no SDP and has none to remove.
+        let text = Bytes::from_static(b"hello");
+        assert!(put_in_body(Some(b"text/plain"), &text, offer).is_none());
+        assert!(remove_from_body(Some(b"text/plain"), &text).is_none());
+        assert!(remove_from_body(Some(ct), &only_pidf).is_none());
     }
 }

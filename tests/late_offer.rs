@@ -1,0 +1,611 @@
+//! Delayed offer through the media anchor (RFC 3261 §13.2.1: an INVITE without SDP, the offer
+//! in the 2xx, the answer in the ACK), against real peers: SIPp as the carrier and the PSAP
+//! (`-rtp_echo` returns every RTP packet), and a "browser" registered over WebSocket whose
+//! WebRTC is str0m (ICE, DTLS-SRTP, PCMU both ways over real UDP to the edge's WebRTC port).
+//!
+//! - A carrier's DID call without SDP: the browser is offered WebRTC by the edge, the carrier
+//!   gets the edge's plain offer in the 200 (SIPp checks it) and answers in its ACK; audio
+//!   goes browser -> edge -> SIPp -> edge -> browser.
+//! - The same call with an ACK that answers nothing: the edge ends it, a BYE both ways with
+//!   `Reason: SIP;cause=488`.
+//! - A PSAP callback without SDP (the number leased by the agent's 933 call, itself an INVITE
+//!   without SDP): audio both ways; and one whose ACK answers nothing stays up until the PSAP
+//!   hangs up.
+//! - The browser calls out without SDP: the carrier (SIPp) is offered plain RTP, the browser
+//!   gets the edge's WebRTC offer in the 200 and answers in its ACK; audio both ways.
+//! - A carrier answering a browser's offer with a 200 without SDP: the call ends at the ACK.
+
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::ua::{header, parse_request, uas_response, udp_recv_until};
+use common::{Edge, Opts, TRUNK_IP};
+use futures_util::{SinkExt, StreamExt};
+use lifeline::media::sdp::Sdp;
+use str0m::change::SdpOffer;
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The carrier on 127.0.0.2 owns alice's DID (+15550100123 rings her) and takes her ordinary
+/// and emergency calls; PSAP callbacks come from it.
+const PLAN: &str = r#"
+[[trunk]]
+name = "carrier"
+kind = "direct-offer"
+uri = "sip:127.0.0.2:PRIMARY;transport=udp"
+sources = ["127.0.0.2/32"]
+numbers = ["+15550100000-+15550100999"]
+emergency = { resource_priority = "esnet.1" }
+probe = false
+
+[[route]]
+pattern = '^\+1[2-9]\d{9}$'
+trunks = ["carrier"]
+
+[[inbound]]
+did = "+15550100123"
+to = "agent:alice"
+
+[emergency]
+callback_pool = ["+15550100900-+15550100901"]
+site_number = "+15550100999"
+callback_fallback = "agent:alice"
+"#;
+
+const AGENTS: &str = "[[agent]]\nid = \"alice\"\npassword = \"secret\"\n\
+    caller_id = [\"+15550100123\"]\nlocation = { country = \"US\", address = \"1 Main St\" }\n";
+
+const DID: &str = "+15550100123";
+const CALL_NUMBER: &str = "+12025550199";
+/// The browser's Contact (what JsSIP registers).
+const CONTACT: &str = "<sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws>";
+
+type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn free_udp_port(ip: &str) -> u16 {
+    std::net::UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+}
+
+async fn start(ports: &str) -> Edge {
+    let opts = Opts { plan: Some(PLAN.into()), seed: Some(AGENTS.into()), ..Opts::default() };
+    let ports = ports.to_owned();
+    Edge::start_opts(opts, move |c| {
+        c.limits.max_message_bytes = 65535;
+        c.media.rtp_ports = ports.parse().unwrap();
+    })
+    .await
+}
+
+// ---- SIPp --------------------------------------------------------------------------------
+
+/// SIPp as a carrier or PSAP calling `service` through the edge with `scenario`, from a free
+/// port on the trunk's address; `-rtp_echo` on a free media port, hanging up after `pause_ms`.
+fn sipp_uac(edge: &Edge, scenario: &str, service: &str, pause_ms: u32) -> Child {
+    sipp(&[
+        &edge.udp.to_string(),
+        "-sf",
+        repo(&format!("tests/sipp/{scenario}")).to_str().unwrap(),
+        "-s",
+        service,
+        "-i",
+        TRUNK_IP,
+        "-p",
+        &free_udp_port(TRUNK_IP).to_string(),
+        "-mp",
+        &free_udp_port(TRUNK_IP).to_string(),
+        "-rtp_echo",
+        "-d",
+        &pause_ms.to_string(),
+        "-m",
+        "1",
+        "-timeout",
+        "60",
+        "-timeout_error",
+        "-trace_err",
+        "-nostdin",
+    ])
+}
+
+fn sipp(args: &[&str]) -> Child {
+    let dir = std::env::temp_dir().join(format!("lifeline-late-offer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    Command::new("sipp")
+        .args(args)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sipp not found: run scripts/test, which installs sip-tester")
+}
+
+async fn wait_ok(child: Child, what: &str) {
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish"))
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---- the browser's SIP over WebSocket ---------------------------------------------------
+
+/// Registers alice over WebSocket as JsSIP does (challenge, answer, 200).
+async fn register_alice(edge: &Edge) -> Ws {
+    use sip::digest::{Challenge, respond};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("ws://{}/ws", edge.web);
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert("Sec-WebSocket-Protocol", "sip".parse().unwrap());
+    let stream = TcpStream::connect(edge.web).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    let register = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:localhost SIP/2.0\r\n\
+Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bKreg{cseq}\r\n\
+Max-Forwards: 69\r\n\
+To: <sip:alice@localhost>\r\n\
+From: <sip:alice@localhost>;tag=regtag\r\n\
+Call-ID: reg-call-1\r\n\
+CSeq: {cseq} REGISTER\r\n\
+{auth}Contact: {CONTACT};+sip.ice;reg-id=1;+sip.instance=\"<urn:uuid:6f1c2b9e-3d4a-4e8b-9c1f-2a7d5e0b8c43>\";expires=600\r\n\
+Content-Length: 0\r\n\r\n"
+        )
+    };
+    ws_send(&mut ws, register(1, "")).await;
+    let reply = ws_recv_until(&mut ws, "SIP/2.0 401").await;
+    let challenge = reply.lines().find_map(|l| l.strip_prefix("WWW-Authenticate: ")).unwrap();
+    let challenge = Challenge::parse(challenge).unwrap();
+    let auth = respond(&challenge, "alice", "secret", "REGISTER", "sip:localhost", "c1", 1);
+    ws_send(&mut ws, register(2, &format!("Authorization: {auth}\r\n"))).await;
+    let reply = ws_recv_until(&mut ws, "SIP/2.0 ").await;
+    assert!(reply.starts_with("SIP/2.0 200 OK\r\n"), "{reply}");
+    ws
+}
+
+async fn ws_send(ws: &mut Ws, msg: String) {
+    ws.send(Message::text(msg)).await.unwrap();
+}
+
+/// The next SIP message starting with `prefix` within 10 s (others are skipped).
+async fn ws_recv_until(ws: &mut Ws, prefix: &str) -> String {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.starts_with(prefix) => return t.to_string(),
+                Some(Ok(_)) => {}
+                other => panic!("the WebSocket ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {prefix} over the WebSocket"))
+}
+
+fn body(msg: &str) -> &str {
+    msg.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// The browser's answer to a request from the edge, with `sdp` as its body if any.
+fn ws_response(req: &str, status: u16, sdp: Option<&str>) -> String {
+    let req = parse_request(req);
+    let mut r = sip::Response::for_request(&req, status, "OK");
+    r.set_to_tag("b-tag");
+    for rr in req.headers().get_all(sip::HeaderName::RecordRoute) {
+        r.headers_mut().push(sip::HeaderName::RecordRoute, bytes::Bytes::copy_from_slice(rr));
+    }
+    r.headers_mut().push(sip::HeaderName::Contact, CONTACT);
+    if let Some(sdp) = sdp {
+        r.set_body(Some("application/sdp"), bytes::Bytes::from(sdp.to_owned()));
+    }
+    String::from_utf8(r.to_bytes().to_vec()).unwrap()
+}
+
+/// The browser's initial INVITE to `user` (CSeq `cseq`, with `auth` headers), with `sdp` as
+/// its body if any.
+fn ws_invite(call: &str, user: &str, cseq: u32, auth: &str, sdp: Option<&str>) -> String {
+    let (ct, body) = match sdp {
+        Some(s) => ("Content-Type: application/sdp\r\n", s),
+        None => ("", ""),
+    };
+    format!(
+        "INVITE sip:{user}@localhost SIP/2.0\r\n\
+Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bK{call}{cseq}\r\n\
+Max-Forwards: 69\r\n\
+From: <sip:alice@localhost>;tag=a-{call}\r\n\
+To: <sip:{user}@localhost>\r\n\
+Call-ID: {call}\r\n\
+CSeq: {cseq} INVITE\r\n\
+Contact: {CONTACT}\r\n\
+{auth}{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// alice calls `user` as JsSIP does: the INVITE, the edge's 407 (acknowledged), the INVITE
+/// again with her credentials (CSeq 2).
+async fn ws_call(ws: &mut Ws, call: &str, user: &str, sdp: Option<&str>) {
+    use sip::digest::{Challenge, respond};
+    ws_send(ws, ws_invite(call, user, 1, "", sdp)).await;
+    let reply = ws_recv_until(ws, "SIP/2.0 407").await;
+    let ack = format!(
+        "ACK sip:{user}@localhost SIP/2.0\r\n\
+Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bK{call}1\r\n\
+Max-Forwards: 69\r\n\
+From: <sip:alice@localhost>;tag=a-{call}\r\n\
+To: {}\r\n\
+Call-ID: {call}\r\n\
+CSeq: 1 ACK\r\n\
+Content-Length: 0\r\n\r\n",
+        header(&reply, "To")[0]
+    );
+    ws_send(ws, ack).await;
+    let challenge = reply.lines().find_map(|l| l.strip_prefix("Proxy-Authenticate: ")).unwrap();
+    let challenge = Challenge::parse(challenge).unwrap();
+    let uri = format!("sip:{user}@localhost");
+    let auth = respond(&challenge, "alice", "secret", "INVITE", &uri, "c2", 1);
+    ws_send(ws, ws_invite(call, user, 2, &format!("Proxy-Authorization: {auth}\r\n"), sdp)).await;
+}
+
+/// A request of the browser in the dialog its INVITE's 200 `ok` set up (RFC 3261 §12.2.1.1:
+/// the route set is the Record-Route reversed, the Request-URI the remote Contact).
+fn ws_in_dialog(ok: &str, method: &str, cseq: u32, sdp: Option<&str>) -> String {
+    let contact = header(ok, "Contact")[0];
+    let uri = contact.trim_start_matches('<').split('>').next().unwrap();
+    let route: String =
+        header(ok, "Record-Route").iter().rev().map(|r| format!("Route: {r}\r\n")).collect();
+    let (ct, body) = match sdp {
+        Some(s) => ("Content-Type: application/sdp\r\n", s),
+        None => ("", ""),
+    };
+    format!(
+        "{method} {uri} SIP/2.0\r\n\
+Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bK{method}{cseq}x\r\n\
+{route}Max-Forwards: 69\r\n\
+From: {}\r\n\
+To: {}\r\n\
+Call-ID: {}\r\n\
+CSeq: {cseq} {method}\r\n\
+{ct}Content-Length: {}\r\n\r\n{body}",
+        header(ok, "From")[0],
+        header(ok, "To")[0],
+        header(ok, "Call-ID")[0],
+        body.len()
+    )
+}
+
+// ---- the browser's WebRTC: str0m on a real UDP socket ----------------------------------
+
+/// A browser's WebRTC stack: PCMU, PCMA and telephone-event at 101, one host candidate.
+async fn browser_rtc() -> (Rtc, UdpSocket) {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut config = RtcConfig::new()
+        .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+        .clear_codecs()
+        .enable_pcmu(true, false)
+        .enable_pcma(true, false);
+    config.codec_config().add_config(
+        Pt::from(101),
+        None,
+        Codec::Tele,
+        Frequency::EIGHT_KHZ,
+        None,
+        FormatParams::parse_line("0-16"),
+    );
+    let mut rtc = config.build(Instant::now());
+    rtc.add_local_candidate(Candidate::host(sock.local_addr().unwrap(), "udp").unwrap());
+    (rtc, sock)
+}
+
+/// The browser answers the edge's WebRTC offer.
+fn answer_offer(rtc: &mut Rtc, offer: &str) -> String {
+    let offer = SdpOffer::from_sdp_string(offer).unwrap();
+    rtc.sdp_api().accept_offer(offer).unwrap().to_sdp_string()
+}
+
+/// What the browser's media did.
+#[derive(Debug, Default)]
+struct Heard {
+    connected: bool,
+    sent: u64,
+    received: u64,
+}
+
+/// Runs the browser's media until `stop`: ICE and DTLS with the edge, then a PCMU frame
+/// every 20 ms; counts the frames that come back.
+async fn browser_media(mut rtc: Rtc, sock: UdpSocket, mut stop: oneshot::Receiver<()>) -> Heard {
+    let local = sock.local_addr().unwrap();
+    let mut heard = Heard::default();
+    let mut mid: Option<Mid> = None;
+    let mut next_frame = Instant::now();
+    let mut ts = 0u64;
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let timeout = match rtc.poll_output().unwrap() {
+            Output::Timeout(t) => t,
+            Output::Transmit(t) => {
+                let _ = sock.send_to(&t.contents, t.destination).await;
+                continue;
+            }
+            Output::Event(e) => {
+                match e {
+                    Event::Connected => heard.connected = true,
+                    Event::MediaAdded(m) if m.kind == MediaKind::Audio => mid = Some(m.mid),
+                    Event::MediaData(_) => heard.received += 1,
+                    _ => {}
+                }
+                continue;
+            }
+        };
+        let wake = timeout.min(next_frame);
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                let Ok((n, source)) = r else { continue };
+                if let Ok(receive) = Receive::new(Protocol::Udp, source, local, &buf[..n]) {
+                    let _ = rtc.handle_input(Input::Receive(Instant::now(), receive));
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {
+                let now = Instant::now();
+                rtc.handle_input(Input::Timeout(now)).unwrap();
+                if now >= next_frame {
+                    next_frame = now + Duration::from_millis(20);
+                    if let (true, Some(mid)) = (heard.connected, mid)
+                        && let Some(writer) = rtc.writer(mid)
+                    {
+                        let pt = writer
+                            .payload_params()
+                            .find(|p| p.spec().codec == Codec::PCMU)
+                            .map(|p| p.pt());
+                        if let Some(pt) = pt {
+                            let time = MediaTime::new(ts, Frequency::EIGHT_KHZ);
+                            if writer.write(pt, now, time, vec![0x55u8; 160]).is_ok() {
+                                heard.sent += 1;
+                                ts += 160;
+                            }
+                        }
+                    }
+                }
+            }
+            _ = &mut stop => return heard,
+        }
+    }
+}
+
+/// The edge's media counters (brought up to date every second).
+async fn media_metrics(edge: &Edge) -> (u64, u64, u64) {
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let text = edge.metrics().await;
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+    };
+    (
+        value("lifeline_media_packets_total{dir=\"to_plain\"}"),
+        value("lifeline_media_packets_total{dir=\"to_browser\"}"),
+        value("lifeline_media_legs"),
+    )
+}
+
+/// A call from SIPp (`scenario`, calling `service`) that alice answers from the browser; her
+/// media runs until the BYE, which she answers. Returns the INVITE she got and what her media
+/// heard.
+async fn answer_sipp_call(
+    edge: &Edge,
+    ws: &mut Ws,
+    scenario: &str,
+    service: &str,
+    pause_ms: u32,
+) -> (String, String, Heard) {
+    let carrier = sipp_uac(edge, scenario, service, pause_ms);
+    let invite = ws_recv_until(ws, "INVITE ").await;
+    let offer = body(&invite);
+    assert!(offer.contains("UDP/TLS/RTP/SAVPF"), "a WebRTC offer from the edge: {invite}");
+    assert!(offer.contains("a=ice-lite") && offer.contains("a=fingerprint:"), "{offer}");
+    let (mut rtc, sock) = browser_rtc().await;
+    let answer = answer_offer(&mut rtc, offer);
+    let (stop, stopped) = oneshot::channel();
+    let media = tokio::spawn(browser_media(rtc, sock, stopped));
+    ws_send(ws, ws_response(&invite, 200, Some(&answer))).await;
+    let ack = ws_recv_until(ws, "ACK ").await;
+    assert_eq!(header(&ack, "Content-Length"), ["0"], "the carrier's answer is the edge's: {ack}");
+    assert!(header(&ack, "Content-Type").is_empty(), "{ack}");
+    let bye = ws_recv_until(ws, "BYE ").await;
+    ws_send(ws, uas_response(&parse_request(&bye), 200, "OK", "b-tag", CONTACT)).await;
+    let _ = stop.send(());
+    let heard = media.await.unwrap();
+    wait_ok(carrier, scenario).await;
+    (invite, bye, heard)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_s_invite_without_sdp_reaches_a_browser_agent_with_audio_both_ways() {
+    let edge = start("33000-33099").await;
+    let mut ws = register_alice(&edge).await;
+
+    // SIPp checks the edge's offer in the 200 (plain RTP/AVP on 127.0.0.1, PCMU and
+    // telephone-event 101) and answers it in the ACK; alice's ACK carries nothing.
+    let (_, bye, heard) = answer_sipp_call(&edge, &mut ws, "late_offer_uac.xml", DID, 4000).await;
+    assert!(header(&bye, "Reason").is_empty(), "the carrier hung up, not the edge: {bye}");
+    assert!(heard.connected, "ICE and DTLS with the edge");
+    assert!(heard.sent > 100, "{heard:?}");
+    assert!(heard.received > 100, "SIPp's echo came back through the edge: {heard:?}");
+    let (to_plain, to_browser, legs) = media_metrics(&edge).await;
+    assert!(to_plain > 100 && to_browser > 100, "{to_plain} / {to_browser} packets relayed");
+    assert_eq!(legs, 0, "the leg closed with the call");
+
+    // The same call whose ACK answers nothing: the edge ends it at once, a BYE both ways
+    // with a 488 Reason (SIPp checks its own).
+    let carrier = sipp_uac(&edge, "late_offer_uac_no_answer.xml", DID, 0);
+    let invite = ws_recv_until(&mut ws, "INVITE ").await;
+    let (mut rtc, _sock) = browser_rtc().await;
+    let answer = answer_offer(&mut rtc, body(&invite));
+    ws_send(&mut ws, ws_response(&invite, 200, Some(&answer))).await;
+    let ack = ws_recv_until(&mut ws, "ACK ").await;
+    assert_eq!(header(&ack, "Content-Length"), ["0"], "{ack}");
+    let bye = ws_recv_until(&mut ws, "BYE ").await;
+    assert_eq!(header(&bye, "Reason"), ["SIP;cause=488;text=\"no usable SDP answer\""], "{bye}");
+    assert!(bye.starts_with("BYE sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws "), "{bye}");
+    ws_send(&mut ws, uas_response(&parse_request(&bye), 200, "OK", "b-tag", CONTACT)).await;
+    wait_ok(carrier, "late_offer_uac_no_answer.xml").await;
+    let (_, _, legs) = media_metrics(&edge).await;
+    assert_eq!(legs, 0);
+    edge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_psap_callback_without_sdp_is_anchored_and_never_ended_for_want_of_an_answer() {
+    let edge = start("33100-33199").await;
+    let mut ws = register_alice(&edge).await;
+    let trunk = UdpSocket::bind((TRUNK_IP, edge.trunk_ports.0)).await.unwrap();
+
+    // alice dials 933 from a client that sends no SDP: the carrier gets the edge's plain
+    // offer (G.711 and telephone-event) and the leased callback number; it is busy.
+    ws_send(&mut ws, ws_invite("em1", "933", 1, "", None)).await;
+    let at_trunk = udp_recv_until(&trunk, "INVITE ").await;
+    // The agent's location rides along as a PIDF-LO (RFC 6442): the SDP is one part.
+    let ct = header(&at_trunk, "Content-Type")[0];
+    let bytes = bytes::Bytes::from(body(&at_trunk).to_owned());
+    let offer = lifeline::media::sdp::of_body(Some(ct.as_bytes()), &bytes).unwrap();
+    let plain = Sdp::parse(&offer).unwrap();
+    assert!(!plain.is_webrtc(), "{at_trunk}");
+    assert!(offer.contains(" RTP/AVP 0 8 101\r\n"), "{at_trunk}");
+    assert_eq!(plain.rtp_address().unwrap().ip().to_string(), "127.0.0.1");
+    assert_eq!(header(&at_trunk, "Priority"), ["emergency"]);
+    let pai = header(&at_trunk, "P-Asserted-Identity")[0];
+    let did: String = pai
+        .chars()
+        .skip_while(|c| *c != '+')
+        .take_while(|c| *c == '+' || c.is_ascii_digit())
+        .collect();
+    assert!(did.starts_with("+1555010090"), "a leased callback number: {pai}");
+    let busy = uas_response(&parse_request(&at_trunk), 486, "Busy Here", "c1", "<sip:c@127.0.0.2>");
+    trunk.send_to(busy.as_bytes(), edge.udp).await.unwrap();
+    let reply = ws_recv_until(&mut ws, "SIP/2.0 486").await;
+    let ack = format!(
+        "ACK sip:933@localhost SIP/2.0\r\n\
+Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bKem1\r\n\
+Max-Forwards: 69\r\n\
+From: <sip:alice@localhost>;tag=a-em1\r\n\
+To: {}\r\n\
+Call-ID: em1\r\n\
+CSeq: 1 ACK\r\n\
+Content-Length: 0\r\n\r\n",
+        header(&reply, "To")[0]
+    );
+    ws_send(&mut ws, ack).await;
+
+    // The PSAP calls back without SDP: alice rings with RFC 7090's priority, audio flows.
+    let (invite, bye, heard) =
+        answer_sipp_call(&edge, &mut ws, "late_offer_uac.xml", &did, 3000).await;
+    assert_eq!(header(&invite, "Priority"), ["psap-callback"], "{invite}");
+    assert!(header(&bye, "Reason").is_empty(), "the PSAP hung up, not the edge: {bye}");
+    assert!(heard.connected && heard.received > 60, "{heard:?}");
+    let (to_plain, to_browser, _) = media_metrics(&edge).await;
+    assert!(to_plain > 60 && to_browser > 60, "{to_plain} / {to_browser} packets relayed");
+
+    // A PSAP whose ACK answers nothing: the callback stays up (SIPp fails on a BYE from the
+    // edge) until the PSAP hangs up.
+    let (_, bye, _) =
+        answer_sipp_call(&edge, &mut ws, "late_offer_psap_no_answer.xml", &did, 2500).await;
+    assert!(header(&bye, "Reason").is_empty(), "{bye}");
+    edge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_calling_out_without_sdp_is_offered_webrtc_in_the_200_and_answers_in_the_ack() {
+    let edge = start("33200-33299").await;
+    let mut ws = register_alice(&edge).await;
+    // The carrier answers the edge's plain offer with PCMU on its media port and echoes.
+    let carrier = sipp(&[
+        "-sf",
+        repo("tests/sipp/rtp_trunk_uas.xml").to_str().unwrap(),
+        "-i",
+        TRUNK_IP,
+        "-p",
+        &edge.trunk_ports.0.to_string(),
+        "-mp",
+        &free_udp_port(TRUNK_IP).to_string(),
+        "-rtp_echo",
+        "-m",
+        "1",
+        "-timeout",
+        "60",
+        "-timeout_error",
+        "-trace_err",
+        "-nostdin",
+    ]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ws_call(&mut ws, "out1", CALL_NUMBER, None).await;
+    let ok = ws_recv_until(&mut ws, "SIP/2.0 200").await;
+    let offer = body(&ok);
+    assert!(offer.contains("UDP/TLS/RTP/SAVPF 0\r\n"), "WebRTC, the carrier's PCMU: {ok}");
+    assert!(offer.contains("a=ice-lite") && offer.contains("a=setup:actpass"), "{offer}");
+    let (mut rtc, sock) = browser_rtc().await;
+    let answer = answer_offer(&mut rtc, offer);
+    let (stop, stopped) = oneshot::channel();
+    let media = tokio::spawn(browser_media(rtc, sock, stopped));
+    ws_send(&mut ws, ws_in_dialog(&ok, "ACK", 2, Some(&answer))).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ws_send(&mut ws, ws_in_dialog(&ok, "BYE", 3, None)).await;
+    ws_recv_until(&mut ws, "SIP/2.0 200").await;
+    let _ = stop.send(());
+    let heard = media.await.unwrap();
+    wait_ok(carrier, "rtp_trunk_uas.xml").await;
+    assert!(heard.connected && heard.received > 60, "{heard:?}");
+    let (to_plain, to_browser, legs) = media_metrics(&edge).await;
+    assert!(to_plain > 60 && to_browser > 60, "{to_plain} / {to_browser} packets relayed");
+    assert_eq!(legs, 0);
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn a_carrier_s_200_without_sdp_to_a_browser_offer_ends_the_call_at_the_ack() {
+    let edge = start("33300-33399").await;
+    let mut ws = register_alice(&edge).await;
+    let trunk = UdpSocket::bind((TRUNK_IP, edge.trunk_ports.0)).await.unwrap();
+    let (mut rtc, _sock) = browser_rtc().await;
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Audio, str0m::media::Direction::SendRecv, None, None, None);
+    let (offer, _pending) = change.apply().unwrap();
+    ws_call(&mut ws, "nosdp", CALL_NUMBER, Some(&offer.to_sdp_string())).await;
+    let at_trunk = udp_recv_until(&trunk, "INVITE ").await;
+    assert!(body(&at_trunk).contains(" RTP/AVP "), "{at_trunk}");
+    let trunk_contact = format!("<sip:carrier@127.0.0.2:{}>", edge.trunk_ports.0);
+    let ok = uas_response(&parse_request(&at_trunk), 200, "OK", "t-1", &trunk_contact);
+    trunk.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    let ok = ws_recv_until(&mut ws, "SIP/2.0 200").await;
+    assert!(body(&ok).is_empty(), "{ok}");
+    // The browser acknowledges; the edge ends the call both ways.
+    ws_send(&mut ws, ws_in_dialog(&ok, "ACK", 2, None)).await;
+    udp_recv_until(&trunk, "ACK ").await;
+    let bye = udp_recv_until(&trunk, "BYE ").await;
+    assert_eq!(header(&bye, "Reason"), ["SIP;cause=488;text=\"no usable SDP answer\""], "{bye}");
+    assert!(bye.starts_with(&format!("BYE sip:carrier@127.0.0.2:{} ", edge.trunk_ports.0)));
+    let bye_browser = ws_recv_until(&mut ws, "BYE ").await;
+    assert_eq!(header(&bye_browser, "Reason"), header(&bye, "Reason"), "{bye_browser}");
+    edge.stop().await;
+}
