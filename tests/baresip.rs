@@ -24,12 +24,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Edge, Opts};
+use common::sipp::Sipp;
+use common::{Edge, Opts, TempDir, ports};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -98,18 +99,6 @@ impl Baresip {
     }
 }
 
-fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name)
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[tokio::test]
 async fn baresip_registers_over_tls_and_calls_a_trunk() {
     let edge = Edge::start_opts(Opts { tls: true, ..Opts::default() }, |c| {
@@ -118,29 +107,25 @@ async fn baresip_registers_over_tls_and_calls_a_trunk() {
     .await;
     let (tls, _) = edge.tls.clone().unwrap();
     let cert = edge.tls_cert_pem().unwrap();
-    let dir = std::env::temp_dir().join(format!("lifeline-baresip-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("baresip");
 
     // The trunk: SIPp on 127.0.0.2 answering one call (180, 200 with SDP, ACK, BYE, 200).
-    let trunk = Command::new("sipp")
-        .args(["-sf", scenario("agent_uas.xml").to_str().unwrap(), "-i", common::TRUNK_IP])
-        .args(["-p", &edge.trunk_ports.0.to_string(), "-m", "1", "-timeout", "30"])
-        .args(["-timeout_error", "-trace_err", "-trace_msg", "-nostdin"])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("sipp not found: run scripts/test, which installs sip-tester");
+    let trunk = Sipp::build("the SIPp trunk", dir.path(), "agent_uas.xml")
+        .local(common::TRUNK_IP, edge.trunk_ports.0)
+        .timeout(Duration::from_secs(30))
+        .listening()
+        .await;
 
-    let cons_port = free_udp_port();
-    // baresip: loopback only, no sound card, the test certificate as its TLS trust anchor.
+    let cons_port = ports::reserve();
+    // baresip: loopback only, no sound card, the test certificate as its TLS trust anchor;
+    // RTP on ports of the kernel's ephemeral range (it tries another when one is taken),
+    // away from the ports tests/common/ports.rs reserves for peers that bind them later.
     let config = format!(
         "poll_method\t\tepoll\n\
 sip_listen\t\t127.0.0.1:{port}\n\
 sip_cafile\t\t{cert}\n\
 net_interface\t\t127.0.0.1\n\
+rtp_ports\t\t50000-50999\n\
 audio_player\t\taubridge,nowhere\n\
 audio_source\t\tausine,440\n\
 ausrc_srate\t\t48000\n\
@@ -154,17 +139,17 @@ module\t\t\tausine.so\n\
 module\t\t\taubridge.so\n\
 module_tmp\t\taccount.so\n\
 module_app\t\tmenu.so\n",
-        port = free_port(),
+        port = ports::reserve(),
         cons = cons_port,
         cert = cert.display(),
     );
-    std::fs::write(dir.join("config"), config).unwrap();
+    std::fs::write(dir.path().join("config"), config).unwrap();
     let account = format!(
         "<sip:alice@127.0.0.1:{port};transport=tls>;auth_pass=secret;regint=600;answermode=manual\n",
         port = tls.port()
     );
-    std::fs::write(dir.join("accounts"), account).unwrap();
-    let mut phone = Baresip::start(&dir, ([127, 0, 0, 1], cons_port).into());
+    std::fs::write(dir.path().join("accounts"), account).unwrap();
+    let mut phone = Baresip::start(dir.path(), ([127, 0, 0, 1], cons_port).into());
 
     // Registered: the edge lists alice over TLS.
     let mut registered = String::new();
@@ -187,23 +172,15 @@ module_app\t\tmenu.so\n",
     phone.wait_for("call established", Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     phone.command("/hangup").await;
-    let out = tokio::time::timeout(Duration::from_secs(20), trunk.wait_with_output())
-        .await
-        .expect("the SIPp trunk did not finish")
-        .unwrap();
+    let mut trunk = trunk;
+    let status = trunk.end().await;
     assert!(
-        out.status.success(),
-        "the SIPp trunk failed ({}): {}\nbaresip:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
+        status.success(),
+        "the SIPp trunk failed ({status}): {}\nbaresip:\n{}",
+        trunk.report().await,
         phone.output()
     );
-    let trace: String = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().ends_with("_messages.log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
+    let trace = std::fs::read_to_string(trunk.messages()).unwrap_or_default();
     assert!(trace.contains("INVITE sip:+12025550123@"), "{trace}");
     assert!(trace.contains("BYE sip:"), "{trace}");
 
@@ -213,5 +190,4 @@ module_app\t\tmenu.so\n",
         let _ = phone.child.kill().await;
     }
     edge.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }

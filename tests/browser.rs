@@ -20,10 +20,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::smtp::{Relay, TempDir, wait_received};
-use common::{Edge, Opts, TRUNK_IP};
+use common::sipp::{Sipp, all_pass, body, header, received, request_user};
+use common::smtp::{Relay, wait_received};
+use common::{Edge, Opts, TRUNK_IP, TempDir, ports};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 /// One carrier on 127.0.0.2 that owns alice's number and takes her ordinary and emergency
 /// calls; PSAP callbacks come from it. No OPTIONS probes: SIPp's scenario expects calls only.
@@ -66,63 +67,6 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-fn free_udp_port(ip: &str) -> u16 {
-    std::net::UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap().port()
-}
-
-fn sipp(args: &[&str], dir: &Path) -> Child {
-    Command::new("sipp")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("sipp not found: run scripts/test, which installs sip-tester")
-}
-
-async fn wait_ok(child: Child, what: &str, limit: Duration) {
-    let out = tokio::time::timeout(limit, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish"))
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The SIP messages SIPp received, from its `-trace_msg` log.
-fn received(log: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.split("----------------------------------------------- ")
-        .filter(|block| block.contains(" message received ["))
-        .filter_map(|block| block.split_once("bytes :\n").map(|(_, m)| m.trim_start().to_owned()))
-        .map(|m| {
-            // The body is exactly Content-Length bytes; the log adds blank lines after it.
-            let Some((head, body)) = m.split_once("\r\n\r\n") else { return m };
-            let len: usize =
-                header(head, "Content-Length").and_then(|v| v.parse().ok()).unwrap_or(0);
-            format!("{head}\r\n\r\n{}", body.get(..len).unwrap_or(body))
-        })
-        .collect()
-}
-
-/// The first value of header `name` in a message's head (full name, case-insensitive).
-fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
-    message.split("\r\n").find_map(|line| {
-        let (n, v) = line.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-fn body(message: &str) -> &str {
-    message.split_once("\r\n\r\n").map_or("", |(_, b)| b)
-}
-
 /// The body part of a multipart message whose Content-ID is `cid` (without brackets).
 fn part<'a>(message: &'a str, cid: &str) -> Option<&'a str> {
     let ct = header(message, "Content-Type")?;
@@ -135,12 +79,6 @@ fn part<'a>(message: &'a str, cid: &str) -> Option<&'a str> {
     })
 }
 
-fn request_user(message: &str) -> Option<&str> {
-    let uri = message.strip_prefix("INVITE ")?.split(' ').next()?;
-    let user = uri.split_once(':')?.1.split('@').next()?;
-    Some(user)
-}
-
 /// Runs the Playwright driver; on `psap: ready` starts a SIPp PSAP calling the callback number
 /// the carrier saw on the emergency call.
 /// Runs tests/browser/softphone.mjs against `edge` (whose WebRTC socket is `webrtc`).
@@ -148,7 +86,7 @@ async fn drive_browser(
     edge: &Edge,
     webrtc: std::net::SocketAddr,
     out: &Path,
-    trunk_log: &Path,
+    trunk: &Sipp,
     dir: &Path,
 ) {
     let script = repo("tests/browser/softphone.mjs");
@@ -187,7 +125,7 @@ async fn drive_browser(
     while let Some(line) = lines.next_line().await.unwrap() {
         eprintln!("browser: {line}");
         if line == "psap: ready" {
-            psap = Some(start_psap(edge, trunk_log, dir));
+            psap = Some(start_psap(edge, trunk, dir));
         }
         if line == "media: steady" {
             check_call_quality(edge).await;
@@ -204,7 +142,7 @@ async fn drive_browser(
     assert!(status.success(), "the browser run failed after {steps:?}:\n{stderr}");
     assert_eq!(steps.last().map(String::as_str), Some("step: done"), "{steps:?}");
     let psap = psap.expect("the page never asked for the PSAP callback");
-    wait_ok(psap, "SIPp PSAP (INVITE to the callback number, answered, BYE)", RUN_LIMIT).await;
+    all_pass(vec![psap]).await;
 }
 
 /// 1.5 s of junk at the edge's WebRTC port during a live call: STUN-, DTLS- and RTP-shaped
@@ -252,8 +190,9 @@ async fn check_call_quality(edge: &Edge) {
     assert_eq!(value("lifeline_media_lost_total"), 0.0, "{text}");
 }
 
-fn start_psap(edge: &Edge, trunk_log: &Path, dir: &Path) -> Child {
-    let invite = received(trunk_log)
+fn start_psap(edge: &Edge, trunk: &Sipp, dir: &Path) -> Sipp {
+    let invite = trunk
+        .received()
         .into_iter()
         .find(|m| request_user(m) == Some(EMERGENCY))
         .expect("the carrier saw no emergency INVITE");
@@ -264,32 +203,14 @@ fn start_psap(edge: &Edge, trunk_log: &Path, dir: &Path) -> Child {
         .take_while(|c| *c == '+' || c.is_ascii_digit())
         .collect();
     assert!(did.starts_with("+1555010090"), "not a callback number from the pool: {pai}");
-    let port = free_udp_port(TRUNK_IP).to_string();
-    let media = free_udp_port(TRUNK_IP).to_string();
-    sipp(
-        &[
-            &edge.udp.to_string(),
-            "-sf",
-            repo("tests/sipp/rtp_psap_uac.xml").to_str().unwrap(),
-            "-s",
-            &did,
-            "-i",
-            TRUNK_IP,
-            "-p",
-            &port,
-            "-mp",
-            &media,
-            "-rtp_echo",
-            "-m",
-            "1",
-            "-timeout",
-            "120",
-            "-timeout_error",
-            "-trace_err",
-            "-nostdin",
-        ],
-        dir,
-    )
+    let what = "SIPp PSAP (INVITE to the callback number, answered, BYE)";
+    Sipp::build(what, dir, "rtp_psap_uac.xml")
+        .to(edge.udp)
+        .service(&did)
+        .ip(TRUNK_IP)
+        .args(&["-mp", &ports::reserve_media().to_string(), "-rtp_echo"])
+        .timeout(Duration::from_secs(120))
+        .start()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,8 +218,7 @@ async fn the_softphone_registers_calls_makes_an_emergency_call_and_rings_for_the
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
-    let dir = std::env::temp_dir().join(format!("lifeline-browser-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("browser");
     let opts = Opts { plan: Some(PLAN.into()), seed: Some(AGENTS.into()), ..Opts::default() };
     // A real SMTP relay (aiosmtpd) takes the notification of alice's 933 call.
     let mail = TempDir::new("browser-mail");
@@ -312,43 +232,28 @@ async fn the_softphone_registers_calls_makes_an_emergency_call_and_rings_for_the
     })
     .await;
 
-    // The carrier: three calls (ordinary, emergency with and without location).
-    let trunk_log = out.join("trunk_messages.log");
-    let trunk = sipp(
-        &[
-            "-sf",
-            repo("tests/sipp/rtp_trunk_uas.xml").to_str().unwrap(),
-            "-i",
-            TRUNK_IP,
-            "-p",
-            &edge.trunk_ports.0.to_string(),
-            "-mp",
-            &free_udp_port(TRUNK_IP).to_string(),
-            "-rtp_echo",
-            "-m",
-            "3",
-            "-timeout",
-            "280",
-            "-timeout_error",
-            "-trace_err",
-            "-trace_msg",
-            "-message_file",
-            trunk_log.to_str().unwrap(),
-            "-nostdin",
-        ],
-        &dir,
-    );
+    // The carrier: three calls (ordinary, emergency with and without location); its files
+    // (the messages it saw) are kept in `out` with the screenshots.
+    let what = "SIPp carrier (three calls answered and hung up)";
+    let trunk = Sipp::build(what, &out, "rtp_trunk_uas.xml")
+        .name("trunk")
+        .local(TRUNK_IP, edge.trunk_ports.0)
+        .args(&["-mp", &ports::reserve_media().to_string(), "-rtp_echo"])
+        .calls(3)
+        .timeout(Duration::from_secs(280))
+        .listening()
+        .await;
 
     tokio::time::timeout(
         RUN_LIMIT,
-        drive_browser(&edge, edge.webrtc.unwrap(), &out, &trunk_log, &dir),
+        drive_browser(&edge, edge.webrtc.unwrap(), &out, &trunk, dir.path()),
     )
     .await
     .expect("the browser run did not finish in time");
-    wait_ok(trunk, "SIPp carrier (three calls answered and hung up)", Duration::from_secs(30))
-        .await;
+    let messages = trunk.messages().to_owned();
+    all_pass(vec![trunk]).await;
+    let at_carrier = received(&messages);
 
-    let at_carrier = received(&trunk_log);
     let in_dialog = |m: &str| header(m, "To").is_some_and(|t| t.contains(";tag="));
     let invites: Vec<&String> =
         at_carrier.iter().filter(|m| m.starts_with("INVITE ") && !in_dialog(m)).collect();
@@ -454,7 +359,6 @@ async fn the_softphone_registers_calls_makes_an_emergency_call_and_rings_for_the
         assert!(len > 1000, "screenshot {shot} missing");
     }
     edge.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// One plain HTTP/1.1 GET; returns the status, the head and the body.

@@ -455,7 +455,7 @@ async fn without_a_config_the_demo_carrier_answers_echoes_and_calls_back_as_the_
 #[tokio::test]
 async fn with_a_config_file_there_is_no_demo_carrier_and_no_demo_agent() {
     let _ports = PORTS.lock().await;
-    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let free = || SocketAddr::from(([127, 0, 0, 1], common::ports::reserve()));
     for how in ["--config", "./lifeline.toml"] {
         let dir = workdir(if how == "--config" { "config" } else { "dot-toml" });
         // A demo run before left its store here: a configuration must not see it.

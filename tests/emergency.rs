@@ -11,9 +11,9 @@ use std::time::Duration;
 
 mod common;
 
-use common::smtp::{Relay, TempDir, wait_received};
+use common::smtp::{Relay, wait_received};
 use common::ua::{header, parse_request, uas_response, udp_recv, udp_recv_until};
-use common::{Edge, Opts, TRUNK_IP};
+use common::{Edge, Opts, TRUNK_IP, TempDir};
 use tokio::net::UdpSocket;
 
 /// Two direct-offer carriers: `carrier` owns the agents' numbers and wants `esnet.1`;

@@ -13,18 +13,15 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Edge, Opts, TRUNK_IP};
+use common::binary::Binary;
+use common::sipp::{Sipp, all_pass};
+use common::{Edge, Opts, TRUNK_IP, TempDir, ports};
 use lifeline::store::{Binding, SqliteStore, Store};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
-
-/// Generous: a loaded 2-core CI machine runs these next to every other test.
-const SIPP_TIMEOUT_S: u64 = 60;
 
 /// Three trunks on 127.0.0.2 (one per outcome, so each row names its own), routes by number
 /// prefix, alice's DID, and what an emergency call needs.
@@ -79,133 +76,6 @@ caller_id = ["+15550100123"]
 location = { country = "US", address = "1 Main St, Springfield, IL 62701" }
 "#;
 
-fn scenario(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name).to_str().unwrap().to_owned()
-}
-
-/// A directory of its own for one test (tmpfs when there is one, see `tests/sipp_emergency.rs`
-/// for why); removed on drop unless the test failed.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = common::scratch().join(format!("lifeline-history-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn free_udp_port(ip: &str) -> u16 {
-    std::net::UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap().port()
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Whether some socket is bound to UDP `port`, from `/proc/net/udp` (a test bind would take
-/// the port from SIPp).
-fn udp_bound(port: u16) -> bool {
-    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
-    let want = format!(":{port:04X}");
-    table.lines().skip(1).any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&want)))
-}
-
-/// One SIPp for one call, its errors in `dir/NAME.errors.log`.
-struct Sipp {
-    what: String,
-    child: Child,
-    errors: PathBuf,
-}
-
-impl Sipp {
-    fn start(what: &str, name: &str, dir: &Path, args: &[&str]) -> Sipp {
-        let errors = dir.join(format!("{name}.errors.log"));
-        let timeout = format!("{SIPP_TIMEOUT_S}s");
-        let child = Command::new("sipp")
-            .args(args)
-            .args(["-m", "1", "-timeout", &timeout, "-timeout_error", "-nostdin"])
-            .args(["-trace_err", "-error_file", errors.to_str().unwrap(), "-trace_msg"])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("sipp not found: run scripts/test, which installs sip-tester");
-        Sipp { what: what.to_owned(), child, errors }
-    }
-
-    /// A SIPp UAS on `ip:port` (with `extra` arguments), once it listens.
-    async fn uas(
-        what: &str,
-        dir: &Path,
-        ip: &str,
-        port: u16,
-        scenario_file: &str,
-        extra: &[&str],
-    ) -> Sipp {
-        let port_s = port.to_string();
-        let file = scenario(scenario_file);
-        let name = format!("{}-{port}", scenario_file.trim_end_matches(".xml"));
-        let mut args = vec!["-sf", &file, "-i", ip, "-p", &port_s];
-        args.extend_from_slice(extra);
-        let mut sipp = Sipp::start(what, &name, dir, &args);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !udp_bound(port) {
-            if let Ok(Some(status)) = sipp.child.try_wait() {
-                panic!("{what} exited before listening ({status})");
-            }
-            assert!(Instant::now() < deadline, "{what} never listened on {ip}:{port}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        sipp
-    }
-
-    async fn end(&mut self) -> ExitStatus {
-        tokio::time::timeout(Duration::from_secs(SIPP_TIMEOUT_S + 30), self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("{} did not finish", self.what))
-            .unwrap()
-    }
-
-    async fn report(&mut self) -> String {
-        let mut stderr = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ =
-                tokio::time::timeout(Duration::from_secs(1), e.read_to_string(&mut stderr)).await;
-        }
-        let errors = std::fs::read_to_string(&self.errors).unwrap_or_default();
-        format!("stderr:\n{stderr}\nerror log:\n{errors}")
-    }
-}
-
-/// Waits for every SIPp and fails with the report of each whose call failed.
-async fn all_pass(peers: Vec<Sipp>) {
-    let mut failures = String::new();
-    for mut sipp in peers {
-        let status = sipp.end().await;
-        if !status.success() {
-            let report = sipp.report().await;
-            failures.push_str(&format!("\n== {} failed ({status}):\n{report}\n", sipp.what));
-        }
-    }
-    assert!(failures.is_empty(), "{failures}");
-}
-
 /// alice's phone calling `number` through the edge with digest auth (`scenario_file`:
 /// `agent_call_out.xml` or `agent_cancel.xml`), holding an answered call `hold_ms`.
 fn agent_calls(
@@ -215,63 +85,48 @@ fn agent_calls(
     number: &str,
     hold_ms: u32,
 ) -> Sipp {
-    let (edge, file, hold) = (edge.to_string(), scenario(scenario_file), hold_ms.to_string());
-    let port = free_udp_port("127.0.0.1").to_string();
     // The digest `uri` must be the Request-URI (RFC 3261 §22.4); SIPp's default is the host.
     let auth_uri = format!("{number}@{edge}");
-    let args = [
-        &edge,
-        "-sf",
-        &file,
-        "-s",
-        number,
-        "-au",
-        "alice",
-        "-ap",
-        "secret",
-        "-auth_uri",
-        &auth_uri,
-        "-d",
-        &hold,
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port,
-    ];
-    let what = format!("alice calling {number} ({scenario_file})");
-    Sipp::start(&what, &format!("agent-{number}"), dir, &args)
+    Sipp::build(format!("alice calling {number} ({scenario_file})"), dir, scenario_file)
+        .to(edge)
+        .service(number)
+        .auth("alice", "secret")
+        .args(&["-auth_uri", &auth_uri, "-d", &hold_ms.to_string()])
+        .start()
 }
 
 /// alice's phone registering (digest) with its Contact on `contact_port`, then (with `dial`)
 /// making an emergency call without credentials (`em_agent_call.xml`); or only registering
 /// (`agent_register.xml`).
 fn agent_register(dir: &Path, edge: SocketAddr, contact_port: u16, dial: Option<&str>) -> Sipp {
-    let (edge, contact) = (edge.to_string(), contact_port.to_string());
-    let port = free_udp_port("127.0.0.1").to_string();
-    let mut args: Vec<String> =
-        vec![edge, "-au".into(), "alice".into(), "-ap".into(), "secret".into()];
-    match dial {
-        Some(d) => args.extend(
-            ["-sf", &scenario("em_agent_call.xml"), "-s", d, "-key", "agent", "alice"]
-                .map(String::from),
-        ),
+    let sipp = match dial {
+        Some(d) => Sipp::build("alice's phone registering", dir, "em_agent_call.xml")
+            .service(d)
+            .key("agent", "alice"),
         None => {
-            args.extend(["-sf", &scenario("agent_register.xml"), "-s", "alice"].map(String::from))
+            Sipp::build("alice's phone registering", dir, "agent_register.xml").service("alice")
         }
-    }
-    args.extend(
-        ["-key", "contact_port", &contact, "-i", "127.0.0.1", "-p", &port].map(String::from),
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Sipp::start("alice's phone registering", &format!("register-{port}"), dir, &args)
+    };
+    sipp.to(edge).auth("alice", "secret").key("contact_port", &contact_port.to_string()).start()
 }
 
 /// A trunk on 127.0.0.2 calling `did` through the edge (`trunk_uac.xml`: answered, BYE).
 fn trunk_calls(dir: &Path, edge: SocketAddr, did: &str) -> Sipp {
-    let (edge, file) = (edge.to_string(), scenario("trunk_uac.xml"));
-    let port = free_udp_port(TRUNK_IP).to_string();
-    let args = [&edge, "-sf", &file, "-s", did, "-i", TRUNK_IP, "-p", &port];
-    Sipp::start(&format!("the trunk calling {did}"), "trunk-uac", dir, &args)
+    let what = format!("the trunk calling {did}");
+    Sipp::build(what, dir, "trunk_uac.xml").to(edge).service(did).ip(TRUNK_IP).start()
+}
+
+/// A trunk or phone UAS on `ip:port` running `scenario_file` (with `extra` arguments), once
+/// it listens.
+async fn uas(
+    what: &str,
+    dir: &Path,
+    ip: &str,
+    port: u16,
+    scenario_file: &str,
+    extra: &[&str],
+) -> Sipp {
+    Sipp::build(what, dir, scenario_file).local(ip, port).args(extra).listening().await
 }
 
 /// An HTTP GET to the admin listener, with the bearer token when given: (status, JSON body).
@@ -308,10 +163,10 @@ fn row_to<'a>(rows: &'a [Value], to: &str) -> &'a Value {
 
 #[tokio::test]
 async fn an_agent_s_calls_leave_one_row_each_and_her_emergency_call_none() {
-    let dir = TempDir::new("rows");
+    let dir = TempDir::new("history-rows");
     let d = dir.path();
-    let ports = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
-    let third = free_udp_port(TRUNK_IP);
+    let ports = (ports::reserve(), ports::reserve());
+    let third = ports::reserve();
     let opts = Opts {
         plan: Some(PLAN.replace("THIRD", &third.to_string())),
         seed: Some(AGENTS.into()),
@@ -324,16 +179,14 @@ async fn an_agent_s_calls_leave_one_row_each_and_her_emergency_call_none() {
     // First an emergency call (911 to the carrier, answered, hung up): it must leave no row.
     let checks = ["-set", "dial", "911", "-set", "resource_priority", "esnet.1"];
     let what = "the carrier checking the 911 call";
-    let carrier = Sipp::uas(what, d, TRUNK_IP, ports.0, "em_trunk_uas.xml", &checks).await;
-    let phone_port = free_udp_port("127.0.0.1");
+    let carrier = uas(what, d, TRUNK_IP, ports.0, "em_trunk_uas.xml", &checks).await;
+    let phone_port = ports::reserve();
     all_pass(vec![agent_register(d, edge.udp, phone_port, Some("911")), carrier]).await;
 
     // Then three ordinary calls, one per trunk: answered and held 1.5 s, refused, cancelled.
-    let answering =
-        Sipp::uas("the carrier answering", d, TRUNK_IP, ports.0, "agent_uas.xml", &[]).await;
-    let busy = Sipp::uas("the busy carrier", d, TRUNK_IP, ports.1, "trunk_busy_uas.xml", &[]).await;
-    let slow =
-        Sipp::uas("the slow carrier", d, TRUNK_IP, third, "trunk_ringing_uas.xml", &[]).await;
+    let answering = uas("the carrier answering", d, TRUNK_IP, ports.0, "agent_uas.xml", &[]).await;
+    let busy = uas("the busy carrier", d, TRUNK_IP, ports.1, "trunk_busy_uas.xml", &[]).await;
+    let slow = uas("the slow carrier", d, TRUNK_IP, third, "trunk_ringing_uas.xml", &[]).await;
     all_pass(vec![agent_calls(d, edge.udp, "agent_call_out.xml", "+15551230001", 1500)]).await;
     all_pass(vec![agent_calls(d, edge.udp, "agent_call_out.xml", "+15554560002", 0)]).await;
     all_pass(vec![agent_calls(d, edge.udp, "agent_cancel.xml", "+15557890003", 0)]).await;
@@ -395,52 +248,6 @@ async fn an_agent_s_calls_leave_one_row_each_and_her_emergency_call_none() {
     edge.stop().await;
 }
 
-/// The real binary, run as an operator would.
-struct Binary {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Binary {
-    async fn start(dir: &Path, admin: SocketAddr, run: u32) -> Binary {
-        let log = dir.join(format!("lifeline-{run}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_lifeline"))
-            .args(["run", "--config", dir.join("lifeline.toml").to_str().unwrap()])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut bin = Binary { child, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some((200, _)) = get(admin, "/ready", None).await {
-                return bin;
-            }
-            let out = || std::fs::read_to_string(&bin.log).unwrap_or_default();
-            if let Ok(Some(status)) = bin.child.try_wait() {
-                panic!("lifeline exited before it was ready ({status}):\n{}", out());
-            }
-            assert!(Instant::now() < deadline, "lifeline never ready:\n{}", out());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// `kill -9`: no graceful stop, nothing flushed.
-    async fn kill_9(mut self) {
-        self.child.start_kill().unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .expect("lifeline did not die")
-            .unwrap();
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(status.signal(), Some(9), "{status}");
-    }
-}
-
 fn unix_now() -> i64 {
     i64::try_from(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
@@ -450,18 +257,18 @@ fn unix_now() -> i64 {
 
 #[tokio::test]
 async fn a_udp_registration_survives_kill_dash_9_and_takes_a_did_call() {
-    let dir = TempDir::new("kill9");
+    let dir = TempDir::new("history-kill9");
     let d = dir.path();
-    let carrier_port = free_udp_port(TRUNK_IP);
-    let sip_port = free_udp_port("127.0.0.1");
+    let carrier_port = ports::reserve();
+    let sip_port = ports::reserve();
     let sip: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-    let (web, tcp) = (free_tcp_port(), free_tcp_port());
+    let admin: SocketAddr = format!("127.0.0.1:{}", ports::reserve()).parse().unwrap();
+    let (web, tcp) = (ports::reserve(), ports::reserve());
     std::fs::create_dir_all(d.join("dialplans")).unwrap();
     let plan = PLAN
         .replace("PRIMARY", &carrier_port.to_string())
-        .replace("SECONDARY", &free_udp_port(TRUNK_IP).to_string())
-        .replace("THIRD", &free_udp_port(TRUNK_IP).to_string());
+        .replace("SECONDARY", &ports::reserve().to_string())
+        .replace("THIRD", &ports::reserve().to_string());
     std::fs::write(d.join("dialplans/plan.toml"), plan).unwrap();
     std::fs::write(d.join("agents.toml"), AGENTS).unwrap();
     let data = d.join("data");
@@ -478,7 +285,7 @@ async fn a_udp_registration_survives_kill_dash_9_and_takes_a_did_call() {
     std::fs::write(d.join("lifeline.toml"), config).unwrap();
 
     let edge = Binary::start(d, admin, 1).await;
-    let phone_port = free_udp_port("127.0.0.1");
+    let phone_port = ports::reserve();
     all_pass(vec![agent_register(d, sip, phone_port, None)]).await;
     // The snapshot is written a couple of seconds after the REGISTER, by the edge's writer;
     // the test reads the same file (SQLite WAL lets it while the edge runs).
@@ -529,7 +336,7 @@ async fn a_udp_registration_survives_kill_dash_9_and_takes_a_did_call() {
 
     // No REGISTER: the trunk's DID call rings the phone at the restored Contact.
     let what = "alice's phone (SIPp UAS)";
-    let phone = Sipp::uas(what, d, "127.0.0.1", phone_port, "agent_uas.xml", &[]).await;
+    let phone = uas(what, d, "127.0.0.1", phone_port, "agent_uas.xml", &[]).await;
     all_pass(vec![trunk_calls(d, sip, "+15550100123"), phone]).await;
     let rows = calls_until(admin, &token, 1).await;
     assert_eq!(rows.len(), 1, "{rows:#?}");
@@ -548,37 +355,26 @@ async fn a_udp_registration_survives_kill_dash_9_and_takes_a_did_call() {
     edge.kill_9().await;
 }
 
-/// Whether a SIPp message log in `dir` named `prefix*_messages.log` holds `needle`.
-fn sipp_saw(dir: &Path, prefix: &str, needle: &str) -> bool {
-    std::fs::read_dir(dir).unwrap().filter_map(Result::ok).any(|e| {
-        let name = e.file_name().to_string_lossy().into_owned();
-        name.starts_with(prefix)
-            && name.ends_with("_messages.log")
-            && std::fs::read_to_string(e.path()).unwrap_or_default().contains(needle)
-    })
-}
-
 #[tokio::test]
 async fn a_graceful_stop_writes_the_snapshot_at_once_and_the_call_still_up() {
-    let dir = TempDir::new("graceful");
+    let dir = TempDir::new("history-graceful");
     let d = dir.path();
-    let ports = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
+    let ports = (ports::reserve(), ports::reserve());
     let opts = Opts {
-        plan: Some(PLAN.replace("THIRD", &free_udp_port(TRUNK_IP).to_string())),
+        plan: Some(PLAN.replace("THIRD", &ports::reserve().to_string())),
         seed: Some(AGENTS.into()),
         data: Some(d.join("edge")),
         trunk_ports: Some(ports),
         ..Opts::default()
     };
     let edge = Edge::start_opts(opts, |_| {}).await;
-    let carrier =
-        Sipp::uas("the carrier answering", d, TRUNK_IP, ports.0, "agent_uas.xml", &[]).await;
+    let carrier = uas("the carrier answering", d, TRUNK_IP, ports.0, "agent_uas.xml", &[]).await;
     let registered = Instant::now();
-    all_pass(vec![agent_register(d, edge.udp, free_udp_port("127.0.0.1"), None)]).await;
+    all_pass(vec![agent_register(d, edge.udp, ports::reserve(), None)]).await;
     // A call answered and held long past the stop.
     let caller = agent_calls(d, edge.udp, "agent_call_out.xml", "+15551230001", 60_000);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !sipp_saw(d, "agent_uas_", "ACK sip:") {
+    while !carrier.saw("ACK sip:") {
         assert!(Instant::now() < deadline, "the call was never answered");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -8,7 +8,8 @@
 
 mod common;
 
-use common::smtp::{Relay, TempDir, free_port, wait_received};
+use common::smtp::{Relay, wait_received};
+use common::{TempDir, ports};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -155,7 +156,7 @@ async fn a_queued_notice_is_delivered_rendered_and_a_refused_contact_holds_back_
 #[tokio::test]
 async fn a_relay_that_was_down_gets_the_mail_on_a_retry() {
     let (data, mail) = (TempDir::new("b-data"), TempDir::new("b-mail"));
-    let port = free_port();
+    let port = ports::reserve();
     let store = open(&data.0);
     let mailer = start_mailer(&store, port);
 
@@ -178,7 +179,7 @@ async fn a_relay_that_was_down_gets_the_mail_on_a_retry() {
 #[tokio::test]
 async fn mail_queued_before_a_restart_is_delivered_by_the_next_mailer() {
     let (data, mail) = (TempDir::new("c-data"), TempDir::new("c-mail"));
-    let port = free_port();
+    let port = ports::reserve();
     {
         let store = open(&data.0);
         let mailer = start_mailer(&store, port);
@@ -227,7 +228,7 @@ async fn http(
 #[tokio::test]
 async fn the_template_api_refuses_what_does_not_render_and_previews() {
     // The edge's own mailer points at a port nobody listens on.
-    let port = free_port();
+    let port = ports::reserve();
     let edge = common::Edge::start_tuned(false, |c| c.smtp = smtp(port)).await;
     let (addr, token) = (edge.admin, edge.token.clone());
     let path = "/api/templates/emergency-call-notification";

@@ -20,16 +20,13 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Edge, Opts, TRUNK_IP};
+use common::binary::Binary;
+use common::sipp::{Sipp, all_pass};
+use common::{Edge, Opts, TRUNK_IP, TempDir, ports};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
-
-/// Generous: a loaded 2-core CI machine runs these next to every other test.
-const SIPP_TIMEOUT_S: u64 = 60;
 
 /// A direct-offer carrier owning the agents' numbers, wanting `esnet.1`; a backup carrier;
 /// a ten-number callback pool.
@@ -146,189 +143,21 @@ caller_id = ["+15550100123"]
 location = { country = "US", address = "1 Main St, Springfield, IL 62701" }
 "#;
 
-fn scenario(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name).to_str().unwrap().to_owned()
-}
-
-/// A directory of its own for one test: the edge's data (store, dialplans), SIPp's logs, the
-/// binary's configuration; removed on drop unless the test failed.
-///
-/// On tmpfs (`/dev/shm`) when there is one: the callback lease is committed with
-/// `synchronous=FULL` while the emergency INVITE waits at most `STORE_WAIT` (1.5s), and on a
-/// loaded CI machine an fsync on a shared disk can take longer (2.1s measured), after which
-/// the INVITE leaves with the agent's own number instead of the leased one. That degraded
-/// path is the edge's documented choice, not what these tests are about.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let shm = Path::new("/dev/shm");
-        let base = if shm.is_dir() { shm.to_owned() } else { std::env::temp_dir() };
-        let dir = base.join(format!("lifeline-sippem-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-/// A UDP port free right now on `ip` (SIPp takes a port number, not a socket).
-fn free_udp_port(ip: &str) -> u16 {
-    std::net::UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap().port()
-}
-
-/// A TCP port free right now on loopback, for the binary's listeners.
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Whether some socket is bound to UDP `port` (any address), from `/proc/net/udp`: a look
-/// that cannot take the port from SIPp, as a test bind would.
-fn udp_bound(port: u16) -> bool {
-    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
-    let want = format!(":{port:04X}");
-    table.lines().skip(1).any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&want)))
-}
-
-/// A running SIPp, with the files it writes (`-trace_msg` also keeps every message it sent
-/// and received in its directory, left in place when a test fails).
-struct Sipp {
-    what: String,
-    child: Child,
-    log: PathBuf,
-    errors: PathBuf,
-}
-
-impl Sipp {
-    /// Starts SIPp with `args`, for one call, with its `<log>` lines in `dir/NAME.log` and its
-    /// errors (unexpected messages, failed checks) in `dir/NAME.errors.log`.
-    fn start(what: &str, name: &str, dir: &Path, args: &[&str]) -> Sipp {
-        let log = dir.join(format!("{name}.log"));
-        let errors = dir.join(format!("{name}.errors.log"));
-        let timeout = format!("{SIPP_TIMEOUT_S}s");
-        let child = Command::new("sipp")
-            .args(args)
-            .args(["-m", "1", "-timeout", &timeout, "-timeout_error", "-nostdin"])
-            .args(["-trace_err", "-error_file", errors.to_str().unwrap()])
-            .args(["-trace_logs", "-log_file", log.to_str().unwrap(), "-trace_msg"])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("sipp not found: run scripts/test, which installs sip-tester");
-        Sipp { what: what.to_owned(), child, log, errors }
-    }
-
-    /// Starts a SIPp UAS on `ip:port` and waits until it listens.
-    async fn uas(what: &str, name: &str, dir: &Path, ip: &str, port: u16, args: &[&str]) -> Sipp {
-        let port_s = port.to_string();
-        let mut all = vec!["-i", ip, "-p", &port_s];
-        all.extend_from_slice(args);
-        let mut sipp = Sipp::start(what, name, dir, &all);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !udp_bound(port) {
-            if let Ok(Some(status)) = sipp.child.try_wait() {
-                panic!("{what} exited before listening ({status}):\n{}", sipp.report().await);
-            }
-            assert!(Instant::now() < deadline, "{what} never listened on {ip}:{port}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        sipp
-    }
-
-    /// What SIPp said: its stderr (when it ended) and its error log.
-    async fn report(&mut self) -> String {
-        let mut stderr = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ =
-                tokio::time::timeout(Duration::from_secs(1), e.read_to_string(&mut stderr)).await;
-        }
-        let errors = std::fs::read_to_string(&self.errors).unwrap_or_default();
-        let dir = self.log.parent().map(Path::display);
-        format!("stderr:\n{stderr}\nerror log:\n{errors}\n(messages in {dir:?})")
-    }
-
-    /// Waits for SIPp to end (within the global timeout and some).
-    async fn end(&mut self) -> ExitStatus {
-        tokio::time::timeout(Duration::from_secs(SIPP_TIMEOUT_S + 30), self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("{} did not finish", self.what))
-            .unwrap()
-    }
-
-    /// Waits for SIPp to end, and fails the test unless its call succeeded (every check
-    /// passed); returns its `<log>` lines.
-    async fn passes(mut self) -> String {
-        let status = self.end().await;
-        if !status.success() {
-            let report = self.report().await;
-            panic!("{} failed ({status}):\n{report}", self.what);
-        }
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for SIPp to end, and fails the test if its call succeeded; returns what it
-    /// reported.
-    async fn fails(mut self) -> String {
-        let status = self.end().await;
-        let report = self.report().await;
-        assert!(!status.success(), "{} should have failed, but passed:\n{report}", self.what);
-        report
-    }
-}
-
-/// Waits for every SIPp, and fails the test with the report of each one whose call failed
-/// (the agent's failure often only says what the trunk's check explains); returns their
-/// `<log>` lines, in order.
-async fn all_pass(peers: Vec<Sipp>) -> Vec<String> {
-    let mut logs = Vec::new();
-    let mut failures = String::new();
-    for mut sipp in peers {
-        let status = sipp.end().await;
-        if !status.success() {
-            let report = sipp.report().await;
-            failures.push_str(&format!("\n== {} failed ({status}):\n{report}\n", sipp.what));
-        }
-        logs.push(std::fs::read_to_string(&sipp.log).unwrap_or_default());
-    }
-    assert!(failures.is_empty(), "{failures}");
-    logs
-}
-
-/// The carrier (or SBC) UAS checking an emergency INVITE for `dial` and `resource_priority`.
+/// The carrier (or SBC) UAS on `TRUNK_IP:port` checking an emergency INVITE for `dial` and
+/// `resource_priority`.
 async fn trunk_uas(what: &str, dir: &Path, port: u16, dial: &str, resource_priority: &str) -> Sipp {
-    let args = [
-        "-sf",
-        &scenario("em_trunk_uas.xml"),
-        "-set",
-        "dial",
-        dial,
-        "-set",
-        "resource_priority",
-        resource_priority,
-    ];
-    Sipp::uas(what, &format!("trunk-{port}"), dir, TRUNK_IP, port, &args).await
+    Sipp::build(what, dir, "em_trunk_uas.xml")
+        .local(TRUNK_IP, port)
+        .set("dial", dial)
+        .set("resource_priority", resource_priority)
+        .listening()
+        .await
 }
 
 /// The agent's phone answering calls (a PSAP's call back) on `port`.
 async fn agent_uas(dir: &Path, port: u16) -> Sipp {
-    let args = ["-sf", &scenario("em_agent_uas.xml")];
-    Sipp::uas("the agent's phone (SIPp UAS)", "agent-uas", dir, "127.0.0.1", port, &args).await
+    let what = "the agent's phone (SIPp UAS)";
+    Sipp::build(what, dir, "em_agent_uas.xml").local("127.0.0.1", port).listening().await
 }
 
 /// The agent `alice` registering (digest) with Contact `contact_port`, then dialling `dial`
@@ -352,79 +181,30 @@ fn agent_scenario(
     dial: &str,
     contact_port: u16,
 ) -> Sipp {
-    let edge = edge.to_string();
-    let contact = contact_port.to_string();
-    let port = free_udp_port("127.0.0.1").to_string();
-    Sipp::start(
-        &format!("the agent's {dial} call (SIPp UAC over {transport})"),
-        &format!("agent-{dial}"),
-        dir,
-        &[
-            &edge,
-            "-sf",
-            &scenario(file),
-            "-t",
-            transport,
-            "-s",
-            dial,
-            "-key",
-            "agent",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "secret",
-            "-key",
-            "contact_port",
-            &contact,
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port,
-        ],
-    )
+    Sipp::build(format!("the agent's {dial} call (SIPp UAC over {transport})"), dir, file)
+        .to(edge)
+        .args(&["-t", transport])
+        .service(dial)
+        .key("agent", "alice")
+        .auth("alice", "secret")
+        .key("contact_port", &contact_port.to_string())
+        .start()
 }
 
 /// The agent `alice` registering again (digest), Contact `contact_port`, over UDP.
 fn agent_register(dir: &Path, edge: SocketAddr, contact_port: u16) -> Sipp {
-    let edge = edge.to_string();
-    let contact = contact_port.to_string();
-    let port = free_udp_port("127.0.0.1").to_string();
-    Sipp::start(
-        "the agent's registration (SIPp UAC)",
-        "agent-register",
-        dir,
-        &[
-            &edge,
-            "-sf",
-            &scenario("agent_register.xml"),
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "secret",
-            "-key",
-            "contact_port",
-            &contact,
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port,
-        ],
-    )
+    Sipp::build("the agent's registration (SIPp UAC)", dir, "agent_register.xml")
+        .to(edge)
+        .service("alice")
+        .auth("alice", "secret")
+        .key("contact_port", &contact_port.to_string())
+        .start()
 }
 
 /// The PSAP calling `did` from the carrier's address.
 fn psap_call(dir: &Path, edge: SocketAddr, did: &str) -> Sipp {
-    let edge = edge.to_string();
-    let port = free_udp_port(TRUNK_IP).to_string();
-    Sipp::start(
-        &format!("the PSAP calling {did} back (SIPp UAC from {TRUNK_IP})"),
-        "psap",
-        dir,
-        &[&edge, "-sf", &scenario("em_psap_uac.xml"), "-s", did, "-i", TRUNK_IP, "-p", &port],
-    )
+    let what = format!("the PSAP calling {did} back (SIPp UAC from {TRUNK_IP})");
+    Sipp::build(what, dir, "em_psap_uac.xml").to(edge).service(did).ip(TRUNK_IP).start()
 }
 
 /// The callback number a trunk UAS logged ("callback +1555010090x").
@@ -459,12 +239,12 @@ async fn metric(admin: SocketAddr, name: &str) -> f64 {
 }
 
 /// The edge in-process, its data in `dir` (see [`TempDir`]).
-async fn start_edge(dir: &TempDir, plan: &str, ports: (u16, u16)) -> Edge {
+async fn start_edge(dir: &TempDir, plan: &str, trunk_ports: (u16, u16)) -> Edge {
     let opts = Opts {
         plan: Some(plan.into()),
         seed: Some(AGENTS.into()),
         data: Some(dir.path().join("edge")),
-        trunk_ports: Some(ports),
+        trunk_ports: Some(trunk_ports),
         ..Opts::default()
     };
     Edge::start_opts(opts, |_| {}).await
@@ -472,12 +252,12 @@ async fn start_edge(dir: &TempDir, plan: &str, ports: (u16, u16)) -> Edge {
 
 #[tokio::test]
 async fn a_registered_agent_s_911_reaches_the_carrier_checked_and_the_psap_calls_her_back() {
-    let dir = TempDir::new("911");
-    let (carrier_port, backup_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
+    let dir = TempDir::new("sippem-911");
+    let (carrier_port, backup_port) = (ports::reserve(), ports::reserve());
     let edge = start_edge(&dir, PLAN, (carrier_port, backup_port)).await;
     let carrier =
         trunk_uas("the carrier (SIPp UAS)", dir.path(), carrier_port, "911", "esnet.1").await;
-    let phone_port = free_udp_port("127.0.0.1");
+    let phone_port = ports::reserve();
 
     // Register with digest, then 911 without credentials on the same UDP flow.
     let agent = agent_call(dir.path(), edge.udp, "u1", "911", phone_port);
@@ -498,12 +278,12 @@ async fn a_registered_agent_s_911_reaches_the_carrier_checked_and_the_psap_calls
 
 #[tokio::test]
 async fn a_933_test_call_over_tcp_reaches_the_carrier_as_933() {
-    let dir = TempDir::new("933");
-    let (carrier_port, backup_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
+    let dir = TempDir::new("sippem-933");
+    let (carrier_port, backup_port) = (ports::reserve(), ports::reserve());
     let edge = start_edge(&dir, PLAN, (carrier_port, backup_port)).await;
     let carrier =
         trunk_uas("the carrier (SIPp UAS)", dir.path(), carrier_port, "933", "esnet.1").await;
-    let phone_port = free_udp_port("127.0.0.1");
+    let phone_port = ports::reserve();
 
     let agent = agent_call(dir.path(), edge.tcp, "t1", "933", phone_port);
     all_pass(vec![agent, carrier]).await;
@@ -515,13 +295,13 @@ async fn a_933_test_call_over_tcp_reaches_the_carrier_as_933() {
 
 #[tokio::test]
 async fn a_direct_routing_route_naming_911_sends_it_to_the_sbc_not_the_carrier() {
-    let dir = TempDir::new("sbc");
-    let (carrier_port, sbc_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
+    let dir = TempDir::new("sippem-sbc");
+    let (carrier_port, sbc_port) = (ports::reserve(), ports::reserve());
     let edge = start_edge(&dir, DIRECT_ROUTING_PLAN, (carrier_port, sbc_port)).await;
     // The carrier is up and would take the call: it must not get it.
     let carrier = tokio::net::UdpSocket::bind((TRUNK_IP, carrier_port)).await.unwrap();
     let sbc = trunk_uas("the SBC (SIPp UAS)", dir.path(), sbc_port, "911", "esnet.0").await;
-    let phone_port = free_udp_port("127.0.0.1");
+    let phone_port = ports::reserve();
 
     let agent = agent_call(dir.path(), edge.udp, "u1", "911", phone_port);
     all_pass(vec![agent, sbc]).await;
@@ -538,23 +318,19 @@ async fn a_direct_routing_route_naming_911_sends_it_to_the_sbc_not_the_carrier()
 
 #[tokio::test]
 async fn a_dead_and_a_silent_carrier_are_passed_over_after_failover_after_each() {
-    let dir = TempDir::new("failover");
-    let dead_port = free_udp_port(TRUNK_IP); // nothing listens there
-    let (silent_port, backup_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
+    let dir = TempDir::new("sippem-failover");
+    let dead_port = ports::reserve(); // nothing listens there
+    let (silent_port, backup_port) = (ports::reserve(), ports::reserve());
     let plan = FAILOVER_PLAN.replace("DEAD", &dead_port.to_string());
     let edge = start_edge(&dir, &plan, (silent_port, backup_port)).await;
-    let silent = Sipp::uas(
-        "the silent carrier (SIPp UAS that never answers)",
-        "silent",
-        dir.path(),
-        TRUNK_IP,
-        silent_port,
-        &["-sf", &scenario("em_silent_uas.xml")],
-    )
-    .await;
+    let what = "the silent carrier (SIPp UAS that never answers)";
+    let silent = Sipp::build(what, dir.path(), "em_silent_uas.xml")
+        .local(TRUNK_IP, silent_port)
+        .listening()
+        .await;
     let backup =
         trunk_uas("the backup carrier (SIPp UAS)", dir.path(), backup_port, "911", "esnet.1").await;
-    let phone_port = free_udp_port("127.0.0.1");
+    let phone_port = ports::reserve();
 
     let started = Instant::now();
     let agent = agent_call(dir.path(), edge.udp, "u1", "911", phone_port);
@@ -572,10 +348,10 @@ async fn a_dead_and_a_silent_carrier_are_passed_over_after_failover_after_each()
 
 #[tokio::test]
 async fn the_sipp_checks_bite_a_wrong_number_or_a_missing_header_fails_the_peer() {
-    let dir = TempDir::new("checks");
-    let (carrier_port, backup_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
+    let dir = TempDir::new("sippem-checks");
+    let (carrier_port, backup_port) = (ports::reserve(), ports::reserve());
     let edge = start_edge(&dir, CHECKS_PLAN, (carrier_port, backup_port)).await;
-    let phone_port = free_udp_port("127.0.0.1");
+    let phone_port = ports::reserve();
 
     // The carrier expects 933 while the agent dials 911: the carrier's check fails (and,
     // unanswered, the agent's call too).
@@ -604,13 +380,15 @@ async fn the_sipp_checks_bite_a_wrong_number_or_a_missing_header_fails_the_peer(
 
 #[tokio::test]
 async fn the_psap_hangs_up_and_its_bye_reaches_the_agent() {
-    let dir = TempDir::new("hangup");
-    let (carrier_port, backup_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
+    let dir = TempDir::new("sippem-hangup");
+    let (carrier_port, backup_port) = (ports::reserve(), ports::reserve());
     let edge = start_edge(&dir, PLAN, (carrier_port, backup_port)).await;
-    let args = ["-sf", &scenario("em_trunk_hangup_uas.xml")];
     let what = "the carrier whose PSAP hangs up (SIPp UAS)";
-    let carrier = Sipp::uas(what, "carrier", dir.path(), TRUNK_IP, carrier_port, &args).await;
-    let phone_port = free_udp_port("127.0.0.1");
+    let carrier = Sipp::build(what, dir.path(), "em_trunk_hangup_uas.xml")
+        .local(TRUNK_IP, carrier_port)
+        .listening()
+        .await;
+    let phone_port = ports::reserve();
 
     let file = "em_agent_call_psap_hangs_up.xml";
     let agent = agent_scenario(file, dir.path(), edge.udp, "u1", "911", phone_port);
@@ -621,12 +399,12 @@ async fn the_psap_hangs_up_and_its_bye_reaches_the_agent() {
 
 #[tokio::test]
 async fn a_psap_call_back_rings_every_phone_of_the_agent_at_once() {
-    let dir = TempDir::new("forking");
-    let (carrier_port, backup_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
+    let dir = TempDir::new("sippem-forking");
+    let (carrier_port, backup_port) = (ports::reserve(), ports::reserve());
     let edge = start_edge(&dir, PLAN, (carrier_port, backup_port)).await;
     let carrier =
         trunk_uas("the carrier (SIPp UAS)", dir.path(), carrier_port, "911", "esnet.1").await;
-    let (desk_port, laptop_port) = (free_udp_port("127.0.0.1"), free_udp_port("127.0.0.1"));
+    let (desk_port, laptop_port) = (ports::reserve(), ports::reserve());
 
     // The call is made from the desk phone; the agent is also registered from her laptop.
     let agent = agent_call(dir.path(), edge.udp, "u1", "911", desk_port);
@@ -636,9 +414,11 @@ async fn a_psap_call_back_rings_every_phone_of_the_agent_at_once() {
 
     // The PSAP calls back: both ring, the desk phone answers, the laptop is cancelled.
     let desk = agent_uas(dir.path(), desk_port).await;
-    let args = ["-sf", &scenario("em_agent_uas_ringing.xml")];
     let what = "the agent's other phone (SIPp UAS, rings, cancelled)";
-    let laptop = Sipp::uas(what, "laptop", dir.path(), "127.0.0.1", laptop_port, &args).await;
+    let laptop = Sipp::build(what, dir.path(), "em_agent_uas_ringing.xml")
+        .local("127.0.0.1", laptop_port)
+        .listening()
+        .await;
     all_pass(vec![psap_call(dir.path(), edge.udp, &did), desk, laptop]).await;
     assert_eq!(metric(edge.admin, "lifeline_psap_callbacks_total").await, 1.0);
     edge.stop().await;
@@ -646,13 +426,15 @@ async fn a_psap_call_back_rings_every_phone_of_the_agent_at_once() {
 
 #[tokio::test]
 async fn a_softphone_s_own_location_reaches_the_carrier_with_the_call() {
-    let dir = TempDir::new("softphone-pidf");
-    let (carrier_port, backup_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
+    let dir = TempDir::new("sippem-softphone-pidf");
+    let (carrier_port, backup_port) = (ports::reserve(), ports::reserve());
     let edge = start_edge(&dir, PLAN, (carrier_port, backup_port)).await;
-    let args = ["-sf", &scenario("em_trunk_pidf_uas.xml")];
     let what = "the carrier checking the location (SIPp UAS)";
-    let carrier = Sipp::uas(what, "carrier", dir.path(), TRUNK_IP, carrier_port, &args).await;
-    let phone_port = free_udp_port("127.0.0.1");
+    let carrier = Sipp::build(what, dir.path(), "em_trunk_pidf_uas.xml")
+        .local(TRUNK_IP, carrier_port)
+        .listening()
+        .await;
+    let phone_port = ports::reserve();
 
     let file = "em_agent_call_pidf.xml";
     let agent = agent_scenario(file, dir.path(), edge.udp, "u1", "911", phone_port);
@@ -662,13 +444,15 @@ async fn a_softphone_s_own_location_reaches_the_carrier_with_the_call() {
 
 #[tokio::test]
 async fn the_carrier_gets_the_agent_s_provisioned_location_as_pidf_lo() {
-    let dir = TempDir::new("pidf");
-    let (carrier_port, backup_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
+    let dir = TempDir::new("sippem-pidf");
+    let (carrier_port, backup_port) = (ports::reserve(), ports::reserve());
     let edge = start_edge(&dir, PLAN, (carrier_port, backup_port)).await;
-    let args = ["-sf", &scenario("em_trunk_pidf_uas.xml")];
     let what = "the carrier checking the location (SIPp UAS)";
-    let carrier = Sipp::uas(what, "carrier", dir.path(), TRUNK_IP, carrier_port, &args).await;
-    let phone_port = free_udp_port("127.0.0.1");
+    let carrier = Sipp::build(what, dir.path(), "em_trunk_pidf_uas.xml")
+        .local(TRUNK_IP, carrier_port)
+        .listening()
+        .await;
+    let phone_port = ports::reserve();
 
     let agent = agent_call(dir.path(), edge.udp, "u1", "911", phone_port);
     all_pass(vec![agent, carrier]).await;
@@ -677,77 +461,30 @@ async fn the_carrier_gets_the_agent_s_provisioned_location_as_pidf_lo() {
 
 #[tokio::test]
 async fn the_agent_s_in_dialog_requests_keep_the_callback_number_toward_the_carrier() {
-    let dir = TempDir::new("dialog");
-    let (carrier_port, backup_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
+    let dir = TempDir::new("sippem-dialog");
+    let (carrier_port, backup_port) = (ports::reserve(), ports::reserve());
     let edge = start_edge(&dir, PLAN, (carrier_port, backup_port)).await;
-    let args = ["-sf", &scenario("em_trunk_dialog_uas.xml")];
     let what = "the carrier checking the dialog's From (SIPp UAS)";
-    let carrier = Sipp::uas(what, "carrier", dir.path(), TRUNK_IP, carrier_port, &args).await;
-    let phone_port = free_udp_port("127.0.0.1");
+    let carrier = Sipp::build(what, dir.path(), "em_trunk_dialog_uas.xml")
+        .local(TRUNK_IP, carrier_port)
+        .listening()
+        .await;
+    let phone_port = ports::reserve();
 
     let agent = agent_call(dir.path(), edge.udp, "u1", "911", phone_port);
     all_pass(vec![agent, carrier]).await;
     edge.stop().await;
 }
 
-/// The real binary, run as an operator would, with a configuration in a directory of its own.
-struct Binary {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Binary {
-    /// Starts `lifeline run --config DIR/lifeline.toml` and waits for `/ready`.
-    async fn start(dir: &Path, admin: SocketAddr, run: u32) -> Binary {
-        let out = std::fs::File::create(dir.join(format!("lifeline-{run}.log"))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_lifeline"))
-            .args(["run", "--config", dir.join("lifeline.toml").to_str().unwrap()])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut bin = Binary { child, dir: dir.to_owned() };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some((200, _)) = http_get(admin, "/ready").await {
-                return bin;
-            }
-            if let Ok(Some(status)) = bin.child.try_wait() {
-                panic!("lifeline exited before it was ready ({status}):\n{}", bin.output(run));
-            }
-            assert!(Instant::now() < deadline, "lifeline never ready:\n{}", bin.output(run));
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn output(&self, run: u32) -> String {
-        std::fs::read_to_string(self.dir.join(format!("lifeline-{run}.log"))).unwrap_or_default()
-    }
-
-    /// `kill -9`: no graceful stop, no chance to flush anything.
-    async fn kill_9(mut self) {
-        self.child.start_kill().unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .expect("lifeline did not die")
-            .unwrap();
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(status.signal(), Some(9), "{status}");
-    }
-}
-
 #[tokio::test]
 async fn a_callback_lease_survives_kill_dash_9_of_the_binary() {
-    let dir = TempDir::new("kill9");
+    let dir = TempDir::new("sippem-kill9");
     let d = dir.path();
-    let (carrier_port, backup_port) = (free_udp_port(TRUNK_IP), free_udp_port(TRUNK_IP));
-    let sip_port = free_udp_port("127.0.0.1");
+    let (carrier_port, backup_port) = (ports::reserve(), ports::reserve());
+    let sip_port = ports::reserve();
     let sip: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-    let (web, tcp, smtp) = (free_tcp_port(), free_tcp_port(), free_tcp_port());
+    let admin: SocketAddr = format!("127.0.0.1:{}", ports::reserve()).parse().unwrap();
+    let (web, tcp, smtp) = (ports::reserve(), ports::reserve(), ports::reserve());
     std::fs::create_dir_all(d.join("dialplans")).unwrap();
     let plan = PLAN
         .replace("PRIMARY", &carrier_port.to_string())
@@ -788,7 +525,7 @@ seed = "{seed}"
 
     let edge = Binary::start(d, admin, 1).await;
     let carrier = trunk_uas("the carrier (SIPp UAS)", d, carrier_port, "911", "esnet.1").await;
-    let phone_port = free_udp_port("127.0.0.1");
+    let phone_port = ports::reserve();
     let logs = all_pass(vec![agent_call(d, sip, "u1", "911", phone_port), carrier]).await;
     let did = callback_number(&logs[1]);
     assert_eq!(metric(admin, "lifeline_emergency_calls_total{test=\"false\"}").await, 1.0);

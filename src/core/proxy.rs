@@ -916,15 +916,21 @@ impl Core {
             return Routing::Answer(404, "No Route");
         };
         let len = req_len(req);
-        // Trunks whose host name has no address cannot be reached: skipped
-        // (super::resolve). Trunks that fail their probes are skipped, unless that would
-        // leave none.
-        let reachable: Vec<_> = trunks.into_iter().filter(|t| self.trunk_reachable(t)).collect();
-        let up: Vec<_> = reachable.iter().filter(|t| self.probes.is_up(&t.name)).copied().collect();
-        let chosen = if up.is_empty() { reachable } else { up };
-        let targets: VecDeque<Target> = chosen
+        // Each trunk's targets from one read of the DNS cache; trunks whose host name has no
+        // address cannot be reached: skipped (super::resolve). Trunks that fail their probes
+        // are skipped, unless that would leave none.
+        let reachable: Vec<_> = trunks
             .into_iter()
-            .flat_map(|t| self.trunk_targets(t, Target::uri(t.request_uri(&number, len))))
+            .filter_map(|t| {
+                let base = Target::uri(t.request_uri(&number, len));
+                Some((self.probes.is_up(&t.name), self.reachable_targets(t, base)?))
+            })
+            .collect();
+        let any_up = reachable.iter().any(|(up, _)| *up);
+        let targets: VecDeque<Target> = reachable
+            .into_iter()
+            .filter(|(up, _)| *up || !any_up)
+            .flat_map(|(_, targets)| targets)
             .collect();
         if targets.is_empty() {
             return Routing::Answer(503, "Service Unavailable");

@@ -44,29 +44,25 @@ impl Core {
         }
     }
 
-    /// Whether `trunk` has an address now; logs the trunks skipped for want of one.
-    pub(super) fn trunk_reachable(&self, trunk: &Trunk) -> bool {
-        let ok = self.trunk_addrs(trunk) != TrunkAddrs::Unresolved;
-        if !ok {
+    /// The targets of `trunk` (as [`Core::trunk_targets`]) from one read of the cache, or
+    /// `None` when its host name has no address now: routing skips it like a trunk that is
+    /// down.
+    pub(super) fn reachable_targets(&self, trunk: &Trunk, base: Target) -> Option<Vec<Target>> {
+        let targets = targets_at(base, self.trunk_addrs(trunk));
+        if targets.is_none() {
             // Debug only: the resolver warns once when the name stops resolving, and an
             // ordinary call per second must not add a warning each.
             tracing::debug!(trunk = %trunk.name, host = %trunk.host, "trunk host name has no address: skipped");
         }
-        ok
+        targets
     }
 
     /// The targets of `trunk` (see the module docs): `base` once, or once per resolved address.
     pub(super) fn trunk_targets(&self, trunk: &Trunk, base: Target) -> Vec<Target> {
-        match self.trunk_addrs(trunk) {
-            TrunkAddrs::Literal => vec![base],
-            TrunkAddrs::Resolved(addrs) => {
-                addrs.into_iter().map(|a| Target { addr: Some(a), ..base.clone() }).collect()
-            }
-            TrunkAddrs::Unresolved => {
-                tracing::warn!(trunk = %trunk.name, host = %trunk.host, "trunk host name has no address: skipped");
-                Vec::new()
-            }
-        }
+        targets_at(base, self.trunk_addrs(trunk)).unwrap_or_else(|| {
+            tracing::warn!(trunk = %trunk.name, host = %trunk.host, "trunk host name has no address: skipped");
+            Vec::new()
+        })
     }
 
     /// The trunk a request from `ip` comes from: its URI's IP address or a resolved address of
@@ -110,5 +106,17 @@ impl Core {
             t => Peer::stream(t, to, None),
         };
         Some((peer, out))
+    }
+}
+
+/// A trunk's targets at `addrs`: `base` once for a literal address, once per resolved
+/// address for a name; `None` when the name has none.
+fn targets_at(base: Target, addrs: TrunkAddrs) -> Option<Vec<Target>> {
+    match addrs {
+        TrunkAddrs::Literal => Some(vec![base]),
+        TrunkAddrs::Resolved(addrs) => {
+            Some(addrs.into_iter().map(|a| Target { addr: Some(a), ..base.clone() }).collect())
+        }
+        TrunkAddrs::Unresolved => None,
     }
 }

@@ -24,11 +24,13 @@
 //!
 //! # Not done
 //!
-//! NAPTR and SRV (RFC 3263 §4.1, §4.2): a URI without a port goes to the transport's default
-//! port (5060, 5061 for TLS) at the A/AAAA addresses of the name. The system resolver does not
-//! answer SRV queries, and the crate that would, hickory-resolver 0.25 (even without its TLS
-//! features: `tokio`, `system-config`), adds about 20 crates to the tree (its own DNS stack,
-//! moka, crossbeam, parking_lot, uuid); not worth it while operators can write the port.
+//! NAPTR and SRV lookups (RFC 3263 §4.1, §4.2): a URI without a port goes to the transport's
+//! default port (5060, 5061 for TLS) at the A/AAAA addresses of the name. The system resolver
+//! does not answer SRV queries, and the crate that would, hickory-resolver 0.25 (even without
+//! its TLS features: `tokio`, `system-config`), adds about 20 crates to the tree (its own DNS
+//! stack, moka, crossbeam, parking_lot, uuid). The rules an SRV lookup would follow are here
+//! and tested, but nothing calls them yet: [`srv_query`] (which name to ask, from the URI)
+//! and [`srv_order`] (RFC 2782 order: priority, then weighted random).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -36,6 +38,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+
+use sip::transport::Transport;
 
 use crate::routing::{Dialplan, Dialplans};
 
@@ -240,9 +244,91 @@ pub async fn refresh(
     }
 }
 
+/// The SRV query for a trunk's URI (RFC 3263 §4.2): what to ask and the transport its
+/// targets are reached over. `None` when the URI names an IP address or a port (§4.2: A and
+/// AAAA at that port), or a transport without an SRV service here (WebSocket, SCTP).
+///
+/// The service follows what the URI says (§4.1): `;transport=tls` or a `sips:` URI is
+/// `_sips._tcp`, `;transport=tcp` is `_sip._tcp`; a `sip:` URI that names no transport is
+/// `_sip._udp` (no NAPTR, which would choose among the transports the domain offers).
+///
+/// Not wired in yet: [`refresh`] still resolves A and AAAA only (see the module doc).
+pub fn srv_query(trunk: &crate::routing::Trunk) -> Option<SrvQuery> {
+    if trunk.ip.is_some() || trunk.port.is_some() {
+        return None;
+    }
+    let (service, transport) = match (trunk.transport, trunk.secure) {
+        (Some(Transport::Tls), _) | (None | Some(Transport::Tcp), true) => {
+            ("_sips._tcp", Transport::Tls)
+        }
+        (Some(Transport::Tcp), false) => ("_sip._tcp", Transport::Tcp),
+        (None | Some(Transport::Udp), false) => ("_sip._udp", Transport::Udp),
+        // UDP with `sips:` is no combination RFC 3261 §26.2.2 allows; WS, WSS and SCTP
+        // trunks have no SRV service here.
+        _ => return None,
+    };
+    Some(SrvQuery { name: format!("{service}.{}", key(&trunk.host)), transport })
+}
+
+/// What [`srv_query`] asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrvQuery {
+    /// The owner name, e.g. `_sip._udp.carrier.example`.
+    pub name: String,
+    /// The transport toward every target of the answer.
+    pub transport: Transport,
+}
+
+/// One SRV record (RFC 2782).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Srv {
+    pub priority: u16,
+    pub weight: u16,
+    pub port: u16,
+    /// The target host name (`.`: the service is decidedly not offered).
+    pub target: String,
+}
+
+/// The order to try SRV records in (RFC 2782, "Usage rules"): ascending priority, and within
+/// one priority a weighted random order. Each pick runs over the records left: weight-0
+/// records are placed first, then `random(sum)` is drawn from `0..=sum` of their weights, and
+/// the first record whose running sum is at least the draw is taken. `random` is passed in
+/// (sans-IO: tests give a fixed sequence). A single record whose target is `.` means the
+/// service is not offered: no targets.
+pub fn srv_order(mut records: Vec<Srv>, mut random: impl FnMut(u32) -> u32) -> Vec<Srv> {
+    if records.len() == 1 && records[0].target == "." {
+        return Vec::new();
+    }
+    records.retain(|r| r.target != ".");
+    records.sort_by_key(|r| (r.priority, r.weight != 0));
+    let mut ordered = Vec::with_capacity(records.len());
+    while !records.is_empty() {
+        let priority = records[0].priority;
+        let mut group: Vec<Srv> = Vec::new();
+        while records.first().is_some_and(|r| r.priority == priority) {
+            group.push(records.remove(0));
+        }
+        while !group.is_empty() {
+            let sum: u32 = group.iter().map(|r| u32::from(r.weight)).sum();
+            let draw = random(sum).min(sum);
+            let mut running = 0u32;
+            let at = group
+                .iter()
+                .position(|r| {
+                    running += u32::from(r.weight);
+                    running >= draw
+                })
+                .unwrap_or(group.len() - 1);
+            ordered.push(group.remove(at));
+        }
+    }
+    ordered
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::Trunk;
 
     #[tokio::test]
     async fn localhost_resolves_and_invalid_does_not() {
@@ -269,5 +355,91 @@ mod tests {
         assert!(hosts.has("sbc.example", ip));
         hosts.retain(&[]);
         assert_eq!(hosts.lookup("sbc.example"), Lookup::Pending);
+    }
+
+    fn trunk(host: &str, port: Option<u16>, secure: bool, transport: Option<Transport>) -> Trunk {
+        Trunk {
+            name: "t".into(),
+            kind: crate::routing::TrunkKind::DirectOffer,
+            uri: String::new(),
+            host: host.into(),
+            ip: host.parse().ok(),
+            port,
+            secure,
+            transport,
+            sources: Vec::new(),
+            numbers: Vec::new(),
+            emergency: crate::routing::TrunkEmergency::default(),
+            probe: false,
+            tls_ca: None,
+        }
+    }
+
+    #[test]
+    fn the_srv_name_follows_the_uri() {
+        let query = |host, port, secure, transport| {
+            srv_query(&trunk(host, port, secure, transport)).map(|q| (q.name, q.transport))
+        };
+        let q = |name: &str, t| Some((name.to_owned(), t));
+        assert_eq!(
+            query("Carrier.Example.", None, false, None),
+            q("_sip._udp.carrier.example", Transport::Udp)
+        );
+        assert_eq!(
+            query("c.example", None, false, Some(Transport::Udp)),
+            q("_sip._udp.c.example", Transport::Udp)
+        );
+        assert_eq!(
+            query("c.example", None, false, Some(Transport::Tcp)),
+            q("_sip._tcp.c.example", Transport::Tcp)
+        );
+        assert_eq!(
+            query("c.example", None, false, Some(Transport::Tls)),
+            q("_sips._tcp.c.example", Transport::Tls)
+        );
+        assert_eq!(query("c.example", None, true, None), q("_sips._tcp.c.example", Transport::Tls));
+        // A port or an IP address: A/AAAA (or nothing) at that port, no SRV (§4.2).
+        assert_eq!(query("c.example", Some(5060), false, None), None);
+        assert_eq!(query("192.0.2.1", None, false, None), None);
+        assert_eq!(query("c.example", None, false, Some(Transport::Ws)), None);
+    }
+
+    fn srv(priority: u16, weight: u16, target: &str) -> Srv {
+        Srv { priority, weight, port: 5060, target: target.to_owned() }
+    }
+
+    #[test]
+    fn srv_records_go_by_priority_then_weighted_random() {
+        let records = vec![srv(20, 0, "c"), srv(10, 60, "a"), srv(10, 40, "b"), srv(30, 5, "d")];
+        // A draw of 0 takes the first record of the priority (weight-0 ones come first); a
+        // draw of the sum takes the last whose running sum reaches it.
+        let first = srv_order(records.clone(), |_| 0);
+        let names: Vec<&str> = first.iter().map(|r| r.target.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "d"]);
+        let last = srv_order(records.clone(), |sum| sum);
+        let names: Vec<&str> = last.iter().map(|r| r.target.as_str()).collect();
+        assert_eq!(names, ["b", "a", "c", "d"]);
+        // 61 is past a's running sum (60): b first.
+        let mid = srv_order(records, |sum| if sum == 100 { 61 } else { 0 });
+        assert_eq!(mid[0].target, "b");
+        // Over many draws the weights show: a (60) leads about 60 % of the time.
+        let mut seed = 0x2545_f491_u32;
+        let mut a_first = 0;
+        for _ in 0..10_000 {
+            let order = srv_order(vec![srv(10, 60, "a"), srv(10, 40, "b")], |sum| {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                seed % (sum + 1)
+            });
+            a_first += usize::from(order[0].target == "a");
+        }
+        assert!((5_500..6_500).contains(&a_first), "{a_first}");
+    }
+
+    #[test]
+    fn a_dot_target_means_no_service() {
+        assert!(srv_order(vec![srv(0, 0, ".")], |_| 0).is_empty());
+        assert_eq!(srv_order(vec![srv(0, 0, "."), srv(1, 0, "x")], |_| 0), [srv(1, 0, "x")]);
     }
 }

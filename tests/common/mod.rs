@@ -1,4 +1,7 @@
-//! What the black-box tests share: the edge started in-process on port 0.
+//! What the black-box tests share: the edge started in-process on port 0 ([`Edge`]), a
+//! directory per test ([`TempDir`]), and in modules: port numbers for peers told a port
+//! before they bind it ([`ports`]), SIPp as a peer ([`sipp`]), the real binary as an operator
+//! runs it ([`binary`]), an SMTP relay ([`smtp`]), a scripted user agent's helpers ([`ua`]).
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
@@ -11,6 +14,9 @@ use lifeline::config::{Config, Listen, ListenTransport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
+pub mod binary;
+pub mod ports;
+pub mod sipp;
 pub mod smtp;
 pub mod ua;
 
@@ -122,9 +128,8 @@ impl Edge {
         // from 127.0.0.1, so the dialplan can tell them apart by source address.
         let plans = data.join("dialplans");
         std::fs::create_dir_all(&plans).unwrap();
-        let free =
-            || std::net::UdpSocket::bind((TRUNK_IP, 0)).unwrap().local_addr().unwrap().port();
-        let trunk_ports = opts.trunk_ports.unwrap_or_else(|| (free(), free()));
+        // Ports the trunks (SIPp, a test's socket) bind later: reserved, see `ports`.
+        let trunk_ports = opts.trunk_ports.unwrap_or_else(|| (ports::reserve(), ports::reserve()));
         let plan = opts
             .plan
             .as_deref()
@@ -276,6 +281,35 @@ pub fn scratch() -> std::path::PathBuf {
     if shm.is_dir() { shm.to_owned() } else { std::env::temp_dir() }
 }
 
+/// A directory of its own for one test (under [`scratch`]: the edge's data, SIPp's files, the
+/// binary's configuration, a relay's mail); removed on drop unless the test failed, when what
+/// is in it tells what happened.
+#[derive(Debug)]
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = scratch().join(format!("lifeline-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 /// What [`Edge::start_opts`] may change.
 #[derive(Debug, Default, Clone)]
 pub struct Opts {
@@ -288,6 +322,7 @@ pub struct Opts {
     pub seed: Option<String>,
     /// The data directory of an earlier run (a restart); default a fresh one.
     pub data: Option<std::path::PathBuf>,
-    /// The trunk ports of an earlier run; default two free ones.
+    /// The trunk ports of an earlier run, or ports the test reserved ([`ports::reserve`]);
+    /// default two reserved ones.
     pub trunk_ports: Option<(u16, u16)>,
 }

@@ -9,32 +9,6 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// A fresh directory under the temp dir; removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("lifeline-notify-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A loopback port nobody listens on (bound and released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// The aiosmtpd relay, writing each message it accepts into `dir`.
 pub struct Relay {
     child: Child,
@@ -47,8 +21,8 @@ impl Relay {
         Relay::spawn(0, dir).await
     }
 
-    /// The relay on `port` (a test that needs the port before the relay runs: SMTP down at
-    /// dial time, up later).
+    /// The relay on `port`, reserved with [`super::ports::reserve`] (a test that needs the
+    /// port before the relay runs: SMTP down at dial time, up later).
     pub async fn start(port: u16, dir: &Path) -> Relay {
         Relay::spawn(port, dir).await.0
     }
