@@ -410,7 +410,7 @@ impl Core {
             state.as_ref(),
             sub_state,
             now,
-            (out.transport().as_str(), &out.host_port()),
+            (out.transport().as_str(), out.host_port()),
             &branch,
         ) {
             Ok(r) => r,

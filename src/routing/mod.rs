@@ -140,15 +140,27 @@ impl Trunk {
     }
 
     fn uri_for(&self, user: Option<&str>, request_len: usize) -> String {
-        let scheme = if self.secure { "sips" } else { "sip" };
-        let user = user.map(|u| format!("{u}@")).unwrap_or_default();
-        let port = self.port.map(|p| format!(":{p}")).unwrap_or_default();
-        let transport = match self.transport {
-            Some(t) => format!(";transport={}", t.uri_param()),
-            None if request_len > 1300 => ";transport=tcp".to_owned(),
-            None => String::new(),
-        };
-        format!("{scheme}:{user}{}{port}{transport}", self.host)
+        // Built piecewise: one per forwarded call, and `format!` per piece showed in profiles.
+        let mut uri = String::with_capacity(64);
+        uri.push_str(if self.secure { "sips:" } else { "sip:" });
+        if let Some(u) = user {
+            uri.push_str(u);
+            uri.push('@');
+        }
+        uri.push_str(&self.host);
+        if let Some(p) = self.port {
+            uri.push(':');
+            uri.push_str(&p.to_string());
+        }
+        match self.transport {
+            Some(t) => {
+                uri.push_str(";transport=");
+                uri.push_str(t.uri_param());
+            }
+            None if request_len > 1300 => uri.push_str(";transport=tcp"),
+            None => {}
+        }
+        uri
     }
 }
 

@@ -10,7 +10,9 @@
 use bytes::{BufMut, Bytes};
 
 use crate::error::{HeaderError, Invalid, MessageKind, ParseError};
-use crate::header::typed::{CSeq, MediaType, NameAddr, Via, parse_number, parse_number_bytes};
+use crate::header::typed::{
+    CSeq, MediaType, NameAddr, Via, ViaAt, parse_number, parse_number_bytes,
+};
 use crate::header::{Entry, HeaderName, Headers, Piece, Text};
 use crate::method::Method;
 use crate::text;
@@ -351,9 +353,23 @@ impl Headers {
         std::str::from_utf8(raw).map_err(|_| HeaderError::Malformed(name))
     }
 
-    /// The first Via element: the previous hop (RFC 3261 §18.2.1, §17.2.3).
+    /// The first Via element: the previous hop (RFC 3261 §18.2.1, §17.2.3). Decoded once
+    /// until the section changes.
     pub fn top_via(&self) -> Result<Via<'_>, HeaderError> {
-        self.vias().next().ok_or(HeaderError::Missing(HeaderName::Via))?
+        if let (Some(Some(at)), Some(first)) = (self.top_via.get(), self.get(HeaderName::Via))
+            && let Ok(text) = std::str::from_utf8(first)
+            && let Some(via) = at.view(text)
+        {
+            return Ok(via);
+        }
+        let via = self.vias().next().ok_or(HeaderError::Missing(HeaderName::Via))?;
+        if let Ok(v) = &via
+            && let Some(first) = self.get(HeaderName::Via)
+            && let Ok(text) = std::str::from_utf8(first)
+        {
+            let _ = self.top_via.set(ViaAt::of(v, text));
+        }
+        via
     }
 
     /// Every Via element of every Via header, top first.
@@ -525,7 +541,7 @@ fn parse(buf: Bytes, framing: Framing) -> Result<Message, ParseError> {
             .map_err(|inv| ParseError::new(kind, inv))?;
         pos = next;
     }
-    let mut headers = Headers { buf: buf.clone(), entries, owned: Vec::new() };
+    let mut headers = Headers { buf: buf.clone(), entries, ..Headers::default() };
     if folded {
         for i in 0..headers.entries.len() {
             let v = headers.piece(headers.entries[i].value);

@@ -237,3 +237,23 @@ fn tags_read_without_decoding_the_uri_agree_with_the_full_parse() {
     }
     assert!(sip::header::typed::NameAddr::tag_of("<sip:a@example.com").is_err());
 }
+
+/// The top Via is decoded once and kept until the header section changes: every change that
+/// moves the top Via is seen by the next `top_via`.
+#[test]
+fn the_kept_top_via_follows_every_change() {
+    let mut r = request(INVITE);
+    let first = r.headers().top_via().unwrap().branch().map(str::to_owned);
+    assert_eq!(first.as_deref(), Some("z9hG4bK-524287-1---abc"));
+    assert_eq!(r.headers().top_via().unwrap(), r.headers().vias().next().unwrap().unwrap());
+    r.headers_mut().prepend(HeaderName::Via, "SIP/2.0/TCP [2001:db8::9]:5070;branch=z9hG4bKnew");
+    let top = r.headers().top_via().unwrap();
+    assert_eq!((top.branch(), top.port, top.transport), (Some("z9hG4bKnew"), Some(5070), "TCP"));
+    assert_eq!(top, r.headers().vias().next().unwrap().unwrap());
+    r.headers_mut().pop_first_value(HeaderName::Via);
+    assert_eq!(r.headers().top_via().unwrap().branch(), first.as_deref());
+    r.headers_mut().set(HeaderName::Via, "SIP/2.0/UDP host.example;branch=z9hG4bKset");
+    assert_eq!(r.headers().top_via().unwrap().branch(), Some("z9hG4bKset"));
+    r.headers_mut().remove_all(HeaderName::Via);
+    assert!(r.headers().top_via().is_err());
+}

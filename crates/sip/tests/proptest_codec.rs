@@ -438,6 +438,13 @@ proptest! {
                 "{:?}: print(parse(m)) != m",
                 framing
             );
+            // The kept top Via is the one a fresh decode gives, first call and later ones.
+            for _ in 0..2 {
+                prop_assert_eq!(
+                    m.headers().top_via().ok(),
+                    m.headers().vias().next().and_then(Result::ok)
+                );
+            }
             if let Message::Request(mut r) = m {
                 // The size a proxy checks against the §18.1.1 limit is the size it sends,
                 // untouched and after the edits a proxy makes.

@@ -81,6 +81,11 @@ pub struct Headers {
     /// The byte strings `Piece::Owned` points to; empty (and unallocated) in a parsed message
     /// that nobody changed.
     pub(crate) owned: Vec<Bytes>,
+    /// The top Via element as decoded by the first [`Headers::top_via`] since the last change
+    /// (`None` inside: it did not decode, the slow path answers). Transaction matching, the
+    /// proxy rules and the core each ask for it, about twenty times per call; every method
+    /// that changes the section clears it ([`Headers::changed`]).
+    pub(crate) top_via: std::sync::OnceLock<Option<typed::ViaAt>>,
 }
 
 impl Headers {
@@ -127,9 +132,15 @@ impl Headers {
         }
     }
 
+    /// Forgets what was decoded from the section: called by every change.
+    pub(crate) fn changed(&mut self) {
+        self.top_via.take();
+    }
+
     /// Gives entry `idx` a new value (reusing its own slot when it had one), printed in
     /// canonical form from now on.
     pub(crate) fn set_value(&mut self, idx: usize, value: Bytes) {
+        self.changed();
         let piece = match self.entries.get(idx).map(|e| e.value) {
             Some(Piece::Owned(i)) if (i as usize) < self.owned.len() => {
                 self.owned[i as usize] = value;
@@ -186,12 +197,14 @@ impl Headers {
 
     /// Appends a header after all others.
     pub fn push(&mut self, name: HeaderName, value: impl Into<Bytes>) {
+        self.changed();
         let e = self.new_entry(name, value.into());
         self.entries.push(e);
     }
 
     /// Appends a header whose name lifeline does not know (`X-Foo`).
     pub fn push_other(&mut self, name: &'static str, value: impl Into<Bytes>) {
+        self.changed();
         let mut e = self.new_entry(HeaderName::from_bytes(name.as_bytes()), value.into());
         e.name_text = Some(self.own(Bytes::from_static(name.as_bytes())));
         self.entries.push(e);
@@ -200,6 +213,7 @@ impl Headers {
     /// Inserts a header before the first header called `name`, or at the top when there is
     /// none: how a proxy pushes its Via or Record-Route (RFC 3261 §16.6 steps 4 and 8).
     pub fn prepend(&mut self, name: HeaderName, value: impl Into<Bytes>) {
+        self.changed();
         let at = self.entries.iter().position(|e| e.name == name).unwrap_or(0);
         let e = self.new_entry(name, value.into());
         self.entries.insert(at, e);
@@ -216,6 +230,7 @@ impl Headers {
 
     /// Removes every header called `name`; returns how many there were.
     pub fn remove_all(&mut self, name: HeaderName) -> usize {
+        self.changed();
         let before = self.entries.len();
         self.entries.retain(|e| e.name != name);
         before - self.entries.len()
@@ -235,6 +250,7 @@ impl Headers {
     }
 
     fn pop_first_element(&mut self, name: HeaderName) -> Option<Bytes> {
+        self.changed();
         let idx = self.entries.iter().position(|e| e.name == name)?;
         let raw = Bytes::copy_from_slice(self.piece(self.entries[idx].value));
         let text = std::str::from_utf8(&raw).ok();

@@ -41,6 +41,73 @@ pub struct Via<'a> {
     pub params: Params<'a>,
 }
 
+/// Where the parts of a decoded Via element lie in its header value: what
+/// [`crate::Headers::top_via`] keeps so that it decodes the top Via once per message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ViaAt {
+    raw: (u32, u32),
+    transport: (u32, u32),
+    host_raw: (u32, u32),
+    host: HostAt,
+    port: Option<u16>,
+    /// `None` for a Via without parameters.
+    params: Option<(u32, u32)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostAt {
+    Domain((u32, u32)),
+    V4(std::net::Ipv4Addr),
+    V6(std::net::Ipv6Addr),
+}
+
+impl ViaAt {
+    /// Records where `via`'s parts lie in `value`, the header value it was decoded from;
+    /// `None` when a part is not a slice of `value`.
+    pub(crate) fn of(via: &Via<'_>, value: &str) -> Option<ViaAt> {
+        let base = value.as_ptr() as usize;
+        let at = |part: &str| -> Option<(u32, u32)> {
+            let start = (part.as_ptr() as usize).checked_sub(base)?;
+            let end = start.checked_add(part.len())?;
+            (end <= value.len()).then_some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+        };
+        let host = match via.host {
+            Host::Domain(d) => HostAt::Domain(at(d)?),
+            Host::V4(a) => HostAt::V4(a),
+            Host::V6(a) => HostAt::V6(a),
+        };
+        let params = via.params.as_str();
+        Some(ViaAt {
+            raw: at(via.raw)?,
+            transport: at(via.transport)?,
+            host_raw: at(via.host_raw)?,
+            host,
+            port: via.port,
+            params: if params.is_empty() { None } else { Some(at(params)?) },
+        })
+    }
+
+    /// The Via again, from the same header value.
+    pub(crate) fn view<'a>(&self, value: &'a str) -> Option<Via<'a>> {
+        let part = |(s, e): (u32, u32)| value.get(s as usize..e as usize);
+        Some(Via {
+            raw: part(self.raw)?,
+            transport: part(self.transport)?,
+            host: match self.host {
+                HostAt::Domain(r) => Host::Domain(part(r)?),
+                HostAt::V4(a) => Host::V4(a),
+                HostAt::V6(a) => Host::V6(a),
+            },
+            host_raw: part(self.host_raw)?,
+            port: self.port,
+            params: Params::new(match self.params {
+                Some(r) => part(r)?,
+                None => "",
+            }),
+        })
+    }
+}
+
 impl<'a> Via<'a> {
     /// Parses one via-parm: `SIP / 2.0 / UDP host:port ;params`.
     pub fn parse(raw: &'a str) -> Result<Via<'a>, Malformed> {

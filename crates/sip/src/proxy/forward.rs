@@ -171,15 +171,14 @@ impl Prepared {
                 record_route_value(secure, outbound, double, rr.params),
             );
         }
-        let branch = Branch::new(self.seed, fork);
-        request.headers_mut().prepend(
-            HeaderName::Via,
-            format!(
-                "SIP/2.0/{} {};branch={branch}",
-                outbound.transport().via_token(),
-                outbound.host_port()
-            ),
-        );
+        let mut via = String::with_capacity(96);
+        via.push_str("SIP/2.0/");
+        via.push_str(outbound.transport().via_token());
+        via.push(' ');
+        via.push_str(outbound.host_port());
+        via.push_str(";branch=");
+        Branch::new(self.seed, fork).push_to(&mut via);
+        request.headers_mut().prepend(HeaderName::Via, via);
         request
     }
 }
@@ -201,9 +200,11 @@ fn record_route_value(
     double: bool,
     params: Option<&str>,
 ) -> String {
-    let scheme = if secure { "sips" } else { "sip" };
-    let mut v =
-        format!("<{scheme}:{};transport={}", addr.host_port(), addr.transport().uri_param());
+    let mut v = String::with_capacity(80);
+    v.push_str(if secure { "<sips:" } else { "<sip:" });
+    v.push_str(addr.host_port());
+    v.push_str(";transport=");
+    v.push_str(addr.transport().uri_param());
     if double {
         v.push_str(";r2=on");
     }

@@ -54,6 +54,8 @@ pub struct ListenAddr {
     host: String,
     port: u16,
     key: HostKey,
+    /// `host:port`, written once: every forwarded request carries it in its Via.
+    sent_by: String,
 }
 
 impl ListenAddr {
@@ -67,7 +69,8 @@ impl ListenAddr {
             HostKey::Ip(IpAddr::V4(a)) => a.to_string(),
             HostKey::Name(_) => host.to_owned(),
         };
-        Ok(ListenAddr { transport, host, port, key })
+        let sent_by = format!("{host}:{port}");
+        Ok(ListenAddr { transport, host, port, key, sent_by })
     }
 
     pub fn transport(&self) -> Transport {
@@ -84,8 +87,8 @@ impl ListenAddr {
     }
 
     /// `host:port`, the Via sent-by (RFC 3261 §18.1.1) and the host part of our URIs.
-    pub fn host_port(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+    pub fn host_port(&self) -> &str {
+        &self.sent_by
     }
 
     fn is_ipv6(&self) -> bool {

@@ -146,7 +146,10 @@ pub struct Outcome {
     pub branch_ended: Option<u16>,
 }
 
+/// One per branch of a call: a few, held briefly; boxing `Final` would allocate for every final
+/// response instead.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 enum Slot {
     Pending { provisional: bool },
     Done(Final),

@@ -253,13 +253,39 @@ impl Branch {
     }
 }
 
+impl Branch {
+    /// Appends the parameter value to `out` (what `Display` writes, without the formatting
+    /// machinery: every forwarded request carries one).
+    pub fn push_to(&self, out: &mut String) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        out.push_str(BRANCH_PREFIX);
+        for &b in self.seed.loop_hash.iter().chain(&self.seed.tx_hash) {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        out.push('.');
+        let mut digits = [0u8; 10];
+        let mut n = self.index;
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for &d in &digits[i..] {
+            out.push(char::from(d));
+        }
+    }
+}
+
 impl fmt::Display for Branch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(BRANCH_PREFIX)?;
-        for b in self.seed.loop_hash.iter().chain(&self.seed.tx_hash) {
-            write!(f, "{b:02x}")?;
-        }
-        write!(f, ".{}", self.index)
+        let mut s = String::with_capacity(48);
+        self.push_to(&mut s);
+        f.write_str(&s)
     }
 }
 
@@ -331,6 +357,11 @@ mod tests {
         let s = b.to_string();
         assert_eq!(s, "z9hG4bKlf0123456789abcdeffedcba9876.3");
         assert_eq!(Branch::parse(&s), Some(b));
+        for index in [0, 9, 10, 4_294_967_295] {
+            let b = Branch { index, ..b };
+            assert_eq!(b.to_string(), format!("z9hG4bKlf0123456789abcdeffedcba9876.{index}"));
+            assert_eq!(Branch::parse(&b.to_string()), Some(b));
+        }
         assert_eq!(Branch::parse("z9hG4bK776asdhds"), None);
         assert_eq!(Branch::parse("z9hG4bKlf0123.1"), None);
         assert_eq!(Branch::parse("z9hG4bKlf0123456789abcdeffedcba9876."), None);
