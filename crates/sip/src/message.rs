@@ -821,7 +821,12 @@ fn check_headers(h: &Headers, checks: &mut Checks) -> Result<(), Invalid> {
                     continue;
                 }
                 let mut elements = 0;
-                for via in Via::parse_list(std::str::from_utf8(v).unwrap_or("\u{0}")) {
+                let text = std::str::from_utf8(v).unwrap_or("\u{0}");
+                for via in Via::parse_list(text) {
+                    // The top Via, decoded here anyway: kept for `Headers::top_via`.
+                    if let (1, 0, Ok(top)) = (via_count, elements, &via) {
+                        let _ = h.top_via.set(ViaAt::of(top, text));
+                    }
                     let ok = via.is_ok();
                     if !ok && bad_via.is_none() {
                         bad_via = Some(Invalid::BadHeader(HeaderName::Via));
