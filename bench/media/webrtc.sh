@@ -30,11 +30,18 @@ UAS_MEDIA="${UAS_MEDIA:-46000}"
 WORK="${WORK:-/tmp/lifeline-webrtc-bench}"
 TICKS=$(getconf CLK_TCK)
 
-(cd "$ROOT" && cargo build --release --quiet --bin lifeline --example webrtc-load)
-LL="$ROOT/target/release/lifeline"
-LOAD="$ROOT/target/release/examples/webrtc-load"
+# LL and LOAD name other binaries (an A/B of two builds under the same load); else this tree's
+# release build.
+if [[ -z "${LL:-}" || -z "${LOAD:-}" ]]; then
+  (cd "$ROOT" && cargo build --release --quiet --bin lifeline --example webrtc-load)
+fi
+LL="${LL:-$ROOT/target/release/lifeline}"
+LOAD="${LOAD:-$ROOT/target/release/examples/webrtc-load}"
+# PERF=1: `perf record -g` of the edge over the window, into $WORK/perf-N.data (other values:
+# perf record's call-graph options, e.g. PERF="--call-graph dwarf").
+PERF="${PERF:-}"
 
-rm -rf "$WORK" && mkdir -p "$WORK/dialplans" "$WORK/data"
+rm -rf "$WORK/dialplans" "$WORK/data" && mkdir -p "$WORK/dialplans" "$WORK/data"
 cat > "$WORK/lifeline.toml" <<TOML
 [node]
 name = "webrtc-bench"
@@ -95,7 +102,13 @@ for N in $STEPS; do
   sleep $(( UP_SECS + SETTLE ))
   c0=$(cpu "$LLPID"); l0=$(cpu "$LOADPID")
   p0=$(( $(metric 'lifeline_media_packets_total{dir="to_plain"}') + $(metric 'lifeline_media_packets_total{dir="to_browser"}') ))
-  sleep "$WINDOW"
+  if [[ -n "$PERF" ]]; then
+    perf_args="-g"; [[ "$PERF" != 1 ]] && perf_args="$PERF"
+    # shellcheck disable=SC2086
+    perf record $perf_args -o "$WORK/perf-$N.data" -p "$LLPID" -- sleep "$WINDOW" > "$WORK/perf-$N.log" 2>&1
+  else
+    sleep "$WINDOW"
+  fi
   c1=$(cpu "$LLPID"); l1=$(cpu "$LOADPID")
   p1=$(( $(metric 'lifeline_media_packets_total{dir="to_plain"}') + $(metric 'lifeline_media_packets_total{dir="to_browser"}') ))
   wait "$LOADPID" || true

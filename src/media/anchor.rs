@@ -30,7 +30,7 @@ use str0m::config::CryptoProvider;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Direction, Frequency, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
+use str0m::rtp::{Extension, ExtensionMap, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use super::rtp::{Reception, Rtp, SeqExtender};
@@ -175,11 +175,24 @@ fn crypto() -> Arc<CryptoProvider> {
     PROVIDER.get_or_init(|| Arc::new(str0m::crypto::from_feature_flags())).clone()
 }
 
+/// The RTP header extensions a leg accepts (RFC 8285): str0m's standard audio ones (ids as
+/// `ExtensionMap::standard`) without those that only feed bandwidth estimation, which a relay
+/// of fixed-rate voice does not do: transport-wide sequence numbers (`transport-cc`) would make
+/// each leg register every packet and exchange a feedback packet every ~100 ms each way, and
+/// abs-send-time serves REMB.
+fn extensions() -> ExtensionMap {
+    let mut map = ExtensionMap::empty();
+    map.set(1, Extension::AudioLevel);
+    map.set(4, Extension::RtpMid);
+    map
+}
+
 /// The configuration of a WebRTC leg: ICE-lite, RTP mode, the voice codecs given and
 /// telephone-event at payload type `events` (the plain side's, so that packets pass unchanged).
 fn leg_config(voices: &[SdpCodec], events: Option<u8>) -> RtcConfig {
     let mut config = RtcConfig::new()
         .set_crypto_provider(crypto())
+        .set_extension_map(extensions())
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .clear_codecs()
@@ -440,6 +453,11 @@ impl Anchor {
         };
         stream.write_rtp(write);
         l.counters.to_browser += 1;
+        // str0m's pacer hands out only what its last timeout saw queued: run it now, so the
+        // packet leaves with this call, not at the engine's next timer (milliseconds later).
+        if let Err(e) = l.rtc.handle_input(Input::Timeout(now)) {
+            tracing::debug!(%leg, error = %e, "webrtc timeout refused");
+        }
         self.drain(leg);
     }
 
