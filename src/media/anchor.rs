@@ -485,6 +485,11 @@ impl Anchor {
         self.out.pop_front()
     }
 
+    /// Whether [`Anchor::poll_transmit`] has something.
+    pub fn has_transmit(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// Ends a leg (the call ended).
     pub fn remove(&mut self, leg: LegId) {
         if let Some(mut l) = self.legs.remove(&leg) {
