@@ -126,7 +126,13 @@ pub struct Anchor {
     /// The leg each browser address belongs to, once a datagram from it was accepted: a
     /// packet finds its leg without asking every leg (`Rtc::accepts` is the fallback).
     by_source: HashMap<SocketAddr, LegId>,
+    /// Buffers of datagrams already sent ([`Anchor::recycle`]), for the next packets relayed:
+    /// no allocation per packet once the relay runs.
+    spare: Vec<Vec<u8>>,
 }
+
+/// The most sent buffers kept for reuse.
+const SPARE: usize = 256;
 
 struct Leg {
     rtc: Rtc,
@@ -223,6 +229,7 @@ impl Anchor {
             stray: 0,
             removed: LegCounters::default(),
             by_source: HashMap::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -438,14 +445,11 @@ impl Anchor {
         };
         l.last_media = now;
         let seq = SeqNo::from(ext);
-        let write = RtpWrite::new(
-            Pt::from(rtp.payload_type),
-            seq,
-            rtp.timestamp,
-            now,
-            rtp.payload.to_vec(),
-        )
-        .marker(rtp.marker);
+        let mut payload = self.spare.pop().unwrap_or_default();
+        payload.clear();
+        payload.extend_from_slice(rtp.payload);
+        let write = RtpWrite::new(Pt::from(rtp.payload_type), seq, rtp.timestamp, now, payload)
+            .marker(rtp.marker);
         let mut api = l.rtc.direct_api();
         let Some(stream) = api.stream_tx_by_mid(mid, None) else {
             l.counters.dropped += 1;
@@ -483,6 +487,13 @@ impl Anchor {
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.out.pop_front()
+    }
+
+    /// A sent datagram's buffer back, for a packet to come.
+    pub fn recycle(&mut self, bytes: Vec<u8>) {
+        if self.spare.len() < SPARE {
+            self.spare.push(bytes);
+        }
     }
 
     /// Whether [`Anchor::poll_transmit`] has something.
@@ -571,7 +582,7 @@ impl Anchor {
                             packet.header.timestamp,
                             u64::try_from(arrival).unwrap_or(u64::MAX),
                         );
-                        if let Some(t) = relay_to_trunk(id, leg, &packet) {
+                        if let Some(t) = relay_to_trunk(id, leg, &packet, &mut self.spare) {
                             self.out.push_back(t);
                         }
                     }
@@ -588,7 +599,12 @@ impl Anchor {
 }
 
 /// A packet from the browser as plain RTP toward the trunk, once its address is known.
-fn relay_to_trunk(id: LegId, leg: &mut Leg, packet: &RtpPacket) -> Option<Transmit> {
+fn relay_to_trunk(
+    id: LegId,
+    leg: &mut Leg,
+    packet: &RtpPacket,
+    spare: &mut Vec<Vec<u8>>,
+) -> Option<Transmit> {
     let Some(to) = leg.trunk else {
         leg.counters.dropped += 1;
         return None;
@@ -602,7 +618,9 @@ fn relay_to_trunk(id: LegId, leg: &mut Leg, packet: &RtpPacket) -> Option<Transm
         payload: &packet.payload,
     };
     leg.counters.to_trunk += 1;
-    Some(Transmit::Trunk { leg: id, to, bytes: rtp.to_bytes() })
+    let mut bytes = spare.pop().unwrap_or_default();
+    rtp.write_to(&mut bytes);
+    Some(Transmit::Trunk { leg: id, to, bytes })
 }
 
 #[cfg(test)]

@@ -421,18 +421,19 @@ impl Media {
     /// Sends everything the anchor has to send.
     fn flush(&self, inner: &mut Inner) {
         while let Some(t) = inner.anchor.poll_transmit() {
-            let (socket, to, bytes) = match &t {
-                Transmit::Browser { to, bytes } => (&self.webrtc, *to, bytes),
-                Transmit::Trunk { leg, to, bytes } => match inner.legs.get(leg) {
-                    Some(side) => (&side.socket, *to, bytes),
+            let (socket, to, bytes) = match t {
+                Transmit::Browser { to, bytes } => (&self.webrtc, to, bytes),
+                Transmit::Trunk { leg, to, bytes } => match inner.legs.get(&leg) {
+                    Some(side) => (&side.socket, to, bytes),
                     None => continue,
                 },
             };
-            if let Err(e) = socket.send_to(bytes, to)
+            if let Err(e) = socket.send_to(&bytes, to)
                 && e.kind() != io::ErrorKind::WouldBlock
             {
                 tracing::debug!(%to, error = %e, "media datagram not sent");
             }
+            inner.anchor.recycle(bytes);
         }
     }
 
