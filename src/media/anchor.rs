@@ -126,8 +126,8 @@ pub struct Anchor {
     /// The leg each browser address belongs to, once a datagram from it was accepted: a
     /// packet finds its leg without asking every leg (`Rtc::accepts` is the fallback).
     by_source: HashMap<SocketAddr, LegId>,
-    /// Buffers of datagrams already sent ([`Anchor::recycle`]), for the next packets relayed:
-    /// no allocation per packet once the relay runs.
+    /// Buffers of datagrams already sent ([`Anchor::recycle`]), for the plain RTP relayed to
+    /// trunks: no allocation for those once the relay runs.
     spare: Vec<Vec<u8>>,
 }
 
@@ -445,9 +445,8 @@ impl Anchor {
         };
         l.last_media = now;
         let seq = SeqNo::from(ext);
-        let mut payload = self.spare.pop().unwrap_or_default();
-        payload.clear();
-        payload.extend_from_slice(rtp.payload);
+        // str0m keeps the payload as an `Arc<[u8]>`: one allocation and copy, made here.
+        let payload = Arc::<[u8]>::from(rtp.payload);
         let write = RtpWrite::new(Pt::from(rtp.payload_type), seq, rtp.timestamp, now, payload)
             .marker(rtp.marker);
         let mut api = l.rtc.direct_api();
