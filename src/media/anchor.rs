@@ -10,6 +10,9 @@
 //! - Codecs: PCMU and telephone-event (RFC 4733, payload type 126). Packets are relayed as they
 //!   are: payload type, timestamp, marker, SSRC and payload; sequence numbers are extended to
 //!   64 bits for SRTP's rollover counter.
+//! - RTP header extensions: audio level and MID only (RFC 8285); transport-cc and
+//!   abs-send-time, which only feed bandwidth estimation, are declined, so no leg exchanges
+//!   transport-wide feedback.
 //! - The trunk side of a leg is one plain RTP address. It starts as the address from the
 //!   trunk's SDP (or none), and **latches** to the source of the first packet from the trunk
 //!   (symmetric RTP through NAT); packets from any other source are dropped after that.
