@@ -30,11 +30,18 @@ UAS_MEDIA="${UAS_MEDIA:-46000}"
 WORK="${WORK:-/tmp/lifeline-webrtc-bench}"
 TICKS=$(getconf CLK_TCK)
 
-(cd "$ROOT" && cargo build --release --quiet --bin lifeline --example webrtc-load)
-LL="$ROOT/target/release/lifeline"
-LOAD="$ROOT/target/release/examples/webrtc-load"
+# LL and LOAD name other binaries (an A/B of two builds under the same load); else this tree's
+# release build.
+if [[ -z "${LL:-}" || -z "${LOAD:-}" ]]; then
+  (cd "$ROOT" && cargo build --release --quiet --bin lifeline --example webrtc-load)
+fi
+LL="${LL:-$ROOT/target/release/lifeline}"
+LOAD="${LOAD:-$ROOT/target/release/examples/webrtc-load}"
+# PERF=1: `perf record -g` of the edge over the window, into $WORK/perf-N.data (other values:
+# perf record's call-graph options, e.g. PERF="--call-graph dwarf").
+PERF="${PERF:-}"
 
-rm -rf "$WORK" && mkdir -p "$WORK/dialplans" "$WORK/data"
+rm -rf "$WORK/dialplans" "$WORK/data" && mkdir -p "$WORK/dialplans" "$WORK/data"
 cat > "$WORK/lifeline.toml" <<TOML
 [node]
 name = "webrtc-bench"
@@ -70,6 +77,9 @@ cidr = "127.0.0.2/32"
 TOML
 
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# UDP datagrams the whole machine dropped for a full receive buffer (RcvbufErrors): loss that
+# did not happen in the edge's own counters shows up here (or with another job on the box).
+rcvbuf_errors() { awk '/^Udp:/ {n++} /^Udp:/ && n == 2 {print $6}' /proc/net/snmp; }
 metric() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
 cleanup() {
@@ -79,8 +89,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-printf '%-6s %-6s %-9s %-10s %-9s %-12s %-14s %-10s\n' calls up connected relayed/s loss% "lifeline%cpu" "per 100 calls" "load%cpu"
+printf '%-6s %-6s %-9s %-10s %-9s %-12s %-14s %-10s %-8s\n' calls up connected relayed/s loss% "lifeline%cpu" "per 100 calls" "load%cpu" "rcvbuf-drops"
 for N in $STEPS; do
+  k0=$(rcvbuf_errors)
   RUST_LOG=warn "$LL" run --config "$WORK/lifeline.toml" > "$WORK/lifeline-$N.log" 2>&1 &
   LLPID=$!
   sipp -sf "$ROOT/tests/sipp/rtp_trunk_uas.xml" -i 127.0.0.1 -p "$UAS_PORT" -mp "$UAS_MEDIA" \
@@ -95,7 +106,13 @@ for N in $STEPS; do
   sleep $(( UP_SECS + SETTLE ))
   c0=$(cpu "$LLPID"); l0=$(cpu "$LOADPID")
   p0=$(( $(metric 'lifeline_media_packets_total{dir="to_plain"}') + $(metric 'lifeline_media_packets_total{dir="to_browser"}') ))
-  sleep "$WINDOW"
+  if [[ -n "$PERF" ]]; then
+    perf_args="-g"; [[ "$PERF" != 1 ]] && perf_args="$PERF"
+    # shellcheck disable=SC2086
+    perf record $perf_args -o "$WORK/perf-$N.data" -p "$LLPID" -- sleep "$WINDOW" > "$WORK/perf-$N.log" 2>&1
+  else
+    sleep "$WINDOW"
+  fi
   c1=$(cpu "$LLPID"); l1=$(cpu "$LOADPID")
   p1=$(( $(metric 'lifeline_media_packets_total{dir="to_plain"}') + $(metric 'lifeline_media_packets_total{dir="to_browser"}') ))
   wait "$LOADPID" || true
@@ -108,7 +125,8 @@ for N in $STEPS; do
   per100=$(awk -v p="$pct" -v n="$N" 'BEGIN {printf "%.2f", 100 * p / n}')
   loadpct=$(awk -v a="$l0" -v b="$l1" -v t="$TICKS" -v w="$WINDOW" 'BEGIN {printf "%.1f", 100 * (b - a) / t / w}')
   pps=$(( (p1 - p0) / WINDOW ))
-  printf '%-6s %-6s %-9s %-10s %-9s %-12s %-14s %-10s\n' "$N" "$up" "$connected" "$pps" "$loss" "$pct" "$per100" "$loadpct"
+  kdrops=$(( $(rcvbuf_errors) - k0 ))
+  printf '%-6s %-6s %-9s %-10s %-9s %-12s %-14s %-10s %-8s\n' "$N" "$up" "$connected" "$pps" "$loss" "$pct" "$per100" "$loadpct" "$kdrops"
   kill "$UASPID" 2>/dev/null || true; UASPID=
   kill "$LLPID" 2>/dev/null || true; wait "$LLPID" 2>/dev/null || true; LLPID=
   sleep 2

@@ -10,6 +10,9 @@
 //! - Codecs: PCMU and telephone-event (RFC 4733, payload type 126). Packets are relayed as they
 //!   are: payload type, timestamp, marker, SSRC and payload; sequence numbers are extended to
 //!   64 bits for SRTP's rollover counter.
+//! - RTP header extensions: audio level and MID only (RFC 8285); transport-cc and
+//!   abs-send-time, which only feed bandwidth estimation, are declined, so no leg exchanges
+//!   transport-wide feedback.
 //! - The trunk side of a leg is one plain RTP address. It starts as the address from the
 //!   trunk's SDP (or none), and **latches** to the source of the first packet from the trunk
 //!   (symmetric RTP through NAT); packets from any other source are dropped after that.
@@ -30,7 +33,7 @@ use str0m::config::CryptoProvider;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Direction, Frequency, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
+use str0m::rtp::{Extension, ExtensionMap, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use super::rtp::{Reception, Rtp, SeqExtender};
@@ -126,7 +129,13 @@ pub struct Anchor {
     /// The leg each browser address belongs to, once a datagram from it was accepted: a
     /// packet finds its leg without asking every leg (`Rtc::accepts` is the fallback).
     by_source: HashMap<SocketAddr, LegId>,
+    /// Buffers of datagrams already sent ([`Anchor::recycle`]), for the plain RTP relayed to
+    /// trunks: no allocation for those once the relay runs.
+    spare: Vec<Vec<u8>>,
 }
+
+/// The most sent buffers kept for reuse.
+const SPARE: usize = 256;
 
 struct Leg {
     rtc: Rtc,
@@ -175,11 +184,24 @@ fn crypto() -> Arc<CryptoProvider> {
     PROVIDER.get_or_init(|| Arc::new(str0m::crypto::from_feature_flags())).clone()
 }
 
+/// The RTP header extensions a leg accepts (RFC 8285): str0m's standard audio ones (ids as
+/// `ExtensionMap::standard`) without those that only feed bandwidth estimation, which a relay
+/// of fixed-rate voice does not do: transport-wide sequence numbers (`transport-cc`) would make
+/// each leg register every packet and exchange a feedback packet every ~100 ms each way, and
+/// abs-send-time serves REMB.
+fn extensions() -> ExtensionMap {
+    let mut map = ExtensionMap::empty();
+    map.set(1, Extension::AudioLevel);
+    map.set(4, Extension::RtpMid);
+    map
+}
+
 /// The configuration of a WebRTC leg: ICE-lite, RTP mode, the voice codecs given and
 /// telephone-event at payload type `events` (the plain side's, so that packets pass unchanged).
 fn leg_config(voices: &[SdpCodec], events: Option<u8>) -> RtcConfig {
     let mut config = RtcConfig::new()
         .set_crypto_provider(crypto())
+        .set_extension_map(extensions())
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .clear_codecs()
@@ -210,6 +232,7 @@ impl Anchor {
             stray: 0,
             removed: LegCounters::default(),
             by_source: HashMap::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -425,14 +448,10 @@ impl Anchor {
         };
         l.last_media = now;
         let seq = SeqNo::from(ext);
-        let write = RtpWrite::new(
-            Pt::from(rtp.payload_type),
-            seq,
-            rtp.timestamp,
-            now,
-            rtp.payload.to_vec(),
-        )
-        .marker(rtp.marker);
+        // str0m keeps the payload as an `Arc<[u8]>`: one allocation and copy, made here.
+        let payload = Arc::<[u8]>::from(rtp.payload);
+        let write = RtpWrite::new(Pt::from(rtp.payload_type), seq, rtp.timestamp, now, payload)
+            .marker(rtp.marker);
         let mut api = l.rtc.direct_api();
         let Some(stream) = api.stream_tx_by_mid(mid, None) else {
             l.counters.dropped += 1;
@@ -440,6 +459,11 @@ impl Anchor {
         };
         stream.write_rtp(write);
         l.counters.to_browser += 1;
+        // str0m's pacer hands out only what its last timeout saw queued: run it now, so the
+        // packet leaves with this call, not at the engine's next timer (milliseconds later).
+        if let Err(e) = l.rtc.handle_input(Input::Timeout(now)) {
+            tracing::debug!(%leg, error = %e, "webrtc timeout refused");
+        }
         self.drain(leg);
     }
 
@@ -465,6 +489,18 @@ impl Anchor {
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.out.pop_front()
+    }
+
+    /// A sent datagram's buffer back, for a packet to come.
+    pub fn recycle(&mut self, bytes: Vec<u8>) {
+        if self.spare.len() < SPARE {
+            self.spare.push(bytes);
+        }
+    }
+
+    /// Whether [`Anchor::poll_transmit`] has something.
+    pub fn has_transmit(&self) -> bool {
+        !self.out.is_empty()
     }
 
     /// Ends a leg (the call ended).
@@ -548,7 +584,7 @@ impl Anchor {
                             packet.header.timestamp,
                             u64::try_from(arrival).unwrap_or(u64::MAX),
                         );
-                        if let Some(t) = relay_to_trunk(id, leg, &packet) {
+                        if let Some(t) = relay_to_trunk(id, leg, &packet, &mut self.spare) {
                             self.out.push_back(t);
                         }
                     }
@@ -565,7 +601,12 @@ impl Anchor {
 }
 
 /// A packet from the browser as plain RTP toward the trunk, once its address is known.
-fn relay_to_trunk(id: LegId, leg: &mut Leg, packet: &RtpPacket) -> Option<Transmit> {
+fn relay_to_trunk(
+    id: LegId,
+    leg: &mut Leg,
+    packet: &RtpPacket,
+    spare: &mut Vec<Vec<u8>>,
+) -> Option<Transmit> {
     let Some(to) = leg.trunk else {
         leg.counters.dropped += 1;
         return None;
@@ -579,7 +620,9 @@ fn relay_to_trunk(id: LegId, leg: &mut Leg, packet: &RtpPacket) -> Option<Transm
         payload: &packet.payload,
     };
     leg.counters.to_trunk += 1;
-    Some(Transmit::Trunk { leg: id, to, bytes: rtp.to_bytes() })
+    let mut bytes = spare.pop().unwrap_or_default();
+    rtp.write_to(&mut bytes);
+    Some(Transmit::Trunk { leg: id, to, bytes })
 }
 
 #[cfg(test)]

@@ -13,6 +13,9 @@
 //!   (ICE or DTLS closed), is reported once on the channel given to [`Media::start`]; the
 //!   core ends the call and calls [`Media::close`].
 //! - Dropping a [`Reservation`] or closing a leg closes its socket and stops its task.
+//! - Sockets are read with `recvmmsg` (everything queued, in one call, without the read that
+//!   finds the socket empty); what the anchor queues while the packets of one turn of the event
+//!   loop are handled goes out afterwards, together (`send_task`).
 
 use std::collections::HashMap;
 use std::io;
@@ -21,7 +24,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
+use std::io::IoSliceMut;
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+use tokio::io::Interest;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::anchor::{Anchor, LegCounters, LegId, MediaError, Transmit};
@@ -31,6 +38,14 @@ use crate::config::{self, PortRange};
 
 /// Largest datagram read (RTP over Ethernet fits well below).
 const MAX_DATAGRAM: usize = 2048;
+
+/// The most datagrams one receive call takes (`recvmmsg`) on the shared WebRTC socket, which
+/// every browser sends to.
+const WEBRTC_BATCH: usize = 32;
+
+/// The same on a plain RTP port, which one peer sends to (a packet per 20 ms, so rarely more
+/// than one is waiting; kept small, as every leg has its buffers).
+const PLAIN_BATCH: usize = 4;
 
 /// The most a leg's str0m timer may be late (see `timer_task`).
 const TIMER_LAG: Duration = Duration::from_millis(5);
@@ -81,6 +96,8 @@ pub struct Media {
     config: MediaConfig,
     /// Wakes the timer task when a leg's timeout may have moved earlier.
     wake: Notify,
+    /// Wakes the send task: the anchor has datagrams queued (see `send_task`).
+    queued: Notify,
     next_port: AtomicU64,
     /// Monotonic SDP session ids and versions (RFC 8866 §5.2).
     next_session: AtomicU64,
@@ -187,7 +204,7 @@ impl Media {
         })?;
         let webrtc = {
             let _in_media = runtime.enter();
-            Arc::new(UdpSocket::from_std(socket)?)
+            Arc::new(UdpSocket::new(socket)?)
         };
         let webrtc_addr = SocketAddr::new(config.public, webrtc.local_addr()?.port());
         let (ended, ended_rx) = mpsc::unbounded_channel();
@@ -204,6 +221,7 @@ impl Media {
             next_session: AtomicU64::new(rand_below(1 << 40)),
             config,
             wake: Notify::new(),
+            queued: Notify::new(),
             ended,
             metrics,
             pair_totals_removed: [AtomicU64::new(0), AtomicU64::new(0)],
@@ -212,6 +230,7 @@ impl Media {
         });
         media.runtime.spawn(webrtc_task(media.clone()));
         media.runtime.spawn(timer_task(media.clone()));
+        media.runtime.spawn(send_task(media.clone()));
         tracing::info!(webrtc = %media.webrtc_addr, "media anchoring on");
         Ok((media, ended_rx))
     }
@@ -251,7 +270,7 @@ impl Media {
                     std.set_nonblocking(true)?;
                     let socket = {
                         let _in_media = self.runtime.enter();
-                        Arc::new(UdpSocket::from_std(std)?)
+                        Arc::new(UdpSocket::new(std)?)
                     };
                     let addr = SocketAddr::new(self.config.public, port);
                     return Ok(Reservation { socket, addr });
@@ -402,18 +421,19 @@ impl Media {
     /// Sends everything the anchor has to send.
     fn flush(&self, inner: &mut Inner) {
         while let Some(t) = inner.anchor.poll_transmit() {
-            let (socket, to, bytes) = match &t {
-                Transmit::Browser { to, bytes } => (&self.webrtc, *to, bytes),
-                Transmit::Trunk { leg, to, bytes } => match inner.legs.get(leg) {
-                    Some(side) => (&side.socket, *to, bytes),
+            let (socket, to, bytes) = match t {
+                Transmit::Browser { to, bytes } => (&self.webrtc, to, bytes),
+                Transmit::Trunk { leg, to, bytes } => match inner.legs.get(&leg) {
+                    Some(side) => (&side.socket, to, bytes),
                     None => continue,
                 },
             };
-            if let Err(e) = socket.try_send_to(bytes, to)
+            if let Err(e) = socket.send_to(&bytes, to)
                 && e.kind() != io::ErrorKind::WouldBlock
             {
                 tracing::debug!(%to, error = %e, "media datagram not sent");
             }
+            inner.anchor.recycle(bytes);
         }
     }
 
@@ -470,21 +490,29 @@ impl Media {
 
 /// Datagrams on the shared WebRTC socket.
 async fn webrtc_task(media: Arc<Media>) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut batch = Batch::<WEBRTC_BATCH>::new();
     loop {
-        let (n, source) = match media.webrtc.recv_from(&mut buf).await {
-            Ok(r) => r,
+        let n = match media.webrtc.recv_batch(&mut batch).await {
+            Ok(n) => n,
             Err(e) => {
                 // ICMP port unreachable from a browser that left shows up here on Linux.
                 tracing::debug!(error = %e, "webrtc socket");
                 continue;
             }
         };
-        let mut inner = media.lock();
-        inner.anchor.handle_browser(Instant::now(), source, &buf[..n]);
-        media.flush(&mut inner);
-        // No wake-up of the timer per packet: what a packet makes str0m send goes out now
-        // (flush), and the timer looks again within TIMER_LAG anyway.
+        let now = Instant::now();
+        let queued = {
+            let mut inner = media.lock();
+            for (source, bytes) in batch.datagrams(n) {
+                inner.anchor.handle_browser(now, source, bytes);
+            }
+            inner.anchor.has_transmit()
+        };
+        // No wake-up of the timer per packet: what a packet makes str0m send goes out with
+        // this turn of the event loop (send_task), and the timer looks again within TIMER_LAG.
+        if queued {
+            media.queued.notify_one();
+        }
     }
 }
 
@@ -495,22 +523,30 @@ async fn plain_task(
     socket: Arc<UdpSocket>,
     mut stopped: oneshot::Receiver<()>,
 ) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut batch = Batch::<PLAIN_BATCH>::new();
     loop {
         let received = tokio::select! {
-            r = socket.recv_from(&mut buf) => r,
+            r = socket.recv_batch(&mut batch) => r,
             _ = &mut stopped => return,
         };
-        let (n, source) = match received {
-            Ok(r) => r,
+        let n = match received {
+            Ok(n) => n,
             Err(e) => {
                 tracing::debug!(%leg, error = %e, "rtp socket");
                 continue;
             }
         };
-        let mut inner = media.lock();
-        inner.anchor.handle_trunk(Instant::now(), leg, source, &buf[..n]);
-        media.flush(&mut inner);
+        let now = Instant::now();
+        let queued = {
+            let mut inner = media.lock();
+            for (source, bytes) in batch.datagrams(n) {
+                inner.anchor.handle_trunk(now, leg, source, bytes);
+            }
+            inner.anchor.has_transmit()
+        };
+        if queued {
+            media.queued.notify_one();
+        }
     }
 }
 
@@ -518,45 +554,187 @@ async fn plain_task(
 /// closed (`stopped`).
 async fn pair_task(pair: Arc<Pair>, from: usize, mut stopped: oneshot::Receiver<()>) {
     let (this, other) = (&pair.sides[from], &pair.sides[1 - from]);
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut batch = Batch::<PLAIN_BATCH>::new();
     loop {
         let received = tokio::select! {
-            r = this.socket.recv_from(&mut buf) => r,
+            r = this.socket.recv_batch(&mut batch) => r,
             _ = &mut stopped => return,
         };
-        let (n, source) = match received {
-            Ok(r) => r,
+        let n = match received {
+            Ok(n) => n,
             Err(e) => {
                 tracing::debug!(error = %e, "rtp socket");
                 continue;
             }
         };
+        for (source, bytes) in batch.datagrams(n) {
+            pair.relay(from, this, other, source, bytes);
+        }
+    }
+}
+
+impl Pair {
+    /// One datagram that arrived on side `from` (`this`) from `source`: out of `other`.
+    fn relay(
+        &self,
+        from: usize,
+        this: &PairSide,
+        other: &PairSide,
+        source: SocketAddr,
+        bytes: &[u8],
+    ) {
         // RTP or RTCP (RFC 3550: version 2); anything else is dropped.
-        if n < 12 || buf[0] >> 6 != 2 {
-            pair.dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
+        if bytes.len() < 12 || bytes[0] >> 6 != 2 {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
         }
         let ours =
             this.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).accept(source);
         if !ours {
-            pair.dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
         }
         let to = other.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).to;
         let Some(to) = to else {
-            pair.dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
         };
-        let since = u64::try_from(pair.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        pair.last.store(since, Ordering::Relaxed);
-        match other.socket.try_send_to(&buf[..n], to) {
+        let since = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(since, Ordering::Relaxed);
+        match other.socket.send_to(bytes, to) {
             Ok(_) => {
-                pair.relayed[from].fetch_add(1, Ordering::Relaxed);
+                self.relayed[from].fetch_add(1, Ordering::Relaxed);
             }
             Err(_) => {
-                pair.dropped.fetch_add(1, Ordering::Relaxed);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// A media UDP socket (non-blocking) on the media thread's event loop, read in batches.
+#[derive(Debug)]
+struct UdpSocket {
+    io: tokio::net::UdpSocket,
+}
+
+impl UdpSocket {
+    /// Registers `socket` (non-blocking) with the current runtime's reactor.
+    fn new(socket: StdUdpSocket) -> io::Result<UdpSocket> {
+        socket.set_nonblocking(true)?;
+        Ok(UdpSocket { io: tokio::net::UdpSocket::from_std(socket)? })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
+    }
+
+    /// Sends now or never: a full socket buffer drops the datagram (`WouldBlock`), as the
+    /// network would.
+    fn send_to(&self, bytes: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.io.try_send_to(bytes, to)
+    }
+
+    /// Waits for datagrams and takes what is queued, up to `N`, in one `recvmmsg` (read them
+    /// with [`Batch::datagrams`]).
+    ///
+    /// Fewer than `N` means the socket was emptied: the read then reports `WouldBlock`
+    /// to the reactor, which clears the socket's readiness without the extra read that would
+    /// return `EAGAIN` (a third system call per relayed packet otherwise). That is the
+    /// socket's true state: a datagram that arrived since is a new readiness event (tokio
+    /// clears only the readiness it saw before the read), so none is left behind.
+    async fn recv_batch<const N: usize>(&self, batch: &mut Batch<N>) -> io::Result<usize> {
+        loop {
+            self.io.readable().await?;
+            let mut got = 0;
+            let read = self.io.try_io(Interest::READABLE, || {
+                got = batch.receive(self.io.as_raw_fd())?;
+                if got < N {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(())
+            });
+            match read {
+                _ if got > 0 => return Ok(got),
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Buffers for one `recvmmsg` of up to `N` datagrams, allocated once per task.
+struct Batch<const N: usize> {
+    bufs: Box<[[u8; MAX_DATAGRAM]; N]>,
+    /// Length and source of each datagram of the last receive.
+    got: [(usize, Option<SocketAddr>); N],
+}
+
+thread_local! {
+    /// The `mmsghdr` array `recvmmsg` fills: one per thread (it holds raw pointers, so it may
+    /// not live in a task, which could move between threads), reused by every receive.
+    static HEADERS: std::cell::RefCell<MultiHeaders<SockaddrStorage>> =
+        std::cell::RefCell::new(MultiHeaders::preallocate(WEBRTC_BATCH.max(PLAIN_BATCH), None));
+}
+
+impl<const N: usize> Batch<N> {
+    fn new() -> Batch<N> {
+        Batch { bufs: Box::new([[0; MAX_DATAGRAM]; N]), got: [(0, None); N] }
+    }
+
+    /// One non-blocking `recvmmsg`: how many datagrams it took (`WouldBlock` for none).
+    fn receive(&mut self, fd: std::os::fd::RawFd) -> io::Result<usize> {
+        let Batch { bufs, got } = self;
+        HEADERS.with_borrow_mut(|headers| {
+            let mut iovs = bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
+            let received = recvmmsg(fd, headers, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None)
+                .map_err(io::Error::from)?;
+            let mut n = 0;
+            for (slot, msg) in got.iter_mut().zip(received) {
+                *slot = (msg.bytes.min(MAX_DATAGRAM), msg.address.as_ref().and_then(socket_addr));
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
+    /// The first `n` datagrams of the last receive, with their source (those without one,
+    /// which UDP never gives, are skipped).
+    fn datagrams(&self, n: usize) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+        self.got
+            .iter()
+            .zip(self.bufs.iter())
+            .take(n)
+            .filter_map(|(&(len, source), buf)| Some((source?, &buf[..len])))
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for Batch<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").finish_non_exhaustive()
+    }
+}
+
+/// A socket address as `recvmmsg` gives it, as the standard library's.
+fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    addr.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+}
+
+/// Sends what the packets of one turn of the event loop made the anchor queue, together.
+///
+/// The receive tasks that one readiness event woke run first (the current-thread scheduler
+/// runs tasks in the order they were woken, and this one is woken by the first of them), so
+/// the datagrams leave in a burst rather than one between every two receives: on loopback a
+/// send wakes the receiving process, and a burst wakes it once rather than once per packet.
+async fn send_task(media: Arc<Media>) {
+    loop {
+        media.queued.notified().await;
+        let mut inner = media.lock();
+        media.flush(&mut inner);
     }
 }
 

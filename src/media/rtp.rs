@@ -77,13 +77,20 @@ impl<'a> Rtp<'a> {
     /// payload.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(FIXED_HEADER + self.payload.len());
+        self.write_to(&mut out);
+        out
+    }
+
+    /// The packet as [`Rtp::to_bytes`] writes it, into `out` (cleared first), whose capacity
+    /// may come from a packet sent before.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.clear();
         out.push(0x80);
         out.push(u8::from(self.marker) << 7 | (self.payload_type & 0x7f));
         out.extend_from_slice(&self.sequence.to_be_bytes());
         out.extend_from_slice(&self.timestamp.to_be_bytes());
         out.extend_from_slice(&self.ssrc.to_be_bytes());
         out.extend_from_slice(self.payload);
-        out
     }
 }
 

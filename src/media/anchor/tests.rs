@@ -266,3 +266,19 @@ fn media_waits_for_the_connection() {
     assert_eq!(anchor.counters(leg).unwrap().dropped, 1);
     assert!(anchor.next_timeout().is_some());
 }
+
+#[test]
+fn a_trunk_packet_leaves_for_the_browser_at_once() {
+    let start = Instant::now();
+    let mut anchor = Anchor::new(addr(ANCHOR));
+    let (mut browser, leg) = Browser::call(&mut anchor, start);
+    let now = connect(&mut anchor, &mut browser, leg, start);
+    settle(&mut anchor, &mut browser, now);
+    // No timeout between the trunk's packet and the SRTP it becomes.
+    anchor.handle_trunk(now, leg, addr(TRUNK), &pcmu(1, 160, 0x42));
+    let out: Vec<Transmit> = std::iter::from_fn(|| anchor.poll_transmit()).collect();
+    assert!(
+        out.iter().any(|t| matches!(t, Transmit::Browser { bytes, .. } if bytes.len() > 160)),
+        "{out:?}"
+    );
+}
