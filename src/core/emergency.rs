@@ -64,30 +64,53 @@ pub fn route_marker() -> &'static str {
 }
 
 /// The Call-IDs of emergency calls and PSAP callbacks in progress, shared with the transports:
-/// their responses (a trunk's 180 and 200) and requests take the core's priority lane too.
-/// Reads are cheap while no emergency call is up (one atomic load).
+/// their requests and responses (a trunk's 180 and 200, the 200 to a BYE) take the core's
+/// priority lane and are never shed. Reads are cheap while no emergency call is up (one atomic
+/// load), and one hash lookup otherwise.
+///
+/// # The end of a call
+///
+/// A call that ends (a BYE either way, a failure response, its connection closing) is not
+/// forgotten at once: its Call-ID stays for [`LINGER`], so that what still belongs to it
+/// (the 200 to the BYE, BYE and 2xx retransmissions, the ACK of a failure response) keeps the
+/// lane. Forgetting it at the BYE sent the trunk's 200 to the ordinary queue, where under
+/// overload it was shed with each retransmission until the caller gave up (bench/RESULTS.md,
+/// "Emergency calls under load").
 #[derive(Debug, Default)]
 pub struct UrgentCalls {
     count: std::sync::atomic::AtomicUsize,
-    /// Call-ID -> when it was added (a call whose end the edge never saw is forgotten after
-    /// [`super::busy::MAX_CALL`]).
-    ids: std::sync::RwLock<HashMap<String, Instant>>,
+    /// Call-ID -> until when it stays urgent: [`super::busy::MAX_CALL`] after it began (a call
+    /// whose end the edge never saw), [`LINGER`] after it ended.
+    ids: std::sync::RwLock<sip::FastMap<String, Instant>>,
 }
 
+/// How long the Call-ID of an ended emergency call keeps the priority lane: 64*T1, the
+/// lifetime of the BYE's transactions (RFC 3261 §17.1.2.2 Timer F, §17.2.2 Timer J) and of an
+/// INVITE server transaction waiting for the ACK of a failure response (§17.2.1 Timer H).
+pub const LINGER: Duration = Duration::from_secs(32);
+
 impl UrgentCalls {
+    /// Call `call_id` began: urgent until it ends.
     pub fn insert(&self, call_id: &str, now: Instant) {
         let mut ids = self.ids.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        ids.insert(call_id.to_owned(), now);
+        ids.insert(call_id.to_owned(), now + super::busy::MAX_CALL);
         self.count.store(ids.len(), std::sync::atomic::Ordering::Release);
     }
 
-    pub fn remove(&self, call_id: &str) {
+    /// Call `call_id` ended at `now`: it stays urgent for [`LINGER`] (type docs, "The end of a
+    /// call"). A Call-ID that is not urgent is left alone (every BYE comes here).
+    pub fn end(&self, call_id: &str, now: Instant) {
+        if self.count.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            return;
+        }
         let mut ids = self.ids.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        ids.remove(call_id);
-        self.count.store(ids.len(), std::sync::atomic::Ordering::Release);
+        if let Some(until) = ids.get_mut(call_id) {
+            *until = (*until).min(now + LINGER);
+        }
     }
 
-    /// Whether `call_id` belongs to an emergency call or PSAP callback in progress.
+    /// Whether `call_id` belongs to an emergency call or PSAP callback in progress, or one
+    /// that ended less than [`LINGER`] ago.
     pub fn contains(&self, call_id: &str) -> bool {
         self.count.load(std::sync::atomic::Ordering::Acquire) > 0
             && self
@@ -97,13 +120,13 @@ impl UrgentCalls {
                 .contains_key(call_id)
     }
 
-    /// Forgets calls older than [`super::busy::MAX_CALL`].
+    /// Forgets calls whose time is up.
     pub fn expire(&self, now: Instant) {
         if self.count.load(std::sync::atomic::Ordering::Acquire) == 0 {
             return;
         }
         let mut ids = self.ids.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        ids.retain(|_, at| now.saturating_duration_since(*at) <= super::busy::MAX_CALL);
+        ids.retain(|_, until| *until > now);
         self.count.store(ids.len(), std::sync::atomic::Ordering::Release);
     }
 }
@@ -604,7 +627,7 @@ impl Core {
         if status < 300 {
             self.emergency_dialogs.entry(call_id).or_insert(dialog);
         } else {
-            self.config.urgent.remove(&call_id);
+            self.config.urgent.end(&call_id, Instant::now());
             if let Some(agent) = &dialog.agent {
                 self.dnd.end(agent);
             }
@@ -618,7 +641,8 @@ impl Core {
     /// either way, ends the dialog and its DND.
     pub(super) fn emergency_in_dialog(&mut self, req: &mut Request) -> Option<(HeaderName, Bytes)> {
         if *req.method() == Method::Bye {
-            self.config.urgent.remove(req.headers().call_id().unwrap_or_default());
+            // Not forgotten yet: the BYE's 200 and the retransmissions still take the lane.
+            self.config.urgent.end(req.headers().call_id().unwrap_or_default(), Instant::now());
         }
         if self.emergency_dialogs.is_empty() {
             return None;
@@ -663,7 +687,7 @@ impl Core {
             .map(|(k, _)| k.clone())
             .collect();
         for call_id in gone {
-            self.config.urgent.remove(&call_id);
+            self.config.urgent.end(&call_id, Instant::now());
             if let Some(dialog) = self.emergency_dialogs.remove(&call_id)
                 && let Some(agent) = dialog.agent
             {
