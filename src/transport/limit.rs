@@ -69,7 +69,9 @@ impl Limiter {
         }
     }
 
-    /// Whether a response belongs to an emergency call or PSAP callback in progress.
+    /// Whether a response belongs to an emergency call or PSAP callback in progress, or to
+    /// one that ended moments ago (the 200 to its BYE, a retransmitted 2xx:
+    /// [`crate::core::emergency::LINGER`]).
     pub fn is_urgent_response(&self, response: &sip::Response) -> bool {
         response.headers().call_id().is_ok_and(|id| self.urgent.contains(id))
     }
