@@ -622,9 +622,15 @@ impl Core {
     /// The emergency call of server transaction `key` got its final response upstream: a 2xx
     /// keeps DND until the dialog ends (BYE either way, or the agent's connection drops);
     /// anything else ends it now.
+    ///
+    /// A dialog that ended keeps its record, without its agent, as long as its Call-ID is
+    /// urgent ([`LINGER`]): a late ACK or a crossing BYE still gets its From or To rewritten,
+    /// and a 2xx retransmitted after the BYE does not bring the agent (and her DND) back.
     pub(super) fn emergency_answered(&mut self, key: ServerKey, status: u16) {
         let Some((call_id, dialog)) = self.proxy.emergency_dialog(key) else { return };
         if status < 300 {
+            let urgent = &self.config.urgent;
+            self.emergency_dialogs.retain(|id, d| d.agent.is_some() || urgent.contains(id));
             self.emergency_dialogs.entry(call_id).or_insert(dialog);
         } else {
             self.config.urgent.end(&call_id, Instant::now());
@@ -638,13 +644,17 @@ impl Core {
     /// the callback number in From, as the INVITE did (the trunk's dialog knows no other), and
     /// requests from the trunk's side reach the agent with her own address in To. Returns the
     /// header it rewrote with its value as received, for the responses to get back. A BYE,
-    /// either way, ends the dialog and its DND.
+    /// either way, ends the dialog and its DND (the record stays a while without its agent:
+    /// [`Core::emergency_answered`]).
     pub(super) fn emergency_in_dialog(&mut self, req: &mut Request) -> Option<(HeaderName, Bytes)> {
-        if *req.method() == Method::Bye {
+        let bye = *req.method() == Method::Bye;
+        if bye {
             // Not forgotten yet: the BYE's 200 and the retransmissions still take the lane.
             self.config.urgent.end(req.headers().call_id().unwrap_or_default(), Instant::now());
         }
-        if self.emergency_dialogs.is_empty() {
+        if self.emergency_dialogs.is_empty()
+            || !self.emergency_dialogs.contains_key(req.headers().call_id().unwrap_or_default())
+        {
             return None;
         }
         let call_id = req.headers().call_id().unwrap_or_default().to_owned();
@@ -668,9 +678,9 @@ impl Core {
             req.headers_mut().set(name, value);
             Some((name, received))
         });
-        if *req.method() == Method::Bye
-            && let Some(dialog) = self.emergency_dialogs.remove(&call_id)
-            && let Some(agent) = dialog.agent
+        if bye
+            && let Some(dialog) = self.emergency_dialogs.get_mut(&call_id)
+            && let Some(agent) = dialog.agent.take()
         {
             tracing::info!(agent = %agent, "emergency call ended");
             self.dnd.end(&agent);
