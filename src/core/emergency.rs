@@ -100,7 +100,8 @@ impl UrgentCalls {
     /// Call `call_id` ended at `now`: it stays urgent for [`LINGER`] (type docs, "The end of a
     /// call"). A Call-ID that is not urgent is left alone (every BYE comes here).
     pub fn end(&self, call_id: &str, now: Instant) {
-        if self.count.load(std::sync::atomic::Ordering::Acquire) == 0 {
+        // A shared lock first: an ordinary BYE must not hold up the transports' lookups.
+        if !self.contains(call_id) {
             return;
         }
         let mut ids = self.ids.write().unwrap_or_else(std::sync::PoisonError::into_inner);
