@@ -232,8 +232,8 @@ async fn a_registered_agent_s_911_leaves_with_the_leased_number_and_comes_back_t
 
     // The carrier answers: alice sees her own From again.
     let inv = parse_request(&at_carrier);
-    let ok = uas_response(&inv, 200, "OK", "c1", &format!("<sip:911@127.0.0.2:{port}>"));
-    carrier.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    let invite_ok = uas_response(&inv, 200, "OK", "c1", &format!("<sip:911@127.0.0.2:{port}>"));
+    carrier.send_to(invite_ok.as_bytes(), edge.udp).await.unwrap();
     let answer = udp_recv_until(&alice, "SIP/2.0 200").await;
     assert_eq!(header(&answer, "From"), ["\"Agent\" <sip:alice@localhost>;tag=f-e1"], "{answer}");
     // She was away; the call forces DND and saves "away" to come back to.
@@ -264,6 +264,34 @@ Content-Length: 0\r\n\r\n",
     assert!(bye_ok.contains("CSeq: 2 BYE"), "{bye_ok}");
     assert_eq!(header(&bye_ok, "From"), ["\"Agent\" <sip:alice@localhost>;tag=f-e1"], "{bye_ok}");
     presence_becomes(&edge, "alice", "away").await;
+
+    // Her ACK comes late, after the BYE (reordered on the way): it still shows the carrier
+    // the callback number, not her own address.
+    let ack = format!(
+        "ACK sip:911@127.0.0.2:{port} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {me};branch=z9hG4bKack1;rport\r\n\
+Max-Forwards: 70\r\n\
+Route: {}\r\n\
+From: \"Agent\" <sip:alice@localhost>;tag=f-e1\r\n\
+To: <sip:911@localhost>;tag=c1\r\n\
+Call-ID: e1@agent\r\n\
+CSeq: 1 ACK\r\n\
+Content-Length: 0\r\n\r\n",
+        routes.join(", ")
+    );
+    alice.send_to(ack.as_bytes(), edge.udp).await.unwrap();
+    let at_carrier = udp_recv_until(&carrier, "ACK ").await;
+    assert_eq!(header(&at_carrier, "From"), ["<sip:+15550100900@localhost;user=phone>;tag=f-e1"]);
+    // The carrier's 200 to the INVITE comes again after the BYE (it had not seen the ACK
+    // yet): it still reaches her, and her ACK of it the carrier.
+    carrier.send_to(invite_ok.as_bytes(), edge.udp).await.unwrap();
+    let again = udp_recv_until(&alice, "SIP/2.0 200").await;
+    assert!(again.contains("CSeq: 1 INVITE"), "{again}");
+    alice.send_to(ack.replace("z9hG4bKack1", "z9hG4bKack2").as_bytes(), edge.udp).await.unwrap();
+    let at_carrier = udp_recv_until(&carrier, "ACK ").await;
+    assert_eq!(header(&at_carrier, "From"), ["<sip:+15550100900@localhost;user=phone>;tag=f-e1"]);
+    // The call is over: her presence stays as it came back.
+    assert_eq!(presence_becomes(&edge, "alice", "away").await["state"], "away");
 
     // A second emergency call renews the same lease and stays up.
     alice

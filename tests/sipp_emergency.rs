@@ -21,6 +21,8 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::binary::Binary;
@@ -540,4 +542,109 @@ seed = "{seed}"
     all_pass(vec![psap_call(d, sip, &did), phone]).await;
     assert_eq!(metric(admin, "lifeline_psap_callbacks_total").await, 1.0);
     edge.kill_9().await;
+}
+
+/// Sends in-dialog BYEs the edge must relay statefully (each a server and a client
+/// transaction, retransmitted toward a UDP socket nobody reads) over one TCP connection, from
+/// another thread, as fast as the edge reads them, until the flag turns `true`. The
+/// transports shed only new calls early; requests within dialogs and responses go on into the
+/// core's queue (so that calls in progress can end), and this flood fills it. Over TCP the
+/// flood waits for the edge's reader instead of overflowing the kernel's buffer of the UDP
+/// socket that the emergency call uses: what is shed is shed by the edge. Returns how many
+/// BYEs it sent.
+fn flood_byes(edge_tcp: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sink_port = sink.local_addr().unwrap().port();
+        let mut tcp = std::net::TcpStream::connect(edge_tcp).unwrap();
+        let me = tcp.local_addr().unwrap();
+        // Whatever the edge answers is read and dropped, so that its writer never blocks.
+        let mut answers = tcp.try_clone().unwrap();
+        std::thread::spawn(move || std::io::copy(&mut answers, &mut std::io::sink()));
+        let mut sent = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            // New transactions each time (a retransmission would be absorbed cheaply).
+            let mut batch = Vec::new();
+            for _ in 0..256 {
+                sent += 1;
+                batch.extend_from_slice(
+                    format!(
+                        "BYE sip:x@127.0.0.1:{sink_port} SIP/2.0\r\n\
+                         Via: SIP/2.0/TCP {me};branch=z9hG4bKflood{sent}\r\n\
+                         From: <sip:flood@127.0.0.1>;tag=f{sent}\r\n\
+                         To: <sip:x@127.0.0.1>;tag=t{sent}\r\n\
+                         Call-ID: flood-{sent}\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\n\
+                         Content-Length: 0\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+            }
+            if std::io::Write::write_all(&mut tcp, &batch).is_err() {
+                break;
+            }
+        }
+        let _ = tcp.shutdown(std::net::Shutdown::Both);
+        drop(sink);
+        sent
+    })
+}
+
+/// Issue 6 §7 under overload: the core's ordinary queue is full (a flood of in-dialog requests
+/// to relay, shed by the transports as it overflows) while an emergency call is set up, held and
+/// hung up. Every message of the call takes the priority lane, the 200 to the caller's BYE
+/// included: the BYE reaches the carrier and its 200 comes back to the caller. (Before the
+/// fix, the edge forgot the call's Call-ID at the BYE, and the carrier's 200 went into the
+/// full ordinary queue and was shed with each retransmission.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emergency_call_hangs_up_cleanly_while_the_core_is_saturated() {
+    let dir = TempDir::new("sippem-saturated");
+    let (carrier_port, backup_port) = (ports::reserve(), ports::reserve());
+    let opts = Opts {
+        plan: Some(PLAN.into()),
+        seed: Some(AGENTS.into()),
+        data: Some(dir.path().join("edge")),
+        trunk_ports: Some((carrier_port, backup_port)),
+        ..Opts::default()
+    };
+    // No rate limit for the flood: the core's queue, not the limiter, is what overflows.
+    let edge = Edge::start_opts(opts, |c| c.limits.per_source_rps = 10_000_000).await;
+    // The bench's plain scenarios (no checks): a UAS that answers, a UAC that hangs up.
+    let bench = "../../bench/sipp/scenarios";
+    let carrier = Sipp::build("the carrier (SIPp UAS)", dir.path(), &format!("{bench}/uas_rr.xml"))
+        .name("carrier")
+        .local(TRUNK_IP, carrier_port)
+        .listening()
+        .await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = flood_byes(edge.tcp, stop.clone());
+    // The flood has filled the core's queue: messages are being shed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(edge.admin, "lifeline_sip_shed_total").await < 1000.0 {
+        assert!(Instant::now() < deadline, "the flood did not saturate the core");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shed_before = metric(edge.admin, "lifeline_sip_shed_total").await;
+
+    // An unauthenticated 911 (the site number), answered, held 3 s, hung up by the caller.
+    let caller =
+        Sipp::build("the caller's 911 (SIPp UAC)", dir.path(), &format!("{bench}/uac_rr.xml"))
+            .name("caller")
+            .to(edge.udp)
+            .service("911")
+            .args(&["-d", "3000"])
+            .start();
+    let outcome = tokio::spawn(all_pass(vec![caller, carrier])).await;
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    let shed = metric(edge.admin, "lifeline_sip_shed_total").await - shed_before;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+    // Still saturated while the call was up (not a quiet moment that let it through).
+    assert!(shed > 1000.0, "only {shed} messages shed during the call ({sent} sent)");
+    assert_eq!(metric(edge.admin, "lifeline_emergency_calls_total{test=\"false\"}").await, 1.0);
+    // Not a graceful stop: that would wait for the flood's transactions.
+    let data = edge.kill().await;
+    let _ = std::fs::remove_dir_all(data);
 }

@@ -64,30 +64,54 @@ pub fn route_marker() -> &'static str {
 }
 
 /// The Call-IDs of emergency calls and PSAP callbacks in progress, shared with the transports:
-/// their responses (a trunk's 180 and 200) and requests take the core's priority lane too.
-/// Reads are cheap while no emergency call is up (one atomic load).
+/// their requests and responses (a trunk's 180 and 200, the 200 to a BYE) take the core's
+/// priority lane and are never shed. Reads are cheap while no emergency call is up (one atomic
+/// load), and one hash lookup otherwise.
+///
+/// # The end of a call
+///
+/// A call that ends (a BYE either way, a failure response, its connection closing) is not
+/// forgotten at once: its Call-ID stays for [`LINGER`], so that what still belongs to it
+/// (the 200 to the BYE, BYE and 2xx retransmissions, the ACK of a failure response) keeps the
+/// lane. Forgetting it at the BYE sent the trunk's 200 to the ordinary queue, where under
+/// overload it was shed with each retransmission until the caller gave up (bench/RESULTS.md,
+/// "Emergency calls under load").
 #[derive(Debug, Default)]
 pub struct UrgentCalls {
     count: std::sync::atomic::AtomicUsize,
-    /// Call-ID -> when it was added (a call whose end the edge never saw is forgotten after
-    /// [`super::busy::MAX_CALL`]).
-    ids: std::sync::RwLock<HashMap<String, Instant>>,
+    /// Call-ID -> until when it stays urgent: [`super::busy::MAX_CALL`] after it began (a call
+    /// whose end the edge never saw), [`LINGER`] after it ended.
+    ids: std::sync::RwLock<sip::FastMap<String, Instant>>,
 }
 
+/// How long the Call-ID of an ended emergency call keeps the priority lane: 64*T1, the
+/// lifetime of the BYE's transactions (RFC 3261 §17.1.2.2 Timer F, §17.2.2 Timer J) and of an
+/// INVITE server transaction waiting for the ACK of a failure response (§17.2.1 Timer H).
+pub const LINGER: Duration = Duration::from_secs(32);
+
 impl UrgentCalls {
+    /// Call `call_id` began: urgent until it ends.
     pub fn insert(&self, call_id: &str, now: Instant) {
         let mut ids = self.ids.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        ids.insert(call_id.to_owned(), now);
+        ids.insert(call_id.to_owned(), now + super::busy::MAX_CALL);
         self.count.store(ids.len(), std::sync::atomic::Ordering::Release);
     }
 
-    pub fn remove(&self, call_id: &str) {
+    /// Call `call_id` ended at `now`: it stays urgent for [`LINGER`] (type docs, "The end of a
+    /// call"). A Call-ID that is not urgent is left alone (every BYE comes here).
+    pub fn end(&self, call_id: &str, now: Instant) {
+        // A shared lock first: an ordinary BYE must not hold up the transports' lookups.
+        if !self.contains(call_id) {
+            return;
+        }
         let mut ids = self.ids.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        ids.remove(call_id);
-        self.count.store(ids.len(), std::sync::atomic::Ordering::Release);
+        if let Some(until) = ids.get_mut(call_id) {
+            *until = (*until).min(now + LINGER);
+        }
     }
 
-    /// Whether `call_id` belongs to an emergency call or PSAP callback in progress.
+    /// Whether `call_id` belongs to an emergency call or PSAP callback in progress, or one
+    /// that ended less than [`LINGER`] ago.
     pub fn contains(&self, call_id: &str) -> bool {
         self.count.load(std::sync::atomic::Ordering::Acquire) > 0
             && self
@@ -97,13 +121,13 @@ impl UrgentCalls {
                 .contains_key(call_id)
     }
 
-    /// Forgets calls older than [`super::busy::MAX_CALL`].
+    /// Forgets calls whose time is up.
     pub fn expire(&self, now: Instant) {
         if self.count.load(std::sync::atomic::Ordering::Acquire) == 0 {
             return;
         }
         let mut ids = self.ids.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        ids.retain(|_, at| now.saturating_duration_since(*at) <= super::busy::MAX_CALL);
+        ids.retain(|_, until| *until > now);
         self.count.store(ids.len(), std::sync::atomic::Ordering::Release);
     }
 }
@@ -599,12 +623,18 @@ impl Core {
     /// The emergency call of server transaction `key` got its final response upstream: a 2xx
     /// keeps DND until the dialog ends (BYE either way, or the agent's connection drops);
     /// anything else ends it now.
+    ///
+    /// A dialog that ended keeps its record, without its agent, as long as its Call-ID is
+    /// urgent ([`LINGER`]): a late ACK or a crossing BYE still gets its From or To rewritten,
+    /// and a 2xx retransmitted after the BYE does not bring the agent (and her DND) back.
     pub(super) fn emergency_answered(&mut self, key: ServerKey, status: u16) {
         let Some((call_id, dialog)) = self.proxy.emergency_dialog(key) else { return };
         if status < 300 {
+            let urgent = &self.config.urgent;
+            self.emergency_dialogs.retain(|id, d| d.agent.is_some() || urgent.contains(id));
             self.emergency_dialogs.entry(call_id).or_insert(dialog);
         } else {
-            self.config.urgent.remove(&call_id);
+            self.config.urgent.end(&call_id, Instant::now());
             if let Some(agent) = &dialog.agent {
                 self.dnd.end(agent);
             }
@@ -615,12 +645,17 @@ impl Core {
     /// the callback number in From, as the INVITE did (the trunk's dialog knows no other), and
     /// requests from the trunk's side reach the agent with her own address in To. Returns the
     /// header it rewrote with its value as received, for the responses to get back. A BYE,
-    /// either way, ends the dialog and its DND.
+    /// either way, ends the dialog and its DND (the record stays a while without its agent:
+    /// [`Core::emergency_answered`]).
     pub(super) fn emergency_in_dialog(&mut self, req: &mut Request) -> Option<(HeaderName, Bytes)> {
-        if *req.method() == Method::Bye {
-            self.config.urgent.remove(req.headers().call_id().unwrap_or_default());
+        let bye = *req.method() == Method::Bye;
+        if bye {
+            // Not forgotten yet: the BYE's 200 and the retransmissions still take the lane.
+            self.config.urgent.end(req.headers().call_id().unwrap_or_default(), Instant::now());
         }
-        if self.emergency_dialogs.is_empty() {
+        if self.emergency_dialogs.is_empty()
+            || !self.emergency_dialogs.contains_key(req.headers().call_id().unwrap_or_default())
+        {
             return None;
         }
         let call_id = req.headers().call_id().unwrap_or_default().to_owned();
@@ -644,9 +679,9 @@ impl Core {
             req.headers_mut().set(name, value);
             Some((name, received))
         });
-        if *req.method() == Method::Bye
-            && let Some(dialog) = self.emergency_dialogs.remove(&call_id)
-            && let Some(agent) = dialog.agent
+        if bye
+            && let Some(dialog) = self.emergency_dialogs.get_mut(&call_id)
+            && let Some(agent) = dialog.agent.take()
         {
             tracing::info!(agent = %agent, "emergency call ended");
             self.dnd.end(&agent);
@@ -663,7 +698,7 @@ impl Core {
             .map(|(k, _)| k.clone())
             .collect();
         for call_id in gone {
-            self.config.urgent.remove(&call_id);
+            self.config.urgent.end(&call_id, Instant::now());
             if let Some(dialog) = self.emergency_dialogs.remove(&call_id)
                 && let Some(agent) = dialog.agent
             {

@@ -931,7 +931,7 @@ impl Core {
         for (end, cseq) in byes {
             self.send_bye(now, call_id, &end, cseq, reason);
         }
-        self.config.urgent.remove(call_id);
+        self.config.urgent.end(call_id, now);
         if let Some(dialog) = self.emergency_dialogs.remove(call_id)
             && let Some(agent) = dialog.agent
         {

@@ -567,7 +567,9 @@ impl Core {
                     && let Some(call) = self.proxy.calls.get(&key)
                     && call.psap
                 {
-                    self.config.urgent.remove(call.request.headers().call_id().unwrap_or_default());
+                    self.config
+                        .urgent
+                        .end(call.request.headers().call_id().unwrap_or_default(), now);
                 }
             }
             self.config.metrics.response(Dir::Out, response.status());

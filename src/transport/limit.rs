@@ -69,7 +69,9 @@ impl Limiter {
         }
     }
 
-    /// Whether a response belongs to an emergency call or PSAP callback in progress.
+    /// Whether a response belongs to an emergency call or PSAP callback in progress, or to
+    /// one that ended moments ago (the 200 to its BYE, a retransmitted 2xx:
+    /// [`crate::core::emergency::LINGER`]).
     pub fn is_urgent_response(&self, response: &sip::Response) -> bool {
         response.headers().call_id().is_ok_and(|id| self.urgent.contains(id))
     }
@@ -226,7 +228,20 @@ mod tests {
         assert!(l.is_urgent(&r), "Call-ID x");
         let resp = sip::Response::for_request(&r, 200, "OK");
         assert!(l.is_urgent_response(&resp));
-        urgent.remove("x");
+        // The call ends (its BYE): the 200 to the BYE and the retransmissions still take the
+        // lane for a while, then the Call-ID is forgotten.
+        let t0 = Instant::now();
+        urgent.end("x", t0);
+        urgent.expire(t0 + Duration::from_secs(1));
+        assert!(l.is_urgent_response(&resp), "the BYE's 200 right after the BYE");
+        assert!(l.is_urgent(&r), "a BYE retransmission");
+        urgent.expire(t0 + crate::core::emergency::LINGER + Duration::from_millis(1));
         assert!(!l.is_urgent_response(&resp));
+        assert!(!l.is_urgent(&r));
+        // Ending another call (every BYE does) leaves this one alone.
+        urgent.insert("x", t0);
+        urgent.end("y", t0);
+        urgent.expire(t0 + crate::core::emergency::LINGER + Duration::from_millis(1));
+        assert!(l.is_urgent(&r), "call x is still up");
     }
 }
