@@ -123,6 +123,9 @@ pub struct Call {
     /// number; or the agent's To on a request from the trunk's side) and its value as
     /// received: the responses get it back.
     restore: Option<(HeaderName, bytes::Bytes)>,
+    /// The call is counted as answered ([`super::busy::CallsOf`]): a 2xx retransmitted after
+    /// the BYE (its transaction lives on for Timer M) must not count the agents busy again.
+    counted: bool,
 }
 
 /// Proxy state kept by the core.
@@ -402,6 +405,7 @@ impl Core {
             caller: self.initial_caller.take(),
             branch_agents: Vec::new(),
             restore,
+            counted: false,
         };
         self.proxy.calls.insert(key, call);
         if let Some((until, agent)) = waiting {
@@ -661,6 +665,7 @@ impl Core {
         }
         let Some(call) = self.proxy.calls.get_mut(&key) else { return };
         if (200..300).contains(&status) && *call.request.method() == Method::Invite {
+            let first = !std::mem::replace(&mut call.counted, true);
             let agents: Vec<String> = call
                 .caller
                 .iter()
@@ -668,7 +673,9 @@ impl Core {
                 .cloned()
                 .collect();
             let call_id = call.request.headers().call_id().unwrap_or_default().to_owned();
-            self.calls_of.answered(call_id, agents, now);
+            if first {
+                self.calls_of.answered(call_id, agents, now);
+            }
             self.history_answered(now, key, index);
         }
         if !self.media_calls.is_empty()
