@@ -456,6 +456,56 @@ async fn an_agent_at_capacity_gets_no_ordinary_call_but_the_psap_still_reaches_h
     edge.stop().await;
 }
 
+/// Capacity counts a call from its 2xx to its BYE: the callee's 2xx retransmitted after the
+/// BYE (its INVITE transaction lives on for Timer M) must not count her busy again.
+#[tokio::test]
+async fn a_2xx_retransmitted_after_the_bye_leaves_the_agent_free() {
+    let edge = start(None, None).await;
+    let carrier = UdpSocket::bind((TRUNK_IP, edge.trunk_ports.0)).await.unwrap();
+    let alice = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    register(&edge, &alice, "alice").await;
+    let me = alice.local_addr().unwrap();
+    let from = carrier.local_addr().unwrap();
+
+    // A call to her DID; she answers (capacity 1: she is busy now).
+    carrier.send_to(psap_invite(from, "+15550100123", "d1").as_bytes(), edge.udp).await.unwrap();
+    let at_alice = udp_recv_until(&alice, "INVITE ").await;
+    let inv = parse_request(&at_alice);
+    let ok = uas_response(&inv, 200, "OK", "a1", &format!("<sip:alice@{me}>"));
+    alice.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    udp_recv_until(&carrier, "SIP/2.0 200").await;
+
+    // She hangs up along the route set; the carrier answers the BYE.
+    let routes = header(&at_alice, "Record-Route").join(", ");
+    let bye = format!(
+        "BYE sip:psap@{from} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {me};branch=z9hG4bKbyeA;rport\r\n\
+Max-Forwards: 70\r\n\
+Route: {routes}\r\n\
+From: <sip:+15550100123@127.0.0.1>;tag=a1\r\n\
+To: <sip:+12175550911@{from}>;tag=psap-d1\r\n\
+Call-ID: d1@psap\r\n\
+CSeq: 1 BYE\r\n\
+Content-Length: 0\r\n\r\n"
+    );
+    alice.send_to(bye.as_bytes(), edge.udp).await.unwrap();
+    let at_carrier = udp_recv_until(&carrier, "BYE ").await;
+    let bye_ok = uas_response(&parse_request(&at_carrier), 200, "OK", "psap-d1", "<sip:c@x>");
+    carrier.send_to(bye_ok.as_bytes(), edge.udp).await.unwrap();
+    udp_recv_until(&alice, "SIP/2.0 200").await;
+
+    // Her 2xx to the INVITE comes again (she had not seen the ACK): relayed, nothing more.
+    alice.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    let again = udp_recv_until(&carrier, "SIP/2.0 200").await;
+    assert!(again.contains("CSeq: 1 INVITE"), "{again}");
+
+    // She is free: the next call to her DID rings her instead of 486.
+    carrier.send_to(psap_invite(from, "+15550100123", "d2").as_bytes(), edge.udp).await.unwrap();
+    let next = udp_recv_until(&alice, "INVITE ").await;
+    assert!(next.contains("Call-ID: d2@psap\r\n"), "{next}");
+    edge.stop().await;
+}
+
 #[tokio::test]
 async fn another_country_s_emergency_number_is_an_ordinary_call_authenticated_once() {
     use sip::digest::{Challenge, respond};
