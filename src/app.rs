@@ -492,11 +492,12 @@ impl App {
                 });
                 let _ = core_done.send(());
             });
-        if let Err(e) = &core_thread {
-            tracing::error!(error = %e, "the core's thread could not start");
+        match &core_thread {
+            // Every listener is bound (Binds) and serving: ready.
+            Ok(_) => ready.store(true, Ordering::Release),
+            // Without its core the edge serves nothing: never ready (`/ready` says so).
+            Err(e) => tracing::error!(error = %e, "the core's thread could not start"),
         }
-        // Every listener is bound (Binds) and serving: ready.
-        ready.store(true, Ordering::Release);
         shutdown.await;
         tracing::info!("shutting down");
         ready.store(false, Ordering::Release);
