@@ -20,13 +20,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::sipp::Sipp;
 use common::ua::{header, parse_request, uas_response, udp_recv_until};
-use common::{Edge, Opts, TRUNK_IP};
+use common::{Edge, Opts, TRUNK_IP, TempDir, ports};
 use futures_util::{SinkExt, StreamExt};
 use lifeline::media::sdp::Sdp;
 use str0m::change::SdpOffer;
@@ -35,7 +35,6 @@ use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -75,14 +74,6 @@ const CONTACT: &str = "<sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws>";
 
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn free_udp_port(ip: &str) -> u16 {
-    std::net::UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap().port()
-}
-
 async fn start(ports: &str) -> Edge {
     let opts = Opts { plan: Some(PLAN.into()), seed: Some(AGENTS.into()), ..Opts::default() };
     let ports = ports.to_owned();
@@ -95,59 +86,17 @@ async fn start(ports: &str) -> Edge {
 
 // ---- SIPp --------------------------------------------------------------------------------
 
-/// SIPp as a carrier or PSAP calling `service` through the edge with `scenario`, from a free
-/// port on the trunk's address; `-rtp_echo` on a free media port, hanging up after `pause_ms`.
-fn sipp_uac(edge: &Edge, scenario: &str, service: &str, pause_ms: u32) -> Child {
-    sipp(&[
-        &edge.udp.to_string(),
-        "-sf",
-        repo(&format!("tests/sipp/{scenario}")).to_str().unwrap(),
-        "-s",
-        service,
-        "-i",
-        TRUNK_IP,
-        "-p",
-        &free_udp_port(TRUNK_IP).to_string(),
-        "-mp",
-        &free_udp_port(TRUNK_IP).to_string(),
-        "-rtp_echo",
-        "-d",
-        &pause_ms.to_string(),
-        "-m",
-        "1",
-        "-timeout",
-        "60",
-        "-timeout_error",
-        "-trace_err",
-        "-nostdin",
-    ])
-}
-
-fn sipp(args: &[&str]) -> Child {
-    let dir = std::env::temp_dir().join(format!("lifeline-late-offer-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    Command::new("sipp")
-        .args(args)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("sipp not found: run scripts/test, which installs sip-tester")
-}
-
-async fn wait_ok(child: Child, what: &str) {
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish"))
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// SIPp as a carrier or PSAP calling `service` through the edge with `scenario`, from a
+/// reserved port on the trunk's address; `-rtp_echo` on a reserved media port, hanging up
+/// after `pause_ms`. Its files go to `dir`.
+fn sipp_uac(edge: &Edge, dir: &Path, scenario: &str, service: &str, pause_ms: u32) -> Sipp {
+    let (media, pause) = (ports::reserve_media().to_string(), pause_ms.to_string());
+    Sipp::build(scenario, dir, scenario)
+        .to(edge.udp)
+        .ip(TRUNK_IP)
+        .service(service)
+        .args(&["-mp", &media, "-rtp_echo", "-d", &pause])
+        .start()
 }
 
 // ---- the browser's SIP over WebSocket ---------------------------------------------------
@@ -416,11 +365,12 @@ async fn media_metrics(edge: &Edge) -> (u64, u64, u64) {
 async fn answer_sipp_call(
     edge: &Edge,
     ws: &mut Ws,
+    dir: &Path,
     scenario: &str,
     service: &str,
     pause_ms: u32,
 ) -> (String, String, Heard) {
-    let carrier = sipp_uac(edge, scenario, service, pause_ms);
+    let carrier = sipp_uac(edge, dir, scenario, service, pause_ms);
     let invite = ws_recv_until(ws, "INVITE ").await;
     let offer = body(&invite);
     assert!(offer.contains("UDP/TLS/RTP/SAVPF"), "a WebRTC offer from the edge: {invite}");
@@ -437,7 +387,7 @@ async fn answer_sipp_call(
     ws_send(ws, uas_response(&parse_request(&bye), 200, "OK", "b-tag", CONTACT)).await;
     let _ = stop.send(());
     let heard = media.await.unwrap();
-    wait_ok(carrier, scenario).await;
+    carrier.passes().await;
     (invite, bye, heard)
 }
 
@@ -445,10 +395,12 @@ async fn answer_sipp_call(
 async fn a_carrier_s_invite_without_sdp_reaches_a_browser_agent_with_audio_both_ways() {
     let edge = start("33000-33099").await;
     let mut ws = register_alice(&edge).await;
+    let dir = TempDir::new("late-offer-did");
 
     // SIPp checks the edge's offer in the 200 (plain RTP/AVP on 127.0.0.1, PCMU and
     // telephone-event 101) and answers it in the ACK; alice's ACK carries nothing.
-    let (_, bye, heard) = answer_sipp_call(&edge, &mut ws, "late_offer_uac.xml", DID, 4000).await;
+    let (_, bye, heard) =
+        answer_sipp_call(&edge, &mut ws, dir.path(), "late_offer_uac.xml", DID, 4000).await;
     assert!(header(&bye, "Reason").is_empty(), "the carrier hung up, not the edge: {bye}");
     assert!(heard.connected, "ICE and DTLS with the edge");
     assert!(heard.sent > 100, "{heard:?}");
@@ -459,7 +411,7 @@ async fn a_carrier_s_invite_without_sdp_reaches_a_browser_agent_with_audio_both_
 
     // The same call whose ACK answers nothing: the edge ends it at once, a BYE both ways
     // with a 488 Reason (SIPp checks its own).
-    let carrier = sipp_uac(&edge, "late_offer_uac_no_answer.xml", DID, 0);
+    let carrier = sipp_uac(&edge, dir.path(), "late_offer_uac_no_answer.xml", DID, 0);
     let invite = ws_recv_until(&mut ws, "INVITE ").await;
     let (mut rtc, _sock) = browser_rtc().await;
     let answer = answer_offer(&mut rtc, body(&invite));
@@ -470,7 +422,7 @@ async fn a_carrier_s_invite_without_sdp_reaches_a_browser_agent_with_audio_both_
     assert_eq!(header(&bye, "Reason"), ["SIP;cause=488;text=\"no usable SDP answer\""], "{bye}");
     assert!(bye.starts_with("BYE sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws "), "{bye}");
     ws_send(&mut ws, uas_response(&parse_request(&bye), 200, "OK", "b-tag", CONTACT)).await;
-    wait_ok(carrier, "late_offer_uac_no_answer.xml").await;
+    carrier.passes().await;
     let (_, _, legs) = media_metrics(&edge).await;
     assert_eq!(legs, 0);
     edge.stop().await;
@@ -480,6 +432,7 @@ async fn a_carrier_s_invite_without_sdp_reaches_a_browser_agent_with_audio_both_
 async fn a_psap_callback_without_sdp_is_anchored_and_never_ended_for_want_of_an_answer() {
     let edge = start("33100-33199").await;
     let mut ws = register_alice(&edge).await;
+    let dir = TempDir::new("late-offer-psap");
     let trunk = UdpSocket::bind((TRUNK_IP, edge.trunk_ports.0)).await.unwrap();
 
     // alice dials 933 from a client that sends no SDP: the carrier gets the edge's plain
@@ -520,7 +473,7 @@ Content-Length: 0\r\n\r\n",
 
     // The PSAP calls back without SDP: alice rings with RFC 7090's priority, audio flows.
     let (invite, bye, heard) =
-        answer_sipp_call(&edge, &mut ws, "late_offer_uac.xml", &did, 3000).await;
+        answer_sipp_call(&edge, &mut ws, dir.path(), "late_offer_uac.xml", &did, 3000).await;
     assert_eq!(header(&invite, "Priority"), ["psap-callback"], "{invite}");
     assert!(header(&bye, "Reason").is_empty(), "the PSAP hung up, not the edge: {bye}");
     assert!(heard.connected && heard.received > 60, "{heard:?}");
@@ -530,7 +483,8 @@ Content-Length: 0\r\n\r\n",
     // A PSAP whose ACK answers nothing: the callback stays up (SIPp fails on a BYE from the
     // edge) until the PSAP hangs up.
     let (_, bye, _) =
-        answer_sipp_call(&edge, &mut ws, "late_offer_psap_no_answer.xml", &did, 2500).await;
+        answer_sipp_call(&edge, &mut ws, dir.path(), "late_offer_psap_no_answer.xml", &did, 2500)
+            .await;
     assert!(header(&bye, "Reason").is_empty(), "{bye}");
     edge.stop().await;
 }
@@ -540,25 +494,13 @@ async fn a_browser_calling_out_without_sdp_is_offered_webrtc_in_the_200_and_answ
     let edge = start("33200-33299").await;
     let mut ws = register_alice(&edge).await;
     // The carrier answers the edge's plain offer with PCMU on its media port and echoes.
-    let carrier = sipp(&[
-        "-sf",
-        repo("tests/sipp/rtp_trunk_uas.xml").to_str().unwrap(),
-        "-i",
-        TRUNK_IP,
-        "-p",
-        &edge.trunk_ports.0.to_string(),
-        "-mp",
-        &free_udp_port(TRUNK_IP).to_string(),
-        "-rtp_echo",
-        "-m",
-        "1",
-        "-timeout",
-        "60",
-        "-timeout_error",
-        "-trace_err",
-        "-nostdin",
-    ]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dir = TempDir::new("late-offer-out");
+    let media = ports::reserve_media().to_string();
+    let carrier = Sipp::build("rtp_trunk_uas.xml", dir.path(), "rtp_trunk_uas.xml")
+        .local(TRUNK_IP, edge.trunk_ports.0)
+        .args(&["-mp", &media, "-rtp_echo"])
+        .listening()
+        .await;
     ws_call(&mut ws, "out1", CALL_NUMBER, None).await;
     let ok = ws_recv_until(&mut ws, "SIP/2.0 200").await;
     let offer = body(&ok);
@@ -574,7 +516,7 @@ async fn a_browser_calling_out_without_sdp_is_offered_webrtc_in_the_200_and_answ
     ws_recv_until(&mut ws, "SIP/2.0 200").await;
     let _ = stop.send(());
     let heard = media.await.unwrap();
-    wait_ok(carrier, "rtp_trunk_uas.xml").await;
+    carrier.passes().await;
     assert!(heard.connected && heard.received > 60, "{heard:?}");
     let (to_plain, to_browser, legs) = media_metrics(&edge).await;
     assert!(to_plain > 60 && to_browser > 60, "{to_plain} / {to_browser} packets relayed");
