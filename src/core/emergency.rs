@@ -477,7 +477,7 @@ pub fn outgoing(
         h.push(HeaderName::ResourcePriority, rp.clone());
     }
     // The Via, Max-Forwards and Record-Route the proxy adds: about 300 bytes.
-    let len = super::proxy::req_len(&r) + 300;
+    let len = r.encoded_len() + 300;
     let (uri, route) = trunk_uri(trunk, &call.recognised, &call.plan, len);
     if let Some(route) = route {
         r.headers_mut().prepend(HeaderName::Route, route);

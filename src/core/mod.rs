@@ -6,11 +6,12 @@
 //! Transports parse on their own tasks and hand whole messages to the core through a bounded
 //! queue ([`CoreHandle::deliver`]). The core and the UDP listeners' tasks share a thread and a
 //! runtime of their own (`app::core_runtime`), so a datagram reaches the core without waking
-//! another thread; stream transports run on the main runtime's workers, in parallel; a malformed request is answered `400`
-//! right there ([`reject_malformed`]) and never reaches the core. The core then follows the
-//! sans-IO contract of `sip::transaction`: after every input it drains `poll_transmit` (each
-//! message goes out without awaiting: a UDP `try_send_to`, or a flow's queue) and
-//! `poll_event` (the rules below), and sleeps until `poll_timeout`.
+//! another thread; stream transports run on the main runtime's workers, in parallel. A
+//! malformed request is answered `400` right there ([`reject_malformed`]) and never reaches
+//! the core. The core then follows the sans-IO contract of `sip::transaction`: after every
+//! input it drains `poll_transmit` (each message goes out without awaiting: a UDP
+//! `try_send_to`, or a flow's queue) and `poll_event` (the rules below), and sleeps until
+//! `poll_timeout`.
 //!
 //! # Rules
 //!

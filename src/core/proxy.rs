@@ -665,15 +665,14 @@ impl Core {
         }
         let Some(call) = self.proxy.calls.get_mut(&key) else { return };
         if (200..300).contains(&status) && *call.request.method() == Method::Invite {
-            let first = !std::mem::replace(&mut call.counted, true);
-            let agents: Vec<String> = call
-                .caller
-                .iter()
-                .chain(call.branch_agents.get(index as usize).into_iter().flatten())
-                .cloned()
-                .collect();
-            let call_id = call.request.headers().call_id().unwrap_or_default().to_owned();
-            if first {
+            if !std::mem::replace(&mut call.counted, true) {
+                let agents: Vec<String> = call
+                    .caller
+                    .iter()
+                    .chain(call.branch_agents.get(index as usize).into_iter().flatten())
+                    .cloned()
+                    .collect();
+                let call_id = call.request.headers().call_id().unwrap_or_default().to_owned();
                 self.calls_of.answered(call_id, agents, now);
             }
             self.history_answered(now, key, index);
@@ -896,7 +895,7 @@ impl Core {
             Some(InboundTarget::Trunk(name)) => match plan.trunk(name) {
                 Some(t) => {
                     let targets =
-                        self.trunk_targets(t, Target::uri(t.request_uri(&did, req_len(req))));
+                        self.trunk_targets(t, Target::uri(t.request_uri(&did, req.encoded_len())));
                     if targets.is_empty() {
                         return Routing::Answer(503, "Service Unavailable");
                     }
@@ -924,7 +923,7 @@ impl Core {
         let Some((_, trunks)) = plan.outbound(&number) else {
             return Routing::Answer(404, "No Route");
         };
-        let len = req_len(req);
+        let len = req.encoded_len();
         // Each trunk's targets from one read of the DNS cache; trunks whose host name has no
         // address cannot be reached: skipped (super::resolve). Trunks that fail their probes
         // are skipped, unless that would leave none.
@@ -988,9 +987,4 @@ impl Core {
         }
         Routing::Parallel(bindings.into_iter().map(Target::binding).collect())
     }
-}
-
-/// The size of a request on the wire (for the RFC 3261 §18.1.1 UDP size rule).
-pub(super) fn req_len(req: &Request) -> usize {
-    req.encoded_len()
 }

@@ -5,8 +5,8 @@
 //!
 //! - From a trunk — its source IP is the trunk URI's host (an IP address, or an address its
 //!   DNS name resolves to: the core matches those, `crate::transport::dns`) or inside its
-//!   `sources` — a request is inbound: the `[[inbound]]` rules map the dialled DID to an agent, a group or another
-//!   trunk (transit). A trunk match wins over `[[trusted]]`.
+//!   `sources` — a request is inbound: the `[[inbound]]` rules map the dialled DID to an
+//!   agent, a group or another trunk (transit). A trunk match wins over `[[trusted]]`.
 //! - From an authenticated agent or a `[[trusted]]` network it is outbound: the `[[route]]`
 //!   rules, first match in file order (files in name order), on the normalised number
 //!   ([`normalise`]); a route's trunks are tried in order (failover).

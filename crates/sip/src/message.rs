@@ -356,17 +356,15 @@ impl Headers {
     /// The first Via element: the previous hop (RFC 3261 §18.2.1, §17.2.3). Decoded once
     /// until the section changes.
     pub fn top_via(&self) -> Result<Via<'_>, HeaderError> {
-        if let (Some(Some(at)), Some(first)) = (self.top_via.get(), self.get(HeaderName::Via))
-            && let Ok(text) = std::str::from_utf8(first)
+        // The first Via header's value: where a kept top Via lies.
+        let first = self.get(HeaderName::Via).and_then(|v| std::str::from_utf8(v).ok());
+        if let (Some(Some(at)), Some(text)) = (self.top_via.get(), first)
             && let Some(via) = at.view(text)
         {
             return Ok(via);
         }
         let via = self.vias().next().ok_or(HeaderError::Missing(HeaderName::Via))?;
-        if let Ok(v) = &via
-            && let Some(first) = self.get(HeaderName::Via)
-            && let Ok(text) = std::str::from_utf8(first)
-        {
+        if let (Ok(v), Some(text)) = (&via, first) {
             let _ = self.top_via.set(ViaAt::of(v, text));
         }
         via
