@@ -105,7 +105,7 @@ pub struct Call {
     remaining: VecDeque<Target>,
     record_route: bool,
     /// The emergency call this INVITE makes ([`super::emergency`]).
-    emergency: Option<EmergencyCall>,
+    emergency: Option<Box<EmergencyCall>>,
     /// A PSAP callback: `Priority: psap-callback` toward the agent.
     psap: bool,
     /// The next target is tried after any failure, not only 408 and 5xx (emergency calls and
@@ -131,7 +131,9 @@ pub struct Call {
 /// Proxy state kept by the core.
 #[derive(Debug, Default)]
 pub struct ProxyState {
-    calls: FastMap<ServerKey, Call>,
+    /// Boxed: a call's record is large and lives as long as its transactions (32 s after a
+    /// 2xx); unboxed, every growth of the map would copy them all.
+    calls: FastMap<ServerKey, Box<Call>>,
     by_client: FastMap<ClientKey, (ServerKey, u32)>,
     /// Timer C deadlines: the live one per branch, and an ordered index (entries whose
     /// deadline no longer matches `timer_c` are stale and skipped).
@@ -159,7 +161,7 @@ impl ProxyState {
 
     /// The emergency part of call `key`.
     pub(super) fn emergency_mut(&mut self, key: ServerKey) -> Option<&mut EmergencyCall> {
-        self.calls.get_mut(&key)?.emergency.as_mut()
+        self.calls.get_mut(&key)?.emergency.as_deref_mut()
     }
 
     /// The dialog record of the emergency call of `key` (its Call-ID with it), for when it is
@@ -397,7 +399,7 @@ impl Core {
             branches: Vec::new(),
             remaining,
             record_route,
-            emergency,
+            emergency: emergency.map(Box::new),
             psap,
             failover_any,
             from_flow: from.flow,
@@ -407,7 +409,7 @@ impl Core {
             restore,
             counted: false,
         };
-        self.proxy.calls.insert(key, call);
+        self.proxy.calls.insert(key, Box::new(call));
         if let Some((until, agent)) = waiting {
             // An emergency call: its first trunk waits for the store work of a known agent
             // (lease, notification); an unknown caller has none and leaves at once.
@@ -582,6 +584,10 @@ impl Core {
             }
             if is_final {
                 self.unanswered.remove(&key);
+                // No target will be tried any more; an INVITE's record lives on for 32 s.
+                if let Some(call) = self.proxy.calls.get_mut(&key) {
+                    call.remaining = VecDeque::new();
+                }
             }
         }
         let Some(call) = self.proxy.calls.get_mut(&key) else { return };
@@ -622,11 +628,15 @@ impl Core {
         }
     }
 
-    /// Drops a call once its final response went up and no branch can answer any more.
+    /// Drops a call once its final response went up and nothing more can go up: for an INVITE,
+    /// once no branch can answer any more (a 2xx retransmitted or from another fork is
+    /// forwarded until its transaction ends, RFC 6026); for any other request at once (late
+    /// answers of its branches are absorbed by their transactions or dropped).
     fn maybe_forget(&mut self, key: ServerKey) {
         let done = self.proxy.calls.get(&key).is_some_and(|c| {
             c.ctx.final_sent()
-                && c.branches.iter().flatten().all(|b| !self.proxy.by_client.contains_key(b))
+                && (*c.request.method() != Method::Invite
+                    || c.branches.iter().flatten().all(|b| !self.proxy.by_client.contains_key(b)))
         });
         if done {
             self.proxy.calls.remove(&key);

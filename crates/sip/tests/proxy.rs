@@ -691,6 +691,21 @@ fn record_route_single_sips_and_params() {
     assert_eq!(header(&out, HeaderName::RecordRoute), ["<sips:203.0.113.5:5061;transport=tls;lr>"]);
     assert_eq!((hop.transport, hop.port), (Transport::Tls, 5061));
 
+    // A sips top Route makes it sips too, with or without a display name; a `<` inside a
+    // quoted display name is not where the URI starts.
+    let local = LocalIdentity::new(vec![tls.clone(), udp.clone()]);
+    for (route, secure) in [
+        ("Route: <SIPS:p1.example.org;lr>\r\n", true),
+        ("Route: \"a<sips:x\" <sip:p1.example.org;lr>\r\n", false),
+        ("Route: \"edge\" <sips:p1.example.org;lr>, <sip:p2.example.org;lr>\r\n", true),
+    ] {
+        let req = request(&simple("INVITE", "sip:bob@198.51.100.20", route));
+        let (out, _) = forward(&req, &local, None, Some(&rr));
+        let scheme = if secure { "<sips:" } else { "<sip:" };
+        let value = header(&out, HeaderName::RecordRoute);
+        assert!(value[0].starts_with(scheme), "{route}: {value:?}");
+    }
+
     // Existing Record-Route values stay below ours.
     let local = edge();
     let req = request(&simple(

@@ -138,8 +138,12 @@ fn invite_2xx_enters_accepted_passes_every_2xx_up_until_timer_m() {
     let key = start(&mut h, udp(REMOTE), &inv);
     h.run_until(secs(1));
     let ok = response_to(&inv, 200, "OK", Some("b1"));
+    assert!(h.layer.client_request(key).is_some());
     h.recv_response(udp(REMOTE), &ok);
     assert_eq!(h.layer.state(key), Some(TxnState::Accepted));
+    // The request is let go of with the final response (nothing is resent or cancelled).
+    assert!(h.layer.client_request(key).is_none());
+    assert_eq!(h.layer.cancel(h.now(), key), Err(TxnError::AlreadyFinal));
     h.run_until(secs(2));
     h.recv_response(udp(REMOTE), &ok);
     // Another fork answers too (RFC 6026 §8.4): passed up.

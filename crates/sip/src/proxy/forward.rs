@@ -64,10 +64,16 @@ pub fn prepare(
     }
     copy.headers_mut().set(HeaderName::MaxForwards, admitted.max_forwards.to_string());
 
+    // The top Route, decoded once: a loose router is also the next hop (step 7).
+    let mut route_hop = None;
     let strict = match copy.headers().name_addrs(HeaderName::Route).next() {
         None => false,
         Some(top) => match top.map_err(|_| Reject::Malformed(HeaderName::Route))?.uri {
-            Uri::Sip(u) => !u.is_loose_router(),
+            Uri::Sip(u) if u.is_loose_router() => {
+                route_hop = Some(NextHop::for_uri(&u)?);
+                false
+            }
+            Uri::Sip(_) => true,
             _ => return Err(Reject::UnsupportedUriScheme),
         },
     };
@@ -89,20 +95,13 @@ pub fn prepare(
         );
     }
 
-    let next_hop = {
-        let top_route =
-            if strict { None } else { copy.headers().name_addrs(HeaderName::Route).next() };
-        match top_route {
-            Some(route) => match route.map_err(|_| Reject::Malformed(HeaderName::Route))?.uri {
-                Uri::Sip(u) => NextHop::for_uri(&u)?,
-                _ => return Err(Reject::UnsupportedUriScheme),
-            },
-            None => match copy.uri() {
-                Ok(Uri::Sip(u)) => NextHop::for_uri(&u)?,
-                Ok(_) => return Err(Reject::UnsupportedUriScheme),
-                Err(_) => return Err(Reject::BadRequestUri),
-            },
-        }
+    let next_hop = match route_hop {
+        Some(hop) => hop,
+        None => match copy.uri() {
+            Ok(Uri::Sip(u)) => NextHop::for_uri(&u)?,
+            Ok(_) => return Err(Reject::UnsupportedUriScheme),
+            Err(_) => return Err(Reject::BadRequestUri),
+        },
     };
 
     if !copy.headers().contains(HeaderName::ContentLength) {
@@ -184,13 +183,23 @@ impl Prepared {
 }
 
 /// Whether the Request-URI or the top Route is a `sips:` URI (RFC 3261 §16.6 step 4).
+/// Only the schemes are looked at (the request was validated; a Route is a name-addr,
+/// `<...>`, RFC 3261 §20.34), so neither URI is decoded.
 fn is_sips(request: &Request) -> bool {
-    let uri_secure = matches!(request.uri(), Ok(Uri::Sip(u)) if u.secure);
-    let route_secure = matches!(
-        request.headers().name_addrs(HeaderName::Route).next(),
-        Some(Ok(NameAddr { uri: Uri::Sip(u), .. })) if u.secure
-    );
-    uri_secure || route_secure
+    fn sips(uri: &[u8]) -> bool {
+        uri.get(..5).is_some_and(|s| s.eq_ignore_ascii_case(b"sips:"))
+    }
+    let route_secure = request.headers().get(HeaderName::Route).is_some_and(|top| {
+        // A quoted display name may hold a `<` of its own: then the URI is decoded.
+        match memchr::memchr(b'<', top).filter(|at| !top[..*at].contains(&b'"')) {
+            Some(at) => top.get(at + 1..).is_some_and(sips),
+            None => matches!(
+                request.headers().name_addrs(HeaderName::Route).next(),
+                Some(Ok(NameAddr { uri: Uri::Sip(u), .. })) if u.secure
+            ),
+        }
+    });
+    sips(request.uri_str().as_bytes()) || route_secure
 }
 
 /// `<sip:HOST:PORT;transport=T[;r2=on];lr[;params]>`.

@@ -146,10 +146,9 @@ pub struct Outcome {
     pub branch_ended: Option<u16>,
 }
 
-/// One per branch of a call: a few, held briefly; boxing `Final` would allocate for every final
-/// response instead.
+/// One per branch of a call. Small: a context lives as long as its call's transactions (32 s
+/// after a 2xx), and a 2xx, the common answer, is forwarded at once and not kept.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
 enum Slot {
     Pending { provisional: bool },
     Done(Final),
@@ -158,8 +157,9 @@ enum Slot {
 #[derive(Debug)]
 struct Final {
     status: u16,
-    /// `None` for a response the proxy made up for a branch: a timeout or a transport error.
-    response: Option<Response>,
+    /// `None` for a response the proxy made up for a branch (a timeout or a transport error)
+    /// and for a 2xx (forwarded at once, never chosen again).
+    response: Option<Box<Response>>,
 }
 
 /// The response context of one proxied request (RFC 3261 §16.7): the branches (client
@@ -191,7 +191,10 @@ struct Final {
 /// [`close`]: ResponseContext::close
 #[derive(Debug)]
 pub struct ResponseContext {
-    request: Request,
+    /// The request as received, for the responses the proxy makes up; let go of (with the
+    /// kept final responses) once the final response is chosen: the context outlives it by
+    /// the 32 s an INVITE's 2xx may be retransmitted.
+    request: Option<Box<Request>>,
     to_tag: String,
     invite: bool,
     branches: Vec<Slot>,
@@ -211,7 +214,7 @@ impl ResponseContext {
     /// `to_tag` is the tag for responses the proxy makes up itself.
     pub fn new(request: &Request, to_tag: &str) -> ResponseContext {
         ResponseContext {
-            request: request.clone(),
+            request: Some(Box::new(request.clone())),
             to_tag: to_tag.to_owned(),
             invite: *request.method() == Method::Invite,
             branches: Vec::new(),
@@ -314,6 +317,7 @@ impl ResponseContext {
                 }
                 self.done = true;
                 self.closed = true;
+                self.shed();
                 Outcome {
                     forward: Some(response),
                     cancel: self.take_pending_for_cancel(None),
@@ -324,7 +328,7 @@ impl ResponseContext {
                 if !matches!(slot, Slot::Pending { .. }) {
                     return Outcome::default();
                 }
-                *slot = Slot::Done(Final { status, response: Some(response) });
+                *slot = Slot::Done(Final { status, response: Some(Box::new(response)) });
                 self.ended(index, status)
             }
         }
@@ -385,14 +389,25 @@ impl ResponseContext {
             return None;
         }
         self.done = true;
-        let best = self.best();
+        let best = self.request.as_ref().map(|request| self.best(request));
+        self.shed();
         // RFC 4320 §4.2: never a 408 to a non-INVITE request.
-        (self.invite || best.status() != 408).then_some(best)
+        best.filter(|best| self.invite || best.status() != 408)
+    }
+
+    /// Lets go of what only choosing the final response needed.
+    fn shed(&mut self) {
+        self.request = None;
+        for slot in &mut self.branches {
+            if let Slot::Done(f) = slot {
+                f.response = None;
+            }
+        }
     }
 
     /// The best final response of the context (RFC 3261 §16.7 steps 6 and 7; see the type
-    /// docs).
-    fn best(&self) -> Response {
+    /// docs), for `request`.
+    fn best(&self, request: &Request) -> Response {
         let finals: Vec<&Final> = self
             .branches
             .iter()
@@ -402,15 +417,15 @@ impl ResponseContext {
             })
             .collect();
         let Some(chosen) = finals.iter().min_by_key(|f| rank(f.status)) else {
-            return self.generated(408, "Request Timeout");
+            return self.generated(request, 408, "Request Timeout");
         };
         let response = match (&chosen.response, chosen.status) {
-            (_, 503) => return self.generated(500, "Server Internal Error"),
-            (None, 408) => return self.generated(408, "Request Timeout"),
-            (None, status) => return self.generated(status, "Server Internal Error"),
+            (_, 503) => return self.generated(request, 500, "Server Internal Error"),
+            (None, 408) => return self.generated(request, 408, "Request Timeout"),
+            (None, status) => return self.generated(request, status, "Server Internal Error"),
             (Some(r), _) => r,
         };
-        let mut response = response.clone();
+        let mut response = Response::clone(response);
         if matches!(chosen.status, 401 | 407) {
             let challenges = [HeaderName::WwwAuthenticate, HeaderName::ProxyAuthenticate];
             for other in &finals {
@@ -433,8 +448,8 @@ impl ResponseContext {
         response
     }
 
-    fn generated(&self, status: u16, reason: &str) -> Response {
-        let mut r = Response::for_request(&self.request, status, reason);
+    fn generated(&self, request: &Request, status: u16, reason: &str) -> Response {
+        let mut r = Response::for_request(request, status, reason);
         r.set_to_tag(&self.to_tag);
         r
     }

@@ -132,10 +132,11 @@ impl BranchSeed {
         let h = request.headers();
         let mut loop_h = Fields(Sha256::new());
         loop_h.add(b'U', request.uri_str().as_bytes());
-        let from = h.from().map_err(|_| Reject::Malformed(HeaderName::From))?;
-        let to = h.to().map_err(|_| Reject::Malformed(HeaderName::To))?;
-        loop_h.add(b'F', from.tag().unwrap_or("").as_bytes());
-        loop_h.add(b'T', to.tag().unwrap_or("").as_bytes());
+        // The tags only: the URIs need not be decoded (the parser checked their syntax).
+        let from = h.from_tag().map_err(|_| Reject::Malformed(HeaderName::From))?;
+        let to = h.to_tag().map_err(|_| Reject::Malformed(HeaderName::To))?;
+        loop_h.add(b'F', from.unwrap_or("").as_bytes());
+        loop_h.add(b'T', to.unwrap_or("").as_bytes());
         let call_id = h.call_id().map_err(|_| Reject::Malformed(HeaderName::CallId))?;
         loop_h.add(b'I', call_id.as_bytes());
         let cseq = h.cseq().map_err(|_| Reject::Malformed(HeaderName::CSeq))?;

@@ -4,7 +4,10 @@
 //! Each machine is an enum whose variants are the states, named as in the RFC and holding what
 //! that state needs; every transition consumes the state and returns the next one. The parts
 //! every state shares (the request, its bytes, the peer, the timer table) live in
-//! [`ClientCore`].
+//! [`ClientCore`]. Once the final response has come the request is never sent or cancelled
+//! again, so the core lets go of it (and of its bytes) then: an INVITE transaction lives on
+//! for 32 s after its 2xx (Timer M), and at thousands of calls a second that memory is most of
+//! what a call keeps.
 
 use std::time::{Duration, Instant};
 
@@ -24,10 +27,13 @@ pub(crate) struct ClientCore {
     pub(crate) key: ClientKey,
     pub(crate) matcher: ClientMatch,
     pub(crate) to: Peer,
-    /// The request as the TU gave it: ACK and CANCEL are built from it.
-    pub(crate) request: Request,
-    /// The request's wire form, sent again on every retransmission.
+    /// The request as the TU gave it: ACK and CANCEL are built from it. `None` once a final
+    /// response came ([`ClientCore::shed`]).
+    pub(crate) request: Option<Box<Request>>,
+    /// The request's wire form, sent again on every retransmission (empty once shed).
     wire: Bytes,
+    /// The request is an INVITE.
+    pub(crate) invite: bool,
     pub(crate) timers: TimerTable,
     /// The deadline this transaction has in the layer's timer index.
     pub(crate) scheduled: Option<Instant>,
@@ -42,7 +48,8 @@ impl ClientCore {
             key,
             matcher,
             to,
-            request,
+            invite: *request.method() == Method::Invite,
+            request: Some(Box::new(request)),
             wire,
             timers: TimerTable::default(),
             scheduled: None,
@@ -52,6 +59,14 @@ impl ClientCore {
 
     fn reliable(&self) -> bool {
         self.to.is_reliable()
+    }
+
+    /// Lets go of the request and its bytes: the final response came, so nothing will be
+    /// retransmitted, cancelled or acknowledged from them again (the ACK of a non-2xx is built
+    /// before this and kept as bytes).
+    fn shed(&mut self) {
+        self.request = None;
+        self.wire = Bytes::new();
     }
 
     fn send(&self, ctx: &mut Ctx<'_>, message: Bytes) {
@@ -171,8 +186,11 @@ impl InviteClient {
                 core.timers.stop(Timer::B);
                 // The parser guarantees the headers the ACK copies; a locally built response
                 // without them is passed up unacknowledged rather than dropped.
-                let ack =
-                    build::ack_for_non_2xx(&core.request, &response).ok().map(|a| a.to_bytes());
+                let ack = core
+                    .request
+                    .as_ref()
+                    .and_then(|r| build::ack_for_non_2xx(r, &response).ok())
+                    .map(|a| a.to_bytes());
                 if let Some(ack) = &ack {
                     core.send(ctx, ack.clone());
                 }
@@ -396,7 +414,7 @@ pub(crate) enum ClientMachine {
 impl ClientTxn {
     /// Creates the transaction and sends its request.
     pub(crate) fn start(mut core: ClientCore, ctx: &mut Ctx<'_>) -> ClientTxn {
-        let machine = if *core.request.method() == Method::Invite {
+        let machine = if core.invite {
             ClientMachine::Invite(InviteClient::start(&mut core, ctx))
         } else {
             ClientMachine::NonInvite(NonInviteClient::start(&mut core, ctx))
@@ -427,7 +445,22 @@ impl ClientTxn {
             ),
         };
         self.machine = next;
+        if !self.awaits_final() {
+            self.core.shed();
+        }
         due
+    }
+
+    /// Whether the final response has yet to come (the request may still be retransmitted or
+    /// cancelled).
+    fn awaits_final(&self) -> bool {
+        matches!(
+            self.machine,
+            ClientMachine::Invite(InviteClient::Calling { .. } | InviteClient::Proceeding)
+                | ClientMachine::NonInvite(
+                    NonInviteClient::Trying { .. } | NonInviteClient::Proceeding
+                )
+        )
     }
 
     pub(crate) fn on_timer(&mut self, ctx: &mut Ctx<'_>, timer: Timer) {

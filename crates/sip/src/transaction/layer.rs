@@ -369,9 +369,10 @@ impl TxnLayer {
         }
     }
 
-    /// The request of a live client transaction, as it was sent.
+    /// The request of a live client transaction, as it was sent; `None` once its final
+    /// response came (the transaction no longer keeps it).
     pub fn client_request(&self, key: ClientKey) -> Option<&Request> {
-        self.clients.get(&key).map(|t| &t.core.request)
+        self.clients.get(&key)?.core.request.as_deref()
     }
 
     /// Whether INVITE server transaction `key` has sent its final response (a CANCEL then has
@@ -451,7 +452,8 @@ impl TxnLayer {
         reason: Option<&str>,
     ) -> Result<ClientKey, TxnError> {
         let txn = self.clients.get(&invite).ok_or(TxnError::NoTransaction)?;
-        let request = build::cancel_for(&txn.core.request, reason).map_err(TxnError::Build)?;
+        let invite_request = txn.core.request.as_deref().ok_or(TxnError::AlreadyFinal)?;
+        let request = build::cancel_for(invite_request, reason).map_err(TxnError::Build)?;
         let to = txn.core.to;
         let cancel = self.send_request(now, to, request)?;
         if let Some(txn) = self.clients.get_mut(&invite) {
