@@ -95,7 +95,14 @@ pub enum Routing {
 /// A proxied request: its response context and branches.
 #[derive(Debug)]
 pub struct Call {
-    request: Request,
+    /// The request as received; let go of once the final response went up, unless the call is
+    /// an emergency call (an INVITE's record lives on for the 32 s a 2xx may still come, and
+    /// needs only the fields below).
+    request: Option<Request>,
+    method: Method,
+    call_id: Box<str>,
+    /// The request was sent within a dialog (a re-INVITE).
+    in_dialog: bool,
     admitted: proxy::Admitted,
     ctx: ResponseContext,
     /// The listen address the request arrived on (for Record-Route).
@@ -172,8 +179,8 @@ impl ProxyState {
     ) -> Option<(String, super::emergency::EmergencyDialog)> {
         let call = self.calls.get(&key)?;
         let em = call.emergency.as_ref()?;
-        let headers = call.request.headers();
-        let call_id = headers.call_id().unwrap_or_default().to_owned();
+        let headers = call.request.as_ref()?.headers();
+        let call_id = call.call_id.to_string();
         let from_tag = headers.from_tag().ok().flatten().map(str::to_owned);
         Some((
             call_id,
@@ -392,7 +399,10 @@ impl Core {
         }
         let waiting = emergency.as_ref().map(|e| (e.wait_until, e.caller.agent.clone()));
         let call = Call {
-            request: req,
+            method: req.method().clone(),
+            call_id: req.headers().call_id().unwrap_or_default().into(),
+            in_dialog: req.in_dialog(),
+            request: Some(req),
             admitted,
             ctx,
             inbound,
@@ -473,7 +483,7 @@ impl Core {
                 Ok(client) => {
                     let Some(call) = self.proxy.calls.get_mut(&key) else { return };
                     call.branches.push(Some(client));
-                    let method = call.request.method().clone();
+                    let method = call.method.clone();
                     let failover_after = call
                         .emergency
                         .as_ref()
@@ -509,24 +519,21 @@ impl Core {
         target: &Target,
     ) -> Result<(Peer, Request), String> {
         let call = self.proxy.calls.get(&key).ok_or("no call")?;
+        let request = call.request.as_ref().ok_or("call already answered")?;
         let prepared = match (&call.emergency, target.trunk) {
             (Some(em), Some(i)) => {
                 let trunk = em.plan.trunks.get(i).ok_or("no such trunk")?;
-                let (request, uri) = super::emergency::outgoing(
-                    &call.request,
-                    em,
-                    trunk,
-                    &self.config.registrar.domain,
-                );
+                let (request, uri) =
+                    super::emergency::outgoing(request, em, trunk, &self.config.registrar.domain);
                 proxy::prepare(&request, &call.admitted, Some(&uri))
             }
             _ if call.psap && target.trunk.is_none() && target.uri.is_some() => {
-                let mut request = call.request.clone();
+                let mut request = request.clone();
                 request.headers_mut().remove_all(HeaderName::Priority);
                 request.headers_mut().push(HeaderName::Priority, "psap-callback");
                 proxy::prepare(&request, &call.admitted, target.uri.as_deref())
             }
-            _ => proxy::prepare(&call.request, &call.admitted, target.uri.as_deref()),
+            _ => proxy::prepare(request, &call.admitted, target.uri.as_deref()),
         }
         .map_err(|r| r.reason().into_owned())?;
         let (peer, out) = match target.peer {
@@ -552,9 +559,10 @@ impl Core {
             && response.status() >= 300
             && let Some(call) = self.proxy.calls.get(&key)
             && call.emergency.as_ref().is_some_and(|e| !e.reached)
+            && let Some(request) = &call.request
         {
-            let tag = stateless_tag(&call.request);
-            outcome.forward = Some(self.unreachable_response(&call.request, &tag));
+            let tag = stateless_tag(request);
+            outcome.forward = Some(self.unreachable_response(request, &tag));
         }
         if let Some(response) = outcome.forward {
             let is_final = response.status() >= 200;
@@ -563,19 +571,17 @@ impl Core {
                 self.history_final(now, key, response.status());
                 if !self.media_calls.is_empty()
                     && let Some(call) = self.proxy.calls.get(&key)
-                    && *call.request.method() == Method::Invite
-                    && !call.request.in_dialog()
+                    && call.method == Method::Invite
+                    && !call.in_dialog
                 {
-                    let call_id = call.request.headers().call_id().unwrap_or_default().to_owned();
+                    let call_id = call.call_id.to_string();
                     self.media_final(&call_id, response.status());
                 }
                 if response.status() >= 300
                     && let Some(call) = self.proxy.calls.get(&key)
                     && call.psap
                 {
-                    self.config
-                        .urgent
-                        .end(call.request.headers().call_id().unwrap_or_default(), now);
+                    self.config.urgent.end(&call.call_id, now);
                 }
             }
             self.config.metrics.response(Dir::Out, response.status());
@@ -587,6 +593,9 @@ impl Core {
                 // No target will be tried any more; an INVITE's record lives on for 32 s.
                 if let Some(call) = self.proxy.calls.get_mut(&key) {
                     call.remaining = VecDeque::new();
+                    if call.emergency.is_none() {
+                        call.request = None;
+                    }
                 }
             }
         }
@@ -635,7 +644,7 @@ impl Core {
     fn maybe_forget(&mut self, key: ServerKey) {
         let done = self.proxy.calls.get(&key).is_some_and(|c| {
             c.ctx.final_sent()
-                && (*c.request.method() != Method::Invite
+                && (c.method != Method::Invite
                     || c.branches.iter().flatten().all(|b| !self.proxy.by_client.contains_key(b)))
         });
         if done {
@@ -674,7 +683,7 @@ impl Core {
             self.proxy.disarm_timer_c(client);
         }
         let Some(call) = self.proxy.calls.get_mut(&key) else { return };
-        if (200..300).contains(&status) && *call.request.method() == Method::Invite {
+        if (200..300).contains(&status) && call.method == Method::Invite {
             if !std::mem::replace(&mut call.counted, true) {
                 let agents: Vec<String> = call
                     .caller
@@ -682,17 +691,16 @@ impl Core {
                     .chain(call.branch_agents.get(index as usize).into_iter().flatten())
                     .cloned()
                     .collect();
-                let call_id = call.request.headers().call_id().unwrap_or_default().to_owned();
-                self.calls_of.answered(call_id, agents, now);
+                self.calls_of.answered(call.call_id.to_string(), agents, now);
             }
             self.history_answered(now, key, index);
         }
         if !self.media_calls.is_empty()
             && let Some(call) = self.proxy.calls.get(&key)
         {
-            let method = call.request.method().clone();
-            let in_dialog = call.request.in_dialog();
-            let call_id = call.request.headers().call_id().unwrap_or_default().to_owned();
+            let method = call.method.clone();
+            let in_dialog = call.in_dialog;
+            let call_id = call.call_id.to_string();
             self.media_response(&method, &call_id, in_dialog, index, &mut response);
         }
         let Some(call) = self.proxy.calls.get_mut(&key) else { return };
@@ -724,9 +732,11 @@ impl Core {
     pub(super) fn cancel_call(&mut self, now: Instant, invite: ServerKey) {
         let Some(call) = self.proxy.calls.get_mut(&invite) else { return };
         call.remaining.clear();
-        if call.branches.is_empty() && !call.ctx.final_sent() {
+        if call.branches.is_empty()
+            && !call.ctx.final_sent()
+            && let Some(request) = call.request.clone()
+        {
             // Cancelled while an emergency INVITE waited for the store: nothing left yet.
-            let request = call.request.clone();
             self.emergency_answered(invite, 487);
             self.proxy.calls.remove(&invite);
             return self.reply(now, invite, &request, 487, "Request Terminated");
