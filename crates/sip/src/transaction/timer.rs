@@ -145,44 +145,59 @@ impl Timer {
     }
 }
 
-/// The deadlines of one transaction, one slot per [`Timer`].
+/// The running timers of one transaction. No state of the four machines runs more than two
+/// at once (A and B, E and F, G and H; every other state one), so the table has three slots
+/// rather than one per [`Timer`]: transactions live 32 s after their final response, and at
+/// thousands of calls a second the 12-slot table was a fifth of what one kept.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct TimerTable {
-    deadlines: [Option<Instant>; Timer::ALL.len()],
+    slots: [Option<(Instant, Timer)>; 3],
 }
 
 impl TimerTable {
-    /// Starts `timer` to fire `d` after `now`. A deadline past what `Instant` can hold (only
-    /// with an absurd [`TimerConfig`]) never fires, rather than panicking.
+    /// Starts (or restarts) `timer` to fire `d` after `now`. A deadline past what `Instant` can
+    /// hold (only with an absurd [`TimerConfig`]) never fires, rather than panicking.
     pub(crate) fn set_after(&mut self, timer: Timer, now: Instant, d: Duration) {
-        self.deadlines[timer as usize] = now.checked_add(d);
+        self.stop(timer);
+        let Some(at) = now.checked_add(d) else { return };
+        if let Some(free) = self.slots.iter_mut().find(|s| s.is_none()) {
+            *free = Some((at, timer));
+            return;
+        }
+        // A fourth timer at once would be a bug in a machine (see the type's docs): the one
+        // due last gives way, so that the transaction still ends.
+        debug_assert!(false, "more than three transaction timers at once");
+        if let Some(last) = self.slots.iter_mut().max_by_key(|s| s.map(|(at, _)| at)) {
+            *last = Some((at, timer));
+        }
     }
 
     pub(crate) fn stop(&mut self, timer: Timer) {
-        self.deadlines[timer as usize] = None;
+        for slot in &mut self.slots {
+            if slot.is_some_and(|(_, t)| t == timer) {
+                *slot = None;
+            }
+        }
     }
 
     pub(crate) fn stop_all(&mut self) {
-        self.deadlines = Default::default();
+        self.slots = Default::default();
     }
 
+    #[cfg(test)]
     pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
-        self.deadlines[timer as usize]
+        self.slots.iter().flatten().find(|(_, t)| *t == timer).map(|(at, _)| *at)
     }
 
     /// The earliest deadline.
     pub(crate) fn next_timeout(&self) -> Option<Instant> {
-        self.deadlines.iter().flatten().min().copied()
+        self.slots.iter().flatten().map(|(at, _)| *at).min()
     }
 
     /// The timer that expires first among those due at `now`, stopped; `None` when none is
     /// due. Ties go to table order, which puts retransmissions before timeouts.
     pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<Timer> {
-        let (timer, _) = Timer::ALL
-            .iter()
-            .filter_map(|&t| self.get(t).map(|at| (t, at)))
-            .filter(|&(_, at)| at <= now)
-            .min_by_key(|&(t, at)| (at, t))?;
+        let (_, timer) = self.slots.iter().flatten().filter(|(at, _)| *at <= now).min().copied()?;
         self.stop(timer);
         Some(timer)
     }
@@ -239,5 +254,27 @@ mod tests {
         assert_eq!(t.pop_expired(t0 + Duration::from_secs(40)), Some(Timer::A));
         assert_eq!(t.pop_expired(t0 + Duration::from_secs(40)), Some(Timer::B));
         assert_eq!(t.pop_expired(t0 + Duration::from_secs(40)), None);
+    }
+
+    #[test]
+    fn table_restarts_and_ties_go_to_table_order() {
+        let t0 = testkit::VirtualClock::new().now();
+        let mut t = TimerTable::default();
+        t.set_after(Timer::H, t0, Duration::from_secs(32));
+        t.set_after(Timer::G, t0, Duration::from_secs(1));
+        // Restarting a timer moves it; it does not take a second slot.
+        t.set_after(Timer::G, t0, Duration::from_secs(32));
+        t.set_after(Timer::L, t0, Duration::from_secs(40));
+        assert_eq!(t.get(Timer::G), Some(t0 + Duration::from_secs(32)));
+        assert_eq!(t.next_timeout(), Some(t0 + Duration::from_secs(32)));
+        // G and H are due at the same instant: G (a retransmission) first.
+        let later = t0 + Duration::from_secs(50);
+        assert_eq!(t.pop_expired(later), Some(Timer::G));
+        assert_eq!(t.pop_expired(later), Some(Timer::H));
+        assert_eq!(t.pop_expired(later), Some(Timer::L));
+        assert_eq!(t.get(Timer::L), None);
+        t.set_after(Timer::K, t0, Duration::from_secs(5));
+        t.stop_all();
+        assert_eq!(t.next_timeout(), None);
     }
 }
