@@ -392,8 +392,7 @@ impl Core {
                 req.method(),
                 Method::Invite | Method::Subscribe | Method::Refer | Method::Notify
             );
-        let to_tag = stateless_tag(&req);
-        let mut ctx = ResponseContext::new(&req, &to_tag);
+        let mut ctx = ResponseContext::new(&req, stateless_tag);
         if failover_any {
             ctx.try_every_target();
         }

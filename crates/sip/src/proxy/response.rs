@@ -180,8 +180,8 @@ struct Final {
 ///     401 and 407 responses (§16.7 step 7);
 ///   - no final response at all, or only timeouts: 408 (§16.7 step 6, §16.8).
 ///
-///   Responses the proxy makes up (408, 500) are built from the request with the To tag given
-///   to [`ResponseContext::new`].
+///   Responses the proxy makes up (408, 500) are built from the request with the To tag
+///   derived by the function given to [`ResponseContext::new`].
 /// - Non-INVITE requests follow RFC 4320 §4: no provisional response other than 100 goes up,
 ///   and no 408 either — when 408 would be chosen, nothing is sent and the client's own
 ///   transaction times out.
@@ -195,7 +195,9 @@ pub struct ResponseContext {
     /// kept final responses) once the final response is chosen: the context outlives it by
     /// the 32 s an INVITE's 2xx may be retransmitted.
     request: Option<Box<Request>>,
-    to_tag: String,
+    /// Derives the To tag of a response the proxy makes up from the request; called only when
+    /// one is made (most calls never need it).
+    to_tag: fn(&Request) -> String,
     invite: bool,
     branches: Vec<Slot>,
     /// No branch may be added any more.
@@ -211,11 +213,12 @@ pub struct ResponseContext {
 
 impl ResponseContext {
     /// A context for `request` as received (its Vias are the ones the responses go back to).
-    /// `to_tag` is the tag for responses the proxy makes up itself.
-    pub fn new(request: &Request, to_tag: &str) -> ResponseContext {
+    /// `to_tag` gives the tag for responses the proxy makes up itself (the same for every
+    /// retransmission of the request: RFC 3261 §8.2.6.2).
+    pub fn new(request: &Request, to_tag: fn(&Request) -> String) -> ResponseContext {
         ResponseContext {
             request: Some(Box::new(request.clone())),
-            to_tag: to_tag.to_owned(),
+            to_tag,
             invite: *request.method() == Method::Invite,
             branches: Vec::new(),
             closed: false,
@@ -450,7 +453,7 @@ impl ResponseContext {
 
     fn generated(&self, request: &Request, status: u16, reason: &str) -> Response {
         let mut r = Response::for_request(request, status, reason);
-        r.set_to_tag(&self.to_tag);
+        r.set_to_tag(&(self.to_tag)(request));
         r
     }
 }
