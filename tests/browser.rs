@@ -5,7 +5,9 @@
 //! Media goes through the edge's anchor (src/media): the browser's DTLS-SRTP ends at the edge
 //! and the carrier (SIPp, `-rtp_echo`) gets plain RTP, which it sends back; the page checks
 //! with `getStats()` that audio flowed both ways in the ordinary call, the emergency call and
-//! the PSAP callback (the PSAP offers plain RTP: the edge offers the browser WebRTC). The
+//! the PSAP callback (the PSAP offers plain RTP: the edge offers the browser WebRTC; the PSAP
+//! then holds and resumes, which the page gets as WebRTC re-offers of the same session, and
+//! audio flows again after the resume). The
 //! edge's media metrics must show packets relayed both ways. The 933 call's notification mail
 //! reaches a real SMTP relay (aiosmtpd). Screenshots of the normal and
 //! emergency panels and the PSAP banner are kept under `target/tmp/browser/` for a person to
@@ -113,6 +115,8 @@ async fn drive_browser(
         .env("EMERGENCY", EMERGENCY)
         .env("OUT_DIR", out)
         .env("CHROMIUM", &chromium)
+        // The SIPp PSAP (rtp_psap_uac.xml) holds and resumes the callback.
+        .env("PSAP_HOLDS", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -204,7 +208,7 @@ fn start_psap(edge: &Edge, trunk: &Sipp, dir: &Path) -> Sipp {
         .take_while(|c| *c == '+' || c.is_ascii_digit())
         .collect();
     assert!(did.starts_with("+1555010090"), "not a callback number from the pool: {pai}");
-    let what = "SIPp PSAP (INVITE to the callback number, answered, BYE)";
+    let what = "SIPp PSAP (INVITE to the callback number, answered, held, resumed, BYE)";
     Sipp::build(what, dir, "rtp_psap_uac.xml")
         .to(edge.udp)
         .service(&did)

@@ -1,7 +1,8 @@
 //! Delayed offer through the media anchor (RFC 3261 §13.2.1: an INVITE without SDP, the offer
 //! in the 2xx, the answer in the ACK), against real peers: SIPp as the carrier and the PSAP
 //! (`-rtp_echo` returns every RTP packet), and a "browser" registered over WebSocket whose
-//! WebRTC is str0m (ICE, DTLS-SRTP, PCMU both ways over real UDP to the edge's WebRTC port).
+//! WebRTC is str0m (ICE, DTLS-SRTP, PCMU both ways over real UDP to the edge's WebRTC port;
+//! [`common::webrtc`], shared with tests/reoffer.rs, which covers offers inside the call).
 //!
 //! - A carrier's DID call without SDP: the browser is offered WebRTC by the edge, the carrier
 //!   gets the edge's plain offer in the 200 (SIPp checks it) and answers in its ACK; audio
@@ -21,22 +22,17 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::sipp::Sipp;
 use common::ua::{header, parse_request, uas_response, udp_recv_until};
+use common::webrtc::{
+    CONTACT, Heard, Phone, Ws, answer_offer, body, browser_rtc, make_offer, media_metrics,
+    register_alice, ws_call, ws_in_dialog, ws_invite, ws_recv_until, ws_response, ws_send,
+};
 use common::{Edge, Opts, TRUNK_IP, TempDir, ports};
-use futures_util::{SinkExt, StreamExt};
 use lifeline::media::sdp::Sdp;
-use str0m::change::SdpOffer;
-use str0m::format::{Codec, FormatParams};
-use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
-use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::oneshot;
-use tokio_tungstenite::tungstenite::Message;
+use tokio::net::UdpSocket;
 
 /// The carrier on 127.0.0.2 owns alice's DID (+15550100123 rings her) and takes her ordinary
 /// and emergency calls; PSAP callbacks come from it.
@@ -69,10 +65,6 @@ const AGENTS: &str = "[[agent]]\nid = \"alice\"\npassword = \"secret\"\n\
 
 const DID: &str = "+15550100123";
 const CALL_NUMBER: &str = "+12025550199";
-/// The browser's Contact (what JsSIP registers).
-const CONTACT: &str = "<sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws>";
-
-type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 
 async fn start(ports: &str) -> Edge {
     let opts = Opts { plan: Some(PLAN.into()), seed: Some(AGENTS.into()), ..Opts::default() };
@@ -99,266 +91,6 @@ fn sipp_uac(edge: &Edge, dir: &Path, scenario: &str, service: &str, pause_ms: u3
         .start()
 }
 
-// ---- the browser's SIP over WebSocket ---------------------------------------------------
-
-/// Registers alice over WebSocket as JsSIP does (challenge, answer, 200).
-async fn register_alice(edge: &Edge) -> Ws {
-    use sip::digest::{Challenge, respond};
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let url = format!("ws://{}/ws", edge.web);
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert("Sec-WebSocket-Protocol", "sip".parse().unwrap());
-    let stream = TcpStream::connect(edge.web).await.unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
-    let register = |cseq: u32, auth: &str| {
-        format!(
-            "REGISTER sip:localhost SIP/2.0\r\n\
-Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bKreg{cseq}\r\n\
-Max-Forwards: 69\r\n\
-To: <sip:alice@localhost>\r\n\
-From: <sip:alice@localhost>;tag=regtag\r\n\
-Call-ID: reg-call-1\r\n\
-CSeq: {cseq} REGISTER\r\n\
-{auth}Contact: {CONTACT};+sip.ice;reg-id=1;+sip.instance=\"<urn:uuid:6f1c2b9e-3d4a-4e8b-9c1f-2a7d5e0b8c43>\";expires=600\r\n\
-Content-Length: 0\r\n\r\n"
-        )
-    };
-    ws_send(&mut ws, register(1, "")).await;
-    let reply = ws_recv_until(&mut ws, "SIP/2.0 401").await;
-    let challenge = reply.lines().find_map(|l| l.strip_prefix("WWW-Authenticate: ")).unwrap();
-    let challenge = Challenge::parse(challenge).unwrap();
-    let auth = respond(&challenge, "alice", "secret", "REGISTER", "sip:localhost", "c1", 1);
-    ws_send(&mut ws, register(2, &format!("Authorization: {auth}\r\n"))).await;
-    let reply = ws_recv_until(&mut ws, "SIP/2.0 ").await;
-    assert!(reply.starts_with("SIP/2.0 200 OK\r\n"), "{reply}");
-    ws
-}
-
-async fn ws_send(ws: &mut Ws, msg: String) {
-    ws.send(Message::text(msg)).await.unwrap();
-}
-
-/// The next SIP message starting with `prefix` within 10 s (others are skipped).
-async fn ws_recv_until(ws: &mut Ws, prefix: &str) -> String {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) if t.starts_with(prefix) => return t.to_string(),
-                Some(Ok(_)) => {}
-                other => panic!("the WebSocket ended: {other:?}"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {prefix} over the WebSocket"))
-}
-
-fn body(msg: &str) -> &str {
-    msg.split_once("\r\n\r\n").map_or("", |(_, b)| b)
-}
-
-/// The browser's answer to a request from the edge, with `sdp` as its body if any.
-fn ws_response(req: &str, status: u16, sdp: Option<&str>) -> String {
-    let req = parse_request(req);
-    let mut r = sip::Response::for_request(&req, status, "OK");
-    r.set_to_tag("b-tag");
-    for rr in req.headers().get_all(sip::HeaderName::RecordRoute) {
-        r.headers_mut().push(sip::HeaderName::RecordRoute, bytes::Bytes::copy_from_slice(rr));
-    }
-    r.headers_mut().push(sip::HeaderName::Contact, CONTACT);
-    if let Some(sdp) = sdp {
-        r.set_body(Some("application/sdp"), bytes::Bytes::from(sdp.to_owned()));
-    }
-    String::from_utf8(r.to_bytes().to_vec()).unwrap()
-}
-
-/// The browser's initial INVITE to `user` (CSeq `cseq`, with `auth` headers), with `sdp` as
-/// its body if any.
-fn ws_invite(call: &str, user: &str, cseq: u32, auth: &str, sdp: Option<&str>) -> String {
-    let (ct, body) = match sdp {
-        Some(s) => ("Content-Type: application/sdp\r\n", s),
-        None => ("", ""),
-    };
-    format!(
-        "INVITE sip:{user}@localhost SIP/2.0\r\n\
-Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bK{call}{cseq}\r\n\
-Max-Forwards: 69\r\n\
-From: <sip:alice@localhost>;tag=a-{call}\r\n\
-To: <sip:{user}@localhost>\r\n\
-Call-ID: {call}\r\n\
-CSeq: {cseq} INVITE\r\n\
-Contact: {CONTACT}\r\n\
-{auth}{ct}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-/// alice calls `user` as JsSIP does: the INVITE, the edge's 407 (acknowledged), the INVITE
-/// again with her credentials (CSeq 2).
-async fn ws_call(ws: &mut Ws, call: &str, user: &str, sdp: Option<&str>) {
-    use sip::digest::{Challenge, respond};
-    ws_send(ws, ws_invite(call, user, 1, "", sdp)).await;
-    let reply = ws_recv_until(ws, "SIP/2.0 407").await;
-    let ack = format!(
-        "ACK sip:{user}@localhost SIP/2.0\r\n\
-Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bK{call}1\r\n\
-Max-Forwards: 69\r\n\
-From: <sip:alice@localhost>;tag=a-{call}\r\n\
-To: {}\r\n\
-Call-ID: {call}\r\n\
-CSeq: 1 ACK\r\n\
-Content-Length: 0\r\n\r\n",
-        header(&reply, "To")[0]
-    );
-    ws_send(ws, ack).await;
-    let challenge = reply.lines().find_map(|l| l.strip_prefix("Proxy-Authenticate: ")).unwrap();
-    let challenge = Challenge::parse(challenge).unwrap();
-    let uri = format!("sip:{user}@localhost");
-    let auth = respond(&challenge, "alice", "secret", "INVITE", &uri, "c2", 1);
-    ws_send(ws, ws_invite(call, user, 2, &format!("Proxy-Authorization: {auth}\r\n"), sdp)).await;
-}
-
-/// A request of the browser in the dialog its INVITE's 200 `ok` set up (RFC 3261 §12.2.1.1:
-/// the route set is the Record-Route reversed, the Request-URI the remote Contact).
-fn ws_in_dialog(ok: &str, method: &str, cseq: u32, sdp: Option<&str>) -> String {
-    let contact = header(ok, "Contact")[0];
-    let uri = contact.trim_start_matches('<').split('>').next().unwrap();
-    let route: String =
-        header(ok, "Record-Route").iter().rev().map(|r| format!("Route: {r}\r\n")).collect();
-    let (ct, body) = match sdp {
-        Some(s) => ("Content-Type: application/sdp\r\n", s),
-        None => ("", ""),
-    };
-    format!(
-        "{method} {uri} SIP/2.0\r\n\
-Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bK{method}{cseq}x\r\n\
-{route}Max-Forwards: 69\r\n\
-From: {}\r\n\
-To: {}\r\n\
-Call-ID: {}\r\n\
-CSeq: {cseq} {method}\r\n\
-{ct}Content-Length: {}\r\n\r\n{body}",
-        header(ok, "From")[0],
-        header(ok, "To")[0],
-        header(ok, "Call-ID")[0],
-        body.len()
-    )
-}
-
-// ---- the browser's WebRTC: str0m on a real UDP socket ----------------------------------
-
-/// A browser's WebRTC stack: PCMU, PCMA and telephone-event at 101, one host candidate.
-async fn browser_rtc() -> (Rtc, UdpSocket) {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut config = RtcConfig::new()
-        .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
-        .clear_codecs()
-        .enable_pcmu(true, false)
-        .enable_pcma(true, false);
-    config.codec_config().add_config(
-        Pt::from(101),
-        None,
-        Codec::Tele,
-        Frequency::EIGHT_KHZ,
-        None,
-        FormatParams::parse_line("0-16"),
-    );
-    let mut rtc = config.build(Instant::now());
-    rtc.add_local_candidate(Candidate::host(sock.local_addr().unwrap(), "udp").unwrap());
-    (rtc, sock)
-}
-
-/// The browser answers the edge's WebRTC offer.
-fn answer_offer(rtc: &mut Rtc, offer: &str) -> String {
-    let offer = SdpOffer::from_sdp_string(offer).unwrap();
-    rtc.sdp_api().accept_offer(offer).unwrap().to_sdp_string()
-}
-
-/// What the browser's media did.
-#[derive(Debug, Default)]
-struct Heard {
-    connected: bool,
-    sent: u64,
-    received: u64,
-}
-
-/// Runs the browser's media until `stop`: ICE and DTLS with the edge, then a PCMU frame
-/// every 20 ms; counts the frames that come back.
-async fn browser_media(mut rtc: Rtc, sock: UdpSocket, mut stop: oneshot::Receiver<()>) -> Heard {
-    let local = sock.local_addr().unwrap();
-    let mut heard = Heard::default();
-    let mut mid: Option<Mid> = None;
-    let mut next_frame = Instant::now();
-    let mut ts = 0u64;
-    let mut buf = vec![0u8; 2048];
-    loop {
-        let timeout = match rtc.poll_output().unwrap() {
-            Output::Timeout(t) => t,
-            Output::Transmit(t) => {
-                let _ = sock.send_to(&t.contents, t.destination).await;
-                continue;
-            }
-            Output::Event(e) => {
-                match e {
-                    Event::Connected => heard.connected = true,
-                    Event::MediaAdded(m) if m.kind == MediaKind::Audio => mid = Some(m.mid),
-                    Event::MediaData(_) => heard.received += 1,
-                    _ => {}
-                }
-                continue;
-            }
-        };
-        let wake = timeout.min(next_frame);
-        tokio::select! {
-            r = sock.recv_from(&mut buf) => {
-                let Ok((n, source)) = r else { continue };
-                if let Ok(receive) = Receive::new(Protocol::Udp, source, local, &buf[..n]) {
-                    let _ = rtc.handle_input(Input::Receive(Instant::now(), receive));
-                }
-            }
-            _ = tokio::time::sleep_until(wake.into()) => {
-                let now = Instant::now();
-                rtc.handle_input(Input::Timeout(now)).unwrap();
-                if now >= next_frame {
-                    next_frame = now + Duration::from_millis(20);
-                    if let (true, Some(mid)) = (heard.connected, mid)
-                        && let Some(writer) = rtc.writer(mid)
-                    {
-                        let pt = writer
-                            .payload_params()
-                            .find(|p| p.spec().codec == Codec::PCMU)
-                            .map(|p| p.pt());
-                        if let Some(pt) = pt {
-                            let time = MediaTime::new(ts, Frequency::EIGHT_KHZ);
-                            if writer.write(pt, now, time, vec![0x55u8; 160]).is_ok() {
-                                heard.sent += 1;
-                                ts += 160;
-                            }
-                        }
-                    }
-                }
-            }
-            _ = &mut stop => return heard,
-        }
-    }
-}
-
-/// The edge's media counters (brought up to date every second).
-async fn media_metrics(edge: &Edge) -> (u64, u64, u64) {
-    tokio::time::sleep(Duration::from_millis(1300)).await;
-    let text = edge.metrics().await;
-    let value = |name: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
-    };
-    (
-        value("lifeline_media_packets_total{dir=\"to_plain\"}"),
-        value("lifeline_media_packets_total{dir=\"to_browser\"}"),
-        value("lifeline_media_legs"),
-    )
-}
-
 /// A call from SIPp (`scenario`, calling `service`) that alice answers from the browser; her
 /// media runs until the BYE, which she answers. Returns the INVITE she got and what her media
 /// heard.
@@ -377,16 +109,14 @@ async fn answer_sipp_call(
     assert!(offer.contains("a=ice-lite") && offer.contains("a=fingerprint:"), "{offer}");
     let (mut rtc, sock) = browser_rtc().await;
     let answer = answer_offer(&mut rtc, offer);
-    let (stop, stopped) = oneshot::channel();
-    let media = tokio::spawn(browser_media(rtc, sock, stopped));
+    let media = Phone::start(rtc, sock);
     ws_send(ws, ws_response(&invite, 200, Some(&answer))).await;
     let ack = ws_recv_until(ws, "ACK ").await;
     assert_eq!(header(&ack, "Content-Length"), ["0"], "the carrier's answer is the edge's: {ack}");
     assert!(header(&ack, "Content-Type").is_empty(), "{ack}");
     let bye = ws_recv_until(ws, "BYE ").await;
     ws_send(ws, uas_response(&parse_request(&bye), 200, "OK", "b-tag", CONTACT)).await;
-    let _ = stop.send(());
-    let heard = media.await.unwrap();
+    let heard = media.stop().await;
     carrier.passes().await;
     (invite, bye, heard)
 }
@@ -508,14 +238,12 @@ async fn a_browser_calling_out_without_sdp_is_offered_webrtc_in_the_200_and_answ
     assert!(offer.contains("a=ice-lite") && offer.contains("a=setup:actpass"), "{offer}");
     let (mut rtc, sock) = browser_rtc().await;
     let answer = answer_offer(&mut rtc, offer);
-    let (stop, stopped) = oneshot::channel();
-    let media = tokio::spawn(browser_media(rtc, sock, stopped));
+    let media = Phone::start(rtc, sock);
     ws_send(&mut ws, ws_in_dialog(&ok, "ACK", 2, Some(&answer))).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     ws_send(&mut ws, ws_in_dialog(&ok, "BYE", 3, None)).await;
     ws_recv_until(&mut ws, "SIP/2.0 200").await;
-    let _ = stop.send(());
-    let heard = media.await.unwrap();
+    let heard = media.stop().await;
     carrier.passes().await;
     assert!(heard.connected && heard.received > 60, "{heard:?}");
     let (to_plain, to_browser, legs) = media_metrics(&edge).await;
@@ -530,10 +258,8 @@ async fn a_carrier_s_200_without_sdp_to_a_browser_offer_ends_the_call_at_the_ack
     let mut ws = register_alice(&edge).await;
     let trunk = UdpSocket::bind((TRUNK_IP, edge.trunk_ports.0)).await.unwrap();
     let (mut rtc, _sock) = browser_rtc().await;
-    let mut change = rtc.sdp_api();
-    change.add_media(MediaKind::Audio, str0m::media::Direction::SendRecv, None, None, None);
-    let (offer, _pending) = change.apply().unwrap();
-    ws_call(&mut ws, "nosdp", CALL_NUMBER, Some(&offer.to_sdp_string())).await;
+    let (offer, _pending, _) = make_offer(&mut rtc);
+    ws_call(&mut ws, "nosdp", CALL_NUMBER, Some(&offer)).await;
     let at_trunk = udp_recv_until(&trunk, "INVITE ").await;
     assert!(body(&at_trunk).contains(" RTP/AVP "), "{at_trunk}");
     let trunk_contact = format!("<sip:carrier@127.0.0.2:{}>", edge.trunk_ports.0);

@@ -2,8 +2,11 @@
 //! from a trusted address so that no challenge gets in the way) calls a trunk played by a
 //! socket on 127.0.0.2. What the trunk and the browser see is checked message by message:
 //! the plain offer, the edge's own WebRTC answer with the codec the trunk chose, a hold from
-//! the trunk, a hold from the browser, and the media timeout ending the dialog with a BYE
-//! both ways. Real audio through the anchor is tests/browser.rs's (headless Chromium).
+//! the trunk (a WebRTC re-offer of the same session), a hold from the browser, and the media
+//! timeout ending the dialog with a BYE both ways. With `anchor = "always"`: RTP both ways
+//! between two plain peers, RTCP on the ports above RTP's and multiplexed, and a re-INVITE
+//! without SDP moving the media. Real audio through the anchor is tests/browser.rs's
+//! (headless Chromium).
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,8 +20,9 @@ use std::time::{Duration, Instant};
 use common::ua::{header, parse_request, uas_response, udp_recv_until};
 use common::{Edge, Opts};
 use lifeline::media::sdp::{Codec, Direction, Sdp};
-use str0m::RtcConfig;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction as RtcDirection, MediaKind};
+use str0m::{Rtc, RtcConfig};
 use tokio::net::UdpSocket;
 
 /// One trunk on 127.0.0.2 for US numbers; 127.0.0.4 is trusted (never challenged).
@@ -43,6 +47,11 @@ const NUMBER: &str = "+12025550199";
 /// A browser's offer: what str0m (the browser side of tests in src/media) writes for PCMU,
 /// PCMA and telephone-event, optionally without the G.711 codecs.
 fn browser_offer(g711: bool) -> String {
+    browser(g711).1
+}
+
+/// [`browser_offer`] with the browser's str0m that made it, and the offer pending in it.
+fn browser(g711: bool) -> (Rtc, String, SdpPendingOffer) {
     let mut config = RtcConfig::new()
         .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
         .clear_codecs()
@@ -56,8 +65,8 @@ fn browser_offer(g711: bool) -> String {
     );
     let mut change = rtc.sdp_api();
     change.add_media(MediaKind::Audio, RtcDirection::SendRecv, None, None, None);
-    let (offer, _pending) = change.apply().unwrap();
-    offer.to_sdp_string()
+    let (offer, pending) = change.apply().unwrap();
+    (rtc, offer.to_sdp_string(), pending)
 }
 
 fn with_body(head: String, body: &str) -> String {
@@ -92,12 +101,15 @@ async fn start(timeout: Duration) -> Edge {
 
 /// The browser's INVITE, the trunk's view of it, and the trunk's 200 with a PCMA answer as
 /// the browser sees it. Returns (browser socket, trunk socket, the browser's offer, INVITE at
-/// the trunk, 200 at the browser).
-async fn answered_call(edge: &Edge, call: &str) -> (UdpSocket, UdpSocket, String, String, String) {
+/// the trunk, 200 at the browser, the browser's str0m with the edge's answer applied).
+async fn answered_call(
+    edge: &Edge,
+    call: &str,
+) -> (UdpSocket, UdpSocket, String, String, String, Rtc) {
     let browser = UdpSocket::bind((BROWSER_IP, 0)).await.unwrap();
     let trunk = UdpSocket::bind(("127.0.0.2", edge.trunk_ports.0)).await.unwrap();
     let me = browser.local_addr().unwrap();
-    let offer = browser_offer(true);
+    let (mut rtc, offer, pending) = self::browser(true);
     let invite = with_body(
         format!(
             "INVITE sip:{NUMBER}@localhost SIP/2.0\r\n\
@@ -122,14 +134,16 @@ Contact: <sip:alice@{me}>\r\n"
     trunk.send_to(ok.as_bytes(), edge.udp).await.unwrap();
     let at_browser = udp_recv_until(&browser, "SIP/2.0 200").await;
     assert!(plain.rtp_address().is_some());
-    (browser, trunk, offer, at_trunk, at_browser)
+    let answer = SdpAnswer::from_sdp_string(body(&at_browser)).unwrap();
+    rtc.sdp_api().accept_answer(pending, answer).unwrap();
+    (browser, trunk, offer, at_trunk, at_browser, rtc)
 }
 
 #[tokio::test]
 async fn a_browser_call_to_a_plain_trunk_is_anchored_held_both_ways_and_ended_by_the_media_timeout()
 {
     let edge = start(Duration::from_secs(3)).await;
-    let (browser, trunk, offer, at_trunk, at_browser) = answered_call(&edge, "m1").await;
+    let (browser, trunk, offer, at_trunk, at_browser, mut rtc) = answered_call(&edge, "m1").await;
 
     // The trunk was offered plain RTP on one of the edge's ports, the browser's relayable
     // codecs in its order (PCMU, PCMA, no Opus), nothing of WebRTC.
@@ -183,10 +197,12 @@ Content-Length: 0\r\n\r\n"
         }
     }
 
-    // The browser holds (re-INVITE, sendonly): the trunk is offered plain sendonly on the
-    // same port, and the browser gets the leg's answer (recvonly) when the trunk answers.
-    // The trunk holds (re-INVITE, plain sendonly): the browser is offered its leg's
-    // description again, and the trunk gets the edge's plain answer, recvonly, same port.
+    // The trunk holds (re-INVITE, plain sendonly): the browser is offered the same WebRTC
+    // session again (ICE credentials, fingerprint; RFC 8842's actpass) with the trunk's
+    // direction, and the trunk gets the edge's plain answer with the browser's (recvonly),
+    // same port. The browser holds (re-INVITE, sendonly): the trunk is offered plain sendonly
+    // on the same port, and the browser gets the leg's answer (recvonly) when the trunk
+    // answers.
     let trunk_me = trunk.local_addr().unwrap();
     let trunk_route: String =
         header(&at_trunk, "Record-Route").iter().map(|r| format!("Route: {r}\r\n")).collect();
@@ -212,11 +228,26 @@ Contact: <{carrier}>\r\n"
     );
     trunk.send_to(reinvite.as_bytes(), edge.udp).await.unwrap();
     let at_browser2 = udp_recv_until(&browser, "INVITE ").await;
-    assert!(body(&at_browser2).contains("a=ice-lite"), "{at_browser2}");
-    assert!(Sdp::parse(body(&at_browser2)).unwrap().is_webrtc());
+    let reoffer = body(&at_browser2);
+    assert!(reoffer.contains("a=ice-lite") && reoffer.contains("a=setup:actpass"), "{reoffer}");
+    let same = |name: &str| {
+        let line = |sdp: &str| sdp.lines().find(|l| l.starts_with(name)).unwrap().to_owned();
+        assert_eq!(line(reoffer), line(body(&at_browser)), "{name}");
+    };
+    same("a=ice-ufrag:");
+    same("a=ice-pwd:");
+    same("a=fingerprint:");
+    let reoffer_sdp = Sdp::parse(reoffer).unwrap();
+    assert!(reoffer_sdp.is_webrtc());
+    assert_eq!(reoffer_sdp.direction, Direction::SendOnly, "{reoffer}");
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(reoffer).unwrap())
+        .unwrap()
+        .to_sdp_string();
     let mut r = sip::Response::for_request(&parse_request(&at_browser2), 200, "OK");
     r.headers_mut().push(sip::HeaderName::Contact, format!("<sip:alice@{me}>"));
-    r.set_body(Some("application/sdp"), bytes::Bytes::from(offer.clone()));
+    r.set_body(Some("application/sdp"), bytes::Bytes::from(answer));
     browser.send_to(&r.to_bytes(), edge.udp).await.unwrap();
     let trunk_ok = udp_recv_until(&trunk, "SIP/2.0 200").await;
     let plain_answer = Sdp::parse(body(&trunk_ok)).unwrap();
@@ -452,5 +483,179 @@ Content-Length: 0\r\n\r\n"
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let text = edge.metrics().await;
     assert!(text.contains("lifeline_media_legs 0\n"), "{text}");
+    edge.stop().await;
+}
+
+/// Two UDP sockets on `ip` whose ports follow each other (RTP, and RTCP above it).
+async fn rtp_and_rtcp(ip: &str) -> (UdpSocket, UdpSocket) {
+    loop {
+        let rtp = UdpSocket::bind((ip, 0)).await.unwrap();
+        let port = rtp.local_addr().unwrap().port();
+        if let Some(next) = port.checked_add(1)
+            && let Ok(rtcp) = UdpSocket::bind((ip, next)).await
+        {
+            return (rtp, rtcp);
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_anchor_always_rtcp_goes_through_and_a_re_invite_without_sdp_moves_the_media() {
+    let opts = Opts { plan: Some(PLAN.into()), ..Opts::default() };
+    let edge = Edge::start_opts(opts, |c| {
+        c.media.anchor = lifeline::config::Anchoring::Always;
+        c.media.rtp_ports = "35000-35199".parse().unwrap();
+    })
+    .await;
+    let phone = UdpSocket::bind((BROWSER_IP, 0)).await.unwrap();
+    let (phone_rtp, phone_rtcp) = rtp_and_rtcp(BROWSER_IP).await;
+    let trunk = UdpSocket::bind(("127.0.0.2", edge.trunk_ports.0)).await.unwrap();
+    let trunk_rtp = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    // The trunk's RTCP is elsewhere, as its a=rtcp says (RFC 3605).
+    let trunk_rtcp = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let me = phone.local_addr().unwrap();
+    // The phone's RTCP is on its RTP port + 1, the default (no a=rtcp).
+    let offer = lifeline::media::sdp::plain(
+        1,
+        1,
+        phone_rtp.local_addr().unwrap(),
+        &[(0, Codec::Pcmu)],
+        Direction::SendRecv,
+    );
+    let invite = with_body(
+        format!(
+            "INVITE sip:{NUMBER}@localhost SIP/2.0\r\n\
+Via: SIP/2.0/UDP {me};branch=z9hG4bKrtcp1;rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:desk@localhost>;tag=p-2\r\n\
+To: <sip:{NUMBER}@localhost>\r\n\
+Call-ID: rtcp1\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:desk@{me}>\r\n"
+        ),
+        &offer,
+    );
+    phone.send_to(invite.as_bytes(), edge.udp).await.unwrap();
+    let at_trunk = udp_recv_until(&trunk, "INVITE ").await;
+    let edge_b = Sdp::parse(body(&at_trunk)).unwrap().rtp_address().unwrap();
+    assert!(!body(&at_trunk).contains("a=rtcp"), "{at_trunk}");
+    let answer = format!(
+        "{}a=rtcp:{}\r\n",
+        lifeline::media::sdp::plain(
+            5,
+            1,
+            trunk_rtp.local_addr().unwrap(),
+            &[(0, Codec::Pcmu)],
+            Direction::SendRecv
+        ),
+        trunk_rtcp.local_addr().unwrap().port()
+    );
+    let ok = answer_with(&parse_request(&at_trunk), &answer, edge.trunk_ports.0);
+    trunk.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    let at_phone = udp_recv_until(&phone, "SIP/2.0 200").await;
+    // The trunk's a=rtcp does not reach the phone: the edge's RTCP port is its default.
+    assert!(!body(&at_phone).contains("a=rtcp"), "{at_phone}");
+    let edge_a = Sdp::parse(body(&at_phone)).unwrap().rtp_address().unwrap();
+    let above = |a: SocketAddr| SocketAddr::new(a.ip(), a.port() + 1);
+
+    let mut buf = [0u8; 2048];
+    let recv = |sock: &UdpSocket| {
+        let sock = sock.local_addr().unwrap();
+        move |r: Result<Result<(usize, SocketAddr), std::io::Error>, _>| {
+            r.unwrap_or_else(|_| panic!("nothing reached {sock}")).unwrap()
+        }
+    };
+    // A sender report (RFC 3550 §6.4.1, no report block) from the phone's RTCP port...
+    let mut sr = vec![0x80, 200, 0, 6, 1, 2, 3, 4];
+    sr.extend_from_slice(&[7; 20]);
+    phone_rtcp.send_to(&sr, above(edge_a)).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(2), trunk_rtcp.recv_from(&mut buf)).await;
+    let (n, from) = recv(&trunk_rtcp)(got);
+    assert_eq!((&buf[..n], from), (&sr[..], above(edge_b)), "to the trunk's a=rtcp port");
+    // ... and a receiver report back, to the phone's default RTCP port.
+    let rr = [0x80, 201, 0, 1, 9, 9, 9, 9];
+    trunk_rtcp.send_to(&rr, above(edge_b)).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(2), phone_rtcp.recv_from(&mut buf)).await;
+    let (n, from) = recv(&phone_rtcp)(got);
+    assert_eq!((&buf[..n], from), (&rr[..], above(edge_a)));
+
+    // RTCP multiplexed on the RTP port (RFC 5761), an 8-byte empty receiver report included,
+    // goes along with the RTP.
+    phone_rtp.send_to(&rr, edge_a).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(2), trunk_rtp.recv_from(&mut buf)).await;
+    let (n, from) = recv(&trunk_rtp)(got);
+    assert_eq!((&buf[..n], from), (&rr[..], edge_b));
+
+    // The trunk's re-INVITE without SDP (a session refresh, RFC 6337 §5): the phone offers
+    // new ports in its 200 and the trunk answers new ones in its ACK; each sees only the
+    // edge's ports, and media follows the new addresses.
+    let (phone_rtp2, _phone_rtcp2) = rtp_and_rtcp(BROWSER_IP).await;
+    let trunk_rtp2 = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let trunk_me = trunk.local_addr().unwrap();
+    let route: String =
+        header(&at_trunk, "Record-Route").iter().map(|r| format!("Route: {r}\r\n")).collect();
+    let in_dialog = |method: &str, branch: &str, sdp: Option<&str>| {
+        let head = format!(
+            "{method} sip:desk@{me} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {trunk_me};branch=z9hG4bK{branch}\r\n\
+{route}Max-Forwards: 70\r\n\
+From: <sip:{NUMBER}@localhost>;tag=t-1\r\n\
+To: <sip:desk@localhost>;tag=p-2\r\n\
+Call-ID: rtcp1\r\n\
+CSeq: 2 {method}\r\n\
+Contact: <sip:carrier@127.0.0.2:{}>\r\n",
+            edge.trunk_ports.0
+        );
+        match sdp {
+            Some(sdp) => with_body(head, sdp),
+            None => format!("{head}Content-Length: 0\r\n\r\n"),
+        }
+    };
+    trunk.send_to(in_dialog("INVITE", "refresh", None).as_bytes(), edge.udp).await.unwrap();
+    let at_phone = udp_recv_until(&phone, "INVITE ").await;
+    assert!(body(&at_phone).is_empty(), "{at_phone}");
+    let offer2 = lifeline::media::sdp::plain(
+        1,
+        2,
+        phone_rtp2.local_addr().unwrap(),
+        &[(0, Codec::Pcmu)],
+        Direction::SendRecv,
+    );
+    let mut ok = sip::Response::for_request(&parse_request(&at_phone), 200, "OK");
+    ok.headers_mut().push(sip::HeaderName::Contact, format!("<sip:desk@{me}>"));
+    ok.set_body(Some("application/sdp"), bytes::Bytes::from(offer2));
+    phone.send_to(&ok.to_bytes(), edge.udp).await.unwrap();
+    let ok_at_trunk = udp_recv_until(&trunk, "SIP/2.0 200").await;
+    let offered = Sdp::parse(body(&ok_at_trunk)).unwrap();
+    assert_eq!(offered.rtp_address(), Some(edge_b), "the trunk's side of the edge: {ok_at_trunk}");
+    let answer2 = lifeline::media::sdp::plain(
+        5,
+        2,
+        trunk_rtp2.local_addr().unwrap(),
+        &[(0, Codec::Pcmu)],
+        Direction::SendRecv,
+    );
+    let ack = in_dialog("ACK", "refreshack", Some(&answer2));
+    trunk.send_to(ack.as_bytes(), edge.udp).await.unwrap();
+    let ack_at_phone = udp_recv_until(&phone, "ACK ").await;
+    let answered = Sdp::parse(body(&ack_at_phone)).unwrap();
+    assert_eq!(
+        answered.rtp_address(),
+        Some(edge_a),
+        "the phone's side of the edge: {ack_at_phone}"
+    );
+    let rtp = {
+        let mut p = vec![0x80, 0x00, 0x00, 1, 0, 0, 0, 160, 1, 2, 3, 4];
+        p.extend_from_slice(&[0xff; 160]);
+        p
+    };
+    phone_rtp2.send_to(&rtp, edge_a).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(2), trunk_rtp2.recv_from(&mut buf)).await;
+    let (n, from) = recv(&trunk_rtp2)(got);
+    assert_eq!((&buf[..n], from), (&rtp[..], edge_b), "to the trunk's new address");
+    trunk_rtp2.send_to(&rtp, edge_b).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(2), phone_rtp2.recv_from(&mut buf)).await;
+    let (n, from) = recv(&phone_rtp2)(got);
+    assert_eq!((&buf[..n], from), (&rtp[..], edge_a), "to the phone's new address");
     edge.stop().await;
 }

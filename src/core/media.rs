@@ -21,11 +21,8 @@
 //! - **A browser is called** (a plain offer toward a WS/WSS binding): each such branch gets an
 //!   offer from its own WebRTC leg; the first browser answer wins and the plain side gets a
 //!   plain answer on the call's RTP port. Other targets get the plain offer unchanged.
-//! - **In the dialog**: a new offer from the browser (re-INVITE or UPDATE: hold, resume) is
-//!   answered by its leg and passed on as a plain offer with the same direction; the plain
-//!   side's answer only moves the RTP address. A new offer from the plain side (session
-//!   refresh, hold by the carrier) goes to the browser as the leg's last description and the
-//!   plain side gets the edge's plain answer back; the browser's answer is absorbed.
+//! - The first answer fixes the call's voice codec: later plain offers from the edge
+//!   hold only it and telephone-event (the leg relays one codec, it does not transcode).
 //! - The call's media ends with its dialog: a BYE either way, a final failure, or the media
 //!   timeout (`[media] timeout`), which ends the dialog with a BYE both ways carrying
 //!   `Reason: SIP;cause=408;text="media timeout"` (RFC 3326).
@@ -47,9 +44,14 @@
 //!   answer in its ACK sets the leg up and is taken out of the ACK. Without SDP from a
 //!   client that is not on WS/WSS nothing is known about its media: the call passes
 //!   unanchored, as with `anchor = "always"` between plain peers.
-//! - A 18x never carries the edge's offer (it is not reliable, RFC 3262 is not used): its SDP
-//!   is taken out, and an answer in it is kept for the 2xx. A retransmitted 2xx carries the
-//!   same SDP every time.
+//! - An unreliable 18x never carries the edge's offer: its SDP is taken out, and an answer in
+//!   it is kept for the 2xx. A retransmitted 2xx carries the same SDP every time.
+//! - **100rel** (RFC 3262): the first reliable 18x (`Require: 100rel` and an RSeq) carries
+//!   the edge's offer instead, and the PRACK the answer, which is taken out of the PRACK and
+//!   used as the ACK's would be (a PRACK without a usable one ends the call at the ACK, as
+//!   below). The 2xx of that dialog then carries no SDP (RFC 3261 §13.2.1), and its ACK is not
+//!   looked at. With an early offer, an answer in a reliable 18x is final: a 2xx without SDP
+//!   stays without, and SDP in the 2xx (a repeat) is taken out.
 //! - **The call ends at the ACK** (a BYE both ways, `Reason: SIP;cause=488`) when the ACK has
 //!   no usable answer (none, not plain RTP or not WebRTC as offered, the stream refused,
 //!   another codec), or when the 2xx gave the edge nothing to offer (a browser's 2xx without
@@ -60,6 +62,52 @@
 //!   edge cannot complete passes as it came (unanchored, as without the anchor), and an
 //!   unusable answer in the ACK leaves the call up with its leg, which latches onto the
 //!   plain side's first RTP packet (symmetric RTP).
+//!
+//! # Inside the dialog (RFC 3261 §14 re-INVITE, RFC 3311 UPDATE, RFC 6337 §5)
+//!
+//! Each new offer, or re-INVITE without SDP, is an exchange of its own, told by the
+//! requester's side and its CSeq; a 2xx retransmitted (or its ACK) gets the same rewriting.
+//! The leg stays the same WebRTC session throughout (src/media/anchor.rs: same ICE
+//! credentials, fingerprint and mid, `actpass` in the edge's offers, RFC 8842 §5.2):
+//!
+//! - **The browser offers** (hold, resume; re-INVITE or UPDATE): the plain side is offered
+//!   the call's codec on the call's port with the browser's direction; its answer gives the
+//!   leg its RTP address, and the leg answers the browser's offer (str0m) in the 2xx.
+//! - **The plain side offers** (a carrier's hold, resume, session refresh with the same
+//!   SDP): the browser gets a new offer of its leg with the plain side's direction (an
+//!   unchanged one is offered all the same); its answer in the 2xx completes the leg, and the
+//!   plain side gets the edge's plain answer with the browser's direction. A refused offer
+//!   (3xx-6xx) leaves the leg as it was.
+//! - **A re-INVITE without SDP from the plain side**: it reaches the browser as it is; the
+//!   browser's offer in its 2xx is answered by the leg, and that answer goes in the ACK; the
+//!   plain side gets the edge's plain offer (the call's codec, the browser's direction) in
+//!   the 2xx, and its answer in the ACK is taken for the leg and replaced by the leg's.
+//! - **A re-INVITE without SDP from the browser**: the plain side's offer in its 2xx (which
+//!   must hold the call's codec) gives the leg its address, and the browser gets a new offer
+//!   of its leg in the 2xx; the browser's answer in its ACK completes the leg, and the plain
+//!   side's ACK carries the edge's plain answer instead.
+//! - **Plain to plain** (`anchor = "always"`): offers and answers are readdressed to the
+//!   port that faces each side, wherever they are (request, 2xx, ACK); both sides' RTCP
+//!   addresses (RFC 3605 `a=rtcp` or the port above RTP) follow.
+//! - A new offer without the call's codec (the edge does not transcode) is refused by the
+//!   edge with 488 and a `Warning: 305`; the session goes on as it was (RFC 3261 §14.2). In
+//!   an emergency call or PSAP callback it passes as it is instead.
+//! - **No usable answer** (or, without SDP in the request, no usable offer in the 2xx):
+//!   an ordinary call ends with a BYE both ways and `Reason: SIP;cause=488` at the ACK (after
+//!   the 2xx for an UPDATE); the message that lacked it goes on without SDP. An emergency
+//!   call or PSAP callback stays up: what the edge cannot rewrite passes as it came.
+//!
+//! # Not done
+//!
+//! - An offer in a PRACK or its 200 (RFC 3262 §5, a reliable 18x without SDP), and an
+//!   UPDATE with SDP before the call's leg exists (an early dialog without an answer yet):
+//!   they pass unchanged.
+//! - The edge never asks for an ICE restart (a browser's is followed by str0m), and never
+//!   changes a leg's codec: a plain side that moves to another codec gets 488.
+//! - The direction of a plain answer to a browser's new offer does not reach the browser:
+//!   the leg answers from its own state (str0m mirrors the offer).
+//! - A WebRTC leg's plain side has no RTCP port (str0m makes the browser's RTCP); a plain
+//!   pair relays RTCP, see src/media/engine.rs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,7 +121,7 @@ use sip::{HeaderName, Method, Request, Response};
 use super::Core;
 use super::proxy::Target;
 use crate::media::anchor::LegId;
-use crate::media::engine::{Media, Reservation};
+use crate::media::engine::{Media, PlainPeer, Reservation};
 use crate::media::sdp::{self, Codec, Sdp};
 
 /// Media state of the anchored calls, by Call-ID.
@@ -110,9 +158,8 @@ struct Session {
     to_browser: Option<String>,
     /// The last description the plain side got.
     to_plain: Option<String>,
-    /// An in-dialog offer is being passed on: from the browser (its answer is ready here), or
-    /// from the plain side (`None` inside: the browser's answer is absorbed).
-    pending: Option<Pending>,
+    /// The last offer/answer inside the dialog (re-INVITE, UPDATE), until the next one.
+    exchange: Option<Exchange>,
     /// The caller's side of the dialog, and the callee's once answered: where the edge sends
     /// a BYE when the media times out.
     caller: DialogEnd,
@@ -133,6 +180,14 @@ struct Session {
     ack_tag: Option<String>,
     /// That ACK went through (the ACK of a retransmitted 2xx changes nothing).
     settled: bool,
+    /// Delayed offer with 100rel (RFC 3262): the edge's offer went in a reliable provisional
+    /// response with this To-tag, so its answer comes in the PRACK, not in the ACK.
+    early_tag: Option<String>,
+    /// That PRACK came (`broken` says whether its answer was usable).
+    early_answered: bool,
+    /// Early offer: the answer went in a reliable provisional response, so a 2xx without SDP
+    /// stays without (RFC 3261 §13.2.1: no second answer).
+    answered_reliably: bool,
     /// The 2xx could not carry what the other side needs (no answer to give, or nothing to
     /// offer): the call ends at the ACK.
     broken: bool,
@@ -141,7 +196,7 @@ struct Session {
 #[derive(Debug)]
 struct PairPorts {
     caller_port: Reservation,
-    caller_rtp: Option<std::net::SocketAddr>,
+    caller: PlainPeer,
 }
 
 /// One side of an anchored dialog, as a BYE from the edge toward it needs it.
@@ -158,14 +213,60 @@ struct DialogEnd {
     tag: String,
 }
 
+/// An offer/answer inside the dialog: a re-INVITE (RFC 3261 §14) or an UPDATE (RFC 3311),
+/// from the request to its 2xx, and to the ACK for a re-INVITE. Its responses and its ACK are
+/// told by the requester's side and the request's CSeq (each side numbers its own requests).
 #[derive(Debug)]
-enum Pending {
-    /// Plain to plain: side 0 (the caller) or 1 (the callee) re-offered.
-    PairFrom(usize),
-    /// The browser re-offered; the leg's answer, for the plain side's response.
-    FromBrowser(String),
-    /// The plain side re-offered; it gets the edge's plain answer.
-    FromPlain,
+struct Exchange {
+    from_caller: bool,
+    cseq: u32,
+    method: Method,
+    flow: Flow,
+    /// What the 2xx carries once rewritten, `None` before it came: a retransmitted 2xx
+    /// carries the same.
+    in_2xx: Option<Body>,
+    /// What the ACK carries once rewritten, `None` before it came.
+    in_ack: Option<Body>,
+    /// No usable answer: an ordinary call ends (at the ACK, or after an UPDATE's 2xx).
+    broken: bool,
+    /// An emergency call or PSAP callback whose new offer the edge could not rewrite: its
+    /// messages pass as they come.
+    unanchored: bool,
+}
+
+/// What becomes of the SDP of a message of an [`Exchange`].
+#[derive(Debug, Clone)]
+enum Body {
+    /// It passes as it came.
+    Unchanged,
+    /// It goes (nothing usable to give the other side).
+    Without,
+    /// This description replaces it, or is put in a body without one.
+    With(String),
+}
+
+/// Who offers in an [`Exchange`], and where the answer comes from.
+#[derive(Debug)]
+enum Flow {
+    /// Plain to plain: side 0 (the caller) or 1 offered in the request.
+    PairOffer(usize),
+    /// Plain to plain, a re-INVITE without SDP from side 0 or 1: the other side offers in the
+    /// 2xx, and the requester answers in the ACK.
+    PairLate(usize),
+    /// The browser offered (this text): the plain side was offered plain RTP, and its answer
+    /// makes the leg answer the browser.
+    BrowserOffer(String),
+    /// The plain side offered (RTP toward `rtp`, these payloads answerable): the browser got
+    /// the leg's new offer, and its answer makes the edge's plain answer.
+    PlainOffer { rtp: Option<std::net::SocketAddr>, payloads: Vec<(u8, Codec)> },
+    /// The plain side's re-INVITE without SDP: the browser offers in its 2xx, and the leg's
+    /// answer goes in the ACK (`answer`); the plain side gets the edge's plain offer in the
+    /// 2xx and answers in its ACK.
+    PlainLate { answer: Option<String> },
+    /// The browser's re-INVITE without SDP: the plain side offers in its 2xx (RTP toward
+    /// `rtp`, these payloads answerable) and the browser gets the leg's new offer in it; the
+    /// browser answers in its ACK, and the plain side gets the edge's plain answer in it.
+    BrowserLate { rtp: Option<std::net::SocketAddr>, payloads: Vec<(u8, Codec)> },
 }
 
 fn request_sdp(req: &Request) -> Option<String> {
@@ -300,6 +401,254 @@ fn take_browser_answer(
     true
 }
 
+/// The answer to the edge's delayed offer (in the ACK, or in the PRACK with 100rel) sets the
+/// call's leg up: the browser's completes its leg, the plain side's gives the leg its RTP
+/// address. `false` when there is none, or none the edge can use.
+fn late_answer(media: &Arc<Media>, s: &Session, text: Option<String>) -> bool {
+    match (s.leg, text) {
+        (Some(leg), Some(text)) if s.browser_calls => {
+            match media.browser_answered(leg, &text, &s.port) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::info!(error = %e, "the browser's answer to the edge's offer");
+                    false
+                }
+            }
+        }
+        (Some(leg), Some(text)) => match Sdp::parse(&text) {
+            Ok(answer) if answer.answers_plain(&s.plain_payloads) => {
+                if let Some(addr) = answer.rtp_address() {
+                    media.set_trunk(leg, addr);
+                }
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// The 2xx of an [`Exchange`] (its SDP `text`, read as `sdp`): what it carries on, or why it
+/// has nothing usable.
+fn exchange_2xx(
+    media: &Arc<Media>,
+    s: &mut Session,
+    leg: LegId,
+    flow: &mut Flow,
+    text: Option<String>,
+    sdp: Option<Sdp>,
+) -> Result<Body, &'static str> {
+    match flow {
+        Flow::PairOffer(side) => {
+            // The other side answered: toward the offerer, from the port that faces it.
+            let (Some(text), Some(sdp)) = (text, sdp) else { return Ok(Body::Unchanged) };
+            media.set_pair_peer(leg, 1 - *side, plain_peer(&sdp));
+            Ok(Body::With(sdp::readdress(&text, pair_port(s, *side))))
+        }
+        Flow::PairLate(side) => {
+            // The other side offers, toward the requester.
+            let (Some(text), Some(sdp)) = (text, sdp) else { return Err("no offer in the 2xx") };
+            media.set_pair_peer(leg, 1 - *side, plain_peer(&sdp));
+            Ok(Body::With(sdp::readdress(&text, pair_port(s, *side))))
+        }
+        Flow::BrowserOffer(offer) => {
+            let answer = sdp.filter(|a| a.answers_plain(&s.plain_payloads));
+            let Some(answer) = answer else { return Err("no usable plain answer") };
+            if let Some(addr) = answer.rtp_address() {
+                media.set_trunk(leg, addr);
+            }
+            media.reoffer(leg, offer).map(Body::With).map_err(|e| {
+                tracing::info!(error = %e, "the browser's new offer");
+                "the browser's new offer was refused"
+            })
+        }
+        Flow::PlainOffer { rtp, payloads } => {
+            let Some(text) = text else { return Err("no answer from the browser") };
+            if let Err(e) = media.reoffer_answered(leg, &text) {
+                tracing::info!(error = %e, "the browser's answer to the edge's new offer");
+                return Err("the browser's answer was refused");
+            }
+            if let Some(addr) = *rtp {
+                media.set_trunk(leg, addr);
+            }
+            let direction = sdp.map(|a| a.direction).unwrap_or_default();
+            s.version += 1;
+            Ok(Body::With(sdp::plain(s.session_id, s.version, s.port.addr, payloads, direction)))
+        }
+        Flow::PlainLate { answer } => {
+            // The browser offers: the leg answers it (in the ACK), and the plain side is
+            // offered the call's codecs with the browser's direction.
+            let (Some(text), Some(offer)) = (text, sdp.filter(Sdp::is_webrtc)) else {
+                return Err("no WebRTC offer in the browser's 2xx");
+            };
+            let webrtc = media.reoffer(leg, &text).map_err(|e| {
+                tracing::info!(error = %e, "the browser's offer in its 2xx");
+                "the browser's offer was refused"
+            })?;
+            *answer = Some(webrtc);
+            s.version += 1;
+            let plain = sdp::plain(
+                s.session_id,
+                s.version,
+                s.port.addr,
+                &s.plain_payloads,
+                offer.direction,
+            );
+            Ok(Body::With(plain))
+        }
+        Flow::BrowserLate { rtp, payloads } => {
+            // The plain side offers: the browser gets the leg's new offer with its direction.
+            let offer = sdp.filter(|o| !o.is_webrtc()).ok_or("no plain offer in the 2xx")?;
+            *payloads =
+                answerable(&s.plain_payloads, &offer).ok_or("the call's codec is not offered")?;
+            *rtp = offer.rtp_address();
+            media.offer_again(leg, offer.direction).map(Body::With).map_err(|e| {
+                tracing::info!(error = %e, "no new WebRTC offer");
+                "no new WebRTC offer"
+            })
+        }
+    }
+}
+
+/// The ACK of an [`Exchange`]'s 2xx (its SDP `text`, read as `sdp`): what it carries on, or
+/// why its answer is unusable, with what it must carry on all the same.
+fn exchange_ack(
+    media: &Arc<Media>,
+    s: &mut Session,
+    leg: LegId,
+    flow: &Flow,
+    text: Option<String>,
+    sdp: Option<Sdp>,
+) -> Result<Body, (&'static str, Option<Body>)> {
+    match flow {
+        Flow::PairLate(side) => {
+            // The requester answered: toward the side that offered in the 2xx.
+            let (Some(text), Some(sdp)) = (text, sdp) else {
+                return Err(("no answer in the ACK", None));
+            };
+            media.set_pair_peer(leg, *side, plain_peer(&sdp));
+            Ok(Body::With(sdp::readdress(&text, pair_port(s, 1 - *side))))
+        }
+        Flow::PlainLate { answer: Some(webrtc) } => {
+            let body = Body::With(webrtc.clone());
+            match sdp.filter(|a| a.answers_plain(&s.plain_payloads)) {
+                Some(answer) => {
+                    if let Some(addr) = answer.rtp_address() {
+                        media.set_trunk(leg, addr);
+                    }
+                    Ok(body)
+                }
+                None => Err(("no usable plain answer in the ACK", Some(body))),
+            }
+        }
+        Flow::BrowserLate { rtp, payloads } => {
+            let Some(text) = text else { return Err(("no answer in the browser's ACK", None)) };
+            if let Err(e) = media.reoffer_answered(leg, &text) {
+                tracing::info!(error = %e, "the browser's answer in its ACK");
+                return Err(("the browser's answer was refused", None));
+            }
+            if let Some(addr) = *rtp {
+                media.set_trunk(leg, addr);
+            }
+            let direction = sdp.map(|a| a.direction).unwrap_or_default();
+            s.version += 1;
+            Ok(Body::With(sdp::plain(s.session_id, s.version, s.port.addr, payloads, direction)))
+        }
+        // The offer and its answer were in the request and the 2xx.
+        _ => Ok(Body::Unchanged),
+    }
+}
+
+/// Where a plain peer receives RTP and RTCP, from its SDP.
+fn plain_peer(sdp: &Sdp) -> PlainPeer {
+    PlainPeer { rtp: sdp.rtp_address(), rtcp: sdp.rtcp_address() }
+}
+
+/// A plain-to-plain call's port that faces side 0 (the caller) or 1.
+fn pair_port(s: &Session, side: usize) -> std::net::SocketAddr {
+    match &s.pair {
+        Some(pair) if side == 0 => pair.caller_port.addr,
+        _ => s.port.addr,
+    }
+}
+
+/// A PRACK (RFC 3262) of the reliable 18x that carried the edge's delayed offer: its answer
+/// completes the call's leg like an ACK's, and is taken out of it. An unusable one leaves the
+/// call `broken` (it ends at the ACK unless it is an emergency call).
+fn prack_answer(media: &Arc<Media>, s: &mut Session, req: &mut Request) {
+    if !s.late || s.early_answered || s.early_tag.is_none() {
+        return;
+    }
+    let tag = req.headers().to().ok().and_then(|t| t.tag().map(str::to_owned));
+    if tag != s.early_tag {
+        return;
+    }
+    let text = request_sdp(req);
+    strip_request_sdp(req);
+    s.early_answered = true;
+    if !late_answer(media, s, text) {
+        tracing::warn!("no usable answer in the PRACK");
+        s.broken = true;
+    }
+}
+
+/// A provisional response sent reliably (RFC 3262 §3: `Require: 100rel` and an RSeq).
+fn reliable(r: &Response) -> bool {
+    let h = r.headers();
+    (101..200).contains(&r.status())
+        && h.contains(HeaderName::RSeq)
+        && h.get_all(HeaderName::Require).any(|v| {
+            std::str::from_utf8(v).is_ok_and(|v| {
+                sip::header::typed::tokens(v).any(|t| t.eq_ignore_ascii_case("100rel"))
+            })
+        })
+}
+
+/// What the plain side's answer chose of the payloads it was `offered`: the voice codec the
+/// call uses (the answer's first one offered), and telephone-event if both have it. Later
+/// offers to the plain side hold only these (the leg relays one voice codec).
+fn chosen(offered: &[(u8, Codec)], answer: &Sdp) -> Vec<(u8, Codec)> {
+    let voice = answer
+        .relayable()
+        .map(|(_, c)| c)
+        .find(|c| *c != Codec::TelephoneEvent && offered.iter().any(|(_, o)| o == c));
+    let events = answer.telephone_event().is_some();
+    offered
+        .iter()
+        .copied()
+        .filter(|(_, c)| Some(*c) == voice || (*c == Codec::TelephoneEvent && events))
+        .collect()
+}
+
+/// The payloads of ours (`(pt, codec)` the plain side knows) that a new plain offer still
+/// has, by codec; `None` without the voice codec the call uses (the edge does not transcode).
+fn answerable(ours: &[(u8, Codec)], offer: &Sdp) -> Option<Vec<(u8, Codec)>> {
+    let offered: Vec<Codec> = offer.relayable().map(|(_, c)| c).collect();
+    let kept: Vec<(u8, Codec)> =
+        ours.iter().copied().filter(|(_, c)| offered.contains(c)).collect();
+    kept.iter().any(|(_, c)| *c != Codec::TelephoneEvent).then_some(kept)
+}
+
+fn put_body_in_response(r: &mut Response, body: &Body) {
+    match body {
+        Body::Unchanged => {}
+        Body::Without => strip_response_sdp(r),
+        Body::With(text) => {
+            put_response_sdp(r, text);
+        }
+    }
+}
+
+fn put_body_in_request(req: &mut Request, body: &Body) {
+    match body {
+        Body::Unchanged => {}
+        Body::Without => strip_request_sdp(req),
+        Body::With(text) => {
+            put_request_sdp(req, text);
+        }
+    }
+}
+
 /// A new anchored call for the initial INVITE `req` from `source`, its plain side on `port`.
 fn new_session(media: &Media, req: &Request, source: Peer, port: Reservation) -> Session {
     let h = req.headers();
@@ -334,10 +683,13 @@ fn new_session(media: &Media, req: &Request, source: Peer, port: Reservation) ->
         branch_legs: Vec::new(),
         to_browser: None,
         to_plain: None,
-        pending: None,
+        exchange: None,
         late: false,
         ack_tag: None,
         settled: false,
+        early_tag: None,
+        early_answered: false,
+        answered_reliably: false,
         broken: false,
     }
 }
@@ -407,8 +759,10 @@ impl Core {
             return;
         }
         if !self.media_calls.by_call.contains_key(&call_id) {
-            let ports = media.reserve().and_then(|p| {
-                let caller = if pair { Some(media.reserve()?) } else { None };
+            // A plain pair relays RTCP too, on the ports above (see the engine's docs).
+            let reserve = || if pair { media.reserve_with_rtcp() } else { media.reserve() };
+            let ports = reserve().and_then(|p| {
+                let caller = if pair { Some(reserve()?) } else { None };
                 Ok((p, caller))
             });
             let (port, caller_port) = match ports {
@@ -420,7 +774,7 @@ impl Core {
             };
             let mut session = new_session(&media, req, source, port);
             session.pair = caller_port
-                .map(|caller_port| PairPorts { caller_port, caller_rtp: offer.rtp_address() });
+                .map(|caller_port| PairPorts { caller_port, caller: plain_peer(&offer) });
             session.browser_calls = offer.is_webrtc();
             session.browser_offer = offer.is_webrtc().then(|| text.clone());
             self.media_calls.by_call.insert(call_id.clone(), session);
@@ -518,6 +872,9 @@ impl Core {
 
     /// Rewrites the SDP of a response on branch `index` of a `method` request of `call_id`
     /// (`in_dialog`: the request had a To-tag).
+    ///
+    /// Returns the Call-ID of a call the edge must end once the response is forwarded
+    /// ([`Core::media_bad_answer`]): an UPDATE's new offer without a usable answer.
     pub(super) fn media_response(
         &mut self,
         method: &Method,
@@ -525,32 +882,32 @@ impl Core {
         in_dialog: bool,
         index: u32,
         response: &mut Response,
-    ) {
-        let Some(media) = self.media().cloned() else { return };
+    ) -> Option<String> {
+        let media = self.media()?.clone();
         if !matches!(method, Method::Invite | Method::Update) {
-            return;
+            return None;
         }
-        let Some(s) = self.media_calls.by_call.get_mut(call_id) else { return };
+        if in_dialog {
+            return self.media_exchange_response(&media, call_id, response);
+        }
+        let s = self.media_calls.by_call.get_mut(call_id)?;
         let status = response.status();
         if !(101..300).contains(&status) {
-            if status >= 300 {
-                // A refused re-offer leaves the media as it was.
-                s.pending = None;
-            }
-            return;
+            return None;
         }
-        if !in_dialog && (200..300).contains(&status) && s.callee.is_none() {
+        if (200..300).contains(&status) && s.callee.is_none() {
             s.callee = answered_end(s, index, response);
         }
-        if !in_dialog && s.late {
+        if s.late {
             let urgent = self.config.urgent.contains(call_id);
-            return self.media_late_response(&media, call_id, index, urgent, response);
+            self.media_late_response(&media, call_id, index, urgent, response);
+            return None;
         }
         let Some(text) = response_sdp(response) else {
             // A 2xx without SDP to an offer is illegal (RFC 3261 §13.2.1) unless a reliable
             // 18x answered; an answer from an unreliable 18x is repeated in it.
-            if in_dialog || !(200..300).contains(&status) || s.pair.is_some() {
-                return;
+            if !(200..300).contains(&status) || s.pair.is_some() || s.answered_reliably {
+                return None;
             }
             let ready = if s.browser_calls { s.to_browser.clone() } else { s.to_plain.clone() };
             match ready {
@@ -571,47 +928,33 @@ impl Core {
                 // A retransmission, or another fork's 2xx: the first one decides.
                 None => {}
             }
-            return;
+            return None;
         };
-        let Ok(answer) = Sdp::parse(&text) else { return };
+        if s.answered_reliably && (200..300).contains(&status) {
+            // The answer went in a reliable 18x: this one can only repeat it, and the other
+            // side has it (RFC 3261 §13.2.1).
+            strip_response_sdp(response);
+            return None;
+        }
+        let Ok(answer) = Sdp::parse(&text) else { return None };
+        if reliable(response) {
+            // RFC 3262: this answer is final; a 2xx without SDP gets none.
+            s.answered_reliably = true;
+        }
         if let Some(pair) = &s.pair {
-            // Plain to plain: the answer comes from the side that did not offer.
-            let offered_by = match s.pending.take() {
-                Some(Pending::PairFrom(side)) if in_dialog => side,
-                _ if in_dialog => return,
-                _ => 0,
-            };
-            let answerer = 1 - offered_by;
-            match (s.leg, answer.rtp_address()) {
-                (Some(id), Some(addr)) => media.set_pair_peer(id, answerer, addr),
-                (None, callee) if !in_dialog => {
-                    let id = media.pair(&pair.caller_port, pair.caller_rtp, &s.port, callee);
+            // Plain to plain: the callee answered the caller's offer.
+            match s.leg {
+                Some(id) => media.set_pair_peer(id, 1, plain_peer(&answer)),
+                None => {
+                    let callee = plain_peer(&answer);
+                    let id = media.pair(&pair.caller_port, pair.caller, &s.port, callee);
                     s.leg = Some(id);
                     self.media_calls.by_leg.insert(id, call_id.to_owned());
                 }
-                _ => {}
             }
-            let Some(pair) = &s.pair else { return };
-            let toward = if offered_by == 0 { &pair.caller_port } else { &s.port };
-            set_response_sdp(response, &sdp::readdress(&text, toward.addr));
-            return;
-        }
-        if in_dialog {
-            match s.pending.take() {
-                Some(Pending::FromBrowser(webrtc)) => {
-                    if let (Some(leg), Some(addr)) = (s.leg, answer.rtp_address()) {
-                        media.set_trunk(leg, addr);
-                    }
-                    set_response_sdp(response, &webrtc);
-                    s.to_browser = Some(webrtc);
-                }
-                Some(Pending::FromPlain) => {
-                    let plain = s.to_plain.clone().unwrap_or_default();
-                    set_response_sdp(response, &plain);
-                }
-                Some(Pending::PairFrom(_)) | None => {}
-            }
-            return;
+            let Some(pair) = &s.pair else { return None };
+            set_response_sdp(response, &sdp::readdress(&text, pair.caller_port.addr));
+            return None;
         }
         if s.browser_calls {
             // The plain side answered the browser's call.
@@ -621,13 +964,14 @@ impl Core {
                 }
                 let webrtc = webrtc.clone();
                 set_response_sdp(response, &webrtc);
-                return;
+                return None;
             }
-            let Some(offer) = s.browser_offer.as_deref() else { return };
+            let offer = s.browser_offer.as_deref()?;
             let voices: Vec<Codec> = answer.voice().map(|(_, c)| c).into_iter().collect();
             let events = answer.telephone_event();
             match media.answer_browser(&s.port, offer, answer.rtp_address(), &voices, events) {
                 Ok((leg, webrtc)) => {
+                    s.plain_payloads = chosen(&s.plain_payloads, &answer);
                     s.leg = Some(leg);
                     self.media_calls.by_leg.insert(leg, call_id.to_owned());
                     set_response_sdp(response, &webrtc);
@@ -638,12 +982,13 @@ impl Core {
         } else {
             // A browser answered a plain offer.
             if s.to_plain.is_none() && !take_browser_answer(&media, s, index, &text, &answer) {
-                return;
+                return None;
             }
             if let Some(plain) = s.to_plain.clone() {
                 set_response_sdp(response, &plain);
             }
         }
+        None
     }
 
     /// A response to an initial INVITE without SDP (a delayed offer, see the module docs):
@@ -674,6 +1019,7 @@ impl Core {
                     let events = answer.telephone_event();
                     match media.offer_browser(answer.rtp_address(), &voices, events) {
                         Ok((leg, webrtc)) => {
+                            s.plain_payloads = chosen(&s.plain_payloads, answer);
                             s.leg = Some(leg);
                             self.media_calls.by_leg.insert(leg, call_id.to_owned());
                             s.to_browser = Some(webrtc);
@@ -696,17 +1042,34 @@ impl Core {
             }
             s.to_plain.clone()
         };
+        let tag = to_tag(response);
         if !(200..300).contains(&response.status()) {
-            // Not reliable: the offer waits for the 2xx (RFC 3261 §13.2.1).
-            strip_response_sdp(response);
+            // The first reliable one carries the offer, and the PRACK will carry the answer
+            // (RFC 3262 §5); otherwise the offer waits for the 2xx (RFC 3261 §13.2.1).
+            match &ready {
+                Some(offer)
+                    if s.early_tag.is_none()
+                        && tag.is_some()
+                        && reliable(response)
+                        && put_response_sdp(response, offer) =>
+                {
+                    s.early_tag = tag;
+                }
+                _ => strip_response_sdp(response),
+            }
             return;
         }
         // The first 2xx is the call's (the plain side ACKs and ends any other fork's, and a
         // retransmission has the same tag).
-        let tag = to_tag(response);
         let ours = s.ack_tag.is_none() || s.ack_tag == tag;
         if ours {
-            s.ack_tag = tag;
+            s.ack_tag = tag.clone();
+        }
+        if s.early_tag.is_some() && s.early_tag == tag {
+            // The offer went in a reliable 18x and its answer in the PRACK: the 2xx carries
+            // no second offer (RFC 3261 §13.2.1).
+            strip_response_sdp(response);
+            return;
         }
         match ready {
             Some(offer) if put_response_sdp(response, &offer) => {}
@@ -734,6 +1097,15 @@ impl Core {
         let media = self.media()?.clone();
         let call_id = req.headers().call_id().ok()?.to_owned();
         let s = self.media_calls.by_call.get_mut(&call_id)?;
+        let h = req.headers();
+        let from_caller = h.from().ok().and_then(|f| f.tag()) == Some(s.caller.tag.as_str());
+        let cseq = h.cseq().ok()?.seq;
+        if s.exchange.as_ref().is_some_and(|x| {
+            x.method == Method::Invite && x.cseq == cseq && x.from_caller == from_caller
+        }) {
+            // The ACK of a re-INVITE's 2xx.
+            return self.media_exchange_ack(&media, &call_id, req).then_some(call_id);
+        }
         if !s.late && !s.broken {
             return None;
         }
@@ -749,28 +1121,9 @@ impl Core {
         if std::mem::replace(&mut s.settled, true) {
             return None;
         }
-        let usable = !s.broken
-            && match (s.leg, text) {
-                (Some(leg), Some(text)) if s.browser_calls => {
-                    match media.browser_answered(leg, &text, &s.port) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            tracing::info!(error = %e, "the browser's answer in the ACK");
-                            false
-                        }
-                    }
-                }
-                (Some(leg), Some(text)) => match Sdp::parse(&text) {
-                    Ok(answer) if answer.answers_plain(&s.plain_payloads) => {
-                        if let Some(addr) = answer.rtp_address() {
-                            media.set_trunk(leg, addr);
-                        }
-                        true
-                    }
-                    _ => false,
-                },
-                _ => false,
-            };
+        // With 100rel the answer came in the PRACK.
+        let in_prack = s.early_answered && s.early_tag.as_deref() == Some(tag.as_str());
+        let usable = !s.broken && (in_prack || late_answer(&media, s, text));
         if usable {
             return None;
         }
@@ -804,47 +1157,82 @@ impl Core {
         }
     }
 
-    /// An in-dialog request: a BYE ends the media; a new offer is rewritten (see the module
-    /// docs).
-    pub(super) fn media_in_dialog(&mut self, req: &mut Request) {
-        let Some(media) = self.media().cloned() else { return };
+    /// An in-dialog request: a BYE ends the media; a new offer (re-INVITE, UPDATE) or a
+    /// re-INVITE without SDP starts an [`Exchange`]; a PRACK may bring the answer to the edge's
+    /// offer in a reliable 18x (see the module docs). Returns the response refusing a new offer
+    /// the edge cannot relay (488: the session goes on as it was, RFC 3261 §14.2).
+    pub(super) fn media_in_dialog(&mut self, req: &mut Request) -> Option<Response> {
         if self.media_calls.is_empty() {
-            return;
+            return None;
         }
+        let media = self.media()?.clone();
         let call_id = req.headers().call_id().unwrap_or_default().to_owned();
         if *req.method() == Method::Bye {
-            return self.media_end(&call_id);
+            self.media_end(&call_id);
+            return None;
         }
-        let Some(s) = self.media_calls.by_call.get_mut(&call_id) else { return };
+        let urgent = self.config.urgent.contains(&call_id);
+        let s = self.media_calls.by_call.get_mut(&call_id)?;
         let h = req.headers();
         let from_tag = h.from().ok().and_then(|f| f.tag());
-        if let (Some(tag), Ok(cseq)) = (from_tag, h.cseq()) {
+        let cseq = h.cseq().ok().map(|c| c.seq);
+        if let (Some(tag), Some(cseq)) = (from_tag, cseq) {
             match s.cseqs.iter_mut().find(|(t, _)| t == tag) {
-                Some((_, seen)) => *seen = (*seen).max(cseq.seq),
-                None => s.cseqs.push((tag.to_owned(), cseq.seq)),
+                Some((_, seen)) => *seen = (*seen).max(cseq),
+                None => s.cseqs.push((tag.to_owned(), cseq)),
             }
         }
         let from_caller = from_tag == Some(s.caller.tag.as_str());
-        if !matches!(req.method(), Method::Invite | Method::Update) {
-            return;
+        let method = req.method().clone();
+        if method == Method::Prack {
+            prack_answer(&media, s, req);
+            return None;
         }
-        let Some(text) = request_sdp(req) else { return };
-        let Ok(offer) = Sdp::parse(&text) else { return };
-        let Some(leg) = s.leg else { return };
-        if let Some(pair) = &s.pair {
-            let side = usize::from(!from_caller);
-            if let Some(addr) = offer.rtp_address() {
-                media.set_pair_peer(leg, side, addr);
+        if !matches!(method, Method::Invite | Method::Update) {
+            return None;
+        }
+        let (Some(leg), Some(cseq)) = (s.leg, cseq) else { return None };
+        let text = request_sdp(req);
+        let offer = match text.as_deref().map(Sdp::parse) {
+            // An UPDATE without SDP refreshes the target, and offers nothing.
+            None if method == Method::Update => return None,
+            None => None,
+            Some(Ok(offer)) => Some(offer),
+            Some(Err(e)) => {
+                tracing::info!(error = %e, "an in-dialog offer the anchor cannot read passes");
+                return None;
             }
-            // Toward the other side, from the port that faces it.
-            let toward = if from_caller { &s.port } else { &pair.caller_port };
-            set_request_sdp(req, &sdp::readdress(&text, toward.addr));
-            s.pending = Some(Pending::PairFrom(side));
-            return;
-        }
-        if offer.is_webrtc() {
-            match media.reoffer(leg, &text) {
-                Ok(answer) => {
+        };
+        let browser_sent = s.pair.is_none() && from_caller == s.browser_calls;
+        let flow = match (offer, text) {
+            (None, _) if s.pair.is_some() => Flow::PairLate(usize::from(!from_caller)),
+            (None, _) if browser_sent => Flow::BrowserLate { rtp: None, payloads: Vec::new() },
+            (None, _) => Flow::PlainLate { answer: None },
+            (Some(offer), Some(text)) if s.pair.is_some() => {
+                let side = usize::from(!from_caller);
+                media.set_pair_peer(leg, side, plain_peer(&offer));
+                // Toward the other side, from the port that faces it.
+                let toward = match &s.pair {
+                    Some(pair) if !from_caller => pair.caller_port.addr,
+                    _ => s.port.addr,
+                };
+                set_request_sdp(req, &sdp::readdress(&text, toward));
+                Flow::PairOffer(side)
+            }
+            (Some(offer), Some(text)) => {
+                let usable = offer.is_webrtc() == browser_sent
+                    && answerable(&s.plain_payloads, &offer).is_some();
+                if !usable {
+                    if urgent || offer.is_webrtc() != browser_sent {
+                        tracing::warn!("an in-dialog offer the anchor cannot relay passes as is");
+                        return None;
+                    }
+                    tracing::info!("an in-dialog offer without the call's codec: 488");
+                    return Some(self.refuse_offer(req));
+                }
+                if browser_sent {
+                    // The plain side is offered the call's codecs with the browser's
+                    // direction; the leg answers the browser once the plain side answered.
                     s.version += 1;
                     let plain = sdp::plain(
                         s.session_id,
@@ -854,31 +1242,149 @@ impl Core {
                         offer.direction,
                     );
                     set_request_sdp(req, &plain);
-                    s.to_plain = Some(plain);
-                    s.pending = Some(Pending::FromBrowser(answer));
+                    Flow::BrowserOffer(text)
+                } else {
+                    // The browser is offered the same session again with the plain side's
+                    // direction (hold, resume, a session refresh).
+                    let payloads = answerable(&s.plain_payloads, &offer).unwrap_or_default();
+                    match media.offer_again(leg, offer.direction) {
+                        Ok(webrtc) => set_request_sdp(req, &webrtc),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "no new WebRTC offer: the offer passes");
+                            return None;
+                        }
+                    }
+                    Flow::PlainOffer { rtp: offer.rtp_address(), payloads }
                 }
-                Err(e) => tracing::info!(error = %e, "a browser's new offer was refused"),
             }
-        } else {
-            if let Some(addr) = offer.rtp_address() {
-                media.set_trunk(leg, addr);
-            }
-            // The plain side's new offer: the browser gets its leg's description again, and
-            // the plain side the edge's answer, mirroring its direction.
-            if let Some(webrtc) = s.to_browser.clone() {
-                s.version += 1;
-                let plain = sdp::plain(
-                    s.session_id,
-                    s.version,
-                    s.port.addr,
-                    &s.plain_payloads,
-                    offer.direction.reversed(),
-                );
-                s.to_plain = Some(plain);
-                s.pending = Some(Pending::FromPlain);
-                set_request_sdp(req, &webrtc);
-            }
+            (Some(_), None) => return None,
+        };
+        s.exchange = Some(Exchange {
+            from_caller,
+            cseq,
+            method,
+            flow,
+            in_2xx: None,
+            in_ack: None,
+            broken: false,
+            unanchored: false,
+        });
+        None
+    }
+
+    /// The 488 refusing an in-dialog offer without the call's codec (the edge does not
+    /// transcode), with a `Warning: 305` (RFC 3261 §20.43).
+    fn refuse_offer(&self, req: &Request) -> Response {
+        let mut r = Response::for_request(req, 488, "Not Acceptable Here");
+        let host = self.config.registrar.domain.clone();
+        r.headers_mut().push(
+            HeaderName::Warning,
+            format!("305 {host} \"Incompatible media format: the call's codec is not offered\""),
+        );
+        r
+    }
+
+    /// A response to an in-dialog request of an anchored call: the 2xx of an [`Exchange`]
+    /// carries the answer to its offer, or (a re-INVITE without SDP) the other side's offer,
+    /// each rewritten for the side it goes to; a refusal leaves the media as it was. Returns
+    /// the Call-ID of a call to end (an UPDATE's offer without a usable answer).
+    fn media_exchange_response(
+        &mut self,
+        media: &Arc<Media>,
+        call_id: &str,
+        response: &mut Response,
+    ) -> Option<String> {
+        let urgent = self.config.urgent.contains(call_id);
+        let s = self.media_calls.by_call.get_mut(call_id)?;
+        let h = response.headers();
+        let cseq = h.cseq().ok()?;
+        let from_caller = h.from().ok().and_then(|f| f.tag()) == Some(s.caller.tag.as_str());
+        let x = s.exchange.as_ref()?;
+        if x.cseq != cseq.seq || x.method != cseq.method || x.from_caller != from_caller {
+            return None;
         }
+        let status = response.status();
+        if status < 200 {
+            return None;
+        }
+        let leg = s.leg?;
+        let mut x = s.exchange.take()?;
+        if status >= 300 {
+            // A refused offer changes nothing (RFC 3261 §14.1).
+            if matches!(x.flow, Flow::PlainOffer { .. }) {
+                media.withdraw_offer(leg);
+            }
+            return None;
+        }
+        if let Some(body) = &x.in_2xx {
+            // A retransmission of the 2xx.
+            put_body_in_response(response, body);
+            s.exchange = Some(x);
+            return None;
+        }
+        let text = response_sdp(response);
+        let sdp = text.as_deref().and_then(|t| Sdp::parse(t).ok());
+        let body = match exchange_2xx(media, s, leg, &mut x.flow, text, sdp) {
+            Ok(body) => body,
+            Err(why) if urgent => {
+                tracing::warn!(why, "an emergency call's new offer passes unanchored");
+                x.unanchored = true;
+                Body::Unchanged
+            }
+            Err(why) => {
+                tracing::warn!(why, "an offer inside the dialog failed: the call ends");
+                x.broken = true;
+                Body::Without
+            }
+        };
+        put_body_in_response(response, &body);
+        x.in_2xx = Some(body);
+        let end = x.broken && x.method == Method::Update;
+        s.exchange = Some(x);
+        end.then(|| call_id.to_owned())
+    }
+
+    /// The ACK of a re-INVITE's 2xx: an answer to an offer in the 2xx (delayed offer) is
+    /// rewritten for the side that offered. Returns whether the call must end (no usable
+    /// answer in an ordinary call).
+    fn media_exchange_ack(&mut self, media: &Arc<Media>, call_id: &str, req: &mut Request) -> bool {
+        let urgent = self.config.urgent.contains(call_id);
+        let Some(s) = self.media_calls.by_call.get_mut(call_id) else { return false };
+        let Some(leg) = s.leg else { return false };
+        let Some(mut x) = s.exchange.take() else { return false };
+        if let Some(body) = &x.in_ack {
+            // The ACK of a retransmitted 2xx.
+            put_body_in_request(req, body);
+            s.exchange = Some(x);
+            return false;
+        }
+        let text = request_sdp(req);
+        let sdp = text.as_deref().and_then(|t| Sdp::parse(t).ok());
+        let body = if x.unanchored || x.in_2xx.is_none() {
+            Body::Unchanged
+        } else {
+            match exchange_ack(media, s, leg, &x.flow, text, sdp) {
+                Ok(body) => body,
+                // The browser still needs the leg's answer to its offer (`fallback`).
+                Err((why, fallback)) if urgent => {
+                    tracing::warn!(why, "an emergency call's answer in the ACK: it stays up");
+                    fallback.unwrap_or_else(|| {
+                        x.unanchored = true;
+                        Body::Unchanged
+                    })
+                }
+                Err((why, fallback)) => {
+                    tracing::warn!(why, "no usable answer in a re-INVITE's ACK: the call ends");
+                    x.broken = true;
+                    fallback.unwrap_or(Body::Without)
+                }
+            }
+        };
+        put_body_in_request(req, &body);
+        x.in_ack = Some(body);
+        let end = x.broken && !urgent;
+        s.exchange = Some(x);
+        end
     }
 
     /// The call's media ends: its legs close and its RTP port is released.
@@ -979,5 +1485,66 @@ impl Core {
         self.media_call_of(leg)
             .and_then(|c| self.media_calls.by_call.get(&c))
             .is_some_and(|s| s.leg == Some(leg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // Test code: a panic is a failed test.
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn sdp(m: &str) -> Sdp {
+        Sdp::parse(&format!("c=IN IP4 192.0.2.1\r\n{m}\r\na=rtpmap:101 telephone-event/8000\r\n"))
+            .unwrap()
+    }
+
+    const OFFERED: [(u8, Codec); 3] =
+        [(0, Codec::Pcmu), (8, Codec::Pcma), (101, Codec::TelephoneEvent)];
+
+    #[test]
+    fn the_answer_fixes_the_call_s_codec() {
+        // The answer's first voice codec that was offered, with events when both have them.
+        assert_eq!(
+            chosen(&OFFERED, &sdp("m=audio 4000 RTP/AVP 8 0 101")),
+            vec![(8, Codec::Pcma), (101, Codec::TelephoneEvent)]
+        );
+        assert_eq!(chosen(&OFFERED, &sdp("m=audio 4000 RTP/AVP 0")), vec![(0, Codec::Pcmu)]);
+    }
+
+    #[test]
+    fn a_new_plain_offer_is_answerable_only_with_the_call_s_codec() {
+        let ours = [(0, Codec::Pcmu), (101, Codec::TelephoneEvent)];
+        assert_eq!(answerable(&ours, &sdp("m=audio 4000 RTP/AVP 8 0 101")), Some(ours.to_vec()));
+        assert_eq!(
+            answerable(&ours, &sdp("m=audio 4000 RTP/AVP 0")),
+            Some(vec![(0, Codec::Pcmu)]),
+            "no events offered: none answered"
+        );
+        assert_eq!(answerable(&ours, &sdp("m=audio 4000 RTP/AVP 8 101")), None);
+    }
+
+    #[test]
+    fn a_provisional_response_is_reliable_with_require_100rel_and_an_rseq() {
+        let parse = |text: &str| match sip::Message::parse(
+            Bytes::from(text.to_owned()),
+            sip::Framing::Datagram,
+        ) {
+            Ok(sip::Message::Response(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        let response = |status: &str, extra: &str| {
+            parse(&format!(
+                "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\r\n\
+                 From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: c\r\n\
+                 CSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
+            ))
+        };
+        assert!(reliable(&response("183 Session Progress", "Require: 100rel\r\nRSeq: 1\r\n")));
+        assert!(reliable(&response("180 Ringing", "Require: timer, 100REL\r\nRSeq: 7\r\n")));
+        assert!(!reliable(&response("183 Session Progress", "RSeq: 1\r\n")));
+        assert!(!reliable(&response("183 Session Progress", "Require: 100rel\r\n")));
+        assert!(!reliable(&response("200 OK", "Require: 100rel\r\nRSeq: 1\r\n")));
     }
 }

@@ -288,7 +288,10 @@ impl Core {
         }
         let routing = if in_dialog {
             restore = self.emergency_in_dialog(&mut req);
-            self.media_in_dialog(&mut req);
+            if let Some(r) = self.media_in_dialog(&mut req) {
+                // A new offer the media anchor cannot relay (src/core/media.rs).
+                return self.respond(now, key, &req, r);
+            }
             if *req.method() == Method::Bye {
                 self.calls_of.ended(req.headers().call_id().unwrap_or_default());
                 self.history.ended(now, req.headers().call_id().unwrap_or_default());
@@ -694,17 +697,21 @@ impl Core {
             }
             self.history_answered(now, key, index);
         }
+        let mut hang_up = None;
         if !self.media_calls.is_empty()
             && let Some(call) = self.proxy.calls.get(&key)
         {
             let method = call.method.clone();
             let in_dialog = call.in_dialog;
             let call_id = call.call_id.to_string();
-            self.media_response(&method, &call_id, in_dialog, index, &mut response);
+            hang_up = self.media_response(&method, &call_id, in_dialog, index, &mut response);
         }
         let Some(call) = self.proxy.calls.get_mut(&key) else { return };
         let outcome = call.ctx.on_response(index, response);
         self.apply(now, key, outcome);
+        if let Some(call_id) = hang_up {
+            self.media_bad_answer(now, &call_id);
+        }
     }
 
     /// A branch timed out (Timer B/F: 408) or could not be sent (503).

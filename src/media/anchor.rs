@@ -13,6 +13,13 @@
 //! - RTP header extensions: audio level and MID only (RFC 8285); transport-cc and
 //!   abs-send-time, which only feed bandwidth estimation, are declined, so no leg exchanges
 //!   transport-wide feedback.
+//! - Renegotiation keeps the session (RFC 8829 §5.2.2, RFC 8843 as str0m applies them): a new
+//!   offer from the browser is answered by its leg ([`Anchor::reoffer`]; an ICE restart it
+//!   asks for is followed); the edge's own new offer ([`Anchor::offer_again`]) keeps the ICE
+//!   credentials, fingerprint and mid, offers `a=setup:actpass`, and takes the browser's
+//!   answer with [`Anchor::accept_answer`] (a refused one leaves the leg as before). The edge
+//!   never starts an ICE restart. Every description after a leg's first carries an `o=`
+//!   version one above the last (RFC 3264 §8; str0m always writes 2).
 //! - The trunk side of a leg is one plain RTP address. It starts as the address from the
 //!   trunk's SDP (or none), and **latches** to the source of the first packet from the trunk
 //!   (symmetric RTP through NAT); packets from any other source are dropped after that.
@@ -37,7 +44,7 @@ use str0m::rtp::{Extension, ExtensionMap, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use super::rtp::{Reception, Rtp, SeqExtender};
-use super::sdp::Codec as SdpCodec;
+use super::sdp::{Codec as SdpCodec, Direction as SdpDirection};
 
 /// The payload type of telephone-event (RFC 4733) in our answers, as Chrome offers it.
 pub const TELEPHONE_EVENT_PT: u8 = 126;
@@ -157,6 +164,11 @@ struct Leg {
     connected: bool,
     /// ICE gave up, DTLS closed or str0m failed: the leg only waits to be removed.
     closed: bool,
+    /// The `o=` version of the last description the edge gave the browser (str0m writes 2;
+    /// each later one goes up by one, RFC 3264 §8).
+    version: u64,
+    /// The edge's direction before its new offer ([`Anchor::offer_again`]), until the answer.
+    before_offer: Option<Direction>,
     /// Where plain RTP goes; see the module contract on latching.
     trunk: Option<SocketAddr>,
     /// The address the trunk's SDP named (latching may have moved `trunk` away from it).
@@ -257,6 +269,10 @@ impl Anchor {
             return Err(MediaError::Rejected("no common voice codec".into()));
         }
         let id = self.insert(now, rtc, None, trunk);
+        if let Some(leg) = self.legs.get_mut(&id) {
+            // str0m reports MediaAdded only once DTLS is up; a new offer may come before.
+            leg.mid = leg.mid.or_else(|| audio_mid(&answer));
+        }
         Ok((id, answer))
     }
 
@@ -303,12 +319,20 @@ impl Anchor {
         l.last_media = now;
         let pending =
             l.pending.take().ok_or_else(|| MediaError::Rejected("no offer pending".into()))?;
-        let answer =
-            SdpAnswer::from_sdp_string(answer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
-        l.rtc
-            .sdp_api()
-            .accept_answer(pending, answer)
-            .map_err(|e| MediaError::Rejected(e.to_string()))?;
+        let accepted = SdpAnswer::from_sdp_string(answer)
+            .map_err(|e| MediaError::BadOffer(e.to_string()))
+            .and_then(|answer| {
+                l.rtc
+                    .sdp_api()
+                    .accept_answer(pending, answer)
+                    .map_err(|e| MediaError::Rejected(e.to_string()))
+            });
+        if let Err(e) = accepted {
+            // A refused answer to a new offer leaves the leg as it was before the offer.
+            self.withdraw_offer(leg);
+            return Err(e);
+        }
+        l.before_offer = None;
         self.drain(leg);
         Ok(())
     }
@@ -323,8 +347,69 @@ impl Anchor {
         let answer =
             l.rtc.sdp_api().accept_offer(offer).map_err(|e| MediaError::Rejected(e.to_string()))?;
         l.last_media = now;
+        // An offer of the browser's replaces one of the edge's still unanswered (glare).
+        l.pending = None;
+        l.before_offer = None;
+        l.version += 1;
+        let answer = with_version(&answer.to_sdp_string(), l.version);
         self.drain(leg);
-        Ok(answer.to_sdp_string())
+        Ok(answer)
+    }
+
+    /// A new offer from the edge to the browser in an existing leg (the plain side re-offered:
+    /// hold, resume, a session refresh, or its re-INVITE without SDP), on the same ICE and
+    /// DTLS session: same ICE credentials, fingerprint and mid, `a=setup:actpass` (RFC 8842
+    /// §5.2), the edge's direction set to `direction`. [`Anchor::accept_answer`] takes the
+    /// browser's answer; [`Anchor::withdraw_offer`] forgets it when the browser refuses it.
+    ///
+    /// str0m makes an offer only for a change, so an unchanged direction (a session refresh,
+    /// RFC 4028) is set away and back: the offer is the session as it stands.
+    pub fn offer_again(
+        &mut self,
+        leg: LegId,
+        direction: SdpDirection,
+    ) -> Result<String, MediaError> {
+        let l =
+            self.legs.get_mut(&leg).ok_or_else(|| MediaError::Rejected("no such leg".into()))?;
+        let mid = l.mid.ok_or_else(|| MediaError::Rejected("no audio yet".into()))?;
+        let before = l
+            .rtc
+            .media(mid)
+            .map(|m| m.direction())
+            .ok_or_else(|| MediaError::Rejected("no audio yet".into()))?;
+        let wanted = rtc_direction(direction);
+        let mut change = l.rtc.sdp_api();
+        if before == wanted {
+            let away = if wanted == Direction::Inactive {
+                Direction::SendRecv
+            } else {
+                Direction::Inactive
+            };
+            change.set_direction(mid, away);
+        }
+        change.set_direction(mid, wanted);
+        let (offer, pending) =
+            change.apply().ok_or_else(|| MediaError::Rejected("nothing to offer".into()))?;
+        l.pending = Some(pending);
+        l.before_offer = Some(before);
+        l.version += 1;
+        let offer = with_version(&offer.to_sdp_string(), l.version);
+        self.drain(leg);
+        Ok(offer)
+    }
+
+    /// The browser refused the edge's new offer ([`Anchor::offer_again`]): the leg goes on as
+    /// before it (RFC 3264 §8: a refused offer changes nothing).
+    pub fn withdraw_offer(&mut self, leg: LegId) {
+        let Some(l) = self.legs.get_mut(&leg) else { return };
+        l.pending = None;
+        if let (Some(mid), Some(before)) = (l.mid, l.before_offer.take()) {
+            let mut change = l.rtc.sdp_api();
+            change.set_direction(mid, before);
+            // The session is as before; the offer this would make is never sent.
+            let _ = change.apply();
+        }
+        self.drain(leg);
     }
 
     fn new_rtc(
@@ -363,6 +448,8 @@ impl Anchor {
             mid: None,
             connected: false,
             closed: false,
+            version: 2,
+            before_offer: None,
             trunk,
             announced: trunk,
             latched: false,
@@ -598,6 +685,39 @@ impl Anchor {
             }
         }
     }
+}
+
+/// The mid of the first audio section of `sdp` (RFC 8843 §14.1).
+fn audio_mid(sdp: &str) -> Option<Mid> {
+    let audio = &sdp[sdp.find("m=audio ")?..];
+    let section = audio[1..].find("\nm=").map_or(audio, |end| &audio[..end + 1]);
+    section.lines().find_map(|l| l.trim_end().strip_prefix("a=mid:")).map(Mid::from)
+}
+
+/// str0m's direction for the edge's own.
+fn rtc_direction(d: SdpDirection) -> Direction {
+    match d {
+        SdpDirection::SendRecv => Direction::SendRecv,
+        SdpDirection::SendOnly => Direction::SendOnly,
+        SdpDirection::RecvOnly => Direction::RecvOnly,
+        SdpDirection::Inactive => Direction::Inactive,
+    }
+}
+
+/// `sdp` with the version of its `o=` line (its third field, RFC 8866 §5.2) set to `version`.
+fn with_version(sdp: &str, version: u64) -> String {
+    let mut out = String::with_capacity(sdp.len() + 4);
+    for line in sdp.split_inclusive('\n') {
+        if let Some(origin) = line.strip_prefix("o=") {
+            let fields: Vec<&str> = origin.splitn(4, ' ').collect();
+            if let [user, id, _, rest] = fields[..] {
+                out.push_str(&format!("o={user} {id} {version} {rest}"));
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 /// A packet from the browser as plain RTP toward the trunk, once its address is known.

@@ -13,6 +13,10 @@
 //!   (ICE or DTLS closed), is reported once on the channel given to [`Media::start`]; the
 //!   core ends the call and calls [`Media::close`].
 //! - Dropping a [`Reservation`] or closing a leg closes its socket and stops its task.
+//! - A plain pair (`[media] anchor = "always"`) reserves each side's port with the one above
+//!   ([`Media::reserve_with_rtcp`]) and relays RTCP between those too (RFC 3550 §11), and RTCP
+//!   multiplexed on the RTP ports as RTP (RFC 5761). A WebRTC leg's plain side has no RTCP
+//!   port: str0m makes the browser's RTCP, and the plain side's RTCP is not relayed.
 //! - Sockets are read with `recvmmsg` (everything queued, in one call, without the read that
 //!   finds the socket empty); what the anchor queues while the packets of one turn of the event
 //!   loop are handled goes out afterwards, together (`send_task`).
@@ -32,7 +36,7 @@ use tokio::io::Interest;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::anchor::{Anchor, LegCounters, LegId, MediaError, Transmit};
-use super::sdp::Codec;
+use super::sdp::{Codec, Direction};
 use crate::admin::metrics::Metrics;
 use crate::config::{self, PortRange};
 
@@ -82,8 +86,18 @@ impl MediaConfig {
 #[derive(Debug)]
 pub struct Reservation {
     socket: Arc<UdpSocket>,
+    /// The port above, for RTCP (RFC 3550 §11), when reserved with it
+    /// ([`Media::reserve_with_rtcp`]).
+    rtcp: Option<Arc<UdpSocket>>,
     /// The address to announce in SDP.
     pub addr: SocketAddr,
+}
+
+/// Where a plain peer receives, from its SDP: RTP, and RTCP when not multiplexed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlainPeer {
+    pub rtp: Option<SocketAddr>,
+    pub rtcp: Option<SocketAddr>,
 }
 
 /// The engine, shared by the core and the media tasks.
@@ -119,20 +133,23 @@ struct Inner {
     pairs: HashMap<LegId, PairHandle>,
 }
 
-/// A pair as the engine holds it: dropping it stops the pair's two tasks.
+/// A pair as the engine holds it: dropping it stops the pair's tasks.
 #[derive(Debug)]
 struct PairHandle {
     pair: Arc<Pair>,
-    _stop: [oneshot::Sender<()>; 2],
+    _stop: Vec<oneshot::Sender<()>>,
 }
 
 /// Two plain RTP ports relaying to each other: what arrives on one side goes out of the
 /// other toward that side's peer. Each side latches onto the source of its first packet
-/// (symmetric RTP) and then drops other sources. No lock on the engine per packet: a pair's
-/// two tasks share only this.
+/// (symmetric RTP) and then drops other sources. RTCP multiplexed on the RTP ports (RFC 5761)
+/// goes the same way; RTCP on the ports above (RFC 3550 §11) goes between those, latched the
+/// same way. No lock on the engine per packet: a pair's tasks share only this.
 #[derive(Debug)]
 struct Pair {
     sides: [PairSide; 2],
+    /// The RTCP ports, when both sides have one.
+    rtcp: Option<[PairSide; 2]>,
     /// Milliseconds since `epoch` of the last packet either way.
     last: std::sync::atomic::AtomicU64,
     epoch: Instant,
@@ -254,6 +271,10 @@ impl Media {
     /// after the last, and after a port in use a random one (another process on the host may
     /// hold a whole block of the range: walking through it port by port would give up).
     pub fn reserve(&self) -> io::Result<Reservation> {
+        self.reserve_ports(false)
+    }
+
+    fn reserve_ports(&self, with_rtcp: bool) -> io::Result<Reservation> {
         let PortRange { first, last } = self.config.rtp_ports;
         let span = u64::from(last - first) + 1;
         let tries = span.min(64);
@@ -265,20 +286,36 @@ impl Media {
             let n = self.next_port.fetch_add(2, Ordering::Relaxed) % span;
             let port = u16::try_from(u64::from(first) + n).unwrap_or(first) & !1;
             let port = port.max(first);
-            match StdUdpSocket::bind(SocketAddr::new(self.config.bind, port)) {
-                Ok(std) => {
-                    std.set_nonblocking(true)?;
-                    let socket = {
-                        let _in_media = self.runtime.enter();
-                        Arc::new(UdpSocket::new(std)?)
+            let bound =
+                StdUdpSocket::bind(SocketAddr::new(self.config.bind, port)).and_then(|rtp| {
+                    let rtcp = match with_rtcp {
+                        true if port >= last => {
+                            return Err(io::Error::new(io::ErrorKind::AddrInUse, "no RTCP port"));
+                        }
+                        true => {
+                            Some(StdUdpSocket::bind(SocketAddr::new(self.config.bind, port + 1))?)
+                        }
+                        false => None,
                     };
+                    Ok((rtp, rtcp))
+                });
+            match bound {
+                Ok((rtp, rtcp)) => {
+                    let _in_media = self.runtime.enter();
+                    let socket = Arc::new(UdpSocket::new(rtp)?);
+                    let rtcp = rtcp.map(UdpSocket::new).transpose()?.map(Arc::new);
                     let addr = SocketAddr::new(self.config.public, port);
-                    return Ok(Reservation { socket, addr });
+                    return Ok(Reservation { socket, rtcp, addr });
                 }
                 Err(e) => last_error = e,
             }
         }
         Err(last_error)
+    }
+
+    /// [`Media::reserve`] with the port above for RTCP (RFC 3550 §11): a plain pair's ports.
+    pub fn reserve_with_rtcp(&self) -> io::Result<Reservation> {
+        self.reserve_ports(true)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -344,48 +381,93 @@ impl Media {
         r
     }
 
+    /// The edge's new offer to the browser of an existing leg, with the edge's direction
+    /// `direction` (see [`Anchor::offer_again`]); [`Media::reoffer_answered`] takes the answer.
+    pub fn offer_again(&self, leg: LegId, direction: Direction) -> Result<String, MediaError> {
+        let mut inner = self.lock();
+        let r = inner.anchor.offer_again(leg, direction);
+        self.flush(&mut inner);
+        r
+    }
+
+    /// The browser's answer to [`Media::offer_again`].
+    pub fn reoffer_answered(&self, leg: LegId, answer: &str) -> Result<(), MediaError> {
+        let mut inner = self.lock();
+        let r = inner.anchor.accept_answer(Instant::now(), leg, answer);
+        self.flush(&mut inner);
+        r
+    }
+
+    /// The browser refused [`Media::offer_again`]'s offer: the leg goes on as before.
+    pub fn withdraw_offer(&self, leg: LegId) {
+        let mut inner = self.lock();
+        inner.anchor.withdraw_offer(leg);
+        self.flush(&mut inner);
+    }
+
     /// The plain side's RTP address changed (its SDP), before any packet latches one.
     pub fn set_trunk(&self, leg: LegId, addr: SocketAddr) {
         self.lock().anchor.set_trunk(leg, addr);
     }
 
-    /// Relays plain RTP between `a` (toward the peer at `a_peer`) and `b` (toward `b_peer`).
+    /// Relays plain RTP between `a` (toward the peer at `a_peer`) and `b` (toward `b_peer`),
+    /// and RTCP between their RTCP ports when both have one.
     pub fn pair(
         &self,
         a: &Reservation,
-        a_peer: Option<SocketAddr>,
+        a_peer: PlainPeer,
         b: &Reservation,
-        b_peer: Option<SocketAddr>,
+        b_peer: PlainPeer,
     ) -> LegId {
         let mut inner = self.lock();
         let id = inner.anchor.reserve_id();
         let epoch = Instant::now();
+        let side = |socket: &Arc<UdpSocket>, peer| PairSide {
+            socket: socket.clone(),
+            peer: Mutex::new(Latch::new(peer)),
+        };
+        let rtcp = match (&a.rtcp, &b.rtcp) {
+            (Some(ra), Some(rb)) => Some([side(ra, a_peer.rtcp), side(rb, b_peer.rtcp)]),
+            _ => None,
+        };
         let pair = Arc::new(Pair {
-            sides: [
-                PairSide { socket: a.socket.clone(), peer: Mutex::new(Latch::new(a_peer)) },
-                PairSide { socket: b.socket.clone(), peer: Mutex::new(Latch::new(b_peer)) },
-            ],
+            sides: [side(&a.socket, a_peer.rtp), side(&b.socket, b_peer.rtp)],
+            rtcp,
             last: AtomicU64::new(0),
             epoch,
             relayed: [AtomicU64::new(0), AtomicU64::new(0)],
             dropped: AtomicU64::new(0),
             reported: std::sync::atomic::AtomicBool::new(false),
         });
-        let (stop_a, stopped_a) = oneshot::channel();
-        let (stop_b, stopped_b) = oneshot::channel();
-        inner.pairs.insert(id, PairHandle { pair: pair.clone(), _stop: [stop_a, stop_b] });
+        // A task per side, and per RTCP side.
+        let channels = if pair.rtcp.is_some() { [false, true].as_slice() } else { &[false] };
+        let (mut stops, mut tasks) = (Vec::new(), Vec::new());
+        for &rtcp in channels {
+            for from in 0..2 {
+                let (stop, stopped) = oneshot::channel();
+                stops.push(stop);
+                tasks.push(pair_task(pair.clone(), from, rtcp, stopped));
+            }
+        }
+        inner.pairs.insert(id, PairHandle { pair, _stop: stops });
         drop(inner);
-        self.runtime.spawn(pair_task(pair.clone(), 0, stopped_a));
-        self.runtime.spawn(pair_task(pair, 1, stopped_b));
+        for task in tasks {
+            self.runtime.spawn(task);
+        }
         id
     }
 
     /// A pair side's peer from new SDP (`side` 0 is `a`); a new address starts latching
     /// again.
-    pub fn set_pair_peer(&self, id: LegId, side: usize, addr: SocketAddr) {
+    pub fn set_pair_peer(&self, id: LegId, side: usize, peer: PlainPeer) {
         let Some(pair) = self.lock().pairs.get(&id).map(|h| h.pair.clone()) else { return };
-        let Some(side) = pair.sides.get(side) else { return };
-        side.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).announce(addr);
+        let announce = |s: Option<&PairSide>, addr: Option<SocketAddr>| {
+            if let (Some(s), Some(addr)) = (s, addr) {
+                s.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).announce(addr);
+            }
+        };
+        announce(pair.sides.get(side), peer.rtp);
+        announce(pair.rtcp.as_ref().and_then(|r| r.get(side)), peer.rtcp);
     }
 
     /// Ends a leg: its plain socket closes (with the call's [`Reservation`]) and its task
@@ -550,10 +632,14 @@ async fn plain_task(
     }
 }
 
-/// Datagrams arriving on side `from` of a pair go out of the other side, until the pair is
-/// closed (`stopped`).
-async fn pair_task(pair: Arc<Pair>, from: usize, mut stopped: oneshot::Receiver<()>) {
-    let (this, other) = (&pair.sides[from], &pair.sides[1 - from]);
+/// Datagrams arriving on side `from` of a pair (its RTCP port with `rtcp`) go out of the
+/// other side, until the pair is closed (`stopped`).
+async fn pair_task(pair: Arc<Pair>, from: usize, rtcp: bool, mut stopped: oneshot::Receiver<()>) {
+    let sides = match &pair.rtcp {
+        Some(ports) if rtcp => ports,
+        _ => &pair.sides,
+    };
+    let (this, other) = (&sides[from], &sides[1 - from]);
     let mut batch = Batch::<PLAIN_BATCH>::new();
     loop {
         let received = tokio::select! {
@@ -568,13 +654,14 @@ async fn pair_task(pair: Arc<Pair>, from: usize, mut stopped: oneshot::Receiver<
             }
         };
         for (source, bytes) in batch.datagrams(n) {
-            pair.relay(from, this, other, source, bytes);
+            pair.relay(from, this, other, source, bytes, rtcp);
         }
     }
 }
 
 impl Pair {
-    /// One datagram that arrived on side `from` (`this`) from `source`: out of `other`.
+    /// One datagram that arrived on side `from` (`this`, an RTCP port with `rtcp`) from
+    /// `source`: out of `other`.
     fn relay(
         &self,
         from: usize,
@@ -582,9 +669,11 @@ impl Pair {
         other: &PairSide,
         source: SocketAddr,
         bytes: &[u8],
+        rtcp: bool,
     ) {
-        // RTP or RTCP (RFC 3550: version 2); anything else is dropped.
-        if bytes.len() < 12 || bytes[0] >> 6 != 2 {
+        // RTP, or RTCP, on its own port or multiplexed (RFC 3550 version 2, RFC 5761 §4);
+        // anything else is dropped.
+        if !is_rtp_or_rtcp(bytes, rtcp) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -602,14 +691,25 @@ impl Pair {
         let since = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last.store(since, Ordering::Relaxed);
         match other.socket.send_to(bytes, to) {
-            Ok(_) => {
+            // The counters are of the RTP ports (RTCP multiplexed on them included).
+            Ok(_) if !rtcp => {
                 self.relayed[from].fetch_add(1, Ordering::Relaxed);
             }
+            Ok(_) => {}
             Err(_) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
+}
+
+/// A datagram that may be relayed: version 2 (RFC 3550 §5.1, §6.4) and as long as a fixed RTP
+/// header, or an RTCP header (8 bytes: an empty receiver report) on an RTCP port or with an
+/// RTCP packet type on an RTP port (RFC 5761 §4: 192-223).
+fn is_rtp_or_rtcp(bytes: &[u8], rtcp_port: bool) -> bool {
+    let (Some(first), Some(second)) = (bytes.first(), bytes.get(1)) else { return false };
+    let rtcp = rtcp_port || (192..=223).contains(second);
+    first >> 6 == 2 && bytes.len() >= if rtcp { 8 } else { 12 }
 }
 
 /// A media UDP socket (non-blocking) on the media thread's event loop, read in batches.

@@ -12,6 +12,9 @@
 //!   types given (with their `rtpmap` and, for telephone-event, `fmtp 0-16`), `ptime:20` and
 //!   the direction.
 //! - Static payload types 0 (PCMU) and 8 (PCMA) are known without `rtpmap` (RFC 3551 §6).
+//! - RTCP: [`Sdp::rtcp_address`] is the audio section's `a=rtcp` (RFC 3605) or the port above
+//!   RTP's (RFC 3550 §11); [`readdress`] moves a plain peer's media to the edge's ports and
+//!   drops `a=rtcp`, the edge's RTCP being on its default port.
 //! - [`of_body`] finds the SDP of a message body, alone or in a `multipart/mixed` (an
 //!   emergency INVITE with a PIDF-LO, RFC 6442); [`replace_in_body`] puts a new one in its
 //!   place, every other part byte for byte.
@@ -123,6 +126,11 @@ pub struct Sdp {
     pub direction: Direction,
     /// A DTLS fingerprint (RFC 8122) appears: a browser's description.
     pub fingerprint: bool,
+    /// The audio section's `a=rtcp` (RFC 3605): RTCP's port, and its address when not the
+    /// `c=` one.
+    pub rtcp: Option<(u16, Option<IpAddr>)>,
+    /// `a=rtcp-mux` (RFC 5761): RTCP on the RTP port, if the answer has it too.
+    pub rtcp_mux: bool,
 }
 
 /// Why a description could not be read.
@@ -136,6 +144,18 @@ impl std::fmt::Display for SdpError {
 }
 
 impl std::error::Error for SdpError {}
+
+/// `a=rtcp:PORT [IN IP4 ADDRESS]` (RFC 3605 §2.1); an unreadable one is ignored (RTCP then
+/// goes to its default port).
+fn parse_rtcp(value: &str) -> Option<(u16, Option<IpAddr>)> {
+    let mut parts = value.split_ascii_whitespace();
+    let port = parts.next()?.parse().ok()?;
+    let ip = match (parts.next(), parts.next(), parts.next()) {
+        (Some("IN"), Some("IP4" | "IP6"), Some(addr)) => addr.parse().ok(),
+        _ => None,
+    };
+    Some((port, ip.filter(|ip: &IpAddr| !ip.is_unspecified())))
+}
 
 fn parse_address(value: &str, line: usize) -> Result<Option<IpAddr>, SdpError> {
     // c=IN IP4 192.0.2.1 (multicast TTL suffixes are not for unicast RTP: refused below).
@@ -215,6 +235,8 @@ impl Sdp {
                         payloads,
                         direction: Direction::SendRecv,
                         fingerprint: false,
+                        rtcp: None,
+                        rtcp_mux: false,
                     });
                 }
                 "c" => match section {
@@ -235,6 +257,8 @@ impl Sdp {
                         (Some(d), _, In::Session, _) => session_direction = d,
                         (Some(d), _, _, _) => media_direction = Some(d),
                         (None, "fingerprint", _, _) => fingerprint = true,
+                        (None, "rtcp", In::Audio, Some(audio)) => audio.rtcp = parse_rtcp(rest),
+                        (None, "rtcp-mux", In::Audio, Some(audio)) => audio.rtcp_mux = true,
                         (None, "rtpmap", In::Audio, Some(audio)) => {
                             let (pt, encoding) = rest.split_once(' ').unwrap_or((rest, ""));
                             if let Ok(pt) = pt.parse::<u8>()
@@ -265,6 +289,16 @@ impl Sdp {
     pub fn rtp_address(&self) -> Option<SocketAddr> {
         let ip = self.address?;
         (self.port != 0).then_some(SocketAddr::new(ip, self.port))
+    }
+
+    /// Where RTCP for this description goes when it is not multiplexed: `a=rtcp` (RFC 3605),
+    /// else the port above RTP's (RFC 3550 §11).
+    pub fn rtcp_address(&self) -> Option<SocketAddr> {
+        let rtp = self.rtp_address()?;
+        match self.rtcp {
+            Some((port, ip)) => Some(SocketAddr::new(ip.unwrap_or(rtp.ip()), port)),
+            None => Some(SocketAddr::new(rtp.ip(), rtp.port().checked_add(1)?)),
+        }
     }
 
     /// The payloads the edge can relay, in the description's order.
@@ -326,9 +360,10 @@ pub fn plain(
 }
 
 /// `text` with its media moved to `rtp`: every `c=` line names `rtp`'s address and the first
-/// audio `m=` line its port; `a=rtcp` lines go (RTCP is not relayed: RFC 3550 §11 puts it on
-/// the next port, which the edge does not take). Everything else stays as written: codecs the
-/// edge never needs to understand pass through.
+/// audio `m=` line its port; `a=rtcp` lines go, as the edge's RTCP is on the port above `rtp`,
+/// RTCP's default (RFC 3550 §11, RFC 3605 §2.1), or on `rtp` itself when `a=rtcp-mux` (kept as
+/// written, RFC 5761) is in the offer and its answer. Everything else stays as written: codecs
+/// the edge never needs to understand pass through.
 pub fn readdress(text: &str, rtp: SocketAddr) -> String {
     let family = if rtp.is_ipv4() { "IP4" } else { "IP6" };
     let mut out = String::with_capacity(text.len() + 16);
@@ -529,6 +564,24 @@ mod tests {
         );
         let sdp = Sdp::parse(&moved).unwrap();
         assert_eq!(sdp.rtp_address(), Some("192.0.2.7:20000".parse().unwrap()));
+        // The edge's RTCP is on its default port, above RTP's.
+        assert_eq!(sdp.rtcp_address(), Some("192.0.2.7:20001".parse().unwrap()));
+    }
+
+    #[test]
+    fn rtcp_goes_where_a_rtcp_says_or_above_rtp() {
+        let parse = |extra: &str| {
+            Sdp::parse(&format!("c=IN IP4 10.0.0.1\r\nm=audio 4000 RTP/AVP 0\r\n{extra}")).unwrap()
+        };
+        let at = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+        assert_eq!(parse("").rtcp_address(), at("10.0.0.1:4001"));
+        assert_eq!(parse("a=rtcp:5005\r\n").rtcp_address(), at("10.0.0.1:5005"));
+        let elsewhere = parse("a=rtcp:5005 IN IP4 10.0.0.9\r\n");
+        assert_eq!(elsewhere.rtcp_address(), at("10.0.0.9:5005"));
+        // Chrome's placeholder address is no address; garbage is RTCP's default.
+        assert_eq!(parse("a=rtcp:9 IN IP4 0.0.0.0\r\n").rtcp_address(), at("10.0.0.1:9"));
+        assert_eq!(parse("a=rtcp:x\r\n").rtcp_address(), at("10.0.0.1:4001"));
+        assert!(!parse("").rtcp_mux && parse("a=rtcp-mux\r\n").rtcp_mux);
     }
 
     #[test]

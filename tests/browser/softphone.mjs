@@ -9,6 +9,8 @@
 //   EMERGENCY       the emergency number to dial (933)
 //   OUT_DIR         where screenshots and the SIP the page sent are written
 //   CHROMIUM        the browser (default /usr/bin/chromium)
+//   PSAP_HOLDS      "1": the PSAP holds and resumes its callback, which the page must get as
+//                   WebRTC re-offers, with audio after the resume (tests/browser.rs's SIPp)
 //
 // Steps are printed one per line as `step: ...`; `psap: ready` asks the test to start the PSAP
 // callback, which the page must then ring with the priority banner. Any failed expectation
@@ -33,6 +35,7 @@ const CALL_NUMBER = env('CALL_NUMBER');
 const EMERGENCY = env('EMERGENCY');
 const OUT_DIR = env('OUT_DIR');
 const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium');
+const PSAP_HOLDS = env('PSAP_HOLDS', '0') === '1';
 
 // Generous: a loaded 2-core machine runs the edge, SIPp and Chromium at once.
 const T = 30_000;
@@ -121,6 +124,23 @@ async function audioFlows(page, what, packets = 50) {
     await new Promise((r) => setTimeout(r, 200));
   }
   fail(`no audio both ways in the ${what}: ${JSON.stringify(last)}`);
+}
+
+/** Waits until the page received `count` re-INVITEs (INVITEs with a To-tag) among its SIP
+ * messages from index `from` on; their text. */
+async function reInvites(sip, from, count) {
+  const deadline = Date.now() + T;
+  const got = () =>
+    sip
+      .slice(from)
+      .filter((m) => m.dir === 'received' && m.text.startsWith('INVITE '))
+      .map((m) => m.text)
+      .filter((t) => /\r\nTo: [^\r\n]*;tag=/i.test(t));
+  while (Date.now() < deadline) {
+    if (got().length >= count) return got();
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  fail(`the page got ${got().length} re-INVITEs, not ${count}`);
 }
 
 async function callState(page, state) {
@@ -291,6 +311,7 @@ async function main() {
     await b.context.close();
 
     step('PSAP callback');
+    const psapFrom = a.sip.length;
     console.log('psap: ready');
     const banner = page.locator('#incoming.psap');
     await banner.waitFor({ state: 'visible', timeout: 2 * T });
@@ -299,6 +320,17 @@ async function main() {
     await page.getByRole('button', { name: 'Answer' }).click();
     await callState(page, 'active');
     await audioFlows(page, 'PSAP callback', 25);
+    if (PSAP_HOLDS) {
+      // The PSAP holds and resumes (re-INVITEs with plain SDP): the page gets WebRTC
+      // re-offers of the same session from the edge, answers them, and audio flows again
+      // after the resume.
+      const reoffers = await reInvites(a.sip, psapFrom, 2);
+      expect(reoffers.every((m) => m.includes('a=ice-lite') && m.includes('a=setup:actpass')), 'WebRTC re-offers');
+      expect(reoffers[0].includes('a=sendonly') && reoffers[1].includes('a=sendrecv'), 'hold, then resume');
+      const psapResumed = await page.evaluate(() => window.softphoneAudio());
+      await audioFlows(page, 'PSAP callback after the resume', psapResumed.received + 50);
+      save('psap-reoffers.sip', reoffers.join('\n'));
+    }
     // The PSAP hangs up.
     await callState(page, 'idle');
 

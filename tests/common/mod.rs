@@ -1,7 +1,8 @@
 //! What the black-box tests share: the edge started in-process on port 0 ([`Edge`]), a
 //! directory per test ([`TempDir`]), and in modules: port numbers for peers told a port
 //! before they bind it ([`ports`]), SIPp as a peer ([`sipp`]), the real binary as an operator
-//! runs it ([`binary`]), an SMTP relay ([`smtp`]), a scripted user agent's helpers ([`ua`]).
+//! runs it ([`binary`]), an SMTP relay ([`smtp`]), a scripted user agent's helpers ([`ua`]),
+//! a browser agent over WebSocket with str0m's WebRTC ([`webrtc`]).
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
@@ -19,6 +20,7 @@ pub mod ports;
 pub mod sipp;
 pub mod smtp;
 pub mod ua;
+pub mod webrtc;
 
 /// The dialplan of the black-box tests: two trunks on 127.0.0.2 (ports PRIMARY and
 /// SECONDARY, filled in at start), US numbers routed to the primary with failover to the

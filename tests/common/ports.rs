@@ -27,7 +27,9 @@
 //!   run, is passed over.
 //! - What else binds named ports here lies outside [`RANGE`] or is left out of it: the
 //!   embedded defaults of `tests/demo.rs` (5060, 5090, 8080, 8088, and 19800, [`FIXED`]),
-//!   the edge's RTP ports (20000-29999 by default, 31000-32999 in `tests/media.rs`), and
+//!   the edge's RTP ports (20000-29999 by default; 31000-32999 and 35000-35199 in
+//!   `tests/media.rs`, 33000-33399 in `tests/late_offer.rs`, 34000-34399 in
+//!   `tests/reoffer.rs`), and
 //!   SIPp's own side sockets (media from 6000 and control from 8888, each scanning upward
 //!   from there). baresip's RTP ports are set outside it in `tests/baresip.rs`.
 //!

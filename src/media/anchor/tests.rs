@@ -282,3 +282,96 @@ fn a_trunk_packet_leaves_for_the_browser_at_once() {
         "{out:?}"
     );
 }
+
+/// The value of the first `a=NAME:` line of `sdp`.
+fn attribute<'a>(sdp: &'a str, name: &str) -> &'a str {
+    let prefix = format!("a={name}:");
+    sdp.lines().find_map(|l| l.strip_prefix(prefix.as_str())).unwrap_or_else(|| panic!("{sdp}"))
+}
+
+#[test]
+fn the_edge_offers_the_browser_again_on_the_same_session_hold_resume_and_refresh() {
+    let start = Instant::now();
+    let mut anchor = Anchor::new(addr(ANCHOR));
+    let (mut browser, leg) = Browser::call(&mut anchor, start);
+    let first = anchor.legs.get_mut(&leg).unwrap().rtc.direct_api().local_ice_credentials();
+    let now = connect(&mut anchor, &mut browser, leg, start);
+    let (mut now, _) = settle(&mut anchor, &mut browser, now);
+
+    let mut fingerprint = None;
+    let mut version = 2;
+    // Hold (the trunk's sendonly), resume, and a session refresh that changes nothing.
+    for (direction, written) in [
+        (SdpDirection::SendOnly, "a=sendonly"),
+        (SdpDirection::SendRecv, "a=sendrecv"),
+        (SdpDirection::SendRecv, "a=sendrecv"),
+    ] {
+        let offer = anchor.offer_again(leg, direction).unwrap();
+        version += 1;
+        assert!(offer.contains(&format!(" {version} IN IP4 ")), "o= version {version}: {offer}");
+        assert!(offer.contains(written), "{offer}");
+        assert!(offer.contains("a=setup:actpass") && offer.contains("a=ice-lite"), "{offer}");
+        assert_eq!(attribute(&offer, "ice-ufrag"), first.ufrag, "the same ICE session");
+        assert_eq!(attribute(&offer, "ice-pwd"), first.pass);
+        let fp = attribute(&offer, "fingerprint").to_owned();
+        assert_eq!(fingerprint.get_or_insert(fp.clone()), &fp, "the same DTLS session");
+        assert_eq!(attribute(&offer, "mid"), browser.mid.to_string());
+        let answer = browser
+            .rtc
+            .sdp_api()
+            .accept_offer(str0m::change::SdpOffer::from_sdp_string(&offer).unwrap())
+            .unwrap()
+            .to_sdp_string();
+        anchor.accept_answer(now, leg, &answer).unwrap();
+        (now, _) = settle(&mut anchor, &mut browser, now);
+        assert!(anchor.is_connected(leg) && browser.connected, "DTLS survived the re-offer");
+    }
+
+    // Audio both ways afterwards, without a new handshake.
+    let before = anchor.counters(leg).unwrap();
+    let received = browser.received.len();
+    for i in 0..5u16 {
+        anchor.handle_trunk(now, leg, addr(TRUNK), &pcmu(50 + i, 8000 + 160 * u32::from(i), 1));
+        let mut api = browser.rtc.direct_api();
+        let stream = api.stream_tx_by_mid(browser.mid, None).unwrap();
+        let seq = SeqNo::from(u64::from(300 + i));
+        stream.write_rtp(RtpWrite::new(Pt::from(0), seq, 160 * u32::from(i), now, vec![2; 160]));
+        (now, _) = settle(&mut anchor, &mut browser, now);
+    }
+    let after = anchor.counters(leg).unwrap();
+    assert_eq!(after.to_trunk - before.to_trunk, 5, "{after:?}");
+    assert_eq!(after.to_browser - before.to_browser, 5, "{after:?}");
+    assert!(browser.received.len() > received, "SRTP still decrypts");
+}
+
+#[test]
+fn a_refused_new_offer_leaves_the_leg_as_it_was() {
+    let start = Instant::now();
+    let mut anchor = Anchor::new(addr(ANCHOR));
+    let (mut browser, leg) = Browser::call(&mut anchor, start);
+    let now = connect(&mut anchor, &mut browser, leg, start);
+    let mid = anchor.legs[&leg].mid.unwrap();
+    let direction = |a: &Anchor| a.legs[&leg].rtc.media(mid).unwrap().direction();
+    assert_eq!(direction(&anchor), Direction::SendRecv);
+    anchor.offer_again(leg, SdpDirection::Inactive).unwrap();
+    anchor.withdraw_offer(leg);
+    assert_eq!(direction(&anchor), Direction::SendRecv);
+    // An answer that is not one: refused, and the leg as before.
+    anchor.offer_again(leg, SdpDirection::SendOnly).unwrap();
+    assert!(anchor.accept_answer(now, leg, "v=0\r\n").is_err());
+    assert_eq!(direction(&anchor), Direction::SendRecv);
+    // No offer pending: an answer is refused.
+    assert!(anchor.accept_answer(now, leg, "v=0\r\n").is_err());
+    assert!(anchor.is_connected(leg));
+}
+
+#[test]
+fn the_origin_version_and_the_audio_mid_are_read_and_written_in_place() {
+    let sdp = "v=0\r\no=str0m-0.25.0 123 2 IN IP4 0.0.0.0\r\ns=-\r\nm=video 9 X 96\r\n\
+               a=mid:v\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:a0\r\n";
+    let stamped = with_version(sdp, 7);
+    assert!(stamped.starts_with("v=0\r\no=str0m-0.25.0 123 7 IN IP4 0.0.0.0\r\ns=-\r\n"));
+    assert_eq!(stamped.len(), sdp.len());
+    assert_eq!(audio_mid(sdp), Some(Mid::from("a0")));
+    assert_eq!(audio_mid("v=0\r\nm=video 9 X 96\r\na=mid:v\r\n"), None);
+}
