@@ -32,70 +32,17 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::anchored::{CALL_NUMBER, DID, sipp_uac, start};
 use common::sipp::Sipp;
 use common::ua::{header, parse_request, uas_response, udp_recv_until};
 use common::webrtc::{
     CONTACT, Phone, Ws, body, browser_rtc, make_offer, media_metrics, register_alice, ws_call,
     ws_in_dialog, ws_recv_until, ws_response, ws_response_with, ws_send,
 };
-use common::{Edge, Opts, TRUNK_IP, TempDir, ports};
+use common::{Edge, TRUNK_IP, TempDir, ports};
 use lifeline::media::sdp::{Direction, Sdp};
 use str0m::media::Direction as RtcDirection;
 use tokio::net::UdpSocket;
-
-/// The carrier on 127.0.0.2 owns alice's DID (+15550100123 rings her), takes her calls and
-/// her emergency calls; PSAP callbacks come from it.
-const PLAN: &str = r#"
-[[trunk]]
-name = "carrier"
-kind = "direct-offer"
-uri = "sip:127.0.0.2:PRIMARY;transport=udp"
-sources = ["127.0.0.2/32"]
-numbers = ["+15550100000-+15550100999"]
-emergency = { resource_priority = "esnet.1" }
-probe = false
-
-[[route]]
-pattern = '^\+1[2-9]\d{9}$'
-trunks = ["carrier"]
-
-[[inbound]]
-did = "+15550100123"
-to = "agent:alice"
-
-[emergency]
-callback_pool = ["+15550100900-+15550100901"]
-site_number = "+15550100999"
-callback_fallback = "agent:alice"
-"#;
-
-const AGENTS: &str = "[[agent]]\nid = \"alice\"\npassword = \"secret\"\n\
-    caller_id = [\"+15550100123\"]\nlocation = { country = \"US\", address = \"1 Main St\" }\n";
-
-const DID: &str = "+15550100123";
-const CALL_NUMBER: &str = "+12025550199";
-
-async fn start(ports: &str) -> Edge {
-    let opts = Opts { plan: Some(PLAN.into()), seed: Some(AGENTS.into()), ..Opts::default() };
-    let ports = ports.to_owned();
-    Edge::start_opts(opts, move |c| {
-        c.limits.max_message_bytes = 65535;
-        c.media.rtp_ports = ports.parse().unwrap();
-    })
-    .await
-}
-
-/// SIPp as the carrier calling `service` with `scenario` from the trunk's address, echoing
-/// RTP on a reserved media port, pausing `pause_ms` where its scenario says `<pause/>`.
-fn sipp_uac(edge: &Edge, dir: &Path, scenario: &str, service: &str, pause_ms: u32) -> Sipp {
-    let (media, pause) = (ports::reserve_media().to_string(), pause_ms.to_string());
-    Sipp::build(scenario, dir, scenario)
-        .to(edge.udp)
-        .ip(TRUNK_IP)
-        .service(service)
-        .args(&["-mp", &media, "-rtp_echo", "-d", &pause])
-        .start()
-}
 
 /// The value of the first `a=NAME:` line of an SDP.
 fn attribute<'a>(sdp: &'a str, name: &str) -> &'a str {

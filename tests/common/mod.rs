@@ -15,6 +15,7 @@ use lifeline::config::{Config, Listen, ListenTransport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
+pub mod anchored;
 pub mod binary;
 pub mod ports;
 pub mod sipp;

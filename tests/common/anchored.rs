@@ -1,0 +1,67 @@
+//! The edge of the anchored-call tests (tests/late_offer.rs, tests/reoffer.rs): a carrier on
+//! the trunk address that owns alice's DID and takes her calls, and SIPp playing it with RTP
+//! echo.
+
+use std::path::Path;
+
+use super::sipp::Sipp;
+use super::{Edge, Opts, TRUNK_IP, ports};
+
+/// The carrier on 127.0.0.2 owns alice's DID (+15550100123 rings her) and takes her ordinary
+/// and emergency calls; PSAP callbacks come from it.
+pub const PLAN: &str = r#"
+[[trunk]]
+name = "carrier"
+kind = "direct-offer"
+uri = "sip:127.0.0.2:PRIMARY;transport=udp"
+sources = ["127.0.0.2/32"]
+numbers = ["+15550100000-+15550100999"]
+emergency = { resource_priority = "esnet.1" }
+probe = false
+
+[[route]]
+pattern = '^\+1[2-9]\d{9}$'
+trunks = ["carrier"]
+
+[[inbound]]
+did = "+15550100123"
+to = "agent:alice"
+
+[emergency]
+callback_pool = ["+15550100900-+15550100901"]
+site_number = "+15550100999"
+callback_fallback = "agent:alice"
+"#;
+
+/// alice, with a provisioned US address.
+pub const AGENTS: &str = "[[agent]]\nid = \"alice\"\npassword = \"secret\"\n\
+    caller_id = [\"+15550100123\"]\nlocation = { country = \"US\", address = \"1 Main St\" }\n";
+
+/// alice's DID.
+pub const DID: &str = "+15550100123";
+/// A number alice calls out to.
+pub const CALL_NUMBER: &str = "+12025550199";
+
+/// An edge with [`PLAN`] and [`AGENTS`], its RTP ports from `ports` (`"LOW-HIGH"`).
+pub async fn start(ports: &str) -> Edge {
+    let opts = Opts { plan: Some(PLAN.into()), seed: Some(AGENTS.into()), ..Opts::default() };
+    let ports = ports.to_owned();
+    Edge::start_opts(opts, move |c| {
+        c.limits.max_message_bytes = 65535;
+        c.media.rtp_ports = ports.parse().unwrap();
+    })
+    .await
+}
+
+/// SIPp as a carrier or PSAP calling `service` through the edge with `scenario`, from a
+/// reserved port on the trunk's address; `-rtp_echo` on a reserved media port, pausing
+/// `pause_ms` where its scenario says `<pause/>`. Its files go to `dir`.
+pub fn sipp_uac(edge: &Edge, dir: &Path, scenario: &str, service: &str, pause_ms: u32) -> Sipp {
+    let (media, pause) = (ports::reserve_media().to_string(), pause_ms.to_string());
+    Sipp::build(scenario, dir, scenario)
+        .to(edge.udp)
+        .ip(TRUNK_IP)
+        .service(service)
+        .args(&["-mp", &media, "-rtp_echo", "-d", &pause])
+        .start()
+}
