@@ -130,3 +130,29 @@ fn targets_at(base: Target, addrs: TrunkAddrs) -> Option<Vec<Target>> {
         TrunkAddrs::Unresolved => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_one_target_per_address_and_port_in_order() {
+        let base = Target::uri("sip:+12025550199@carrier.example".into());
+        let at = |ip: &str, port| HostAddr { ip: ip.parse().unwrap(), port };
+        let srv =
+            vec![at("192.0.2.1", Some(5070)), at("192.0.2.2", Some(5080)), at("192.0.2.1", None)];
+        let targets = targets_at(base.clone(), TrunkAddrs::Resolved(srv)).unwrap();
+        let seen: Vec<(Option<IpAddr>, Option<u16>)> =
+            targets.iter().map(|t| (t.addr, t.port)).collect();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            seen,
+            [(ip("192.0.2.1"), Some(5070)), (ip("192.0.2.2"), Some(5080)), (ip("192.0.2.1"), None)]
+        );
+        // The Request-URI keeps the name.
+        assert!(targets.iter().all(|t| t.uri == base.uri));
+        let literal = targets_at(base.clone(), TrunkAddrs::Literal).unwrap();
+        assert_eq!((literal.len(), literal[0].addr, literal[0].port), (1, None, None));
+        assert!(targets_at(base, TrunkAddrs::Unresolved).is_none());
+    }
+}
