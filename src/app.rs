@@ -419,6 +419,7 @@ impl App {
         tasks.spawn(transport::dns::refresh(
             trunk_hosts.clone(),
             dialplans.clone(),
+            config.dns.servers.clone(),
             stop_rx.clone(),
         ));
         for listener in binds.tcp {

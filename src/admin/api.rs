@@ -30,7 +30,8 @@ struct TrunkView<'a> {
     kind: &'static str,
     uri: &'a str,
     numbers: Vec<String>,
-    /// A trunk named by DNS name: `resolved`, `pending` or `failed`, and its addresses.
+    /// A trunk named by DNS name: `resolved`, `pending` or `failed`, and its targets in
+    /// order (`IP`, or `IP:PORT` for one found through SRV).
     #[serde(skip_serializing_if = "Option::is_none")]
     dns: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,7 +57,7 @@ pub(super) async fn dialplan(State(state): State<AdminState>) -> Result<Json<Val
             use crate::transport::dns::Lookup;
             let (dns, addresses) = match t.ip {
                 Some(_) => (None, None),
-                None => match view.trunk_hosts.lookup(&t.host) {
+                None => match view.trunk_hosts.lookup_trunk(t) {
                     Lookup::Resolved(a) => {
                         (Some("resolved"), Some(a.iter().map(ToString::to_string).collect()))
                     }

@@ -67,6 +67,7 @@ pub struct Config {
     pub smtp: Smtp,
     pub dialplan: Dialplan,
     pub agents: Agents,
+    pub dns: Dns,
     pub limits: Limits,
 }
 
@@ -151,6 +152,14 @@ pub struct Dialplan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agents {
     pub seed: Option<PathBuf>,
+}
+
+/// `[dns]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns {
+    /// The DNS servers asked for trunk SRV records (`src/transport/dns.rs`), in order; empty:
+    /// the `nameserver` lines of `/etc/resolv.conf`.
+    pub servers: Vec<SocketAddr>,
 }
 
 /// `[limits]`
@@ -273,6 +282,25 @@ mod tests {
         assert!(shown.contains("d.toml:5: media.anchor: 'sometimes'"), "{shown}");
         let empty = "[sip]\ndigest_algorithms = []\n";
         assert!(Config::from_toml(Path::new("d.toml"), empty).is_err());
+    }
+
+    #[test]
+    fn dns_servers_are_socket_addresses() {
+        assert!(Config::embedded().dns.servers.is_empty(), "default: /etc/resolv.conf");
+        let c = Config::from_toml(
+            Path::new("n.toml"),
+            "[dns]\nservers = [\"127.0.0.1:5353\", \"[2001:db8::53]:53\"]\n",
+        )
+        .unwrap();
+        let want: Vec<SocketAddr> =
+            vec!["127.0.0.1:5353".parse().unwrap(), "[2001:db8::53]:53".parse().unwrap()];
+        assert_eq!(c.dns.servers, want);
+        let text = "[dns]\nservers = [\"127.0.0.1:5353\",\n  \"192.0.2.53\", \"ns.example:53\"]\n";
+        let shown = Config::from_toml(Path::new("n.toml"), text).unwrap_err().to_string();
+        assert!(shown.contains("n.toml:3: dns.servers: '192.0.2.53' is not"), "{shown}");
+        assert!(shown.contains("n.toml:3: dns.servers: 'ns.example:53' is not"), "{shown}");
+        let unknown = Config::from_toml(Path::new("n.toml"), "[dns]\nresolvers = []\n");
+        assert!(unknown.unwrap_err().to_string().contains("n.toml:2: "));
     }
 
     #[test]

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Admin, Agents, Anchoring, Config, ConfigError, ConfigErrors, DEFAULTS_TOML, Dialplan, Limits,
-    Listen, ListenTransport, Media, Node, PortRange, Sip, Smtp, Tls, Web, parse_duration,
+    Admin, Agents, Anchoring, Config, ConfigError, ConfigErrors, DEFAULTS_TOML, Dialplan, Dns,
+    Limits, Listen, ListenTransport, Media, Node, PortRange, Sip, Smtp, Tls, Web, parse_duration,
 };
 
 type Value<T> = Option<Spanned<T>>;
@@ -28,6 +28,7 @@ struct RawConfig {
     smtp: RawSmtp,
     dialplan: RawDialplan,
     agents: RawAgents,
+    dns: RawDns,
     limits: RawLimits,
 }
 
@@ -95,6 +96,12 @@ struct RawDialplan {
 #[serde(deny_unknown_fields, default)]
 struct RawAgents {
     seed: Value<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDns {
+    servers: Value<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -317,6 +324,23 @@ pub(super) fn build(path: Option<&Path>, text: &str) -> Result<Config, ConfigErr
     let agents =
         Agents { seed: nonempty(pick(&user.agents.seed, &d.agents.seed).0).map(PathBuf::from) };
 
+    let (servers_raw, servers_span) = pick(&user.dns.servers, &d.dns.servers);
+    let mut servers = Vec::new();
+    for entry in &servers_raw {
+        let span = servers_span.as_ref().map(|_| entry.span());
+        match entry.get_ref().parse::<SocketAddr>() {
+            Ok(a) => servers.push(a),
+            Err(_) => ctx.error(
+                span,
+                format!(
+                    "dns.servers: '{}' is not an IP address and port (\"192.0.2.53:53\", \"[2001:db8::53]:53\")",
+                    entry.get_ref()
+                ),
+            ),
+        }
+    }
+    let dns = Dns { servers };
+
     let mut limit = |name: &str, user: &Value<i64>, default: &Value<i64>, min: i64, max: i64| {
         let (v, span) = pick(user, default);
         if !(min..=max).contains(&v) {
@@ -377,6 +401,7 @@ pub(super) fn build(path: Option<&Path>, text: &str) -> Result<Config, ConfigErr
         smtp,
         dialplan,
         agents,
+        dns,
         limits,
     })
 }

@@ -593,8 +593,14 @@ impl Core {
         let targets: VecDeque<Target> = order
             .iter()
             .flat_map(|(i, _)| {
-                let base =
-                    Target { uri: None, peer: None, trunk: Some(*i), agent: None, addr: None };
+                let base = Target {
+                    uri: None,
+                    peer: None,
+                    trunk: Some(*i),
+                    agent: None,
+                    addr: None,
+                    port: None,
+                };
                 self.trunk_targets(&plan.trunks[*i], base)
             })
             .collect();

@@ -61,10 +61,13 @@ impl Core {
         let mut waiting = false;
         let plan = self.dialplans.current();
         for trunk in &plan.trunks {
-            let ip = match self.trunk_addrs(trunk) {
-                super::resolve::TrunkAddrs::Literal => trunk.ip,
-                super::resolve::TrunkAddrs::Resolved(addrs) => addrs.first().copied(),
-                super::resolve::TrunkAddrs::Unresolved => None,
+            // An SRV-resolved trunk is probed at its first target's address and port.
+            let (ip, srv_port) = match self.trunk_addrs(trunk) {
+                super::resolve::TrunkAddrs::Literal => (trunk.ip, None),
+                super::resolve::TrunkAddrs::Resolved(addrs) => {
+                    (addrs.first().map(|a| a.ip), addrs.first().and_then(|a| a.port))
+                }
+                super::resolve::TrunkAddrs::Unresolved => (None, None),
             };
             let Some(ip) = ip else {
                 // A name with no address: down until it resolves (and is probed).
@@ -88,7 +91,7 @@ impl Core {
             } else {
                 Transport::Udp
             });
-            let port = trunk.port.unwrap_or_else(|| transport.default_port());
+            let port = srv_port.or(trunk.port).unwrap_or_else(|| transport.default_port());
             let hop = NextHop {
                 transport,
                 host: HopHost::Ip(ip),

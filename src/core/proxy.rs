@@ -55,6 +55,8 @@ pub struct Target {
     /// The resolved address of the trunk host name the branch goes to (one target per
     /// address, [`super::resolve`]); `None`: the next hop's own address.
     pub addr: Option<std::net::IpAddr>,
+    /// The port at `addr` when an SRV record gave it; `None`: the next hop's port.
+    pub port: Option<u16>,
 }
 
 impl Target {
@@ -67,12 +69,13 @@ impl Target {
             trunk: None,
             agent: Some(b.aor.clone()),
             addr: None,
+            port: None,
         }
     }
 
     /// A Request-URI (toward a trunk), the next hop resolved from it.
     pub fn uri(uri: String) -> Target {
-        Target { uri: Some(uri), peer: None, trunk: None, agent: None, addr: None }
+        Target { uri: Some(uri), peer: None, trunk: None, agent: None, addr: None, port: None }
     }
 }
 
@@ -245,7 +248,7 @@ impl Core {
     /// Where to send toward `hop`, and from which listen address: an IP address, or a name's
     /// first cached address ([`super::resolve`]).
     pub(super) fn resolve_hop(&self, hop: &NextHop) -> Option<(Peer, ListenAddr)> {
-        self.resolve_hop_at(hop, None)
+        self.resolve_hop_at(hop, None, None)
     }
 
     fn reject(&mut self, now: Instant, key: ServerKey, req: &Request, reject: &Reject) {
@@ -544,7 +547,7 @@ impl Core {
                 (peer, out)
             }
             None => self
-                .resolve_hop_at(prepared.next_hop(), target.addr)
+                .resolve_hop_at(prepared.next_hop(), target.addr, target.port)
                 .ok_or("next hop is a name with no address, or has no listen address")?,
         };
         // Emergency calls and PSAP callbacks mark their dialog's route (`;em`), so that the
@@ -858,7 +861,7 @@ impl Core {
     fn in_dialog_target(&self, now: Instant, req: &Request) -> Target {
         let routed = req.headers().contains(HeaderName::Route);
         let peer = if routed { None } else { self.location.flow_for_contact(now, req.uri_str()) };
-        Target { uri: None, peer, trunk: None, agent: None, addr: None }
+        Target { uri: None, peer, trunk: None, agent: None, addr: None, port: None }
     }
 
     /// Where an initial request goes (RFC 3261 §16.5), after the caller is known: a request

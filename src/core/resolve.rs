@@ -5,11 +5,16 @@
 //! - A trunk named by DNS name is one target per resolved address, in the resolver's order
 //!   ([`Target::addr`]): the Request-URI keeps the name, the branch goes to the address, and
 //!   failing over to the next address is trying the next target.
+//! - A trunk whose name was resolved through SRV (RFC 3263 §4.2: a host name without a port)
+//!   is one target per (address, port), in RFC 2782 order ([`Target::addr`] and
+//!   [`Target::port`]): the branch goes to that port, not the URI's default; the Request-URI
+//!   still keeps the name.
 //! - A trunk whose name has no address (it does not resolve, or its first lookup has not
 //!   answered yet) gives no target: it is skipped with a log line, as a trunk that is down.
 //! - Other next hops that are names (an in-dialog request toward a Contact or Record-Route
 //!   naming a trunk's host) go to the first cached address of that name, if any.
-//! - A request from one of a trunk's resolved addresses is from that trunk.
+//! - A request from one of a trunk's resolved addresses (its SRV targets' too, whatever their
+//!   port) is from that trunk.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -19,15 +24,15 @@ use sip::transaction::{Peer, Transport};
 use super::Core;
 use super::proxy::Target;
 use crate::routing::{Dialplan, Trunk};
-use crate::transport::dns::Lookup;
+use crate::transport::dns::{HostAddr, Lookup};
 
 /// Where a trunk can be reached now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum TrunkAddrs {
     /// Its URI names an IP address.
     Literal,
-    /// The resolved addresses of its name, in order.
-    Resolved(Vec<IpAddr>),
+    /// The resolved targets of its name, in order (with the SRV port when SRV gave them).
+    Resolved(Vec<HostAddr>),
     /// Its name has no address (yet): skip it.
     Unresolved,
 }
@@ -38,7 +43,7 @@ impl Core {
         if trunk.ip.is_some() {
             return TrunkAddrs::Literal;
         }
-        match self.config.trunk_hosts.lookup(&trunk.host) {
+        match self.config.trunk_hosts.lookup_trunk(trunk) {
             Lookup::Resolved(addrs) => TrunkAddrs::Resolved(addrs),
             Lookup::Pending | Lookup::Failed => TrunkAddrs::Unresolved,
         }
@@ -69,18 +74,20 @@ impl Core {
     /// its name, or one of its `sources`.
     pub(super) fn trunk_for_source<'p>(&self, plan: &'p Dialplan, ip: IpAddr) -> Option<&'p Trunk> {
         plan.trunks.iter().find(|t| {
-            t.sends_from(ip) || (t.ip.is_none() && self.config.trunk_hosts.has(&t.host, ip))
+            t.sends_from(ip) || (t.ip.is_none() && self.config.trunk_hosts.has_trunk(t, ip))
         })
     }
 
     /// Where to send toward `hop`, and from which listen address. A name goes to `addr` when
-    /// the target chose one of its addresses, else to its first cached address; `None` when
-    /// it has none, or when no listen address has the hop's transport (TLS toward a trunk
-    /// needs a `tls:` listener, the Via's sent-by).
+    /// the target chose one of its addresses, else to its first cached address; at `port`
+    /// when the target has one (SRV), else at the hop's port. `None` when the name has no
+    /// address, or when no listen address has the hop's transport (TLS toward a trunk needs
+    /// a `tls:` listener, the Via's sent-by).
     pub(super) fn resolve_hop_at(
         &self,
         hop: &NextHop,
         addr: Option<IpAddr>,
+        port: Option<u16>,
     ) -> Option<(Peer, ListenAddr)> {
         let ip = match (&hop.host, addr) {
             (HopHost::Ip(ip), _) => *ip,
@@ -100,7 +107,7 @@ impl Core {
             }
             return None;
         };
-        let to = SocketAddr::new(ip, hop.port);
+        let to = SocketAddr::new(ip, port.unwrap_or(hop.port));
         let peer = match hop.transport {
             Transport::Udp => Peer::udp(to),
             t => Peer::stream(t, to, None),
@@ -110,13 +117,42 @@ impl Core {
 }
 
 /// A trunk's targets at `addrs`: `base` once for a literal address, once per resolved
-/// address for a name; `None` when the name has none.
+/// (address, port) for a name; `None` when the name has none.
 fn targets_at(base: Target, addrs: TrunkAddrs) -> Option<Vec<Target>> {
     match addrs {
         TrunkAddrs::Literal => Some(vec![base]),
-        TrunkAddrs::Resolved(addrs) => {
-            Some(addrs.into_iter().map(|a| Target { addr: Some(a), ..base.clone() }).collect())
-        }
+        TrunkAddrs::Resolved(addrs) => Some(
+            addrs
+                .into_iter()
+                .map(|a| Target { addr: Some(a.ip), port: a.port, ..base.clone() })
+                .collect(),
+        ),
         TrunkAddrs::Unresolved => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_one_target_per_address_and_port_in_order() {
+        let base = Target::uri("sip:+12025550199@carrier.example".into());
+        let at = |ip: &str, port| HostAddr { ip: ip.parse().unwrap(), port };
+        let srv =
+            vec![at("192.0.2.1", Some(5070)), at("192.0.2.2", Some(5080)), at("192.0.2.1", None)];
+        let targets = targets_at(base.clone(), TrunkAddrs::Resolved(srv)).unwrap();
+        let seen: Vec<(Option<IpAddr>, Option<u16>)> =
+            targets.iter().map(|t| (t.addr, t.port)).collect();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            seen,
+            [(ip("192.0.2.1"), Some(5070)), (ip("192.0.2.2"), Some(5080)), (ip("192.0.2.1"), None)]
+        );
+        // The Request-URI keeps the name.
+        assert!(targets.iter().all(|t| t.uri == base.uri));
+        let literal = targets_at(base.clone(), TrunkAddrs::Literal).unwrap();
+        assert_eq!((literal.len(), literal[0].addr, literal[0].port), (1, None, None));
+        assert!(targets_at(base, TrunkAddrs::Unresolved).is_none());
     }
 }

@@ -1,73 +1,130 @@
-//! Trunk host names, resolved off the core (RFC 3263 §4.2, A and AAAA only).
+//! Trunk host names, resolved off the core (RFC 3263 §4.2: SRV, then A and AAAA).
 //!
-//! A trunk URI may name its host (`sip:sbc.carrier.example:5060`). The core never waits for
-//! DNS: [`refresh`] runs on a task of its own, resolves every trunk host name of the dialplan
-//! in force with the system resolver (`getaddrinfo` on tokio's blocking pool, so `/etc/hosts`
-//! and the system's DNS configuration apply), and keeps the answers in [`TrunkHosts`], which
-//! the core reads synchronously when it routes.
+//! A trunk URI may name its host (`sip:carrier.example`, `sip:sbc.carrier.example:5060`). The
+//! core never waits for DNS: [`refresh`] runs on a task of its own, resolves every trunk host
+//! name of the dialplan in force, and keeps the answers in [`TrunkHosts`], which the core, the
+//! TLS connector and the admin API read synchronously.
 //!
 //! # Contract
 //!
-//! - A name is resolved when a dialplan that names it comes into force (checked every
-//!   [`WATCH`]), then every [`REFRESH`]. `getaddrinfo` gives no TTL: the refresh period stands
-//!   in for it.
-//! - A lookup that fails keeps the last good addresses for [`STALE_FOR`] (a DNS outage does
-//!   not take a carrier away, RFC 8767's "serve stale"); after that, or when the name never
-//!   resolved, the trunk has no address and routing treats it like a trunk that is down: it is
-//!   skipped (logged), its `lifeline_trunk_up` is 0.
-//! - A name not yet resolved (the first lookup still running) has no address either: a call
-//!   routed at that moment skips it rather than waiting — an emergency call never waits for
-//!   DNS.
-//! - Each resolved address is a target of its own: failing over from one address of a trunk
-//!   to the next counts as trying the next target.
-//! - A request whose source IP is one of a trunk's resolved addresses comes from that trunk.
+//! - **Which lookup.** A URI with a host name and no port gets an SRV query first (RFC 3263
+//!   §4.2; the name from [`srv_query`]: `_sip._udp`, `_sip._tcp` or `_sips._tcp`). Its records
+//!   are put in RFC 2782 order ([`srv_order`]: priority, then weighted random, drawn once per
+//!   lookup), and each record's target becomes its addresses, at the record's port: the A and
+//!   AAAA records of the answer's additional section when it has them for that target, else
+//!   A and AAAA queries of our own. A URI with a port, and a name whose SRV query finds no
+//!   records (NXDOMAIN or an empty answer), is resolved with the system resolver
+//!   (`getaddrinfo` on tokio's blocking pool: `/etc/hosts` applies) and reached at the URI's
+//!   port or the transport's default (5060, 5061 for TLS). A single SRV record whose target
+//!   is `.` means the service is not offered: no address.
+//! - **The exchange is ours** (the messages are `hickory-proto`'s): a query over UDP to each
+//!   server in turn, a random id, recursion desired, [`QUERY_TIMEOUT`] each; a truncated
+//!   answer (TC) is asked again over TCP (RFC 1035 §4.2.2, 2-byte length prefix). An answer
+//!   is taken only from the server asked, with the id and question of the query. The servers
+//!   are `[dns] servers`, or when that is empty the `nameserver` lines of `/etc/resolv.conf`
+//!   (read at every round, port 53).
+//! - **When.** A name is resolved when a dialplan that names it comes into force (checked
+//!   every [`WATCH`]), then again when its answer expires: the smallest TTL of the SRV and
+//!   address records used, bounded to [`MIN_TTL`]..[`MAX_TTL`]. `getaddrinfo` gives no TTL:
+//!   [`REFRESH`] stands in for it, and for the retry after a failed lookup.
+//! - **Serve stale.** A lookup that fails keeps the last good targets for [`STALE_FOR`] (a DNS
+//!   outage does not take a carrier away, RFC 8767); an SRV query that fails (timeout,
+//!   SERVFAIL, no server) with no good targets to keep falls back to the system resolver's
+//!   A/AAAA, so that a trunk reachable at its default port stays reachable. After
+//!   [`STALE_FOR`], or when the name never resolved, the trunk has no address and routing
+//!   treats it like a trunk that is down: it is skipped (logged), its `lifeline_trunk_up` is
+//!   0.
+//! - **Never waited for.** A name not yet resolved (the first lookup still running) has no
+//!   address either: a call routed at that moment skips it rather than waiting — an emergency
+//!   call never waits for DNS.
+//! - **Targets.** Each resolved (address, port) is a target of its own ([`HostAddr`]), in
+//!   order: failing over from one to the next counts as trying the next target.
+//! - **Sources.** A request whose source IP is one of a trunk's resolved addresses comes from
+//!   that trunk.
 //!
 //! # Not done
 //!
-//! NAPTR and SRV lookups (RFC 3263 §4.1, §4.2): a URI without a port goes to the transport's
-//! default port (5060, 5061 for TLS) at the A/AAAA addresses of the name. The system resolver
-//! does not answer SRV queries, and the crate that would, hickory-resolver 0.25 (even without
-//! its TLS features: `tokio`, `system-config`), adds about 20 crates to the tree (its own DNS
-//! stack, moka, crossbeam, parking_lot, uuid). The rules an SRV lookup would follow are here
-//! and tested, but nothing calls them yet: [`srv_query`] (which name to ask, from the URI)
-//! and [`srv_order`] (RFC 2782 order: priority, then weighted random).
+//! - NAPTR (RFC 3263 §4.1): the transport is the URI's (`;transport=`, `sips:`), else UDP;
+//!   the domain is never asked which transports it offers.
+//! - EDNS(0): queries ask for no more than 512 bytes over UDP; a larger answer comes over TCP.
+//! - Only TTLs order refreshes: an SRV target that fails is not marked down for a while
+//!   (RFC 3263 §4.3 leaves that to the client); routing's failover and the trunk probes cover
+//!   it.
+//! - IPv6 `nameserver` lines with a zone (`fe80::1%eth0`) are skipped.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use sip::transport::Transport;
 
-use crate::routing::{Dialplan, Dialplans};
+use crate::routing::{Dialplan, Dialplans, Trunk};
 
-/// How often every trunk name is resolved again.
+/// How often a name resolved by the system resolver (no TTL) is resolved again, and how soon
+/// a failed lookup is tried again.
 pub const REFRESH: Duration = Duration::from_secs(60);
 
-/// How often the dialplan in force is checked for new names.
+/// How often the dialplan in force is checked for new names and for answers that expired.
 pub const WATCH: Duration = Duration::from_secs(1);
 
-/// How long one lookup may take before it counts as a failure.
+/// How long one system-resolver lookup may take before it counts as a failure.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long the last good addresses of a name are kept while its lookups fail.
+/// How long one DNS server has to answer one query (UDP, and TCP after a truncated answer).
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The shortest time an SRV answer is kept before it is asked again, whatever its TTL.
+pub const MIN_TTL: Duration = Duration::from_secs(30);
+
+/// The longest time an SRV answer is kept before it is asked again, whatever its TTL.
+pub const MAX_TTL: Duration = Duration::from_secs(3600);
+
+/// How long the last good targets of a name are kept while its lookups fail.
 pub const STALE_FOR: Duration = Duration::from_secs(600);
 
-/// What is known of one name.
+/// The port DNS servers from `/etc/resolv.conf` are asked at.
+pub const DNS_PORT: u16 = 53;
+
+/// One place a trunk name resolves to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HostAddr {
+    pub ip: IpAddr,
+    /// The SRV record's port; `None` (A/AAAA): the URI's port, or the transport's default.
+    pub port: Option<u16>,
+}
+
+impl fmt::Display for HostAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}", SocketAddr::new(self.ip, port)),
+            None => write!(f, "{}", self.ip),
+        }
+    }
+}
+
+/// What is known of one lookup (an SRV name, or a host name).
 #[derive(Debug, Clone)]
 struct Entry {
-    /// The addresses in the resolver's order (empty: none known).
-    addrs: Vec<IpAddr>,
-    /// When `addrs` were last confirmed.
+    /// The host name the lookup is for (the key without its SRV service).
+    host: String,
+    /// The targets in order (empty: none known).
+    targets: Vec<HostAddr>,
+    /// When `targets` were last confirmed.
     good_at: Option<Instant>,
     /// The last lookup failed (and why).
     error: Option<String>,
 }
 
-/// The resolved addresses of trunk host names, shared between the resolver task (writes) and
-/// the core, the connector and the admin API (read, without waiting).
+/// The resolved targets of trunk host names, shared between the resolver task (writes) and
+/// the core, the connector and the admin API (read, without waiting). Keyed by what was
+/// asked: the SRV name (`_sip._udp.carrier.example`) or the host name.
 #[derive(Debug, Default)]
 pub struct TrunkHosts {
     names: RwLock<HashMap<String, Entry>>,
@@ -76,8 +133,8 @@ pub struct TrunkHosts {
 /// What routing may do with a name, now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
-    /// These addresses, in order.
-    Resolved(Vec<IpAddr>),
+    /// These targets, in order.
+    Resolved(Vec<HostAddr>),
     /// No answer yet (the first lookup is still running, or the name is new).
     Pending,
     /// The name does not resolve (or not for longer than [`STALE_FOR`]).
@@ -98,61 +155,85 @@ impl TrunkHosts {
         self.names.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// What is known of `name` (case-insensitive).
+    /// What is known of the lookup `name` (an SRV name or a host name, case-insensitive).
     pub fn lookup(&self, name: &str) -> Lookup {
         match self.read().get(&key(name)) {
             None => Lookup::Pending,
-            Some(e) if !e.addrs.is_empty() => Lookup::Resolved(e.addrs.clone()),
+            Some(e) if !e.targets.is_empty() => Lookup::Resolved(e.targets.clone()),
             Some(e) if e.error.is_some() => Lookup::Failed,
             Some(_) => Lookup::Pending,
         }
     }
 
-    /// The addresses of `name`, empty when none are known.
-    pub fn addrs(&self, name: &str) -> Vec<IpAddr> {
-        match self.lookup(name) {
-            Lookup::Resolved(a) => a,
-            Lookup::Pending | Lookup::Failed => Vec::new(),
+    /// What is known of `trunk`'s name ([`Lookup::Failed`] for a trunk named by IP address,
+    /// which needs no lookup: callers check `trunk.ip` first).
+    pub fn lookup_trunk(&self, trunk: &Trunk) -> Lookup {
+        match lookup_key(trunk) {
+            Some(k) => self.lookup(&k),
+            None => Lookup::Failed,
         }
     }
 
-    /// Whether `ip` is one of the addresses of `name`.
-    pub fn has(&self, name: &str, ip: IpAddr) -> bool {
-        self.read().get(&key(name)).is_some_and(|e| e.addrs.contains(&ip))
+    /// The addresses of host name `host` (from its own lookup, else from an SRV lookup of
+    /// it), empty when none are known. For next hops that name a trunk's host outside
+    /// routing (in-dialog requests).
+    pub fn addrs(&self, host: &str) -> Vec<IpAddr> {
+        let host = key(host);
+        let names = self.read();
+        let entry = names
+            .get(&host)
+            .filter(|e| !e.targets.is_empty())
+            .or_else(|| names.values().find(|e| e.host == host && !e.targets.is_empty()));
+        entry.map(|e| e.targets.iter().map(|t| t.ip).collect()).unwrap_or_default()
+    }
+
+    /// Whether `ip` is one of the addresses found for host name `host` (by any lookup).
+    pub fn has(&self, host: &str, ip: IpAddr) -> bool {
+        let host = key(host);
+        self.read().values().any(|e| e.host == host && e.targets.iter().any(|t| t.ip == ip))
+    }
+
+    /// Whether `ip` is one of the addresses of `trunk`'s targets.
+    pub fn has_trunk(&self, trunk: &Trunk, ip: IpAddr) -> bool {
+        lookup_key(trunk).is_some_and(|k| {
+            self.read().get(&k).is_some_and(|e| e.targets.iter().any(|t| t.ip == ip))
+        })
     }
 
     /// Records a lookup's outcome at `now`.
-    fn record(&self, name: &str, now: Instant, outcome: Result<Vec<IpAddr>, String>) {
+    fn record(&self, name: &str, host: &str, now: Instant, outcome: Result<Vec<HostAddr>, String>) {
         let mut names = self.write();
         let entry = names.entry(key(name)).or_insert(Entry {
-            addrs: Vec::new(),
+            host: key(host),
+            targets: Vec::new(),
             good_at: None,
             error: None,
         });
         match outcome {
-            Ok(addrs) if !addrs.is_empty() => {
-                if entry.addrs != addrs {
-                    tracing::info!(host = name, addresses = ?addrs, "trunk host resolved");
+            Ok(targets) if !targets.is_empty() => {
+                if entry.targets != targets {
+                    let shown: Vec<String> = targets.iter().map(ToString::to_string).collect();
+                    tracing::info!(name, targets = ?shown, "trunk host resolved");
                 }
-                *entry = Entry { addrs, good_at: Some(now), error: None };
+                *entry = Entry { host: key(host), targets, good_at: Some(now), error: None };
             }
             Ok(_) | Err(_) => {
                 let error = outcome.err().unwrap_or_else(|| "no address".to_owned());
                 let stale = entry.good_at.is_none_or(|t| now.duration_since(t) > STALE_FOR);
-                if stale && (!entry.addrs.is_empty() || entry.error.is_none()) {
-                    tracing::warn!(host = name, %error, "trunk host does not resolve: its trunk is skipped");
+                if stale && (!entry.targets.is_empty() || entry.error.is_none()) {
+                    tracing::warn!(name, %error, "trunk host does not resolve: its trunk is skipped");
                 } else if !stale {
-                    tracing::warn!(host = name, %error, "trunk host lookup failed: keeping the last addresses");
+                    tracing::warn!(name, %error, "trunk host lookup failed: keeping the last addresses");
                 }
                 if stale {
-                    entry.addrs.clear();
+                    entry.targets.clear();
                 }
                 entry.error = Some(error);
             }
         }
     }
 
-    /// Forgets the names not in `keep`.
+    /// Forgets the lookups not in `keep`.
     fn retain(&self, keep: &[String]) {
         self.write().retain(|name, _| keep.contains(name));
     }
@@ -162,16 +243,47 @@ fn key(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// The host names (not IP addresses) of the trunks of `plan`.
-pub fn names(plan: &Dialplan) -> Vec<String> {
-    let mut names: Vec<String> =
-        plan.trunks.iter().filter(|t| t.ip.is_none()).map(|t| key(&t.host)).collect();
-    names.sort();
-    names.dedup();
-    names
+/// What [`TrunkHosts`] keeps `trunk`'s targets under: its SRV name ([`srv_query`]) or its
+/// host name; `None` for a trunk named by IP address.
+pub fn lookup_key(trunk: &Trunk) -> Option<String> {
+    if trunk.ip.is_some() {
+        return None;
+    }
+    Some(srv_query(trunk).map_or_else(|| key(&trunk.host), |q| q.name))
 }
 
-/// Resolves one name: every A and AAAA address, in the resolver's order, without repeats.
+/// One lookup the dialplan in force needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Wanted {
+    /// [`lookup_key`].
+    key: String,
+    host: String,
+    srv: Option<SrvQuery>,
+}
+
+/// The lookups of the trunks of `plan` named by host name (not IP address), without
+/// repeats.
+fn wanted(plan: &Dialplan) -> Vec<Wanted> {
+    let mut wanted: Vec<Wanted> = plan
+        .trunks
+        .iter()
+        .filter_map(|t| Some(Wanted { key: lookup_key(t)?, host: key(&t.host), srv: srv_query(t) }))
+        .collect();
+    wanted.sort_by(|a, b| a.key.cmp(&b.key));
+    wanted.dedup_by(|a, b| a.key == b.key);
+    wanted
+}
+
+/// What one lookup found: the targets in order, and how long they may be kept (`None`: the
+/// system resolver, no TTL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Found {
+    targets: Vec<HostAddr>,
+    ttl: Option<Duration>,
+}
+
+/// Resolves one name with the system resolver: every A and AAAA address, in the resolver's
+/// order, without repeats.
 async fn resolve(name: &str) -> Result<Vec<IpAddr>, String> {
     match tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((name, 0))).await {
         Ok(Ok(found)) => {
@@ -188,48 +300,86 @@ async fn resolve(name: &str) -> Result<Vec<IpAddr>, String> {
     }
 }
 
-/// Resolves `names` (all at once) into `hosts`.
-async fn resolve_all(hosts: &TrunkHosts, names: &[String]) {
-    let mut lookups = tokio::task::JoinSet::new();
-    for name in names {
-        let name = name.clone();
-        lookups.spawn(async move {
-            let outcome = resolve(&name).await;
-            (name, outcome)
-        });
-    }
-    while let Some(done) = lookups.join_next().await {
-        if let Ok((name, outcome)) = done {
-            hosts.record(&name, Instant::now(), outcome);
+/// One wanted lookup (see the module doc): SRV first when the URI allows it, then the
+/// system resolver's A/AAAA. `has_targets`: the last good targets are still there to be
+/// served stale, so a failed SRV query keeps them rather than falling back.
+async fn resolve_wanted(
+    servers: &[SocketAddr],
+    wanted: &Wanted,
+    has_targets: bool,
+) -> Result<Found, String> {
+    if let Some(query) = &wanted.srv {
+        match resolve_srv(servers, query).await {
+            Ok(Some(found)) => return Ok(found),
+            Ok(None) => {}
+            Err(e) if has_targets => return Err(format!("SRV {}: {e}", query.name)),
+            Err(e) => {
+                tracing::debug!(name = %query.name, error = %e, "SRV lookup failed: A/AAAA");
+            }
         }
     }
+    let addrs = resolve(&wanted.host).await?;
+    Ok(Found {
+        targets: addrs.into_iter().map(|ip| HostAddr { ip, port: None }).collect(),
+        ttl: None,
+    })
+}
+
+/// Resolves `wanted` (all at once) into `hosts`; returns when each is due again.
+async fn resolve_all(
+    hosts: &TrunkHosts,
+    servers: &[SocketAddr],
+    wanted: &[Wanted],
+) -> Vec<(String, Instant)> {
+    let mut lookups = tokio::task::JoinSet::new();
+    for w in wanted {
+        let w = w.clone();
+        let servers = servers.to_vec();
+        let has_targets = matches!(hosts.lookup(&w.key), Lookup::Resolved(_));
+        lookups.spawn(async move {
+            let outcome = resolve_wanted(&servers, &w, has_targets).await;
+            (w, outcome)
+        });
+    }
+    let mut due = Vec::new();
+    while let Some(done) = lookups.join_next().await {
+        let Ok((w, outcome)) = done else { continue };
+        let now = Instant::now();
+        let next = match &outcome {
+            Ok(found) if !found.targets.is_empty() => {
+                found.ttl.map_or(REFRESH, |t| t.clamp(MIN_TTL, MAX_TTL))
+            }
+            Ok(_) | Err(_) => REFRESH,
+        };
+        hosts.record(&w.key, &w.host, now, outcome.map(|f| f.targets));
+        due.push((w.key, now + next));
+    }
+    due
 }
 
 /// Keeps `hosts` current for the dialplan in force until `stop` turns `true` (a lookup still
-/// running then is abandoned: shutdown never waits for DNS).
+/// running then is abandoned: shutdown never waits for DNS). `servers`: `[dns] servers`;
+/// empty, those of `/etc/resolv.conf`.
 pub async fn refresh(
     hosts: Arc<TrunkHosts>,
     dialplans: Arc<Dialplans>,
+    servers: Vec<SocketAddr>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut known: Vec<String> = Vec::new();
-    let mut next_refresh = Instant::now();
+    let mut due: HashMap<String, Instant> = HashMap::new();
     loop {
         let work = async {
-            let wanted = names(&dialplans.current());
+            let wanted = wanted(&dialplans.current());
+            let keys: Vec<String> = wanted.iter().map(|w| w.key.clone()).collect();
+            hosts.retain(&keys);
+            due.retain(|k, _| keys.contains(k));
             let now = Instant::now();
-            if now >= next_refresh {
-                next_refresh = now + REFRESH;
-                hosts.retain(&wanted);
-                resolve_all(&hosts, &wanted).await;
-                known = wanted;
-            } else if wanted != known {
-                // A reloaded dialplan: its new names at once, the others at the next refresh.
-                let new: Vec<String> =
-                    wanted.iter().filter(|n| !known.contains(n)).cloned().collect();
-                hosts.retain(&wanted);
-                resolve_all(&hosts, &new).await;
-                known = wanted;
+            let now_due: Vec<Wanted> =
+                wanted.into_iter().filter(|w| due.get(&w.key).is_none_or(|t| *t <= now)).collect();
+            if !now_due.is_empty() {
+                let servers =
+                    if servers.is_empty() { system_servers().await } else { servers.clone() };
+                due.extend(resolve_all(&hosts, &servers, &now_due).await);
             }
             tokio::time::sleep(WATCH).await;
         };
@@ -244,6 +394,264 @@ pub async fn refresh(
     }
 }
 
+/// The DNS servers of `/etc/resolv.conf` (none when it cannot be read).
+async fn system_servers() -> Vec<SocketAddr> {
+    let read = tokio::task::spawn_blocking(|| std::fs::read_to_string("/etc/resolv.conf")).await;
+    match read {
+        Ok(Ok(text)) => resolv_conf_servers(&text),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "/etc/resolv.conf cannot be read: no DNS server for SRV");
+            Vec::new()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The `nameserver` lines of a resolv.conf(5) text, at port 53, in order. Comments (`#`,
+/// `;`) and other options are ignored, and so are addresses that do not parse (an IPv6
+/// address with a zone among them).
+pub fn resolv_conf_servers(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next()? == "nameserver").then_some(())?;
+            let ip: IpAddr = words.next()?.parse().ok()?;
+            Some(SocketAddr::new(ip, DNS_PORT))
+        })
+        .collect()
+}
+
+/// Resolves `query`: `Ok(None)` when it has no SRV records (NXDOMAIN, or an answer without
+/// any), else the targets in [`srv_order`] with the smallest TTL of the records used.
+async fn resolve_srv(servers: &[SocketAddr], query: &SrvQuery) -> Result<Option<Found>, String> {
+    let name = dns_name(&query.name)?;
+    let answer = exchange(servers, &name, RecordType::SRV).await?;
+    let records = srv_records(&answer);
+    if records.is_empty() {
+        return Ok(None);
+    }
+    let mut ttl = records.iter().map(|(_, ttl)| *ttl).min().unwrap_or(0);
+    let ordered = srv_order(records.into_iter().map(|(r, _)| r).collect(), |sum| {
+        random_u32() % sum.saturating_add(1)
+    });
+    let mut targets: Vec<HostAddr> = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
+    for record in &ordered {
+        let mut found = addresses_for(&answer, &record.target);
+        if found.is_empty() {
+            match target_addresses(servers, &record.target).await {
+                Ok(f) => found = f,
+                Err(e) => failures.push(format!("{}: {e}", record.target)),
+            }
+        }
+        for (ip, t) in found {
+            ttl = ttl.min(t);
+            let target = HostAddr { ip, port: Some(record.port) };
+            if !targets.contains(&target) {
+                targets.push(target);
+            }
+        }
+    }
+    if targets.is_empty() && !failures.is_empty() {
+        return Err(failures.join("; "));
+    }
+    if !failures.is_empty() {
+        tracing::debug!(name = %query.name, failures = ?failures, "some SRV targets have no address");
+    }
+    Ok(Some(Found { targets, ttl: Some(Duration::from_secs(u64::from(ttl))) }))
+}
+
+/// The A and AAAA addresses of an SRV target, by queries of our own (A first, then AAAA).
+async fn target_addresses(
+    servers: &[SocketAddr],
+    target: &str,
+) -> Result<Vec<(IpAddr, u32)>, String> {
+    let name = dns_name(target)?;
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for rtype in [RecordType::A, RecordType::AAAA] {
+        match exchange(servers, &name, rtype).await {
+            Ok(answer) => found.extend(addresses_for(&answer, target)),
+            Err(e) => errors.push(e),
+        }
+    }
+    if found.is_empty() && !errors.is_empty() {
+        return Err(errors.join("; "));
+    }
+    Ok(found)
+}
+
+/// `name` as an absolute DNS name.
+fn dns_name(name: &str) -> Result<Name, String> {
+    let mut fqdn = key(name);
+    fqdn.push('.');
+    Name::from_ascii(&fqdn).map_err(|e| format!("'{name}' is not a DNS name: {e}"))
+}
+
+/// The SRV records of an answer, with their TTLs.
+fn srv_records(answer: &Message) -> Vec<(Srv, u32)> {
+    answer
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::SRV(srv) => Some((
+                Srv {
+                    priority: srv.priority,
+                    weight: srv.weight,
+                    port: srv.port,
+                    target: target_name(&srv.target),
+                },
+                r.ttl,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An SRV target as [`Srv::target`] keeps it: lowercase, without the final dot, `.` for the
+/// root.
+fn target_name(name: &Name) -> String {
+    if name.is_root() { ".".to_owned() } else { key(&name.to_ascii()) }
+}
+
+/// The A and AAAA records for `target` anywhere in `answer` (an SRV answer's additional
+/// section, or the answer to an A or AAAA query), with their TTLs, without repeats.
+fn addresses_for(answer: &Message, target: &str) -> Vec<(IpAddr, u32)> {
+    let target = key(target);
+    let mut found: Vec<(IpAddr, u32)> = Vec::new();
+    for r in answer.answers.iter().chain(&answer.additionals) {
+        if key(&r.name.to_ascii()) != target {
+            continue;
+        }
+        let ip = match &r.data {
+            RData::A(a) => IpAddr::V4(a.0),
+            RData::AAAA(a) => IpAddr::V6(a.0),
+            _ => continue,
+        };
+        if !found.iter().any(|(i, _)| *i == ip) {
+            found.push((ip, r.ttl));
+        }
+    }
+    found
+}
+
+/// Asks `servers` in turn for `name`'s `rtype` records; the first answer that is NOERROR or
+/// NXDOMAIN (RFC 1035 §4.1.1) is the answer.
+async fn exchange(
+    servers: &[SocketAddr],
+    name: &Name,
+    rtype: RecordType,
+) -> Result<Message, String> {
+    if servers.is_empty() {
+        return Err("no DNS server ([dns] servers is empty and /etc/resolv.conf names none)".into());
+    }
+    let mut last = String::new();
+    for &server in servers {
+        match ask(server, name, rtype).await {
+            Ok(answer) => return Ok(answer),
+            Err(e) => {
+                tracing::debug!(%server, %name, ?rtype, error = %e, "DNS query failed");
+                last = format!("{server}: {e}");
+            }
+        }
+    }
+    Err(last)
+}
+
+/// One query to one server: over UDP, again over TCP when the answer is truncated.
+async fn ask(server: SocketAddr, name: &Name, rtype: RecordType) -> Result<Message, String> {
+    let id = random_u32() as u16;
+    let query = query_message(id, name, rtype)?;
+    let timeout = |what: &str| format!("no {what} answer within {}s", QUERY_TIMEOUT.as_secs());
+    let answer = tokio::time::timeout(QUERY_TIMEOUT, ask_udp(server, id, name, rtype, &query))
+        .await
+        .map_err(|_| timeout("UDP"))??;
+    let answer = if answer.metadata.truncation {
+        tokio::time::timeout(QUERY_TIMEOUT, ask_tcp(server, id, name, rtype, &query))
+            .await
+            .map_err(|_| timeout("TCP"))??
+    } else {
+        answer
+    };
+    match answer.metadata.response_code {
+        ResponseCode::NoError | ResponseCode::NXDomain => Ok(answer),
+        code => Err(format!("{code}")),
+    }
+}
+
+async fn ask_udp(
+    server: SocketAddr,
+    id: u16,
+    name: &Name,
+    rtype: RecordType,
+    query: &[u8],
+) -> Result<Message, String> {
+    let local: SocketAddr = match server {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = tokio::net::UdpSocket::bind(local).await.map_err(|e| e.to_string())?;
+    // Connected: datagrams from anyone but the server are not delivered.
+    socket.connect(server).await.map_err(|e| e.to_string())?;
+    socket.send(query).await.map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = socket.recv(&mut buf).await.map_err(|e| e.to_string())?;
+        if let Some(answer) = accept(&buf[..n], id, name, rtype) {
+            return Ok(answer);
+        }
+    }
+}
+
+async fn ask_tcp(
+    server: SocketAddr,
+    id: u16,
+    name: &Name,
+    rtype: RecordType,
+    query: &[u8],
+) -> Result<Message, String> {
+    let mut stream = tokio::net::TcpStream::connect(server).await.map_err(|e| e.to_string())?;
+    let len = u16::try_from(query.len()).map_err(|_| "query too long".to_owned())?;
+    let mut framed = len.to_be_bytes().to_vec();
+    framed.extend_from_slice(query);
+    stream.write_all(&framed).await.map_err(|e| e.to_string())?;
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await.map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+    accept(&buf, id, name, rtype).ok_or_else(|| "an answer to another question".to_owned())
+}
+
+/// A query for `name`'s `rtype` records with id `id`, recursion desired.
+fn query_message(id: u16, name: &Name, rtype: RecordType) -> Result<Vec<u8>, String> {
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(name.clone(), rtype));
+    message.to_vec().map_err(|e| e.to_string())
+}
+
+/// `bytes` as the answer to the query `id` for `name`'s `rtype` records, or `None` when it is
+/// not one (does not parse, is a query, another id, another question): a spoofed or late
+/// datagram is ignored, not taken for the answer.
+fn accept(bytes: &[u8], id: u16, name: &Name, rtype: RecordType) -> Option<Message> {
+    let answer = Message::from_vec(bytes).ok()?;
+    let m = &answer.metadata;
+    let asked = answer.queries.first()?;
+    let ours = m.id == id
+        && m.message_type == MessageType::Response
+        && answer.queries.len() == 1
+        && asked.query_type() == rtype
+        && key(&asked.name().to_ascii()) == key(&name.to_ascii());
+    ours.then_some(answer)
+}
+
+/// A random number from the process's crypto provider (DNS ids, SRV weights).
+fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    let _ = super::tls::provider().secure_random.fill(&mut b);
+    u32::from_be_bytes(b)
+}
+
 /// The SRV query for a trunk's URI (RFC 3263 §4.2): what to ask and the transport its
 /// targets are reached over. `None` when the URI names an IP address or a port (§4.2: A and
 /// AAAA at that port), or a transport without an SRV service here (WebSocket, SCTP).
@@ -251,9 +659,7 @@ pub async fn refresh(
 /// The service follows what the URI says (§4.1): `;transport=tls` or a `sips:` URI is
 /// `_sips._tcp`, `;transport=tcp` is `_sip._tcp`; a `sip:` URI that names no transport is
 /// `_sip._udp` (no NAPTR, which would choose among the transports the domain offers).
-///
-/// Not wired in yet: [`refresh`] still resolves A and AAAA only (see the module doc).
-pub fn srv_query(trunk: &crate::routing::Trunk) -> Option<SrvQuery> {
+pub fn srv_query(trunk: &Trunk) -> Option<SrvQuery> {
     if trunk.ip.is_some() || trunk.port.is_some() {
         return None;
     }
@@ -328,13 +734,20 @@ pub fn srv_order(mut records: Vec<Srv>, mut random: impl FnMut(u32) -> u32) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::Trunk;
+    use hickory_proto::rr::Record;
+    use hickory_proto::rr::rdata::{A, AAAA, SRV};
+
+    fn plain(host: &str) -> Wanted {
+        Wanted { key: key(host), host: key(host), srv: None }
+    }
 
     #[tokio::test]
     async fn localhost_resolves_and_invalid_does_not() {
         let hosts = TrunkHosts::new();
         assert_eq!(hosts.lookup("localhost"), Lookup::Pending);
-        resolve_all(&hosts, &["localhost".to_owned(), "nonexistent.invalid".to_owned()]).await;
+        let due =
+            resolve_all(&hosts, &[], &[plain("localhost"), plain("nonexistent.invalid")]).await;
+        assert_eq!(due.len(), 2);
         let addrs = hosts.addrs("LOCALHOST.");
         assert!(addrs.iter().all(IpAddr::is_loopback) && !addrs.is_empty(), "{addrs:?}");
         assert!(hosts.has("localhost", "127.0.0.1".parse().unwrap()));
@@ -346,12 +759,13 @@ mod tests {
         let hosts = TrunkHosts::new();
         let t0 = Instant::now();
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        hosts.record("sbc.example", t0, Ok(vec![ip]));
-        hosts.record("sbc.example", t0 + REFRESH, Err("timeout".into()));
-        assert_eq!(hosts.lookup("sbc.example"), Lookup::Resolved(vec![ip]));
-        hosts.record("sbc.example", t0 + STALE_FOR + REFRESH, Err("timeout".into()));
+        let at = vec![HostAddr { ip, port: None }];
+        hosts.record("sbc.example", "sbc.example", t0, Ok(at.clone()));
+        hosts.record("sbc.example", "sbc.example", t0 + REFRESH, Err("timeout".into()));
+        assert_eq!(hosts.lookup("sbc.example"), Lookup::Resolved(at.clone()));
+        hosts.record("sbc.example", "sbc.example", t0 + STALE_FOR + REFRESH, Err("timeout".into()));
         assert_eq!(hosts.lookup("sbc.example"), Lookup::Failed);
-        hosts.record("sbc.example", t0 + STALE_FOR * 2, Ok(vec![ip]));
+        hosts.record("sbc.example", "sbc.example", t0 + STALE_FOR * 2, Ok(at));
         assert!(hosts.has("sbc.example", ip));
         hosts.retain(&[]);
         assert_eq!(hosts.lookup("sbc.example"), Lookup::Pending);
@@ -441,5 +855,260 @@ mod tests {
     fn a_dot_target_means_no_service() {
         assert!(srv_order(vec![srv(0, 0, ".")], |_| 0).is_empty());
         assert_eq!(srv_order(vec![srv(0, 0, "."), srv(1, 0, "x")], |_| 0), [srv(1, 0, "x")]);
+    }
+
+    #[test]
+    fn resolv_conf_gives_its_nameservers_at_port_53() {
+        let text = "# generated\nsearch example.com\nnameserver 192.0.2.53\n; old\n\
+                    nameserver  2001:db8::53 \nnameserver fe80::1%eth0\nnameserver\n\
+                    options ndots:2\n#nameserver 192.0.2.99\n";
+        let want: Vec<SocketAddr> =
+            vec!["192.0.2.53:53".parse().unwrap(), "[2001:db8::53]:53".parse().unwrap()];
+        assert_eq!(resolv_conf_servers(text), want);
+        assert!(resolv_conf_servers("").is_empty());
+    }
+
+    fn name(s: &str) -> Name {
+        dns_name(s).unwrap()
+    }
+
+    /// The answer a server would give to query `id` for `qname`'s `rtype` records.
+    fn response(id: u16, qname: &str, rtype: RecordType) -> Message {
+        let mut m = Message::new(id, MessageType::Response, OpCode::Query);
+        m.add_query(Query::query(name(qname), rtype));
+        m
+    }
+
+    fn srv_rr(owner: &str, ttl: u32, priority: u16, port: u16, target: &str) -> Record {
+        let data = RData::SRV(SRV::new(priority, 50, port, name(target)));
+        Record::from_rdata(name(owner), ttl, data)
+    }
+
+    fn a_rr(owner: &str, ttl: u32, ip: &str) -> Record {
+        let data = match ip.parse::<IpAddr>().unwrap() {
+            IpAddr::V4(v4) => RData::A(A(v4)),
+            IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+        };
+        Record::from_rdata(name(owner), ttl, data)
+    }
+
+    #[test]
+    fn only_the_answer_to_our_question_is_taken() {
+        let q = name("_sip._udp.carrier.example");
+        let bytes = query_message(0x1234, &q, RecordType::SRV).unwrap();
+        let query = Message::from_vec(&bytes).unwrap();
+        assert!(query.metadata.recursion_desired);
+        assert_eq!(query.metadata.id, 0x1234);
+        // A query is not an answer, even with our id.
+        assert!(accept(&bytes, 0x1234, &q, RecordType::SRV).is_none());
+        let ours = response(0x1234, "_SIP._udp.Carrier.example", RecordType::SRV);
+        let bytes = ours.to_vec().unwrap();
+        assert!(accept(&bytes, 0x1234, &q, RecordType::SRV).is_some(), "case-insensitive");
+        assert!(accept(&bytes, 0x1235, &q, RecordType::SRV).is_none(), "another id");
+        assert!(accept(&bytes, 0x1234, &q, RecordType::A).is_none(), "another type");
+        let other = name("_sip._udp.elsewhere.example");
+        assert!(accept(&bytes, 0x1234, &other, RecordType::SRV).is_none(), "another name");
+        assert!(accept(b"\x12\x34garbage", 0x1234, &q, RecordType::SRV).is_none());
+    }
+
+    #[test]
+    fn an_srv_answer_gives_its_records_and_the_addresses_of_its_targets() {
+        let mut m = response(7, "_sip._udp.carrier.example", RecordType::SRV);
+        m.add_answer(srv_rr("_sip._udp.carrier.example", 300, 10, 5070, "SBC1.carrier.example."));
+        m.add_answer(srv_rr("_sip._udp.carrier.example", 120, 20, 5080, "sbc2.carrier.example"));
+        m.add_additional(a_rr("sbc1.carrier.example", 90, "192.0.2.1"));
+        m.add_additional(a_rr("sbc1.carrier.example", 90, "2001:db8::1"));
+        m.add_additional(a_rr("sbc1.carrier.example", 90, "192.0.2.1"));
+        m.add_additional(a_rr("other.example", 90, "192.0.2.9"));
+        let m = Message::from_vec(&m.to_vec().unwrap()).unwrap();
+        let records = srv_records(&m);
+        assert_eq!(
+            records,
+            [
+                (
+                    Srv {
+                        priority: 10,
+                        weight: 50,
+                        port: 5070,
+                        target: "sbc1.carrier.example".into()
+                    },
+                    300
+                ),
+                (
+                    Srv {
+                        priority: 20,
+                        weight: 50,
+                        port: 5080,
+                        target: "sbc2.carrier.example".into()
+                    },
+                    120
+                ),
+            ]
+        );
+        let glue = addresses_for(&m, "sbc1.carrier.example.");
+        let ips: Vec<String> = glue.iter().map(|(ip, _)| ip.to_string()).collect();
+        assert_eq!(ips, ["192.0.2.1", "2001:db8::1"]);
+        assert!(addresses_for(&m, "sbc2.carrier.example").is_empty(), "no glue: ask");
+        // A target of `.` (service not offered) reads as such.
+        let mut dot = response(8, "_sip._udp.carrier.example", RecordType::SRV);
+        dot.add_answer(srv_rr("_sip._udp.carrier.example", 60, 0, 0, "."));
+        let dot = Message::from_vec(&dot.to_vec().unwrap()).unwrap();
+        assert_eq!(srv_records(&dot)[0].0.target, ".");
+    }
+
+    #[test]
+    fn trunks_are_looked_up_by_srv_name_or_host_name() {
+        assert_eq!(
+            lookup_key(&trunk("Carrier.Example", None, false, None)).as_deref(),
+            Some("_sip._udp.carrier.example")
+        );
+        assert_eq!(
+            lookup_key(&trunk("carrier.example", Some(5060), false, None)).as_deref(),
+            Some("carrier.example")
+        );
+        assert_eq!(lookup_key(&trunk("192.0.2.1", None, false, None)), None);
+        let hosts = TrunkHosts::new();
+        let t = trunk("carrier.example", None, false, None);
+        let at = |ip: &str, port| HostAddr { ip: ip.parse().unwrap(), port };
+        let targets = vec![at("192.0.2.1", Some(5070)), at("192.0.2.2", Some(5080))];
+        hosts.record(
+            "_sip._udp.carrier.example",
+            "carrier.example",
+            Instant::now(),
+            Ok(targets.clone()),
+        );
+        assert_eq!(hosts.lookup_trunk(&t), Lookup::Resolved(targets));
+        assert!(hosts.has_trunk(&t, "192.0.2.2".parse().unwrap()));
+        assert!(!hosts.has_trunk(&t, "192.0.2.3".parse().unwrap()));
+        assert!(hosts.has("Carrier.Example.", "192.0.2.1".parse().unwrap()));
+        assert_eq!(
+            hosts.addrs("carrier.example"),
+            ["192.0.2.1".parse::<IpAddr>().unwrap(), "192.0.2.2".parse().unwrap()]
+        );
+        // The same host with a port is another lookup, not yet done.
+        assert_eq!(
+            hosts.lookup_trunk(&trunk("carrier.example", Some(5060), false, None)),
+            Lookup::Pending
+        );
+        assert_eq!(at("192.0.2.1", Some(5070)).to_string(), "192.0.2.1:5070");
+        assert_eq!(at("2001:db8::1", None).to_string(), "2001:db8::1");
+    }
+
+    /// A DNS server on loopback (UDP and TCP on one port) answering every query with
+    /// `answer(query, over_tcp)`.
+    async fn fake_server(
+        answer: impl Fn(&Message, bool) -> Message + Send + Sync + 'static,
+    ) -> SocketAddr {
+        let answer = Arc::new(answer);
+        let (udp, tcp) = loop {
+            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            if let Ok(tcp) = tokio::net::TcpListener::bind(udp.local_addr().unwrap()).await {
+                break (udp, tcp);
+            }
+        };
+        let addr = udp.local_addr().unwrap();
+        let a = answer.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+                let q = Message::from_vec(&buf[..n]).unwrap();
+                let _ = udp.send_to(&a(&q, false).to_vec().unwrap(), from).await;
+            }
+        });
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = tcp.accept().await {
+                let mut len = [0u8; 2];
+                s.read_exact(&mut len).await.unwrap();
+                let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                s.read_exact(&mut buf).await.unwrap();
+                let q = Message::from_vec(&buf).unwrap();
+                let bytes = answer(&q, true).to_vec().unwrap();
+                let mut framed = u16::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
+                framed.extend_from_slice(&bytes);
+                s.write_all(&framed).await.unwrap();
+            }
+        });
+        addr
+    }
+
+    fn reply_to(q: &Message) -> Message {
+        let mut m = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+        m.add_queries(q.queries.clone());
+        m
+    }
+
+    #[tokio::test]
+    async fn a_truncated_answer_is_asked_again_over_tcp_and_a_failing_server_is_passed() {
+        let failing = fake_server(|q, _| {
+            let mut m = reply_to(q);
+            m.metadata.response_code = ResponseCode::ServFail;
+            m
+        })
+        .await;
+        let server = fake_server(|q, tcp| {
+            let mut m = reply_to(q);
+            if tcp {
+                m.add_answer(srv_rr(
+                    "_sip._udp.carrier.example",
+                    40,
+                    10,
+                    5070,
+                    "sbc1.carrier.example",
+                ));
+                m.add_additional(a_rr("sbc1.carrier.example", 3600, "192.0.2.1"));
+            } else {
+                m.metadata.truncation = true;
+            }
+            m
+        })
+        .await;
+        let query =
+            SrvQuery { name: "_sip._udp.carrier.example".into(), transport: Transport::Udp };
+        let found = resolve_srv(&[failing, server], &query).await.unwrap().unwrap();
+        assert_eq!(
+            found.targets,
+            [HostAddr { ip: "192.0.2.1".parse().unwrap(), port: Some(5070) }]
+        );
+        assert_eq!(found.ttl, Some(Duration::from_secs(40)), "the smallest TTL");
+        // Only the failing server: an error (the caller serves stale or falls back).
+        let error = resolve_srv(&[failing], &query).await.unwrap_err();
+        assert!(error.contains(&failing.to_string()), "{error}");
+        assert!(resolve_srv(&[failing], &query).await.is_err());
+        assert!(resolve_srv(&[], &query).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn targets_without_glue_are_asked_for_and_no_records_means_none() {
+        let server = fake_server(|q, _| {
+            let mut m = reply_to(q);
+            let asked = q.queries[0].name().to_ascii();
+            match q.queries[0].query_type() {
+                RecordType::SRV if asked.starts_with("_sip._udp.carrier") => {
+                    m.add_answer(srv_rr(&asked, 300, 20, 5080, "sbc2.carrier.example"));
+                    m.add_answer(srv_rr(&asked, 300, 10, 5070, "sbc1.carrier.example"));
+                }
+                RecordType::SRV => m.metadata.response_code = ResponseCode::NXDomain,
+                RecordType::A if asked.starts_with("sbc1") => {
+                    m.add_answer(a_rr(&asked, 60, "192.0.2.1"));
+                }
+                RecordType::A if asked.starts_with("sbc2") => {
+                    m.add_answer(a_rr(&asked, 60, "192.0.2.2"));
+                }
+                RecordType::AAAA if asked.starts_with("sbc2") => {
+                    m.add_answer(a_rr(&asked, 10, "2001:db8::2"));
+                }
+                _ => {}
+            }
+            m
+        })
+        .await;
+        let query =
+            SrvQuery { name: "_sip._udp.carrier.example".into(), transport: Transport::Udp };
+        let found = resolve_srv(&[server], &query).await.unwrap().unwrap();
+        let shown: Vec<String> = found.targets.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["192.0.2.1:5070", "192.0.2.2:5080", "[2001:db8::2]:5080"]);
+        assert_eq!(found.ttl, Some(Duration::from_secs(10)));
+        let none = SrvQuery { name: "_sip._udp.nosrv.example".into(), transport: Transport::Udp };
+        assert_eq!(resolve_srv(&[server], &none).await, Ok(None));
     }
 }

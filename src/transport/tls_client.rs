@@ -5,9 +5,11 @@
 //!
 //! The connector knows only the address it connects to; the trunk behind it is looked up in
 //! the dialplan in force: a TLS trunk whose IP address, or one of whose resolved addresses
-//! ([`super::dns`]), is the address, on the same port. Then:
+//! ([`super::dns`], SRV targets included), is the address, preferring one whose URI port
+//! (5061 without one) is the address's port. Then:
 //!
-//! - the server name is the trunk URI's host: a DNS name (sent as SNI, RFC 6066 §3, and
+//! - the server name is the trunk URI's host, also for an SRV target (RFC 5922 §4.1: the
+//!   domain of the URI, not the target's name): a DNS name (sent as SNI, RFC 6066 §3, and
 //!   matched against the certificate's subjectAltName, RFC 5922 §7.2), or an IP address
 //!   (matched against an IP subjectAltName; no SNI is sent for an address);
 //! - the trust anchors are the trunk's `tls_ca` file when it has one, otherwise the system's

@@ -1,0 +1,212 @@
+//! Trunks found through DNS SRV (RFC 3263 §4.2, RFC 2782) against a real DNS server: dnsmasq
+//! (Debian `dnsmasq-base`, installed by `scripts/test`) on a reserved loopback port, named by
+//! `[dns] servers`, serving `_sip._udp.carrier.test` with two records — `sbc1.carrier.test`
+//! at port P1 (priority 10) and `sbc2.carrier.test` at port P2 (priority 20), both at
+//! 127.0.0.1. The dialplan's trunk is `sip:carrier.test` (no port: SRV applies).
+//!
+//! - The SRV targets show in the admin API in priority order, each with its port.
+//! - alice's call to that trunk reaches a SIPp UAS on P1, with the name kept in the
+//!   Request-URI.
+//! - When the UAS on P1 answers 503, the call fails over to the UAS on P2.
+//! - A request from a target's address is from the trunk (the inbound rules, not a
+//!   challenge).
+
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::sipp::{Sipp, all_pass};
+use common::ua::udp_recv_until;
+use common::{Edge, Opts, TempDir, ports};
+
+/// One trunk found through SRV, US numbers routed to it, alice's DID.
+const PLAN: &str = r#"
+[[trunk]]
+name = "carrier"
+kind = "direct-offer"
+uri = "sip:carrier.test"
+probe = false
+
+[[route]]
+pattern = '^\+1[2-9]\d{9}$'
+trunks = ["carrier"]
+
+[[inbound]]
+did = "+15550100123"
+to = "agent:alice"
+"#;
+
+/// The address alice's phone calls from: not 127.0.0.1, which is the SRV targets' address
+/// (a request from there is from the trunk).
+const PHONE_IP: &str = "127.0.0.2";
+
+/// dnsmasq serving the two SRV records of `carrier.test`; killed on drop.
+struct Dnsmasq {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Dnsmasq {
+    /// Starts dnsmasq on a reserved port with records pointing at `p1` and `p2`, and returns
+    /// once it accepts TCP (it listens on UDP first).
+    fn start(dir: &Path, p1: u16, p2: u16) -> Dnsmasq {
+        let port = ports::reserve();
+        let log = std::fs::File::create(dir.join("dnsmasq.log")).unwrap();
+        let child = Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                &format!("--port={port}"),
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--log-queries",
+                "--log-facility=-",
+                &format!("--srv-host=_sip._udp.carrier.test,sbc1.carrier.test,{p1},10,50"),
+                &format!("--srv-host=_sip._udp.carrier.test,sbc2.carrier.test,{p2},20,50"),
+                "--host-record=sbc1.carrier.test,127.0.0.1",
+                "--host-record=sbc2.carrier.test,127.0.0.1",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start dnsmasq ({e}): install Debian's dnsmasq-base (scripts/test)")
+            });
+        let mut dns = Dnsmasq { child, addr: SocketAddr::from(([127, 0, 0, 1], port)) };
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect_timeout(&dns.addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = dns.child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("dnsmasq.log")).unwrap_or_default();
+                panic!("dnsmasq exited ({status}):\n{log}");
+            }
+            assert!(Instant::now() < until, "dnsmasq does not listen on {}", dns.addr);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        dns
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The edge with [`PLAN`], asking `dns` for SRV records, once the trunk's SRV targets are
+/// known (`GET /api/dialplan`); returns them as the API shows them.
+async fn edge_with(dns: &Dnsmasq) -> (Edge, Vec<String>) {
+    let server = dns.addr;
+    let opts = Opts { plan: Some(PLAN.to_owned()), ..Opts::default() };
+    let edge = Edge::start_opts(opts, |c| c.dns.servers = vec![server]).await;
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, plan) = edge.api("GET", "/api/dialplan", None).await;
+        assert_eq!(status, 200);
+        let trunk = &plan["trunks"][0];
+        if trunk["dns"] == "resolved" {
+            let targets = trunk["addresses"].as_array().unwrap();
+            let targets = targets.iter().map(|a| a.as_str().unwrap().to_owned()).collect();
+            return (edge, targets);
+        }
+        assert!(Instant::now() < until, "the SRV targets never showed: {trunk}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// alice's phone (on [`PHONE_IP`], digest auth) calling `number` through the edge: answered
+/// (ACK, BYE) or refused with 486; anything else fails it.
+fn alice_calls(dir: &Path, edge: SocketAddr, number: &str) -> Sipp {
+    // The digest `uri` must be the Request-URI (RFC 3261 §22.4); SIPp's default is the host.
+    let auth_uri = format!("{number}@{edge}");
+    Sipp::build(format!("alice calling {number}"), dir, "agent_call_out.xml")
+        .to(edge)
+        .ip(PHONE_IP)
+        .service(number)
+        .auth("alice", "secret")
+        .args(&["-auth_uri", &auth_uri, "-d", "200"])
+        .timeout(Duration::from_secs(20))
+        .start()
+}
+
+/// The Request-URI of the first INVITE `peer` received.
+fn invite_uri(peer: &Sipp) -> String {
+    let invite = peer.received().into_iter().find(|m| m.starts_with("INVITE ")).unwrap();
+    invite.lines().next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_call_goes_to_the_first_srv_target_at_its_port() {
+    let dir = TempDir::new("srv-first");
+    let d = dir.path();
+    let (p1, p2) = (ports::reserve(), ports::reserve());
+    let dns = Dnsmasq::start(d, p1, p2);
+    let (edge, targets) = edge_with(&dns).await;
+    assert_eq!(targets, [format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}")], "priority order");
+
+    let sbc1 = Sipp::build("sbc1 (SIPp UAS on P1)", d, "agent_uas.xml")
+        .local("127.0.0.1", p1)
+        .timeout(Duration::from_secs(20))
+        .listening()
+        .await;
+    all_pass(vec![alice_calls(d, edge.udp, "+12025550199"), sbc1]).await;
+
+    // A request from a target's address is from the trunk: the inbound rules (alice has no
+    // registration: 480), not the challenge a stranger gets (407).
+    let from_trunk = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = from_trunk.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:+15550100123@{edge} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {me};branch=z9hG4bKsrvin\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:+12025550100@{me}>;tag=srvin\r\n\
+To: <sip:+15550100123@{edge}>\r\n\
+Call-ID: srvin@carrier\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:+12025550100@{me}>\r\n\
+Content-Length: 0\r\n\r\n",
+        edge = edge.udp
+    );
+    from_trunk.send_to(invite.as_bytes(), edge.udp).await.unwrap();
+    let reply = udp_recv_until(&from_trunk, "SIP/2.0 4").await;
+    assert!(reply.starts_with("SIP/2.0 480 "), "{reply}");
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn a_503_from_the_first_srv_target_fails_over_to_the_second() {
+    let dir = TempDir::new("srv-failover");
+    let d = dir.path();
+    let (p1, p2) = (ports::reserve(), ports::reserve());
+    let dns = Dnsmasq::start(d, p1, p2);
+    let (edge, _) = edge_with(&dns).await;
+
+    let sbc1 = Sipp::build("sbc1 (SIPp UAS on P1, 503)", d, "trunk_unavailable_uas.xml")
+        .local("127.0.0.1", p1)
+        .timeout(Duration::from_secs(20))
+        .listening()
+        .await;
+    let sbc2 = Sipp::build("sbc2 (SIPp UAS on P2)", d, "agent_uas.xml")
+        .local("127.0.0.1", p2)
+        .timeout(Duration::from_secs(20))
+        .listening()
+        .await;
+    let caller = alice_calls(d, edge.udp, "+12025550199");
+    all_pass(vec![caller]).await;
+    let (sbc1_uri, sbc2_uri) = (invite_uri(&sbc1), invite_uri(&sbc2));
+    all_pass(vec![sbc1, sbc2]).await;
+    // Both INVITEs keep the trunk's name in the Request-URI (RFC 3263 §4.2: the name, not
+    // the SRV target, is what the request is for).
+    for uri in [sbc1_uri, sbc2_uri] {
+        assert!(uri.starts_with("INVITE sip:+12025550199@carrier.test"), "{uri}");
+    }
+    edge.stop().await;
+}
