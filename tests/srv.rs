@@ -10,6 +10,8 @@
 //! - When the UAS on P1 answers 503, the call fails over to the UAS on P2.
 //! - A request from a target's address is from the trunk (the inbound rules, not a
 //!   challenge).
+//! - A trunk whose name has no SRV records (`sip:plain.test`) gets its A record from the
+//!   same `[dns] servers` (the system resolver does not know the name).
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -31,6 +33,12 @@ const PLAN: &str = r#"
 name = "carrier"
 kind = "direct-offer"
 uri = "sip:carrier.test"
+probe = false
+
+[[trunk]]
+name = "plain"
+kind = "direct-offer"
+uri = "sip:plain.test"
 probe = false
 
 [[route]]
@@ -66,12 +74,16 @@ impl Dnsmasq {
                 &format!("--port={port}"),
                 "--listen-address=127.0.0.1",
                 "--bind-interfaces",
+                // Its own pid file: two tests' dnsmasq (or a killed one's stale file) would
+                // clash on the default /var/run/dnsmasq.pid.
+                &format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
                 "--log-queries",
                 "--log-facility=-",
                 &format!("--srv-host=_sip._udp.carrier.test,sbc1.carrier.test,{p1},10,50"),
                 &format!("--srv-host=_sip._udp.carrier.test,sbc2.carrier.test,{p2},20,50"),
                 "--host-record=sbc1.carrier.test,127.0.0.1",
                 "--host-record=sbc2.carrier.test,127.0.0.1",
+                "--host-record=plain.test,127.0.0.3",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -151,6 +163,18 @@ async fn a_call_goes_to_the_first_srv_target_at_its_port() {
     let dns = Dnsmasq::start(d, p1, p2);
     let (edge, targets) = edge_with(&dns).await;
     assert_eq!(targets, [format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}")], "priority order");
+    // No SRV records for plain.test: its A record, asked of the same server.
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, plan) = edge.api("GET", "/api/dialplan", None).await;
+        let trunk = &plan["trunks"][1];
+        if trunk["dns"] == "resolved" {
+            assert_eq!(trunk["addresses"], serde_json::json!(["127.0.0.3"]), "{trunk}");
+            break;
+        }
+        assert!(Instant::now() < until, "plain.test never resolved: {trunk}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let sbc1 = Sipp::build("sbc1 (SIPp UAS on P1)", d, "agent_uas.xml")
         .local("127.0.0.1", p1)

@@ -13,10 +13,11 @@
 //!   lookup), and each record's target becomes its addresses, at the record's port: the A and
 //!   AAAA records of the answer's additional section when it has them for that target, else
 //!   A and AAAA queries of our own. A URI with a port, and a name whose SRV query finds no
-//!   records (NXDOMAIN or an empty answer), is resolved with the system resolver
-//!   (`getaddrinfo` on tokio's blocking pool: `/etc/hosts` applies) and reached at the URI's
-//!   port or the transport's default (5060, 5061 for TLS). A single SRV record whose target
-//!   is `.` means the service is not offered: no address.
+//!   records (NXDOMAIN or an empty answer), is reached at the URI's port or the transport's
+//!   default (5060, 5061 for TLS) at the name's A and AAAA addresses: asked of `[dns] servers`
+//!   when that is set (with their TTL), else of the system resolver (`getaddrinfo` on tokio's
+//!   blocking pool: `/etc/hosts` applies). A single SRV record whose target is `.` means the
+//!   service is not offered: no address.
 //! - **The exchange is ours** (the messages are `hickory-proto`'s): a query over UDP to each
 //!   server in turn, a random id, recursion desired, [`QUERY_TIMEOUT`] each; a truncated
 //!   answer (TC) is asked again over TCP (RFC 1035 §4.2.2, 2-byte length prefix). An answer
@@ -300,11 +301,13 @@ async fn resolve(name: &str) -> Result<Vec<IpAddr>, String> {
     }
 }
 
-/// One wanted lookup (see the module doc): SRV first when the URI allows it, then the
-/// system resolver's A/AAAA. `has_targets`: the last good targets are still there to be
-/// served stale, so a failed SRV query keeps them rather than falling back.
+/// One wanted lookup (see the module doc): SRV first when the URI allows it, then A/AAAA —
+/// asked of `servers` too when they are `[dns] servers` (`configured`), else of the system
+/// resolver. `has_targets`: the last good targets are still there to be served stale, so a
+/// failed SRV query keeps them rather than falling back.
 async fn resolve_wanted(
     servers: &[SocketAddr],
+    configured: bool,
     wanted: &Wanted,
     has_targets: bool,
 ) -> Result<Found, String> {
@@ -318,6 +321,14 @@ async fn resolve_wanted(
             }
         }
     }
+    if configured {
+        let addrs = target_addresses(servers, &wanted.host).await?;
+        let ttl = addrs.iter().map(|(_, ttl)| *ttl).min();
+        return Ok(Found {
+            targets: addrs.into_iter().map(|(ip, _)| HostAddr { ip, port: None }).collect(),
+            ttl: ttl.map(|t| Duration::from_secs(u64::from(t))),
+        });
+    }
     let addrs = resolve(&wanted.host).await?;
     Ok(Found {
         targets: addrs.into_iter().map(|ip| HostAddr { ip, port: None }).collect(),
@@ -329,6 +340,7 @@ async fn resolve_wanted(
 async fn resolve_all(
     hosts: &TrunkHosts,
     servers: &[SocketAddr],
+    configured: bool,
     wanted: &[Wanted],
 ) -> Vec<(String, Instant)> {
     let mut lookups = tokio::task::JoinSet::new();
@@ -337,7 +349,7 @@ async fn resolve_all(
         let servers = servers.to_vec();
         let has_targets = matches!(hosts.lookup(&w.key), Lookup::Resolved(_));
         lookups.spawn(async move {
-            let outcome = resolve_wanted(&servers, &w, has_targets).await;
+            let outcome = resolve_wanted(&servers, configured, &w, has_targets).await;
             (w, outcome)
         });
     }
@@ -377,9 +389,9 @@ pub async fn refresh(
             let now_due: Vec<Wanted> =
                 wanted.into_iter().filter(|w| due.get(&w.key).is_none_or(|t| *t <= now)).collect();
             if !now_due.is_empty() {
-                let servers =
-                    if servers.is_empty() { system_servers().await } else { servers.clone() };
-                due.extend(resolve_all(&hosts, &servers, &now_due).await);
+                let configured = !servers.is_empty();
+                let servers = if configured { servers.clone() } else { system_servers().await };
+                due.extend(resolve_all(&hosts, &servers, configured, &now_due).await);
             }
             tokio::time::sleep(WATCH).await;
         };
@@ -746,7 +758,8 @@ mod tests {
         let hosts = TrunkHosts::new();
         assert_eq!(hosts.lookup("localhost"), Lookup::Pending);
         let due =
-            resolve_all(&hosts, &[], &[plain("localhost"), plain("nonexistent.invalid")]).await;
+            resolve_all(&hosts, &[], false, &[plain("localhost"), plain("nonexistent.invalid")])
+                .await;
         assert_eq!(due.len(), 2);
         let addrs = hosts.addrs("LOCALHOST.");
         assert!(addrs.iter().all(IpAddr::is_loopback) && !addrs.is_empty(), "{addrs:?}");
