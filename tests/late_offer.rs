@@ -24,7 +24,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::anchored::{CALL_NUMBER, DID, sipp_uac, start};
+use common::anchored::{CALL_NUMBER, DID, refuse_emergency_call, sipp_uac, start};
 use common::sipp::Sipp;
 use common::ua::{header, parse_request, uas_response, udp_recv_until};
 use common::webrtc::{
@@ -122,28 +122,7 @@ async fn a_psap_callback_without_sdp_is_anchored_and_never_ended_for_want_of_an_
     assert!(offer.contains(" RTP/AVP 0 8 101\r\n"), "{at_trunk}");
     assert_eq!(plain.rtp_address().unwrap().ip().to_string(), "127.0.0.1");
     assert_eq!(header(&at_trunk, "Priority"), ["emergency"]);
-    let pai = header(&at_trunk, "P-Asserted-Identity")[0];
-    let did: String = pai
-        .chars()
-        .skip_while(|c| *c != '+')
-        .take_while(|c| *c == '+' || c.is_ascii_digit())
-        .collect();
-    assert!(did.starts_with("+1555010090"), "a leased callback number: {pai}");
-    let busy = uas_response(&parse_request(&at_trunk), 486, "Busy Here", "c1", "<sip:c@127.0.0.2>");
-    trunk.send_to(busy.as_bytes(), edge.udp).await.unwrap();
-    let reply = ws_recv_until(&mut ws, "SIP/2.0 486").await;
-    let ack = format!(
-        "ACK sip:933@localhost SIP/2.0\r\n\
-Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bKem1\r\n\
-Max-Forwards: 69\r\n\
-From: <sip:alice@localhost>;tag=a-em1\r\n\
-To: {}\r\n\
-Call-ID: em1\r\n\
-CSeq: 1 ACK\r\n\
-Content-Length: 0\r\n\r\n",
-        header(&reply, "To")[0]
-    );
-    ws_send(&mut ws, ack).await;
+    let did = refuse_emergency_call(&edge, &mut ws, &trunk, &at_trunk).await;
 
     // The PSAP calls back without SDP: alice rings with RFC 7090's priority, audio flows.
     let (invite, bye, heard) =

@@ -32,7 +32,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::anchored::{CALL_NUMBER, DID, sipp_uac, start};
+use common::anchored::{CALL_NUMBER, DID, refuse_emergency_call, sipp_uac, start};
 use common::sipp::Sipp;
 use common::ua::{header, parse_request, uas_response, udp_recv_until};
 use common::webrtc::{
@@ -391,28 +391,7 @@ async fn a_psap_callback_s_re_offers_are_never_refused_nor_is_the_call_ended_for
     // alice's 933 call leases a callback number; the carrier is busy.
     ws_send(&mut ws, common::webrtc::ws_invite("em1", "933", 1, "", None)).await;
     let at_trunk = udp_recv_until(&trunk, "INVITE ").await;
-    let pai = header(&at_trunk, "P-Asserted-Identity")[0];
-    let did: String = pai
-        .chars()
-        .skip_while(|c| *c != '+')
-        .take_while(|c| *c == '+' || c.is_ascii_digit())
-        .collect();
-    assert!(did.starts_with("+1555010090"), "a leased callback number: {pai}");
-    let busy = uas_response(&parse_request(&at_trunk), 486, "Busy Here", "c1", "<sip:c@127.0.0.2>");
-    trunk.send_to(busy.as_bytes(), edge.udp).await.unwrap();
-    let reply = ws_recv_until(&mut ws, "SIP/2.0 486").await;
-    let ack = format!(
-        "ACK sip:933@localhost SIP/2.0\r\n\
-Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bKem1\r\n\
-Max-Forwards: 69\r\n\
-From: <sip:alice@localhost>;tag=a-em1\r\n\
-To: {}\r\n\
-Call-ID: em1\r\n\
-CSeq: 1 ACK\r\n\
-Content-Length: 0\r\n\r\n",
-        header(&reply, "To")[0]
-    );
-    ws_send(&mut ws, ack).await;
+    let did = refuse_emergency_call(&edge, &mut ws, &trunk, &at_trunk).await;
 
     // The PSAP calls back with an early offer; alice answers from the browser.
     let psap = trunk;

@@ -4,7 +4,11 @@
 
 use std::path::Path;
 
+use tokio::net::UdpSocket;
+
 use super::sipp::Sipp;
+use super::ua::{header, parse_request, uas_response};
+use super::webrtc::{Ws, ws_recv_until, ws_send};
 use super::{Edge, Opts, TRUNK_IP, ports};
 
 /// The carrier on 127.0.0.2 owns alice's DID (+15550100123 rings her) and takes her ordinary
@@ -64,4 +68,38 @@ pub fn sipp_uac(edge: &Edge, dir: &Path, scenario: &str, service: &str, pause_ms
         .service(service)
         .args(&["-mp", &media, "-rtp_echo", "-d", &pause])
         .start()
+}
+
+/// The carrier (`trunk`) refuses alice's 933 call `em1` (received as `at_trunk`) with 486, and
+/// her phone (`ws`) acknowledges it. Returns the callback number the call leased (from its
+/// P-Asserted-Identity), asserted to be from the pool.
+pub async fn refuse_emergency_call(
+    edge: &Edge,
+    ws: &mut Ws,
+    trunk: &UdpSocket,
+    at_trunk: &str,
+) -> String {
+    let pai = header(at_trunk, "P-Asserted-Identity")[0];
+    let did: String = pai
+        .chars()
+        .skip_while(|c| *c != '+')
+        .take_while(|c| *c == '+' || c.is_ascii_digit())
+        .collect();
+    assert!(did.starts_with("+1555010090"), "a leased callback number: {pai}");
+    let busy = uas_response(&parse_request(at_trunk), 486, "Busy Here", "c1", "<sip:c@127.0.0.2>");
+    trunk.send_to(busy.as_bytes(), edge.udp).await.unwrap();
+    let reply = ws_recv_until(ws, "SIP/2.0 486").await;
+    let ack = format!(
+        "ACK sip:933@localhost SIP/2.0\r\n\
+Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bKem1\r\n\
+Max-Forwards: 69\r\n\
+From: <sip:alice@localhost>;tag=a-em1\r\n\
+To: {}\r\n\
+Call-ID: em1\r\n\
+CSeq: 1 ACK\r\n\
+Content-Length: 0\r\n\r\n",
+        header(&reply, "To")[0]
+    );
+    ws_send(ws, ack).await;
+    did
 }
