@@ -10,6 +10,7 @@ mod common;
 
 use common::Edge;
 use common::ua::{header, parse_request, uas_response, udp_recv, udp_recv_until};
+use common::webrtc::{Ws, register_alice, ws_send};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -337,42 +338,6 @@ async fn admin_health_metrics_and_token() {
     edge.stop().await;
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
-
-/// Registers alice over WebSocket the way JsSIP does (challenge, answer, 200) and returns the
-/// open connection, on which calls for her arrive.
-async fn register_alice(edge: &Edge) -> Ws {
-    use sip::digest::{Challenge, respond};
-    let url = format!("ws://{}/ws", edge.web);
-    let stream = TcpStream::connect(edge.web).await.unwrap();
-    let mut ws = ws_handshake(stream, &url, None, Some("sip")).await.unwrap();
-    let register = |cseq: u32, auth: &str| {
-        format!(
-            "REGISTER sip:localhost SIP/2.0\r\n\
-Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bKreg{cseq}\r\n\
-Max-Forwards: 69\r\n\
-To: <sip:alice@localhost>\r\n\
-From: <sip:alice@localhost>;tag=regtag\r\n\
-Call-ID: reg-call-1\r\n\
-CSeq: {cseq} REGISTER\r\n\
-{auth}Contact: <sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws>;+sip.ice;reg-id=1;+sip.instance=\"<urn:uuid:6f1c2b9e-3d4a-4e8b-9c1f-2a7d5e0b8c43>\";expires=600\r\n\
-Content-Length: 0\r\n\r\n"
-        )
-    };
-    let reply = ws_exchange(&mut ws, register(1, "")).await;
-    let challenge = reply.lines().find_map(|l| l.strip_prefix("WWW-Authenticate: ")).unwrap();
-    let challenge = Challenge::parse(challenge).unwrap();
-    let auth = respond(&challenge, "alice", "secret", "REGISTER", "sip:localhost", "c1", 1);
-    let reply = ws_exchange(&mut ws, register(2, &format!("Authorization: {auth}\r\n"))).await;
-    assert!(reply.starts_with("SIP/2.0 200 OK\r\n"), "{reply}");
-    ws
-}
-
-async fn ws_send(ws: &mut Ws, msg: String) {
-    use futures_util::SinkExt;
-    ws.send(tokio_tungstenite::tungstenite::Message::text(msg)).await.unwrap();
-}
-
 async fn ws_recv(ws: &mut Ws) -> String {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
@@ -390,11 +355,6 @@ async fn ws_recv_until(ws: &mut Ws, prefix: &str) -> String {
             return m;
         }
     }
-}
-
-async fn ws_exchange(ws: &mut Ws, msg: String) -> String {
-    ws_send(ws, msg).await;
-    ws_recv(ws).await
 }
 
 #[tokio::test]
