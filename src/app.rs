@@ -27,6 +27,7 @@ use crate::transport::conn::{ConnCtx, Timeouts};
 use crate::transport::connect::Connector;
 use crate::transport::flows::Flows;
 use crate::transport::limit::Limiter;
+use crate::transport::udp::UdpOut;
 use crate::web::{self, WebState};
 
 /// Sockets bound for the configured listeners.
@@ -221,8 +222,9 @@ pub struct App {
     dialplans: Arc<Dialplans>,
     /// The dialplan files as loaded, to notice changes from.
     dialplan_files: Fingerprint,
-    /// The core's own runtime: see [`core_runtime`].
-    core_rt: CoreRuntime,
+    /// The core's own runtime and the UDP sockets' one: see [`thread_runtimes`].
+    core_rt: ThreadRuntime,
+    udp_rt: ThreadRuntime,
 }
 
 impl std::fmt::Debug for App {
@@ -314,7 +316,7 @@ impl App {
             Ok(n) => tracing::info!(agents = n, "presence restored after an interrupted emergency"),
             Err(e) => tracing::error!(error = %e, "presence: interrupted emergencies not restored"),
         }
-        let (core_rt, binds) = core_runtime(binds).map_err(StartError::Runtime)?;
+        let (core_rt, udp_rt, binds) = thread_runtimes(binds).map_err(StartError::Runtime)?;
         Ok(App {
             config,
             binds,
@@ -326,6 +328,7 @@ impl App {
             dialplans,
             dialplan_files,
             core_rt,
+            udp_rt,
         })
     }
 
@@ -348,6 +351,7 @@ impl App {
             dialplans,
             dialplan_files,
             core_rt,
+            udp_rt,
         } = self;
         let server: Arc<str> =
             format!("lifeline/{} ({})", env!("CARGO_PKG_VERSION"), config.node.name).into();
@@ -385,7 +389,12 @@ impl App {
         let tls_client =
             transport::tls_client::TlsClient::new(dialplans.clone(), trunk_hosts.clone());
         let connector = Connector::new(ctx.clone()).with_tls(tls_client);
-        let net = Net::new(udp.clone(), flows, Some(connector));
+        // The core queues its datagrams; the UDP thread writes them (src/transport/udp.rs).
+        let (udp_outs, udp_queues): (Vec<_>, Vec<_>) = udp
+            .iter()
+            .map(|socket| UdpOut::new(socket.local_addr().map_or(true, |a| a.is_ipv4())))
+            .unzip();
+        let net = Net::new(udp_outs, flows, Some(connector));
         // Its first look at the outbox is at once: mail queued before a restart goes out.
         let mailer =
             Mailer::spawn(store.clone(), &config.smtp, admin.metrics.clone(), stop_rx.clone());
@@ -477,27 +486,36 @@ impl App {
         drop(ctx);
         tasks.spawn(purge_leases(store.clone(), stop_rx.clone()));
         tasks.spawn(reload_on_sighup(dialplans, admin_metrics, stop_rx.clone(), dialplan_files));
-        // The core and the UDP listeners run on the core's own thread (`core_runtime`).
+        // The core and the UDP sockets run on threads of their own (`thread_runtimes`).
+        let udp_core = udp_ctx.core.clone();
+        let udp_thread = std::thread::Builder::new().name("lifeline-udp".into()).spawn(move || {
+            let Some(udp_rt) = udp_rt.take() else { return };
+            udp_rt.block_on(async move {
+                let mut udp_tasks = tokio::task::JoinSet::new();
+                for (socket, queue) in udp.into_iter().zip(udp_queues) {
+                    udp_tasks.spawn(transport::udp::serve(socket.clone(), udp_ctx.clone()));
+                    udp_tasks.spawn(transport::udp::send(socket, queue, udp_core.clone()));
+                }
+                drop((udp_ctx, udp_core));
+                // The receivers stop at shutdown; the senders once the core is gone.
+                while udp_tasks.join_next().await.is_some() {}
+            });
+        });
         let (core_done, core_stopped) = tokio::sync::oneshot::channel::<()>();
         let core_thread =
             std::thread::Builder::new().name("lifeline-core".into()).spawn(move || {
                 let Some(core_rt) = core_rt.take() else { return };
-                core_rt.block_on(async move {
-                    let mut udp_tasks = tokio::task::JoinSet::new();
-                    for socket in udp {
-                        udp_tasks.spawn(transport::udp::serve(socket, udp_ctx.clone()));
-                    }
-                    drop(udp_ctx);
-                    core.run(inbox, stop_rx, SHUTDOWN_GRACE).await;
-                    while udp_tasks.join_next().await.is_some() {}
-                });
+                core_rt.block_on(core.run(inbox, stop_rx, SHUTDOWN_GRACE));
                 let _ = core_done.send(());
             });
-        match &core_thread {
+        match (&core_thread, &udp_thread) {
             // Every listener is bound (Binds) and serving: ready.
-            Ok(_) => ready.store(true, Ordering::Release),
-            // Without its core the edge serves nothing: never ready (`/ready` says so).
-            Err(e) => tracing::error!(error = %e, "the core's thread could not start"),
+            (Ok(_), Ok(_)) => ready.store(true, Ordering::Release),
+            // Without its core or its UDP thread the edge does not serve SIP: never ready
+            // (`/ready` says so).
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "the core's or the UDP thread could not start");
+            }
         }
         shutdown.await;
         tracing::info!("shutting down");
@@ -508,42 +526,48 @@ impl App {
             let _ = core_stopped.await;
             let _ = thread.join();
         }
+        if let Ok(thread) = udp_thread {
+            // Its receivers stopped with the signal and its senders with the core: at once.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
         mailer.stopped().await;
     }
 }
 
-/// The core's runtime, with the UDP sockets moved to its reactor.
+/// The core's runtime, and the UDP sockets' runtime with the sockets moved to its reactor.
 ///
-/// The core and the UDP listeners share one thread and one runtime of their own, so that a
-/// datagram read, parsed and handed to the core wakes nobody on another thread: under load the
-/// wake-ups between a receive task and the core on different workers of the main runtime
-/// were about a tenth of the process's CPU. TCP, TLS, WebSocket, the admin API and the mailer
-/// stay on the main runtime; the media engine has its own thread.
-fn core_runtime(mut binds: Binds) -> std::io::Result<(CoreRuntime, Binds)> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+/// Each runs alone on a thread of its own. The core's holds only the core (its queue and its
+/// timers). The UDP thread reads and parses datagrams and writes the core's, batched
+/// (`recvmmsg`, `sendmmsg`: [`transport::udp`]); under load the two threads carry about half
+/// the SIP work each, where the kernel's send and receive paths are the larger part. TCP, TLS,
+/// WebSocket, the admin API and the mailer stay on the main runtime; the media engine has its
+/// own thread.
+fn thread_runtimes(mut binds: Binds) -> std::io::Result<(ThreadRuntime, ThreadRuntime, Binds)> {
+    let core = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let udp_rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let udp = std::mem::take(&mut binds.udp);
     {
-        let _in_core = rt.enter();
+        let _in_udp = udp_rt.enter();
         for socket in udp {
             binds.udp.push(UdpSocket::from_std(socket.into_std()?)?);
         }
     }
-    Ok((CoreRuntime(Some(rt)), binds))
+    Ok((ThreadRuntime(Some(core)), ThreadRuntime(Some(udp_rt)), binds))
 }
 
-/// The core's runtime until its thread takes it. Dropped unused (an `App` built and not run,
-/// a thread that could not start), it shuts down without blocking: a runtime must not be
-/// dropped where blocking is not allowed, as in the main runtime's tasks.
+/// A runtime until its thread takes it. Dropped unused (an `App` built and not run, a thread
+/// that could not start), it shuts down without blocking: a runtime must not be dropped where
+/// blocking is not allowed, as in the main runtime's tasks.
 #[derive(Debug)]
-struct CoreRuntime(Option<tokio::runtime::Runtime>);
+struct ThreadRuntime(Option<tokio::runtime::Runtime>);
 
-impl CoreRuntime {
+impl ThreadRuntime {
     fn take(mut self) -> Option<tokio::runtime::Runtime> {
         self.0.take()
     }
 }
 
-impl Drop for CoreRuntime {
+impl Drop for ThreadRuntime {
     fn drop(&mut self) {
         if let Some(rt) = self.0.take() {
             rt.shutdown_background();

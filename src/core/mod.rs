@@ -4,14 +4,14 @@
 //! # Run loop
 //!
 //! Transports parse on their own tasks and hand whole messages to the core through a bounded
-//! queue ([`CoreHandle::deliver`]). The core and the UDP listeners' tasks share a thread and a
-//! runtime of their own (`app::core_runtime`), so a datagram reaches the core without waking
-//! another thread; stream transports run on the main runtime's workers, in parallel. A
-//! malformed request is answered `400` right there ([`reject_malformed`]) and never reaches
-//! the core. The core then follows the sans-IO contract of `sip::transaction`: after every
-//! input it drains `poll_transmit` (each message goes out without awaiting: a UDP
-//! `try_send_to`, or a flow's queue) and `poll_event` (the rules below), and sleeps until
-//! `poll_timeout`.
+//! queue ([`CoreHandle::deliver`]). The core runs alone on a thread and a runtime of its own
+//! (`app::thread_runtimes`); the UDP sockets have another ([`crate::transport::udp`]), and
+//! stream transports run on the main runtime's workers, in parallel. A malformed request is
+//! answered `400` right there ([`reject_malformed`]) and never reaches the core. The core then
+//! follows the sans-IO contract of `sip::transaction`: after every input it drains
+//! `poll_transmit` (each message goes out without awaiting: queued for the UDP thread, which
+//! gets what one pass of the loop sent as one batch, or put on a flow's queue) and
+//! `poll_event` (the rules below), and sleeps until `poll_timeout`.
 //!
 //! # Rules
 //!
@@ -486,6 +486,7 @@ impl Core {
             };
             self.event(now, event);
         }
+        self.net.flush();
         // Gauges at most once a second: counting bindings walks the whole location table.
         if self.gauges_at.is_none_or(|t| now >= t) {
             self.gauges_at = Some(now + Duration::from_secs(1));

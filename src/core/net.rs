@@ -1,48 +1,40 @@
-//! How the core sends: without awaiting, to UDP sockets, to live flows, or through a new
-//! outbound connection opened in the background.
+//! How the core sends: without awaiting, to the UDP thread (batched, see
+//! [`crate::transport::udp`]), to live flows, or through a new outbound connection opened in the
+//! background.
 
 use std::sync::Arc;
 
 use sip::transaction::{Peer, Transmit, Transport};
-use tokio::net::UdpSocket;
 
 use crate::transport::connect::Connector;
 use crate::transport::flows::Flows;
+use crate::transport::udp::{Datagram, UdpOut};
 
 /// The core's outbound side.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Net {
-    /// UDP sockets with whether each is IPv4, to pick one by the destination's family.
-    udp: Vec<(bool, Arc<UdpSocket>)>,
+    /// One per UDP socket: datagrams queued until [`Net::flush`].
+    udp: Vec<UdpOut>,
     flows: Arc<Flows>,
     connector: Option<Connector>,
 }
 
 impl Net {
-    pub fn new(udp: Vec<Arc<UdpSocket>>, flows: Arc<Flows>, connector: Option<Connector>) -> Net {
-        let udp =
-            udp.into_iter().map(|s| (s.local_addr().map_or(true, |a| a.is_ipv4()), s)).collect();
+    pub fn new(udp: Vec<UdpOut>, flows: Arc<Flows>, connector: Option<Connector>) -> Net {
         Net { udp, flows, connector }
     }
 
     /// Sends one message; `false` when it certainly could not be sent (the caller reports a
-    /// transport error). A connection being opened reports its failure later.
-    pub fn send(&self, t: &Transmit) -> bool {
+    /// transport error). A connection being opened, and a UDP send, report a failure later
+    /// (`Input::SendFailed`). Datagrams leave at the next [`Net::flush`].
+    pub fn send(&mut self, t: &Transmit) -> bool {
         match t.to {
             Peer { transport: Transport::Udp, addr, .. } => {
-                let Some(socket) = self.udp_for(addr) else {
+                let Some(out) = self.udp_for(addr) else {
                     return false;
                 };
-                match socket.try_send_to(&t.message, addr) {
-                    Ok(_) => true,
-                    // A full socket buffer loses the datagram like the network would; the
-                    // transaction layer retransmits.
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
-                    Err(e) => {
-                        tracing::debug!(%addr, error = %e, "udp send failed");
-                        false
-                    }
-                }
+                out.push(Datagram { to: addr, bytes: t.message.clone(), txn: t.txn });
+                true
             }
             Peer { flow: Some(flow), .. } => match self.flows.send(flow, t.message.clone()) {
                 Ok(()) => true,
@@ -68,12 +60,16 @@ impl Net {
         }
     }
 
+    /// Hands the datagrams queued since the last flush to the UDP thread, one batch per socket.
+    pub fn flush(&mut self) {
+        for out in &mut self.udp {
+            out.flush();
+        }
+    }
+
     /// The UDP socket of the same address family as `to`.
-    fn udp_for(&self, to: std::net::SocketAddr) -> Option<&Arc<UdpSocket>> {
-        self.udp
-            .iter()
-            .find(|(v4, _)| *v4 == to.is_ipv4())
-            .or_else(|| self.udp.first())
-            .map(|(_, s)| s)
+    fn udp_for(&mut self, to: std::net::SocketAddr) -> Option<&mut UdpOut> {
+        let i = self.udp.iter().position(|o| o.is_ipv4() == to.is_ipv4()).unwrap_or(0);
+        self.udp.get_mut(i)
     }
 }
