@@ -475,8 +475,9 @@ impl Core {
     fn drain(&mut self, now: Instant) {
         loop {
             while let Some(t) = self.txn.poll_transmit() {
-                if !self.net.send(&t)
-                    && let Some(key) = t.txn
+                let txn = t.txn;
+                if !self.net.send(t)
+                    && let Some(key) = txn
                 {
                     self.txn.handle_transport_error(now, key);
                 }

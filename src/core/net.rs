@@ -27,16 +27,16 @@ impl Net {
     /// Sends one message; `false` when it certainly could not be sent (the caller reports a
     /// transport error). A connection being opened, and a UDP send, report a failure later
     /// (`Input::SendFailed`). Datagrams leave at the next [`Net::flush`].
-    pub fn send(&mut self, t: &Transmit) -> bool {
+    pub fn send(&mut self, t: Transmit) -> bool {
         match t.to {
             Peer { transport: Transport::Udp, addr, .. } => {
                 let Some(out) = self.udp_for(addr) else {
                     return false;
                 };
-                out.push(Datagram { to: addr, bytes: t.message.clone(), txn: t.txn });
+                out.push(Datagram { to: addr, bytes: t.message, txn: t.txn });
                 true
             }
-            Peer { flow: Some(flow), .. } => match self.flows.send(flow, t.message.clone()) {
+            Peer { flow: Some(flow), .. } => match self.flows.send(flow, t.message) {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::debug!(%flow, error = ?e, "flow send failed");
@@ -45,12 +45,12 @@ impl Net {
             },
             Peer { transport, addr, flow: None } => {
                 if let Some(flow) = self.flows.outbound(transport, addr) {
-                    return self.flows.send(flow, t.message.clone()).is_ok();
+                    return self.flows.send(flow, t.message).is_ok();
                 }
                 match &self.connector {
                     // TCP, and TLS toward trunks (src/transport/tls_client.rs).
                     Some(c) if c.opens(transport) => {
-                        c.connect_and_send(transport, addr, t.message.clone(), t.txn);
+                        c.connect_and_send(transport, addr, t.message, t.txn);
                         true
                     }
                     // WebSocket peers are only reachable over the connection they opened.

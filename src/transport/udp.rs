@@ -54,14 +54,47 @@ pub struct UdpOut {
     ipv4: bool,
     queued: Vec<Datagram>,
     tx: mpsc::Sender<Vec<Datagram>>,
+    /// Emptied batches the UDP thread gives back, so that a pass of the core's loop does not
+    /// allocate a fresh one.
+    spare: Arc<Spare>,
+}
+
+/// Emptied batch vectors on their way back from the UDP thread to the core.
+#[derive(Debug, Default)]
+pub struct Spare(std::sync::Mutex<Vec<Vec<Datagram>>>);
+
+impl Spare {
+    /// Batches kept for reuse at most; more are freed.
+    const KEEP: usize = 64;
+
+    fn take(&self) -> Vec<Datagram> {
+        self.0.lock().ok().and_then(|mut v| v.pop()).unwrap_or_else(|| Vec::with_capacity(BATCH))
+    }
+
+    fn give(&self, mut batch: Vec<Datagram>) {
+        batch.clear();
+        if let Ok(mut v) = self.0.lock()
+            && v.len() < Self::KEEP
+        {
+            v.push(batch);
+        }
+    }
+}
+
+/// What the UDP thread's [`send`] task takes: the core's batches, and where emptied ones go.
+#[derive(Debug)]
+pub struct UdpQueue {
+    rx: mpsc::Receiver<Vec<Datagram>>,
+    spare: Arc<Spare>,
 }
 
 impl UdpOut {
     /// The core's side of a socket (IPv4 or not, to pick one by family), and the
     /// receiving end for [`send`].
-    pub fn new(ipv4: bool) -> (UdpOut, mpsc::Receiver<Vec<Datagram>>) {
+    pub fn new(ipv4: bool) -> (UdpOut, UdpQueue) {
         let (tx, rx) = mpsc::channel(SEND_DEPTH);
-        (UdpOut { ipv4, queued: Vec::new(), tx }, rx)
+        let spare = Arc::new(Spare::default());
+        (UdpOut { ipv4, queued: Vec::new(), tx, spare: spare.clone() }, UdpQueue { rx, spare })
     }
 
     /// Whether the socket is IPv4.
@@ -80,7 +113,7 @@ impl UdpOut {
         if self.queued.is_empty() {
             return;
         }
-        let batch = std::mem::replace(&mut self.queued, Vec::with_capacity(BATCH));
+        let batch = std::mem::replace(&mut self.queued, self.spare.take());
         if let Err(e) = self.tx.try_send(batch) {
             let dropped = match &e {
                 mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => {
@@ -200,14 +233,17 @@ fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
 /// Writes the core's batches to `socket` until the core drops its [`UdpOut`]. A datagram that
 /// certainly could not go (not a full buffer: that is a loss the transaction layer repairs) is
 /// reported to the core as a transport error of its transaction.
-pub async fn send(socket: Arc<UdpSocket>, mut rx: mpsc::Receiver<Vec<Datagram>>, core: CoreHandle) {
+pub async fn send(socket: Arc<UdpSocket>, queue: UdpQueue, core: CoreHandle) {
+    let UdpQueue { mut rx, spare } = queue;
     let mut batches = Vec::with_capacity(16);
+    let mut addrs = Vec::with_capacity(BATCH);
     let mut failed = Vec::new();
     while rx.recv_many(&mut batches, 16).await > 0 {
         for batch in batches.drain(..) {
             for chunk in batch.chunks(BATCH) {
-                send_chunk(&socket, chunk, &mut failed);
+                send_chunk(&socket, chunk, &mut addrs, &mut failed);
             }
+            spare.give(batch);
         }
         for key in failed.drain(..) {
             core.send_failed(key).await;
@@ -217,10 +253,18 @@ pub async fn send(socket: Arc<UdpSocket>, mut rx: mpsc::Receiver<Vec<Datagram>>,
 
 /// Sends up to [`BATCH`] datagrams with as few `sendmmsg` calls as the kernel allows; the keys
 /// of those that failed for good go to `failed`.
-fn send_chunk(socket: &UdpSocket, chunk: &[Datagram], failed: &mut Vec<TxnKey>) {
-    let slices: Vec<[IoSlice<'_>; 1]> = chunk.iter().map(|d| [IoSlice::new(&d.bytes)]).collect();
-    let addrs: Vec<Option<SockaddrStorage>> =
-        chunk.iter().map(|d| Some(SockaddrStorage::from(d.to))).collect();
+fn send_chunk(
+    socket: &UdpSocket,
+    chunk: &[Datagram],
+    addrs: &mut Vec<Option<SockaddrStorage>>,
+    failed: &mut Vec<TxnKey>,
+) {
+    let chunk = chunk.get(..BATCH).unwrap_or(chunk);
+    let slices: [[IoSlice<'_>; 1]; BATCH] =
+        std::array::from_fn(|i| [IoSlice::new(chunk.get(i).map_or(&[][..], |d| &d.bytes))]);
+    let slices = &slices[..chunk.len()];
+    addrs.clear();
+    addrs.extend(chunk.iter().map(|d| Some(SockaddrStorage::from(d.to))));
     let mut start = 0;
     while start < chunk.len() {
         let sent = SEND_HEADERS.with_borrow_mut(|headers| {

@@ -230,6 +230,8 @@ impl Response {
     pub fn for_request(request: &Request, status: u16, reason: &str) -> Response {
         let mut r = Response::new(status, reason);
         let src = &request.headers;
+        // The copied headers point into the request's receive buffer, shared, not copied.
+        r.headers.buf = src.buf.clone();
         for e in &src.entries {
             if matches!(
                 e.name,
@@ -239,7 +241,7 @@ impl Response {
                     | HeaderName::CallId
                     | HeaderName::CSeq
             ) {
-                r.headers.push(e.name, Bytes::copy_from_slice(src.piece(e.value)));
+                r.headers.push_copy_of(src, e);
             }
         }
         if status >= 200 || request.method == Method::Invite {
@@ -300,7 +302,10 @@ impl Response {
     pub fn encode(&self, out: &mut Vec<u8>) {
         encode_parts(out, self.start_line, &self.headers, self.lf_only, &self.body, |out| {
             out.put_slice(b"SIP/2.0 ");
-            out.put_slice(self.status.to_string().as_bytes());
+            match self.status {
+                100..=999 => out.put_slice(&status_digits(self.status)),
+                other => out.put_slice(other.to_string().as_bytes()),
+            }
             out.put_u8(b' ');
             out.put_slice(self.reason.resolve(&self.headers.buf));
             out.put_slice(b"\r\n");
@@ -313,6 +318,12 @@ impl Response {
         self.encode(&mut out);
         out.into()
     }
+}
+
+/// A three-digit status code's digits, without formatting.
+fn status_digits(status: u16) -> [u8; 3] {
+    let d = |n: u16| b'0' + (n % 10) as u8;
+    [d(status / 100), d(status / 10), d(status)]
 }
 
 /// Writes a message: the start line as received when it is unchanged (else `start_line`

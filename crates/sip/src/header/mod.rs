@@ -59,6 +59,19 @@ impl Piece {
     }
 }
 
+/// The part of `range` within `bytes` without the whitespace around it
+/// ([`crate::text::trim_bytes`]), as a range of `bytes`.
+fn trimmed(bytes: &[u8], range: std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let (mut start, mut end) = (range.start, range.end.min(bytes.len()));
+    while start < end && matches!(bytes[start], b' ' | b'\t' | b'\r' | b'\n') {
+        start += 1;
+    }
+    while end > start && matches!(bytes[end - 1], b' ' | b'\t' | b'\r' | b'\n') {
+        end -= 1;
+    }
+    start..end
+}
+
 /// One header line.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
@@ -210,6 +223,22 @@ impl Headers {
         self.entries.push(e);
     }
 
+    /// Appends a copy of `e`, an entry of `src`, in canonical form. `self` must share `src`'s
+    /// receive buffer (`buf`): a value there is kept as the same span, without copying.
+    pub(crate) fn push_copy_of(&mut self, src: &Headers, e: &Entry) {
+        self.changed();
+        let value = match e.value {
+            span @ Piece::Span { .. } => span,
+            Piece::Owned(_) => self.own(Bytes::copy_from_slice(src.piece(e.value))),
+        };
+        let name_text = match e.name_text {
+            Some(span @ Piece::Span { .. }) => Some(span),
+            Some(owned) => Some(self.own(Bytes::copy_from_slice(src.piece(owned)))),
+            None => None,
+        };
+        self.entries.push(Entry { name: e.name, name_text, value, raw_line: None });
+    }
+
     /// Inserts a header before the first header called `name`, or at the top when there is
     /// none: how a proxy pushes its Via or Record-Route (RFC 3261 §16.6 steps 4 and 8).
     pub fn prepend(&mut self, name: HeaderName, value: impl Into<Bytes>) {
@@ -249,28 +278,49 @@ impl Headers {
         }
     }
 
+    /// Takes the first element of the first `name` header without copying: the element is a
+    /// slice of the bytes the value lives in, and the rest stays where it is (a narrower span
+    /// of the receive buffer, or a slice of the owned value).
     fn pop_first_element(&mut self, name: HeaderName) -> Option<Bytes> {
         self.changed();
         let idx = self.entries.iter().position(|e| e.name == name)?;
-        let raw = Bytes::copy_from_slice(self.piece(self.entries[idx].value));
-        let text = std::str::from_utf8(&raw).ok();
-        let split = text.and_then(crate::text::top_level_comma);
-        match split {
-            None => {
-                self.entries.remove(idx);
-                Some(raw)
+        let piece = self.entries[idx].value;
+        let whole = match piece {
+            Piece::Span { start, end } if end as usize <= self.buf.len() && start <= end => {
+                self.buf.slice(start as usize..end as usize)
             }
-            Some(comma) => {
-                let first = crate::text::trim_bytes(&raw[..comma]).to_vec();
-                let rest = crate::text::trim_bytes(&raw[comma + 1..]).to_vec();
-                if rest.is_empty() {
-                    self.entries.remove(idx);
-                } else {
-                    self.set_value(idx, rest.into());
-                }
-                Some(first.into())
-            }
+            Piece::Owned(i) => self.owned.get(i as usize).cloned().unwrap_or_default(),
+            Piece::Span { .. } => Bytes::new(),
+        };
+        let split = std::str::from_utf8(&whole).ok().and_then(crate::text::top_level_comma);
+        let Some(comma) = split else {
+            self.entries.remove(idx);
+            return Some(whole);
+        };
+        let first = trimmed(&whole, 0..comma);
+        let rest = trimmed(&whole, comma + 1..whole.len());
+        if rest.is_empty() {
+            self.entries.remove(idx);
+            return Some(whole.slice(first));
         }
+        let value = match piece {
+            Piece::Span { start, .. } => Piece::Span {
+                // Within a span that fits in u32 already.
+                start: start + rest.start as u32,
+                end: start + rest.end as u32,
+            },
+            Piece::Owned(i) => {
+                if let Some(slot) = self.owned.get_mut(i as usize) {
+                    *slot = whole.slice(rest);
+                }
+                Piece::Owned(i)
+            }
+        };
+        if let Some(e) = self.entries.get_mut(idx) {
+            e.value = value;
+            e.raw_line = None;
+        }
+        Some(whole.slice(first))
     }
 
     /// Writes the header lines (each ending in CRLF), untouched ones byte for byte.

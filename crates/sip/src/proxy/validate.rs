@@ -157,8 +157,20 @@ impl BranchSeed {
 
         let top = h.top_via().map_err(|_| Reject::Malformed(HeaderName::Via))?;
         let mut tx_h = Fields(Sha256::new());
-        tx_h.add(b'V', top.transport.to_ascii_uppercase().as_bytes());
-        tx_h.add(b'H', host_bytes(&top).as_bytes());
+        let mut transport = [0u8; 8];
+        match transport.get_mut(..top.transport.len()) {
+            Some(upper) => {
+                upper.copy_from_slice(top.transport.as_bytes());
+                upper.make_ascii_uppercase();
+                tx_h.add(b'V', upper);
+            }
+            None => tx_h.add(b'V', top.transport.to_ascii_uppercase().as_bytes()),
+        }
+        match HostKey::of(&top.host) {
+            HostKey::Ip(std::net::IpAddr::V4(ip)) => tx_h.add(b'4', &ip.octets()),
+            HostKey::Ip(std::net::IpAddr::V6(ip)) => tx_h.add(b'6', &ip.octets()),
+            HostKey::Name(name) => tx_h.add(b'H', name.as_bytes()),
+        }
         tx_h.add(b'P', &top.port.unwrap_or(0).to_be_bytes());
         tx_h.add(b'B', top.branch().unwrap_or("").as_bytes());
 
@@ -167,13 +179,6 @@ impl BranchSeed {
         loop_hash.copy_from_slice(l.get(..8).unwrap_or(&[0; 8]));
         tx_hash.copy_from_slice(t.get(..5).unwrap_or(&[0; 5]));
         Ok(BranchSeed { loop_hash, tx_hash })
-    }
-}
-
-fn host_bytes(via: &Via<'_>) -> String {
-    match HostKey::of(&via.host) {
-        HostKey::Ip(ip) => ip.to_string(),
-        HostKey::Name(n) => n,
     }
 }
 
