@@ -12,6 +12,8 @@
 //!   challenge).
 //! - A trunk whose name has no SRV records (`sip:plain.test`) gets its A record from the
 //!   same `[dns] servers` (the system resolver does not know the name).
+//! - With probes on, every SRV target is probed: when the first answers OPTIONS with 503, calls
+//!   go to the second first (the first is never sent the INVITE), and the trunk stays up.
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -116,8 +118,13 @@ impl Drop for Dnsmasq {
 /// The edge with [`PLAN`], asking `dns` for SRV records, once the trunk's SRV targets are
 /// known (`GET /api/dialplan`); returns them as the API shows them.
 async fn edge_with(dns: &Dnsmasq) -> (Edge, Vec<String>) {
+    edge_with_plan(dns, PLAN).await
+}
+
+/// [`edge_with`] for another dialplan (whose first trunk is the SRV one).
+async fn edge_with_plan(dns: &Dnsmasq, plan: &str) -> (Edge, Vec<String>) {
     let server = dns.addr;
-    let opts = Opts { plan: Some(PLAN.to_owned()), ..Opts::default() };
+    let opts = Opts { plan: Some(plan.to_owned()), ..Opts::default() };
     let edge = Edge::start_opts(opts, |c| c.dns.servers = vec![server]).await;
     let until = Instant::now() + Duration::from_secs(15);
     loop {
@@ -232,5 +239,89 @@ async fn a_503_from_the_first_srv_target_fails_over_to_the_second() {
     for uri in [sbc1_uri, sbc2_uri] {
         assert!(uri.starts_with("INVITE sip:+12025550199@carrier.test"), "{uri}");
     }
+    edge.stop().await;
+}
+
+/// A trunk target that answers every OPTIONS with 503 (down for maintenance, RFC 3261
+/// §21.5.4) and counts the INVITEs it is sent; `answered` turns true after its first 503.
+async fn unavailable_target(
+    port: u16,
+) -> (std::sync::Arc<std::sync::atomic::AtomicUsize>, tokio::sync::watch::Receiver<bool>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let socket = tokio::net::UdpSocket::bind(("127.0.0.1", port)).await.unwrap();
+    let invites = std::sync::Arc::new(AtomicUsize::new(0));
+    let (answered_tx, answered) = tokio::sync::watch::channel(false);
+    let counted = invites.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65535];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if text.starts_with("INVITE ") {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            if !text.starts_with("OPTIONS ") {
+                continue;
+            }
+            let copied: String = text
+                .lines()
+                .filter(|l| {
+                    let name = l.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+                    ["via", "from", "to", "call-id", "cseq"].contains(&name.as_str())
+                })
+                .map(|l| format!("{l}\r\n"))
+                .collect();
+            let reply =
+                format!("SIP/2.0 503 Service Unavailable\r\n{copied}Content-Length: 0\r\n\r\n");
+            let _ = socket.send_to(reply.as_bytes(), from).await;
+            let _ = answered_tx.send(true);
+        }
+    });
+    (invites, answered)
+}
+
+#[tokio::test]
+async fn a_target_that_fails_its_probe_is_tried_after_the_live_one() {
+    let dir = TempDir::new("srv-probe");
+    let d = dir.path();
+    let (p1, p2) = (ports::reserve(), ports::reserve());
+    let dns = Dnsmasq::start(d, p1, p2);
+    let (invites_at_p1, mut answered) = unavailable_target(p1).await;
+    // sbc2 answers the edge's OPTIONS itself (-aa) and takes the call. SIPp counts the probe
+    // against `-m` without ending it as a call: it may take two and is stopped at the end.
+    let sbc2 = Sipp::build("sbc2 (SIPp UAS on P2)", d, "agent_uas.xml")
+        .local("127.0.0.1", p2)
+        .args(&["-aa"])
+        .calls(2)
+        .timeout(Duration::from_secs(30))
+        .listening()
+        .await;
+    let plan = PLAN.replacen("probe = false", "probe = true", 1);
+    let (edge, targets) = edge_with_plan(&dns, &plan).await;
+    assert_eq!(targets, [format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}")], "priority order");
+    // Probed as soon as the name resolved: P1 says 503.
+    tokio::time::timeout(Duration::from_secs(10), answered.wait_for(|a| *a))
+        .await
+        .expect("the edge probes the first SRV target")
+        .unwrap();
+    // The trunk is up (P2 answers), with P1 tried last.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = edge.metrics().await;
+        if metrics.contains("lifeline_trunk_up{trunk=\"carrier\"} 1") {
+            break;
+        }
+        assert!(Instant::now() < until, "the carrier trunk is not up:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    all_pass(vec![alice_calls(d, edge.udp, "+12025550199")]).await;
+    let at_sbc2 = sbc2.received();
+    assert!(at_sbc2.iter().any(|m| m.starts_with("INVITE sip:+12025550199@carrier.test")));
+    assert!(at_sbc2.iter().any(|m| m.starts_with("BYE ")), "the call ended at sbc2");
+    drop(sbc2);
+    assert_eq!(
+        invites_at_p1.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the target that failed its probe was tried first"
+    );
     edge.stop().await;
 }

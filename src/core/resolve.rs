@@ -9,6 +9,7 @@
 //!   is one target per (address, port), in RFC 2782 order ([`Target::addr`] and
 //!   [`Target::port`]): the branch goes to that port, not the URI's default; the Request-URI
 //!   still keeps the name.
+//! - Targets whose probe failed ([`super::probe`]) come after the trunk's live ones.
 //! - A trunk whose name has no address (it does not resolve, or its first lookup has not
 //!   answered yet) gives no target: it is skipped with a log line, as a trunk that is down.
 //! - Other next hops that are names (an in-dialog request toward a Contact or Record-Route
@@ -53,7 +54,7 @@ impl Core {
     /// `None` when its host name has no address now: routing skips it like a trunk that is
     /// down.
     pub(super) fn reachable_targets(&self, trunk: &Trunk, base: Target) -> Option<Vec<Target>> {
-        let targets = targets_at(base, self.trunk_addrs(trunk));
+        let targets = targets_at(base, self.trunk_addrs(trunk)).map(|t| self.live_first(trunk, t));
         if targets.is_none() {
             // Debug only: the resolver warns once when the name stops resolving, and an
             // ordinary call per second must not add a warning each.
@@ -64,10 +65,26 @@ impl Core {
 
     /// The targets of `trunk` (see the module docs): `base` once, or once per resolved address.
     pub(super) fn trunk_targets(&self, trunk: &Trunk, base: Target) -> Vec<Target> {
-        targets_at(base, self.trunk_addrs(trunk)).unwrap_or_else(|| {
-            tracing::warn!(trunk = %trunk.name, host = %trunk.host, "trunk host name has no address: skipped");
-            Vec::new()
-        })
+        match targets_at(base, self.trunk_addrs(trunk)) {
+            Some(targets) => self.live_first(trunk, targets),
+            None => {
+                tracing::warn!(trunk = %trunk.name, host = %trunk.host, "trunk host name has no address: skipped");
+                Vec::new()
+            }
+        }
+    }
+
+    /// `targets` of `trunk` with those whose probe failed moved last, in their order
+    /// ([`super::probe`]): still tried, after the live ones.
+    fn live_first(&self, trunk: &Trunk, mut targets: Vec<Target>) -> Vec<Target> {
+        let default_port = super::probe::trunk_transport(trunk).default_port();
+        targets.sort_by_key(|t| {
+            t.addr.is_some_and(|ip| {
+                let at = SocketAddr::new(ip, t.port.or(trunk.port).unwrap_or(default_port));
+                !self.probes.target_is_up(&trunk.name, at)
+            })
+        });
+        targets
     }
 
     /// The trunk a request from `ip` comes from: its URI's IP address or a resolved address of
