@@ -257,3 +257,25 @@ fn the_kept_top_via_follows_every_change() {
     r.headers_mut().remove_all(HeaderName::Via);
     assert!(r.headers().top_via().is_err());
 }
+
+/// Popping the first element of a combined Via leaves the rest as it was, without copying.
+#[test]
+fn popping_a_combined_via_keeps_the_rest() {
+    let raw = INVITE.replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nVia: SIP/2.0/UDP a.example;branch=z9hG4bKa ,  SIP/2.0/TCP b.example;branch=z9hG4bKb\r\n",
+    );
+    let mut r = request(&raw);
+    // The message's own Via comes first.
+    r.headers_mut().pop_first_value(HeaderName::Via).unwrap();
+    let first = r.headers_mut().pop_first_value(HeaderName::Via).unwrap();
+    assert_eq!(&first[..], b"SIP/2.0/UDP a.example;branch=z9hG4bKa");
+    assert_eq!(r.headers().top_via().unwrap().branch(), Some("z9hG4bKb"));
+    // The rest prints as its own value.
+    let wire = String::from_utf8(r.to_bytes().to_vec()).unwrap();
+    assert!(wire.contains("\r\nVia: SIP/2.0/TCP b.example;branch=z9hG4bKb\r\n"), "{wire}");
+    assert!(!wire.contains("a.example"), "{wire}");
+    let second = r.headers_mut().pop_first_value(HeaderName::Via).unwrap();
+    assert_eq!(&second[..], b"SIP/2.0/TCP b.example;branch=z9hG4bKb");
+    assert!(r.headers().top_via().is_err());
+}
