@@ -5,18 +5,27 @@
 //!
 //! - A new offer in a PRACK (RFC 3262 §5) and its answer in the PRACK's 200, and UPDATEs
 //!   with SDP in the early dialog (RFC 3311), both ways: the carrier calls the browser (early
-//!   offer, answered in a reliable 183), holds in its PRACK, resumes by UPDATE, and the
-//!   browser sends an UPDATE of its own; the browser calls the carrier, holds in its PRACK,
-//!   and the carrier resumes by UPDATE. Each offer reaches the other side rewritten (WebRTC
-//!   of the same session toward the browser, plain RTP on the edge's port toward SIPp, which
-//!   checks every one), and audio flows both ways once answered.
+//!   offer, answered in a reliable 183), holds in the PRACK of the browser's reliable 180
+//!   without SDP, resumes by UPDATE, and the browser sends an UPDATE of its own; the browser
+//!   calls the carrier, holds in the PRACK of the carrier's reliable 183, and the carrier
+//!   resumes by UPDATE. Each offer reaches the other side rewritten (WebRTC of the same
+//!   session toward the browser, plain RTP on the edge's port toward SIPp, which checks every
+//!   one), and audio flows both ways once answered.
+//! - A carrier's UPDATE with an offer sent before its PRACK answered the edge's delayed offer
+//!   in the browser's reliable 183 gets 491 from the edge (RFC 3311 §5.2) and never reaches
+//!   the browser; the call goes on.
+//! - A PRACK's offer answered with nothing usable: an ordinary call ends at the ACK of its
+//!   200 (a BYE both ways, `Reason: SIP;cause=488`); an emergency call (933) stays up, the
+//!   answer passing as it came.
 //! - The plain side's RTCP port (RFC 3550 §11: the port above RTP, which the edge's SDP
 //!   implies) is bound by the edge for the call, reads what comes and drops it (no ICMP port
 //!   unreachable), and is released with the call.
 //! - Forking with 100rel: a carrier's call rings two browsers of alice's, each answers in a
-//!   reliable 183 of its own early dialog, each 183 carries the plain answer made from its
-//!   own browser's, and the second browser's 200 gets the call's media (audio both ways
-//!   with it, the first browser's leg closed).
+//!   reliable 183 of its own early dialog, each 183 carries the plain answer (early offer)
+//!   or the plain offer answered in its PRACK (delayed offer) made from its own browser's,
+//!   the first browser has the early media, and the second browser's 200 gets the call's
+//!   media (audio both ways with it, the first browser's leg closed). The same for a PSAP
+//!   callback.
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -473,5 +482,35 @@ async fn an_unusable_answer_in_a_prack_s_200_ends_an_ordinary_call_at_its_ack_ne
     let (prack_ok, bye) = unusable_answer_in_the_prack_200(&edge, &mut ws, &trunk, "933", 1).await;
     assert!(body(&prack_ok).contains("m=audio 0 RTP/AVP 0"), "passed as it came: {prack_ok}");
     assert!(bye.is_none(), "the edge ended an emergency call: {bye:?}");
+    edge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_crossing_the_edge_s_offer_in_a_reliable_183_gets_491_and_the_call_goes_on() {
+    let edge = start("35600-35699").await;
+    let mut ws = register_alice(&edge).await;
+    let dir = TempDir::new("early-offers-glare");
+    // The carrier calls without SDP; the browser answers the edge's WebRTC offer in a reliable
+    // 183, which carries the edge's plain offer; the carrier's UPDATE before its PRACK gets
+    // 491 from the edge (SIPp checks it) and never reaches the browser.
+    let carrier = sipp_uac(&edge, dir.path(), "prack_glare_uac.xml", DID, 2500);
+    let invite = ws_recv_until(&mut ws, "INVITE ").await;
+    let (mut rtc, sock) = browser_rtc().await;
+    let answer = common::webrtc::answer_offer(&mut rtc, body(&invite));
+    let phone = Phone::start(rtc, sock);
+    ws_send(&mut ws, ws_response_with(&invite, 183, RELIABLE, Some(&answer))).await;
+    let next = common::webrtc::ws_recv(&mut ws).await;
+    assert!(next.starts_with("PRACK "), "the UPDATE stopped at the edge: {next}");
+    assert!(body(&next).is_empty(), "the carrier's answer is the edge's: {next}");
+    ws_send(&mut ws, ws_response(&next, 200, None)).await;
+    ws_send(&mut ws, ws_response(&invite, 200, None)).await;
+    let ack = ws_recv_until(&mut ws, "ACK ").await;
+    assert!(body(&ack).is_empty(), "{ack}");
+    assert_audio_both_ways(&phone, "the call").await;
+    let bye = ws_recv_until(&mut ws, "BYE ").await;
+    assert!(header(&bye, "Reason").is_empty(), "the carrier hung up, not the edge: {bye}");
+    ws_send(&mut ws, uas_response(&parse_request(&bye), 200, "OK", "b-tag", CONTACT)).await;
+    phone.stop().await;
+    carrier.passes().await;
     edge.stop().await;
 }

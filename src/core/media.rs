@@ -19,8 +19,9 @@
 //!   answer. A browser offer without PCMU or PCMA is refused with 488 and a `Warning: 305`
 //!   (RFC 3261 §20.43) before anything is forwarded.
 //! - **A browser is called** (a plain offer toward a WS/WSS binding): each such branch gets an
-//!   offer from its own WebRTC leg; the first browser answer wins and the plain side gets a
-//!   plain answer on the call's RTP port. Other targets get the plain offer unchanged.
+//!   offer from its own WebRTC leg; each browser's answer gives the plain side a plain answer
+//!   on the call's RTP port in that browser's dialog, and the 2xx's browser has the call's
+//!   media (see Forking). Other targets get the plain offer unchanged.
 //! - The first answer fixes the call's voice codec: later plain offers from the edge
 //!   hold only it and telephone-event (the leg relays one codec, it does not transcode).
 //! - The call's media ends with its dialog: a BYE either way, a final failure, or the media
@@ -46,12 +47,14 @@
 //!   unanchored, as with `anchor = "always"` between plain peers.
 //! - An unreliable 18x never carries the edge's offer: its SDP is taken out, and an answer in
 //!   it is kept for the 2xx. A retransmitted 2xx carries the same SDP every time.
-//! - **100rel** (RFC 3262): the first reliable 18x (`Require: 100rel` and an RSeq) carries
-//!   the edge's offer instead, and the PRACK the answer, which is taken out of the PRACK and
-//!   used as the ACK's would be (a PRACK without a usable one ends the call at the ACK, as
-//!   below). The 2xx of that dialog then carries no SDP (RFC 3261 §13.2.1), and its ACK is not
-//!   looked at. With an early offer, an answer in a reliable 18x is final: a 2xx without SDP
-//!   stays without, and SDP in the 2xx (a repeat) is taken out.
+//! - **100rel** (RFC 3262): the first reliable 18x (`Require: 100rel` and an RSeq) of each
+//!   early dialog carries the edge's offer instead, and that dialog's PRACK the answer, which
+//!   is taken out of the PRACK and used as the ACK's would be (a PRACK without a usable one
+//!   ends the call at the ACK, as below). The 2xx of that dialog then carries no SDP (RFC 3261
+//!   §13.2.1), and its ACK is not looked at. With an early offer, an answer in a reliable 18x
+//!   is final in its dialog: a 2xx without SDP stays without, and SDP in the 2xx (a repeat) is
+//!   taken out. A browser that calls without SDP has one leg, so one offer: only the first
+//!   early dialog's reliable 18x carries it (see Not done).
 //! - **The call ends at the ACK** (a BYE both ways, `Reason: SIP;cause=488`) when the ACK has
 //!   no usable answer (none, not plain RTP or not WebRTC as offered, the stream refused,
 //!   another codec), or when the 2xx gave the edge nothing to offer (a browser's 2xx without
@@ -62,6 +65,32 @@
 //!   edge cannot complete passes as it came (unanchored, as without the anchor), and an
 //!   unusable answer in the ACK leaves the call up with its leg, which latches onto the
 //!   plain side's first RTP packet (symmetric RTP).
+//!
+//! # Forking (a browser is called on several devices)
+//!
+//! Each browser branch has a leg of its own from the start. Each browser's answer (in a 18x
+//! or its 2xx) is taken by its own leg, and the plain side gets, in that branch's early
+//! dialog, the edge's description made from that browser's answer (its codec and direction;
+//! the call's RTP port, the same in every dialog, RFC 3261 §13.2.1): an answer with an early
+//! offer, the edge's offer in the first reliable 18x with a delayed one, answered in that
+//! dialog's PRACK. The call's RTP port is relayed to one leg at a time: the first browser to
+//! answer has the early media; the branch whose 2xx wins takes the port (its leg is attached,
+//! the other legs close as the proxy cancels their branches), and the plain side's answer or
+//! offer in that 2xx is that branch's. So the 2xx's dialog always has its own browser's media.
+//!
+//! # Early dialogs (RFC 3262 §5 offer in a PRACK, RFC 3311 UPDATE before the 2xx)
+//!
+//! Once a dialog's first offer/answer is done (an answer in a reliable 18x, or the PRACK's
+//! answer to the edge's offer), a new offer in a PRACK (its answer in the PRACK's 2xx) or in
+//! an UPDATE from either side is an exchange like those inside the dialog below, on that
+//! early dialog's own leg (forking) with the codec its browser chose. When one fails (no
+//! usable answer), the message that lacked it goes on without SDP and an ordinary call ends
+//! at the ACK of that dialog's 2xx (nothing can be sent a BYE before it; the call may also
+//! fail or be answered by another fork); an emergency call or PSAP callback never is, what
+//! the edge cannot rewrite passes as it came. A PRACK or UPDATE without SDP offers nothing.
+//! An UPDATE with SDP in an early dialog whose reliable 18x carried the edge's delayed offer,
+//! before the PRACK answered it, gets 491 from the edge (RFC 3311 §5.2: offers may not
+//! cross); in an emergency call or PSAP callback it passes as it came.
 //!
 //! # Inside the dialog (RFC 3261 §14 re-INVITE, RFC 3311 UPDATE, RFC 6337 §5)
 //!
@@ -97,17 +126,33 @@
 //!   the 2xx for an UPDATE); the message that lacked it goes on without SDP. An emergency
 //!   call or PSAP callback stays up: what the edge cannot rewrite passes as it came.
 //!
+//! # RTCP
+//!
+//! A WebRTC leg's plain side has the port above its RTP port too (RFC 3550 §11), which the
+//! edge's plain descriptions imply (no `a=rtcp`, no `a=rtcp-mux`): the engine binds it and
+//! reads and drops what arrives (`Media::reserve_leg`), so the plain side's RTCP never meets
+//! an ICMP port unreachable. It is not relayed: str0m makes the browser's RTCP itself (SSRCs
+//! pass through unchanged), and the edge sends the plain side no RTCP. A plain pair relays
+//! RTCP, see src/media/engine.rs.
+//!
 //! # Not done
 //!
-//! - An offer in a PRACK or its 200 (RFC 3262 §5, a reliable 18x without SDP), and an
-//!   UPDATE with SDP before the call's leg exists (an early dialog without an answer yet):
-//!   they pass unchanged.
+//! - An offer or UPDATE in an early dialog whose first offer/answer is not done (RFC 3264
+//!   forbids it while an offer is outstanding) passes unchanged, as does a PRACK with SDP
+//!   when the reliable 18x it acknowledges carried no offer of the edge's and its dialog has
+//!   no leg yet (no answer in it).
+//! - A carrier forking downstream (several early dialogs toward a browser that called): the
+//!   browser's one leg serves them all; with a delayed offer only the first dialog's reliable
+//!   18x carries the edge's WebRTC offer. The answers of later dialogs reach the leg, whose
+//!   plain address follows the last one.
+//! - Early media in a forked call is that of the first browser to answer: another branch's
+//!   browser has ICE and DTLS up but no relayed media until its 2xx wins.
+//! - The plain side's RTCP does not keep a leg alive for `[media] timeout` (a long hold with
+//!   RTCP only ends like silence would).
 //! - The edge never asks for an ICE restart (a browser's is followed by str0m), and never
 //!   changes a leg's codec: a plain side that moves to another codec gets 488.
 //! - The direction of a plain answer to a browser's new offer does not reach the browser:
 //!   the leg answers from its own state (str0m mirrors the offer).
-//! - A WebRTC leg's plain side has no RTCP port (str0m makes the browser's RTCP); a plain
-//!   pair relays RTCP, see src/media/engine.rs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -474,9 +519,14 @@ fn promote(media: &Arc<Media>, s: &mut Session, index: u32) {
     s.plain_payloads = b.payloads.clone();
 }
 
-/// The leg of the dialog whose callee has tag `tag`: its branch's (forking), else the call's.
+/// The leg of the dialog whose callee has tag `tag`. A browser is called: its branch's, once
+/// its browser answered (none before: another branch's leg is not this dialog's); otherwise
+/// the call's.
 fn dialog_leg(s: &Session, tag: Option<&str>) -> Option<LegId> {
-    s.answers.iter().find(|b| tag.is_some() && b.tag.as_deref() == tag).map(|b| b.leg).or(s.leg)
+    if s.answers.is_empty() {
+        return s.leg;
+    }
+    s.answers.iter().find(|b| tag.is_some() && b.tag.as_deref() == tag).map(|b| b.leg)
 }
 
 /// The payloads the plain side was given in the dialog whose callee has tag `tag`.
@@ -1331,6 +1381,18 @@ impl Core {
         };
         let payloads = dialog_payloads(s, dialog.as_deref()).to_vec();
         let text = request_sdp(req);
+        let offer_pending = |d: &String| s.early.iter().any(|e| e.tag == *d && !e.answered);
+        if method == Method::Update && text.is_some() && dialog.as_ref().is_some_and(offer_pending)
+        {
+            // The edge's delayed offer in this early dialog still waits for its answer (in the
+            // PRACK): no second offer may cross it (RFC 3311 §5.2).
+            if urgent {
+                tracing::warn!("an UPDATE crossing the edge's offer passes as is (emergency)");
+                return None;
+            }
+            tracing::info!("an UPDATE crossing the edge's unanswered offer: 491");
+            return Some(Response::for_request(req, 491, "Request Pending"));
+        }
         let offer = match text.as_deref().map(Sdp::parse) {
             // An UPDATE without SDP refreshes the target, and offers nothing; a PRACK without
             // SDP only acknowledges.
