@@ -26,6 +26,9 @@
 //!   the first browser has the early media, and the second browser's 200 gets the call's
 //!   media (audio both ways with it, the first browser's leg closed). The same for a PSAP
 //!   callback.
+//! - Two forks answering 200 at once (RFC 6026, a scripted carrier with an RTP echo): each
+//!   200 carries a plain answer, the first browser keeps the call's media, and the carrier's
+//!   BYE of the other dialog leaves it.
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -76,7 +79,10 @@ async fn assert_audio_both_ways(phone: &Phone, when: &str) {
     }
     let heard = phone.heard_during(Duration::from_millis(1200)).await;
     assert!(heard.sent > 30, "{when}: the browser sends: {heard:?}");
-    assert!(heard.received > 30, "{when}: SIPp's echo comes back through the edge: {heard:?}");
+    assert!(
+        heard.received > 30,
+        "{when}: the carrier's echo comes back through the edge: {heard:?}"
+    );
 }
 
 const RELIABLE: &str = "Require: 100rel\r\nRSeq: 1\r\n";
@@ -512,5 +518,95 @@ async fn an_update_crossing_the_edge_s_offer_in_a_reliable_183_gets_491_and_the_
     ws_send(&mut ws, uas_response(&parse_request(&bye), 200, "OK", "b-tag", CONTACT)).await;
     phone.stop().await;
     carrier.passes().await;
+    edge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_two_forks_answer_200_the_first_keeps_the_media_and_the_other_s_bye_leaves_it() {
+    let edge = start("35700-35799").await;
+    let mut ws1 = register_alice(&edge).await;
+    let mut ws2 = register_alice_as(&edge, CONTACT_2, INSTANCE_2).await;
+    // The carrier: SIP from a scripted UDP peer, RTP echoed back from another socket.
+    let carrier = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
+    let me = carrier.local_addr().unwrap();
+    let echo = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    let echoing = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+            let _ = echo.send_to(&buf[..n], from).await;
+        }
+    });
+    let sdp = format!(
+        "v=0\r\no=- 9 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
+         m=audio {echo_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+    );
+    let request = |line: &str, cseq: u32, route: &str, to_tag: &str, body: &str| {
+        let method = line.split(' ').next().unwrap();
+        let ct = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+        format!(
+            "{line} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKfork{method}{cseq}{to_tag}\r\n\
+             {route}Max-Forwards: 70\r\nFrom: <sip:+12025550100@127.0.0.2>;tag=c-1\r\n\
+             To: <sip:{DID}@localhost>{to_tag}\r\nCall-ID: fork200\r\nCSeq: {cseq} {method}\r\n\
+             Contact: <sip:carrier@{me}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let invite = request(&format!("INVITE sip:{DID}@127.0.0.1"), 1, "", "", &sdp);
+    carrier.send_to(invite.as_bytes(), edge.udp).await.unwrap();
+
+    // Both browsers answer 200 at once; the carrier gets both (RFC 6026), each with a plain
+    // answer.
+    let invite1 = ws_recv_until(&mut ws1, "INVITE ").await;
+    let invite2 = ws_recv_until(&mut ws2, "INVITE ").await;
+    let (mut rtc1, sock1) = browser_rtc().await;
+    let answer1 = common::webrtc::answer_offer(&mut rtc1, body(&invite1));
+    let phone1 = Phone::start(rtc1, sock1);
+    let (mut rtc2, _sock2) = browser_rtc().await;
+    let answer2 = common::webrtc::answer_offer(&mut rtc2, body(&invite2));
+    ws_send(&mut ws1, ws_response_as(&invite1, 200, "", Some(&answer1), "b-1", CONTACT)).await;
+    let ok1 = udp_recv_until(&carrier, "SIP/2.0 200").await;
+    ws_send(&mut ws2, ws_response_as(&invite2, 200, "", Some(&answer2), "b-2", CONTACT_2)).await;
+    let ok2 = udp_recv_until(&carrier, "SIP/2.0 200").await;
+    for ok in [&ok1, &ok2] {
+        assert!(!Sdp::parse(body(ok)).unwrap().is_webrtc(), "a plain answer: {ok}");
+    }
+    assert!(
+        header(&ok1, "To")[0].ends_with("tag=b-1") && header(&ok2, "To")[0].ends_with("tag=b-2")
+    );
+
+    // The carrier acknowledges both and ends the second fork's dialog.
+    let target = |ok: &str| {
+        let contact = header(ok, "Contact")[0];
+        contact.trim_start_matches('<').split('>').next().unwrap().to_owned()
+    };
+    let route = |ok: &str| -> String {
+        header(ok, "Record-Route").iter().rev().map(|r| format!("Route: {r}\r\n")).collect()
+    };
+    for (ok, tag) in [(&ok1, ";tag=b-1"), (&ok2, ";tag=b-2")] {
+        let ack = request(&format!("ACK {}", target(ok)), 1, &route(ok), tag, "");
+        carrier.send_to(ack.as_bytes(), edge.udp).await.unwrap();
+    }
+    ws_recv_until(&mut ws1, "ACK ").await;
+    ws_recv_until(&mut ws2, "ACK ").await;
+    let bye2 = request(&format!("BYE {}", target(&ok2)), 2, &route(&ok2), ";tag=b-2", "");
+    carrier.send_to(bye2.as_bytes(), edge.udp).await.unwrap();
+    let bye = ws_recv_until(&mut ws2, "BYE ").await;
+    ws_send(&mut ws2, ws_response_as(&bye, 200, "", None, "b-2", CONTACT_2)).await;
+    udp_recv_until(&carrier, "SIP/2.0 200").await;
+
+    // The first browser still has the call's media.
+    assert_audio_both_ways(&phone1, "the first fork's call after the other's BYE").await;
+    let (_, _, legs) = media_metrics(&edge).await;
+    assert_eq!(legs, 1);
+    let bye1 = request(&format!("BYE {}", target(&ok1)), 3, &route(&ok1), ";tag=b-1", "");
+    carrier.send_to(bye1.as_bytes(), edge.udp).await.unwrap();
+    let bye = ws_recv_until(&mut ws1, "BYE ").await;
+    ws_send(&mut ws1, ws_response_as(&bye, 200, "", None, "b-1", CONTACT)).await;
+    phone1.stop().await;
+    echoing.abort();
+    let (_, _, legs) = media_metrics(&edge).await;
+    assert_eq!(legs, 0);
     edge.stop().await;
 }

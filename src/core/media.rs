@@ -77,6 +77,10 @@
 //! answer has the early media; the branch whose 2xx wins takes the port (its leg is attached,
 //! the other legs close as the proxy cancels their branches), and the plain side's answer or
 //! offer in that 2xx is that branch's. So the 2xx's dialog always has its own browser's media.
+//! The first 2xx is the call's: another fork's 2xx that comes after it (forwarded too, RFC
+//! 6026) gets the call's plain description, and the caller's BYE of that dialog leaves the
+//! call's media alone. A first 2xx from a target the anchor is not in (no leg: not a browser,
+//! or no WebRTC offer could be made for it) leaves the call unanchored.
 //!
 //! # Early dialogs (RFC 3262 §5 offer in a PRACK, RFC 3311 UPDATE before the 2xx)
 //!
@@ -527,6 +531,17 @@ fn dialog_leg(s: &Session, tag: Option<&str>) -> Option<LegId> {
         return s.leg;
     }
     s.answers.iter().find(|b| tag.is_some() && b.tag.as_deref() == tag).map(|b| b.leg)
+}
+
+/// Whether `req` belongs to a dialog of the call other than the one its 2xx (the first)
+/// set up: another fork's, which the caller ends at once.
+fn other_fork(s: &Session, req: &Request) -> bool {
+    let Some(callee) = &s.callee else { return false };
+    let h = req.headers();
+    let from = h.from().ok().and_then(|f| f.tag().map(str::to_owned));
+    let to = h.to().ok().and_then(|t| t.tag().map(str::to_owned));
+    let dialog = if from.as_deref() == Some(s.caller.tag.as_str()) { to } else { from };
+    dialog.is_some_and(|d| d != callee.tag)
 }
 
 /// The payloads the plain side was given in the dialog whose callee has tag `tag`.
@@ -1040,17 +1055,28 @@ impl Core {
         if !(101..300).contains(&status) {
             return None;
         }
-        if (200..300).contains(&status) && s.callee.is_none() {
-            s.callee = answered_end(s, index, response);
-        }
-        if s.late {
-            let urgent = self.config.urgent.contains(call_id);
-            self.media_late_response(&media, call_id, index, urgent, response);
-            return None;
-        }
         let tag = to_tag(response);
         let is_2xx = (200..300).contains(&status);
-        if is_2xx && !s.browser_calls && s.pair.is_none() {
+        let browsers_called = !s.browser_calls && s.pair.is_none();
+        if is_2xx && s.callee.is_none() {
+            if browsers_called && !s.branch_legs.iter().any(|(i, _)| *i == index) {
+                // A target the anchor is not in (not a browser, or no WebRTC offer for it)
+                // answered first: the call's media does not touch the edge.
+                tracing::info!("the 2xx of a branch without a leg: the call goes unanchored");
+                self.media_end(call_id);
+                return None;
+            }
+            s.callee = answered_end(s, index, response);
+        }
+        // The call's 2xx (the first, or a retransmission of it): another fork's 2xx, also
+        // forwarded (RFC 6026), is for a dialog the caller ends at once.
+        let the_call_s = is_2xx && s.callee.as_ref().is_some_and(|c| Some(&c.tag) == tag.as_ref());
+        if s.late {
+            let urgent = self.config.urgent.contains(call_id);
+            self.media_late_response(&media, call_id, index, urgent, the_call_s, response);
+            return None;
+        }
+        if the_call_s && browsers_called {
             // Forking: the 2xx's browser has the call's media.
             promote(&media, s, index);
         }
@@ -1140,8 +1166,15 @@ impl Core {
             }
         } else {
             // A browser answered a plain offer: each branch its own answer (forking).
-            let plain = take_browser_answer(&media, s, index, tag, &text, &answer)?;
-            if is_2xx {
+            let plain = match take_browser_answer(&media, s, index, tag, &text, &answer) {
+                Some(plain) => plain,
+                // Another fork's 2xx after the call's (RFC 6026): its leg closed with the
+                // final response, and the plain side, which ends that dialog at once, gets the
+                // call's description rather than a browser's.
+                None if is_2xx && !the_call_s => s.to_plain.clone()?,
+                None => return None,
+            };
+            if the_call_s {
                 promote(&media, s, index);
             }
             set_response_sdp(response, &plain);
@@ -1159,6 +1192,7 @@ impl Core {
         call_id: &str,
         index: u32,
         urgent: bool,
+        the_call_s: bool,
         response: &mut Response,
     ) {
         let Some(s) = self.media_calls.by_call.get_mut(call_id) else { return };
@@ -1200,7 +1234,7 @@ impl Core {
                 }
                 _ => s.answers.iter().find(|b| b.index == index).map(|b| b.to_plain.clone()),
             };
-            if (200..300).contains(&response.status()) {
+            if the_call_s {
                 promote(media, s, index);
             }
             taken
@@ -1349,6 +1383,10 @@ impl Core {
         let media = self.media()?.clone();
         let call_id = req.headers().call_id().unwrap_or_default().to_owned();
         if *req.method() == Method::Bye {
+            if self.media_calls.by_call.get(&call_id).is_some_and(|s| other_fork(s, req)) {
+                // The caller ends a dialog another fork's 2xx set up (RFC 6026): not the call's.
+                return None;
+            }
             self.media_end(&call_id);
             return None;
         }
