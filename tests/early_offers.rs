@@ -29,6 +29,9 @@
 //! - Two forks answering 200 at once (RFC 6026, a scripted carrier with an RTP echo): each
 //!   200 carries a plain answer, the first browser keeps the call's media, and the carrier's
 //!   BYE of the other dialog leaves it.
+//! - alice's plain-RTP desk phone (SIPp, registered next to her browser) answering after the
+//!   browser's early media: its own answer reaches the carrier as it came (the call is not
+//!   anchored), and the edge ends nothing.
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -537,21 +540,9 @@ async fn when_two_forks_answer_200_the_first_keeps_the_media_and_the_other_s_bye
             let _ = echo.send_to(&buf[..n], from).await;
         }
     });
-    let sdp = format!(
-        "v=0\r\no=- 9 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
-         m=audio {echo_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
-         a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
-    );
+    let sdp = carrier_sdp(echo_port);
     let request = |line: &str, cseq: u32, route: &str, to_tag: &str, body: &str| {
-        let method = line.split(' ').next().unwrap();
-        let ct = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
-        format!(
-            "{line} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKfork{method}{cseq}{to_tag}\r\n\
-             {route}Max-Forwards: 70\r\nFrom: <sip:+12025550100@127.0.0.2>;tag=c-1\r\n\
-             To: <sip:{DID}@localhost>{to_tag}\r\nCall-ID: fork200\r\nCSeq: {cseq} {method}\r\n\
-             Contact: <sip:carrier@{me}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
+        carrier_request(me, "fork200", line, cseq, route, to_tag, body)
     };
     let invite = request(&format!("INVITE sip:{DID}@127.0.0.1"), 1, "", "", &sdp);
     carrier.send_to(invite.as_bytes(), edge.udp).await.unwrap();
@@ -577,13 +568,6 @@ async fn when_two_forks_answer_200_the_first_keeps_the_media_and_the_other_s_bye
     );
 
     // The carrier acknowledges both and ends the second fork's dialog.
-    let target = |ok: &str| {
-        let contact = header(ok, "Contact")[0];
-        contact.trim_start_matches('<').split('>').next().unwrap().to_owned()
-    };
-    let route = |ok: &str| -> String {
-        header(ok, "Record-Route").iter().rev().map(|r| format!("Route: {r}\r\n")).collect()
-    };
     for (ok, tag) in [(&ok1, ";tag=b-1"), (&ok2, ";tag=b-2")] {
         let ack = request(&format!("ACK {}", target(ok)), 1, &route(ok), tag, "");
         carrier.send_to(ack.as_bytes(), edge.udp).await.unwrap();
@@ -606,6 +590,138 @@ async fn when_two_forks_answer_200_the_first_keeps_the_media_and_the_other_s_bye
     ws_send(&mut ws1, ws_response_as(&bye, 200, "", None, "b-1", CONTACT)).await;
     phone1.stop().await;
     echoing.abort();
+    let (_, _, legs) = media_metrics(&edge).await;
+    assert_eq!(legs, 0);
+    edge.stop().await;
+}
+
+/// The carrier's offer: PCMU and telephone-event, RTP to 127.0.0.2:`port`.
+fn carrier_sdp(port: u16) -> String {
+    format!(
+        "v=0\r\no=- 9 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+    )
+}
+
+/// A request of a scripted carrier at `me` calling alice's DID in call `call` (From-tag
+/// `c-1`): `line` is its method and Request-URI, `to_tag` the To's `;tag=...` if any.
+fn carrier_request(
+    me: std::net::SocketAddr,
+    call: &str,
+    line: &str,
+    cseq: u32,
+    route: &str,
+    to_tag: &str,
+    body: &str,
+) -> String {
+    let method = line.split(' ').next().unwrap();
+    let ct = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+    format!(
+        "{line} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call}{method}{cseq}{}\r\n\
+         {route}Max-Forwards: 70\r\nFrom: <sip:+12025550100@127.0.0.2>;tag=c-1\r\n\
+         To: <sip:{DID}@localhost>{to_tag}\r\nCall-ID: {call}\r\nCSeq: {cseq} {method}\r\n\
+         Contact: <sip:carrier@{me}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+        to_tag.trim_start_matches(";tag="),
+        body.len()
+    )
+}
+
+/// The remote target of a 2xx: its Contact's URI.
+fn target(ok: &str) -> String {
+    let contact = header(ok, "Contact")[0];
+    contact.trim_start_matches('<').split('>').next().unwrap().to_owned()
+}
+
+/// The route set a UAC takes from a 2xx: its Record-Route reversed, as Route lines.
+fn route(ok: &str) -> String {
+    header(ok, "Record-Route").iter().rev().map(|r| format!("Route: {r}\r\n")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desk_phone_answering_after_a_browser_s_early_media_gets_the_call_unanchored() {
+    let edge = start("35800-35899").await;
+    let mut ws = register_alice(&edge).await;
+    let dir = TempDir::new("early-offers-desk-phone");
+    // alice's desk phone: plain RTP over UDP, registered with digest next to her browser; it
+    // rings and answers 1.5 s later.
+    let media = ports::reserve_media();
+    let phone = Sipp::build("desk_phone_uas.xml", dir.path(), "desk_phone_uas.xml")
+        .args(&["-mp", &media.to_string(), "-d", "1500"])
+        .listening()
+        .await;
+    let register = Sipp::build("agent_register.xml", dir.path(), "agent_register.xml")
+        .to(edge.udp)
+        .service("alice")
+        .auth("alice", "secret")
+        .key("contact_port", &phone.port().to_string())
+        .start();
+    register.passes().await;
+    let mut bindings = 0;
+    for _ in 0..100 {
+        let text = edge.metrics().await;
+        bindings = text
+            .lines()
+            .find_map(|l| l.strip_prefix("lifeline_registrations ")?.trim().parse().ok())
+            .unwrap_or(0);
+        if bindings >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(bindings, 2, "the browser and the desk phone");
+
+    // The carrier calls; the browser sends early media (a 183 with its answer), which the
+    // carrier gets as the edge's plain answer.
+    let carrier = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
+    let me = carrier.local_addr().unwrap();
+    let request = |line: &str, cseq: u32, route: &str, to_tag: &str, body: &str| {
+        carrier_request(me, "desk1", line, cseq, route, to_tag, body)
+    };
+    let offer = carrier_sdp(42000);
+    carrier
+        .send_to(
+            request(&format!("INVITE sip:{DID}@127.0.0.1"), 1, "", "", &offer).as_bytes(),
+            edge.udp,
+        )
+        .await
+        .unwrap();
+    let invite = ws_recv_until(&mut ws, "INVITE ").await;
+    let (mut rtc, _sock) = browser_rtc().await;
+    let answer = common::webrtc::answer_offer(&mut rtc, body(&invite));
+    ws_send(&mut ws, ws_response(&invite, 183, Some(&answer))).await;
+    let progress = udp_recv_until(&carrier, "SIP/2.0 183").await;
+    let edge_port = Sdp::parse(body(&progress)).unwrap().rtp_address().unwrap();
+
+    // The desk phone answers first: its own answer reaches the carrier as it came (the call's
+    // media goes between them), and the browser is cancelled.
+    let ok = udp_recv_until(&carrier, "SIP/2.0 200").await;
+    let answered = Sdp::parse(body(&ok)).unwrap().rtp_address().unwrap();
+    assert_eq!(answered.port(), media, "the desk phone's own RTP address: {ok}");
+    assert_ne!(answered, edge_port, "{ok}");
+    let cancel = ws_recv_until(&mut ws, "CANCEL ").await;
+    ws_send(&mut ws, ws_response(&cancel, 200, None)).await;
+    ws_send(&mut ws, ws_response_as(&invite, 487, "", None, "b-tag", CONTACT)).await;
+    let to_tag = format!(";tag={}", header(&ok, "To")[0].split(";tag=").nth(1).unwrap());
+    let ack = request(&format!("ACK {}", target(&ok)), 1, &route(&ok), &to_tag, "");
+    carrier.send_to(ack.as_bytes(), edge.udp).await.unwrap();
+
+    // No BYE from the edge (the browser's leg closing is not the call's end).
+    let mut buf = [0u8; 4096];
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), async {
+        loop {
+            let (n, _) = carrier.recv_from(&mut buf).await.unwrap();
+            if buf[..n].starts_with(b"BYE ") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "the edge ended the desk phone's call");
+    let bye = request(&format!("BYE {}", target(&ok)), 2, &route(&ok), &to_tag, "");
+    carrier.send_to(bye.as_bytes(), edge.udp).await.unwrap();
+    udp_recv_until(&carrier, "SIP/2.0 200").await;
+    phone.passes().await;
     let (_, _, legs) = media_metrics(&edge).await;
     assert_eq!(legs, 0);
     edge.stop().await;
