@@ -279,7 +279,7 @@ async fn forked_call(
     scenario: &str,
     service: &str,
 ) -> (String, String) {
-    let carrier = sipp_uac(edge, dir, scenario, service, 5000);
+    let carrier = sipp_uac(edge, dir, scenario, service, 7000);
 
     // Both browsers ring, each offered WebRTC from a leg of its own.
     let invite1 = ws_recv_until(ws1, "INVITE ").await;
