@@ -19,8 +19,9 @@
 //!   answer. A browser offer without PCMU or PCMA is refused with 488 and a `Warning: 305`
 //!   (RFC 3261 §20.43) before anything is forwarded.
 //! - **A browser is called** (a plain offer toward a WS/WSS binding): each such branch gets an
-//!   offer from its own WebRTC leg; the first browser answer wins and the plain side gets a
-//!   plain answer on the call's RTP port. Other targets get the plain offer unchanged.
+//!   offer from its own WebRTC leg; each browser's answer gives the plain side a plain answer
+//!   on the call's RTP port in that browser's dialog, and the 2xx's browser has the call's
+//!   media (see Forking). Other targets get the plain offer unchanged.
 //! - The first answer fixes the call's voice codec: later plain offers from the edge
 //!   hold only it and telephone-event (the leg relays one codec, it does not transcode).
 //! - The call's media ends with its dialog: a BYE either way, a final failure, or the media
@@ -46,12 +47,14 @@
 //!   unanchored, as with `anchor = "always"` between plain peers.
 //! - An unreliable 18x never carries the edge's offer: its SDP is taken out, and an answer in
 //!   it is kept for the 2xx. A retransmitted 2xx carries the same SDP every time.
-//! - **100rel** (RFC 3262): the first reliable 18x (`Require: 100rel` and an RSeq) carries
-//!   the edge's offer instead, and the PRACK the answer, which is taken out of the PRACK and
-//!   used as the ACK's would be (a PRACK without a usable one ends the call at the ACK, as
-//!   below). The 2xx of that dialog then carries no SDP (RFC 3261 §13.2.1), and its ACK is not
-//!   looked at. With an early offer, an answer in a reliable 18x is final: a 2xx without SDP
-//!   stays without, and SDP in the 2xx (a repeat) is taken out.
+//! - **100rel** (RFC 3262): the first reliable 18x (`Require: 100rel` and an RSeq) of each
+//!   early dialog carries the edge's offer instead, and that dialog's PRACK the answer, which
+//!   is taken out of the PRACK and used as the ACK's would be (a PRACK without a usable one
+//!   ends the call at the ACK, as below). The 2xx of that dialog then carries no SDP (RFC 3261
+//!   §13.2.1), and its ACK is not looked at. With an early offer, an answer in a reliable 18x
+//!   is final in its dialog: a 2xx without SDP stays without, and SDP in the 2xx (a repeat) is
+//!   taken out. A browser that calls without SDP has one leg, so one offer: only the first
+//!   early dialog's reliable 18x carries it (see Not done).
 //! - **The call ends at the ACK** (a BYE both ways, `Reason: SIP;cause=488`) when the ACK has
 //!   no usable answer (none, not plain RTP or not WebRTC as offered, the stream refused,
 //!   another codec), or when the 2xx gave the edge nothing to offer (a browser's 2xx without
@@ -62,6 +65,36 @@
 //!   edge cannot complete passes as it came (unanchored, as without the anchor), and an
 //!   unusable answer in the ACK leaves the call up with its leg, which latches onto the
 //!   plain side's first RTP packet (symmetric RTP).
+//!
+//! # Forking (a browser is called on several devices)
+//!
+//! Each browser branch has a leg of its own from the start. Each browser's answer (in a 18x
+//! or its 2xx) is taken by its own leg, and the plain side gets, in that branch's early
+//! dialog, the edge's description made from that browser's answer (its codec and direction;
+//! the call's RTP port, the same in every dialog, RFC 3261 §13.2.1): an answer with an early
+//! offer, the edge's offer in the first reliable 18x with a delayed one, answered in that
+//! dialog's PRACK. The call's RTP port is relayed to one leg at a time: the first browser to
+//! answer has the early media; the branch whose 2xx wins takes the port (its leg is attached,
+//! the other legs close as the proxy cancels their branches), and the plain side's answer or
+//! offer in that 2xx is that branch's. So the 2xx's dialog always has its own browser's media.
+//! The first 2xx is the call's: another fork's 2xx that comes after it (forwarded too, RFC
+//! 6026) gets the call's plain description, and the caller's BYE of that dialog leaves the
+//! call's media alone. A first 2xx from a target the anchor is not in (no leg: not a browser,
+//! or no WebRTC offer could be made for it) leaves the call unanchored.
+//!
+//! # Early dialogs (RFC 3262 §5 offer in a PRACK, RFC 3311 UPDATE before the 2xx)
+//!
+//! Once a dialog's first offer/answer is done (an answer in a reliable 18x, or the PRACK's
+//! answer to the edge's offer), a new offer in a PRACK (its answer in the PRACK's 2xx) or in
+//! an UPDATE from either side is an exchange like those inside the dialog below, on that
+//! early dialog's own leg (forking) with the codec its browser chose. When one fails (no
+//! usable answer), the message that lacked it goes on without SDP and an ordinary call ends
+//! at the ACK of that dialog's 2xx (nothing can be sent a BYE before it; the call may also
+//! fail or be answered by another fork); an emergency call or PSAP callback never is, what
+//! the edge cannot rewrite passes as it came. A PRACK or UPDATE without SDP offers nothing.
+//! An UPDATE with SDP in an early dialog whose reliable 18x carried the edge's delayed offer,
+//! before the PRACK answered it, gets 491 from the edge (RFC 3311 §5.2: offers may not
+//! cross); in an emergency call or PSAP callback it passes as it came.
 //!
 //! # Inside the dialog (RFC 3261 §14 re-INVITE, RFC 3311 UPDATE, RFC 6337 §5)
 //!
@@ -97,17 +130,33 @@
 //!   the 2xx for an UPDATE); the message that lacked it goes on without SDP. An emergency
 //!   call or PSAP callback stays up: what the edge cannot rewrite passes as it came.
 //!
+//! # RTCP
+//!
+//! A WebRTC leg's plain side has the port above its RTP port too (RFC 3550 §11), which the
+//! edge's plain descriptions imply (no `a=rtcp`, no `a=rtcp-mux`): the engine binds it and
+//! reads and drops what arrives (`Media::reserve_leg`), so the plain side's RTCP never meets
+//! an ICMP port unreachable. It is not relayed: str0m makes the browser's RTCP itself (SSRCs
+//! pass through unchanged), and the edge sends the plain side no RTCP. A plain pair relays
+//! RTCP, see src/media/engine.rs.
+//!
 //! # Not done
 //!
-//! - An offer in a PRACK or its 200 (RFC 3262 §5, a reliable 18x without SDP), and an
-//!   UPDATE with SDP before the call's leg exists (an early dialog without an answer yet):
-//!   they pass unchanged.
+//! - An offer or UPDATE in an early dialog whose first offer/answer is not done (RFC 3264
+//!   forbids it while an offer is outstanding) passes unchanged, as does a PRACK with SDP
+//!   when the reliable 18x it acknowledges carried no offer of the edge's and its dialog has
+//!   no leg yet (no answer in it).
+//! - A carrier forking downstream (several early dialogs toward a browser that called): the
+//!   browser's one leg serves them all; with a delayed offer only the first dialog's reliable
+//!   18x carries the edge's WebRTC offer. The answers of later dialogs reach the leg, whose
+//!   plain address follows the last one.
+//! - Early media in a forked call is that of the first browser to answer: another branch's
+//!   browser has ICE and DTLS up but no relayed media until its 2xx wins.
+//! - The plain side's RTCP does not keep a leg alive for `[media] timeout` (a long hold with
+//!   RTCP only ends like silence would).
 //! - The edge never asks for an ICE restart (a browser's is followed by str0m), and never
 //!   changes a leg's codec: a plain side that moves to another codec gets 488.
 //! - The direction of a plain answer to a browser's new offer does not reach the browser:
 //!   the leg answers from its own state (str0m mirrors the offer).
-//! - A WebRTC leg's plain side has no RTCP port (str0m makes the browser's RTCP); a plain
-//!   pair relays RTCP, see src/media/engine.rs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -180,17 +229,49 @@ struct Session {
     ack_tag: Option<String>,
     /// That ACK went through (the ACK of a retransmitted 2xx changes nothing).
     settled: bool,
-    /// Delayed offer with 100rel (RFC 3262): the edge's offer went in a reliable provisional
-    /// response with this To-tag, so its answer comes in the PRACK, not in the ACK.
-    early_tag: Option<String>,
-    /// That PRACK came (`broken` says whether its answer was usable).
-    early_answered: bool,
-    /// Early offer: the answer went in a reliable provisional response, so a 2xx without SDP
-    /// stays without (RFC 3261 §13.2.1: no second answer).
-    answered_reliably: bool,
+    /// Delayed offer with 100rel (RFC 3262): the early dialogs whose first reliable
+    /// provisional response carried the edge's offer, so that its answer comes in their
+    /// PRACK, not in the ACK.
+    early: Vec<EarlyOffer>,
+    /// Early offer: the To-tags of the early dialogs whose answer went in a reliable
+    /// provisional response, so that their 2xx without SDP stays without (RFC 3261 §13.2.1:
+    /// no second answer).
+    answered_reliably: Vec<String>,
+    /// A browser is called: each browser branch that answered, with its own description for
+    /// the plain side (forking, RFC 3261 §13.2.1: each early dialog has its answer). The one
+    /// in `leg` has the call's port; the 2xx's branch takes it ([`promote`]).
+    answers: Vec<BranchAnswer>,
+    /// Early dialogs (by the callee's tag) whose offer/answer in a PRACK or UPDATE failed:
+    /// an ordinary call ends at the ACK of their 2xx.
+    broken_early: Vec<String>,
     /// The 2xx could not carry what the other side needs (no answer to give, or nothing to
     /// offer): the call ends at the ACK.
     broken: bool,
+}
+
+/// An early dialog whose first reliable provisional response carried the edge's delayed
+/// offer (RFC 3262 §5).
+#[derive(Debug)]
+struct EarlyOffer {
+    /// The callee's tag: the dialog.
+    tag: String,
+    /// Its PRACK came.
+    answered: bool,
+    /// And its answer was usable.
+    usable: bool,
+}
+
+/// A browser branch's answer to the edge's offer (a browser is called).
+#[derive(Debug)]
+struct BranchAnswer {
+    index: u32,
+    /// The browser's tag (its early dialog), when its response had one.
+    tag: Option<String>,
+    leg: LegId,
+    /// The plain side's description in this branch's responses: the call's port, this
+    /// browser's codec and direction.
+    to_plain: String,
+    payloads: Vec<(u8, Codec)>,
 }
 
 #[derive(Debug)]
@@ -221,6 +302,10 @@ struct Exchange {
     from_caller: bool,
     cseq: u32,
     method: Method,
+    /// The leg of the dialog (an early dialog of a forked call has its own).
+    leg: LegId,
+    /// The callee's tag: the dialog.
+    dialog: Option<String>,
     flow: Flow,
     /// What the 2xx carries once rewritten, `None` before it came: a retransmitted 2xx
     /// carries the same.
@@ -253,9 +338,9 @@ enum Flow {
     /// Plain to plain, a re-INVITE without SDP from side 0 or 1: the other side offers in the
     /// 2xx, and the requester answers in the ACK.
     PairLate(usize),
-    /// The browser offered (this text): the plain side was offered plain RTP, and its answer
-    /// makes the leg answer the browser.
-    BrowserOffer(String),
+    /// The browser offered (`offer`): the plain side was offered plain RTP (these payloads),
+    /// and its answer makes the leg answer the browser.
+    BrowserOffer { offer: String, payloads: Vec<(u8, Codec)> },
     /// The plain side offered (RTP toward `rtp`, these payloads answerable): the browser got
     /// the leg's new offer, and its answer makes the edge's plain answer.
     PlainOffer { rtp: Option<std::net::SocketAddr>, payloads: Vec<(u8, Codec)> },
@@ -377,35 +462,102 @@ fn plain_payloads(browser: &Sdp) -> Option<Vec<(u8, Codec)>> {
     Some(browser.relayable().collect())
 }
 
-/// A browser's answer to the edge's offer on branch `index`: its leg takes the call's port,
-/// and the plain side's description (`to_plain`) is made with the browser's codec. `false`
-/// when the answer was refused.
+/// A browser's answer to the edge's offer on branch `index` (its tag `tag`): its leg takes
+/// the call's port if no other branch has it yet, and the plain side's description for this
+/// branch is made with this browser's codec. A branch answers once: later responses repeat
+/// its description. `None` when the answer was refused.
 fn take_browser_answer(
     media: &Arc<Media>,
     s: &mut Session,
     index: u32,
+    tag: Option<String>,
     text: &str,
     answer: &Sdp,
-) -> bool {
-    let Some(&(_, leg)) = s.branch_legs.iter().find(|(i, _)| *i == index) else { return false };
-    if let Err(e) = media.browser_answered(leg, text, &s.port) {
-        tracing::warn!(error = %e, "the browser's answer was refused");
-        return false;
+) -> Option<String> {
+    if let Some(b) = s.answers.iter_mut().find(|b| b.index == index) {
+        if b.tag.is_none() {
+            b.tag = tag;
+        }
+        return Some(b.to_plain.clone());
     }
-    s.leg = Some(leg);
+    let &(_, leg) = s.branch_legs.iter().find(|(i, _)| *i == index)?;
+    let first = s.leg.is_none();
+    let accepted = if first {
+        media.browser_answered(leg, text, &s.port)
+    } else {
+        // Another branch's browser has the call's port (forking): this leg takes its answer
+        // and gets the port if its 2xx wins ([`promote`]).
+        media.reoffer_answered(leg, text)
+    };
+    if let Err(e) = accepted {
+        tracing::warn!(error = %e, "the browser's answer was refused");
+        return None;
+    }
     let mut payloads: Vec<(u8, Codec)> = answer.voice().into_iter().collect();
     payloads.extend(answer.telephone_event().map(|pt| (pt, Codec::TelephoneEvent)));
-    s.to_plain =
-        Some(sdp::plain(s.session_id, s.version, s.port.addr, &payloads, answer.direction));
-    s.plain_payloads = payloads;
-    true
+    let to_plain = sdp::plain(s.session_id, s.version, s.port.addr, &payloads, answer.direction);
+    if first {
+        s.leg = Some(leg);
+        s.to_plain = Some(to_plain.clone());
+        s.plain_payloads = payloads.clone();
+    }
+    s.answers.push(BranchAnswer { index, tag, leg, to_plain: to_plain.clone(), payloads });
+    Some(to_plain)
 }
 
-/// The answer to the edge's delayed offer (in the ACK, or in the PRACK with 100rel) sets the
-/// call's leg up: the browser's completes its leg, the plain side's gives the leg its RTP
-/// address. `false` when there is none, or none the edge can use.
-fn late_answer(media: &Arc<Media>, s: &Session, text: Option<String>) -> bool {
-    match (s.leg, text) {
+/// The 2xx of branch `index` (a browser is called): its browser's leg becomes the call's and
+/// takes the call's port from the branch that had it in the early dialogs, which closes (the
+/// proxy cancels that branch). Nothing changes when it has it already, or never answered.
+fn promote(media: &Arc<Media>, s: &mut Session, index: u32) {
+    let Some(b) = s.answers.iter().find(|b| b.index == index) else { return };
+    if s.leg == Some(b.leg) {
+        return;
+    }
+    tracing::info!(branch = index, "another fork's 2xx: its browser's leg takes the call's port");
+    if let Some(old) = s.leg {
+        media.close(old);
+    }
+    media.attach_port(b.leg, &s.port);
+    s.leg = Some(b.leg);
+    s.to_plain = Some(b.to_plain.clone());
+    s.plain_payloads = b.payloads.clone();
+}
+
+/// The leg of the dialog whose callee has tag `tag`. A browser is called: its branch's, once
+/// its browser answered (none before: another branch's leg is not this dialog's); otherwise
+/// the call's.
+fn dialog_leg(s: &Session, tag: Option<&str>) -> Option<LegId> {
+    if s.answers.is_empty() {
+        return s.leg;
+    }
+    s.answers.iter().find(|b| tag.is_some() && b.tag.as_deref() == tag).map(|b| b.leg)
+}
+
+/// Whether `req` belongs to a dialog of the call other than the one its 2xx (the first)
+/// set up: another fork's, which the caller ends at once.
+fn other_fork(s: &Session, req: &Request) -> bool {
+    let Some(callee) = &s.callee else { return false };
+    let h = req.headers();
+    let from = h.from().ok().and_then(|f| f.tag().map(str::to_owned));
+    let to = h.to().ok().and_then(|t| t.tag().map(str::to_owned));
+    let dialog = if from.as_deref() == Some(s.caller.tag.as_str()) { to } else { from };
+    dialog.is_some_and(|d| d != callee.tag)
+}
+
+/// The payloads the plain side was given in the dialog whose callee has tag `tag`.
+fn dialog_payloads<'a>(s: &'a Session, tag: Option<&str>) -> &'a [(u8, Codec)] {
+    s.answers
+        .iter()
+        .find(|b| tag.is_some() && b.tag.as_deref() == tag)
+        .map_or(&s.plain_payloads, |b| &b.payloads)
+}
+
+/// The answer to the edge's delayed offer (in the ACK, or in the PRACK with 100rel) in the
+/// dialog whose callee has tag `tag` sets its leg up: the browser's completes its leg, the
+/// plain side's gives the leg its RTP address. `false` when there is none, or none the edge
+/// can use.
+fn late_answer(media: &Arc<Media>, s: &Session, tag: Option<&str>, text: Option<String>) -> bool {
+    match (dialog_leg(s, tag), text) {
         (Some(leg), Some(text)) if s.browser_calls => {
             match media.browser_answered(leg, &text, &s.port) {
                 Ok(()) => true,
@@ -416,7 +568,7 @@ fn late_answer(media: &Arc<Media>, s: &Session, text: Option<String>) -> bool {
             }
         }
         (Some(leg), Some(text)) => match Sdp::parse(&text) {
-            Ok(answer) if answer.answers_plain(&s.plain_payloads) => {
+            Ok(answer) if answer.answers_plain(dialog_payloads(s, tag)) => {
                 if let Some(addr) = answer.rtp_address() {
                     media.set_trunk(leg, addr);
                 }
@@ -451,8 +603,8 @@ fn exchange_2xx(
             media.set_pair_peer(leg, 1 - *side, plain_peer(&sdp));
             Ok(Body::With(sdp::readdress(&text, pair_port(s, *side))))
         }
-        Flow::BrowserOffer(offer) => {
-            let answer = sdp.filter(|a| a.answers_plain(&s.plain_payloads));
+        Flow::BrowserOffer { offer, payloads } => {
+            let answer = sdp.filter(|a| a.answers_plain(payloads));
             let Some(answer) = answer else { return Err("no usable plain answer") };
             if let Some(addr) = answer.rtp_address() {
                 media.set_trunk(leg, addr);
@@ -572,24 +724,30 @@ fn pair_port(s: &Session, side: usize) -> std::net::SocketAddr {
     }
 }
 
-/// A PRACK (RFC 3262) of the reliable 18x that carried the edge's delayed offer: its answer
-/// completes the call's leg like an ACK's, and is taken out of it. An unusable one leaves the
-/// call `broken` (it ends at the ACK unless it is an emergency call).
-fn prack_answer(media: &Arc<Media>, s: &mut Session, req: &mut Request) {
-    if !s.late || s.early_answered || s.early_tag.is_none() {
-        return;
+/// A PRACK (RFC 3262) of the reliable 18x that carried the edge's delayed offer in its early
+/// dialog: its answer completes the dialog's leg like an ACK's, and is taken out of it. An
+/// unusable one makes the dialog's ACK end the call (unless it is an emergency call).
+/// Returns whether the PRACK was that one (otherwise its SDP, if any, is a new offer).
+fn prack_answer(media: &Arc<Media>, s: &mut Session, req: &mut Request) -> bool {
+    if !s.late {
+        return false;
     }
     let tag = req.headers().to().ok().and_then(|t| t.tag().map(str::to_owned));
-    if tag != s.early_tag {
-        return;
+    let Some(tag) = tag else { return false };
+    if !s.early.iter().any(|e| e.tag == tag && !e.answered) {
+        return false;
     }
     let text = request_sdp(req);
     strip_request_sdp(req);
-    s.early_answered = true;
-    if !late_answer(media, s, text) {
+    let usable = late_answer(media, s, Some(&tag), text);
+    if !usable {
         tracing::warn!("no usable answer in the PRACK");
-        s.broken = true;
     }
+    if let Some(e) = s.early.iter_mut().find(|e| e.tag == tag) {
+        e.answered = true;
+        e.usable = usable;
+    }
+    true
 }
 
 /// A provisional response sent reliably (RFC 3262 §3: `Require: 100rel` and an RSeq).
@@ -687,9 +845,10 @@ fn new_session(media: &Media, req: &Request, source: Peer, port: Reservation) ->
         late: false,
         ack_tag: None,
         settled: false,
-        early_tag: None,
-        early_answered: false,
-        answered_reliably: false,
+        early: Vec::new(),
+        answered_reliably: Vec::new(),
+        answers: Vec::new(),
+        broken_early: Vec::new(),
         broken: false,
     }
 }
@@ -760,7 +919,8 @@ impl Core {
         }
         if !self.media_calls.by_call.contains_key(&call_id) {
             // A plain pair relays RTCP too, on the ports above (see the engine's docs).
-            let reserve = || if pair { media.reserve_with_rtcp() } else { media.reserve() };
+            // A WebRTC leg's plain side gets its RTCP port too, which reads and drops.
+            let reserve = || if pair { media.reserve_with_rtcp() } else { media.reserve_leg() };
             let ports = reserve().and_then(|p| {
                 let caller = if pair { Some(reserve()?) } else { None };
                 Ok((p, caller))
@@ -821,7 +981,7 @@ impl Core {
     ) {
         let call_id = req.headers().call_id().unwrap_or_default().to_owned();
         if !self.media_calls.by_call.contains_key(&call_id) {
-            let port = match media.reserve() {
+            let port = match media.reserve_leg() {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(error = %e, "no RTP port for an anchored call");
@@ -884,7 +1044,7 @@ impl Core {
         response: &mut Response,
     ) -> Option<String> {
         let media = self.media()?.clone();
-        if !matches!(method, Method::Invite | Method::Update) {
+        if !matches!(method, Method::Invite | Method::Update | Method::Prack) {
             return None;
         }
         if in_dialog {
@@ -895,21 +1055,43 @@ impl Core {
         if !(101..300).contains(&status) {
             return None;
         }
-        if (200..300).contains(&status) && s.callee.is_none() {
-            s.callee = answered_end(s, index, response);
-        }
-        if s.late {
-            let urgent = self.config.urgent.contains(call_id);
-            self.media_late_response(&media, call_id, index, urgent, response);
-            return None;
-        }
-        let Some(text) = response_sdp(response) else {
-            // A 2xx without SDP to an offer is illegal (RFC 3261 §13.2.1) unless a reliable
-            // 18x answered; an answer from an unreliable 18x is repeated in it.
-            if !(200..300).contains(&status) || s.pair.is_some() || s.answered_reliably {
+        let tag = to_tag(response);
+        let is_2xx = (200..300).contains(&status);
+        let browsers_called = !s.browser_calls && s.pair.is_none();
+        if is_2xx && s.callee.is_none() {
+            if browsers_called && !s.branch_legs.iter().any(|(i, _)| *i == index) {
+                // A target the anchor is not in (not a browser, or no WebRTC offer for it)
+                // answered first: the call's media does not touch the edge.
+                tracing::info!("the 2xx of a branch without a leg: the call goes unanchored");
+                self.media_end(call_id);
                 return None;
             }
-            let ready = if s.browser_calls { s.to_browser.clone() } else { s.to_plain.clone() };
+            s.callee = answered_end(s, index, response);
+        }
+        // The call's 2xx (the first, or a retransmission of it): another fork's 2xx, also
+        // forwarded (RFC 6026), is for a dialog the caller ends at once.
+        let the_call_s = is_2xx && s.callee.as_ref().is_some_and(|c| Some(&c.tag) == tag.as_ref());
+        if s.late {
+            let urgent = self.config.urgent.contains(call_id);
+            self.media_late_response(&media, call_id, index, urgent, the_call_s, response);
+            return None;
+        }
+        if the_call_s && browsers_called {
+            // Forking: the 2xx's browser has the call's media.
+            promote(&media, s, index);
+        }
+        let answered_reliably = tag.as_ref().is_some_and(|t| s.answered_reliably.contains(t));
+        let Some(text) = response_sdp(response) else {
+            // A 2xx without SDP to an offer is illegal (RFC 3261 §13.2.1) unless a reliable
+            // 18x of its dialog answered; an answer from an unreliable 18x is repeated in it.
+            if !is_2xx || s.pair.is_some() || answered_reliably {
+                return None;
+            }
+            let ready = if s.browser_calls {
+                s.to_browser.clone()
+            } else {
+                s.answers.iter().find(|b| b.index == index).map(|b| b.to_plain.clone())
+            };
             match ready {
                 Some(answer) => {
                     put_response_sdp(response, &answer);
@@ -930,16 +1112,19 @@ impl Core {
             }
             return None;
         };
-        if s.answered_reliably && (200..300).contains(&status) {
+        if answered_reliably && is_2xx {
             // The answer went in a reliable 18x: this one can only repeat it, and the other
             // side has it (RFC 3261 §13.2.1).
             strip_response_sdp(response);
             return None;
         }
         let Ok(answer) = Sdp::parse(&text) else { return None };
-        if reliable(response) {
-            // RFC 3262: this answer is final; a 2xx without SDP gets none.
-            s.answered_reliably = true;
+        if reliable(response)
+            && let Some(tag) = &tag
+            && !answered_reliably
+        {
+            // RFC 3262: this answer is final in its dialog; a 2xx without SDP gets none.
+            s.answered_reliably.push(tag.clone());
         }
         if let Some(pair) = &s.pair {
             // Plain to plain: the callee answered the caller's offer.
@@ -980,13 +1165,19 @@ impl Core {
                 Err(e) => tracing::warn!(error = %e, "the browser's offer could not be answered"),
             }
         } else {
-            // A browser answered a plain offer.
-            if s.to_plain.is_none() && !take_browser_answer(&media, s, index, &text, &answer) {
-                return None;
+            // A browser answered a plain offer: each branch its own answer (forking).
+            let plain = match take_browser_answer(&media, s, index, tag, &text, &answer) {
+                Some(plain) => plain,
+                // Another fork's 2xx after the call's (RFC 6026): its leg closed with the
+                // final response, and the plain side, which ends that dialog at once, gets the
+                // call's description rather than a browser's.
+                None if is_2xx && !the_call_s => s.to_plain.clone()?,
+                None => return None,
+            };
+            if the_call_s {
+                promote(&media, s, index);
             }
-            if let Some(plain) = s.to_plain.clone() {
-                set_response_sdp(response, &plain);
-            }
+            set_response_sdp(response, &plain);
         }
         None
     }
@@ -1001,6 +1192,7 @@ impl Core {
         call_id: &str,
         index: u32,
         urgent: bool,
+        the_call_s: bool,
         response: &mut Response,
     ) {
         let Some(s) = self.media_calls.by_call.get_mut(call_id) else { return };
@@ -1034,26 +1226,36 @@ impl Core {
             }
             s.to_browser.clone()
         } else {
-            // A browser answered: the plain side is offered its codec.
-            if s.to_plain.is_none()
-                && let (Some(text), Some(answer)) = (&text, &answer)
-            {
-                take_browser_answer(media, s, index, text, answer);
+            // A browser answered: the plain side is offered its codec, in each early dialog
+            // its own browser's (forking).
+            let taken = match (&text, &answer) {
+                (Some(text), Some(answer)) => {
+                    take_browser_answer(media, s, index, to_tag(response), text, answer)
+                }
+                _ => s.answers.iter().find(|b| b.index == index).map(|b| b.to_plain.clone()),
+            };
+            if the_call_s {
+                promote(media, s, index);
             }
-            s.to_plain.clone()
+            taken
         };
         let tag = to_tag(response);
         if !(200..300).contains(&response.status()) {
-            // The first reliable one carries the offer, and the PRACK will carry the answer
-            // (RFC 3262 §5); otherwise the offer waits for the 2xx (RFC 3261 §13.2.1).
-            match &ready {
-                Some(offer)
-                    if s.early_tag.is_none()
-                        && tag.is_some()
+            // The first reliable one of each early dialog carries the offer, and its PRACK
+            // will carry the answer (RFC 3262 §5); otherwise the offer waits for the 2xx (RFC
+            // 3261 §13.2.1).
+            let offered = tag.as_ref().is_some_and(|t| s.early.iter().any(|e| e.tag == *t));
+            // A browser that called has one leg, hence one offer to answer: only the first
+            // early dialog gets it (a carrier forking downstream is not followed).
+            let once = s.browser_calls && !s.early.is_empty();
+            match (&ready, tag) {
+                (Some(offer), Some(tag))
+                    if !offered
+                        && !once
                         && reliable(response)
                         && put_response_sdp(response, offer) =>
                 {
-                    s.early_tag = tag;
+                    s.early.push(EarlyOffer { tag, answered: false, usable: false });
                 }
                 _ => strip_response_sdp(response),
             }
@@ -1065,7 +1267,7 @@ impl Core {
         if ours {
             s.ack_tag = tag.clone();
         }
-        if s.early_tag.is_some() && s.early_tag == tag {
+        if tag.as_ref().is_some_and(|t| s.early.iter().any(|e| e.tag == *t)) {
             // The offer went in a reliable 18x and its answer in the PRACK: the 2xx carries
             // no second offer (RFC 3261 §13.2.1).
             strip_response_sdp(response);
@@ -1106,10 +1308,18 @@ impl Core {
             // The ACK of a re-INVITE's 2xx.
             return self.media_exchange_ack(&media, &call_id, req).then_some(call_id);
         }
+        let tag = req.headers().to().ok()?.tag()?.to_owned();
+        if s.broken_early.contains(&tag) && s.callee.as_ref().is_some_and(|c| c.tag == tag) {
+            // An offer/answer of its early dialog failed (a PRACK's or an UPDATE's).
+            if std::mem::replace(&mut s.settled, true) || self.config.urgent.contains(&call_id) {
+                return None;
+            }
+            tracing::warn!("an early offer/answer failed: the call ends at its ACK");
+            return Some(call_id);
+        }
         if !s.late && !s.broken {
             return None;
         }
-        let tag = req.headers().to().ok()?.tag()?.to_owned();
         if s.ack_tag.as_deref() != Some(tag.as_str()) {
             return None;
         }
@@ -1122,8 +1332,11 @@ impl Core {
             return None;
         }
         // With 100rel the answer came in the PRACK.
-        let in_prack = s.early_answered && s.early_tag.as_deref() == Some(tag.as_str());
-        let usable = !s.broken && (in_prack || late_answer(&media, s, text));
+        let usable = !s.broken
+            && match s.early.iter().find(|e| e.tag == tag) {
+                Some(e) if e.answered => e.usable,
+                _ => late_answer(&media, s, Some(&tag), text),
+            };
         if usable {
             return None;
         }
@@ -1155,6 +1368,8 @@ impl Core {
                 self.media_calls.by_leg.remove(&leg);
             }
         }
+        let live = s.leg;
+        s.answers.retain(|b| Some(b.leg) == live);
     }
 
     /// An in-dialog request: a BYE ends the media; a new offer (re-INVITE, UPDATE) or a
@@ -1168,6 +1383,10 @@ impl Core {
         let media = self.media()?.clone();
         let call_id = req.headers().call_id().unwrap_or_default().to_owned();
         if *req.method() == Method::Bye {
+            if self.media_calls.by_call.get(&call_id).is_some_and(|s| other_fork(s, req)) {
+                // The caller ends a dialog another fork's 2xx set up (RFC 6026): not the call's.
+                return None;
+            }
             self.media_end(&call_id);
             return None;
         }
@@ -1183,19 +1402,39 @@ impl Core {
             }
         }
         let from_caller = from_tag == Some(s.caller.tag.as_str());
+        // The dialog: the callee's tag (early dialogs of a forked call each have their own).
+        let to_tag = h.to().ok().and_then(|t| t.tag());
+        let dialog = if from_caller { to_tag } else { from_tag }.map(str::to_owned);
         let method = req.method().clone();
-        if method == Method::Prack {
-            prack_answer(&media, s, req);
+        if method == Method::Prack && prack_answer(&media, s, req) {
             return None;
         }
-        if !matches!(method, Method::Invite | Method::Update) {
+        if !matches!(method, Method::Invite | Method::Update | Method::Prack) {
             return None;
         }
-        let (Some(leg), Some(cseq)) = (s.leg, cseq) else { return None };
+        // Inside the call, or in an early dialog once its answer came (RFC 3262 §5: a new
+        // offer in a PRACK; RFC 3311 §5.1: in an UPDATE).
+        let (Some(leg), Some(cseq)) = (dialog_leg(s, dialog.as_deref()), cseq) else {
+            return None;
+        };
+        let payloads = dialog_payloads(s, dialog.as_deref()).to_vec();
         let text = request_sdp(req);
+        let offer_pending = |d: &String| s.early.iter().any(|e| e.tag == *d && !e.answered);
+        if method == Method::Update && text.is_some() && dialog.as_ref().is_some_and(offer_pending)
+        {
+            // The edge's delayed offer in this early dialog still waits for its answer (in the
+            // PRACK): no second offer may cross it (RFC 3311 §5.2).
+            if urgent {
+                tracing::warn!("an UPDATE crossing the edge's offer passes as is (emergency)");
+                return None;
+            }
+            tracing::info!("an UPDATE crossing the edge's unanswered offer: 491");
+            return Some(Response::for_request(req, 491, "Request Pending"));
+        }
         let offer = match text.as_deref().map(Sdp::parse) {
-            // An UPDATE without SDP refreshes the target, and offers nothing.
-            None if method == Method::Update => return None,
+            // An UPDATE without SDP refreshes the target, and offers nothing; a PRACK without
+            // SDP only acknowledges.
+            None if method != Method::Invite => return None,
             None => None,
             Some(Ok(offer)) => Some(offer),
             Some(Err(e)) => {
@@ -1220,8 +1459,8 @@ impl Core {
                 Flow::PairOffer(side)
             }
             (Some(offer), Some(text)) => {
-                let usable = offer.is_webrtc() == browser_sent
-                    && answerable(&s.plain_payloads, &offer).is_some();
+                let usable =
+                    offer.is_webrtc() == browser_sent && answerable(&payloads, &offer).is_some();
                 if !usable {
                     if urgent || offer.is_webrtc() != browser_sent {
                         tracing::warn!("an in-dialog offer the anchor cannot relay passes as is");
@@ -1238,15 +1477,15 @@ impl Core {
                         s.session_id,
                         s.version,
                         s.port.addr,
-                        &s.plain_payloads,
+                        &payloads,
                         offer.direction,
                     );
                     set_request_sdp(req, &plain);
-                    Flow::BrowserOffer(text)
+                    Flow::BrowserOffer { offer: text, payloads }
                 } else {
                     // The browser is offered the same session again with the plain side's
                     // direction (hold, resume, a session refresh).
-                    let payloads = answerable(&s.plain_payloads, &offer).unwrap_or_default();
+                    let payloads = answerable(&payloads, &offer).unwrap_or_default();
                     match media.offer_again(leg, offer.direction) {
                         Ok(webrtc) => set_request_sdp(req, &webrtc),
                         Err(e) => {
@@ -1263,6 +1502,8 @@ impl Core {
             from_caller,
             cseq,
             method,
+            leg,
+            dialog,
             flow,
             in_2xx: None,
             in_ack: None,
@@ -1307,8 +1548,8 @@ impl Core {
         if status < 200 {
             return None;
         }
-        let leg = s.leg?;
         let mut x = s.exchange.take()?;
+        let leg = x.leg;
         if status >= 300 {
             // A refused offer changes nothing (RFC 3261 §14.1).
             if matches!(x.flow, Flow::PlainOffer { .. }) {
@@ -1339,7 +1580,18 @@ impl Core {
         };
         put_body_in_response(response, &body);
         x.in_2xx = Some(body);
-        let end = x.broken && x.method == Method::Update;
+        let mut end = x.broken && matches!(x.method, Method::Update | Method::Prack);
+        if let Some(dialog) = x.dialog.clone()
+            && s.callee.is_none()
+        {
+            // An early dialog (RFC 3262 §5, RFC 3311 §5.1): nothing to send a BYE to yet; the
+            // call ends at the ACK of its 2xx, if that dialog is the one answered.
+            s.broken_early.retain(|t| *t != dialog);
+            if end {
+                s.broken_early.push(dialog);
+            }
+            end = false;
+        }
         s.exchange = Some(x);
         end.then(|| call_id.to_owned())
     }
@@ -1350,8 +1602,8 @@ impl Core {
     fn media_exchange_ack(&mut self, media: &Arc<Media>, call_id: &str, req: &mut Request) -> bool {
         let urgent = self.config.urgent.contains(call_id);
         let Some(s) = self.media_calls.by_call.get_mut(call_id) else { return false };
-        let Some(leg) = s.leg else { return false };
         let Some(mut x) = s.exchange.take() else { return false };
+        let leg = x.leg;
         if let Some(body) = &x.in_ack {
             // The ACK of a retransmitted 2xx.
             put_body_in_request(req, body);

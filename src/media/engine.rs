@@ -15,8 +15,10 @@
 //! - Dropping a [`Reservation`] or closing a leg closes its socket and stops its task.
 //! - A plain pair (`[media] anchor = "always"`) reserves each side's port with the one above
 //!   ([`Media::reserve_with_rtcp`]) and relays RTCP between those too (RFC 3550 §11), and RTCP
-//!   multiplexed on the RTP ports as RTP (RFC 5761). A WebRTC leg's plain side has no RTCP
-//!   port: str0m makes the browser's RTCP, and the plain side's RTCP is not relayed.
+//!   multiplexed on the RTP ports as RTP (RFC 5761). A WebRTC leg's plain side reserves the
+//!   port above RTP too ([`Media::reserve_leg`]), which its SDP implies: what arrives there is
+//!   read and dropped. str0m makes the browser's RTCP, the plain side's RTCP is not relayed,
+//!   and the edge sends the plain side none.
 //! - Sockets are read with `recvmmsg` (everything queued, in one call, without the read that
 //!   finds the socket empty); what the anchor queues while the packets of one turn of the event
 //!   loop are handled goes out afterwards, together (`send_task`).
@@ -87,8 +89,11 @@ impl MediaConfig {
 pub struct Reservation {
     socket: Arc<UdpSocket>,
     /// The port above, for RTCP (RFC 3550 §11), when reserved with it
-    /// ([`Media::reserve_with_rtcp`]).
+    /// ([`Media::reserve_with_rtcp`], [`Media::reserve_leg`]).
     rtcp: Option<Arc<UdpSocket>>,
+    /// A WebRTC leg's RTCP port is read and its datagrams dropped until the reservation
+    /// goes ([`Media::reserve_leg`]): dropping this stops that.
+    _rtcp_sink: Option<oneshot::Sender<()>>,
     /// The address to announce in SDP.
     pub addr: SocketAddr,
 }
@@ -305,7 +310,7 @@ impl Media {
                     let socket = Arc::new(UdpSocket::new(rtp)?);
                     let rtcp = rtcp.map(UdpSocket::new).transpose()?.map(Arc::new);
                     let addr = SocketAddr::new(self.config.public, port);
-                    return Ok(Reservation { socket, rtcp, addr });
+                    return Ok(Reservation { socket, rtcp, _rtcp_sink: None, addr });
                 }
                 Err(e) => last_error = e,
             }
@@ -316,6 +321,21 @@ impl Media {
     /// [`Media::reserve`] with the port above for RTCP (RFC 3550 §11): a plain pair's ports.
     pub fn reserve_with_rtcp(&self) -> io::Result<Reservation> {
         self.reserve_ports(true)
+    }
+
+    /// The plain side of a WebRTC leg: [`Media::reserve_with_rtcp`], and the RTCP port, which
+    /// the edge's SDP implies (RFC 3550 §11: the port above RTP), is read and what arrives
+    /// there dropped. str0m makes the browser's RTCP itself (SSRCs pass through unchanged, so
+    /// the plain side's reports would contradict it), and the edge sends the plain side none;
+    /// but a peer's RTCP must find a socket, not an ICMP port unreachable.
+    pub fn reserve_leg(&self) -> io::Result<Reservation> {
+        let mut reservation = self.reserve_ports(true)?;
+        if let Some(rtcp) = reservation.rtcp.clone() {
+            let (stop, stopped) = oneshot::channel();
+            self.runtime.spawn(rtcp_sink_task(rtcp, stopped));
+            reservation._rtcp_sink = Some(stop);
+        }
+        Ok(reservation)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -396,6 +416,16 @@ impl Media {
         let r = inner.anchor.accept_answer(Instant::now(), leg, answer);
         self.flush(&mut inner);
         r
+    }
+
+    /// Gives `leg`, whose browser's answer was taken without a port
+    /// ([`Media::reoffer_answered`]), the plain RTP port `port`: a forked call whose 2xx came
+    /// from another branch than the early dialog that had the port (which is closed first).
+    pub fn attach_port(self: &Arc<Self>, leg: LegId, port: &Reservation) {
+        let mut inner = self.lock();
+        self.attach(&mut inner, leg, port);
+        drop(inner);
+        self.wake.notify_one();
     }
 
     /// The browser refused [`Media::offer_again`]'s offer: the leg goes on as before.
@@ -628,6 +658,21 @@ async fn plain_task(
         };
         if queued {
             media.queued.notify_one();
+        }
+    }
+}
+
+/// A WebRTC leg's RTCP port ([`Media::reserve_leg`]): read and dropped until `stopped`.
+async fn rtcp_sink_task(socket: Arc<UdpSocket>, mut stopped: oneshot::Receiver<()>) {
+    let mut batch = Batch::<PLAIN_BATCH>::new();
+    loop {
+        tokio::select! {
+            r = socket.recv_batch(&mut batch) => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "rtcp socket");
+                }
+            }
+            _ = &mut stopped => return,
         }
     }
 }

@@ -29,6 +29,12 @@ pub type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 
 /// Registers alice (password "secret") over WebSocket as JsSIP does (challenge, answer, 200).
 pub async fn register_alice(edge: &Edge) -> Ws {
+    register_alice_as(edge, CONTACT, "6f1c2b9e-3d4a-4e8b-9c1f-2a7d5e0b8c43").await
+}
+
+/// [`register_alice`] from another browser: its own Contact and instance (RFC 5626), so that
+/// alice has one binding per browser and her calls fork to each.
+pub async fn register_alice_as(edge: &Edge, contact: &str, instance: &str) -> Ws {
     use sip::digest::{Challenge, respond};
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let url = format!("ws://{}/ws", edge.web);
@@ -43,9 +49,9 @@ Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bKreg{cseq}\r\n\
 Max-Forwards: 69\r\n\
 To: <sip:alice@localhost>\r\n\
 From: <sip:alice@localhost>;tag=regtag\r\n\
-Call-ID: reg-call-1\r\n\
+Call-ID: reg-{instance}\r\n\
 CSeq: {cseq} REGISTER\r\n\
-{auth}Contact: {CONTACT};+sip.ice;reg-id=1;+sip.instance=\"<urn:uuid:6f1c2b9e-3d4a-4e8b-9c1f-2a7d5e0b8c43>\";expires=600\r\n\
+{auth}Contact: {contact};+sip.ice;reg-id=1;+sip.instance=\"<urn:uuid:{instance}>\";expires=600\r\n\
 Content-Length: 0\r\n\r\n"
         )
     };
@@ -96,14 +102,32 @@ pub fn ws_response(req: &str, status: u16, sdp: Option<&str>) -> String {
 
 /// [`ws_response`] with more header lines (`extra`, each ending in CRLF).
 pub fn ws_response_with(req: &str, status: u16, extra: &str, sdp: Option<&str>) -> String {
+    ws_response_as(req, status, extra, sdp, "b-tag", CONTACT)
+}
+
+/// [`ws_response_with`] from a browser whose tag and Contact are `tag` and `contact` (another
+/// binding of alice's, see [`register_alice_as`]).
+pub fn ws_response_as(
+    req: &str,
+    status: u16,
+    extra: &str,
+    sdp: Option<&str>,
+    tag: &str,
+    contact: &str,
+) -> String {
     let req = super::ua::parse_request(req);
-    let reason = if status == 183 { "Session Progress" } else { "OK" };
+    let reason = match status {
+        180 => "Ringing",
+        183 => "Session Progress",
+        487 => "Request Terminated",
+        _ => "OK",
+    };
     let mut r = sip::Response::for_request(&req, status, reason);
-    r.set_to_tag("b-tag");
+    r.set_to_tag(tag);
     for rr in req.headers().get_all(sip::HeaderName::RecordRoute) {
         r.headers_mut().push(sip::HeaderName::RecordRoute, bytes::Bytes::copy_from_slice(rr));
     }
-    r.headers_mut().push(sip::HeaderName::Contact, CONTACT);
+    r.headers_mut().push(sip::HeaderName::Contact, contact.to_owned());
     if let Some(sdp) = sdp {
         r.set_body(Some("application/sdp"), bytes::Bytes::from(sdp.to_owned()));
     }
@@ -186,6 +210,35 @@ CSeq: {cseq} {method}\r\n\
         header(ok, "From")[0],
         header(ok, "To")[0],
         header(ok, "Call-ID")[0],
+        body.len()
+    )
+}
+
+/// A request of the called browser (tag `b-tag`) in the early or confirmed dialog of the
+/// INVITE `invite` it received (RFC 3261 §12.1.1: the route set is the Record-Route in order,
+/// the Request-URI the caller's Contact).
+pub fn ws_callee_request(invite: &str, method: &str, cseq: u32, sdp: Option<&str>) -> String {
+    let contact = header(invite, "Contact")[0];
+    let uri = contact.trim_start_matches('<').split('>').next().unwrap();
+    let route: String =
+        header(invite, "Record-Route").iter().map(|r| format!("Route: {r}\r\n")).collect();
+    let (ct, body) = match sdp {
+        Some(s) => ("Content-Type: application/sdp\r\n", s),
+        None => ("", ""),
+    };
+    format!(
+        "{method} {uri} SIP/2.0\r\n\
+Via: SIP/2.0/WS k3vq8d0h2m1a.invalid;branch=z9hG4bKb{method}{cseq}\r\n\
+{route}Max-Forwards: 69\r\n\
+From: {};tag=b-tag\r\n\
+To: {}\r\n\
+Call-ID: {}\r\n\
+CSeq: {cseq} {method}\r\n\
+Contact: {CONTACT}\r\n\
+{ct}Content-Length: {}\r\n\r\n{body}",
+        header(invite, "To")[0],
+        header(invite, "From")[0],
+        header(invite, "Call-ID")[0],
         body.len()
     )
 }
