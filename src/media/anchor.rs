@@ -60,6 +60,30 @@ pub const TELEPHONE_EVENT_PT: u8 = 126;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LegId(u64);
 
+/// A map by [`LegId`], hashed with one multiplication rather than SipHash: every relayed
+/// packet looks its leg up, and the ids are the anchor's own counter, never a peer's choice.
+pub type ByLeg<V> = HashMap<LegId, V, std::hash::BuildHasherDefault<LegHasher>>;
+
+/// The hasher of [`ByLeg`] (Fibonacci hashing of the id).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LegHasher(u64);
+
+impl std::hash::Hasher for LegHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 impl std::fmt::Display for LegId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "leg-{}", self.0)
@@ -134,7 +158,7 @@ impl LegCounters {
 pub struct Anchor {
     /// The shared WebRTC address: our ICE host candidate.
     local: SocketAddr,
-    legs: HashMap<LegId, Leg>,
+    legs: ByLeg<Leg>,
     next_id: u64,
     out: VecDeque<Transmit>,
     /// Datagrams on the WebRTC address that no leg accepted, or that did not parse.
@@ -304,7 +328,7 @@ impl Anchor {
     pub fn new(local: SocketAddr) -> Anchor {
         Anchor {
             local,
-            legs: HashMap::new(),
+            legs: ByLeg::default(),
             next_id: 1,
             out: VecDeque::new(),
             stray: 0,

@@ -36,7 +36,7 @@ use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use tokio::io::Interest;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::anchor::{Anchor, LegCounters, LegId, MediaError, Transmit};
+use super::anchor::{Anchor, ByLeg, LegCounters, LegId, MediaError, Transmit};
 use super::sdp::{Codec, Direction};
 use crate::admin::metrics::Metrics;
 use crate::config::{self, PortRange};
@@ -130,7 +130,7 @@ pub struct Media {
 #[derive(Debug)]
 struct Inner {
     anchor: Anchor,
-    legs: HashMap<LegId, PlainSide>,
+    legs: ByLeg<PlainSide>,
     /// Plain RTP relayed between two plain peers (`[media] anchor = "always"`).
     pairs: HashMap<LegId, PairHandle>,
 }
@@ -233,7 +233,7 @@ impl Media {
         let media = Arc::new(Media {
             inner: Mutex::new(Inner {
                 anchor: Anchor::new(webrtc_addr),
-                legs: HashMap::new(),
+                legs: ByLeg::default(),
                 pairs: HashMap::new(),
             }),
             webrtc,

@@ -22,7 +22,6 @@
 //!   authenticated.
 //! - Nothing here panics on bytes from the network; a refused packet is `None`.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -41,6 +40,9 @@ const FIXED_HEADER: usize = 12;
 
 /// How far back an index may be and still be taken (RFC 3711 §3.3.2 asks for at least 64).
 const WINDOW: u64 = 128;
+
+/// The most streams (SSRCs) of the browser tracked; a new one beyond replaces the oldest.
+const STREAMS: usize = 8;
 
 /// What DTLS gave for SRTP: the exported keying material, the profile, and whether this end
 /// was the DTLS client.
@@ -326,8 +328,9 @@ pub struct Srtp {
     sha1_hmac: &'static dyn Sha1HmacProvider,
     /// The indices sent (one stream: the leg's SSRC).
     sent: Option<Window>,
-    /// The browser's streams by SSRC.
-    received: HashMap<u32, Window>,
+    /// The browser's streams, by SSRC (one, or a few after renegotiations: a list is faster
+    /// than a map).
+    received: Vec<(u32, Window)>,
 }
 
 impl std::fmt::Debug for Srtp {
@@ -371,7 +374,7 @@ impl Srtp {
             rx,
             sha1_hmac: crypto.sha1_hmac_provider,
             sent: None,
-            received: HashMap::new(),
+            received: Vec::new(),
         })
     }
 
@@ -441,7 +444,8 @@ impl Srtp {
         }
         let sequence = u16::from_be_bytes([fixed[2], fixed[3]]);
         let ssrc = u32::from_be_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]);
-        let window = self.received.get(&ssrc).copied();
+        let at = self.received.iter().position(|(s, _)| *s == ssrc);
+        let window = at.and_then(|i| self.received.get(i)).map(|(_, w)| *w);
         let index = match window {
             Some(w) => w.estimate(sequence)?,
             None => u64::from(sequence),
@@ -489,10 +493,13 @@ impl Srtp {
             }
             out.truncate(out.len() - count);
         }
-        match self.received.get_mut(&ssrc) {
-            Some(w) => w.take(index),
+        match at.and_then(|i| self.received.get_mut(i)) {
+            Some((_, w)) => w.take(index),
             None => {
-                self.received.insert(ssrc, Window::new(index));
+                if self.received.len() >= STREAMS {
+                    self.received.remove(0);
+                }
+                self.received.push((ssrc, Window::new(index)));
             }
         }
         Some(Unprotected {
