@@ -259,11 +259,12 @@ impl Leg {
     /// leg whose keys or send stream str0m does not give).
     fn relay(&mut self) -> Option<&mut Relay> {
         if self.relay.is_none() && self.connected && !self.closed {
+            // The cheap checks first: a leg without a send stream (or keys) asks again per packet.
+            let mid = self.mid?;
+            let ssrc = *self.rtc.direct_api().stream_tx_by_mid(mid, None)?.ssrc();
             let keys =
                 self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()?;
             let srtp = Srtp::new(&crypto(), &keys)?;
-            let mid = self.mid?;
-            let ssrc = *self.rtc.direct_api().stream_tx_by_mid(mid, None)?.ssrc();
             tracing::debug!(?keys, ssrc, "webrtc leg relays its own SRTP");
             let ext = self.rtc.media(mid).and_then(|m| m.remote_extmap().id_of(Extension::RtpMid));
             let mut header = vec![0x80, 0, 0, 0, 0, 0, 0, 0];
@@ -573,6 +574,7 @@ impl Anchor {
         if is_srtp(bytes)
             && let Some(&id) = self.by_source.get(&source)
             && let Some(leg) = self.legs.get_mut(&id)
+            && !leg.closed
             && leg.relay().is_some()
         {
             if let Some(t) = relay_srtp(id, leg, now, source, bytes, &mut self.spare) {
