@@ -4,8 +4,8 @@
 //! the plain offer, the edge's own WebRTC answer with the codec the trunk chose, a hold from
 //! the trunk (a WebRTC re-offer of the same session), a hold from the browser, and the media
 //! timeout ending the dialog with a BYE both ways. With `anchor = "always"`: RTP both ways
-//! between two plain peers, RTCP on the ports above RTP's and multiplexed, and a re-INVITE
-//! without SDP moving the media. Real audio through the anchor is tests/browser.rs's
+//! between two plain peers, RTCP on the ports above RTP's and multiplexed (counted apart from
+//! RTP), and a re-INVITE without SDP moving the media. Real audio through the anchor is tests/browser.rs's
 //! (headless Chromium).
 
 // Test code: a panic is a failed test.
@@ -657,5 +657,18 @@ Contact: <sip:carrier@127.0.0.2:{}>\r\n",
     let got = tokio::time::timeout(Duration::from_secs(2), phone_rtp2.recv_from(&mut buf)).await;
     let (n, from) = recv(&phone_rtp2)(got);
     assert_eq!((&buf[..n], from), (&rtp[..], edge_a), "to the phone's new address");
+
+    // The counters (refreshed every second) tell RTCP from RTP: the SR and the multiplexed RR
+    // toward the trunk, the RR toward the phone; one RTP packet each way.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let text = edge.metrics().await;
+    for line in [
+        "lifeline_media_packets_total{dir=\"plain_to_callee\",kind=\"rtcp\"} 2\n",
+        "lifeline_media_packets_total{dir=\"plain_to_caller\",kind=\"rtcp\"} 1\n",
+        "lifeline_media_packets_total{dir=\"plain_to_callee\"} 1\n",
+        "lifeline_media_packets_total{dir=\"plain_to_caller\"} 1\n",
+    ] {
+        assert!(text.contains(line), "{line} {text}");
+    }
     edge.stop().await;
 }

@@ -300,6 +300,11 @@ pub struct MediaMetrics {
     /// caller's side to the callee's and back.
     pub plain_to_callee: AtomicU64,
     pub plain_to_caller: AtomicU64,
+    /// RTCP packets relayed between two plain peers, on their RTCP ports (RFC 3550 §11) or
+    /// multiplexed on RTP's (RFC 5761), each way (`kind="rtcp"`; the RTP counts above exclude
+    /// them).
+    pub rtcp_to_callee: AtomicU64,
+    pub rtcp_to_caller: AtomicU64,
     /// Datagrams dropped: not RTP, from a stranger after latching, or before the leg is up.
     pub dropped: AtomicU64,
     /// Datagrams on the WebRTC port that no leg accepted (garbage, late packets).
@@ -321,17 +326,21 @@ impl MediaMetrics {
             out,
             "# HELP lifeline_media_legs Browser legs the media anchor relays now.\n\
              # TYPE lifeline_media_legs gauge\nlifeline_media_legs {}\n\
-             # HELP lifeline_media_packets_total RTP packets relayed by the media anchor.\n\
+             # HELP lifeline_media_packets_total Packets relayed by the media anchor: RTP, and RTCP where kind=\"rtcp\".\n\
              # TYPE lifeline_media_packets_total counter\n\
              lifeline_media_packets_total{{dir=\"to_plain\"}} {}\n\
              lifeline_media_packets_total{{dir=\"to_browser\"}} {}\n\
              lifeline_media_packets_total{{dir=\"plain_to_callee\"}} {}\n\
-             lifeline_media_packets_total{{dir=\"plain_to_caller\"}} {}",
+             lifeline_media_packets_total{{dir=\"plain_to_caller\"}} {}\n\
+             lifeline_media_packets_total{{dir=\"plain_to_callee\",kind=\"rtcp\"}} {}\n\
+             lifeline_media_packets_total{{dir=\"plain_to_caller\",kind=\"rtcp\"}} {}",
             self.legs.load(Ordering::Relaxed),
             load(&self.to_plain),
             load(&self.to_browser),
             load(&self.plain_to_callee),
             load(&self.plain_to_caller),
+            load(&self.rtcp_to_callee),
+            load(&self.rtcp_to_caller),
         );
         let seconds = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(
@@ -355,7 +364,7 @@ impl MediaMetrics {
             ),
             (
                 "lifeline_media_dropped_total",
-                "Datagrams on plain RTP ports dropped (not RTP, a stranger, leg not up).",
+                "Datagrams dropped: on plain RTP ports (not RTP, a stranger, leg not up), or SRTP from a browser not authentic or replayed.",
                 &self.dropped,
             ),
             (

@@ -8,8 +8,14 @@
 //!   datagram goes to the leg whose `Rtc::accepts` it (STUN by ufrag, then the nominated
 //!   address). The browser is the DTLS client (`a=setup:passive` in our answer), DTLS 1.2.
 //! - Codecs: PCMU and telephone-event (RFC 4733, payload type 126). Packets are relayed as they
-//!   are: payload type, timestamp, marker, SSRC and payload; sequence numbers are extended to
-//!   64 bits for SRTP's rollover counter.
+//!   are: payload type, sequence number, timestamp, marker and payload; toward the trunk with
+//!   the browser's SSRC, toward the browser with the leg's own (the one str0m announced in its
+//!   SDP). The trunk's sequence numbers are extended to 64 bits for SRTP's rollover counter.
+//! - Once DTLS is up, the relayed RTP does not go through str0m: the leg encrypts and decrypts
+//!   it itself ([`super::srtp`], with the keys its DTLS exported), toward the address str0m
+//!   sends DTLS and SRTCP to (or the browser's last authentic SRTP came from). str0m still
+//!   does ICE, DTLS and RTCP; SRTP that fails authentication, or that was taken already, is
+//!   dropped and counted. Before the keys exist, str0m relays (nothing is connected then).
 //! - RTP header extensions: audio level and MID only (RFC 8285); transport-cc and
 //!   abs-send-time, which only feed bandwidth estimation, are declined, so no leg exchanges
 //!   transport-wide feedback.
@@ -43,8 +49,9 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{Extension, ExtensionMap, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
-use super::rtp::{Reception, Rtp, SeqExtender};
+use super::rtp::{FIXED_HEADER, Reception, Rtp, SeqExtender};
 use super::sdp::{Codec as SdpCodec, Direction as SdpDirection};
+use super::srtp::{self, KeySlot, Srtp};
 
 /// The payload type of telephone-event (RFC 4733) in our answers, as Chrome offers it.
 pub const TELEPHONE_EVENT_PT: u8 = 126;
@@ -52,6 +59,30 @@ pub const TELEPHONE_EVENT_PT: u8 = 126;
 /// One leg of the anchor: a browser on one side, a trunk's RTP address on the other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LegId(u64);
+
+/// A map by [`LegId`], hashed with one multiplication rather than SipHash: every relayed
+/// packet looks its leg up, and the ids are the anchor's own counter, never a peer's choice.
+pub type ByLeg<V> = HashMap<LegId, V, std::hash::BuildHasherDefault<LegHasher>>;
+
+/// The hasher of [`ByLeg`] (Fibonacci hashing of the id).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LegHasher(u64);
+
+impl std::hash::Hasher for LegHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 impl std::fmt::Display for LegId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -95,7 +126,8 @@ pub struct LegCounters {
     pub to_trunk: u64,
     /// RTP packets relayed from the trunk to the browser.
     pub to_browser: u64,
-    /// Datagrams from the trunk side that were dropped (not RTP, a stranger, not connected).
+    /// Datagrams dropped: from the trunk side (not RTP, a stranger, not connected), or SRTP
+    /// from the browser refused (not authentic, replayed, too old).
     pub dropped: u64,
     /// RTP packets from the trunk that never arrived (sequence gaps, RFC 3550 A.3).
     pub lost: u64,
@@ -126,7 +158,7 @@ impl LegCounters {
 pub struct Anchor {
     /// The shared WebRTC address: our ICE host candidate.
     local: SocketAddr,
-    legs: HashMap<LegId, Leg>,
+    legs: ByLeg<Leg>,
     next_id: u64,
     out: VecDeque<Transmit>,
     /// Datagrams on the WebRTC address that no leg accepted, or that did not parse.
@@ -177,6 +209,23 @@ struct Leg {
     /// Sequence numbers from the trunk, extended for SRTP.
     seq: SeqExtender,
     counters: LegCounters,
+    /// Where the leg's DTLS puts the SRTP keys ([`srtp::build`]).
+    keys: KeySlot,
+    /// The relay's own SRTP, once the leg is connected ([`Leg::relay`]).
+    relay: Option<Relay>,
+    /// Where the browser receives media: the destination of str0m's last DTLS or SRTCP
+    /// datagram, or the source of the browser's last authentic SRTP (ICE pairs are symmetric).
+    media_to: Option<SocketAddr>,
+}
+
+/// A connected leg's RTP path without str0m: SRTP both ways with the DTLS keys, str0m's send
+/// stream's SSRC, and the MID header extension when negotiated (RFC 8843 §15, RFC 8285).
+struct Relay {
+    srtp: Srtp,
+    ssrc: u32,
+    /// The fixed header (sequence number, timestamp and the rest written per packet) and the
+    /// MID extension when negotiated.
+    header: Vec<u8>,
 }
 
 impl std::fmt::Debug for Leg {
@@ -190,10 +239,52 @@ impl std::fmt::Debug for Leg {
     }
 }
 
-/// One aws-lc-rs provider for every `Rtc` (the tree keeps a single crypto library).
+/// One aws-lc-rs provider for every `Rtc` (the tree keeps a single crypto library), its DTLS
+/// handing the SRTP keys to the leg too ([`srtp::provider`]).
 fn crypto() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER.get_or_init(|| Arc::new(str0m::crypto::from_feature_flags())).clone()
+    PROVIDER.get_or_init(|| Arc::new(srtp::provider())).clone()
+}
+
+/// Whether a datagram from a browser is SRTP rather than SRTCP, STUN or DTLS (RFC 7983 §7:
+/// first octet 128-191; RFC 5761 §4: RTCP packet types 192-223 in the second).
+fn is_srtp(bytes: &[u8]) -> bool {
+    bytes.len() >= FIXED_HEADER
+        && (128..=191).contains(&bytes[0])
+        && !(192..=223).contains(&bytes[1])
+}
+
+impl Leg {
+    /// The leg's own RTP path, set up on first use once DTLS is up; `None` before (or for a
+    /// leg whose keys or send stream str0m does not give).
+    fn relay(&mut self) -> Option<&mut Relay> {
+        if self.relay.is_none() && self.connected && !self.closed {
+            // The cheap checks first: a leg without a send stream (or keys) asks again per packet.
+            let mid = self.mid?;
+            let ssrc = *self.rtc.direct_api().stream_tx_by_mid(mid, None)?.ssrc();
+            let keys =
+                self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()?;
+            let srtp = Srtp::new(&crypto(), &keys)?;
+            tracing::debug!(?keys, ssrc, "webrtc leg relays its own SRTP");
+            let ext = self.rtc.media(mid).and_then(|m| m.remote_extmap().id_of(Extension::RtpMid));
+            let mut header = vec![0x80, 0, 0, 0, 0, 0, 0, 0];
+            header.extend_from_slice(&ssrc.to_be_bytes());
+            if let Some(id) = ext.filter(|id| (1..=14).contains(id)) {
+                // One-byte header extension (RFC 8285 §4.2): the mid, 1-16 octets, padded.
+                let mid = mid.as_bytes();
+                let len = mid.len().clamp(1, 16);
+                header[0] |= 0x10;
+                let words = (1 + len).div_ceil(4);
+                header.extend_from_slice(&[0xbe, 0xde]);
+                header.extend_from_slice(&u16::try_from(words).unwrap_or(0).to_be_bytes());
+                header.push(id << 4 | u8::try_from(len - 1).unwrap_or(0));
+                header.extend_from_slice(&mid[..len.min(mid.len())]);
+                header.resize(FIXED_HEADER + 4 + 4 * words, 0);
+            }
+            self.relay = Some(Relay { srtp, ssrc, header });
+        }
+        self.relay.as_mut()
+    }
 }
 
 /// The RTP header extensions a leg accepts (RFC 8285): str0m's standard audio ones (ids as
@@ -238,7 +329,7 @@ impl Anchor {
     pub fn new(local: SocketAddr) -> Anchor {
         Anchor {
             local,
-            legs: HashMap::new(),
+            legs: ByLeg::default(),
             next_id: 1,
             out: VecDeque::new(),
             stray: 0,
@@ -261,14 +352,14 @@ impl Anchor {
     ) -> Result<(LegId, String), MediaError> {
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
-        let mut rtc = self.new_rtc(now, voices, events)?;
+        let (mut rtc, keys) = self.new_rtc(now, voices, events)?;
         let answer =
             rtc.sdp_api().accept_offer(offer).map_err(|e| MediaError::Rejected(e.to_string()))?;
         let answer = answer.to_sdp_string();
         if !answer.lines().any(|l| l.starts_with("a=rtpmap:0 ") || l.starts_with("a=rtpmap:8 ")) {
             return Err(MediaError::Rejected("no common voice codec".into()));
         }
-        let id = self.insert(now, rtc, None, trunk);
+        let id = self.insert(now, (rtc, keys), None, trunk);
         if let Some(leg) = self.legs.get_mut(&id) {
             // str0m reports MediaAdded only once DTLS is up; a new offer may come before.
             leg.mid = leg.mid.or_else(|| audio_mid(&answer));
@@ -292,14 +383,14 @@ impl Anchor {
         voices: &[SdpCodec],
         events: Option<u8>,
     ) -> Result<(LegId, String), MediaError> {
-        let mut rtc = self.new_rtc(now, voices, events)?;
+        let (mut rtc, keys) = self.new_rtc(now, voices, events)?;
         let mut change = rtc.sdp_api();
         // str0m reports MediaAdded only for media the other side adds: ours is known now.
         let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
         let (offer, pending) =
             change.apply().ok_or_else(|| MediaError::Rejected("nothing to offer".into()))?;
         let offer = offer.to_sdp_string();
-        let id = self.insert(now, rtc, Some(pending), trunk);
+        let id = self.insert(now, (rtc, keys), Some(pending), trunk);
         if let Some(leg) = self.legs.get_mut(&id) {
             leg.mid = Some(mid);
         }
@@ -417,21 +508,21 @@ impl Anchor {
         now: Instant,
         voices: &[SdpCodec],
         events: Option<u8>,
-    ) -> Result<Rtc, MediaError> {
+    ) -> Result<(Rtc, KeySlot), MediaError> {
         if voices.is_empty() {
             return Err(MediaError::Rejected("no common voice codec".into()));
         }
-        let mut rtc = leg_config(voices, events).build(now);
+        let (mut rtc, keys) = srtp::build(leg_config(voices, events), now);
         let candidate = Candidate::host(self.local, "udp")
             .map_err(|e| MediaError::Rejected(format!("local candidate: {e}")))?;
         rtc.add_local_candidate(candidate);
-        Ok(rtc)
+        Ok((rtc, keys))
     }
 
     fn insert(
         &mut self,
         now: Instant,
-        rtc: Rtc,
+        (rtc, keys): (Rtc, KeySlot),
         pending: Option<SdpPendingOffer>,
         trunk: Option<SocketAddr>,
     ) -> LegId {
@@ -455,6 +546,9 @@ impl Anchor {
             latched: false,
             seq: SeqExtender::default(),
             counters: LegCounters::default(),
+            keys,
+            relay: None,
+            media_to: None,
         };
         self.legs.insert(id, leg);
         self.drain(id);
@@ -477,6 +571,17 @@ impl Anchor {
 
     /// A datagram that arrived on the shared WebRTC address. Returns whether a leg took it.
     pub fn handle_browser(&mut self, now: Instant, source: SocketAddr, bytes: &[u8]) -> bool {
+        if is_srtp(bytes)
+            && let Some(&id) = self.by_source.get(&source)
+            && let Some(leg) = self.legs.get_mut(&id)
+            && !leg.closed
+            && leg.relay().is_some()
+        {
+            if let Some(t) = relay_srtp(id, leg, now, source, bytes, &mut self.spare) {
+                self.out.push_back(t);
+            }
+            return true;
+        }
         let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, bytes) else {
             self.stray += 1;
             return false;
@@ -534,6 +639,24 @@ impl Anchor {
             return;
         };
         l.last_media = now;
+        if let Some(to) = l.media_to
+            && let Some(relay) = l.relay()
+        {
+            let mut bytes = self.spare.pop().unwrap_or_default();
+            let header = &mut relay.header;
+            header[1] = u8::from(rtp.marker) << 7 | (rtp.payload_type & 0x7f);
+            header[2..4].copy_from_slice(&rtp.sequence.to_be_bytes());
+            header[4..8].copy_from_slice(&rtp.timestamp.to_be_bytes());
+            if relay.srtp.protect(header, rtp.payload, relay.ssrc, ext, &mut bytes) {
+                l.counters.to_browser += 1;
+                self.out.push_back(Transmit::Browser { to, bytes });
+            } else {
+                // Its index was sent already (a duplicate from the trunk) or is too old.
+                l.counters.dropped += 1;
+                self.recycle(bytes);
+            }
+            return;
+        }
         let seq = SeqNo::from(ext);
         // str0m keeps the payload as an `Arc<[u8]>`: one allocation and copy, made here.
         let payload = Arc::<[u8]>::from(rtp.payload);
@@ -651,6 +774,11 @@ impl Anchor {
                     break;
                 }
                 Ok(Output::Transmit(t)) => {
+                    // DTLS or SRTCP goes to the nominated address; a STUN response (first
+                    // octet 0-3, RFC 7983 §7) to whichever address asked.
+                    if t.contents.first().is_some_and(|b| *b >= 20) {
+                        leg.media_to = Some(t.destination);
+                    }
                     self.out.push_back(Transmit::Browser {
                         to: t.destination,
                         bytes: Vec::from(t.contents),
@@ -718,6 +846,44 @@ fn with_version(sdp: &str, version: u64) -> String {
         out.push_str(line);
     }
     out
+}
+
+/// An SRTP packet from the browser at `source`, decrypted by the leg's relay, as plain RTP
+/// toward the trunk (once its address is known).
+fn relay_srtp(
+    id: LegId,
+    leg: &mut Leg,
+    now: Instant,
+    source: SocketAddr,
+    bytes: &[u8],
+    spare: &mut Vec<Vec<u8>>,
+) -> Option<Transmit> {
+    let mut out = spare.pop().unwrap_or_default();
+    out.clear();
+    // The fixed header as is, without CSRCs, extension or padding (as `Rtp::write_to`).
+    out.push(0x80);
+    out.extend_from_slice(bytes.get(1..FIXED_HEADER)?);
+    let relay = leg.relay.as_mut()?;
+    let Some(packet) = relay.srtp.unprotect(bytes, &mut out) else {
+        leg.counters.dropped += 1;
+        spare.push(out);
+        return None;
+    };
+    leg.media_to = Some(source);
+    leg.last_media = now;
+    let arrival = now.saturating_duration_since(leg.epoch).as_micros() * 8 / 1000;
+    leg.browser_reception.packet(
+        packet.index,
+        packet.timestamp,
+        u64::try_from(arrival).unwrap_or(u64::MAX),
+    );
+    let Some(to) = leg.trunk else {
+        leg.counters.dropped += 1;
+        spare.push(out);
+        return None;
+    };
+    leg.counters.to_trunk += 1;
+    Some(Transmit::Trunk { leg: id, to, bytes: out })
 }
 
 /// A packet from the browser as plain RTP toward the trunk, once its address is known.

@@ -15,10 +15,11 @@
 //! - Dropping a [`Reservation`] or closing a leg closes its socket and stops its task.
 //! - A plain pair (`[media] anchor = "always"`) reserves each side's port with the one above
 //!   ([`Media::reserve_with_rtcp`]) and relays RTCP between those too (RFC 3550 §11), and RTCP
-//!   multiplexed on the RTP ports as RTP (RFC 5761). A WebRTC leg's plain side reserves the
-//!   port above RTP too ([`Media::reserve_leg`]), which its SDP implies: what arrives there is
-//!   read and dropped. str0m makes the browser's RTCP, the plain side's RTCP is not relayed,
-//!   and the edge sends the plain side none.
+//!   multiplexed on the RTP ports as RTP (RFC 5761); the metrics count RTCP apart from RTP
+//!   (`kind="rtcp"`). A WebRTC leg's plain side reserves the port above RTP too
+//!   ([`Media::reserve_leg`]), which its SDP implies: what arrives there is read and dropped.
+//!   str0m makes the browser's RTCP, the plain side's RTCP is not relayed, and the edge sends
+//!   the plain side none.
 //! - Sockets are read with `recvmmsg` (everything queued, in one call, without the read that
 //!   finds the socket empty); what the anchor queues while the packets of one turn of the event
 //!   loop are handled goes out afterwards, together (`send_task`).
@@ -37,7 +38,7 @@ use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use tokio::io::Interest;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::anchor::{Anchor, LegCounters, LegId, MediaError, Transmit};
+use super::anchor::{Anchor, ByLeg, LegCounters, LegId, MediaError, Transmit};
 use super::sdp::{Codec, Direction};
 use crate::admin::metrics::Metrics;
 use crate::config::{self, PortRange};
@@ -123,8 +124,9 @@ pub struct Media {
     /// Legs whose media timed out or whose browser went away.
     ended: mpsc::UnboundedSender<LegId>,
     metrics: Arc<Metrics>,
-    /// What the pairs closed so far relayed (each way) and dropped.
+    /// What the pairs closed so far relayed (each way: RTP, RTCP) and dropped.
     pair_totals_removed: [AtomicU64; 2],
+    pair_rtcp_removed: [AtomicU64; 2],
     pair_dropped_removed: AtomicU64,
     /// The media thread's event loop: every media socket and task lives there.
     runtime: tokio::runtime::Handle,
@@ -133,7 +135,7 @@ pub struct Media {
 #[derive(Debug)]
 struct Inner {
     anchor: Anchor,
-    legs: HashMap<LegId, PlainSide>,
+    legs: ByLeg<PlainSide>,
     /// Plain RTP relayed between two plain peers (`[media] anchor = "always"`).
     pairs: HashMap<LegId, PairHandle>,
 }
@@ -158,8 +160,10 @@ struct Pair {
     /// Milliseconds since `epoch` of the last packet either way.
     last: std::sync::atomic::AtomicU64,
     epoch: Instant,
-    /// Packets relayed from the caller's side to the callee's, and back.
+    /// RTP packets relayed from the caller's side to the callee's, and back.
     relayed: [AtomicU64; 2],
+    /// The same for RTCP, on the RTCP ports or multiplexed on RTP's.
+    relayed_rtcp: [AtomicU64; 2],
     dropped: AtomicU64,
     reported: std::sync::atomic::AtomicBool,
 }
@@ -234,7 +238,7 @@ impl Media {
         let media = Arc::new(Media {
             inner: Mutex::new(Inner {
                 anchor: Anchor::new(webrtc_addr),
-                legs: HashMap::new(),
+                legs: ByLeg::default(),
                 pairs: HashMap::new(),
             }),
             webrtc,
@@ -247,6 +251,7 @@ impl Media {
             ended,
             metrics,
             pair_totals_removed: [AtomicU64::new(0), AtomicU64::new(0)],
+            pair_rtcp_removed: [AtomicU64::new(0), AtomicU64::new(0)],
             pair_dropped_removed: AtomicU64::new(0),
             runtime,
         });
@@ -466,6 +471,7 @@ impl Media {
             last: AtomicU64::new(0),
             epoch,
             relayed: [AtomicU64::new(0), AtomicU64::new(0)],
+            relayed_rtcp: [AtomicU64::new(0), AtomicU64::new(0)],
             dropped: AtomicU64::new(0),
             reported: std::sync::atomic::AtomicBool::new(false),
         });
@@ -509,6 +515,9 @@ impl Media {
         if let Some(PairHandle { pair, .. }) = inner.pairs.remove(&leg) {
             // Dropping the handle stops its tasks (see pair_task).
             for (total, side) in self.pair_totals_removed.iter().zip(&pair.relayed) {
+                total.fetch_add(side.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            for (total, side) in self.pair_rtcp_removed.iter().zip(&pair.relayed_rtcp) {
                 total.fetch_add(side.load(Ordering::Relaxed), Ordering::Relaxed);
             }
             self.pair_dropped_removed
@@ -560,10 +569,16 @@ impl Media {
             self.pair_totals_removed[0].load(Ordering::Relaxed),
             self.pair_totals_removed[1].load(Ordering::Relaxed),
         ];
+        let mut rtcp = [
+            self.pair_rtcp_removed[0].load(Ordering::Relaxed),
+            self.pair_rtcp_removed[1].load(Ordering::Relaxed),
+        ];
         let mut dropped = self.pair_dropped_removed.load(Ordering::Relaxed);
         for (id, PairHandle { pair, .. }) in pairs.iter() {
             relayed[0] += pair.relayed[0].load(Ordering::Relaxed);
             relayed[1] += pair.relayed[1].load(Ordering::Relaxed);
+            rtcp[0] += pair.relayed_rtcp[0].load(Ordering::Relaxed);
+            rtcp[1] += pair.relayed_rtcp[1].load(Ordering::Relaxed);
             dropped += pair.dropped.load(Ordering::Relaxed);
             let idle_ms = u64::try_from(now.saturating_duration_since(pair.epoch).as_millis())
                 .unwrap_or(u64::MAX)
@@ -578,6 +593,8 @@ impl Media {
         m.to_browser.store(totals.to_browser, Ordering::Relaxed);
         m.plain_to_callee.store(relayed[0], Ordering::Relaxed);
         m.plain_to_caller.store(relayed[1], Ordering::Relaxed);
+        m.rtcp_to_callee.store(rtcp[0], Ordering::Relaxed);
+        m.rtcp_to_caller.store(rtcp[1], Ordering::Relaxed);
         m.dropped.store(totals.dropped + dropped, Ordering::Relaxed);
         m.stray.store(anchor.stray, Ordering::Relaxed);
         m.lost_plain.store(totals.lost, Ordering::Relaxed);
@@ -718,10 +735,10 @@ impl Pair {
     ) {
         // RTP, or RTCP, on its own port or multiplexed (RFC 3550 version 2, RFC 5761 §4);
         // anything else is dropped.
-        if !is_rtp_or_rtcp(bytes, rtcp) {
+        let Some(kind) = classify(bytes, rtcp) else {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
-        }
+        };
         let ours =
             this.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).accept(source);
         if !ours {
@@ -735,26 +752,32 @@ impl Pair {
         };
         let since = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last.store(since, Ordering::Relaxed);
+        let counter = match kind {
+            Kind::Rtp => &self.relayed[from],
+            Kind::Rtcp => &self.relayed_rtcp[from],
+        };
         match other.socket.send_to(bytes, to) {
-            // The counters are of the RTP ports (RTCP multiplexed on them included).
-            Ok(_) if !rtcp => {
-                self.relayed[from].fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(_) => {}
-            Err(_) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+            Ok(_) => counter.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.dropped.fetch_add(1, Ordering::Relaxed),
+        };
     }
 }
 
-/// A datagram that may be relayed: version 2 (RFC 3550 §5.1, §6.4) and as long as a fixed RTP
-/// header, or an RTCP header (8 bytes: an empty receiver report) on an RTCP port or with an
-/// RTCP packet type on an RTP port (RFC 5761 §4: 192-223).
-fn is_rtp_or_rtcp(bytes: &[u8], rtcp_port: bool) -> bool {
-    let (Some(first), Some(second)) = (bytes.first(), bytes.get(1)) else { return false };
-    let rtcp = rtcp_port || (192..=223).contains(second);
-    first >> 6 == 2 && bytes.len() >= if rtcp { 8 } else { 12 }
+/// What a pair relays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Rtp,
+    Rtcp,
+}
+
+/// A datagram that may be relayed, and what it is: version 2 (RFC 3550 §5.1, §6.4) and as long
+/// as a fixed RTP header, or an RTCP header (8 bytes: an empty receiver report) on an RTCP port
+/// or with an RTCP packet type on an RTP port (RFC 5761 §4: 192-223). `None`: dropped.
+fn classify(bytes: &[u8], rtcp_port: bool) -> Option<Kind> {
+    let (Some(first), Some(second)) = (bytes.first(), bytes.get(1)) else { return None };
+    let kind = if rtcp_port || (192..=223).contains(second) { Kind::Rtcp } else { Kind::Rtp };
+    let least = if kind == Kind::Rtcp { 8 } else { 12 };
+    (first >> 6 == 2 && bytes.len() >= least).then_some(kind)
 }
 
 /// A media UDP socket (non-blocking) on the media thread's event loop, read in batches.

@@ -10,6 +10,9 @@
 //!   behind ONE UDP address, demultiplexed with `Rtc::accepts`; each leg relays to a plain RTP
 //!   address on the trunk side, with symmetric RTP latching. Datagrams and `now` go in
 //!   (`handle_*`), datagrams to send come out ([`anchor::Anchor::poll_transmit`]).
+//! - [`srtp`]: the relayed audio's SRTP (RFC 3711, RFC 7714) done by the anchor once a leg's
+//!   DTLS is up, with the keys its DTLS exported (RFC 5764 §4.2); str0m keeps ICE, DTLS and
+//!   RTCP.
 //! - [`engine`]: [`engine::Media`], the anchor on tokio sockets and timers, called by the core
 //!   while it rewrites SDP (`crate::core::media`).
 //!
@@ -25,3 +28,4 @@ pub mod anchor;
 pub mod engine;
 pub mod rtp;
 pub mod sdp;
+pub mod srtp;
