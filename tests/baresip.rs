@@ -101,7 +101,18 @@ impl Baresip {
 
 #[tokio::test]
 async fn baresip_registers_over_tls_and_calls_a_trunk() {
-    let edge = Edge::start_opts(Opts { tls: true, ..Opts::default() }, |c| {
+    // The primary trunk is not probed: SIPp with `-aa` counts an auto-answered OPTIONS
+    // against its one call (`-m 1`) and then ignores the INVITE, so a probe retransmission
+    // arriving once SIPp listens made this test fail now and then (seen again in session 6;
+    // tests/srv.rs shows the same SIPp behaviour on purpose).
+    let plan = common::TEST_DIALPLAN.replacen(
+        "uri = \"sip:127.0.0.2:PRIMARY;transport=udp\"",
+        "uri = \"sip:127.0.0.2:PRIMARY;transport=udp\"\nprobe = false",
+        1,
+    );
+    assert!(plan.contains("probe = false"));
+    let opts = Opts { tls: true, plan: Some(plan), ..Opts::default() };
+    let edge = Edge::start_opts(opts, |c| {
         c.sip.digest_algorithms = vec![sip::digest::Algorithm::Md5];
     })
     .await;
@@ -110,13 +121,8 @@ async fn baresip_registers_over_tls_and_calls_a_trunk() {
     let dir = TempDir::new("baresip");
 
     // The trunk: SIPp on 127.0.0.2 answering one call (180, 200 with SDP, ACK, BYE, 200).
-    // `-aa`: the edge's OPTIONS probe of this trunk (sent at start, retransmitted over UDP
-    // while SIPp is not yet listening) is answered 200 by SIPp itself, so that it cannot be
-    // taken for SIPp's one call. Suspected (not proven) cause of a rare failure under load:
-    // the INVITE reached the edge (100 Trying) and no answer came back within 10 s.
     let trunk = Sipp::build("the SIPp trunk", dir.path(), "agent_uas.xml")
         .local(common::TRUNK_IP, edge.trunk_ports.0)
-        .args(&["-aa"])
         .timeout(Duration::from_secs(30))
         .listening()
         .await;
