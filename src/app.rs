@@ -385,7 +385,9 @@ impl App {
         let udp: Vec<Arc<UdpSocket>> = binds.udp.into_iter().map(Arc::new).collect();
         // Trunk host names, resolved off the core and read by it (src/transport/dns.rs); TLS
         // toward trunks verifies them (src/transport/tls_client.rs).
-        let trunk_hosts = Arc::new(transport::dns::TrunkHosts::new());
+        // NAPTR may choose only a transport the edge has a listen address for.
+        let sendable: Vec<Transport> = listening.iter().map(|(t, _)| sip_transport(*t)).collect();
+        let trunk_hosts = Arc::new(transport::dns::TrunkHosts::offering(&sendable));
         let tls_client =
             transport::tls_client::TlsClient::new(dialplans.clone(), trunk_hosts.clone());
         let connector = Connector::new(ctx.clone()).with_tls(tls_client);
@@ -612,6 +614,15 @@ async fn purge_leases(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
 
 /// The edge as the proxy rules see it: every SIP listener (and the web listener as WS or WSS),
 /// under `[sip] public_address` when set, and `[sip] domain`.
+/// The SIP transport of a listen address.
+fn sip_transport(t: ListenTransport) -> Transport {
+    match t {
+        ListenTransport::Udp => Transport::Udp,
+        ListenTransport::Tcp => Transport::Tcp,
+        ListenTransport::Tls => Transport::Tls,
+    }
+}
+
 fn local_identity(
     config: &Config,
     listening: &[(ListenTransport, SocketAddr)],
@@ -631,12 +642,7 @@ fn local_identity(
         }
     };
     for (t, addr) in listening {
-        let transport = match t {
-            ListenTransport::Udp => Transport::Udp,
-            ListenTransport::Tcp => Transport::Tcp,
-            ListenTransport::Tls => Transport::Tls,
-        };
-        push(transport, *addr);
+        push(sip_transport(*t), *addr);
     }
     if let Some(addr) = web {
         push(if secure_web { Transport::Wss } else { Transport::Ws }, addr);

@@ -14,6 +14,11 @@
 //!   same `[dns] servers` (the system resolver does not know the name).
 //! - With probes on, every SRV target is probed: when the first answers OPTIONS with 503, calls
 //!   go to the second first (the first is never sent the INVITE), and the trunk stays up.
+//! - NAPTR (RFC 3263 §4.1): `sip:tcp.test` has a `SIP+D2T` record (order 10) pointing at
+//!   `_sip._tcp.tcp.test` and a `SIP+D2U` one (order 20); the call reaches a SIPp UAS that
+//!   listens on TCP only, over TCP (its Via says so), although the URI names no transport;
+//!   the target shows in the admin API with its transport, probes go over TCP too, and a
+//!   request from the target's address is from the trunk.
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -66,6 +71,11 @@ impl Dnsmasq {
     /// Starts dnsmasq on a reserved port with records pointing at `p1` and `p2`, and returns
     /// once it accepts TCP (it listens on UDP first).
     fn start(dir: &Path, p1: u16, p2: u16) -> Dnsmasq {
+        Dnsmasq::start_with(dir, p1, p2, &[])
+    }
+
+    /// [`Dnsmasq::start`] with more records (`extra`: dnsmasq options).
+    fn start_with(dir: &Path, p1: u16, p2: u16, extra: &[String]) -> Dnsmasq {
         let port = ports::reserve();
         let log = std::fs::File::create(dir.join("dnsmasq.log")).unwrap();
         let child = Command::new("dnsmasq")
@@ -87,6 +97,7 @@ impl Dnsmasq {
                 "--host-record=sbc2.carrier.test,127.0.0.1",
                 "--host-record=plain.test,127.0.0.3",
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -323,5 +334,95 @@ async fn a_target_that_fails_its_probe_is_tried_after_the_live_one() {
         0,
         "the target that failed its probe was tried first"
     );
+    edge.stop().await;
+}
+
+/// A trunk whose NAPTR records choose its transport: `sip:tcp.test`, probed.
+const NAPTR_PLAN: &str = r#"
+[[trunk]]
+name = "naptr"
+kind = "direct-offer"
+uri = "sip:tcp.test"
+probe = true
+
+[[route]]
+pattern = '^\+1[2-9]\d{9}$'
+trunks = ["naptr"]
+
+[[inbound]]
+did = "+15550100123"
+to = "agent:alice"
+"#;
+
+#[tokio::test]
+async fn naptr_sends_the_call_over_the_transport_it_chose() {
+    let dir = TempDir::new("srv-naptr");
+    let d = dir.path();
+    let (p1, p2) = (ports::reserve(), ports::reserve());
+    // The TCP target, and a UDP port where nobody listens: `_sip._udp.tcp.test` (what the
+    // edge asked before NAPTR, and the order-20 record) leads there.
+    let (tcp_port, udp_port) = (ports::reserve(), ports::reserve());
+    let extra = [
+        // --naptr-record=NAME,ORDER,PREFERENCE,FLAGS,SERVICE,REGEXP,REPLACEMENT
+        "--naptr-record=tcp.test,20,10,S,SIP+D2U,,_sip._udp.tcp.test".to_owned(),
+        "--naptr-record=tcp.test,10,10,S,SIP+D2T,,_sip._tcp.tcp.test".to_owned(),
+        format!("--srv-host=_sip._tcp.tcp.test,sbc.tcp.test,{tcp_port},10,50"),
+        format!("--srv-host=_sip._udp.tcp.test,sbc.tcp.test,{udp_port},10,50"),
+        "--host-record=sbc.tcp.test,127.0.0.1".to_owned(),
+    ];
+    let dns = Dnsmasq::start_with(d, p1, p2, &extra);
+    // The UAS listens on TCP (`-t t1`) and answers the edge's OPTIONS probes itself (-aa);
+    // SIPp counts a probe against `-m`, so it may take more and is stopped at the end.
+    let sbc = Sipp::build("sbc (SIPp UAS over TCP)", d, "agent_uas.xml")
+        .local("127.0.0.1", tcp_port)
+        .args(&["-t", "t1", "-aa"])
+        .calls(3)
+        .timeout(Duration::from_secs(30))
+        .listening()
+        .await;
+    let (edge, targets) = edge_with_plan(&dns, NAPTR_PLAN).await;
+    assert_eq!(targets, [format!("127.0.0.1:{tcp_port};transport=tcp")], "NAPTR chose TCP");
+    // The probe went over TCP and was answered: the trunk is up.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = edge.metrics().await;
+        if metrics.contains("lifeline_trunk_up{trunk=\"naptr\"} 1")
+            && sbc.received().iter().any(|m| m.starts_with("OPTIONS "))
+        {
+            break;
+        }
+        assert!(Instant::now() < until, "the TCP target was never probed:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    all_pass(vec![alice_calls(d, edge.udp, "+12025550199")]).await;
+    let at_sbc = sbc.received();
+    let invite =
+        at_sbc.iter().find(|m| m.starts_with("INVITE ")).expect("the INVITE reached the TCP UAS");
+    // The Request-URI keeps the name (no `;transport=` added); the edge's Via says TCP.
+    assert!(invite.starts_with("INVITE sip:+12025550199@tcp.test SIP/2.0"), "{invite}");
+    let via = common::sipp::header(invite, "Via").unwrap();
+    assert!(via.starts_with("SIP/2.0/TCP "), "{via}");
+    assert!(at_sbc.iter().any(|m| m.starts_with("BYE ")), "the call ended at the TCP UAS");
+    drop(sbc);
+
+    // A request from the target's address is from the trunk (480: alice is not registered),
+    // not a stranger's (407).
+    let from_trunk = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = from_trunk.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:+15550100123@{edge} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {me};branch=z9hG4bKnaptrin\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:+12025550100@{me}>;tag=naptrin\r\n\
+To: <sip:+15550100123@{edge}>\r\n\
+Call-ID: naptrin@carrier\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:+12025550100@{me}>\r\n\
+Content-Length: 0\r\n\r\n",
+        edge = edge.udp
+    );
+    from_trunk.send_to(invite.as_bytes(), edge.udp).await.unwrap();
+    let reply = udp_recv_until(&from_trunk, "SIP/2.0 4").await;
+    assert!(reply.starts_with("SIP/2.0 480 "), "{reply}");
     edge.stop().await;
 }

@@ -600,6 +600,7 @@ impl Core {
                     agent: None,
                     addr: None,
                     port: None,
+                    transport: None,
                 };
                 self.trunk_targets(&plan.trunks[*i], base)
             })

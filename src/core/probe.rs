@@ -7,7 +7,8 @@
 //!   (`lifeline_trunk_up` 0) and routing tries it after the trunks that are up, until a probe
 //!   is answered again.
 //! - A trunk named by DNS name is probed at **every** target of its name ([`super::resolve`]:
-//!   each address, or each SRV (address, port)) — as soon as its name first resolves, then
+//!   each address, or each SRV (address, port), over the transport NAPTR chose for it when it
+//!   did) — as soon as its name first resolves, then
 //!   with the others. A target that fails is tried after the trunk's live targets (RFC 3263
 //!   §4.3 leaves marking a failed target to the client); the trunk is down only when every
 //!   target failed. It is reported down while its name has no address.
@@ -24,6 +25,7 @@ use sip::transaction::{ClientKey, Transport};
 use sip::{HeaderName, Method, Request};
 
 use super::Core;
+use crate::transport::dns::HostAddr;
 
 /// How often each trunk is probed.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(30);
@@ -93,17 +95,15 @@ impl Core {
         let plan = self.dialplans.current();
         self.probes.targets.retain(|name, _| plan.trunks.iter().any(|t| t.name == *name));
         for trunk in &plan.trunks {
-            // A trunk named by DNS name is probed at each of its targets (address and port).
-            let (ips, by_name): (Vec<(std::net::IpAddr, Option<u16>)>, bool) =
-                match self.trunk_addrs(trunk) {
-                    super::resolve::TrunkAddrs::Literal => {
-                        (trunk.ip.map(|ip| (ip, None)).into_iter().collect(), false)
-                    }
-                    super::resolve::TrunkAddrs::Resolved(addrs) => {
-                        (addrs.iter().map(|a| (a.ip, a.port)).collect(), true)
-                    }
-                    super::resolve::TrunkAddrs::Unresolved => (Vec::new(), true),
-                };
+            // A trunk named by DNS name is probed at each of its targets (address, port and
+            // the transport DNS chose).
+            let (ips, by_name): (Vec<HostAddr>, bool) = match self.trunk_addrs(trunk) {
+                super::resolve::TrunkAddrs::Literal => {
+                    (trunk.ip.map(|ip| HostAddr::at(ip, None)).into_iter().collect(), false)
+                }
+                super::resolve::TrunkAddrs::Resolved(addrs) => (addrs, true),
+                super::resolve::TrunkAddrs::Unresolved => (Vec::new(), true),
+            };
             if ips.is_empty() {
                 // A name with no address: down until it resolves (and is probed).
                 waiting = true;
@@ -121,23 +121,24 @@ impl Core {
             if !full && self.probes.probed.contains(&trunk.name) {
                 continue;
             }
-            let transport = trunk_transport(trunk);
-            let at: Vec<SocketAddr> = ips
+            let at: Vec<(Transport, SocketAddr)> = ips
                 .iter()
-                .map(|&(ip, port)| {
-                    SocketAddr::new(ip, port.or(trunk.port).unwrap_or(transport.default_port()))
+                .map(|a| {
+                    let transport = a.transport.unwrap_or_else(|| trunk_transport(trunk));
+                    let port = a.port.or(trunk.port).unwrap_or(transport.default_port());
+                    (transport, SocketAddr::new(a.ip, port))
                 })
                 .collect();
             if by_name {
                 // The targets of this round: those gone are forgotten, new ones are up until
                 // their probe says otherwise.
                 let known = self.probes.targets.entry(trunk.name.clone()).or_default();
-                known.retain(|a, _| at.contains(a));
-                for a in &at {
+                known.retain(|a, _| at.iter().any(|(_, t)| t == a));
+                for (_, a) in &at {
                     known.entry(*a).or_insert(true);
                 }
             }
-            for a in at {
+            for (transport, a) in at {
                 self.probe_target(now, trunk, transport, a, by_name);
             }
         }

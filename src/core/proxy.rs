@@ -57,6 +57,9 @@ pub struct Target {
     pub addr: Option<std::net::IpAddr>,
     /// The port at `addr` when an SRV record gave it; `None`: the next hop's port.
     pub port: Option<u16>,
+    /// The transport toward `addr` when DNS chose it (a NAPTR record, RFC 3263 §4.1);
+    /// `None`: the next hop's.
+    pub transport: Option<sip::transaction::Transport>,
 }
 
 impl Target {
@@ -70,12 +73,21 @@ impl Target {
             agent: Some(b.aor.clone()),
             addr: None,
             port: None,
+            transport: None,
         }
     }
 
     /// A Request-URI (toward a trunk), the next hop resolved from it.
     pub fn uri(uri: String) -> Target {
-        Target { uri: Some(uri), peer: None, trunk: None, agent: None, addr: None, port: None }
+        Target {
+            uri: Some(uri),
+            peer: None,
+            trunk: None,
+            agent: None,
+            addr: None,
+            port: None,
+            transport: None,
+        }
     }
 }
 
@@ -248,7 +260,7 @@ impl Core {
     /// Where to send toward `hop`, and from which listen address: an IP address, or a name's
     /// first cached address ([`super::resolve`]).
     pub(super) fn resolve_hop(&self, hop: &NextHop) -> Option<(Peer, ListenAddr)> {
-        self.resolve_hop_at(hop, None, None)
+        self.resolve_hop_at(hop, None, None, None)
     }
 
     fn reject(&mut self, now: Instant, key: ServerKey, req: &Request, reject: &Reject) {
@@ -547,7 +559,7 @@ impl Core {
                 (peer, out)
             }
             None => self
-                .resolve_hop_at(prepared.next_hop(), target.addr, target.port)
+                .resolve_hop_at(prepared.next_hop(), target.addr, target.port, target.transport)
                 .ok_or("next hop is a name with no address, or has no listen address")?,
         };
         // Emergency calls and PSAP callbacks mark their dialog's route (`;em`), so that the
@@ -861,7 +873,15 @@ impl Core {
     fn in_dialog_target(&self, now: Instant, req: &Request) -> Target {
         let routed = req.headers().contains(HeaderName::Route);
         let peer = if routed { None } else { self.location.flow_for_contact(now, req.uri_str()) };
-        Target { uri: None, peer, trunk: None, agent: None, addr: None, port: None }
+        Target {
+            uri: None,
+            peer,
+            trunk: None,
+            agent: None,
+            addr: None,
+            port: None,
+            transport: None,
+        }
     }
 
     /// Where an initial request goes (RFC 3261 §16.5), after the caller is known: a request

@@ -9,6 +9,13 @@
 //!   is one target per (address, port), in RFC 2782 order ([`Target::addr`] and
 //!   [`Target::port`]): the branch goes to that port, not the URI's default; the Request-URI
 //!   still keeps the name.
+//! - A trunk whose NAPTR records chose its transport (RFC 3263 §4.1: a host name without
+//!   port or `;transport=`) is one target per (address, port) of the chosen record's SRV
+//!   name, each sent over that transport ([`Target::transport`]): TCP or TLS opens a
+//!   connection to the target, from the `tcp:` or `tls:` listen address (the Via's sent-by),
+//!   and a target whose transport has no listen address fails like an unreachable one. A
+//!   request the URI sends over TCP because it is large (RFC 3261 §18.1.1) stays on TCP when
+//!   NAPTR chose UDP.
 //! - Targets whose probe failed ([`super::probe`]) come after the trunk's live ones.
 //! - A trunk whose name has no address (it does not resolve, or its first lookup has not
 //!   answered yet) gives no target: it is skipped with a log line, as a trunk that is down.
@@ -80,6 +87,7 @@ impl Core {
         let default_port = super::probe::trunk_transport(trunk).default_port();
         targets.sort_by_key(|t| {
             t.addr.is_some_and(|ip| {
+                let default_port = t.transport.map_or(default_port, Transport::default_port);
                 let at = SocketAddr::new(ip, t.port.or(trunk.port).unwrap_or(default_port));
                 !self.probes.target_is_up(&trunk.name, at)
             })
@@ -97,22 +105,25 @@ impl Core {
 
     /// Where to send toward `hop`, and from which listen address. A name goes to `addr` when
     /// the target chose one of its addresses, else to its first cached address; at `port`
-    /// when the target has one (SRV), else at the hop's port. `None` when the name has no
-    /// address, or when no listen address has the hop's transport (TLS toward a trunk needs
-    /// a `tls:` listener, the Via's sent-by).
+    /// when the target has one (SRV), else at the hop's port; over `transport` when DNS
+    /// chose one ([`chosen_transport`]), else the hop's. `None` when the name has no
+    /// address, or when no listen address has that transport (TLS toward a trunk needs a
+    /// `tls:` listener, the Via's sent-by).
     pub(super) fn resolve_hop_at(
         &self,
         hop: &NextHop,
         addr: Option<IpAddr>,
         port: Option<u16>,
+        transport: Option<Transport>,
     ) -> Option<(Peer, ListenAddr)> {
         let ip = match (&hop.host, addr) {
             (HopHost::Ip(ip), _) => *ip,
             (HopHost::Name(_), Some(a)) => a,
             (HopHost::Name(name), None) => *self.config.trunk_hosts.addrs(name).first()?,
         };
-        let resolved = NextHop { host: HopHost::Ip(ip), ..hop.clone() };
-        let Some(out) = self.local.outbound_for(&resolved).cloned() else {
+        let transport = chosen_transport(hop.transport, transport);
+        let hop = &NextHop { host: HopHost::Ip(ip), transport, ..hop.clone() };
+        let Some(out) = self.local.outbound_for(hop).cloned() else {
             if hop.transport == Transport::Tls {
                 // A configuration problem: TLS toward a trunk needs a `tls:` listener.
                 tracing::warn!("no tls: listener: a TLS next hop cannot be reached");
@@ -133,15 +144,30 @@ impl Core {
     }
 }
 
+/// The transport toward a target: the one DNS chose (`dns`), else the hop's (`uri`, from
+/// the Request-URI) — except that a request the Request-URI sends over TCP for its size
+/// (RFC 3261 §18.1.1) is not put back on UDP.
+fn chosen_transport(uri: Transport, dns: Option<Transport>) -> Transport {
+    match (uri, dns) {
+        (Transport::Tcp, Some(Transport::Udp)) | (_, None) => uri,
+        (_, Some(t)) => t,
+    }
+}
+
 /// A trunk's targets at `addrs`: `base` once for a literal address, once per resolved
-/// (address, port) for a name; `None` when the name has none.
+/// (address, port, transport) for a name; `None` when the name has none.
 fn targets_at(base: Target, addrs: TrunkAddrs) -> Option<Vec<Target>> {
     match addrs {
         TrunkAddrs::Literal => Some(vec![base]),
         TrunkAddrs::Resolved(addrs) => Some(
             addrs
                 .into_iter()
-                .map(|a| Target { addr: Some(a.ip), port: a.port, ..base.clone() })
+                .map(|a| Target {
+                    addr: Some(a.ip),
+                    port: a.port,
+                    transport: a.transport,
+                    ..base.clone()
+                })
                 .collect(),
         ),
         TrunkAddrs::Unresolved => None,
@@ -155,7 +181,7 @@ mod tests {
     #[test]
     fn a_name_is_one_target_per_address_and_port_in_order() {
         let base = Target::uri("sip:+12025550199@carrier.example".into());
-        let at = |ip: &str, port| HostAddr { ip: ip.parse().unwrap(), port };
+        let at = |ip: &str, port| HostAddr::at(ip.parse().unwrap(), port);
         let srv =
             vec![at("192.0.2.1", Some(5070)), at("192.0.2.2", Some(5080)), at("192.0.2.1", None)];
         let targets = targets_at(base.clone(), TrunkAddrs::Resolved(srv)).unwrap();
@@ -170,6 +196,20 @@ mod tests {
         assert!(targets.iter().all(|t| t.uri == base.uri));
         let literal = targets_at(base.clone(), TrunkAddrs::Literal).unwrap();
         assert_eq!((literal.len(), literal[0].addr, literal[0].port), (1, None, None));
-        assert!(targets_at(base, TrunkAddrs::Unresolved).is_none());
+        assert!(targets_at(base.clone(), TrunkAddrs::Unresolved).is_none());
+        // The transport NAPTR chose goes with each target.
+        let tcp = HostAddr { transport: Some(Transport::Tcp), ..at("192.0.2.3", Some(5062)) };
+        let targets = targets_at(base, TrunkAddrs::Resolved(vec![tcp])).unwrap();
+        assert_eq!(targets[0].transport, Some(Transport::Tcp));
+    }
+
+    #[test]
+    fn the_transport_dns_chose_wins_but_a_large_request_stays_on_tcp() {
+        use Transport::{Tcp, Tls, Udp};
+        assert_eq!(chosen_transport(Udp, None), Udp);
+        assert_eq!(chosen_transport(Udp, Some(Tcp)), Tcp);
+        assert_eq!(chosen_transport(Udp, Some(Tls)), Tls);
+        assert_eq!(chosen_transport(Tcp, Some(Tls)), Tls);
+        assert_eq!(chosen_transport(Tcp, Some(Udp)), Tcp, "RFC 3261 §18.1.1");
     }
 }

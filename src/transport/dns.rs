@@ -1,4 +1,4 @@
-//! Trunk host names, resolved off the core (RFC 3263 §4.2: SRV, then A and AAAA).
+//! Trunk host names, resolved off the core (RFC 3263 §4: NAPTR, then SRV, then A and AAAA).
 //!
 //! A trunk URI may name its host (`sip:carrier.example`, `sip:sbc.carrier.example:5060`). The
 //! core never waits for DNS: [`refresh`] runs on a task of its own, resolves every trunk host
@@ -7,7 +7,20 @@
 //!
 //! # Contract
 //!
-//! - **Which lookup.** A URI with a host name and no port gets an SRV query first (RFC 3263
+//! - **NAPTR.** A URI with a host name, no port and no `;transport=` gets a NAPTR query
+//!   first (RFC 3263 §4.1, RFC 3403). Of its records, those with flags `s`, no regexp, a
+//!   replacement, and a service we support ([`naptr_service`]: `SIP+D2U` UDP, `SIP+D2T` TCP,
+//!   `SIPS+D2T` TLS) whose transport the URI allows ([`naptr_services`]: only `SIPS+D2T` for
+//!   `sips:`) and the edge can send over ([`TrunkHosts::offering`]: it has a listen address
+//!   of it) are kept; only those of the lowest order, by preference ([`naptr_order`]). The
+//!   first whose replacement has SRV records gives the targets, as below, each with the
+//!   record's transport ([`HostAddr::transport`]): the core sends to it over that transport,
+//!   and probes it so. No usable record (none, NXDOMAIN, a server that refuses or fails the
+//!   query, or no SRV records behind any): the SRV query the URI implies (`_sip._udp`), then,
+//!   when that has no records, `_sip._tcp` when the edge has TCP (§4.1: "SRV queries for
+//!   those transport protocols it supports"; its targets are TCP ones). A trunk that gets a
+//!   NAPTR query is kept under its URI (`sip:carrier.example`, [`lookup_key`]).
+//! - **Which lookup.** A URI with a host name and no port gets an SRV query (RFC 3263
 //!   §4.2; the name from [`srv_query`]: `_sip._udp`, `_sip._tcp` or `_sips._tcp`). Its records
 //!   are put in RFC 2782 order ([`srv_order`]: priority, then weighted random), and each
 //!   record's target becomes its addresses, at the record's port: the A and
@@ -20,13 +33,16 @@
 //!   service is not offered: no address.
 //! - **The exchange is ours** (the messages are `hickory-proto`'s): a query over UDP to each
 //!   server in turn, a random id, recursion desired, [`QUERY_TIMEOUT`] each; a truncated
-//!   answer (TC) is asked again over TCP (RFC 1035 §4.2.2, 2-byte length prefix). An answer
+//!   answer (TC) is asked again over TCP (RFC 1035 §4.2.2, 2-byte length prefix). UDP queries
+//!   carry an EDNS(0) OPT record (RFC 6891) advertising [`EDNS_PAYLOAD`] bytes, so that
+//!   answers up to that size need no TCP retry; a server that answers FORMERR without an OPT
+//!   record (it does not do EDNS, §7) is asked again without one. An answer
 //!   is taken only from the server asked, with the id and question of the query. The servers
 //!   are `[dns] servers`, or when that is empty the `nameserver` lines of `/etc/resolv.conf`
 //!   (read at every round, port 53).
 //! - **When.** A name is resolved when a dialplan that names it comes into force (checked
-//!   every [`WATCH`]), then again when its answer expires: the smallest TTL of the SRV and
-//!   address records used, bounded to [`MIN_TTL`]..[`MAX_TTL`]. `getaddrinfo` gives no TTL:
+//!   every [`WATCH`]), then again when its answer expires: the smallest TTL of the NAPTR, SRV
+//!   and address records used, bounded to [`MIN_TTL`]..[`MAX_TTL`]. `getaddrinfo` gives no TTL:
 //!   [`REFRESH`] stands in for it, and for the retry after a failed lookup.
 //! - **Serve stale.** A lookup that fails keeps the last good targets for [`STALE_FOR`] (a DNS
 //!   outage does not take a carrier away, RFC 8767); an SRV query that fails (timeout,
@@ -44,13 +60,19 @@
 //!   ([`TrunkHosts::lookup`]), so that the weights share the calls between the targets (RFC
 //!   2782) rather than sending every call to one target until the next refresh.
 //! - **Sources.** A request whose source IP is one of a trunk's resolved addresses comes from
-//!   that trunk.
+//!   that trunk (whatever transport NAPTR chose for it). The TLS connector verifies a target
+//!   NAPTR sent to TLS as its trunk's ([`TrunkHosts::is_tls_target`]).
 //!
 //! # Not done
 //!
-//! - NAPTR (RFC 3263 §4.1): the transport is the URI's (`;transport=`, `sips:`), else UDP;
-//!   the domain is never asked which transports it offers.
-//! - EDNS(0): queries ask for no more than 512 bytes over UDP; a larger answer comes over TCP.
+//! - NAPTR records whose regexp is not empty, and non-terminal ones (flags other than `s`:
+//!   `a`, or empty for another NAPTR lookup) are skipped, not followed. Only the first order
+//!   that has a usable record is used (RFC 3403 §4.1); when none of its records leads to SRV
+//!   records, the SRV fallback applies rather than the next order.
+//! - NAPTR chooses the transport per trunk, not per request: the same targets serve every
+//!   call until the next refresh.
+//! - EDNS(0) falls back only on FORMERR; a server that drops queries with an OPT record (no
+//!   answer at all) is not asked again without one.
 //! - A target that fails a call is not marked down by that failure (RFC 3263 §4.3 leaves that
 //!   to the client): routing fails over to the next target, and the trunk probes
 //!   ([`crate::core::probe`], every target of a trunk with `probe = true`) put a target that
@@ -63,7 +85,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -94,6 +116,11 @@ pub const MAX_TTL: Duration = Duration::from_secs(3600);
 /// How long the last good targets of a name are kept while its lookups fail.
 pub const STALE_FOR: Duration = Duration::from_secs(600);
 
+/// The UDP payload size our queries advertise (EDNS(0), RFC 6891 §6.2.5): 1232 bytes, which
+/// no path with the IPv6 minimum MTU (1280) fragments (the value of DNS Flag Day 2020).
+/// Larger answers come truncated, and are asked again over TCP.
+pub const EDNS_PAYLOAD: u16 = 1232;
+
 /// The port DNS servers from `/etc/resolv.conf` are asked at.
 pub const DNS_PORT: u16 = 53;
 
@@ -103,13 +130,30 @@ pub struct HostAddr {
     pub ip: IpAddr,
     /// The SRV record's port; `None` (A/AAAA): the URI's port, or the transport's default.
     pub port: Option<u16>,
+    /// The transport DNS chose for this target (RFC 3263 §4.1: the NAPTR record's service,
+    /// or the SRV service found when the domain has no NAPTR records); `None`: the URI's
+    /// (`;transport=`, `sips:`, else UDP).
+    pub transport: Option<Transport>,
+}
+
+impl HostAddr {
+    /// A target at `ip` (and the SRV `port`), over the URI's transport.
+    pub fn at(ip: IpAddr, port: Option<u16>) -> HostAddr {
+        HostAddr { ip, port, transport: None }
+    }
 }
 
 impl fmt::Display for HostAddr {
+    /// `192.0.2.1`, `192.0.2.1:5070`, or with the transport DNS chose,
+    /// `192.0.2.1:5070;transport=tcp`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.port {
-            Some(port) => write!(f, "{}", SocketAddr::new(self.ip, port)),
-            None => write!(f, "{}", self.ip),
+            Some(port) => write!(f, "{}", SocketAddr::new(self.ip, port))?,
+            None => write!(f, "{}", self.ip)?,
+        }
+        match self.transport {
+            Some(t) => write!(f, ";transport={}", t.uri_param()),
+            None => Ok(()),
         }
     }
 }
@@ -131,10 +175,20 @@ struct Entry {
 
 /// The resolved targets of trunk host names, shared between the resolver task (writes) and
 /// the core, the connector and the admin API (read, without waiting). Keyed by what was
-/// asked: the SRV name (`_sip._udp.carrier.example`) or the host name.
-#[derive(Debug, Default)]
+/// asked ([`lookup_key`]): the URI whose NAPTR records choose the transport
+/// (`sip:carrier.example`), the SRV name (`_sip._udp.carrier.example`) or the host name.
+#[derive(Debug)]
 pub struct TrunkHosts {
     names: RwLock<HashMap<String, Entry>>,
+    /// The transports the edge can send over (it has a listen address of that transport for
+    /// the Via): a NAPTR record or SRV service of another transport is not used.
+    transports: Vec<Transport>,
+}
+
+impl Default for TrunkHosts {
+    fn default() -> TrunkHosts {
+        TrunkHosts::offering(&[Transport::Udp, Transport::Tcp, Transport::Tls])
+    }
 }
 
 /// What routing may do with a name, now.
@@ -149,8 +203,14 @@ pub enum Lookup {
 }
 
 impl TrunkHosts {
+    /// For an edge that can send over UDP, TCP and TLS.
     pub fn new() -> TrunkHosts {
         TrunkHosts::default()
+    }
+
+    /// For an edge that can send over `transports` only (those of its listen addresses).
+    pub fn offering(transports: &[Transport]) -> TrunkHosts {
+        TrunkHosts { names: RwLock::default(), transports: transports.to_vec() }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Entry>> {
@@ -210,6 +270,21 @@ impl TrunkHosts {
         })
     }
 
+    /// Whether `at` is one of `trunk`'s targets that DNS said to reach over TLS (a NAPTR
+    /// `SIPS+D2T` record, or `_sips._tcp` found in its place): the TLS connector verifies it
+    /// as that trunk's even though the URI names no TLS.
+    pub fn is_tls_target(&self, trunk: &Trunk, at: SocketAddr) -> bool {
+        lookup_key(trunk).is_some_and(|k| {
+            self.read().get(&k).is_some_and(|e| {
+                e.targets.iter().any(|t| {
+                    t.ip == at.ip()
+                        && t.port.is_none_or(|p| p == at.port())
+                        && t.transport == Some(Transport::Tls)
+                })
+            })
+        })
+    }
+
     /// Records a lookup's outcome at `now`.
     fn record(&self, name: &str, host: &str, now: Instant, outcome: Result<Found, String>) {
         let mut names = self.write();
@@ -256,11 +331,17 @@ fn key(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// What [`TrunkHosts`] keeps `trunk`'s targets under: its SRV name ([`srv_query`]) or its
-/// host name; `None` for a trunk named by IP address.
+/// What [`TrunkHosts`] keeps `trunk`'s targets under: the URI without user, port or
+/// parameters when NAPTR applies ([`naptr_services`]: `sip:carrier.example`,
+/// `sips:carrier.example`), else its SRV name ([`srv_query`]) or its host name; `None` for a
+/// trunk named by IP address.
 pub fn lookup_key(trunk: &Trunk) -> Option<String> {
     if trunk.ip.is_some() {
         return None;
+    }
+    if !naptr_services(trunk).is_empty() {
+        let scheme = if trunk.secure { "sips" } else { "sip" };
+        return Some(format!("{scheme}:{}", key(&trunk.host)));
     }
     Some(srv_query(trunk).map_or_else(|| key(&trunk.host), |q| q.name))
 }
@@ -271,17 +352,53 @@ struct Wanted {
     /// [`lookup_key`].
     key: String,
     host: String,
-    srv: Option<SrvQuery>,
+    /// The transports a NAPTR record may choose (RFC 3263 §4.1), those the URI allows that
+    /// the edge can send over; empty: no NAPTR query.
+    naptr: Vec<Transport>,
+    /// The SRV queries to make in turn when NAPTR chose nothing: the first with records
+    /// gives the targets.
+    srv: Vec<SrvStep>,
+}
+
+/// One SRV query of a [`Wanted`] lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SrvStep {
+    query: SrvQuery,
+    /// The targets carry the query's transport ([`HostAddr::transport`]): DNS chose it, not
+    /// the URI (§4.1's fallback to `_sip._tcp`).
+    chosen: bool,
+}
+
+impl Wanted {
+    /// What resolving `trunk` (named by host name) takes, on an edge that can send over
+    /// `transports`. NAPTR applies to a URI without port or transport (RFC 3263 §4.1); when
+    /// it chooses nothing, `_sip._udp` (as without NAPTR), then `_sip._tcp` when the edge
+    /// has TCP (§4.1: "SRV queries for those transport protocols it supports"); `_sips._tcp`
+    /// for a `sips:` URI.
+    fn of(trunk: &Trunk, transports: &[Transport]) -> Option<Wanted> {
+        let lookup = lookup_key(trunk)?;
+        let host = key(&trunk.host);
+        let naptr: Vec<Transport> =
+            naptr_services(trunk).into_iter().filter(|t| transports.contains(t)).collect();
+        let mut srv: Vec<SrvStep> =
+            srv_query(trunk).map(|query| SrvStep { query, chosen: false }).into_iter().collect();
+        if !naptr_services(trunk).is_empty()
+            && !trunk.secure
+            && transports.contains(&Transport::Tcp)
+        {
+            let name = format!("_sip._tcp.{host}");
+            let query = SrvQuery { name, transport: Transport::Tcp };
+            srv.push(SrvStep { query, chosen: true });
+        }
+        Some(Wanted { key: lookup, host, naptr, srv })
+    }
 }
 
 /// The lookups of the trunks of `plan` named by host name (not IP address), without
-/// repeats.
-fn wanted(plan: &Dialplan) -> Vec<Wanted> {
-    let mut wanted: Vec<Wanted> = plan
-        .trunks
-        .iter()
-        .filter_map(|t| Some(Wanted { key: lookup_key(t)?, host: key(&t.host), srv: srv_query(t) }))
-        .collect();
+/// repeats, on an edge that can send over `transports`.
+fn wanted(plan: &Dialplan, transports: &[Transport]) -> Vec<Wanted> {
+    let mut wanted: Vec<Wanted> =
+        plan.trunks.iter().filter_map(|t| Wanted::of(t, transports)).collect();
     wanted.sort_by(|a, b| a.key.cmp(&b.key));
     wanted.dedup_by(|a, b| a.key == b.key);
     wanted
@@ -296,6 +413,16 @@ struct Found {
     /// The SRV records the targets came from (empty: no SRV).
     records: Vec<Weighted>,
     ttl: Option<Duration>,
+}
+
+impl Found {
+    /// The same targets, reached over `transport` (DNS chose it).
+    fn over(mut self, transport: Transport) -> Found {
+        let mark = |t: &mut HostAddr| t.transport = Some(transport);
+        self.targets.iter_mut().for_each(mark);
+        self.records.iter_mut().flat_map(|r| r.targets.iter_mut()).for_each(mark);
+        self
+    }
 }
 
 /// One SRV record as kept for the per-call order: its priority and weight, and its targets.
@@ -347,38 +474,55 @@ async fn resolve(name: &str) -> Result<Vec<IpAddr>, String> {
     }
 }
 
-/// One wanted lookup (see the module doc): SRV first when the URI allows it, then A/AAAA —
-/// asked of `servers` too when they are `[dns] servers` (`configured`), else of the system
-/// resolver. `has_targets`: the last good targets are still there to be served stale, so a
-/// failed SRV query keeps them rather than falling back.
+/// One wanted lookup (see the module doc): NAPTR, then SRV when the URI allows them, then
+/// A/AAAA — asked of `servers` too when they are `[dns] servers` (`configured`), else of the
+/// system resolver. `has_targets`: the last good targets are still there to be served
+/// stale, so a failed SRV query keeps them rather than falling back. A NAPTR query that
+/// fails (a server that refuses NAPTR queries, or no answer) counts as no NAPTR records: the
+/// SRV queries follow.
 async fn resolve_wanted(
     servers: &[SocketAddr],
     configured: bool,
     wanted: &Wanted,
     has_targets: bool,
 ) -> Result<Found, String> {
-    if let Some(query) = &wanted.srv {
-        match resolve_srv(servers, query).await {
+    if !wanted.naptr.is_empty() {
+        match resolve_naptr(servers, &wanted.host, &wanted.naptr).await {
             Ok(Some(found)) => return Ok(found),
             Ok(None) => {}
-            Err(e) if has_targets => return Err(format!("SRV {}: {e}", query.name)),
+            Err(e) => tracing::debug!(host = %wanted.host, error = %e, "NAPTR lookup failed: SRV"),
+        }
+    }
+    let mut failed: Option<String> = None;
+    for step in &wanted.srv {
+        match resolve_srv(servers, &step.query).await {
+            Ok(Some(found)) if step.chosen => return Ok(found.over(step.query.transport)),
+            Ok(Some(found)) => return Ok(found),
+            Ok(None) => {}
             Err(e) => {
-                tracing::debug!(name = %query.name, error = %e, "SRV lookup failed: A/AAAA");
+                failed = Some(format!("SRV {}: {e}", step.query.name));
+                break;
             }
         }
+    }
+    if let Some(e) = failed {
+        if has_targets {
+            return Err(e);
+        }
+        tracing::debug!(name = %wanted.key, error = %e, "SRV lookup failed: A/AAAA");
     }
     if configured {
         let addrs = target_addresses(servers, &wanted.host).await?;
         let ttl = addrs.iter().map(|(_, ttl)| *ttl).min();
         return Ok(Found {
-            targets: addrs.into_iter().map(|(ip, _)| HostAddr { ip, port: None }).collect(),
+            targets: addrs.into_iter().map(|(ip, _)| HostAddr::at(ip, None)).collect(),
             records: Vec::new(),
             ttl: ttl.map(|t| Duration::from_secs(u64::from(t))),
         });
     }
     let addrs = resolve(&wanted.host).await?;
     Ok(Found {
-        targets: addrs.into_iter().map(|ip| HostAddr { ip, port: None }).collect(),
+        targets: addrs.into_iter().map(|ip| HostAddr::at(ip, None)).collect(),
         records: Vec::new(),
         ttl: None,
     })
@@ -429,7 +573,7 @@ pub async fn refresh(
     let mut due: HashMap<String, Instant> = HashMap::new();
     loop {
         let work = async {
-            let wanted = wanted(&dialplans.current());
+            let wanted = wanted(&dialplans.current(), &hosts.transports);
             let keys: Vec<String> = wanted.iter().map(|w| w.key.clone()).collect();
             hosts.retain(&keys);
             due.retain(|k, _| keys.contains(k));
@@ -508,7 +652,7 @@ async fn resolve_srv(servers: &[SocketAddr], query: &SrvQuery) -> Result<Option<
         let mut of_record = Vec::new();
         for (ip, t) in found {
             ttl = ttl.min(t);
-            let target = HostAddr { ip, port: Some(record.port) };
+            let target = HostAddr::at(ip, Some(record.port));
             if !targets.contains(&target) {
                 targets.push(target);
             }
@@ -529,6 +673,58 @@ async fn resolve_srv(servers: &[SocketAddr], query: &SrvQuery) -> Result<Option<
         tracing::debug!(name = %query.name, failures = ?failures, "some SRV targets have no address");
     }
     Ok(Some(Found { targets, records: weighted, ttl: Some(Duration::from_secs(u64::from(ttl))) }))
+}
+
+/// Resolves `host`'s NAPTR records (RFC 3263 §4.1): `Ok(None)` when none is usable
+/// ([`naptr_order`] over `allowed`) or none of the usable ones leads to SRV records; else the
+/// targets of the first usable record whose replacement has SRV records, reached over that
+/// record's transport, with the smallest TTL of the NAPTR, SRV and address records used.
+async fn resolve_naptr(
+    servers: &[SocketAddr],
+    host: &str,
+    allowed: &[Transport],
+) -> Result<Option<Found>, String> {
+    let answer = exchange(servers, &dns_name(host)?, RecordType::NAPTR).await?;
+    let records = naptr_records(&answer);
+    let ttl = records.iter().map(|(_, ttl)| *ttl).min().unwrap_or(0);
+    let rules = naptr_order(records.into_iter().map(|(r, _)| r).collect(), allowed);
+    let mut failures: Vec<String> = Vec::new();
+    for rule in rules {
+        let query = SrvQuery { name: rule.replacement.clone(), transport: rule.transport };
+        match resolve_srv(servers, &query).await {
+            Ok(Some(mut found)) => {
+                found.ttl = found.ttl.map(|t| t.min(Duration::from_secs(u64::from(ttl))));
+                tracing::debug!(%host, service = %rule.service, srv = %query.name, "NAPTR chose a transport");
+                return Ok(Some(found.over(rule.transport)));
+            }
+            Ok(None) => {}
+            Err(e) => failures.push(format!("{}: {e}", query.name)),
+        }
+    }
+    if failures.is_empty() { Ok(None) } else { Err(failures.join("; ")) }
+}
+
+/// The NAPTR records of an answer, with their TTLs (names as [`Srv::target`] keeps them).
+fn naptr_records(answer: &Message) -> Vec<(Naptr, u32)> {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    answer
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::NAPTR(n) => Some((
+                Naptr {
+                    order: n.order,
+                    preference: n.preference,
+                    flags: text(&n.flags),
+                    services: text(&n.services),
+                    regexp: text(&n.regexp),
+                    replacement: target_name(&n.replacement),
+                },
+                r.ttl,
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The A and AAAA addresses of an SRV target, by queries of our own (A first, then AAAA).
@@ -628,14 +824,24 @@ async fn exchange(
     Err(last)
 }
 
-/// One query to one server: over UDP, again over TCP when the answer is truncated.
+/// One query to one server: over UDP with EDNS(0) ([`EDNS_PAYLOAD`]); again without EDNS
+/// when the server answers FORMERR without an OPT record (RFC 6891 §7: a server that does
+/// not do EDNS); again over TCP when the answer is truncated.
 async fn ask(server: SocketAddr, name: &Name, rtype: RecordType) -> Result<Message, String> {
-    let id = random_u32() as u16;
-    let query = query_message(id, name, rtype)?;
     let timeout = |what: &str| format!("no {what} answer within {}s", QUERY_TIMEOUT.as_secs());
-    let answer = tokio::time::timeout(QUERY_TIMEOUT, ask_udp(server, id, name, rtype, &query))
-        .await
-        .map_err(|_| timeout("UDP"))??;
+    let udp = |edns: bool| async move {
+        let id = random_u32() as u16;
+        let query = query_message(id, name, rtype, edns)?;
+        let answer = tokio::time::timeout(QUERY_TIMEOUT, ask_udp(server, id, name, rtype, &query))
+            .await
+            .map_err(|_| timeout("UDP"))??;
+        Ok::<_, String>((id, query, answer))
+    };
+    let (mut id, mut query, mut answer) = udp(true).await?;
+    if answer.metadata.response_code == ResponseCode::FormErr && answer.edns.is_none() {
+        tracing::debug!(%server, "FORMERR to EDNS(0): asking again without it");
+        (id, query, answer) = udp(false).await?;
+    }
     let answer = if answer.metadata.truncation {
         tokio::time::timeout(QUERY_TIMEOUT, ask_tcp(server, id, name, rtype, &query))
             .await
@@ -692,11 +898,17 @@ async fn ask_tcp(
     accept(&buf, id, name, rtype).ok_or_else(|| "an answer to another question".to_owned())
 }
 
-/// A query for `name`'s `rtype` records with id `id`, recursion desired.
-fn query_message(id: u16, name: &Name, rtype: RecordType) -> Result<Vec<u8>, String> {
+/// A query for `name`'s `rtype` records with id `id`, recursion desired; with `edns`, an
+/// OPT record (RFC 6891 §6.1.2: version 0, no options) advertising [`EDNS_PAYLOAD`].
+fn query_message(id: u16, name: &Name, rtype: RecordType, edns: bool) -> Result<Vec<u8>, String> {
     let mut message = Message::new(id, MessageType::Query, OpCode::Query);
     message.metadata.recursion_desired = true;
     message.add_query(Query::query(name.clone(), rtype));
+    if edns {
+        let mut opt = Edns::new();
+        opt.set_max_payload(EDNS_PAYLOAD);
+        message.set_edns(opt);
+    }
     message.to_vec().map_err(|e| e.to_string())
 }
 
@@ -728,7 +940,7 @@ fn random_u32() -> u32 {
 ///
 /// The service follows what the URI says (§4.1): `;transport=tls` or a `sips:` URI is
 /// `_sips._tcp`, `;transport=tcp` is `_sip._tcp`; a `sip:` URI that names no transport is
-/// `_sip._udp` (no NAPTR, which would choose among the transports the domain offers).
+/// `_sip._udp` — asked when its NAPTR records ([`naptr_order`]) chose nothing.
 pub fn srv_query(trunk: &Trunk) -> Option<SrvQuery> {
     if trunk.ip.is_some() || trunk.port.is_some() {
         return None;
@@ -744,6 +956,75 @@ pub fn srv_query(trunk: &Trunk) -> Option<SrvQuery> {
         _ => return None,
     };
     Some(SrvQuery { name: format!("{service}.{}", key(&trunk.host)), transport })
+}
+
+/// The transports a NAPTR record may choose for `trunk` (RFC 3263 §4.1), in no order: none
+/// when its URI names an IP address, a port or a transport (the URI decides); only TLS
+/// (`SIPS+D2T`) for a `sips:` URI (its client "MUST discard any services that do not contain
+/// `SIPS` as the protocol"); UDP, TCP and TLS for a `sip:` URI (a client that does TLS
+/// "SHOULD retain records with `SIPS` as the protocol").
+pub fn naptr_services(trunk: &Trunk) -> Vec<Transport> {
+    if trunk.ip.is_some() || trunk.port.is_some() || trunk.transport.is_some() {
+        return Vec::new();
+    }
+    if trunk.secure {
+        vec![Transport::Tls]
+    } else {
+        vec![Transport::Udp, Transport::Tcp, Transport::Tls]
+    }
+}
+
+/// The transport of a NAPTR service field we support (RFC 3263 §4.1, case-insensitive):
+/// `SIP+D2U` is UDP, `SIP+D2T` TCP, `SIPS+D2T` TLS.
+pub fn naptr_service(services: &str) -> Option<Transport> {
+    [("SIP+D2U", Transport::Udp), ("SIP+D2T", Transport::Tcp), ("SIPS+D2T", Transport::Tls)]
+        .into_iter()
+        .find(|(s, _)| s.eq_ignore_ascii_case(services))
+        .map(|(_, t)| t)
+}
+
+/// One NAPTR record (RFC 3403 §4.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Naptr {
+    pub order: u16,
+    pub preference: u16,
+    pub flags: String,
+    pub services: String,
+    pub regexp: String,
+    /// The replacement (as [`Srv::target`] keeps names; `.`: none).
+    pub replacement: String,
+}
+
+/// A NAPTR record to follow: its SRV name and the transport toward its targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NaptrRule {
+    /// The service field, as written.
+    pub service: String,
+    pub transport: Transport,
+    /// The SRV owner name to ask (the record's replacement).
+    pub replacement: String,
+}
+
+/// The NAPTR records to follow, in order (RFC 3403 §4.1, RFC 3263 §4.1): those whose flags
+/// are `s` (the next lookup is SRV), whose service is one we support ([`naptr_service`]) with
+/// a transport in `allowed`, with a replacement and no regexp (a terminal `s` rule uses the
+/// replacement); of those, only the ones of the lowest order (once a rule of one order
+/// matches, records of another order are not considered), by preference.
+pub fn naptr_order(mut records: Vec<Naptr>, allowed: &[Transport]) -> Vec<NaptrRule> {
+    records.sort_by_key(|r| (r.order, r.preference));
+    let usable = |r: &Naptr| {
+        let transport = naptr_service(&r.services).filter(|t| allowed.contains(t))?;
+        let ok = r.flags.eq_ignore_ascii_case("s") && r.regexp.is_empty() && r.replacement != ".";
+        ok.then(|| NaptrRule {
+            service: r.services.clone(),
+            transport,
+            replacement: r.replacement.clone(),
+        })
+    };
+    let Some(order) = records.iter().find(|r| usable(r).is_some()).map(|r| r.order) else {
+        return Vec::new();
+    };
+    records.iter().filter(|r| r.order == order).filter_map(usable).collect()
 }
 
 /// What [`srv_query`] asks.
@@ -818,10 +1099,10 @@ fn weighted_order<T>(
 mod tests {
     use super::*;
     use hickory_proto::rr::Record;
-    use hickory_proto::rr::rdata::{A, AAAA, SRV};
+    use hickory_proto::rr::rdata::{A, AAAA, NAPTR, SRV};
 
     fn plain(host: &str) -> Wanted {
-        Wanted { key: key(host), host: key(host), srv: None }
+        Wanted { key: key(host), host: key(host), naptr: Vec::new(), srv: Vec::new() }
     }
 
     #[tokio::test]
@@ -843,7 +1124,7 @@ mod tests {
         let hosts = TrunkHosts::new();
         let t0 = Instant::now();
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        let at = vec![HostAddr { ip, port: None }];
+        let at = vec![HostAddr::at(ip, None)];
         hosts.record("sbc.example", "sbc.example", t0, Ok(plain_found(at.clone())));
         hosts.record("sbc.example", "sbc.example", t0 + REFRESH, Err("timeout".into()));
         assert_eq!(hosts.lookup("sbc.example"), Lookup::Resolved(at.clone()));
@@ -941,7 +1222,7 @@ mod tests {
 
     #[test]
     fn every_call_draws_the_weighted_order_again() {
-        let at = |ip: &str, port| HostAddr { ip: ip.parse().unwrap(), port: Some(port) };
+        let at = |ip: &str, port| HostAddr::at(ip.parse().unwrap(), Some(port));
         let (a, b, c) = (at("192.0.2.1", 5070), at("192.0.2.2", 5080), at("192.0.2.3", 5090));
         // a (weight 1) and b (weight 3) share priority 10; c (priority 20) comes last.
         let records = vec![
@@ -1019,7 +1300,7 @@ mod tests {
     #[test]
     fn only_the_answer_to_our_question_is_taken() {
         let q = name("_sip._udp.carrier.example");
-        let bytes = query_message(0x1234, &q, RecordType::SRV).unwrap();
+        let bytes = query_message(0x1234, &q, RecordType::SRV, true).unwrap();
         let query = Message::from_vec(&bytes).unwrap();
         assert!(query.metadata.recursion_desired);
         assert_eq!(query.metadata.id, 0x1234);
@@ -1081,9 +1362,18 @@ mod tests {
     }
 
     #[test]
-    fn trunks_are_looked_up_by_srv_name_or_host_name() {
+    fn trunks_are_looked_up_by_uri_srv_name_or_host_name() {
+        // No port, no transport: NAPTR decides, under the URI's scheme and host.
         assert_eq!(
             lookup_key(&trunk("Carrier.Example", None, false, None)).as_deref(),
+            Some("sip:carrier.example")
+        );
+        assert_eq!(
+            lookup_key(&trunk("carrier.example", None, true, None)).as_deref(),
+            Some("sips:carrier.example")
+        );
+        assert_eq!(
+            lookup_key(&trunk("carrier.example", None, false, Some(Transport::Udp))).as_deref(),
             Some("_sip._udp.carrier.example")
         );
         assert_eq!(
@@ -1093,10 +1383,10 @@ mod tests {
         assert_eq!(lookup_key(&trunk("192.0.2.1", None, false, None)), None);
         let hosts = TrunkHosts::new();
         let t = trunk("carrier.example", None, false, None);
-        let at = |ip: &str, port| HostAddr { ip: ip.parse().unwrap(), port };
+        let at = |ip: &str, port| HostAddr::at(ip.parse().unwrap(), port);
         let targets = vec![at("192.0.2.1", Some(5070)), at("192.0.2.2", Some(5080))];
         hosts.record(
-            "_sip._udp.carrier.example",
+            "sip:carrier.example",
             "carrier.example",
             Instant::now(),
             Ok(plain_found(targets.clone())),
@@ -1116,6 +1406,83 @@ mod tests {
         );
         assert_eq!(at("192.0.2.1", Some(5070)).to_string(), "192.0.2.1:5070");
         assert_eq!(at("2001:db8::1", None).to_string(), "2001:db8::1");
+        let tls = HostAddr { transport: Some(Transport::Tls), ..at("192.0.2.1", Some(5071)) };
+        assert_eq!(tls.to_string(), "192.0.2.1:5071;transport=tls");
+    }
+
+    fn naptr(order: u16, preference: u16, flags: &str, services: &str, to: &str) -> Naptr {
+        Naptr {
+            order,
+            preference,
+            flags: flags.into(),
+            services: services.into(),
+            regexp: String::new(),
+            replacement: to.into(),
+        }
+    }
+
+    #[test]
+    fn naptr_records_go_by_order_then_preference_and_only_supported_services_count() {
+        use Transport::{Tcp, Tls, Udp};
+        let all = [Udp, Tcp, Tls];
+        let records = vec![
+            naptr(20, 10, "s", "SIP+D2U", "_sip._udp.c.example"),
+            naptr(10, 30, "S", "sip+d2t", "_sip._tcp.c.example"),
+            naptr(10, 20, "s", "SIPS+D2T", "_sips._tcp.c.example"),
+            // Not for us: another service, another flag, no replacement, a regexp.
+            naptr(5, 10, "s", "SIP+D2S", "_sip._sctp.c.example"),
+            naptr(5, 10, "s", "SIPS+D2W", "_sips._ws.c.example"),
+            naptr(5, 10, "a", "SIP+D2T", "sbc.c.example"),
+            naptr(5, 10, "s", "SIP+D2U", "."),
+            Naptr { regexp: "!^.*$!sip:x@y!".into(), ..naptr(5, 10, "s", "SIP+D2U", "x") },
+        ];
+        let rules = naptr_order(records.clone(), &all);
+        let seen: Vec<(Transport, &str)> =
+            rules.iter().map(|r| (r.transport, r.replacement.as_str())).collect();
+        // Order 10 is the lowest with a usable record: its records by preference; order 20
+        // is never considered (RFC 3403 §4.1).
+        assert_eq!(seen, [(Tls, "_sips._tcp.c.example"), (Tcp, "_sip._tcp.c.example")]);
+        // An edge without TLS (or a service the URI rules out) skips SIPS+D2T.
+        let rules = naptr_order(records.clone(), &[Udp, Tcp]);
+        assert_eq!(rules[0].transport, Tcp);
+        assert_eq!(rules.len(), 1);
+        // A `sips:` URI keeps only SIPS+D2T.
+        let rules = naptr_order(records, &[Tls]);
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].replacement, "_sips._tcp.c.example");
+        assert!(naptr_order(vec![naptr(1, 1, "s", "SIP+D2U", "x")], &[Tcp]).is_empty());
+        assert!(naptr_order(Vec::new(), &all).is_empty());
+        assert_eq!(naptr_service("SIP+D2U"), Some(Udp));
+        assert_eq!(naptr_service("E2U+sip"), None);
+    }
+
+    #[test]
+    fn naptr_applies_to_a_uri_without_port_or_transport() {
+        use Transport::{Tcp, Tls, Udp};
+        let all = [Udp, Tcp, Tls];
+        let plain = Wanted::of(&trunk("c.example", None, false, None), &all).unwrap();
+        assert_eq!(plain.naptr, [Udp, Tcp, Tls]);
+        let names: Vec<(&str, bool)> =
+            plain.srv.iter().map(|s| (s.query.name.as_str(), s.chosen)).collect();
+        // Without NAPTR: `_sip._udp` as the URI implies, then `_sip._tcp` (§4.1).
+        assert_eq!(names, [("_sip._udp.c.example", false), ("_sip._tcp.c.example", true)]);
+        let secure = Wanted::of(&trunk("c.example", None, true, None), &all).unwrap();
+        assert_eq!(secure.naptr, [Tls]);
+        assert_eq!(secure.srv.len(), 1);
+        assert_eq!(secure.srv[0].query.name, "_sips._tcp.c.example");
+        // An edge with UDP only: NAPTR may choose UDP alone, and no `_sip._tcp`.
+        let udp_only = Wanted::of(&trunk("c.example", None, false, None), &[Udp]).unwrap();
+        assert_eq!(udp_only.naptr, [Udp]);
+        assert_eq!(udp_only.srv.len(), 1);
+        // The URI decides: no NAPTR.
+        for t in [
+            trunk("c.example", Some(5060), false, None),
+            trunk("c.example", None, false, Some(Tcp)),
+            trunk("c.example", None, true, Some(Tls)),
+        ] {
+            assert!(Wanted::of(&t, &all).unwrap().naptr.is_empty(), "{t:?}");
+        }
+        assert!(Wanted::of(&trunk("192.0.2.1", None, false, None), &all).is_none());
     }
 
     /// A DNS server on loopback (UDP and TCP on one port) answering every query with
@@ -1155,6 +1522,179 @@ mod tests {
         addr
     }
 
+    fn naptr_rr(owner: &str, order: u16, pref: u16, services: &str, to: &str) -> Record {
+        let data = RData::NAPTR(NAPTR::new(
+            order,
+            pref,
+            b"S".to_vec().into_boxed_slice(),
+            services.as_bytes().to_vec().into_boxed_slice(),
+            Box::default(),
+            name(to),
+        ));
+        Record::from_rdata(name(owner), 120, data)
+    }
+
+    /// A zone for `carrier.example`: NAPTR (when `with_naptr`) preferring TCP over UDP, SRV
+    /// for both, and the targets' addresses (no glue); every query logged.
+    fn carrier_zone(
+        with_naptr: bool,
+        asked: Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> impl Fn(&Message, bool) -> Message + Send + Sync + 'static {
+        move |q, _| {
+            let mut m = reply_to(q);
+            let owner = key(&q.queries[0].name().to_ascii());
+            let rtype = q.queries[0].query_type();
+            asked.lock().unwrap().push(format!("{rtype} {owner}"));
+            match (rtype, owner.as_str()) {
+                (RecordType::NAPTR, "carrier.example") if with_naptr => {
+                    m.add_answer(naptr_rr(&owner, 10, 20, "SIP+D2U", "_sip._udp.carrier.example"));
+                    m.add_answer(naptr_rr(&owner, 10, 10, "SIP+D2T", "_sip._tcp.carrier.example"));
+                    m.add_answer(naptr_rr(&owner, 10, 5, "SIP+D2S", "_sip._sctp.carrier.example"));
+                }
+                (RecordType::SRV, "_sip._udp.carrier.example") => {
+                    m.add_answer(srv_rr(&owner, 300, 10, 5060, "udp.carrier.example"));
+                }
+                (RecordType::SRV, "_sip._tcp.carrier.example") => {
+                    m.add_answer(srv_rr(&owner, 300, 10, 5062, "tcp.carrier.example"));
+                }
+                (RecordType::A, "udp.carrier.example") => {
+                    m.add_answer(a_rr(&owner, 60, "192.0.2.1"));
+                }
+                (RecordType::A, "tcp.carrier.example") => {
+                    m.add_answer(a_rr(&owner, 60, "192.0.2.2"));
+                }
+                (RecordType::A | RecordType::AAAA, _) => {}
+                // A server that will not answer NAPTR queries: the SRV queries follow.
+                (RecordType::NAPTR, _) => m.metadata.response_code = ResponseCode::Refused,
+                _ => m.metadata.response_code = ResponseCode::NXDomain,
+            }
+            m
+        }
+    }
+
+    #[tokio::test]
+    async fn naptr_chooses_the_transport_and_without_it_udp_then_tcp_srv() {
+        use Transport::{Tcp, Tls, Udp};
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let server = fake_server(carrier_zone(true, asked.clone())).await;
+        let wanted =
+            Wanted::of(&trunk("carrier.example", None, false, None), &[Udp, Tcp, Tls]).unwrap();
+        let found = resolve_wanted(&[server], true, &wanted, false).await.unwrap();
+        // SIP+D2S (SCTP) is preferred but not ours; SIP+D2T before SIP+D2U.
+        let shown: Vec<String> = found.targets.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["192.0.2.2:5062;transport=tcp"]);
+        assert_eq!(found.ttl, Some(Duration::from_secs(60)));
+        assert_eq!(
+            *asked.lock().unwrap(),
+            [
+                "NAPTR carrier.example",
+                "SRV _sip._tcp.carrier.example",
+                "A tcp.carrier.example",
+                "AAAA tcp.carrier.example"
+            ]
+        );
+        // The record the per-call order draws from carries the transport too.
+        let hosts = TrunkHosts::new();
+        hosts.record(&wanted.key, &wanted.host, Instant::now(), Ok(found));
+        let tcp = HostAddr {
+            transport: Some(Tcp),
+            ..HostAddr::at("192.0.2.2".parse().unwrap(), Some(5062))
+        };
+        let t = trunk("carrier.example", None, false, None);
+        assert_eq!(hosts.lookup_trunk(&t), Lookup::Resolved(vec![tcp]));
+        assert!(hosts.has_trunk(&t, "192.0.2.2".parse().unwrap()), "a source of the trunk");
+        assert!(!hosts.is_tls_target(&t, "192.0.2.2:5062".parse().unwrap()));
+
+        // An edge without TCP: SIP+D2U.
+        let wanted = Wanted::of(&t, &[Udp]).unwrap();
+        let found = resolve_wanted(&[server], true, &wanted, false).await.unwrap();
+        assert_eq!(found.targets[0].to_string(), "192.0.2.1:5060;transport=udp");
+
+        // No NAPTR records (the server refuses the query): `_sip._udp` as before (the URI's
+        // transport, none chosen).
+        let server = fake_server(carrier_zone(false, Arc::default())).await;
+        let wanted = Wanted::of(&t, &[Udp, Tcp, Tls]).unwrap();
+        let found = resolve_wanted(&[server], true, &wanted, false).await.unwrap();
+        assert_eq!(found.targets, [HostAddr::at("192.0.2.1".parse().unwrap(), Some(5060))]);
+    }
+
+    #[tokio::test]
+    async fn without_naptr_or_udp_srv_the_tcp_srv_is_tried() {
+        let server = fake_server(|q, _| {
+            let mut m = reply_to(q);
+            let owner = key(&q.queries[0].name().to_ascii());
+            match (q.queries[0].query_type(), owner.as_str()) {
+                (RecordType::SRV, "_sip._tcp.tcponly.example") => {
+                    m.add_answer(srv_rr(&owner, 300, 10, 5062, "sbc.tcponly.example"));
+                    m.add_additional(a_rr("sbc.tcponly.example", 300, "192.0.2.9"));
+                }
+                (RecordType::NAPTR | RecordType::SRV, _) => {
+                    m.metadata.response_code = ResponseCode::NXDomain;
+                }
+                _ => {}
+            }
+            m
+        })
+        .await;
+        let t = trunk("tcponly.example", None, false, None);
+        let wanted = Wanted::of(&t, &[Transport::Udp, Transport::Tcp]).unwrap();
+        let found = resolve_wanted(&[server], true, &wanted, false).await.unwrap();
+        assert_eq!(found.targets[0].to_string(), "192.0.2.9:5062;transport=tcp");
+    }
+
+    #[tokio::test]
+    async fn queries_carry_edns_and_a_server_without_it_is_asked_again_without() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // A server that does not do EDNS(0): FORMERR to any query with an OPT record.
+        let with_opt = Arc::new(AtomicUsize::new(0));
+        let counted = with_opt.clone();
+        let old = fake_server(move |q, _| {
+            let mut m = reply_to(q);
+            if let Some(edns) = &q.edns {
+                assert_eq!(edns.max_payload(), EDNS_PAYLOAD);
+                assert_eq!(edns.version(), 0);
+                counted.fetch_add(1, Ordering::SeqCst);
+                m.metadata.response_code = ResponseCode::FormErr;
+            } else {
+                m.add_answer(a_rr("sbc.example", 60, "192.0.2.5"));
+            }
+            m
+        })
+        .await;
+        let answer = exchange(&[old], &name("sbc.example"), RecordType::A).await.unwrap();
+        assert_eq!(addresses_for(&answer, "sbc.example")[0].0.to_string(), "192.0.2.5");
+        assert_eq!(with_opt.load(Ordering::SeqCst), 1, "asked with EDNS first");
+        // A FORMERR that carries an OPT record is a real format error: not asked again.
+        let strict = fake_server(|q, _| {
+            let mut m = reply_to(q);
+            m.metadata.response_code = ResponseCode::FormErr;
+            m.set_edns(Edns::new());
+            m
+        })
+        .await;
+        let error = exchange(&[strict], &name("sbc.example"), RecordType::A).await.unwrap_err();
+        assert!(error.contains("Form"), "{error}");
+        // An answer larger than 512 bytes comes over UDP when it fits the advertised size
+        // (the server truncates, as a real one does, past what the query advertises).
+        let big = fake_server(|q, tcp| {
+            assert!(!tcp, "no TCP retry for an answer that fits {EDNS_PAYLOAD} bytes");
+            let mut m = reply_to(q);
+            m.set_edns(Edns::new());
+            for i in 0..40u8 {
+                m.add_answer(a_rr("many.example", 60, &format!("192.0.2.{i}")));
+            }
+            if m.to_vec().unwrap().len() > usize::from(q.max_payload()) {
+                m.answers.clear();
+                m.metadata.truncation = true;
+            }
+            m
+        })
+        .await;
+        let answer = exchange(&[big], &name("many.example"), RecordType::A).await.unwrap();
+        assert_eq!(addresses_for(&answer, "many.example").len(), 40);
+        assert!(answer.to_vec().unwrap().len() > 512);
+    }
+
     fn reply_to(q: &Message) -> Message {
         let mut m = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
         m.add_queries(q.queries.clone());
@@ -1189,10 +1729,7 @@ mod tests {
         let query =
             SrvQuery { name: "_sip._udp.carrier.example".into(), transport: Transport::Udp };
         let found = resolve_srv(&[failing, server], &query).await.unwrap().unwrap();
-        assert_eq!(
-            found.targets,
-            [HostAddr { ip: "192.0.2.1".parse().unwrap(), port: Some(5070) }]
-        );
+        assert_eq!(found.targets, [HostAddr::at("192.0.2.1".parse().unwrap(), Some(5070))]);
         assert_eq!(found.ttl, Some(Duration::from_secs(40)), "the smallest TTL");
         // Only the failing server: an error (the caller serves stale or falls back).
         let error = resolve_srv(&[failing], &query).await.unwrap_err();

@@ -6,7 +6,8 @@
 //! The connector knows only the address it connects to; the trunk behind it is looked up in
 //! the dialplan in force: a TLS trunk whose IP address, or one of whose resolved addresses
 //! ([`super::dns`], SRV targets included), is the address, preferring one whose URI port
-//! (5061 without one) is the address's port. Then:
+//! (5061 without one) is the address's port; or a trunk whose URI names no TLS but whose
+//! NAPTR records chose TLS (`SIPS+D2T`, RFC 3263 §4.1) for that address and port. Then:
 //!
 //! - the server name is the trunk URI's host, also for an SRV target (RFC 5922 §4.1: the
 //!   domain of the URI, not the target's name): a DNS name (sent as SNI, RFC 6066 §3, and
@@ -52,9 +53,10 @@ impl TlsClient {
     ) -> Result<(ServerName<'static>, Arc<ClientConfig>), rustls::Error> {
         let plan = self.dialplans.current();
         let is_at = |t: &&Trunk| {
-            t.uses_tls()
+            (t.uses_tls()
                 && (t.ip == Some(addr.ip())
-                    || (t.ip.is_none() && self.hosts.has(&t.host, addr.ip())))
+                    || (t.ip.is_none() && self.hosts.has(&t.host, addr.ip()))))
+                || (t.ip.is_none() && self.hosts.is_tls_target(t, addr))
         };
         let trunk = plan
             .trunks
