@@ -160,46 +160,43 @@ impl Core {
         by_name: bool,
     ) {
         let port = at.port();
-        {
-            let hop = NextHop {
-                transport,
-                host: HopHost::Ip(at.ip()),
-                port,
-                resolve: sip::proxy::Resolve::Nothing,
-            };
-            let Some((peer, out)) = self.resolve_hop(&hop) else { return };
-            self.probes.sequence += 1;
-            let seq = self.probes.sequence;
-            let scheme = if trunk.secure { "sips" } else { "sip" };
-            let Ok(mut req) =
-                Request::new(Method::Options, &format!("{scheme}:{}:{port}", trunk.host))
-            else {
-                return;
-            };
-            let domain = &self.config.registrar.domain;
-            let h = req.headers_mut();
-            h.push(
-                HeaderName::Via,
-                format!(
-                    "SIP/2.0/{} {};branch=z9hG4bKprobe{seq:x}",
-                    transport.as_str(),
-                    out.host_port()
-                ),
-            );
-            h.push(HeaderName::MaxForwards, "70");
-            h.push(HeaderName::From, format!("<sip:lifeline@{domain}>;tag=probe{seq:x}"));
-            h.push(HeaderName::To, format!("<{scheme}:{}:{port}>", trunk.host));
-            h.push(HeaderName::CallId, format!("probe-{seq:x}@{domain}"));
-            h.push(HeaderName::CSeq, "1 OPTIONS");
-            h.push(HeaderName::ContentLength, "0");
-            match self.txn.send_request(now, peer, req) {
-                Ok(key) => {
-                    let target = by_name.then_some(at);
-                    self.probes.in_flight.insert(key, (trunk.name.clone(), target));
-                    self.probes.probed.insert(trunk.name.clone());
-                }
-                Err(e) => tracing::debug!(trunk = %trunk.name, error = %e, "probe not sent"),
+        let hop = NextHop {
+            transport,
+            host: HopHost::Ip(at.ip()),
+            port,
+            resolve: sip::proxy::Resolve::Nothing,
+        };
+        let Some((peer, out)) = self.resolve_hop(&hop) else { return };
+        self.probes.sequence += 1;
+        let seq = self.probes.sequence;
+        let scheme = if trunk.secure { "sips" } else { "sip" };
+        let Ok(mut req) = Request::new(Method::Options, &format!("{scheme}:{}:{port}", trunk.host))
+        else {
+            return;
+        };
+        let domain = &self.config.registrar.domain;
+        let h = req.headers_mut();
+        h.push(
+            HeaderName::Via,
+            format!(
+                "SIP/2.0/{} {};branch=z9hG4bKprobe{seq:x}",
+                transport.as_str(),
+                out.host_port()
+            ),
+        );
+        h.push(HeaderName::MaxForwards, "70");
+        h.push(HeaderName::From, format!("<sip:lifeline@{domain}>;tag=probe{seq:x}"));
+        h.push(HeaderName::To, format!("<{scheme}:{}:{port}>", trunk.host));
+        h.push(HeaderName::CallId, format!("probe-{seq:x}@{domain}"));
+        h.push(HeaderName::CSeq, "1 OPTIONS");
+        h.push(HeaderName::ContentLength, "0");
+        match self.txn.send_request(now, peer, req) {
+            Ok(key) => {
+                let target = by_name.then_some(at);
+                self.probes.in_flight.insert(key, (trunk.name.clone(), target));
+                self.probes.probed.insert(trunk.name.clone());
             }
+            Err(e) => tracing::debug!(trunk = %trunk.name, error = %e, "probe not sent"),
         }
     }
 
