@@ -860,7 +860,10 @@ impl<const N: usize> Batch<N> {
                 .map_err(io::Error::from)?;
             let mut n = 0;
             for (slot, msg) in got.iter_mut().zip(received) {
-                *slot = (msg.bytes.min(MAX_DATAGRAM), msg.address.as_ref().and_then(socket_addr));
+                *slot = (
+                    msg.bytes.min(MAX_DATAGRAM),
+                    msg.address.as_ref().and_then(crate::transport::udp::socket_addr),
+                );
                 n += 1;
             }
             Ok(n)
@@ -882,14 +885,6 @@ impl<const N: usize> std::fmt::Debug for Batch<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batch").finish_non_exhaustive()
     }
-}
-
-/// A socket address as `recvmmsg` gives it, as the standard library's.
-fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = addr.as_sockaddr_in() {
-        return Some(SocketAddr::V4((*v4).into()));
-    }
-    addr.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
 }
 
 /// Sends what the packets of one turn of the event loop made the anchor queue, together.

@@ -223,8 +223,9 @@ async fn receive(
     }
 }
 
-/// A socket address as `recvmmsg` gives it, as the standard library's.
-fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
+/// A socket address as `recvmmsg` gives it, as the standard library's (the media engine's
+/// batched reads use it too).
+pub(crate) fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = addr.as_sockaddr_in() {
         return Some(SocketAddr::V4((*v4).into()));
     }
