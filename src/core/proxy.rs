@@ -24,6 +24,7 @@
 //! when it fires, the branch is cancelled, which makes it end with 487 (or 408 from Timer B).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sip::proxy::{
@@ -113,7 +114,7 @@ pub struct Call {
     /// The request as received; let go of once the final response went up, unless the call is
     /// an emergency call (an INVITE's record lives on for the 32 s a 2xx may still come, and
     /// needs only the fields below).
-    request: Option<Request>,
+    request: Option<Arc<Request>>,
     method: Method,
     call_id: Box<str>,
     /// The request was sent within a dialog (a re-INVITE).
@@ -410,7 +411,8 @@ impl Core {
                 req.method(),
                 Method::Invite | Method::Subscribe | Method::Refer | Method::Notify
             );
-        let mut ctx = ResponseContext::new(&req, stateless_tag);
+        let req = Arc::new(req);
+        let mut ctx = ResponseContext::new(Arc::clone(&req), stateless_tag);
         if failover_any {
             ctx.try_every_target();
         }
@@ -545,7 +547,7 @@ impl Core {
                 proxy::prepare(&request, &call.admitted, Some(&uri))
             }
             _ if call.psap && target.trunk.is_none() && target.uri.is_some() => {
-                let mut request = request.clone();
+                let mut request = Request::clone(request);
                 request.headers_mut().remove_all(HeaderName::Priority);
                 request.headers_mut().push(HeaderName::Priority, "psap-callback");
                 proxy::prepare(&request, &call.admitted, target.uri.as_deref())

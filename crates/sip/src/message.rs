@@ -7,6 +7,8 @@
 //! that the CSeq method is the request method, Max-Forwards and Content-Length. Other headers
 //! are decoded when asked for. Printing a message that nobody changed gives back its bytes.
 
+use std::sync::OnceLock;
+
 use bytes::{BufMut, Bytes};
 
 use crate::error::{HeaderError, Invalid, MessageKind, ParseError};
@@ -16,7 +18,7 @@ use crate::header::typed::{
 use crate::header::{Entry, HeaderName, Headers, Piece, Text};
 use crate::method::Method;
 use crate::text;
-use crate::uri::{Uri, UriError};
+use crate::uri::{Uri, UriAt, UriError};
 
 /// How the message arrived, which decides the Content-Length rules (RFC 3261 §18.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +54,8 @@ pub struct Request {
     /// The empty line ending the header section was a bare LF.
     lf_only: bool,
     body: Bytes,
+    /// The Request-URI as decoded by the first [`Request::uri`] since it was set.
+    uri_at: OnceLock<UriAt>,
 }
 
 /// A SIP response.
@@ -123,6 +127,7 @@ impl Request {
             headers: Headers::new(),
             lf_only: false,
             body: Bytes::new(),
+            uri_at: OnceLock::new(),
         })
     }
 
@@ -136,15 +141,24 @@ impl Request {
         std::str::from_utf8(self.uri.resolve(&self.headers.buf)).unwrap_or("")
     }
 
-    /// The Request-URI, decoded.
+    /// The Request-URI, decoded (once: the parts are kept until the URI is replaced).
     pub fn uri(&self) -> Result<Uri<'_>, UriError> {
-        Uri::parse(self.uri_str())
+        let raw = self.uri_str();
+        if let Some(uri) = self.uri_at.get().and_then(|at| at.view(raw)) {
+            return Ok(uri);
+        }
+        let uri = Uri::parse(raw)?;
+        if let Some(at) = UriAt::of(&uri, raw) {
+            let _ = self.uri_at.set(at);
+        }
+        Ok(uri)
     }
 
     /// Replaces the Request-URI (e.g. with a registered Contact, RFC 3261 §16.5).
     pub fn set_uri(&mut self, uri: &str) -> Result<(), UriError> {
         Uri::parse(uri)?;
         self.uri = Text::Owned(Bytes::copy_from_slice(uri.as_bytes()));
+        self.uri_at.take();
         self.start_line = None;
         Ok(())
     }
@@ -405,7 +419,20 @@ impl Headers {
     /// The To tag, without decoding the To URI ([`NameAddr::tag_of`]).
     pub fn to_tag(&self) -> Result<Option<&str>, HeaderError> {
         let t = self.text_of(HeaderName::To)?;
-        NameAddr::tag_of(t).map_err(|_| HeaderError::Malformed(HeaderName::To))
+        match self.to_tag.get() {
+            Some(None) => return Ok(None),
+            Some(Some(at)) if let Some(tag) = crate::uri::part(t, *at) => return Ok(Some(tag)),
+            _ => {}
+        }
+        let tag = NameAddr::tag_of(t).map_err(|_| HeaderError::Malformed(HeaderName::To))?;
+        let at = match tag {
+            None => Some(None),
+            Some(tag) => crate::uri::at(t, tag).map(Some),
+        };
+        if let Some(at) = at {
+            let _ = self.to_tag.set(at);
+        }
+        Ok(tag)
     }
 
     /// The From tag, without decoding the From URI ([`NameAddr::tag_of`]).
@@ -582,6 +609,7 @@ fn parse(buf: Bytes, framing: Framing) -> Result<Message, ParseError> {
             headers,
             lf_only,
             body,
+            uri_at: OnceLock::new(),
         }),
         StartLine::Response { status, reason } => Message::Response(Response {
             status,

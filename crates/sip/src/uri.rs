@@ -581,9 +581,174 @@ fn param_end(s: &str) -> usize {
     b.len()
 }
 
+/// Where a part of a decoded view lies in the text it was decoded from (start, end): what a
+/// message keeps instead of the borrowed view, so that it decodes a header once.
+pub(crate) type At = (u32, u32);
+
+/// The range of `part` within `base`; `None` when `part` is not a slice of `base`.
+pub(crate) fn at(base: &str, part: &str) -> Option<At> {
+    let start = (part.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= base.len()).then_some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+}
+
+/// The range of `part` within `base`, with `None` for an empty part (an empty slice need not
+/// point into `base`).
+fn at_or_empty(base: &str, part: &str) -> Option<Option<At>> {
+    if part.is_empty() { Some(None) } else { at(base, part).map(Some) }
+}
+
+/// The text at `at` in `base`; `None` when `base` is not the text the range was taken from.
+pub(crate) fn part(base: &str, (start, end): At) -> Option<&str> {
+    base.get(start as usize..end as usize)
+}
+
+/// A [`Host`] without the borrow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HostAt {
+    Domain(At),
+    V4(Ipv4Addr),
+    V6(Ipv6Addr),
+}
+
+impl HostAt {
+    pub(crate) fn of(base: &str, host: &Host<'_>) -> Option<HostAt> {
+        Some(match *host {
+            Host::Domain(d) => HostAt::Domain(at(base, d)?),
+            Host::V4(a) => HostAt::V4(a),
+            Host::V6(a) => HostAt::V6(a),
+        })
+    }
+
+    pub(crate) fn view<'a>(&self, base: &'a str) -> Option<Host<'a>> {
+        Some(match *self {
+            HostAt::Domain(r) => Host::Domain(part(base, r)?),
+            HostAt::V4(a) => Host::V4(a),
+            HostAt::V6(a) => Host::V6(a),
+        })
+    }
+}
+
+/// A decoded [`Uri`] without the borrow: where its parts lie in the URI's text. What
+/// [`crate::Request::uri`] keeps, so that the Request-URI is decoded once per request although
+/// the proxy rules and the core ask for it about ten times per call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UriAt {
+    Sip {
+        secure: bool,
+        user: Option<At>,
+        password: Option<At>,
+        host: HostAt,
+        host_raw: At,
+        port: Option<u16>,
+        params: Option<At>,
+        headers: Option<At>,
+    },
+    Tel {
+        number: At,
+        params: Option<At>,
+    },
+    Urn {
+        nid: At,
+        nss: At,
+    },
+    Other {
+        scheme: At,
+    },
+}
+
+impl UriAt {
+    /// Records where the parts of `uri` lie in `raw`, the text it was decoded from; `None` when
+    /// a part is not a slice of `raw`.
+    pub(crate) fn of(uri: &Uri<'_>, raw: &str) -> Option<UriAt> {
+        let opt = |p: Option<&str>| -> Option<Option<At>> {
+            match p {
+                None => Some(None),
+                Some(p) => at(raw, p).map(Some),
+            }
+        };
+        Some(match uri {
+            Uri::Sip(u) => UriAt::Sip {
+                secure: u.secure,
+                user: opt(u.user)?,
+                password: opt(u.password)?,
+                host: HostAt::of(raw, &u.host)?,
+                host_raw: at(raw, u.host_raw)?,
+                port: u.port,
+                params: at_or_empty(raw, u.params.as_str())?,
+                headers: opt(u.headers)?,
+            },
+            Uri::Tel(t) => UriAt::Tel {
+                number: at(raw, t.number)?,
+                params: at_or_empty(raw, t.params.as_str())?,
+            },
+            Uri::Urn(u) => UriAt::Urn { nid: at(raw, u.nid)?, nss: at(raw, u.nss)? },
+            Uri::Other { scheme, .. } => UriAt::Other { scheme: at(raw, scheme)? },
+        })
+    }
+
+    /// The URI again, from the same text; `None` when `raw` is not that text.
+    pub(crate) fn view<'a>(&self, raw: &'a str) -> Option<Uri<'a>> {
+        let opt = |r: Option<At>| -> Option<Option<&'a str>> {
+            match r {
+                None => Some(None),
+                Some(r) => part(raw, r).map(Some),
+            }
+        };
+        let params = |r: Option<At>| -> Option<Params<'a>> {
+            Some(Params::new(match r {
+                None => "",
+                Some(r) => part(raw, r)?,
+            }))
+        };
+        Some(match *self {
+            UriAt::Sip { secure, user, password, host, host_raw, port, params: p, headers } => {
+                Uri::Sip(SipUri {
+                    raw,
+                    secure,
+                    user: opt(user)?,
+                    password: opt(password)?,
+                    host: host.view(raw)?,
+                    host_raw: part(raw, host_raw)?,
+                    port,
+                    params: params(p)?,
+                    headers: opt(headers)?,
+                })
+            }
+            UriAt::Tel { number, params: p } => {
+                Uri::Tel(TelUri { raw, number: part(raw, number)?, params: params(p)? })
+            }
+            UriAt::Urn { nid, nss } => {
+                Uri::Urn(UrnUri { raw, nid: part(raw, nid)?, nss: part(raw, nss)? })
+            }
+            UriAt::Other { scheme } => Uri::Other { scheme: part(raw, scheme)?, raw },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uri_at_gives_back_the_same_view() {
+        for raw in [
+            "sip:alice:pw@example.com:5070;transport=TCP;lr?subject=x&priority=1",
+            "sips:[2001:db8::1]:5061",
+            "sip:192.0.2.7",
+            "sip:+15550100@gw.example.net;user=phone",
+            "tel:+1-555-0100;phone-context=example.com",
+            "tel:911",
+            "urn:service:sos",
+            "mailto:agent@example.com",
+        ] {
+            let uri = Uri::parse(raw).unwrap();
+            let at = UriAt::of(&uri, raw).unwrap();
+            assert_eq!(at.view(raw), Some(uri), "{raw}");
+            // Another text with the same parts elsewhere gives another (checked) view or none.
+            assert_ne!(at.view("sip:x"), Some(uri), "{raw}");
+        }
+    }
 
     #[test]
     fn sip_uri_parts() {

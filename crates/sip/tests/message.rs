@@ -258,6 +258,35 @@ fn the_kept_top_via_follows_every_change() {
     assert!(r.headers().top_via().is_err());
 }
 
+/// The To tag and the Request-URI are decoded once and kept, like the top Via: a change is
+/// seen by the next call, a clone keeps what it decoded.
+#[test]
+fn the_kept_to_tag_and_request_uri_follow_every_change() {
+    let mut r = request(INVITE);
+    assert_eq!(r.headers().to_tag().unwrap(), None);
+    assert!(!r.in_dialog());
+    r.headers_mut().set(HeaderName::To, "Bob <sip:bob@example.com>;tag=t1");
+    assert_eq!(r.headers().to_tag().unwrap(), Some("t1"));
+    assert!(r.in_dialog());
+    let copy = r.clone();
+    r.headers_mut().set(HeaderName::To, "<sip:bob@example.com>;x=y;tag=second");
+    assert_eq!(r.headers().to_tag().unwrap(), Some("second"));
+    assert_eq!(copy.headers().to_tag().unwrap(), Some("t1"));
+    r.headers_mut().set(HeaderName::To, "<sip:bob@example.com>");
+    assert!(!r.in_dialog());
+
+    let first = r.uri().unwrap();
+    assert_eq!(first, r.uri().unwrap());
+    assert_eq!(first.as_str(), r.uri_str());
+    r.set_uri("sips:+15550100@[2001:db8::7]:5061;user=phone").unwrap();
+    let set = r.uri().unwrap();
+    let sip = set.as_sip().unwrap();
+    assert_eq!((sip.secure, sip.user, sip.port), (true, Some("+15550100"), Some(5061)));
+    assert_eq!(sip.params.get("user"), Some(Some("phone")));
+    r.set_uri("tel:933").unwrap();
+    assert_eq!(r.uri().unwrap().user(), Some("933"));
+}
+
 /// Popping the first element of a combined Via leaves the rest as it was, without copying.
 #[test]
 fn popping_a_combined_via_keeps_the_rest() {

@@ -990,7 +990,7 @@ enum Ev<'a> {
 /// Parallel fork to `events.len()` branches; events arrive in order, branch i gets event i.
 /// Returns the final response and the cancel lists seen.
 fn fork(events: &[Ev<'_>]) -> (Response, Vec<Vec<u32>>) {
-    let mut ctx = ResponseContext::new(&original_invite(), |_| "px".to_owned());
+    let mut ctx = ResponseContext::new(original_invite().into(), |_| "px".to_owned());
     for _ in events {
         ctx.add_branch().expect("an open context");
     }
@@ -1064,7 +1064,7 @@ fn best_response_selection() {
 
 #[test]
 fn six_hundred_cancels_the_others_and_closes_the_context() {
-    let mut ctx = ResponseContext::new(&original_invite(), |_| "px".to_owned());
+    let mut ctx = ResponseContext::new(original_invite().into(), |_| "px".to_owned());
     let (a, b, c) =
         (ctx.add_branch().unwrap(), ctx.add_branch().unwrap(), ctx.add_branch().unwrap());
     assert!(ctx.on_response(a, branch_resp("180 Ringing", "")).forward.is_some());
@@ -1119,7 +1119,7 @@ fn challenges_from_every_branch_are_aggregated() {
 
 #[test]
 fn two_hundred_goes_up_at_once_and_cancels_the_rest() {
-    let mut ctx = ResponseContext::new(&original_invite(), |_| "px".to_owned());
+    let mut ctx = ResponseContext::new(original_invite().into(), |_| "px".to_owned());
     let (a, b, c) =
         (ctx.add_branch().unwrap(), ctx.add_branch().unwrap(), ctx.add_branch().unwrap());
     assert!(ctx.on_response(a, branch_resp("100 Trying", "")).forward.is_none());
@@ -1138,7 +1138,7 @@ fn two_hundred_goes_up_at_once_and_cancels_the_rest() {
 
 #[test]
 fn serial_failover_keeps_the_context_open() {
-    let mut ctx = ResponseContext::new(&original_invite(), |_| "px".to_owned());
+    let mut ctx = ResponseContext::new(original_invite().into(), |_| "px".to_owned());
     let first = ctx.add_branch().unwrap();
     let out =
         ctx.on_response(first, branch_resp("503 Service Unavailable", "Retry-After: 120\r\n"));
@@ -1164,7 +1164,7 @@ fn serial_failover_keeps_the_context_open() {
     assert_eq!(out.forward.unwrap().status(), 486);
 
     // No target at all: 408 (§16.7 step 6).
-    let mut ctx = ResponseContext::new(&original_invite(), |_| "px".to_owned());
+    let mut ctx = ResponseContext::new(original_invite().into(), |_| "px".to_owned());
     assert_eq!(ctx.close().forward.unwrap().status(), 408);
 }
 
@@ -1172,7 +1172,7 @@ fn serial_failover_keeps_the_context_open() {
 fn non_invite_follows_rfc_4320() {
     let message = request(&simple("MESSAGE", "sip:bob@edge.example.com", ""));
     // Every branch timed out: no 408 goes up (RFC 4320 §4.2); the context is over.
-    let mut ctx = ResponseContext::new(&message, |_| "px".to_owned());
+    let mut ctx = ResponseContext::new(message.clone().into(), |_| "px".to_owned());
     let a = ctx.add_branch().unwrap();
     let b = ctx.add_branch().unwrap();
     ctx.close();
@@ -1184,7 +1184,7 @@ fn non_invite_follows_rfc_4320() {
     assert!(ctx.on_timeout(b).forward.is_none());
     assert!(ctx.final_sent());
     // A real answer among the timeouts goes up.
-    let mut ctx = ResponseContext::new(&message, |_| "px".to_owned());
+    let mut ctx = ResponseContext::new(message.clone().into(), |_| "px".to_owned());
     let a = ctx.add_branch().unwrap();
     let b = ctx.add_branch().unwrap();
     ctx.close();
@@ -1192,7 +1192,7 @@ fn non_invite_follows_rfc_4320() {
     let out = ctx.on_response(b, branch_resp("404 Not Found", ""));
     assert_eq!(out.forward.unwrap().status(), 404);
     // A 2xx goes up at once; a second one does not (only INVITE 2xx keep going).
-    let mut ctx = ResponseContext::new(&message, |_| "px".to_owned());
+    let mut ctx = ResponseContext::new(message.clone().into(), |_| "px".to_owned());
     let a = ctx.add_branch().unwrap();
     let b = ctx.add_branch().unwrap();
     assert_eq!(ctx.on_response(a, branch_resp("202 Accepted", "")).forward.unwrap().status(), 202);
@@ -1201,7 +1201,7 @@ fn non_invite_follows_rfc_4320() {
 
 #[test]
 fn cancel_received_terminates_every_branch() {
-    let mut ctx = ResponseContext::new(&original_invite(), |_| "px".to_owned());
+    let mut ctx = ResponseContext::new(original_invite().into(), |_| "px".to_owned());
     let a = ctx.add_branch().unwrap();
     let b = ctx.add_branch().unwrap();
     ctx.on_response(a, branch_resp("180 Ringing", ""));
@@ -1325,7 +1325,7 @@ Max-Forwards: 69\r\n\
     assert!(!admitted.spiral);
     let pre = proxy::preprocess_routes(&mut invite, &local).unwrap();
     assert!(!pre.was_routed());
-    let mut ctx = ResponseContext::new(&invite, |_| "edge-tag".to_owned());
+    let mut ctx = ResponseContext::new(invite.clone().into(), |_| "edge-tag".to_owned());
     let fork = ctx.add_branch().unwrap();
     let prepared = proxy::prepare(
         &invite,
@@ -1567,7 +1567,7 @@ mod hostile {
             if proxy::preprocess_routes(&mut req, &local).is_err() {
                 return Ok(());
             }
-            let mut ctx = ResponseContext::new(&req, |_| "t".to_owned());
+            let mut ctx = ResponseContext::new(req.clone().into(), |_| "t".to_owned());
             for t in [None, Some(target.as_str()), Some("sip:x@198.51.100.1")] {
                 let Ok(prepared) = proxy::prepare(&req, &admitted, t) else { continue };
                 let out = local.outbound_for(prepared.next_hop()).cloned().unwrap_or_else(udp);
@@ -1611,7 +1611,7 @@ mod hostile {
             let _ = proxy::pop_via(&mut resp, &local);
             let _ = proxy::retry_after(&resp);
             let invite = original_invite();
-            let mut ctx = ResponseContext::new(&invite, |_| "t".to_owned());
+            let mut ctx = ResponseContext::new(invite.clone().into(), |_| "t".to_owned());
             let a = ctx.add_branch().unwrap();
             let b = ctx.add_branch().unwrap();
             let _ = ctx.on_response(a, resp.clone());

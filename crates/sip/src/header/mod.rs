@@ -99,6 +99,10 @@ pub struct Headers {
     /// proxy rules and the core each ask for it, about twenty times per call; every method
     /// that changes the section clears it ([`Headers::changed`]).
     pub(crate) top_via: std::sync::OnceLock<Option<typed::ViaAt>>,
+    /// Where the To tag lies in the To value (`None` inside: no tag), as found by the first
+    /// [`Headers::to_tag`] since the last change; asked about ten times per call (is a request
+    /// in a dialog?). A To that does not decode is not kept.
+    pub(crate) to_tag: std::sync::OnceLock<Option<crate::uri::At>>,
 }
 
 impl Headers {
@@ -148,6 +152,7 @@ impl Headers {
     /// Forgets what was decoded from the section: called by every change.
     pub(crate) fn changed(&mut self) {
         self.top_via.take();
+        self.to_tag.take();
     }
 
     /// Gives entry `idx` a new value (reusing its own slot when it had one), printed in

@@ -7,7 +7,10 @@ use std::net::IpAddr;
 
 use crate::method::Method;
 use crate::text::{self, ByteSet, TOKEN_SET, is_token, parse_u32, quoted_end, split_commas, trim};
-use crate::uri::{Host, Params, Uri, UriError, host_plain_valid, port_plain_valid, split_hostport};
+use crate::uri::{
+    At, Host, HostAt, Params, Uri, UriError, at, host_plain_valid, part, port_plain_valid,
+    split_hostport,
+};
 
 /// A malformed header value (the caller knows which header it was).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,63 +48,40 @@ pub struct Via<'a> {
 /// [`crate::Headers::top_via`] keeps so that it decodes the top Via once per message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ViaAt {
-    raw: (u32, u32),
-    transport: (u32, u32),
-    host_raw: (u32, u32),
+    raw: At,
+    transport: At,
+    host_raw: At,
     host: HostAt,
     port: Option<u16>,
     /// `None` for a Via without parameters.
-    params: Option<(u32, u32)>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HostAt {
-    Domain((u32, u32)),
-    V4(std::net::Ipv4Addr),
-    V6(std::net::Ipv6Addr),
+    params: Option<At>,
 }
 
 impl ViaAt {
     /// Records where `via`'s parts lie in `value`, the header value it was decoded from;
     /// `None` when a part is not a slice of `value`.
     pub(crate) fn of(via: &Via<'_>, value: &str) -> Option<ViaAt> {
-        let base = value.as_ptr() as usize;
-        let at = |part: &str| -> Option<(u32, u32)> {
-            let start = (part.as_ptr() as usize).checked_sub(base)?;
-            let end = start.checked_add(part.len())?;
-            (end <= value.len()).then_some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
-        };
-        let host = match via.host {
-            Host::Domain(d) => HostAt::Domain(at(d)?),
-            Host::V4(a) => HostAt::V4(a),
-            Host::V6(a) => HostAt::V6(a),
-        };
         let params = via.params.as_str();
         Some(ViaAt {
-            raw: at(via.raw)?,
-            transport: at(via.transport)?,
-            host_raw: at(via.host_raw)?,
-            host,
+            raw: at(value, via.raw)?,
+            transport: at(value, via.transport)?,
+            host_raw: at(value, via.host_raw)?,
+            host: HostAt::of(value, &via.host)?,
             port: via.port,
-            params: if params.is_empty() { None } else { Some(at(params)?) },
+            params: if params.is_empty() { None } else { Some(at(value, params)?) },
         })
     }
 
     /// The Via again, from the same header value.
     pub(crate) fn view<'a>(&self, value: &'a str) -> Option<Via<'a>> {
-        let part = |(s, e): (u32, u32)| value.get(s as usize..e as usize);
         Some(Via {
-            raw: part(self.raw)?,
-            transport: part(self.transport)?,
-            host: match self.host {
-                HostAt::Domain(r) => Host::Domain(part(r)?),
-                HostAt::V4(a) => Host::V4(a),
-                HostAt::V6(a) => Host::V6(a),
-            },
-            host_raw: part(self.host_raw)?,
+            raw: part(value, self.raw)?,
+            transport: part(value, self.transport)?,
+            host: self.host.view(value)?,
+            host_raw: part(value, self.host_raw)?,
             port: self.port,
             params: Params::new(match self.params {
-                Some(r) => part(r)?,
+                Some(r) => part(value, r)?,
                 None => "",
             }),
         })

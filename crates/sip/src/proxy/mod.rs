@@ -12,7 +12,7 @@
 //!   -> Verdict::Forward(admitted)
 //! preprocess_routes(&mut req, &local)?     §16.4: strict-router fix-up, pop our Route(s)
 //! (targets: registrar, dialplan — §16.5, the edge's)
-//! ctx = ResponseContext::new(&req, tag_of) §16.7
+//! ctx = ResponseContext::new(Arc::clone(&req), tag_of)   §16.7 (req in an Arc from here on)
 //! for each target:
 //!   fork = ctx.add_branch()
 //!   prepared = prepare(&req, &admitted, Some(target))?      §16.6 steps 1-3, 6, 7, 9

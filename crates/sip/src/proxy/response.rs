@@ -2,6 +2,8 @@
 //! (§18.2.2, RFC 3581 §4), and choosing the best final response across the branches of one
 //! request (§16.7 steps 5–7, §16.8, §16.9).
 
+use std::sync::Arc;
+
 use crate::header::HeaderName;
 use crate::header::typed::{Via, parse_number};
 use crate::message::{Request, Response};
@@ -193,8 +195,9 @@ struct Final {
 pub struct ResponseContext {
     /// The request as received, for the responses the proxy makes up; let go of (with the
     /// kept final responses) once the final response is chosen: the context outlives it by
-    /// the 32 s an INVITE's 2xx may be retransmitted.
-    request: Option<Box<Request>>,
+    /// the 32 s an INVITE's 2xx may be retransmitted. Shared with the caller, who usually
+    /// keeps the request too (to fork it), so that it is not copied.
+    request: Option<Arc<Request>>,
     /// Derives the To tag of a response the proxy makes up from the request; called only when
     /// one is made (most calls never need it).
     to_tag: fn(&Request) -> String,
@@ -215,11 +218,11 @@ impl ResponseContext {
     /// A context for `request` as received (its Vias are the ones the responses go back to).
     /// `to_tag` gives the tag for responses the proxy makes up itself (the same for every
     /// retransmission of the request: RFC 3261 §8.2.6.2).
-    pub fn new(request: &Request, to_tag: fn(&Request) -> String) -> ResponseContext {
+    pub fn new(request: Arc<Request>, to_tag: fn(&Request) -> String) -> ResponseContext {
         ResponseContext {
-            request: Some(Box::new(request.clone())),
-            to_tag,
             invite: *request.method() == Method::Invite,
+            request: Some(request),
+            to_tag,
             branches: Vec::new(),
             closed: false,
             cancelling: false,
