@@ -434,6 +434,43 @@ fn a_version_1_database_keeps_its_calls_and_learns_the_new_directions() {
     assert_eq!(s.calls(1, None).unwrap()[0].call, transit);
 }
 
+#[test]
+fn a_version_2_database_keeps_its_calls_and_still_refuses_an_unknown_direction() {
+    let db = TempDb::new("calls-v2");
+    std::fs::create_dir_all(db.path().parent().unwrap()).unwrap();
+    {
+        let c = rusqlite::Connection::open(db.path()).unwrap();
+        c.execute_batch(super::migrations::MIGRATIONS[0]).unwrap();
+        c.execute_batch(super::migrations::MIGRATIONS[1]).unwrap();
+        c.pragma_update(None, "user_version", 2).unwrap();
+        c.execute(
+            "INSERT INTO calls (id, agent, direction, from_uri, to_uri, started_at, duration_s,
+                                result, trunk)
+             VALUES (9, 'a', 'outbound', '+15550100123', '+15551230000', 100, 42, 'answered',
+                     'carrier')",
+            [],
+        )
+        .unwrap();
+    }
+    let s = db.open();
+    assert_eq!(s.schema_version().unwrap(), SqliteStore::latest_schema_version());
+    assert_eq!(
+        s.calls(10, None).unwrap(),
+        vec![CallRecord { id: CallId(9), call: call("a", 100) }]
+    );
+    let mut internal = call("a", 200);
+    internal.direction = Direction::Internal;
+    assert!(s.insert_call(&internal).unwrap() > CallId(9), "ids keep growing after the rebuild");
+    drop(s);
+    let c = rusqlite::Connection::open(db.path()).unwrap();
+    let refused = c.execute(
+        "INSERT INTO calls (agent, direction, from_uri, to_uri, started_at, duration_s, result)
+         VALUES ('a', 'sideways', 'x', 'y', 1, 0, 'answered')",
+        [],
+    );
+    assert!(refused.is_err(), "the CHECK still holds");
+}
+
 const HOUR: Duration = Duration::from_secs(3600);
 const QUARANTINE: Duration = Duration::from_secs(600);
 
