@@ -91,6 +91,7 @@ impl Binds {
                 .map_err(|e| {
                     std::io::Error::new(e.kind(), format!("media webrtc_port {addr}: {e}"))
                 })?;
+            widen_buffers(&socket, &format_args!("media webrtc_port {addr}"));
             binds.webrtc = Some(socket);
         }
         Ok(binds)
@@ -764,12 +765,14 @@ pub fn reload(dialplans: &Dialplans, metrics: &Metrics) -> Result<(), Vec<Dialpl
 /// drop costs a retransmission. The kernel caps the request at `net.core.rmem_max`.
 pub const UDP_BUFFER_BYTES: usize = 4 << 20;
 
-fn widen_buffers(socket: &UdpSocket, listen: &crate::config::Listen) {
+/// Widens the buffers of a SIP listener's socket or of the media anchor's WebRTC socket (every
+/// browser leg's packets, 50 per second per call each way, meet in it).
+fn widen_buffers(socket: &impl std::os::fd::AsFd, socket_of: &dyn std::fmt::Display) {
     let s = socket2::SockRef::from(socket);
     if let Err(e) = s
         .set_recv_buffer_size(UDP_BUFFER_BYTES)
         .and_then(|()| s.set_send_buffer_size(UDP_BUFFER_BYTES))
     {
-        tracing::warn!(%listen, error = %e, "cannot widen the UDP socket buffers");
+        tracing::warn!(socket = %socket_of, error = %e, "cannot widen the UDP socket buffers");
     }
 }
