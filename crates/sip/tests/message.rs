@@ -272,6 +272,12 @@ fn the_kept_to_tag_and_request_uri_follow_every_change() {
     r.headers_mut().set(HeaderName::To, "<sip:bob@example.com>;x=y;tag=second");
     assert_eq!(r.headers().to_tag().unwrap(), Some("second"));
     assert_eq!(copy.headers().to_tag().unwrap(), Some("t1"));
+    // Changes to other headers keep what was decoded, and it stays right.
+    r.headers_mut().prepend(HeaderName::RecordRoute, "<sip:proxy.example;lr>");
+    r.headers_mut().push(HeaderName::Route, "<sip:next.example;lr>");
+    r.headers_mut().remove_all(HeaderName::Route);
+    assert_eq!(r.headers().to_tag().unwrap(), Some("second"));
+    assert_eq!(r.headers().top_via().unwrap(), r.headers().vias().next().unwrap().unwrap());
     r.headers_mut().set(HeaderName::To, "<sip:bob@example.com>");
     assert!(!r.in_dialog());
 

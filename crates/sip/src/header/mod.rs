@@ -149,23 +149,28 @@ impl Headers {
         }
     }
 
-    /// Forgets what was decoded from the section: called by every change.
-    pub(crate) fn changed(&mut self) {
-        self.top_via.take();
-        self.to_tag.take();
+    /// Forgets what was decoded from the `name` headers: called by every change, with the
+    /// name of the headers it adds, removes or rewrites. What is kept is a range of the value
+    /// it was decoded from, so changes to other headers leave it valid.
+    pub(crate) fn changed(&mut self, name: HeaderName) {
+        match name {
+            HeaderName::Via => drop(self.top_via.take()),
+            HeaderName::To => drop(self.to_tag.take()),
+            _ => {}
+        }
     }
 
     /// Gives entry `idx` a new value (reusing its own slot when it had one), printed in
     /// canonical form from now on.
     pub(crate) fn set_value(&mut self, idx: usize, value: Bytes) {
-        self.changed();
+        let Some(name) = self.entries.get(idx).map(|e| e.name) else { return };
+        self.changed(name);
         let piece = match self.entries.get(idx).map(|e| e.value) {
             Some(Piece::Owned(i)) if (i as usize) < self.owned.len() => {
                 self.owned[i as usize] = value;
                 Piece::Owned(i)
             }
-            Some(_) => self.own(value),
-            None => return,
+            _ => self.own(value),
         };
         if let Some(e) = self.entries.get_mut(idx) {
             e.value = piece;
@@ -215,15 +220,16 @@ impl Headers {
 
     /// Appends a header after all others.
     pub fn push(&mut self, name: HeaderName, value: impl Into<Bytes>) {
-        self.changed();
+        self.changed(name);
         let e = self.new_entry(name, value.into());
         self.entries.push(e);
     }
 
     /// Appends a header whose name lifeline does not know (`X-Foo`).
     pub fn push_other(&mut self, name: &'static str, value: impl Into<Bytes>) {
-        self.changed();
-        let mut e = self.new_entry(HeaderName::from_bytes(name.as_bytes()), value.into());
+        let known = HeaderName::from_bytes(name.as_bytes());
+        self.changed(known);
+        let mut e = self.new_entry(known, value.into());
         e.name_text = Some(self.own(Bytes::from_static(name.as_bytes())));
         self.entries.push(e);
     }
@@ -231,7 +237,7 @@ impl Headers {
     /// Appends a copy of `e`, an entry of `src`, in canonical form. `self` must share `src`'s
     /// receive buffer (`buf`): a value there is kept as the same span, without copying.
     pub(crate) fn push_copy_of(&mut self, src: &Headers, e: &Entry) {
-        self.changed();
+        self.changed(e.name);
         let value = match e.value {
             span @ Piece::Span { .. } => span,
             Piece::Owned(_) => self.own(Bytes::copy_from_slice(src.piece(e.value))),
@@ -247,7 +253,7 @@ impl Headers {
     /// Inserts a header before the first header called `name`, or at the top when there is
     /// none: how a proxy pushes its Via or Record-Route (RFC 3261 §16.6 steps 4 and 8).
     pub fn prepend(&mut self, name: HeaderName, value: impl Into<Bytes>) {
-        self.changed();
+        self.changed(name);
         let at = self.entries.iter().position(|e| e.name == name).unwrap_or(0);
         let e = self.new_entry(name, value.into());
         self.entries.insert(at, e);
@@ -264,7 +270,7 @@ impl Headers {
 
     /// Removes every header called `name`; returns how many there were.
     pub fn remove_all(&mut self, name: HeaderName) -> usize {
-        self.changed();
+        self.changed(name);
         let before = self.entries.len();
         self.entries.retain(|e| e.name != name);
         before - self.entries.len()
@@ -287,7 +293,7 @@ impl Headers {
     /// slice of the bytes the value lives in, and the rest stays where it is (a narrower span
     /// of the receive buffer, or a slice of the owned value).
     fn pop_first_element(&mut self, name: HeaderName) -> Option<Bytes> {
-        self.changed();
+        self.changed(name);
         let idx = self.entries.iter().position(|e| e.name == name)?;
         let piece = self.entries[idx].value;
         let whole = match piece {

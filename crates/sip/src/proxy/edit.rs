@@ -12,7 +12,7 @@ use crate::text;
 /// [`Headers::push`] and moved, so that its form is the one every added header has.
 pub(super) fn insert_at(h: &mut Headers, at: usize, name: HeaderName, value: impl Into<Bytes>) {
     h.push(name, value);
-    h.changed();
+    h.changed(name);
     if let Some(entry) = h.entries.pop() {
         let at = at.min(h.entries.len());
         h.entries.insert(at, entry);
@@ -63,7 +63,7 @@ pub(super) fn replace_first_element(h: &mut Headers, name: HeaderName, new: &[u8
 /// Removes the last element of the last header called `name` (the last Route value,
 /// RFC 3261 §16.4) and returns it. A header left empty is removed.
 pub(super) fn remove_last_element(h: &mut Headers, name: HeaderName) -> Option<String> {
-    h.changed();
+    h.changed(name);
     let idx = h.entries.iter().rposition(|e| e.name == name)?;
     let raw = h.piece(h.entries.get(idx)?.value);
     let value = std::str::from_utf8(raw).ok()?;

@@ -64,10 +64,11 @@ pub fn pop_via(response: &mut Response, local: &LocalIdentity) -> Result<Upstrea
         top.branch().and_then(Branch::parse).ok_or(Dropped::NotOurs)?
     };
     response.headers_mut().pop_first_value(HeaderName::Via);
-    match response.headers().vias().next() {
-        None => Ok(Upstream::Local { branch }),
-        Some(via) => {
-            let via = via.map_err(|_| Dropped::MalformedVia)?;
+    // The new top Via, decoded once and kept for whoever asks next.
+    match response.headers().top_via() {
+        Err(crate::HeaderError::Missing(_)) => Ok(Upstream::Local { branch }),
+        Err(_) => Err(Dropped::MalformedVia),
+        Ok(via) => {
             Ok(Upstream::Forward { branch, reply_to: reply_to(&via).ok_or(Dropped::MalformedVia)? })
         }
     }
