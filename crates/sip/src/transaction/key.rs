@@ -2,6 +2,7 @@
 //! transaction, RFC 3261 §17.1.3 and §17.2.3).
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::message::{Request, Response};
 use crate::method::Method;
@@ -72,10 +73,10 @@ impl fmt::Display for TxnKey {
 
 /// How a response finds its client transaction: the branch of the top Via and the CSeq
 /// method (RFC 3261 §17.1.3). The method tells a CANCEL's responses from its INVITE's, which
-/// share the branch.
+/// share the branch. The branch is shared with the layer's index ([`ClientIndex`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct ClientMatch {
-    pub(crate) branch: Box<str>,
+    pub(crate) branch: Arc<str>,
     pub(crate) method: Method,
 }
 
@@ -86,12 +87,65 @@ impl ClientMatch {
         Some(ClientMatch { branch: via.branch()?.into(), method: req.method().clone() })
     }
 
-    /// The key a response points at; `None` without a top Via branch or a CSeq.
-    pub(crate) fn of_response(resp: &Response) -> Option<ClientMatch> {
+    /// The branch and CSeq method a response points at, borrowed from it (a lookup allocates
+    /// nothing); `None` without a top Via branch or a CSeq.
+    pub(crate) fn of_response(resp: &Response) -> Option<(&str, Method)> {
         let via = resp.headers().top_via().ok()?;
-        let branch = via.branch()?.into();
         let method = resp.headers().cseq().ok()?.method;
-        Some(ClientMatch { branch, method })
+        Some((via.branch()?, method))
+    }
+}
+
+/// The client transactions by branch: at most two share one (a request and the CANCEL sent
+/// for it, RFC 3261 §9.1), told apart by method.
+#[derive(Debug, Default)]
+pub(crate) struct ClientIndex {
+    map: crate::FastMap<Arc<str>, [Option<(Method, ClientKey)>; 2]>,
+    len: usize,
+}
+
+impl ClientIndex {
+    /// The transaction of `method` on `branch`.
+    pub(crate) fn get(&self, branch: &str, method: &Method) -> Option<ClientKey> {
+        self.map.get(branch)?.iter().flatten().find(|(m, _)| m == method).map(|(_, k)| *k)
+    }
+
+    /// Adds `key` under `m`; false (nothing changed) when `m` is taken or the branch already
+    /// has two transactions.
+    pub(crate) fn insert(&mut self, m: &ClientMatch, key: ClientKey) -> bool {
+        let slots = self.map.entry(Arc::clone(&m.branch)).or_default();
+        if slots.iter().flatten().any(|(method, _)| *method == m.method) {
+            return false;
+        }
+        let Some(free) = slots.iter_mut().find(|s| s.is_none()) else { return false };
+        *free = Some((m.method.clone(), key));
+        self.len += 1;
+        true
+    }
+
+    /// Removes `m` if it is `key`'s.
+    pub(crate) fn remove(&mut self, m: &ClientMatch, key: ClientKey) {
+        let Some(slots) = self.map.get_mut(&*m.branch) else { return };
+        for slot in slots.iter_mut() {
+            if matches!(slot, Some((method, k)) if *method == m.method && *k == key) {
+                *slot = None;
+                self.len -= 1;
+            }
+        }
+        if slots.iter().all(Option::is_none) {
+            self.map.remove(&*m.branch);
+        }
+    }
+
+    /// How many transactions are indexed.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 
@@ -101,9 +155,9 @@ pub(crate) enum ServerMatch {
     /// The top Via branch starts with the magic cookie `z9hG4bK`: branch, sent-by and method,
     /// with ACK counted as INVITE.
     Branch {
-        branch: Box<str>,
+        branch: Arc<str>,
         /// The sent-by host, lowercased (hosts compare case-insensitively).
-        host: Box<str>,
+        host: Arc<str>,
         port: Option<u16>,
         method: Method,
     },
@@ -143,7 +197,11 @@ impl RequestId {
             };
             let key = ServerMatch::Branch {
                 branch: via.branch()?.into(),
-                host: via.host_raw.to_ascii_lowercase().into(),
+                host: if via.host_raw.bytes().any(|b| b.is_ascii_uppercase()) {
+                    via.host_raw.to_ascii_lowercase().into()
+                } else {
+                    via.host_raw.into()
+                },
                 port: via.port,
                 method,
             };
@@ -171,5 +229,37 @@ impl RequestId {
             },
             legacy @ ServerMatch::Legacy(_) => legacy.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(branch: &str, method: Method) -> ClientMatch {
+        ClientMatch { branch: branch.into(), method }
+    }
+
+    #[test]
+    fn a_branch_holds_a_request_and_its_cancel() {
+        let mut index = ClientIndex::default();
+        assert!(index.insert(&m("z9hG4bK1", Method::Invite), ClientKey(1)));
+        assert!(!index.insert(&m("z9hG4bK1", Method::Invite), ClientKey(2)), "duplicate");
+        assert!(index.insert(&m("z9hG4bK1", Method::Cancel), ClientKey(3)));
+        assert!(!index.insert(&m("z9hG4bK1", Method::Bye), ClientKey(4)), "two at most");
+        assert_eq!(index.get("z9hG4bK1", &Method::Invite), Some(ClientKey(1)));
+        assert_eq!(index.get("z9hG4bK1", &Method::Cancel), Some(ClientKey(3)));
+        assert_eq!(index.get("z9hG4bK1", &Method::Bye), None);
+        assert_eq!(index.get("z9hG4bK2", &Method::Invite), None);
+        assert_eq!(index.len(), 2);
+        // Removing needs the right key.
+        index.remove(&m("z9hG4bK1", Method::Invite), ClientKey(9));
+        assert_eq!(index.get("z9hG4bK1", &Method::Invite), Some(ClientKey(1)));
+        index.remove(&m("z9hG4bK1", Method::Invite), ClientKey(1));
+        assert_eq!(index.get("z9hG4bK1", &Method::Invite), None);
+        assert_eq!(index.get("z9hG4bK1", &Method::Cancel), Some(ClientKey(3)));
+        index.remove(&m("z9hG4bK1", Method::Cancel), ClientKey(3));
+        assert!(index.is_empty());
+        assert!(index.map.is_empty());
     }
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::build;
 use super::client::{Class, ClientCore, ClientMachine, ClientTxn};
 use super::event::{CancelStatus, Ctx, Event, Transmit, TxnError, TxnState};
-use super::key::{ClientKey, ClientMatch, RequestId, ServerKey, ServerMatch, TxnKey};
+use super::key::{ClientIndex, ClientKey, ClientMatch, RequestId, ServerKey, ServerMatch, TxnKey};
 use super::peer::{FlowId, Peer};
 use super::server::{ServerCore, ServerTxn};
 use super::timer::TimerConfig;
@@ -63,7 +63,7 @@ pub struct TxnLayer {
     clients: FastMap<ClientKey, Box<ClientTxn>>,
     servers: FastMap<ServerKey, Box<ServerTxn>>,
     /// Responses find their client transaction here (§17.1.3).
-    client_index: FastMap<ClientMatch, ClientKey>,
+    client_index: ClientIndex,
     /// Requests with an RFC 3261 branch find their server transaction here (§17.2.3).
     branch_index: FastMap<ServerMatch, ServerKey>,
     /// RFC 2543 requests: the candidates sharing the legacy identity (an INVITE and its
@@ -99,7 +99,7 @@ impl TxnLayer {
             next_id: 1,
             clients: FastMap::default(),
             servers: FastMap::default(),
-            client_index: FastMap::default(),
+            client_index: ClientIndex::default(),
             branch_index: FastMap::default(),
             legacy_index: FastMap::default(),
             deadlines: BTreeSet::new(),
@@ -176,8 +176,8 @@ impl TxnLayer {
         let Some(class) = Class::of(response.status()) else {
             return;
         };
-        let key =
-            ClientMatch::of_response(&response).and_then(|m| self.client_index.get(&m).copied());
+        let key = ClientMatch::of_response(&response)
+            .and_then(|(branch, method)| self.client_index.get(branch, &method));
         let Some(txn) = key.and_then(|k| self.clients.get_mut(&k)) else {
             self.events.push_back(Event::StrayResponse { from, response });
             return;
@@ -277,11 +277,11 @@ impl TxnLayer {
             Ok(cseq) if cseq.method == *request.method() => {}
             _ => return Err(TxnError::BadCSeq),
         }
-        if self.client_index.contains_key(&matcher) {
+        let key = ClientKey(self.next_id);
+        if !self.client_index.insert(&matcher, key) {
             return Err(TxnError::DuplicateBranch);
         }
-        let key = ClientKey(self.next_id());
-        self.client_index.insert(matcher.clone(), key);
+        self.next_id += 1;
         let core = ClientCore::new(key, matcher, to, request);
         let mut ctx = ctx!(self, now);
         let txn = ClientTxn::start(core, &mut ctx);
@@ -392,12 +392,11 @@ impl TxnLayer {
     fn find_server(&self, id: &RequestId, find: Find<'_>) -> Option<ServerKey> {
         match &id.key {
             ServerMatch::Branch { .. } => {
-                let key = match find {
+                match find {
                     // The id already counts ACK as INVITE.
-                    Find::Own(_) | Find::AckTarget => id.key.clone(),
-                    Find::CancelTarget => id.invite_key(),
-                };
-                self.branch_index.get(&key).copied()
+                    Find::Own(_) | Find::AckTarget => self.branch_index.get(&id.key).copied(),
+                    Find::CancelTarget => self.branch_index.get(&id.invite_key()).copied(),
+                }
             }
             legacy @ ServerMatch::Legacy(_) => {
                 let candidates = self.legacy_index.get(legacy)?;
@@ -526,9 +525,7 @@ impl TxnLayer {
                 let Some(txn) = self.clients.remove(&k) else {
                     return;
                 };
-                if self.client_index.get(&txn.core.matcher) == Some(&k) {
-                    self.client_index.remove(&txn.core.matcher);
-                }
+                self.client_index.remove(&txn.core.matcher, k);
             }
             TxnKey::Server(k) => {
                 let Some(txn) = self.servers.remove(&k) else {
