@@ -25,6 +25,8 @@ struct Browser {
     received: Vec<RtpPacket>,
     /// The sequence numbers of the SRTP audio the anchor sent it.
     srtp_seqs: Vec<u16>,
+    /// The RTCP the anchor sent the trunk (on the RTCP port).
+    rtcp_at_trunk: Vec<(SocketAddr, Vec<u8>)>,
 }
 
 impl Browser {
@@ -60,6 +62,7 @@ impl Browser {
             connected: false,
             received: Vec::new(),
             srtp_seqs: Vec::new(),
+            rtcp_at_trunk: Vec::new(),
         };
         (browser, leg)
     }
@@ -111,6 +114,7 @@ fn pump(anchor: &mut Anchor, browser: &mut Browser, now: Instant) -> Vec<Vec<u8>
                     assert_eq!(to, addr(TRUNK));
                     to_trunk.push(bytes);
                 }
+                Transmit::TrunkRtcp { to, bytes, .. } => browser.rtcp_at_trunk.push((to, bytes)),
             }
         }
         if !moved {
