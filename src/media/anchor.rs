@@ -13,9 +13,32 @@
 //!   SDP). The trunk's sequence numbers are extended to 64 bits for SRTP's rollover counter.
 //! - Once DTLS is up, the relayed RTP does not go through str0m: the leg encrypts and decrypts
 //!   it itself ([`super::srtp`], with the keys its DTLS exported), toward the address str0m
-//!   sends DTLS and SRTCP to (or the browser's last authentic SRTP came from). str0m still
-//!   does ICE, DTLS and RTCP; SRTP that fails authentication, or that was taken already, is
-//!   dropped and counted. Before the keys exist, str0m relays (nothing is connected then).
+//!   sends DTLS to (or the browser's last authentic SRTP or SRTCP came from). str0m still
+//!   does ICE (consent included) and DTLS; SRTP that fails authentication, or that was taken
+//!   already, is dropped and counted. Before the keys exist, str0m relays (nothing is
+//!   connected then).
+//! - **RTCP** of a connected leg is the anchor's too, as an SBC bridging RTP/AVP and
+//!   UDP/TLS/RTP/SAVPF does (see [`super::rtcp`] for what is kept and renamed):
+//!   - The browser's SRTCP (always multiplexed on the one WebRTC address, RFC 5761) is
+//!     authenticated and decrypted ([`Srtp::unprotect_rtcp`]) and goes to the trunk as plain
+//!     RTCP: to the port above its RTP port (RFC 3550 §11; the edge's plain SDP has no
+//!     `a=rtcp-mux`), latched to the source of the trunk's first RTCP there, or multiplexed on
+//!     its RTP address once the trunk multiplexes. str0m never sees it.
+//!   - The trunk's RTCP ([`Anchor::handle_trunk_rtcp`], or multiplexed on the RTP port) goes
+//!     to the browser as SRTCP ([`Srtp::protect_rtcp`]), from the trunk's latched RTCP source
+//!     only.
+//!   - While the trunk sends no RTCP (SIPp's `-rtp_echo`, many gateways), the anchor reports
+//!     to the browser itself, every 2.5 to 7.5 s (5 s ± 50 %, RFC 3550 §6.2; the first after
+//!     half that): an SR for the stream the browser receives (what the anchor relayed:
+//!     packets, payload octets, NTP time from [`Anchor::set_wall_clock`], the RTP time
+//!     advanced from the last packet's at 8 kHz) with a report block for the browser's stream
+//!     (loss, extended highest sequence number and jitter from the leg's reception
+//!     statistics, LSR/DLSR from the browser's last SR), and SDES CNAME. Once RTCP from the
+//!     trunk arrives, its reports go instead, until it has been silent for 15 s.
+//!   - The anchor makes no reports toward the trunk: the browser always sends RTCP, which is
+//!     relayed; what reaches the trunk is only RTP/AVP's packet types (SR, RR, SDES, BYE).
+//!   - str0m's own SRTCP is dropped once the leg relays itself: it counts streams str0m no
+//!     longer sees (its SR would say 0 packets sent).
 //! - RTP header extensions: audio level and MID only (RFC 8285); transport-cc and
 //!   abs-send-time, which only feed bandwidth estimation, are declined, so no leg exchanges
 //!   transport-wide feedback.

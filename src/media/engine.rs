@@ -17,9 +17,10 @@
 //!   ([`Media::reserve_with_rtcp`]) and relays RTCP between those too (RFC 3550 §11), and RTCP
 //!   multiplexed on the RTP ports as RTP (RFC 5761); the metrics count RTCP apart from RTP
 //!   (`kind="rtcp"`). A WebRTC leg's plain side reserves the port above RTP too
-//!   ([`Media::reserve_leg`]), which its SDP implies: what arrives there is read and dropped.
-//!   str0m makes the browser's RTCP, the plain side's RTCP is not relayed, and the edge sends
-//!   the plain side none.
+//!   ([`Media::reserve_leg`]), which its SDP implies: what arrives there goes to the anchor,
+//!   which relays it to the browser as SRTCP, and the browser's RTCP leaves from there
+//!   ([`Transmit::TrunkRtcp`]); see src/media/anchor.rs for the leg's RTCP. Both count as
+//!   `kind="rtcp"` (`dir="to_plain"`, `dir="to_browser"`).
 //! - Sockets are read with `recvmmsg` (everything queued, in one call, without the read that
 //!   finds the socket empty); what the anchor queues while the packets of one turn of the event
 //!   loop are handled goes out afterwards, together (`send_task`).

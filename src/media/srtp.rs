@@ -3,7 +3,7 @@
 //!
 //! # Contract
 //!
-//! - str0m keeps ICE, DTLS and RTCP (SRTCP). The DTLS-SRTP keying material (RFC 5764 §4.2)
+//! - str0m keeps ICE and DTLS. The DTLS-SRTP keying material (RFC 5764 §4.2)
 //!   comes out of the DTLS instance str0m drives: [`provider`] is aws-lc-rs's
 //!   [`CryptoProvider`] whose DTLS provider wraps aws-lc-rs's and copies the keying material
 //!   and profile as the handshake hands them to str0m ([`build`] gives the leg's slot).
@@ -20,7 +20,13 @@
 //!   authenticated (RFC 3711 §3.3.1, appendix A), replays and packets older than the window
 //!   are refused before the cipher runs (§3.3.2), and the window moves only for a packet that
 //!   authenticated.
-//! - Nothing here panics on bytes from the network; a refused packet is `None`.
+//! - SRTCP (RFC 3711 §3.4; RFC 7714 §9 for AEAD) with the same master keys and the RTCP
+//!   labels 3, 4, 5 (§4.3.2): [`Srtp::protect_rtcp`] always encrypts (E-bit set), with an
+//!   SRTCP index from 0, one up per packet, never reused (2^31 packets, then it refuses).
+//!   [`Srtp::unprotect_rtcp`] keeps a replay window per sender SSRC (the first SSRC of the
+//!   compound), checked before the cipher runs and moved only by an authentic packet; an
+//!   authentic unencrypted packet (E-bit clear) is taken too.
+//! - Nothing here panics on bytes from the network; a refused packet is `None` (`false`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
