@@ -979,11 +979,10 @@ impl Anchor {
                 .map_or((0, 0), |(lsr, at)| (lsr, rtcp::dlsr(now.saturating_duration_since(at))));
             ReportBlock {
                 ssrc,
-                fraction_lost: if interval == 0 {
-                    0
-                } else {
-                    u8::try_from((lost << 8) / interval).unwrap_or(u8::MAX)
-                },
+                // RFC 3550 A.3: lost in the interval over expected in it, in 256ths.
+                fraction_lost: (lost << 8)
+                    .checked_div(interval)
+                    .map_or(0, |f| u8::try_from(f).unwrap_or(u8::MAX)),
                 lost: i64::try_from(expected).unwrap_or(i64::MAX)
                     - i64::try_from(received).unwrap_or(i64::MAX),
                 highest: highest as u32,

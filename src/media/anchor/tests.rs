@@ -490,6 +490,11 @@ fn srtp_from_browser(browser: &mut Browser, now: Instant) -> Vec<u8> {
 /// RTCP of a call in which both sides send audio for `seconds`, the trunk none: what the
 /// browser (str0m) reads, and what reaches the trunk, from the anchor.
 fn call_with_audio(seconds: u64) -> (Anchor, Browser, LegId, Instant) {
+    call_with_loss(seconds, u64::MAX)
+}
+
+/// [`call_with_audio`] with every `nth` packet of the browser's never sent (a sequence gap).
+fn call_with_loss(seconds: u64, nth: u64) -> (Anchor, Browser, LegId, Instant) {
     let start = Instant::now();
     let mut anchor = Anchor::new(addr(ANCHOR));
     anchor.set_wall_clock(start, Duration::from_secs(1_764_000_000));
@@ -502,7 +507,9 @@ fn call_with_audio(seconds: u64) -> (Anchor, Browser, LegId, Instant) {
         let mut api = browser.rtc.direct_api();
         let stream = api.stream_tx_by_mid(browser.mid, None).unwrap();
         let write = RtpWrite::new(Pt::from(0), SeqNo::from(500 + i), ts, now, vec![0x55; 160]);
-        stream.write_rtp(write);
+        if (i + 1) % nth != 0 {
+            stream.write_rtp(write);
+        }
         for _ in 0..4 {
             pump(&mut anchor, &mut browser, now);
             now += Duration::from_millis(5);
@@ -635,4 +642,25 @@ fn the_trunks_rtcp_reaches_the_browser_as_srtcp_and_replaces_the_anchors() {
         .filter(|(_, r)| matches!(r, Rtcp::SenderReport(_) | Rtcp::ReceiverReport(_)))
         .count();
     assert_eq!(own, 0, "{:?}", &browser.rtcp_received[before..]);
+}
+
+#[test]
+fn the_anchors_report_block_counts_the_browsers_lost_packets() {
+    // Every 10th packet of the browser's never sent: 10 % lost, in every interval.
+    let (_, browser, _, _) = call_with_loss(8, 10);
+    let blocks: Vec<_> = browser
+        .rtcp_received
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Rtcp::SenderReport(sr) => sr.reports.iter().next().cloned(),
+            _ => None,
+        })
+        .collect();
+    assert!(!blocks.is_empty());
+    for b in &blocks {
+        // 10 % is 25.6 in 256ths; the interval's edges move it by a packet or so.
+        assert!((20..=32).contains(&b.fraction_lost), "{b:?}");
+        let expected = b.max_seq - 500 + 1;
+        assert!(b.packets_lost.abs_diff(expected / 10) <= 1, "{b:?}");
+    }
 }
