@@ -31,7 +31,8 @@
 //!     to the browser itself, every 2.5 to 7.5 s (5 s ± 50 %, RFC 3550 §6.2; the first after
 //!     half that): an SR for the stream the browser receives (what the anchor relayed:
 //!     packets, payload octets, NTP time from [`Anchor::set_wall_clock`], the RTP time
-//!     advanced from the last packet's at 8 kHz) with a report block for the browser's stream
+//!     advanced from the last packet's at 8 kHz; an RR instead once nothing was relayed for
+//!     two intervals, RFC 3550 §6.4) with a report block for the browser's stream
 //!     (loss, extended highest sequence number and jitter from the leg's reception
 //!     statistics, LSR/DLSR from the browser's last SR), and SDES CNAME. Once RTCP from the
 //!     trunk arrives, its reports go instead, until it has been silent for 15 s.
@@ -958,7 +959,10 @@ impl Anchor {
             Some((at, unix)) => unix.saturating_sub(at - now),
             None => now.saturating_duration_since(epoch),
         };
-        let sender = r.last.map(|(timestamp, at)| {
+        // An SR only while sending: after two intervals without a packet, an RR (RFC 3550
+        // §6.4: a participant that has not sent since the report before the last).
+        let sending = r.last.filter(|(_, at)| now.saturating_duration_since(*at) < 2 * REPORT);
+        let sender = sending.map(|(timestamp, at)| {
             // The stream's timestamp now: the last packet's, advanced at 8 kHz (PCMU, PCMA and
             // telephone-event all count at 8000 Hz).
             let ticks = now.saturating_duration_since(at).as_micros() * 8 / 1000;

@@ -642,6 +642,24 @@ fn the_trunks_rtcp_reaches_the_browser_as_srtcp_and_replaces_the_anchors() {
         .filter(|(_, r)| matches!(r, Rtcp::SenderReport(_) | Rtcp::ReceiverReport(_)))
         .count();
     assert_eq!(own, 0, "{:?}", &browser.rtcp_received[before..]);
+    // The trunk stays silent: after 15 s the anchor reports again, and as nothing was relayed
+    // for two intervals, as a receiver (RFC 3550 §6.4).
+    for _ in 0..2000 {
+        now += Duration::from_millis(5);
+        browser.rtc.handle_input(Input::Timeout(now)).unwrap();
+        anchor.handle_timeout(now);
+        pump(&mut anchor, &mut browser, now);
+    }
+    let again: Vec<&Rtcp> = browser.rtcp_received[before..]
+        .iter()
+        .map(|(_, r)| r)
+        .filter(|r| matches!(r, Rtcp::SenderReport(_) | Rtcp::ReceiverReport(_)))
+        .collect();
+    assert!(!again.is_empty());
+    for r in again {
+        let Rtcp::ReceiverReport(rr) = r else { panic!("{r:?}") };
+        assert_eq!(*rr.sender_ssrc, leg_ssrc);
+    }
 }
 
 #[test]
