@@ -7,7 +7,9 @@
 //! with `getStats()` that audio flowed both ways in the ordinary call, the emergency call and
 //! the PSAP callback (the PSAP offers plain RTP: the edge offers the browser WebRTC; the PSAP
 //! then holds and resumes, which the page gets as WebRTC re-offers of the same session, and
-//! audio flows again after the resume). The
+//! audio flows again after the resume). In the ordinary call the page also checks the
+//! anchor's own RTCP (SIPp sends none): `remote-outbound-rtp` from its sender report counts
+//! what the page received, `remote-inbound-rtp` from its report block shows no loss. The
 //! edge's media metrics must show packets relayed both ways. The 933 call's notification mail
 //! reaches a real SMTP relay (aiosmtpd). Screenshots of the normal and
 //! emergency panels and the PSAP banner are kept under `target/tmp/browser/` for a person to
@@ -169,7 +171,8 @@ async fn garbage(webrtc: std::net::SocketAddr) {
 }
 
 /// The edge's media metrics during the ordinary call (browser <-> SIPp echo on loopback): the
-/// leg is live, jitter is measured on both sides, nothing lost.
+/// leg is live, jitter is measured on both sides, nothing lost, and the browser's RTCP went on
+/// to the carrier (the page checks the anchor's own reports with getStats).
 ///
 /// Jitter is a measurement, not a timing target: on loaded machines it read 5.5 ms and
 /// 14.8 ms on loopback, and 0 when sampled before the once-a-second refresh. The bound here
@@ -193,6 +196,11 @@ async fn check_call_quality(edge: &Edge) {
     assert!((0.0..0.1).contains(&browser), "browser-side jitter {browser} s");
     assert!(value("lifeline_media_loss_ratio{side=\"browser\"}") < 0.01, "{text}");
     assert_eq!(value("lifeline_media_lost_total"), 0.0, "{text}");
+    // The browser's RTCP went on to the carrier, decrypted.
+    let rtcp_to_plain = value("lifeline_media_packets_total{dir=\"to_plain\",kind=\"rtcp\"}");
+    let rtcp_to_browser = value("lifeline_media_packets_total{dir=\"to_browser\",kind=\"rtcp\"}");
+    eprintln!("media rtcp: to plain {rtcp_to_plain}, to browser {rtcp_to_browser}");
+    assert!(rtcp_to_plain >= 1.0, "the browser's RTCP reached the carrier: {text}");
 }
 
 fn start_psap(edge: &Edge, trunk: &Sipp, dir: &Path) -> Sipp {

@@ -18,8 +18,11 @@
 //!   200 (a BYE both ways, `Reason: SIP;cause=488`); an emergency call (933) stays up, the
 //!   answer passing as it came.
 //! - The plain side's RTCP port (RFC 3550 §11: the port above RTP, which the edge's SDP
-//!   implies) is bound by the edge for the call, reads what comes and drops it (no ICMP port
-//!   unreachable), and is released with the call.
+//!   implies) is bound by the edge for the call, reads what comes (dropped before the leg is
+//!   connected; no ICMP port unreachable), and is released with the call. Once the browser is
+//!   connected, RTCP goes through it both ways: the browser's (SRTCP) reaches the carrier's
+//!   RTCP port in the clear, the carrier's reaches the browser as SRTCP, and before the
+//!   carrier sends any, the anchor's own sender reports reach the browser.
 //! - Forking with 100rel: a carrier's call rings two browsers of alice's, each answers in a
 //!   reliable 183 of its own early dialog, each 183 carries the plain answer (early offer)
 //!   or the plain offer answered in its PRACK (delayed offer) made from its own browser's,
@@ -259,6 +262,96 @@ async fn the_plain_side_s_rtcp_port_is_the_edge_s_for_the_call_and_reads_what_co
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(released, "{rtcp} released with the call");
+    edge.stop().await;
+}
+
+/// Two UDP sockets on `ip` whose ports follow each other (RTP, and RTCP above it).
+async fn rtp_and_rtcp(ip: &str) -> (UdpSocket, UdpSocket) {
+    loop {
+        let rtp = UdpSocket::bind((ip, 0)).await.unwrap();
+        let port = rtp.local_addr().unwrap().port();
+        if port % 2 == 0
+            && let Ok(rtcp) = UdpSocket::bind((ip, port + 1)).await
+        {
+            return (rtp, rtcp);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_leg_relays_rtcp_both_ways_and_reports_to_the_browser_itself() {
+    use lifeline::media::rtcp;
+    let edge = start("35900-35999").await;
+    let mut ws = register_alice(&edge).await;
+    // The carrier: SIP from a scripted UDP peer, RTP echoed back, RTCP on the port above.
+    let carrier = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
+    let me = carrier.local_addr().unwrap();
+    let (echo, carrier_rtcp) = rtp_and_rtcp(TRUNK_IP).await;
+    let echo_port = echo.local_addr().unwrap().port();
+    let echoing = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+            let _ = echo.send_to(&buf[..n], from).await;
+        }
+    });
+    let request = |line: &str, cseq: u32, route: &str, to_tag: &str, body: &str| {
+        carrier_request(me, "rtcp2", line, cseq, route, to_tag, body)
+    };
+    let invite =
+        request(&format!("INVITE sip:{DID}@127.0.0.1"), 1, "", "", &carrier_sdp(echo_port));
+    carrier.send_to(invite.as_bytes(), edge.udp).await.unwrap();
+    let at_browser = ws_recv_until(&mut ws, "INVITE ").await;
+    let (mut rtc, sock) = browser_rtc().await;
+    let answer = common::webrtc::answer_offer(&mut rtc, body(&at_browser));
+    let phone = Phone::start(rtc, sock);
+    ws_send(&mut ws, ws_response_as(&at_browser, 200, "", Some(&answer), "b-1", CONTACT)).await;
+    let ok = udp_recv_until(&carrier, "SIP/2.0 200").await;
+    let edge_rtcp = Sdp::parse(body(&ok)).unwrap().rtcp_address().unwrap();
+    let ack = request(&format!("ACK {}", target(&ok)), 1, &route(&ok), ";tag=b-1", "");
+    carrier.send_to(ack.as_bytes(), edge.udp).await.unwrap();
+    ws_recv_until(&mut ws, "ACK ").await;
+    assert_audio_both_ways(&phone, "the call").await;
+
+    // The browser's RTCP (str0m reports every 5 s) reaches the carrier's RTCP port from the
+    // edge's, as plain RTCP.
+    let mut buf = [0u8; 1500];
+    let got = tokio::time::timeout(Duration::from_secs(8), carrier_rtcp.recv_from(&mut buf)).await;
+    let (n, from) = got.expect("the browser's RTCP at the carrier").unwrap();
+    assert_eq!(from, edge_rtcp);
+    let packets = rtcp::packets(&buf[..n]).expect("valid plain RTCP");
+    assert!(matches!(packets[0].kind, rtcp::SR | rtcp::RR), "{packets:?}");
+
+    // The carrier sent no RTCP yet: the anchor's own sender reports reach the browser, with
+    // the packets it relayed.
+    let mut heard = phone.heard().await;
+    for _ in 0..80 {
+        if heard.sender_reports > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        heard = phone.heard().await;
+    }
+    assert!(heard.sender_reports > 0 && heard.last_sr_packets > 30, "{heard:?}");
+
+    // The carrier's sender report, from its RTCP port: the browser reads it, as SRTCP.
+    let mut sr = Vec::new();
+    let info = rtcp::SenderInfo { ntp: 1 << 40, rtp: 1, packets: 4242, octets: 4242 * 160 };
+    rtcp::write_report(0x0c0f_fee0, Some(info), None, "carrier", &mut sr);
+    carrier_rtcp.send_to(&sr, edge_rtcp).await.unwrap();
+    for _ in 0..30 {
+        if phone.heard().await.last_sr_packets == 4242 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(phone.heard().await.last_sr_packets, 4242, "the carrier's SR at the browser");
+
+    let bye = request(&format!("BYE {}", target(&ok)), 2, &route(&ok), ";tag=b-1", "");
+    carrier.send_to(bye.as_bytes(), edge.udp).await.unwrap();
+    let bye = ws_recv_until(&mut ws, "BYE ").await;
+    ws_send(&mut ws, ws_response_as(&bye, 200, "", None, "b-1", CONTACT)).await;
+    phone.stop().await;
+    echoing.abort();
     edge.stop().await;
 }
 

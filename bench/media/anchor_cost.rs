@@ -160,6 +160,8 @@ fn deliver(anchor: &mut Anchor, browsers: &mut [Browser], now: Instant, measure:
                 to_trunk += 1;
                 bytes
             }
+            // The browsers' RTCP, relayed: not a relayed RTP packet.
+            Transmit::TrunkRtcp { bytes, .. } => bytes,
         };
         if measure {
             measured::recycle(anchor, bytes);

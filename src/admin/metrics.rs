@@ -296,6 +296,11 @@ pub struct MediaMetrics {
     /// RTP packets relayed from browsers to the plain side, and back.
     pub to_plain: AtomicU64,
     pub to_browser: AtomicU64,
+    /// RTCP compound packets sent to the plain side of WebRTC legs (the browsers' relayed),
+    /// and to the browsers (the plain side's relayed, or the anchor's own reports;
+    /// `kind="rtcp"`).
+    pub rtcp_to_plain: AtomicU64,
+    pub rtcp_to_browser: AtomicU64,
     /// RTP packets relayed between two plain peers (`[media] anchor = "always"`), from the
     /// caller's side to the callee's and back.
     pub plain_to_callee: AtomicU64,
@@ -330,6 +335,8 @@ impl MediaMetrics {
              # TYPE lifeline_media_packets_total counter\n\
              lifeline_media_packets_total{{dir=\"to_plain\"}} {}\n\
              lifeline_media_packets_total{{dir=\"to_browser\"}} {}\n\
+             lifeline_media_packets_total{{dir=\"to_plain\",kind=\"rtcp\"}} {}\n\
+             lifeline_media_packets_total{{dir=\"to_browser\",kind=\"rtcp\"}} {}\n\
              lifeline_media_packets_total{{dir=\"plain_to_callee\"}} {}\n\
              lifeline_media_packets_total{{dir=\"plain_to_caller\"}} {}\n\
              lifeline_media_packets_total{{dir=\"plain_to_callee\",kind=\"rtcp\"}} {}\n\
@@ -337,6 +344,8 @@ impl MediaMetrics {
             self.legs.load(Ordering::Relaxed),
             load(&self.to_plain),
             load(&self.to_browser),
+            load(&self.rtcp_to_plain),
+            load(&self.rtcp_to_browser),
             load(&self.plain_to_callee),
             load(&self.plain_to_caller),
             load(&self.rtcp_to_callee),

@@ -133,11 +133,12 @@
 //! # RTCP
 //!
 //! A WebRTC leg's plain side has the port above its RTP port too (RFC 3550 §11), which the
-//! edge's plain descriptions imply (no `a=rtcp`, no `a=rtcp-mux`): the engine binds it and
-//! reads and drops what arrives (`Media::reserve_leg`), so the plain side's RTCP never meets
-//! an ICMP port unreachable. It is not relayed: str0m makes the browser's RTCP itself (SSRCs
-//! pass through unchanged), and the edge sends the plain side no RTCP. A plain pair relays
-//! RTCP, see src/media/engine.rs.
+//! edge's plain descriptions imply (no `a=rtcp`, no `a=rtcp-mux`): the engine binds it
+//! (`Media::reserve_leg`), and the anchor relays RTCP between it and the browser's SRTCP, or
+//! reports to the browser itself when the plain side sends none (src/media/anchor.rs). The
+//! plain side's `a=rtcp` is not read for a WebRTC leg: its RTCP goes to the port above its RTP
+//! port until its own RTCP arrives (latching). A plain pair relays RTCP, see
+//! src/media/engine.rs.
 //!
 //! # Not done
 //!

@@ -13,9 +13,33 @@
 //!   SDP). The trunk's sequence numbers are extended to 64 bits for SRTP's rollover counter.
 //! - Once DTLS is up, the relayed RTP does not go through str0m: the leg encrypts and decrypts
 //!   it itself ([`super::srtp`], with the keys its DTLS exported), toward the address str0m
-//!   sends DTLS and SRTCP to (or the browser's last authentic SRTP came from). str0m still
-//!   does ICE, DTLS and RTCP; SRTP that fails authentication, or that was taken already, is
-//!   dropped and counted. Before the keys exist, str0m relays (nothing is connected then).
+//!   sends DTLS to (or the browser's last authentic SRTP or SRTCP came from). str0m still
+//!   does ICE (consent included) and DTLS; SRTP that fails authentication, or that was taken
+//!   already, is dropped and counted. Before the keys exist, str0m relays (nothing is
+//!   connected then).
+//! - **RTCP** of a connected leg is the anchor's too, as an SBC bridging RTP/AVP and
+//!   UDP/TLS/RTP/SAVPF does (see [`super::rtcp`] for what is kept and renamed):
+//!   - The browser's SRTCP (always multiplexed on the one WebRTC address, RFC 5761) is
+//!     authenticated and decrypted ([`Srtp::unprotect_rtcp`]) and goes to the trunk as plain
+//!     RTCP: to the port above its RTP port (RFC 3550 §11; the edge's plain SDP has no
+//!     `a=rtcp-mux`), latched to the source of the trunk's first RTCP there, or multiplexed on
+//!     its RTP address once the trunk multiplexes. str0m never sees it.
+//!   - The trunk's RTCP ([`Anchor::handle_trunk_rtcp`], or multiplexed on the RTP port) goes
+//!     to the browser as SRTCP ([`Srtp::protect_rtcp`]), from the trunk's latched RTCP source
+//!     only.
+//!   - While the trunk sends no RTCP (SIPp's `-rtp_echo`, many gateways), the anchor reports
+//!     to the browser itself, every 2.5 to 7.5 s (5 s ± 50 %, RFC 3550 §6.2; the first after
+//!     half that): an SR for the stream the browser receives (what the anchor relayed:
+//!     packets, payload octets, NTP time from [`Anchor::set_wall_clock`], the RTP time
+//!     advanced from the last packet's at 8 kHz; an RR instead once nothing was relayed for
+//!     two intervals, RFC 3550 §6.4) with a report block for the browser's stream
+//!     (loss, extended highest sequence number and jitter from the leg's reception
+//!     statistics, LSR/DLSR from the browser's last SR), and SDES CNAME. Once RTCP from the
+//!     trunk arrives, its reports go instead, until it has been silent for 15 s.
+//!   - The anchor makes no reports toward the trunk: the browser always sends RTCP, which is
+//!     relayed; what reaches the trunk is only RTP/AVP's packet types (SR, RR, SDES, BYE).
+//!   - str0m's own SRTCP is dropped once the leg relays itself: it counts streams str0m no
+//!     longer sees (its SR would say 0 packets sent).
 //! - RTP header extensions: audio level and MID only (RFC 8285); transport-cc and
 //!   abs-send-time, which only feed bandwidth estimation, are declined, so no leg exchanges
 //!   transport-wide feedback.
@@ -39,7 +63,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::CryptoProvider;
@@ -49,7 +73,8 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{Extension, ExtensionMap, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
-use super::rtp::{FIXED_HEADER, Reception, Rtp, SeqExtender};
+use super::rtcp::{self, Rename, ReportBlock, SenderInfo};
+use super::rtp::{FIXED_HEADER, Reception, Rtp, RtpError, SeqExtender};
 use super::sdp::{Codec as SdpCodec, Direction as SdpDirection};
 use super::srtp::{self, KeySlot, Srtp};
 
@@ -84,6 +109,18 @@ impl std::hash::Hasher for LegHasher {
     }
 }
 
+impl LegId {
+    /// The id as a number (never 0), for storing in an atomic.
+    pub fn number(self) -> u64 {
+        self.0
+    }
+
+    /// The id of [`LegId::number`]; `None` for 0.
+    pub fn from_number(n: u64) -> Option<LegId> {
+        (n != 0).then_some(LegId(n))
+    }
+}
+
 impl std::fmt::Display for LegId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "leg-{}", self.0)
@@ -95,8 +132,10 @@ impl std::fmt::Display for LegId {
 pub enum Transmit {
     /// To a browser, from the anchor's shared WebRTC address (STUN, DTLS or SRTP).
     Browser { to: SocketAddr, bytes: Vec<u8> },
-    /// To a trunk, from the leg's own trunk-side socket (plain RTP).
+    /// To a trunk, from the leg's own trunk-side socket (plain RTP, or RTCP multiplexed).
     Trunk { leg: LegId, to: SocketAddr, bytes: Vec<u8> },
+    /// To a trunk's RTCP address, from the leg's RTCP socket (the port above its RTP port).
+    TrunkRtcp { leg: LegId, to: SocketAddr, bytes: Vec<u8> },
 }
 
 /// Why an offer could not be answered.
@@ -131,6 +170,10 @@ pub struct LegCounters {
     pub dropped: u64,
     /// RTP packets from the trunk that never arrived (sequence gaps, RFC 3550 A.3).
     pub lost: u64,
+    /// RTCP compound packets sent to the trunk (the browser's, relayed), and to the browser
+    /// (the trunk's relayed, or the anchor's own reports).
+    pub rtcp_to_trunk: u64,
+    pub rtcp_to_browser: u64,
 }
 
 /// How the live legs' media fares: the worst leg on each side.
@@ -150,6 +193,8 @@ impl LegCounters {
         self.to_browser += other.to_browser;
         self.lost += other.lost;
         self.dropped += other.dropped;
+        self.rtcp_to_trunk += other.rtcp_to_trunk;
+        self.rtcp_to_browser += other.rtcp_to_browser;
     }
 }
 
@@ -171,7 +216,17 @@ pub struct Anchor {
     /// Buffers of datagrams already sent ([`Anchor::recycle`]), for the plain RTP relayed to
     /// trunks: no allocation for those once the relay runs.
     spare: Vec<Vec<u8>>,
+    /// The wall clock at an instant ([`Anchor::set_wall_clock`]), for NTP timestamps.
+    wall: Option<(Instant, Duration)>,
 }
+
+/// The anchor's report interval toward a browser (RFC 3550 §6.2's 5 s minimum, each
+/// interval drawn from 0.5 to 1.5 times it; the first is half).
+const REPORT: Duration = Duration::from_secs(5);
+
+/// The trunk's RTCP is relayed instead of the anchor's own reports until it has been silent
+/// this long (RFC 3550 §6.3.5 times a member out after 5 intervals; 3 is enough here).
+const TRUNK_QUIET: Duration = Duration::from_secs(15);
 
 /// The most sent buffers kept for reuse.
 const SPARE: usize = 256;
@@ -213,9 +268,19 @@ struct Leg {
     keys: KeySlot,
     /// The relay's own SRTP, once the leg is connected ([`Leg::relay`]).
     relay: Option<Relay>,
-    /// Where the browser receives media: the destination of str0m's last DTLS or SRTCP
-    /// datagram, or the source of the browser's last authentic SRTP (ICE pairs are symmetric).
+    /// Where the browser receives media: the destination of str0m's last DTLS datagram, or
+    /// the source of the browser's last authentic SRTP or SRTCP (ICE pairs are symmetric).
     media_to: Option<SocketAddr>,
+    /// The trunk's RTCP address, latched on the first RTCP from the trunk on the RTCP port;
+    /// before that the port above its RTP address (RFC 3550 §11).
+    trunk_rtcp: Option<SocketAddr>,
+    rtcp_latched: bool,
+    /// The trunk multiplexes RTCP on its RTP port (RFC 5761): ours goes there too.
+    rtcp_mux: bool,
+    /// The SSRC of the trunk's RTP (the last packet's).
+    trunk_ssrc: Option<u32>,
+    /// The CNAME str0m announced for the leg's stream (`a=ssrc:... cname:`, RFC 5576).
+    cname: Option<String>,
 }
 
 /// A connected leg's RTP path without str0m: SRTP both ways with the DTLS keys, str0m's send
@@ -226,6 +291,58 @@ struct Relay {
     /// The fixed header (sequence number, timestamp and the rest written per packet) and the
     /// MID extension when negotiated.
     header: Vec<u8>,
+    /// The anchor's RTCP toward the browser.
+    reports: Reports,
+}
+
+/// What the anchor's own reports toward the browser need (see the module contract).
+struct Reports {
+    /// When the next one is due.
+    next: Instant,
+    /// The interval's jitter: xorshift64 (spreading reports out needs no secret).
+    seed: u64,
+    /// Packets and payload octets sent to the browser under the leg's SSRC (RFC 3550 §6.4.1:
+    /// modulo 2^32).
+    packets: u32,
+    octets: u32,
+    /// The RTP timestamp of the last packet sent, and when it went.
+    last: Option<(u32, Instant)>,
+    /// The SSRC of the browser's RTP, and its reception's (expected, received) at the last
+    /// report, for the fraction lost (RFC 3550 A.3).
+    browser_ssrc: Option<u32>,
+    prior: (u64, u64),
+    /// The middle 32 bits of the NTP timestamp of the browser's last SR, and its arrival.
+    browser_sr: Option<(u32, Instant)>,
+    /// When RTCP from the trunk last went to the browser.
+    trunk_heard: Option<Instant>,
+}
+
+impl Reports {
+    fn new(now: Instant, ssrc: u32) -> Reports {
+        let mut r = Reports {
+            next: now,
+            seed: u64::from(ssrc).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            packets: 0,
+            octets: 0,
+            last: None,
+            browser_ssrc: None,
+            prior: (0, 0),
+            browser_sr: None,
+            trunk_heard: None,
+        };
+        r.next = now + r.interval() / 2;
+        r
+    }
+
+    /// The next interval: [`REPORT`] times a factor from 0.5 to 1.5 (RFC 3550 §6.2, §6.3.1).
+    fn interval(&mut self) -> Duration {
+        let s = &mut self.seed;
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        let unit = (*s >> 11) as f64 / (1u64 << 53) as f64;
+        REPORT.mul_f64(0.5 + unit)
+    }
 }
 
 impl std::fmt::Debug for Leg {
@@ -254,10 +371,23 @@ fn is_srtp(bytes: &[u8]) -> bool {
         && !(192..=223).contains(&bytes[1])
 }
 
+/// Whether a datagram is (S)RTCP rather than (S)RTP, STUN or DTLS (as [`is_srtp`]).
+fn is_srtcp(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && (128..=191).contains(&bytes[0]) && (192..=223).contains(&bytes[1])
+}
+
+/// The first CNAME of an SDP's `a=ssrc:<ssrc> cname:<cname>` lines (RFC 5576 §4.1).
+fn sdp_cname(sdp: &str) -> Option<String> {
+    sdp.lines().find_map(|l| {
+        let (_, cname) = l.trim_end().strip_prefix("a=ssrc:")?.split_once(" cname:")?;
+        Some(cname.to_owned())
+    })
+}
+
 impl Leg {
     /// The leg's own RTP path, set up on first use once DTLS is up; `None` before (or for a
     /// leg whose keys or send stream str0m does not give).
-    fn relay(&mut self) -> Option<&mut Relay> {
+    fn relay(&mut self, now: Instant) -> Option<&mut Relay> {
         if self.relay.is_none() && self.connected && !self.closed {
             // The cheap checks first: a leg without a send stream (or keys) asks again per packet.
             let mid = self.mid?;
@@ -281,7 +411,7 @@ impl Leg {
                 header.extend_from_slice(&mid[..len.min(mid.len())]);
                 header.resize(FIXED_HEADER + 4 + 4 * words, 0);
             }
-            self.relay = Some(Relay { srtp, ssrc, header });
+            self.relay = Some(Relay { srtp, ssrc, header, reports: Reports::new(now, ssrc) });
         }
         self.relay.as_mut()
     }
@@ -336,7 +466,15 @@ impl Anchor {
             removed: LegCounters::default(),
             by_source: HashMap::new(),
             spare: Vec::new(),
+            wall: None,
         }
+    }
+
+    /// The wall clock: `since_unix` (the time since the Unix epoch) at `at`. The anchor's
+    /// sender reports carry NTP timestamps from it (RFC 3550 §6.4.1); without it they count
+    /// from the Unix epoch at each leg's creation.
+    pub fn set_wall_clock(&mut self, at: Instant, since_unix: Duration) {
+        self.wall = Some((at, since_unix));
     }
 
     /// Answers a browser's SDP offer with a new leg whose plain RTP goes to `trunk` (the
@@ -363,6 +501,7 @@ impl Anchor {
         if let Some(leg) = self.legs.get_mut(&id) {
             // str0m reports MediaAdded only once DTLS is up; a new offer may come before.
             leg.mid = leg.mid.or_else(|| audio_mid(&answer));
+            leg.cname = sdp_cname(&answer);
         }
         Ok((id, answer))
     }
@@ -393,6 +532,7 @@ impl Anchor {
         let id = self.insert(now, (rtc, keys), Some(pending), trunk);
         if let Some(leg) = self.legs.get_mut(&id) {
             leg.mid = Some(mid);
+            leg.cname = sdp_cname(&offer);
         }
         Ok((id, offer))
     }
@@ -443,6 +583,7 @@ impl Anchor {
         l.before_offer = None;
         l.version += 1;
         let answer = with_version(&answer.to_sdp_string(), l.version);
+        l.cname = sdp_cname(&answer).or(l.cname.take());
         self.drain(leg);
         Ok(answer)
     }
@@ -549,6 +690,11 @@ impl Anchor {
             keys,
             relay: None,
             media_to: None,
+            trunk_rtcp: None,
+            rtcp_latched: false,
+            rtcp_mux: false,
+            trunk_ssrc: None,
+            cname: None,
         };
         self.legs.insert(id, leg);
         self.drain(id);
@@ -566,6 +712,9 @@ impl Anchor {
             l.trunk = Some(addr);
             l.announced = Some(addr);
             l.latched = false;
+            l.trunk_rtcp = None;
+            l.rtcp_latched = false;
+            l.rtcp_mux = false;
         }
     }
 
@@ -575,9 +724,21 @@ impl Anchor {
             && let Some(&id) = self.by_source.get(&source)
             && let Some(leg) = self.legs.get_mut(&id)
             && !leg.closed
-            && leg.relay().is_some()
+            && leg.relay(now).is_some()
         {
             if let Some(t) = relay_srtp(id, leg, now, source, bytes, &mut self.spare) {
+                self.out.push_back(t);
+            }
+            return true;
+        }
+        // The browser's SRTCP, once the leg relays its own SRTP: the anchor's, not str0m's.
+        if is_srtcp(bytes)
+            && let Some(&id) = self.by_source.get(&source)
+            && let Some(leg) = self.legs.get_mut(&id)
+            && !leg.closed
+            && leg.relay(now).is_some()
+        {
+            if let Some(t) = relay_srtcp(id, leg, now, source, bytes, &mut self.spare) {
                 self.out.push_back(t);
             }
             return true;
@@ -615,11 +776,17 @@ impl Anchor {
 
     /// A datagram that arrived on `leg`'s trunk-side socket from `source`.
     pub fn handle_trunk(&mut self, now: Instant, leg: LegId, source: SocketAddr, bytes: &[u8]) {
-        let Some(l) = self.legs.get_mut(&leg) else { return };
-        let Ok(rtp) = Rtp::parse(bytes) else {
-            l.counters.dropped += 1;
-            return;
+        let rtp = match Rtp::parse(bytes) {
+            Ok(rtp) => rtp,
+            Err(RtpError::Rtcp) => return self.trunk_rtcp(now, leg, source, bytes, true),
+            Err(_) => {
+                if let Some(l) = self.legs.get_mut(&leg) {
+                    l.counters.dropped += 1;
+                }
+                return;
+            }
         };
+        let Some(l) = self.legs.get_mut(&leg) else { return };
         if l.latched {
             if l.trunk != Some(source) {
                 l.counters.dropped += 1;
@@ -629,6 +796,7 @@ impl Anchor {
             l.trunk = Some(source);
             l.latched = true;
         }
+        l.trunk_ssrc = Some(rtp.ssrc);
         let ext = l.seq.extend(rtp.sequence);
         // The arrival clock in the 8 kHz units of PCMU/PCMA (and telephone-event).
         let arrival = now.saturating_duration_since(l.epoch).as_micros() * 8 / 1000;
@@ -640,7 +808,7 @@ impl Anchor {
         };
         l.last_media = now;
         if let Some(to) = l.media_to
-            && let Some(relay) = l.relay()
+            && let Some(relay) = l.relay(now)
         {
             let mut bytes = self.spare.pop().unwrap_or_default();
             let header = &mut relay.header;
@@ -648,6 +816,10 @@ impl Anchor {
             header[2..4].copy_from_slice(&rtp.sequence.to_be_bytes());
             header[4..8].copy_from_slice(&rtp.timestamp.to_be_bytes());
             if relay.srtp.protect(header, rtp.payload, relay.ssrc, ext, &mut bytes) {
+                let r = &mut relay.reports;
+                r.packets = r.packets.wrapping_add(1);
+                r.octets = r.octets.wrapping_add(u32::try_from(rtp.payload.len()).unwrap_or(0));
+                r.last = Some((rtp.timestamp, now));
                 l.counters.to_browser += 1;
                 self.out.push_back(Transmit::Browser { to, bytes });
             } else {
@@ -689,11 +861,150 @@ impl Anchor {
             }
             self.drain(id);
         }
+        let reports: Vec<LegId> = self
+            .legs
+            .iter()
+            .filter(|(_, l)| !l.closed && l.relay.as_ref().is_some_and(|r| r.reports.next <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in reports {
+            self.report(id, now);
+        }
     }
 
     /// When [`Anchor::handle_timeout`] must run next.
     pub fn next_timeout(&self) -> Option<Instant> {
-        self.legs.values().filter(|l| !l.closed).map(|l| l.timeout).min()
+        let report = |l: &Leg| l.relay.as_ref().map_or(l.timeout, |r| r.reports.next);
+        self.legs.values().filter(|l| !l.closed).map(|l| l.timeout.min(report(l))).min()
+    }
+
+    /// RTCP from the trunk on `leg`'s RTCP socket (the port above its RTP port) from
+    /// `source`: relayed to the browser as SRTCP (see the module contract).
+    pub fn handle_trunk_rtcp(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        source: SocketAddr,
+        bytes: &[u8],
+    ) {
+        self.trunk_rtcp(now, leg, source, bytes, false);
+    }
+
+    /// RTCP from the trunk, on its RTCP port or multiplexed on RTP's (`muxed`).
+    fn trunk_rtcp(
+        &mut self,
+        now: Instant,
+        id: LegId,
+        source: SocketAddr,
+        bytes: &[u8],
+        muxed: bool,
+    ) {
+        let Some(l) = self.legs.get_mut(&id) else { return };
+        let ours = if muxed {
+            // Multiplexed RTCP comes from the trunk's RTP address (RFC 5761 §5.1.3).
+            l.trunk == Some(source)
+        } else if l.rtcp_latched {
+            l.trunk_rtcp == Some(source)
+        } else {
+            l.trunk_rtcp = Some(source);
+            l.rtcp_latched = true;
+            true
+        };
+        if !ours {
+            l.counters.dropped += 1;
+            return;
+        }
+        l.rtcp_mux |= muxed;
+        let (Some(to), false) = (l.media_to, l.closed) else {
+            l.counters.dropped += 1;
+            return;
+        };
+        let Some(relay) = l.relay(now) else {
+            l.counters.dropped += 1;
+            return;
+        };
+        let mut plain = self.spare.pop().unwrap_or_default();
+        let mut out = self.spare.pop().unwrap_or_default();
+        if rtcp::relay(bytes, Rename::Sender(relay.ssrc), &mut plain)
+            && relay.srtp.protect_rtcp(&plain, &mut out)
+        {
+            relay.reports.trunk_heard = Some(now);
+            l.counters.rtcp_to_browser += 1;
+            self.out.push_back(Transmit::Browser { to, bytes: out });
+        } else {
+            l.counters.dropped += 1;
+            self.recycle(out);
+        }
+        self.recycle(plain);
+    }
+
+    /// The anchor's own report toward `id`'s browser, due at `now` (see the module contract):
+    /// none while the trunk's RTCP is relayed instead.
+    fn report(&mut self, id: LegId, now: Instant) {
+        let wall = self.wall;
+        let Some(leg) = self.legs.get_mut(&id) else { return };
+        let reception = leg.browser_reception;
+        let epoch = leg.epoch;
+        let cname = leg.cname.clone().unwrap_or_else(|| id.to_string());
+        let to = leg.media_to;
+        let Some(relay) = leg.relay(now) else { return };
+        let r = &mut relay.reports;
+        r.next = now + r.interval();
+        let Some(to) = to else { return };
+        if r.trunk_heard.is_some_and(|t| now.saturating_duration_since(t) < TRUNK_QUIET) {
+            return;
+        }
+        let since_unix = match wall {
+            Some((at, unix)) if now >= at => unix + (now - at),
+            Some((at, unix)) => unix.saturating_sub(at - now),
+            None => now.saturating_duration_since(epoch),
+        };
+        // An SR only while sending: after two intervals without a packet, an RR (RFC 3550
+        // §6.4: a participant that has not sent since the report before the last).
+        let sending = r.last.filter(|(_, at)| now.saturating_duration_since(*at) < 2 * REPORT);
+        let sender = sending.map(|(timestamp, at)| {
+            // The stream's timestamp now: the last packet's, advanced at 8 kHz (PCMU, PCMA and
+            // telephone-event all count at 8000 Hz).
+            let ticks = now.saturating_duration_since(at).as_micros() * 8 / 1000;
+            SenderInfo {
+                ntp: rtcp::ntp(since_unix),
+                rtp: timestamp.wrapping_add(u32::try_from(ticks).unwrap_or(u32::MAX)),
+                packets: r.packets,
+                octets: r.octets,
+            }
+        });
+        let block = r.browser_ssrc.zip(reception.highest()).map(|(ssrc, highest)| {
+            let (expected, received) = (reception.expected(), reception.received());
+            let interval = expected.saturating_sub(r.prior.0);
+            let lost = interval.saturating_sub(received.saturating_sub(r.prior.1));
+            r.prior = (expected, received);
+            let (lsr, dlsr) = r
+                .browser_sr
+                .map_or((0, 0), |(lsr, at)| (lsr, rtcp::dlsr(now.saturating_duration_since(at))));
+            ReportBlock {
+                ssrc,
+                // RFC 3550 A.3: lost in the interval over expected in it, in 256ths.
+                fraction_lost: (lost << 8)
+                    .checked_div(interval)
+                    .map_or(0, |f| u8::try_from(f).unwrap_or(u8::MAX)),
+                lost: i64::try_from(expected).unwrap_or(i64::MAX)
+                    - i64::try_from(received).unwrap_or(i64::MAX),
+                highest: highest as u32,
+                jitter: u32::try_from(reception.jitter()).unwrap_or(u32::MAX),
+                lsr,
+                dlsr,
+            }
+        });
+        let mut plain = self.spare.pop().unwrap_or_default();
+        let mut out = self.spare.pop().unwrap_or_default();
+        rtcp::write_report(relay.ssrc, sender, block, &cname, &mut plain);
+        if relay.srtp.protect_rtcp(&plain, &mut out) {
+            leg.counters.rtcp_to_browser += 1;
+            self.out.push_back(Transmit::Browser { to, bytes: out });
+        } else {
+            self.recycle(out);
+        }
+        self.recycle(plain);
     }
 
     /// The next datagram to send.
@@ -774,8 +1085,15 @@ impl Anchor {
                     break;
                 }
                 Ok(Output::Transmit(t)) => {
-                    // DTLS or SRTCP goes to the nominated address; a STUN response (first
-                    // octet 0-3, RFC 7983 §7) to whichever address asked.
+                    // str0m's RTCP describes streams it no longer sees once the leg relays its
+                    // own SRTP: the anchor's RTCP replaces it.
+                    // (str0m's last timeout is the clock here: it only starts the report timer.)
+                    let at = leg.timeout;
+                    if leg.connected && is_srtcp(&t.contents) && leg.relay(at).is_some() {
+                        continue;
+                    }
+                    // DTLS goes to the nominated address; a STUN response (first octet 0-3,
+                    // RFC 7983 §7) to whichever address asked.
                     if t.contents.first().is_some_and(|b| *b >= 20) {
                         leg.media_to = Some(t.destination);
                     }
@@ -871,6 +1189,7 @@ fn relay_srtp(
     };
     leg.media_to = Some(source);
     leg.last_media = now;
+    relay.reports.browser_ssrc = Some(packet.ssrc);
     let arrival = now.saturating_duration_since(leg.epoch).as_micros() * 8 / 1000;
     leg.browser_reception.packet(
         packet.index,
@@ -884,6 +1203,54 @@ fn relay_srtp(
     };
     leg.counters.to_trunk += 1;
     Some(Transmit::Trunk { leg: id, to, bytes: out })
+}
+
+/// An SRTCP packet from the browser at `source`, authenticated and decrypted by the leg's
+/// relay, as plain RTCP toward the trunk (see the module contract).
+fn relay_srtcp(
+    id: LegId,
+    leg: &mut Leg,
+    now: Instant,
+    source: SocketAddr,
+    bytes: &[u8],
+    spare: &mut Vec<Vec<u8>>,
+) -> Option<Transmit> {
+    let relay = leg.relay.as_mut()?;
+    let mut plain = spare.pop().unwrap_or_default();
+    plain.clear();
+    if !relay.srtp.unprotect_rtcp(bytes, &mut plain) {
+        leg.counters.dropped += 1;
+        spare.push(plain);
+        return None;
+    }
+    leg.media_to = Some(source);
+    if let Some((_, ntp)) = rtcp::sender_report(&plain) {
+        // LSR: the middle 32 bits of the NTP timestamp (RFC 3550 §6.4.1).
+        relay.reports.browser_sr = Some(((ntp >> 16) as u32, now));
+    }
+    // Report blocks about the leg's stream are about the trunk's toward the trunk.
+    let rename = Rename::About(relay.ssrc, leg.trunk_ssrc.unwrap_or(relay.ssrc));
+    let to = if leg.rtcp_mux {
+        leg.trunk
+    } else {
+        leg.trunk_rtcp.or_else(|| {
+            let rtp = leg.trunk?;
+            Some(SocketAddr::new(rtp.ip(), rtp.port().checked_add(1)?))
+        })
+    };
+    let mut out = spare.pop().unwrap_or_default();
+    let (Some(to), true) = (to, rtcp::relay(&plain, rename, &mut out)) else {
+        leg.counters.dropped += 1;
+        spare.push(plain);
+        spare.push(out);
+        return None;
+    };
+    spare.push(plain);
+    leg.counters.rtcp_to_trunk += 1;
+    Some(match leg.rtcp_mux {
+        true => Transmit::Trunk { leg: id, to, bytes: out },
+        false => Transmit::TrunkRtcp { leg: id, to, bytes: out },
+    })
 }
 
 /// A packet from the browser as plain RTP toward the trunk, once its address is known.

@@ -17,9 +17,10 @@
 //!   ([`Media::reserve_with_rtcp`]) and relays RTCP between those too (RFC 3550 §11), and RTCP
 //!   multiplexed on the RTP ports as RTP (RFC 5761); the metrics count RTCP apart from RTP
 //!   (`kind="rtcp"`). A WebRTC leg's plain side reserves the port above RTP too
-//!   ([`Media::reserve_leg`]), which its SDP implies: what arrives there is read and dropped.
-//!   str0m makes the browser's RTCP, the plain side's RTCP is not relayed, and the edge sends
-//!   the plain side none.
+//!   ([`Media::reserve_leg`]), which its SDP implies: what arrives there goes to the anchor,
+//!   which relays it to the browser as SRTCP, and the browser's RTCP leaves from there
+//!   ([`Transmit::TrunkRtcp`]); see src/media/anchor.rs for the leg's RTCP. Both count as
+//!   `kind="rtcp"` (`dir="to_plain"`, `dir="to_browser"`).
 //! - Sockets are read with `recvmmsg` (everything queued, in one call, without the read that
 //!   finds the socket empty); what the anchor queues while the packets of one turn of the event
 //!   loop are handled goes out afterwards, together (`send_task`).
@@ -92,9 +93,12 @@ pub struct Reservation {
     /// The port above, for RTCP (RFC 3550 §11), when reserved with it
     /// ([`Media::reserve_with_rtcp`], [`Media::reserve_leg`]).
     rtcp: Option<Arc<UdpSocket>>,
-    /// A WebRTC leg's RTCP port is read and its datagrams dropped until the reservation
-    /// goes ([`Media::reserve_leg`]): dropping this stops that.
-    _rtcp_sink: Option<oneshot::Sender<()>>,
+    /// A WebRTC leg's RTCP port is read until the reservation goes ([`Media::reserve_leg`]):
+    /// dropping this stops that.
+    _rtcp_reader: Option<oneshot::Sender<()>>,
+    /// The leg whose trunk RTCP arrives on that port, once attached (0: none yet; what
+    /// arrives before is dropped).
+    rtcp_leg: Arc<AtomicU64>,
     /// The address to announce in SDP.
     pub addr: SocketAddr,
 }
@@ -208,6 +212,8 @@ impl Latch {
 #[derive(Debug)]
 struct PlainSide {
     socket: Arc<UdpSocket>,
+    /// The RTCP port, which RTCP to the trunk leaves from.
+    rtcp: Option<Arc<UdpSocket>>,
     /// Dropped with the leg: stops its receive task.
     _stop: oneshot::Sender<()>,
     reported: bool,
@@ -235,12 +241,12 @@ impl Media {
         let webrtc_addr = SocketAddr::new(config.public, webrtc.local_addr()?.port());
         let (ended, ended_rx) = mpsc::unbounded_channel();
         let span = u64::from(config.rtp_ports.last - config.rtp_ports.first) + 1;
+        let mut anchor = Anchor::new(webrtc_addr);
+        // The NTP timestamps of the anchor's sender reports (RFC 3550 §6.4.1).
+        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        anchor.set_wall_clock(Instant::now(), unix.unwrap_or_default());
         let media = Arc::new(Media {
-            inner: Mutex::new(Inner {
-                anchor: Anchor::new(webrtc_addr),
-                legs: ByLeg::default(),
-                pairs: HashMap::new(),
-            }),
+            inner: Mutex::new(Inner { anchor, legs: ByLeg::default(), pairs: HashMap::new() }),
             webrtc,
             webrtc_addr,
             next_port: AtomicU64::new(rand_below(span)),
@@ -315,7 +321,8 @@ impl Media {
                     let socket = Arc::new(UdpSocket::new(rtp)?);
                     let rtcp = rtcp.map(UdpSocket::new).transpose()?.map(Arc::new);
                     let addr = SocketAddr::new(self.config.public, port);
-                    return Ok(Reservation { socket, rtcp, _rtcp_sink: None, addr });
+                    let rtcp_leg = Arc::new(AtomicU64::new(0));
+                    return Ok(Reservation { socket, rtcp, _rtcp_reader: None, rtcp_leg, addr });
                 }
                 Err(e) => last_error = e,
             }
@@ -329,16 +336,16 @@ impl Media {
     }
 
     /// The plain side of a WebRTC leg: [`Media::reserve_with_rtcp`], and the RTCP port, which
-    /// the edge's SDP implies (RFC 3550 §11: the port above RTP), is read and what arrives
-    /// there dropped. str0m makes the browser's RTCP itself (SSRCs pass through unchanged, so
-    /// the plain side's reports would contradict it), and the edge sends the plain side none;
-    /// but a peer's RTCP must find a socket, not an ICMP port unreachable.
-    pub fn reserve_leg(&self) -> io::Result<Reservation> {
+    /// the edge's SDP implies (RFC 3550 §11: the port above RTP), is read from now on: what
+    /// arrives goes to the leg the reservation is attached to (the anchor relays it to the
+    /// browser as SRTCP), and before that is dropped.
+    pub fn reserve_leg(self: &Arc<Self>) -> io::Result<Reservation> {
         let mut reservation = self.reserve_ports(true)?;
         if let Some(rtcp) = reservation.rtcp.clone() {
             let (stop, stopped) = oneshot::channel();
-            self.runtime.spawn(rtcp_sink_task(rtcp, stopped));
-            reservation._rtcp_sink = Some(stop);
+            let leg = reservation.rtcp_leg.clone();
+            self.runtime.spawn(rtcp_task(self.clone(), rtcp, leg, stopped));
+            reservation._rtcp_reader = Some(stop);
         }
         Ok(reservation)
     }
@@ -532,9 +539,14 @@ impl Media {
 
     fn attach(self: &Arc<Self>, inner: &mut Inner, leg: LegId, port: &Reservation) {
         let (stop, stopped) = oneshot::channel();
-        inner
-            .legs
-            .insert(leg, PlainSide { socket: port.socket.clone(), _stop: stop, reported: false });
+        let side = PlainSide {
+            socket: port.socket.clone(),
+            rtcp: port.rtcp.clone(),
+            _stop: stop,
+            reported: false,
+        };
+        inner.legs.insert(leg, side);
+        port.rtcp_leg.store(leg.number(), Ordering::Relaxed);
         self.runtime.spawn(plain_task(self.clone(), leg, port.socket.clone(), stopped));
         self.flush(inner);
     }
@@ -548,6 +560,12 @@ impl Media {
                     Some(side) => (&side.socket, to, bytes),
                     None => continue,
                 },
+                Transmit::TrunkRtcp { leg, to, bytes } => {
+                    match inner.legs.get(&leg).and_then(|s| s.rtcp.as_ref()) {
+                        Some(rtcp) => (rtcp, to, bytes),
+                        None => continue,
+                    }
+                }
             };
             if let Err(e) = socket.send_to(&bytes, to)
                 && e.kind() != io::ErrorKind::WouldBlock
@@ -591,6 +609,8 @@ impl Media {
         }
         m.to_plain.store(totals.to_trunk, Ordering::Relaxed);
         m.to_browser.store(totals.to_browser, Ordering::Relaxed);
+        m.rtcp_to_plain.store(totals.rtcp_to_trunk, Ordering::Relaxed);
+        m.rtcp_to_browser.store(totals.rtcp_to_browser, Ordering::Relaxed);
         m.plain_to_callee.store(relayed[0], Ordering::Relaxed);
         m.plain_to_caller.store(relayed[1], Ordering::Relaxed);
         m.rtcp_to_callee.store(rtcp[0], Ordering::Relaxed);
@@ -679,17 +699,38 @@ async fn plain_task(
     }
 }
 
-/// A WebRTC leg's RTCP port ([`Media::reserve_leg`]): read and dropped until `stopped`.
-async fn rtcp_sink_task(socket: Arc<UdpSocket>, mut stopped: oneshot::Receiver<()>) {
+/// A WebRTC leg's RTCP port ([`Media::reserve_leg`]), until `stopped`: what arrives goes to
+/// the leg in `leg` (see [`Anchor::handle_trunk_rtcp`]), dropped while there is none.
+async fn rtcp_task(
+    media: Arc<Media>,
+    socket: Arc<UdpSocket>,
+    leg: Arc<AtomicU64>,
+    mut stopped: oneshot::Receiver<()>,
+) {
     let mut batch = Batch::<PLAIN_BATCH>::new();
     loop {
-        tokio::select! {
-            r = socket.recv_batch(&mut batch) => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "rtcp socket");
-                }
-            }
+        let received = tokio::select! {
+            r = socket.recv_batch(&mut batch) => r,
             _ = &mut stopped => return,
+        };
+        let n = match received {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(error = %e, "rtcp socket");
+                continue;
+            }
+        };
+        let Some(id) = LegId::from_number(leg.load(Ordering::Relaxed)) else { continue };
+        let now = Instant::now();
+        let queued = {
+            let mut inner = media.lock();
+            for (source, bytes) in batch.datagrams(n) {
+                inner.anchor.handle_trunk_rtcp(now, id, source, bytes);
+            }
+            inner.anchor.has_transmit()
+        };
+        if queued {
+            media.queued.notify_one();
         }
     }
 }

@@ -26,6 +26,7 @@
 
 pub mod anchor;
 pub mod engine;
+pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod srtp;

@@ -173,6 +173,16 @@ impl Reception {
     pub fn jitter(&self) -> u64 {
         self.jitter16 / 16
     }
+
+    /// Packets received (duplicates included, as RFC 3550 A.3 counts them).
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// The highest extended sequence number received (`None` before any packet).
+    pub fn highest(&self) -> Option<u64> {
+        self.base.map(|_| self.max)
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //!
 //! # Contract
 //!
-//! - str0m keeps ICE, DTLS and RTCP (SRTCP). The DTLS-SRTP keying material (RFC 5764 §4.2)
+//! - str0m keeps ICE and DTLS. The DTLS-SRTP keying material (RFC 5764 §4.2)
 //!   comes out of the DTLS instance str0m drives: [`provider`] is aws-lc-rs's
 //!   [`CryptoProvider`] whose DTLS provider wraps aws-lc-rs's and copies the keying material
 //!   and profile as the handshake hands them to str0m ([`build`] gives the leg's slot).
@@ -20,7 +20,13 @@
 //!   authenticated (RFC 3711 §3.3.1, appendix A), replays and packets older than the window
 //!   are refused before the cipher runs (§3.3.2), and the window moves only for a packet that
 //!   authenticated.
-//! - Nothing here panics on bytes from the network; a refused packet is `None`.
+//! - SRTCP (RFC 3711 §3.4; RFC 7714 §9 for AEAD) with the same master keys and the RTCP
+//!   labels 3, 4, 5 (§4.3.2): [`Srtp::protect_rtcp`] always encrypts (E-bit set), with an
+//!   SRTCP index from 0, one up per packet, never reused (2^31 packets, then it refuses).
+//!   [`Srtp::unprotect_rtcp`] keeps a replay window per sender SSRC (the first SSRC of the
+//!   compound), checked before the cipher runs and moved only by an authentic packet; an
+//!   authentic unencrypted packet (E-bit clear) is taken too.
+//! - Nothing here panics on bytes from the network; a refused packet is `None` (`false`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -219,15 +225,24 @@ fn derive(srtp: &dyn SrtpProvider, master: &[u8], salt: &[u8], label: u8, out: &
     }
 }
 
+/// The key derivation labels of RTP's session keys (RFC 3711 §4.3.1: encryption 0,
+/// authentication 1, salt 2) and of RTCP's (§4.3.2: 3, 4, 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Labels {
+    Rtp,
+    Rtcp,
+}
+
 impl Cipher {
-    /// The RTP cipher of one direction: `write` is the master key and salt of the side that
-    /// writes with it, from the keying material `[client key, server key, client salt, server
-    /// salt]` (RFC 5764 §4.2).
+    /// The RTP (or RTCP, with `labels`) cipher of one direction: `client_writes` picks the
+    /// master key and salt of the DTLS client from the keying material `[client key, server
+    /// key, client salt, server salt]` (RFC 5764 §4.2), else the server's.
     fn new(
         crypto: &CryptoProvider,
         keys: &Keys,
         client_writes: bool,
         encrypt: bool,
+        labels: Labels,
     ) -> Option<Cipher> {
         let (key_len, salt_len) = match keys.profile {
             SrtpProfile::AES128_CM_SHA1_80 => (16, 14),
@@ -243,13 +258,16 @@ impl Cipher {
             if client_writes { (0, 2 * key_len) } else { (key_len, 2 * key_len + salt_len) };
         let (master, master_salt) = (&m[k..k + key_len], &m[s..s + salt_len]);
         let srtp = crypto.srtp_provider;
-        // Labels 0, 1 and 2: the RTP encryption key, authentication key and salt.
+        // Labels 0, 1 and 2 (or 3, 4 and 5): the encryption key, authentication key and salt.
+        let base = if labels == Labels::Rtcp { 3 } else { 0 };
+        let session =
+            |label: u8, out: &mut [u8]| derive(srtp, master, master_salt, base + label, out);
         Some(match keys.profile {
             SrtpProfile::AES128_CM_SHA1_80 => {
                 let (mut key, mut auth, mut salt) = ([0u8; 16], [0u8; 20], [0u8; 14]);
-                derive(srtp, master, master_salt, 0, &mut key);
-                derive(srtp, master, master_salt, 1, &mut auth);
-                derive(srtp, master, master_salt, 2, &mut salt);
+                session(0, &mut key);
+                session(1, &mut auth);
+                session(2, &mut salt);
                 Cipher::Cm {
                     cipher: srtp.aes_128_cm_sha1_80().create_cipher(key, encrypt),
                     auth,
@@ -258,17 +276,54 @@ impl Cipher {
             }
             SrtpProfile::AEAD_AES_128_GCM => {
                 let (mut key, mut salt) = ([0u8; 16], [0u8; 12]);
-                derive(srtp, master, master_salt, 0, &mut key);
-                derive(srtp, master, master_salt, 2, &mut salt);
+                session(0, &mut key);
+                session(2, &mut salt);
                 Cipher::Gcm128 { cipher: srtp.aead_aes_128_gcm().create_cipher(key, encrypt), salt }
             }
             _ => {
                 let (mut key, mut salt) = ([0u8; 32], [0u8; 12]);
-                derive(srtp, master, master_salt, 0, &mut key);
-                derive(srtp, master, master_salt, 2, &mut salt);
+                session(0, &mut key);
+                session(2, &mut salt);
                 Cipher::Gcm256 { cipher: srtp.aead_aes_256_gcm().create_cipher(key, encrypt), salt }
             }
         })
+    }
+}
+
+/// The additional authenticated data of encrypted AEAD SRTCP (RFC 7714 §9.1): the first 8
+/// octets, then the E-bit and SRTCP index.
+fn srtcp_aad(clear: &[u8], trailer: [u8; 4]) -> [u8; 12] {
+    let mut aad = [0u8; 12];
+    aad[..RTCP_CLEAR].copy_from_slice(&clear[..RTCP_CLEAR]);
+    aad[RTCP_CLEAR..].copy_from_slice(&trailer);
+    aad
+}
+
+/// AEAD SRTCP opened (RFC 7714 §9.2; `at` is where the trailer starts, after the tag): the
+/// compound packet appended to `out` once `decrypt(aads, input, output)` authenticates. An
+/// unencrypted packet is all additional data, the tag alone the input.
+fn open_gcm(
+    packet: &[u8],
+    at: usize,
+    encrypted: bool,
+    trailer: [u8; 4],
+    out: &mut Vec<u8>,
+    decrypt: impl FnOnce(&[&[u8]], &[u8], &mut [u8]) -> bool,
+) -> Option<()> {
+    let tag = AeadAes128Gcm::TAG_LEN;
+    let start = out.len();
+    let body_end = at.checked_sub(tag)?;
+    if encrypted {
+        let aad = srtcp_aad(packet, trailer);
+        out.extend_from_slice(&packet[..RTCP_CLEAR]);
+        out.resize(start + body_end, 0);
+        let input = packet.get(RTCP_CLEAR..at)?;
+        decrypt(&[&aad], input, &mut out[start + RTCP_CLEAR..]).then_some(())
+    } else {
+        let aads: [&[u8]; 2] = [&packet[..body_end], &trailer];
+        decrypt(&aads, &packet[body_end..at], &mut []).then_some(())?;
+        out.extend_from_slice(&packet[..body_end]);
+        Some(())
     }
 }
 
@@ -331,7 +386,23 @@ pub struct Srtp {
     /// The browser's streams, by SSRC (one, or a few after renegotiations: a list is faster
     /// than a map).
     received: Vec<(u32, Window)>,
+    /// SRTCP's own ciphers (labels 3, 4, 5; RFC 3711 §4.3.2).
+    rtcp_tx: Cipher,
+    rtcp_rx: Cipher,
+    /// The SRTCP index of the next packet sent (RFC 3711 §3.4: 0 first, one up per packet).
+    rtcp_index: u32,
+    /// The SRTCP indices taken from the browser, by the sender SSRC of its compound packets.
+    rtcp_received: Vec<(u32, Window)>,
 }
+
+/// The SRTCP trailer before the tag: the E-bit and the 31-bit SRTCP index (RFC 3711 §3.4).
+const SRTCP_INDEX: usize = 4;
+
+/// The first RTCP header and sender SSRC, which SRTCP leaves in the clear (RFC 3711 §3.4).
+const RTCP_CLEAR: usize = 8;
+
+/// The E-bit: the compound packet is encrypted.
+const E_BIT: u32 = 0x8000_0000;
 
 impl std::fmt::Debug for Srtp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -367,15 +438,153 @@ impl Srtp {
     /// The SRTP of a leg whose DTLS gave `keys`; `None` for a profile not handled here.
     pub fn new(crypto: &CryptoProvider, keys: &Keys) -> Option<Srtp> {
         // We write with the client's key when we are the DTLS client.
-        let tx = Cipher::new(crypto, keys, keys.active, true)?;
-        let rx = Cipher::new(crypto, keys, !keys.active, false)?;
+        let tx = Cipher::new(crypto, keys, keys.active, true, Labels::Rtp)?;
+        let rx = Cipher::new(crypto, keys, !keys.active, false, Labels::Rtp)?;
+        let rtcp_tx = Cipher::new(crypto, keys, keys.active, true, Labels::Rtcp)?;
+        let rtcp_rx = Cipher::new(crypto, keys, !keys.active, false, Labels::Rtcp)?;
         Some(Srtp {
             tx,
             rx,
             sha1_hmac: crypto.sha1_hmac_provider,
             sent: None,
             received: Vec::new(),
+            rtcp_tx,
+            rtcp_rx,
+            rtcp_index: 0,
+            rtcp_received: Vec::new(),
         })
+    }
+
+    /// Protects the RTCP compound packet `compound` as SRTCP into `out` (cleared first),
+    /// encrypted (E-bit set) with the next SRTCP index (RFC 3711 §3.4; RFC 7714 §9 for AEAD:
+    /// the first 8 octets and the E-bit and index are the additional data). `false`: fewer
+    /// than the 8 octets of an RTCP header, or the index space is used up (2^31 packets:
+    /// an index is never used twice, whatever the cipher).
+    pub fn protect_rtcp(&mut self, compound: &[u8], out: &mut Vec<u8>) -> bool {
+        if compound.len() < RTCP_CLEAR || self.rtcp_index > 0x7fff_ffff {
+            return false;
+        }
+        let index = self.rtcp_index;
+        let trailer = (E_BIT | index).to_be_bytes();
+        let ssrc = u32::from_be_bytes([compound[4], compound[5], compound[6], compound[7]]);
+        let (clear, body) = compound.split_at(RTCP_CLEAR);
+        let len = compound.len();
+        out.clear();
+        out.resize(len + tag_len(&self.rtcp_tx) + SRTCP_INDEX + CTR_SLACK, 0);
+        out[..RTCP_CLEAR].copy_from_slice(clear);
+        let sha1 = self.sha1_hmac;
+        let ok = match &mut self.rtcp_tx {
+            Cipher::Cm { cipher, auth, salt } => {
+                // header | encrypted body | E + index | tag over everything before it.
+                let iv = Aes128CmSha1_80::rtp_iv(*salt, ssrc, u64::from(index));
+                let ok = cipher.encrypt(&iv, body, &mut out[RTCP_CLEAR..]).is_ok();
+                out[len..len + SRTCP_INDEX].copy_from_slice(&trailer);
+                let hmac = |k: &[u8], p: &[&[u8]]| sha1.sha1_hmac(k, p);
+                Aes128CmSha1_80::rtcp_hmac(hmac, auth, out, len + SRTCP_INDEX);
+                ok
+            }
+            Cipher::Gcm128 { cipher, salt } => {
+                // header | encrypted body and tag | E + index.
+                let iv = AeadAes128Gcm::rtcp_iv(*salt, ssrc, index);
+                let aad = srtcp_aad(clear, trailer);
+                let ok = cipher.encrypt(&iv, &aad, body, &mut out[RTCP_CLEAR..]).is_ok();
+                let at = len + AeadAes128Gcm::TAG_LEN;
+                out[at..at + SRTCP_INDEX].copy_from_slice(&trailer);
+                ok
+            }
+            Cipher::Gcm256 { cipher, salt } => {
+                let iv = AeadAes256Gcm::rtcp_iv(*salt, ssrc, index);
+                let aad = srtcp_aad(clear, trailer);
+                let ok = cipher.encrypt(&iv, &aad, body, &mut out[RTCP_CLEAR..]).is_ok();
+                let at = len + AeadAes256Gcm::TAG_LEN;
+                out[at..at + SRTCP_INDEX].copy_from_slice(&trailer);
+                ok
+            }
+        };
+        out.truncate(len + tag_len(&self.rtcp_tx) + SRTCP_INDEX);
+        if ok {
+            self.rtcp_index += 1;
+        }
+        ok
+    }
+
+    /// Authenticates and decrypts the SRTCP packet `packet`: the RTCP compound packet is
+    /// appended to `out`. `false` (and `out` as it was): too short, replayed or older than
+    /// the window (per sender SSRC, checked before the cipher runs; RFC 3711 §3.3.2), or not
+    /// authentic. An unencrypted one (E-bit clear) is taken once authentic.
+    pub fn unprotect_rtcp(&mut self, packet: &[u8], out: &mut Vec<u8>) -> bool {
+        let start = out.len();
+        let ok = self.open_rtcp(packet, out).is_some();
+        if !ok {
+            out.truncate(start);
+        }
+        ok
+    }
+
+    fn open_rtcp(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Option<()> {
+        let tag = tag_len(&self.rtcp_rx);
+        let least = RTCP_CLEAR + SRTCP_INDEX + tag;
+        if packet.len() < least || packet[0] >> 6 != 2 {
+            return None;
+        }
+        // The trailer: after the tag for AEAD (RFC 7714 §9.2), before it for AES-CM.
+        let at = match self.rtcp_rx {
+            Cipher::Cm { .. } => packet.len() - tag - SRTCP_INDEX,
+            _ => packet.len() - SRTCP_INDEX,
+        };
+        let trailer: [u8; 4] = packet.get(at..at + SRTCP_INDEX)?.try_into().ok()?;
+        let e_and_index = u32::from_be_bytes(trailer);
+        let (encrypted, index) = (e_and_index & E_BIT != 0, e_and_index & !E_BIT);
+        let ssrc = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        let found = self.rtcp_received.iter().position(|(s, _)| *s == ssrc);
+        let window = found.and_then(|i| self.rtcp_received.get(i)).map(|(_, w)| *w);
+        if window.is_some_and(|w| !w.fresh(u64::from(index))) {
+            return None;
+        }
+        let clear = &packet[..RTCP_CLEAR];
+        let start = out.len();
+        let sha1 = self.sha1_hmac;
+        match &mut self.rtcp_rx {
+            Cipher::Cm { cipher, auth, salt } => {
+                let (signed, mac) = packet.split_at(at + SRTCP_INDEX);
+                let hmac = |k: &[u8], p: &[&[u8]]| sha1.sha1_hmac(k, p);
+                if !Aes128CmSha1_80::rtcp_verify(hmac, auth, signed, mac) {
+                    return None;
+                }
+                let body = &packet[RTCP_CLEAR..at];
+                out.extend_from_slice(clear);
+                if encrypted {
+                    out.resize(start + RTCP_CLEAR + body.len() + CTR_SLACK, 0);
+                    let iv = Aes128CmSha1_80::rtp_iv(*salt, ssrc, u64::from(index));
+                    cipher.decrypt(&iv, body, &mut out[start + RTCP_CLEAR..]).ok()?;
+                    out.truncate(start + RTCP_CLEAR + body.len());
+                } else {
+                    out.extend_from_slice(body);
+                }
+            }
+            Cipher::Gcm128 { cipher, salt } => {
+                let iv = AeadAes128Gcm::rtcp_iv(*salt, ssrc, index);
+                open_gcm(packet, at, encrypted, trailer, out, |aads, input, output| {
+                    cipher.decrypt(&iv, aads, input, output).is_ok()
+                })?;
+            }
+            Cipher::Gcm256 { cipher, salt } => {
+                let iv = AeadAes256Gcm::rtcp_iv(*salt, ssrc, index);
+                open_gcm(packet, at, encrypted, trailer, out, |aads, input, output| {
+                    cipher.decrypt(&iv, aads, input, output).is_ok()
+                })?;
+            }
+        }
+        match found.and_then(|i| self.rtcp_received.get_mut(i)) {
+            Some((_, w)) => w.take(u64::from(index)),
+            None => {
+                if self.rtcp_received.len() >= STREAMS {
+                    self.rtcp_received.remove(0);
+                }
+                self.rtcp_received.push((ssrc, Window::new(u64::from(index))));
+            }
+        }
+        Some(())
     }
 
     /// Encrypts the RTP packet `header` (its sequence number the low 16 bits of `index`) +

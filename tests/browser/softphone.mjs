@@ -78,6 +78,18 @@ async function openPage(browser, { geolocation, at = GEO }) {
     permissions: geolocation ? ['geolocation', 'microphone'] : ['microphone'],
     geolocation: geolocation ? at : undefined,
   });
+  // Every RTCPeerConnection the page makes, for getStats() from here (anchorReports).
+  await context.addInitScript(() => {
+    const Native = window.RTCPeerConnection;
+    window.peerConnections = [];
+    window.RTCPeerConnection = function RTCPeerConnection(...args) {
+      const pc = new Native(...args);
+      window.peerConnections.push(pc);
+      return pc;
+    };
+    window.RTCPeerConnection.prototype = Native.prototype;
+    Object.setPrototypeOf(window.RTCPeerConnection, Native);
+  });
   const page = await context.newPage();
   const sip = [];
   const errors = [];
@@ -124,6 +136,39 @@ async function audioFlows(page, what, packets = 50) {
     await new Promise((r) => setTimeout(r, 200));
   }
   fail(`no audio both ways in the ${what}: ${JSON.stringify(last)}`);
+}
+
+/** The RTCP the page got from the edge's anchor in the call on its last peer connection:
+ * waits until getStats() has both `remote-outbound-rtp` (from a sender report about the audio
+ * the page receives) and `remote-inbound-rtp` (from a report block about the audio it sends),
+ * and returns them with the page's own counts and the wall clock at that moment. */
+async function anchorReports(page) {
+  const deadline = Date.now() + T;
+  let last = null;
+  while (Date.now() < deadline) {
+    last = await page.evaluate(async () => {
+      const pcs = window.peerConnections;
+      const out = { now: Date.now() };
+      (await pcs[pcs.length - 1].getStats()).forEach((r) => {
+        if (r.kind !== 'audio') return;
+        const pick = (...keys) => Object.fromEntries(keys.map((k) => [k, r[k]]));
+        if (r.type === 'inbound-rtp') out.inbound = pick('packetsReceived', 'ssrc');
+        if (r.type === 'outbound-rtp') out.outbound = pick('packetsSent', 'ssrc');
+        if (r.type === 'remote-outbound-rtp') {
+          out.remoteOutbound = pick('packetsSent', 'bytesSent', 'remoteTimestamp', 'reportsSent', 'ssrc');
+        }
+        if (r.type === 'remote-inbound-rtp') {
+          out.remoteInbound = pick(
+            'packetsLost', 'jitter', 'fractionLost', 'roundTripTime', 'roundTripTimeMeasurements', 'ssrc',
+          );
+        }
+      });
+      return out;
+    });
+    if (last.remoteOutbound && last.remoteInbound) return last;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  fail(`no RTCP reports from the edge: ${JSON.stringify(last)}`);
 }
 
 /** Waits until the page received `count` re-INVITEs (INVITEs with a To-tag) among its SIP
@@ -212,6 +257,27 @@ async function main() {
     expect(
       after.received - before.received >= 60 && after.lost === before.lost,
       `audio while garbage hit the media port: ${JSON.stringify(before)} -> ${JSON.stringify(after)}`,
+    );
+    // RTCP: the carrier (SIPp) sends none, so the anchor reports itself. Its SR counts what the
+    // edge sent the page: the page's received count at the SR's time (20 ms a packet, same
+    // clock on loopback), give or take half a second. Its report block is about the page's
+    // own audio: nothing lost on loopback, a sane jitter, and a round trip from LSR/DLSR
+    // (RFC 3550 §6.4.1) once the page's own SR reached the anchor.
+    const rtcp = await anchorReports(page);
+    console.log(`rtcp: ${JSON.stringify(rtcp)}`);
+    const { remoteOutbound: ro, remoteInbound: ri, inbound } = rtcp;
+    expect(ro.ssrc === inbound.ssrc && ri.ssrc === rtcp.outbound.ssrc, `report SSRCs: ${JSON.stringify(rtcp)}`);
+    const atReport = inbound.packetsReceived - (rtcp.now - ro.remoteTimestamp) / 20;
+    expect(
+      ro.packetsSent > 50 && Math.abs(ro.packetsSent - atReport) <= 25,
+      `the SR's packet count ${ro.packetsSent}, the page had ${atReport.toFixed(0)}: ${JSON.stringify(rtcp)}`,
+    );
+    expect(ro.bytesSent === 160 * ro.packetsSent, `the SR's octet count (PCMU): ${JSON.stringify(ro)}`);
+    expect(ri.packetsLost >= 0 && ri.packetsLost <= 2 && ri.fractionLost <= 0.02, `loss: ${JSON.stringify(ri)}`);
+    expect(ri.jitter >= 0 && ri.jitter < 0.1, `jitter: ${JSON.stringify(ri)}`);
+    expect(
+      !ri.roundTripTimeMeasurements || (ri.roundTripTime >= 0 && ri.roundTripTime < 0.5),
+      `round trip: ${JSON.stringify(ri)}`,
     );
     // Hold and resume: re-INVITEs through the anchor (the carrier answers them); the audio
     // comes back on the same ports.

@@ -289,6 +289,9 @@ pub struct Heard {
     pub sent: u64,
     /// Audio frames that came back.
     pub received: u64,
+    /// RTCP sender reports read for the audio that came back, and the last one's packet count.
+    pub sender_reports: u64,
+    pub last_sr_packets: u32,
 }
 
 /// What the test asks of a [`Phone`] while its media runs.
@@ -363,9 +366,10 @@ impl Phone {
         tokio::time::sleep(wait).await;
         let after = self.heard().await;
         Heard {
-            connected: after.connected,
             sent: after.sent - before.sent,
             received: after.received - before.received,
+            sender_reports: after.sender_reports - before.sender_reports,
+            ..after
         }
     }
 
@@ -401,6 +405,10 @@ async fn run(
                     Event::Connected => heard.connected = true,
                     Event::MediaAdded(m) if m.kind == MediaKind::Audio => mid = Some(m.mid),
                     Event::MediaData(_) => heard.received += 1,
+                    Event::SenderFeedback(f) => {
+                        heard.sender_reports += 1;
+                        heard.last_sr_packets = f.sender_info.sender_packet_count;
+                    }
                     _ => {}
                 }
                 continue;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use str0m::change::SdpAnswer;
 use str0m::media::Direction;
+use str0m::rtp::RawPacket;
+use str0m::rtp::rtcp::Rtcp;
 
 use super::*;
 
@@ -25,6 +27,10 @@ struct Browser {
     received: Vec<RtpPacket>,
     /// The sequence numbers of the SRTP audio the anchor sent it.
     srtp_seqs: Vec<u16>,
+    /// The RTCP the anchor sent the trunk (on the RTCP port).
+    rtcp_at_trunk: Vec<(SocketAddr, Vec<u8>)>,
+    /// The RTCP str0m decrypted and read from the anchor, when.
+    rtcp_received: Vec<(Instant, Rtcp)>,
 }
 
 impl Browser {
@@ -35,6 +41,7 @@ impl Browser {
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_pcmu(true, false)
+            .enable_raw_packets(true)
             .build(now);
         rtc.add_local_candidate(Candidate::host(addr(BROWSER), "udp").unwrap());
         let mut api = rtc.sdp_api();
@@ -60,6 +67,8 @@ impl Browser {
             connected: false,
             received: Vec::new(),
             srtp_seqs: Vec::new(),
+            rtcp_at_trunk: Vec::new(),
+            rtcp_received: Vec::new(),
         };
         (browser, leg)
     }
@@ -80,6 +89,11 @@ impl Browser {
                 }
                 Output::Event(Event::Connected) => self.connected = true,
                 Output::Event(Event::RtpPacket(p)) => self.received.push(p),
+                Output::Event(Event::RawPacket(raw)) => {
+                    if let RawPacket::RtcpRx(rtcp) = *raw {
+                        self.rtcp_received.push((now, rtcp));
+                    }
+                }
                 Output::Event(_) => {}
             }
         }
@@ -111,6 +125,7 @@ fn pump(anchor: &mut Anchor, browser: &mut Browser, now: Instant) -> Vec<Vec<u8>
                     assert_eq!(to, addr(TRUNK));
                     to_trunk.push(bytes);
                 }
+                Transmit::TrunkRtcp { to, bytes, .. } => browser.rtcp_at_trunk.push((to, bytes)),
             }
         }
         if !moved {
@@ -469,5 +484,201 @@ fn srtp_from_browser(browser: &mut Browser, now: Instant) -> Vec<u8> {
             Output::Timeout(_) => panic!("the browser sent no SRTP"),
             _ => {}
         }
+    }
+}
+
+/// RTCP of a call in which both sides send audio for `seconds`, the trunk none: what the
+/// browser (str0m) reads, and what reaches the trunk, from the anchor.
+fn call_with_audio(seconds: u64) -> (Anchor, Browser, LegId, Instant) {
+    call_with_loss(seconds, u64::MAX)
+}
+
+/// [`call_with_audio`] with every `nth` packet of the browser's never sent (a sequence gap).
+fn call_with_loss(seconds: u64, nth: u64) -> (Anchor, Browser, LegId, Instant) {
+    let start = Instant::now();
+    let mut anchor = Anchor::new(addr(ANCHOR));
+    anchor.set_wall_clock(start, Duration::from_secs(1_764_000_000));
+    let (mut browser, leg) = Browser::call(&mut anchor, start);
+    let mut now = connect(&mut anchor, &mut browser, leg, start);
+    for i in 0..(seconds * 50) {
+        let seq = 1000 + i as u16;
+        let ts = 160 * i as u32;
+        anchor.handle_trunk(now, leg, addr(TRUNK), &pcmu(seq, ts, 0xaa));
+        let mut api = browser.rtc.direct_api();
+        let stream = api.stream_tx_by_mid(browser.mid, None).unwrap();
+        let write = RtpWrite::new(Pt::from(0), SeqNo::from(500 + i), ts, now, vec![0x55; 160]);
+        if (i + 1) % nth != 0 {
+            stream.write_rtp(write);
+        }
+        for _ in 0..4 {
+            pump(&mut anchor, &mut browser, now);
+            now += Duration::from_millis(5);
+            browser.rtc.handle_input(Input::Timeout(now)).unwrap();
+            anchor.handle_timeout(now);
+        }
+    }
+    let (now, _) = settle(&mut anchor, &mut browser, now);
+    (anchor, browser, leg, now)
+}
+
+#[test]
+fn the_anchor_reports_to_the_browser_what_it_relayed_and_received() {
+    let (anchor, mut browser, leg, _) = call_with_audio(8);
+    let leg_ssrc = *browser.received[0].header.ssrc;
+    let browser_ssrc =
+        *browser.rtc.direct_api().stream_tx_by_mid(browser.mid, None).unwrap().ssrc();
+    // Every report the browser got is the anchor's SR for the stream it receives (str0m's,
+    // which counted nothing, never leaves), and it came every 2.5-7.5 s.
+    let reports: Vec<(Instant, &str0m::rtp::rtcp::SenderReport)> = browser
+        .rtcp_received
+        .iter()
+        .filter_map(|(at, r)| match r {
+            Rtcp::SenderReport(sr) => Some((*at, sr)),
+            Rtcp::ReceiverReport(rr) => panic!("a receiver report from the anchor: {rr:?}"),
+            _ => None,
+        })
+        .collect();
+    assert!((1..=4).contains(&reports.len()), "{:?}", browser.rtcp_received);
+    for pair in reports.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(
+            gap >= Duration::from_millis(2400) && gap <= Duration::from_millis(7600),
+            "{gap:?}"
+        );
+    }
+    let (at, last) = reports.last().unwrap();
+    let info = &last.sender_info;
+    assert_eq!(*info.ssrc, leg_ssrc);
+    // Everything relayed before the report, counted: packets and payload octets.
+    let sent = browser.received.iter().filter(|p| p.timestamp <= *at).count() as u32;
+    assert!(info.sender_packet_count.abs_diff(sent) <= 1, "{} vs {sent}", info.sender_packet_count);
+    assert_eq!(info.sender_octet_count, 160 * info.sender_packet_count);
+    // The NTP time is the wall clock given; the RTP time goes on from the last packet's.
+    let wall = info.ntp_time.duration_since(std::time::UNIX_EPOCH).unwrap();
+    assert!(wall > Duration::from_secs(1_764_000_000) && wall < Duration::from_secs(1_764_000_020));
+    let rtp = info.rtp_time.numer() as u32;
+    assert!(rtp.abs_diff(160 * (info.sender_packet_count - 1)) <= 160, "{rtp}");
+    // The report block: the browser's stream, no loss, its highest sequence number.
+    let block = &last.reports[0];
+    assert_eq!(*block.ssrc, browser_ssrc);
+    assert_eq!((block.fraction_lost, block.packets_lost), (0, 0));
+    assert!((500..900).contains(&block.max_seq), "{}", block.max_seq);
+    assert!(block.jitter < 80, "{}", block.jitter);
+    let c = anchor.counters(leg).unwrap();
+    assert_eq!(c.rtcp_to_browser, reports.len() as u64);
+}
+
+#[test]
+fn the_browsers_rtcp_reaches_the_trunk_in_the_clear_about_the_trunks_stream() {
+    let (anchor, mut browser, leg, _) = call_with_audio(8);
+    let browser_ssrc =
+        *browser.rtc.direct_api().stream_tx_by_mid(browser.mid, None).unwrap().ssrc();
+    assert!(!browser.rtcp_at_trunk.is_empty(), "the browser's reports went on");
+    let rtcp_port = SocketAddr::new(addr(TRUNK).ip(), addr(TRUNK).port() + 1);
+    let mut blocks = 0;
+    for (to, bytes) in &browser.rtcp_at_trunk {
+        assert_eq!(*to, rtcp_port, "RFC 3550 §11: the port above RTP");
+        let packets = rtcp::packets(bytes).expect("valid plain RTCP");
+        for p in packets {
+            assert!(matches!(p.kind, rtcp::SR | rtcp::RR | rtcp::SDES | rtcp::BYE), "{p:?}");
+            match Rtcp::try_from(p.bytes).unwrap() {
+                Rtcp::SenderReport(sr) => {
+                    assert_eq!(*sr.sender_info.ssrc, browser_ssrc);
+                    for r in sr.reports.iter() {
+                        assert_eq!(*r.ssrc, 0x1234_5678, "about the trunk's own SSRC");
+                        blocks += 1;
+                    }
+                }
+                Rtcp::ReceiverReport(rr) => {
+                    for r in rr.reports.iter() {
+                        assert_eq!(*r.ssrc, 0x1234_5678, "about the trunk's own SSRC");
+                        blocks += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(blocks > 0, "{:?}", browser.rtcp_at_trunk);
+    let c = anchor.counters(leg).unwrap();
+    assert_eq!(c.rtcp_to_trunk, browser.rtcp_at_trunk.len() as u64);
+}
+
+#[test]
+fn the_trunks_rtcp_reaches_the_browser_as_srtcp_and_replaces_the_anchors() {
+    let (mut anchor, mut browser, leg, mut now) = call_with_audio(3);
+    let leg_ssrc = *browser.received[0].header.ssrc;
+    let from = SocketAddr::new(addr(TRUNK).ip(), addr(TRUNK).port() + 1);
+    let mut sr = Vec::new();
+    let info = rtcp::SenderInfo { ntp: 77 << 32, rtp: 4242, packets: 4242, octets: 99 };
+    let block = rtcp::ReportBlock { ssrc: 0xdead, highest: 5, ..Default::default() };
+    rtcp::write_report(0x1234_5678, Some(info), Some(block), "trunk", &mut sr);
+    let before = browser.rtcp_received.len();
+    anchor.handle_trunk_rtcp(now, leg, from, &sr);
+    // A stranger's RTCP, after the trunk's latched: dropped.
+    anchor.handle_trunk_rtcp(now, leg, addr("127.0.0.9:1"), &sr);
+    // Garbage from the trunk: dropped.
+    anchor.handle_trunk_rtcp(now, leg, from, b"not rtcp");
+    pump(&mut anchor, &mut browser, now);
+    let got: Vec<&Rtcp> = browser.rtcp_received[before..].iter().map(|(_, r)| r).collect();
+    let [Rtcp::SenderReport(relayed), Rtcp::SourceDescription(sdes)] = got[..] else {
+        panic!("{got:?}")
+    };
+    assert_eq!(*relayed.sender_info.ssrc, leg_ssrc, "the trunk's SSRC as the leg's");
+    assert_eq!(relayed.sender_info.sender_packet_count, 4242);
+    assert_eq!(*relayed.reports[0].ssrc, 0xdead);
+    assert_eq!(*sdes.reports[0].ssrc, leg_ssrc);
+    assert_eq!(anchor.counters(leg).unwrap().dropped, 2);
+    // For the next 15 s the anchor makes no report of its own.
+    let before = browser.rtcp_received.len();
+    for _ in 0..2000 {
+        now += Duration::from_millis(5);
+        browser.rtc.handle_input(Input::Timeout(now)).unwrap();
+        anchor.handle_timeout(now);
+        pump(&mut anchor, &mut browser, now);
+    }
+    let own = browser.rtcp_received[before..]
+        .iter()
+        .filter(|(_, r)| matches!(r, Rtcp::SenderReport(_) | Rtcp::ReceiverReport(_)))
+        .count();
+    assert_eq!(own, 0, "{:?}", &browser.rtcp_received[before..]);
+    // The trunk stays silent: after 15 s the anchor reports again, and as nothing was relayed
+    // for two intervals, as a receiver (RFC 3550 §6.4).
+    for _ in 0..2000 {
+        now += Duration::from_millis(5);
+        browser.rtc.handle_input(Input::Timeout(now)).unwrap();
+        anchor.handle_timeout(now);
+        pump(&mut anchor, &mut browser, now);
+    }
+    let again: Vec<&Rtcp> = browser.rtcp_received[before..]
+        .iter()
+        .map(|(_, r)| r)
+        .filter(|r| matches!(r, Rtcp::SenderReport(_) | Rtcp::ReceiverReport(_)))
+        .collect();
+    assert!(!again.is_empty());
+    for r in again {
+        let Rtcp::ReceiverReport(rr) = r else { panic!("{r:?}") };
+        assert_eq!(*rr.sender_ssrc, leg_ssrc);
+    }
+}
+
+#[test]
+fn the_anchors_report_block_counts_the_browsers_lost_packets() {
+    // Every 10th packet of the browser's never sent: 10 % lost, in every interval.
+    let (_, browser, _, _) = call_with_loss(8, 10);
+    let blocks: Vec<_> = browser
+        .rtcp_received
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Rtcp::SenderReport(sr) => sr.reports.iter().next().cloned(),
+            _ => None,
+        })
+        .collect();
+    assert!(!blocks.is_empty());
+    for b in &blocks {
+        // 10 % is 25.6 in 256ths; the interval's edges move it by a packet or so.
+        assert!((20..=32).contains(&b.fraction_lost), "{b:?}");
+        let expected = b.max_seq - 500 + 1;
+        assert!(b.packets_lost.abs_diff(expected / 10) <= 1, "{b:?}");
     }
 }

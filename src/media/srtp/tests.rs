@@ -158,3 +158,144 @@ fn garbage_is_refused_without_panicking() {
     let keys = Keys { material: vec![0; 10], profile: SrtpProfile::AEAD_AES_256_GCM, active: true };
     assert!(Srtp::new(&provider(), &keys).is_none(), "keying material of the wrong length");
 }
+
+/// An RTCP receiver report from `ssrc` with one SDES CNAME chunk (RFC 3550 §6.4.2, §6.5.1).
+fn rtcp(ssrc: u32) -> Vec<u8> {
+    let mut v = vec![0x80, 201, 0, 1];
+    v.extend_from_slice(&ssrc.to_be_bytes());
+    v.extend_from_slice(&[0x81, 202, 0, 3]);
+    v.extend_from_slice(&ssrc.to_be_bytes());
+    v.extend_from_slice(&[1, 5, b'a', b'b', b'c', b'd', b'e', 0]);
+    v
+}
+
+#[test]
+fn srtcp_is_rfc_7714_section_17_1() {
+    // RFC 7714 §17.1: AEAD_AES_128_GCM with the session key 00..0f, the salt "Quid pro quo",
+    // SRTCP index 0x5d4, encrypted.
+    let (mut client, mut server) = pair(SrtpProfile::AEAD_AES_128_GCM, 56);
+    let srtp = provider().srtp_provider;
+    let key: [u8; 16] = hex("000102030405060708090a0b0c0d0e0f").try_into().unwrap();
+    let salt: [u8; 12] = hex("517569642070726f2071756f").try_into().unwrap();
+    client.rtcp_tx =
+        Cipher::Gcm128 { cipher: srtp.aead_aes_128_gcm().create_cipher(key, true), salt };
+    server.rtcp_rx =
+        Cipher::Gcm128 { cipher: srtp.aead_aes_128_gcm().create_cipher(key, false), salt };
+    client.rtcp_index = 0x5d4;
+    let plain = hex("81c8000d4d6172734e5450314e5450325254502000000\
+         42a0000e9304c756e61deadbeefdeadbeefdeadbeefdeadbeefdeadbeef");
+    let wire =
+        hex("81c8000d4d61727363e94885dcdab67ca727d7662f6b7e997ff5c0f76c06f32dc676a5f1730d6fda\
+         4ce09b4686303ded0bb9275bc84aa45896cf4d2fc5abf87245d9eade800005d4");
+    let mut out = Vec::new();
+    assert!(client.protect_rtcp(&plain, &mut out));
+    assert_eq!(out, wire);
+    assert_eq!(client.rtcp_index, 0x5d5, "one index per packet");
+    let mut back = Vec::new();
+    assert!(server.unprotect_rtcp(&wire, &mut back));
+    assert_eq!(back, plain);
+}
+
+#[test]
+fn srtcp_round_trips_every_profile_and_refuses_tampering_and_replays() {
+    for (profile, len) in PROFILES {
+        let (mut client, mut server) = pair(profile, len);
+        let plain = rtcp(0xabcd);
+        let mut first = Vec::new();
+        assert!(client.protect_rtcp(&plain, &mut first));
+        assert_eq!(&first[..8], &plain[..8], "{profile:?}: header and SSRC in the clear");
+        assert_ne!(&first[8..plain.len()], &plain[8..], "{profile:?}: encrypted");
+        // The E-bit and index 0 (RFC 3711 §3.4).
+        let trailer = match profile {
+            SrtpProfile::AES128_CM_SHA1_80 => &first[plain.len()..plain.len() + 4],
+            _ => &first[first.len() - 4..],
+        };
+        assert_eq!(trailer, &[0x80, 0, 0, 0], "{profile:?}");
+        let mut out = vec![7];
+        assert!(server.unprotect_rtcp(&first, &mut out), "{profile:?}");
+        assert_eq!(&out[1..], &plain[..], "{profile:?}: appended");
+        // Replayed: refused; the next index: taken; the other direction's key: refused.
+        assert!(!server.unprotect_rtcp(&first, &mut Vec::new()), "{profile:?}: replay");
+        let mut second = Vec::new();
+        assert!(client.protect_rtcp(&plain, &mut second));
+        assert_ne!(first, second, "{profile:?}: a new index, a new ciphertext");
+        assert!(server.unprotect_rtcp(&second, &mut Vec::new()), "{profile:?}");
+        assert!(!client.unprotect_rtcp(&second, &mut Vec::new()), "{profile:?}: own key");
+        // The other way round, with the server's key.
+        let mut back = Vec::new();
+        assert!(server.protect_rtcp(&rtcp(0x1111), &mut back));
+        let mut got = Vec::new();
+        assert!(client.unprotect_rtcp(&back, &mut got));
+        assert_eq!(got, rtcp(0x1111));
+        // One flipped bit anywhere (E-bit and index included): refused, `out` untouched.
+        let mut fresh = Vec::new();
+        assert!(client.protect_rtcp(&plain, &mut fresh));
+        for at in [0, 4, 9, plain.len() - 1, plain.len(), fresh.len() - 4, fresh.len() - 1] {
+            let mut bad = fresh.clone();
+            bad[at] ^= 0x01;
+            let mut out = vec![9];
+            assert!(!server.unprotect_rtcp(&bad, &mut out), "{profile:?} byte {at}");
+            assert_eq!(out, vec![9]);
+        }
+        assert!(server.unprotect_rtcp(&fresh, &mut Vec::new()), "{profile:?}: the original");
+    }
+}
+
+#[test]
+fn srtcp_reordered_inside_the_window_is_taken_once_and_too_old_never() {
+    let (mut client, mut server) = pair(SrtpProfile::AES128_CM_SHA1_80, 60);
+    let packets: Vec<Vec<u8>> = (0..200)
+        .map(|_| {
+            let mut out = Vec::new();
+            assert!(client.protect_rtcp(&rtcp(5), &mut out));
+            out
+        })
+        .collect();
+    assert!(server.unprotect_rtcp(&packets[150], &mut Vec::new()));
+    assert!(server.unprotect_rtcp(&packets[100], &mut Vec::new()), "late, in the window");
+    assert!(!server.unprotect_rtcp(&packets[100], &mut Vec::new()), "replayed");
+    assert!(!server.unprotect_rtcp(&packets[150 - WINDOW as usize], &mut Vec::new()), "too old");
+    // Another sender SSRC has a window of its own.
+    let mut other = Vec::new();
+    assert!(client.protect_rtcp(&rtcp(6), &mut other));
+    assert!(server.unprotect_rtcp(&other, &mut Vec::new()));
+}
+
+#[test]
+fn unencrypted_srtcp_is_taken_when_authentic() {
+    // AES-CM with the E-bit clear (RFC 3711 §3.4): the compound in the clear, then the index
+    // and the tag over both.
+    let (client, mut server) = pair(SrtpProfile::AES128_CM_SHA1_80, 60);
+    let Cipher::Cm { auth, .. } = &client.rtcp_tx else { panic!() };
+    let plain = rtcp(9);
+    let mut wire = plain.clone();
+    wire.extend_from_slice(&[0, 0, 0, 3]);
+    wire.extend_from_slice(&[0; 10]);
+    let sha1 = client.sha1_hmac;
+    let at = plain.len() + 4;
+    Aes128CmSha1_80::rtcp_hmac(|k: &[u8], p: &[&[u8]]| sha1.sha1_hmac(k, p), auth, &mut wire, at);
+    let mut out = Vec::new();
+    assert!(server.unprotect_rtcp(&wire, &mut out));
+    assert_eq!(out, plain);
+    wire[9] ^= 1;
+    assert!(!server.unprotect_rtcp(&wire, &mut Vec::new()));
+}
+
+#[test]
+fn srtcp_garbage_is_refused_without_panicking() {
+    for (profile, len) in PROFILES {
+        let (mut client, mut server) = pair(profile, len);
+        let mut out = Vec::new();
+        for n in 0..60 {
+            let junk: Vec<u8> = (0..n).map(|i| (i * 31 + 0x80) as u8).collect();
+            assert!(!server.unprotect_rtcp(&junk, &mut out));
+            assert!(out.is_empty());
+        }
+        assert!(!client.protect_rtcp(&[0x80, 201, 0], &mut out), "shorter than a header");
+        client.rtcp_index = 0x8000_0000;
+        assert!(
+            !client.protect_rtcp(&rtcp(1), &mut out),
+            "{profile:?}: the index space is used up"
+        );
+    }
+}
