@@ -96,8 +96,8 @@ pub struct Headers {
     pub(crate) owned: Vec<Bytes>,
     /// The top Via element as decoded by the first [`Headers::top_via`] since the last change
     /// (`None` inside: it did not decode, the slow path answers). Transaction matching, the
-    /// proxy rules and the core each ask for it, about twenty times per call; every method
-    /// that changes the section clears it ([`Headers::changed`]).
+    /// proxy rules and the core each ask for it, about twenty times per call; every change to
+    /// a Via header clears it ([`Headers::changed`]).
     pub(crate) top_via: std::sync::OnceLock<Option<typed::ViaAt>>,
     /// Where the To tag lies in the To value (`None` inside: no tag), as found by the first
     /// [`Headers::to_tag`] since the last change; asked about ten times per call (is a request
