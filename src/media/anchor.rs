@@ -235,7 +235,9 @@ struct Leg {
     rtc: Rtc,
     /// Our offer to the browser, until its answer arrives ([`Anchor::create_offer`]).
     pending: Option<SdpPendingOffer>,
-    /// The last packet relayed either way (or the leg's creation): for the media timeout.
+    /// The last sign of life for the media timeout (or the leg's creation): RTP either way,
+    /// RTCP either way, the browser's consent checks once connected. A held call (no audio,
+    /// RFC 3264 §8.4) stays up; one whose two sides both went silent ends.
     last_media: Instant,
     /// The leg's creation: the zero of the arrival clock for the trunk's jitter.
     epoch: Instant,
@@ -764,6 +766,15 @@ impl Anchor {
             self.by_source.insert(source, id);
         }
         if let Some(leg) = self.legs.get_mut(&id)
+            && leg.connected
+            && bytes.first().is_some_and(|b| *b < 4)
+        {
+            // The browser's consent checks (STUN, RFC 7675: every few seconds whatever the
+            // media direction) keep a connected leg alive while a held call sends no audio;
+            // a browser that goes away stops them and ICE closes the leg.
+            leg.last_media = now;
+        }
+        if let Some(leg) = self.legs.get_mut(&id)
             && let Err(e) = leg.rtc.handle_input(input)
         {
             // A bad packet inside an accepted flow (e.g. SRTP that fails authentication) is
@@ -915,6 +926,8 @@ impl Anchor {
             return;
         }
         l.rtcp_mux |= muxed;
+        // RTCP goes on while a call is held (RFC 3264 §8.4): the leg is alive.
+        l.last_media = now;
         let (Some(to), false) = (l.media_to, l.closed) else {
             l.counters.dropped += 1;
             return;
@@ -1066,7 +1079,7 @@ impl Anchor {
         q
     }
 
-    /// When media last went through the leg either way (its creation before any).
+    /// When the leg last showed life (see `Leg::last_media`; its creation before any).
     pub fn last_media(&self, leg: LegId) -> Option<Instant> {
         self.legs.get(&leg).map(|l| l.last_media)
     }
@@ -1224,6 +1237,8 @@ fn relay_srtcp(
         return None;
     }
     leg.media_to = Some(source);
+    // RTCP goes on while a call is held (RFC 3264 §8.4): the leg is alive.
+    leg.last_media = now;
     if let Some((_, ntp)) = rtcp::sender_report(&plain) {
         // LSR: the middle 32 bits of the NTP timestamp (RFC 3550 §6.4.1).
         relay.reports.browser_sr = Some(((ntp >> 16) as u32, now));

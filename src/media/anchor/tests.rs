@@ -643,8 +643,9 @@ fn the_trunks_rtcp_reaches_the_browser_as_srtcp_and_replaces_the_anchors() {
         .count();
     assert_eq!(own, 0, "{:?}", &browser.rtcp_received[before..]);
     // The trunk stays silent: after 15 s the anchor reports again, and as nothing was relayed
-    // for two intervals, as a receiver (RFC 3550 §6.4).
-    for _ in 0..2000 {
+    // for two intervals, as a receiver (RFC 3550 §6.4). Its interval is 5 s ± 50 %, drawn at
+    // random: the next report may come up to 7.5 s after the silence ends, so wait 20 s.
+    for _ in 0..4000 {
         now += Duration::from_millis(5);
         browser.rtc.handle_input(Input::Timeout(now)).unwrap();
         anchor.handle_timeout(now);
@@ -681,4 +682,30 @@ fn the_anchors_report_block_counts_the_browsers_lost_packets() {
         let expected = b.max_seq - 500 + 1;
         assert!(b.packets_lost.abs_diff(expected / 10) <= 1, "{b:?}");
     }
+}
+
+/// A call on hold (no audio either way, RFC 3264 §8.4) is alive as long as RTCP and the
+/// browser's consent checks go on: the media timeout must not end it.
+#[test]
+fn a_held_call_without_audio_stays_alive() {
+    let (mut anchor, mut browser, leg, mut now) = call_with_audio(1);
+    let held_at = now;
+    // 40 s without RTP either way: the trunk sends RTCP every 5 s, the browser its own
+    // reports and consent checks (str0m does both as Chromium does).
+    for step in 0..8_000u32 {
+        now += Duration::from_millis(5);
+        if step % 1_000 == 0 {
+            let mut sr = Vec::new();
+            let info = rtcp::SenderInfo { ntp: 0, rtp: 0, packets: 50, octets: 8_000 };
+            rtcp::write_report(0x1234_5678, Some(info), None, "trunk", &mut sr);
+            anchor.handle_trunk(now, leg, addr(TRUNK), &sr);
+        }
+        browser.rtc.handle_input(Input::Timeout(now)).unwrap();
+        anchor.handle_timeout(now);
+        pump(&mut anchor, &mut browser, now);
+    }
+    let last = anchor.last_media(leg).unwrap();
+    assert!(last > held_at + Duration::from_secs(30), "the held call looked dead");
+    assert!(now.saturating_duration_since(last) < Duration::from_secs(10));
+    assert!(!anchor.is_closed(leg));
 }
