@@ -7,6 +7,13 @@
 //!   call's accounting: alice (capacity 1) still refuses a new call with 486, no call-history
 //!   row is written, and the first browser keeps the media; the call's own BYE then ends all
 //!   of it (the row comes, alice takes calls again, no leg is left).
+//! - A browser's call that the carrier forks downstream of the edge: one branch, two early
+//!   dialogs (reliable 183s with To-tags `f-a` and `f-b`, each with its own RTP address). The
+//!   browser gets the leg's one WebRTC answer in each (the same ICE and DTLS session) and
+//!   PRACKs both; the last answer (`f-b`, a silent peer) has the early media until `f-a`'s
+//!   200, which repeats no SDP (RFC 3262: the answer was in its reliable 183): then `f-a`'s
+//!   address is the leg's, audio goes both ways through `f-a`'s RTP echo, and nothing more
+//!   reaches `f-b`.
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -15,13 +22,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::anchored::{DID, start};
-use common::ua::{header, udp_recv_until};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::anchored::{CALL_NUMBER, DID, start};
+use common::ua::{header, parse_request, uas_response, udp_recv_until};
 use common::webrtc::{
-    CONTACT, Phone, body, browser_rtc, media_metrics, register_alice, register_alice_as,
-    ws_recv_until, ws_response, ws_response_as, ws_send,
+    CONTACT, Phone, body, browser_rtc, make_offer, media_metrics, register_alice,
+    register_alice_as, ws_call, ws_in_dialog, ws_recv_until, ws_response, ws_response_as, ws_send,
 };
 use common::{Edge, TRUNK_IP};
+use lifeline::media::sdp::Sdp;
 use tokio::net::UdpSocket;
 
 const CONTACT_2: &str = "<sip:x9c4m2pq@p7d2w5k1n8b3.invalid;transport=ws>";
@@ -192,5 +203,127 @@ async fn a_losing_fork_s_bye_ends_none_of_the_call_s_capacity_history_or_media()
     let ringing = ws_recv_until(&mut ws1, "INVITE ").await;
     ws_send(&mut ws1, ws_response(&ringing, 486, None)).await;
     udp_recv_until(&carrier, "SIP/2.0 486").await;
+    edge.stop().await;
+}
+
+/// The response of the carrier (at `port` of the trunk's address) to `req` in its dialog `tag`, with `extra` header lines and SDP.
+fn carrier_response(
+    port: u16,
+    req: &str,
+    status: u16,
+    reason: &str,
+    tag: &str,
+    extra: &str,
+    sdp: &str,
+) -> String {
+    let me = format!("<sip:carrier@{TRUNK_IP}:{port}>");
+    let r = uas_response(&parse_request(req), status, reason, tag, &me);
+    let (head, _) = r.split_once("\r\n\r\n").unwrap();
+    let head: String = head
+        .split("\r\n")
+        .filter(|l| !l.starts_with("Content-Length"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    let ct = if sdp.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+    format!("{head}{extra}{ct}Content-Length: {}\r\n\r\n{sdp}", sdp.len())
+}
+
+/// The browser's PRACK of the reliable 183 `progress` (RSeq 1 of its dialog).
+fn prack(progress: &str, cseq: u32) -> String {
+    let prack = ws_in_dialog(progress, "PRACK", cseq, None);
+    let (line, rest) = prack.split_once("\r\n").unwrap();
+    format!("{line}\r\nRAck: 1 2 INVITE\r\n{rest}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_forking_a_browser_s_call_gives_the_200_s_fork_the_media_and_not_the_last_183_s()
+{
+    let edge = start("35900-35999").await;
+    let mut ws = register_alice(&edge).await;
+    let port = edge.trunk_ports.0;
+    let carrier = UdpSocket::bind((TRUNK_IP, port)).await.unwrap();
+    // Fork f-a echoes RTP; fork f-b only counts what reaches it.
+    let echo = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
+    let port_a = echo.local_addr().unwrap().port();
+    let echoing = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+            let _ = echo.send_to(&buf[..n], from).await;
+        }
+    });
+    let silent = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
+    let port_b = silent.local_addr().unwrap().port();
+    let at_b = Arc::new(AtomicU64::new(0));
+    let counting = {
+        let at_b = at_b.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            while silent.recv_from(&mut buf).await.is_ok() {
+                at_b.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+
+    let (mut rtc, sock) = browser_rtc().await;
+    let (offer, pending, mid) = make_offer(&mut rtc);
+    ws_call(&mut ws, "fork-early", CALL_NUMBER, Some(&offer)).await;
+    let invite = udp_recv_until(&carrier, "INVITE ").await;
+    assert!(!Sdp::parse(body(&invite)).unwrap().is_webrtc(), "a plain offer: {invite}");
+    let reliable = "Require: 100rel\r\nRSeq: 1\r\n";
+
+    // f-a's reliable 183: the leg's WebRTC answer; the browser PRACKs it.
+    let p183 = "Session Progress";
+    let a183 = carrier_response(port, &invite, 183, p183, "f-a", reliable, &carrier_sdp(port_a));
+    carrier.send_to(a183.as_bytes(), edge.udp).await.unwrap();
+    let progress_a = ws_recv_until(&mut ws, "SIP/2.0 183").await;
+    assert!(header(&progress_a, "To")[0].ends_with("tag=f-a"), "{progress_a}");
+    let answer = body(&progress_a).to_owned();
+    assert!(Sdp::parse(&answer).unwrap().is_webrtc(), "{progress_a}");
+    let phone = Phone::start_pending(rtc, sock, pending, mid);
+    phone.accept_answer(&answer).await.unwrap();
+    ws_send(&mut ws, prack(&progress_a, 3)).await;
+    let prack_a = udp_recv_until(&carrier, "PRACK ").await;
+    let ok = carrier_response(port, &prack_a, 200, "OK", "f-a", "", "");
+    carrier.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    ws_recv_until(&mut ws, "SIP/2.0 200").await;
+
+    // f-b's reliable 183 in its own early dialog: the same leg's answer (one WebRTC session
+    // for the browser's one offer); its RTP address is now the early media's.
+    let b183 = carrier_response(port, &invite, 183, p183, "f-b", reliable, &carrier_sdp(port_b));
+    carrier.send_to(b183.as_bytes(), edge.udp).await.unwrap();
+    let progress_b = ws_recv_until(&mut ws, "SIP/2.0 183").await;
+    assert!(header(&progress_b, "To")[0].ends_with("tag=f-b"), "{progress_b}");
+    let fingerprint =
+        |sdp: &str| sdp.lines().find(|l| l.starts_with("a=fingerprint:")).map(str::to_owned);
+    assert_eq!(fingerprint(body(&progress_b)), fingerprint(&answer), "{progress_b}");
+    ws_send(&mut ws, prack(&progress_b, 4)).await;
+    let prack_b = udp_recv_until(&carrier, "PRACK ").await;
+    let ok = carrier_response(port, &prack_b, 200, "OK", "f-b", "", "");
+    carrier.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    ws_recv_until(&mut ws, "SIP/2.0 200").await;
+
+    // f-a answers 200 without SDP: f-a's fork has the call's media.
+    let ok = carrier_response(port, &invite, 200, "OK", "f-a", "", "");
+    carrier.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    let ok = ws_recv_until(&mut ws, "SIP/2.0 200").await;
+    assert_eq!(header(&ok, "CSeq"), ["2 INVITE"], "{ok}");
+    assert!(body(&ok).is_empty(), "the answer was in the reliable 183: {ok}");
+    ws_send(&mut ws, ws_in_dialog(&ok, "ACK", 2, None)).await;
+    udp_recv_until(&carrier, "ACK ").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = at_b.load(Ordering::Relaxed);
+    assert_audio_both_ways(&phone, "the 200's fork").await;
+    assert_eq!(at_b.load(Ordering::Relaxed), before, "nothing reaches the losing fork");
+
+    ws_send(&mut ws, ws_in_dialog(&ok, "BYE", 5, None)).await;
+    let bye = udp_recv_until(&carrier, "BYE ").await;
+    let ok = carrier_response(port, &bye, 200, "OK", "f-a", "", "");
+    carrier.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    ws_recv_until(&mut ws, "SIP/2.0 200").await;
+    phone.stop().await;
+    echoing.abort();
+    counting.abort();
+    let (_, _, legs) = media_metrics(&edge).await;
+    assert_eq!(legs, 0);
     edge.stop().await;
 }
