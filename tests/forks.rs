@@ -14,6 +14,12 @@
 //!   200, which repeats no SDP (RFC 3262: the answer was in its reliable 183): then `f-a`'s
 //!   address is the leg's, audio goes both ways through `f-a`'s RTP echo, and nothing more
 //!   reaches `f-b`.
+//! - A PSAP callback's early dialog that fails (issue 7 with the emergency rules): the PSAP
+//!   calls the leased callback number with an offer, alice's browser answers in a 183 (early
+//!   media both ways through the edge), then declines (480): the PSAP gets the 480 (no
+//!   fallback configured), the browser's leg closes, alice's presence is as before, and the
+//!   lease still routes: the PSAP's second call rings her again, and its CANCEL during the
+//!   early media gets 200 and a 487 and closes the leg too.
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -25,13 +31,13 @@ use std::time::Duration;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::anchored::{CALL_NUMBER, DID, start};
+use common::anchored::{AGENTS, CALL_NUMBER, DID, PLAN, refuse_emergency_call, start};
 use common::ua::{header, parse_request, uas_response, udp_recv_until};
 use common::webrtc::{
     CONTACT, Phone, body, browser_rtc, make_offer, media_metrics, register_alice,
     register_alice_as, ws_call, ws_in_dialog, ws_recv_until, ws_response, ws_response_as, ws_send,
 };
-use common::{Edge, TRUNK_IP};
+use common::{Edge, Opts, TRUNK_IP};
 use lifeline::media::sdp::Sdp;
 use tokio::net::UdpSocket;
 
@@ -325,5 +331,140 @@ async fn a_carrier_forking_a_browser_s_call_gives_the_200_s_fork_the_media_and_n
     counting.abort();
     let (_, _, legs) = media_metrics(&edge).await;
     assert_eq!(legs, 0);
+    edge.stop().await;
+}
+
+/// The PSAP's INVITE (or its CANCEL, or the ACK of its failure with `to_tag`) to the callback
+/// number `did` in call `call`, from `me`, with `sdp` if any.
+fn psap_request(
+    me: std::net::SocketAddr,
+    method: &str,
+    did: &str,
+    call: &str,
+    to_tag: &str,
+    sdp: &str,
+) -> String {
+    let ct = if sdp.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+    format!(
+        "{method} sip:{did}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+12175550911@{me}>;tag=psap-{call}\r\n\
+         To: <sip:{did}@127.0.0.1>{to_tag}\r\nCall-ID: {call}@psap\r\nCSeq: 1 {method}\r\n\
+         Contact: <sip:psap@{me}>\r\n{ct}Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+/// The `;tag=...` of a response's To.
+fn to_tag_of(r: &str) -> String {
+    let to = header(r, "To")[0];
+    format!(";tag={}", to.split(";tag=").nth(1).unwrap())
+}
+
+async fn presence(edge: &Edge) -> serde_json::Value {
+    let (status, body) = edge.api("GET", "/api/agents/alice/presence", None).await;
+    assert_eq!(status, 200, "{body}");
+    body["state"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_psap_callback_s_early_dialog_that_fails_or_is_cancelled_leaves_nothing_behind() {
+    // No `callback_fallback`: the agent's failure is the PSAP's answer.
+    let plan = PLAN.replace("callback_fallback = \"agent:alice\"\n", "");
+    assert!(!plan.contains("callback_fallback"));
+    let opts = Opts { plan: Some(plan), seed: Some(AGENTS.into()), ..Opts::default() };
+    let edge = Edge::start_opts(opts, |c| {
+        c.limits.max_message_bytes = 65535;
+        c.media.rtp_ports = "36000-36099".parse().unwrap();
+    })
+    .await;
+    let mut ws = register_alice(&edge).await;
+    let before = presence(&edge).await;
+
+    // alice's 933 call leases a callback number; the carrier is busy.
+    let trunk = UdpSocket::bind((TRUNK_IP, edge.trunk_ports.0)).await.unwrap();
+    ws_send(&mut ws, common::webrtc::ws_invite("em1", "933", 1, "", None)).await;
+    let at_trunk = udp_recv_until(&trunk, "INVITE ").await;
+    let did = refuse_emergency_call(&edge, &mut ws, &trunk, &at_trunk).await;
+    drop(trunk);
+
+    let psap = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
+    let me = psap.local_addr().unwrap();
+    let echo = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    let echoing = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+            let _ = echo.send_to(&buf[..n], from).await;
+        }
+    });
+    let sdp = carrier_sdp(echo_port);
+
+    // The PSAP calls back; alice's browser answers in a 183: early media both ways.
+    let ring = |call: &'static str| {
+        let invite = psap_request(me, "INVITE", &did, call, "", &sdp);
+        let (psap, edge) = (&psap, &edge);
+        async move { psap.send_to(invite.as_bytes(), edge.udp).await.unwrap() }
+    };
+    ring("cb1").await;
+    let invite = ws_recv_until(&mut ws, "INVITE ").await;
+    assert_eq!(header(&invite, "Priority"), ["psap-callback"], "{invite}");
+    let (mut rtc, sock) = browser_rtc().await;
+    let answer = common::webrtc::answer_offer(&mut rtc, body(&invite));
+    let phone = Phone::start(rtc, sock);
+    ws_send(&mut ws, ws_response(&invite, 183, Some(&answer))).await;
+    let progress = udp_recv_until(&psap, "SIP/2.0 183").await;
+    assert!(!Sdp::parse(body(&progress)).unwrap().is_webrtc(), "a plain answer: {progress}");
+    assert_audio_both_ways(&phone, "the callback's early media").await;
+    let (_, _, legs) = media_metrics(&edge).await;
+    assert_eq!(legs, 1);
+
+    // The browser declines: the PSAP gets its 480, the leg closes.
+    ws_send(&mut ws, ws_response(&invite, 480, None)).await;
+    ws_recv_until(&mut ws, "ACK ").await;
+    let failed = udp_recv_until(&psap, "SIP/2.0 4").await;
+    assert!(failed.starts_with("SIP/2.0 480"), "the agent's failure: {failed}");
+    let ack = psap_request(me, "ACK", &did, "cb1", &to_tag_of(&failed), "");
+    psap.send_to(ack.as_bytes(), edge.udp).await.unwrap();
+    phone.stop().await;
+    let (_, _, legs) = media_metrics(&edge).await;
+    assert_eq!(legs, 0, "the failed early dialog's leg closed");
+    assert_eq!(presence(&edge).await, before, "alice's presence is as before");
+    let (status, leases) = edge.api("GET", "/api/callbacks", None).await;
+    assert_eq!(status, 200, "{leases}");
+    assert_eq!(leases[0]["did"], did.as_str(), "the lease stays for the PSAP: {leases}");
+
+    // The PSAP calls again: the lease still routes to alice; it cancels during early media.
+    ring("cb2").await;
+    let invite = ws_recv_until(&mut ws, "INVITE ").await;
+    assert_eq!(header(&invite, "Priority"), ["psap-callback"], "{invite}");
+    let (mut rtc, sock) = browser_rtc().await;
+    let answer = common::webrtc::answer_offer(&mut rtc, body(&invite));
+    let phone = Phone::start(rtc, sock);
+    ws_send(&mut ws, ws_response(&invite, 183, Some(&answer))).await;
+    udp_recv_until(&psap, "SIP/2.0 183").await;
+    assert_audio_both_ways(&phone, "the second callback's early media").await;
+    let cancel = psap_request(me, "CANCEL", &did, "cb2", "", "");
+    psap.send_to(cancel.as_bytes(), edge.udp).await.unwrap();
+    let cancel = ws_recv_until(&mut ws, "CANCEL ").await;
+    ws_send(&mut ws, ws_response(&cancel, 200, None)).await;
+    ws_send(&mut ws, ws_response(&invite, 487, None)).await;
+    let mut finals = Vec::new();
+    while finals.len() < 2 {
+        let r = udp_recv_until(&psap, "SIP/2.0 ").await;
+        if !r.starts_with("SIP/2.0 1") {
+            finals.push(r);
+        }
+    }
+    let cancel_ok = finals.iter().find(|r| header(r, "CSeq") == ["1 CANCEL"]).expect("CANCEL 200");
+    assert!(cancel_ok.starts_with("SIP/2.0 200"), "{cancel_ok}");
+    let terminated = finals.iter().find(|r| header(r, "CSeq") == ["1 INVITE"]).expect("a final");
+    assert!(terminated.starts_with("SIP/2.0 487"), "{terminated}");
+    let ack = psap_request(me, "ACK", &did, "cb2", &to_tag_of(terminated), "");
+    psap.send_to(ack.as_bytes(), edge.udp).await.unwrap();
+    phone.stop().await;
+    echoing.abort();
+    let (_, _, legs) = media_metrics(&edge).await;
+    assert_eq!(legs, 0, "the cancelled early dialog's leg closed");
+    assert_eq!(presence(&edge).await, before, "alice's presence is as before");
     edge.stop().await;
 }
