@@ -20,6 +20,10 @@
 //!   fallback configured), the browser's leg closes, alice's presence is as before, and the
 //!   lease still routes: the PSAP's second call rings her again, and its CANCEL during the
 //!   early media gets 200 and a 487 and closes the leg too.
+//! - Glare on an emergency call (RFC 3261 §14.1, RFC 3311 §5.2): alice's 933 call is
+//!   answered, then her browser's re-INVITE and the carrier's cross; each side answers the
+//!   other's with 491, which passes through the edge both ways. The edge ends nothing, the
+//!   media goes on, and the browser's retry is rewritten and answered as usual.
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -466,5 +470,134 @@ async fn a_psap_callback_s_early_dialog_that_fails_or_is_cancelled_leaves_nothin
     let (_, _, legs) = media_metrics(&edge).await;
     assert_eq!(legs, 0, "the cancelled early dialog's leg closed");
     assert_eq!(presence(&edge).await, before, "alice's presence is as before");
+    edge.stop().await;
+}
+
+/// The carrier's request in the dialog of the INVITE `invite` it received and answered with
+/// tag `t-1` (RFC 3261 §12.1.1: the route set is the Record-Route in order, the Request-URI
+/// the caller's Contact), from `me` listening at the trunk port `port`.
+fn carrier_in_dialog(
+    me: std::net::SocketAddr,
+    port: u16,
+    invite: &str,
+    method: &str,
+    cseq: u32,
+    branch: &str,
+    sdp: &str,
+) -> String {
+    let contact = header(invite, "Contact")[0];
+    let uri = contact.trim_start_matches('<').split('>').next().unwrap();
+    let route: String =
+        header(invite, "Record-Route").iter().map(|r| format!("Route: {r}\r\n")).collect();
+    let ct = if sdp.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+    format!(
+        "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{branch}\r\n\
+         {route}Max-Forwards: 70\r\nFrom: {};tag=t-1\r\nTo: {}\r\nCall-ID: {}\r\n\
+         CSeq: {cseq} {method}\r\nContact: <sip:carrier@{TRUNK_IP}:{port}>\r\n\
+         {ct}Content-Length: {}\r\n\r\n{sdp}",
+        header(invite, "To")[0],
+        header(invite, "From")[0],
+        header(invite, "Call-ID")[0],
+        sdp.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crossing_re_invites_on_an_emergency_call_get_491_through_the_edge_and_the_call_goes_on() {
+    let edge = start("36100-36199").await;
+    let mut ws = register_alice(&edge).await;
+    let port = edge.trunk_ports.0;
+    let trunk = UdpSocket::bind((TRUNK_IP, port)).await.unwrap();
+    let me = trunk.local_addr().unwrap();
+    let echo = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    let echoing = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+            let _ = echo.send_to(&buf[..n], from).await;
+        }
+    });
+
+    // alice's 933 call with a WebRTC offer; the carrier answers 200.
+    let (mut rtc, sock) = browser_rtc().await;
+    let (offer, pending, mid) = make_offer(&mut rtc);
+    ws_send(&mut ws, common::webrtc::ws_invite("em-glare", "933", 1, "", Some(&offer))).await;
+    let invite = udp_recv_until(&trunk, "INVITE ").await;
+    // The body is multipart: the SDP and the location (RFC 6442).
+    let sdp = body(&invite).split("v=0").nth(1).unwrap().split("\r\n--").next().unwrap();
+    let sdp = format!("v=0{sdp}");
+    assert!(!Sdp::parse(&sdp).unwrap().is_webrtc(), "a plain offer: {invite}");
+    let ok = carrier_response(port, &invite, 200, "OK", "t-1", "", &carrier_sdp(echo_port));
+    trunk.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    let ok = ws_recv_until(&mut ws, "SIP/2.0 200").await;
+    let phone = Phone::start_pending(rtc, sock, pending, mid);
+    phone.accept_answer(body(&ok)).await.unwrap();
+    ws_send(&mut ws, ws_in_dialog(&ok, "ACK", 1, None)).await;
+    udp_recv_until(&trunk, "ACK ").await;
+    assert_audio_both_ways(&phone, "the emergency call").await;
+
+    // Glare: the browser's re-INVITE (its offer again) and the carrier's cross.
+    ws_send(&mut ws, ws_in_dialog(&ok, "INVITE", 2, Some(&offer))).await;
+    let re_browser = udp_recv_until(&trunk, "INVITE ").await;
+    assert!(!Sdp::parse(body(&re_browser)).unwrap().is_webrtc(), "{re_browser}");
+    let mut resumed = carrier_sdp(echo_port);
+    resumed = resumed.replace("o=- 9 1 ", "o=- 9 2 ");
+    let re_carrier = carrier_in_dialog(me, port, &invite, "INVITE", 1, "tre1", &resumed);
+    trunk.send_to(re_carrier.as_bytes(), edge.udp).await.unwrap();
+    let re_carrier = ws_recv_until(&mut ws, "INVITE ").await;
+    assert!(Sdp::parse(body(&re_carrier)).unwrap().is_webrtc(), "{re_carrier}");
+
+    // Each side refuses the other's with 491 (RFC 3261 §14.1); both pass through the edge.
+    let pending = carrier_response(port, &re_browser, 491, "Request Pending", "t-1", "", "");
+    trunk.send_to(pending.as_bytes(), edge.udp).await.unwrap();
+    let at_browser = ws_recv_until(&mut ws, "SIP/2.0 491").await;
+    assert_eq!(header(&at_browser, "CSeq"), ["2 INVITE"], "{at_browser}");
+    let ack = ws_in_dialog(&ok, "ACK", 2, None).replace("z9hG4bKACK2x", "z9hG4bKINVITE2x");
+    ws_send(&mut ws, ack).await;
+    ws_send(&mut ws, ws_response(&re_carrier, 491, None)).await;
+    let at_carrier = udp_recv_until(&trunk, "SIP/2.0 491").await;
+    assert_eq!(header(&at_carrier, "CSeq"), ["1 INVITE"], "{at_carrier}");
+    let ack = carrier_in_dialog(me, port, &invite, "ACK", 1, "tre1", "");
+    trunk.send_to(ack.as_bytes(), edge.udp).await.unwrap();
+
+    // Nothing ended: the media goes on, and no BYE comes either way.
+    assert_audio_both_ways(&phone, "the emergency call after the 491s").await;
+    let mut buf = [0u8; 65535];
+    while let Ok(Ok((n, _))) =
+        tokio::time::timeout(Duration::from_millis(300), trunk.recv_from(&mut buf)).await
+    {
+        let m = String::from_utf8_lossy(&buf[..n]);
+        assert!(m.starts_with("ACK "), "only the 491's ACK reaches the carrier: {m}");
+    }
+    while let Ok(m) =
+        tokio::time::timeout(Duration::from_millis(300), common::webrtc::ws_recv(&mut ws)).await
+    {
+        assert!(m.starts_with("ACK "), "only the 491's ACK reaches the browser: {m}");
+    }
+    let (_, _, legs) = media_metrics(&edge).await;
+    assert_eq!(legs, 1);
+
+    // The browser's retry goes through, rewritten as usual.
+    ws_send(&mut ws, ws_in_dialog(&ok, "INVITE", 3, Some(&offer))).await;
+    let retry = udp_recv_until(&trunk, "INVITE ").await;
+    assert!(!Sdp::parse(body(&retry)).unwrap().is_webrtc(), "{retry}");
+    let ok3 = carrier_response(port, &retry, 200, "OK", "t-1", "", &resumed);
+    trunk.send_to(ok3.as_bytes(), edge.udp).await.unwrap();
+    let ok3 = ws_recv_until(&mut ws, "SIP/2.0 200").await;
+    assert_eq!(header(&ok3, "CSeq"), ["3 INVITE"], "{ok3}");
+    assert!(Sdp::parse(body(&ok3)).unwrap().is_webrtc(), "the leg's answer: {ok3}");
+    ws_send(&mut ws, ws_in_dialog(&ok, "ACK", 3, None)).await;
+    udp_recv_until(&trunk, "ACK ").await;
+    assert_audio_both_ways(&phone, "the emergency call after the retry").await;
+
+    ws_send(&mut ws, ws_in_dialog(&ok, "BYE", 4, None)).await;
+    let bye = udp_recv_until(&trunk, "BYE ").await;
+    let bye_ok = carrier_response(port, &bye, 200, "OK", "t-1", "", "");
+    trunk.send_to(bye_ok.as_bytes(), edge.udp).await.unwrap();
+    ws_recv_until(&mut ws, "SIP/2.0 200").await;
+    phone.stop().await;
+    echoing.abort();
+    let (_, _, legs) = media_metrics(&edge).await;
+    assert_eq!(legs, 0);
     edge.stop().await;
 }
