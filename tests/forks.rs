@@ -20,6 +20,10 @@
 //!   fallback configured), the browser's leg closes, alice's presence is as before, and the
 //!   lease still routes: the PSAP's second call rings her again, and its CANCEL during the
 //!   early media gets 200 and a 487 and closes the leg too.
+//! - alice's 933 call forked by the carrier into two 200s (RFC 6026): the first (`t-1`, an
+//!   RTP echo) is the call; the second (`t-2`, a silent peer) does not move the leg, and the
+//!   browser's BYE of its dialog leaves the emergency state alone: alice stays in DND and the
+//!   media goes on through `t-1`, with nothing reaching `t-2`. The call's BYE ends the DND.
 //! - Glare on an emergency call (RFC 3261 §14.1, RFC 3311 §5.2): alice's 933 call is
 //!   answered, then her browser's re-INVITE and the carrier's cross; each side answers the
 //!   other's with 491, which passes through the edge both ways. The edge ends nothing, the
@@ -597,6 +601,96 @@ async fn crossing_re_invites_on_an_emergency_call_get_491_through_the_edge_and_t
     ws_recv_until(&mut ws, "SIP/2.0 200").await;
     phone.stop().await;
     echoing.abort();
+    let (_, _, legs) = media_metrics(&edge).await;
+    assert_eq!(legs, 0);
+    edge.stop().await;
+}
+
+/// `agent`'s presence, polled until it is `state` (set off the core's thread).
+async fn presence_becomes(edge: &Edge, state: &str) {
+    for _ in 0..100 {
+        if presence(edge).await == state {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("alice's presence never became {state}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emergency_call_s_losing_fork_neither_takes_the_media_nor_ends_the_dnd_with_its_bye() {
+    let edge = start("36200-36299").await;
+    let mut ws = register_alice(&edge).await;
+    let before = presence(&edge).await;
+    let port = edge.trunk_ports.0;
+    let trunk = UdpSocket::bind((TRUNK_IP, port)).await.unwrap();
+    let echo = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    let echoing = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+            let _ = echo.send_to(&buf[..n], from).await;
+        }
+    });
+    let silent = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let at_t2 = Arc::new(AtomicU64::new(0));
+    let counting = {
+        let at_t2 = at_t2.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            while silent.recv_from(&mut buf).await.is_ok() {
+                at_t2.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+
+    // alice's 933 call; the carrier forks it and both forks answer 200.
+    let (mut rtc, sock) = browser_rtc().await;
+    let (offer, pending, mid) = make_offer(&mut rtc);
+    ws_send(&mut ws, common::webrtc::ws_invite("em-fork", "933", 1, "", Some(&offer))).await;
+    let invite = udp_recv_until(&trunk, "INVITE ").await;
+    let ok = carrier_response(port, &invite, 200, "OK", "t-1", "", &carrier_sdp(echo_port));
+    trunk.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    let ok1 = ws_recv_until(&mut ws, "SIP/2.0 200").await;
+    let ok = carrier_response(port, &invite, 200, "OK", "t-2", "", &carrier_sdp(silent_port));
+    trunk.send_to(ok.as_bytes(), edge.udp).await.unwrap();
+    let ok2 = ws_recv_until(&mut ws, "SIP/2.0 200").await;
+    assert!(header(&ok2, "To")[0].ends_with("tag=t-2"), "{ok2}");
+    let phone = Phone::start_pending(rtc, sock, pending, mid);
+    phone.accept_answer(body(&ok1)).await.unwrap();
+    ws_send(&mut ws, ws_in_dialog(&ok1, "ACK", 1, None)).await;
+    ws_send(&mut ws, ws_in_dialog(&ok2, "ACK", 1, None)).await;
+    udp_recv_until(&trunk, "ACK ").await;
+    udp_recv_until(&trunk, "ACK ").await;
+    presence_becomes(&edge, "dnd").await;
+
+    // The browser ends the losing fork's dialog (RFC 3261 §13.2.2.4).
+    ws_send(&mut ws, ws_in_dialog(&ok2, "BYE", 2, None)).await;
+    let bye = udp_recv_until(&trunk, "BYE ").await;
+    assert!(header(&bye, "To")[0].ends_with("tag=t-2"), "{bye}");
+    let bye_ok = carrier_response(port, &bye, 200, "OK", "t-2", "", "");
+    trunk.send_to(bye_ok.as_bytes(), edge.udp).await.unwrap();
+    ws_recv_until(&mut ws, "SIP/2.0 200").await;
+
+    // The call goes on through t-1, alice still in DND.
+    let sent_to_t2 = at_t2.load(Ordering::Relaxed);
+    assert_audio_both_ways(&phone, "the emergency call after the losing fork's BYE").await;
+    assert_eq!(at_t2.load(Ordering::Relaxed), sent_to_t2, "nothing reaches the losing fork");
+    assert_eq!(presence(&edge).await, "dnd", "the emergency call is still up");
+    let (_, _, legs) = media_metrics(&edge).await;
+    assert_eq!(legs, 1);
+
+    // The call's own BYE ends it.
+    ws_send(&mut ws, ws_in_dialog(&ok1, "BYE", 3, None)).await;
+    let bye = udp_recv_until(&trunk, "BYE ").await;
+    let bye_ok = carrier_response(port, &bye, 200, "OK", "t-1", "", "");
+    trunk.send_to(bye_ok.as_bytes(), edge.udp).await.unwrap();
+    ws_recv_until(&mut ws, "SIP/2.0 200").await;
+    presence_becomes(&edge, before.as_str().unwrap()).await;
+    phone.stop().await;
+    echoing.abort();
+    counting.abort();
     let (_, _, legs) = media_metrics(&edge).await;
     assert_eq!(legs, 0);
     edge.stop().await;

@@ -99,9 +99,10 @@
 //! - The call's 2xx decides: its dialog's address (from its SDP, or from that dialog's 18x
 //!   when the 2xx repeats no answer, RFC 3262 §5) becomes the leg's, latching again if it
 //!   moved, and the other dialogs are forgotten. Their forks are released by the forking
-//!   proxy (CANCEL, §16.7 step 10); a second 2xx (RFC 6026) reaches the browser, whose
-//!   stack ACKs and BYEs it (§13.2.2.4), and that BYE leaves the call's media, capacity,
-//!   history and emergency state alone (src/core/busy.rs).
+//!   proxy (CANCEL, §16.7 step 10); a second 2xx (RFC 6026) reaches the browser with the
+//!   leg's answer but does not move the leg, the browser's stack ACKs and BYEs it
+//!   (§13.2.2.4), and that BYE leaves the call's media, capacity, history and emergency
+//!   state alone (src/core/busy.rs).
 //!
 //! For comparison, rtpengine separates forks by `via-branch` only when the proxy forked
 //! itself (one offer per branch); answers with several To-tags on one branch are not told
@@ -1219,7 +1220,11 @@ impl Core {
         if s.browser_calls {
             // The plain side answered the browser's call.
             if let Some(webrtc) = &s.to_browser {
-                if let (Some(leg), Some(addr)) = (s.leg, answer.rtp_address()) {
+                // Another fork's 2xx after the call's (RFC 6026) is a dialog the browser ends
+                // at once: its address is not the call's.
+                if let (Some(leg), Some(addr), false) =
+                    (s.leg, answer.rtp_address(), is_2xx && s.callee.is_some() && !the_call_s)
+                {
                     media.set_trunk(leg, addr);
                 }
                 let webrtc = webrtc.clone();
@@ -1275,9 +1280,12 @@ impl Core {
         let answer = text.as_deref().and_then(|t| Sdp::parse(t).ok());
         let ready = if s.browser_calls {
             // The plain side answered: the browser is offered its codec.
+            let other_2xx =
+                (200..300).contains(&response.status()) && s.callee.is_some() && !the_call_s;
             match (&answer, s.leg) {
                 (Some(answer), Some(leg)) => {
-                    if let Some(addr) = answer.rtp_address() {
+                    // Not another fork's 2xx after the call's (RFC 6026).
+                    if let (Some(addr), false) = (answer.rtp_address(), other_2xx) {
                         media.set_trunk(leg, addr);
                     }
                 }
