@@ -653,9 +653,11 @@ impl Core {
     /// requests from the trunk's side reach the agent with her own address in To. Returns the
     /// header it rewrote with its value as received, for the responses to get back. A BYE,
     /// either way, ends the dialog and its DND (the record stays a while without its agent:
-    /// [`Core::emergency_answered`]).
+    /// [`Core::emergency_answered`]); a losing fork's BYE does not (src/core/busy.rs).
     pub(super) fn emergency_in_dialog(&mut self, req: &mut Request) -> Option<(HeaderName, Bytes)> {
-        let bye = *req.method() == Method::Bye;
+        // A losing fork's BYE (another 2xx's dialog, RFC 3261 §13.2.2.4) leaves the call's
+        // lane and DND alone (src/core/busy.rs).
+        let bye = *req.method() == Method::Bye && !self.calls_of.other_dialog_of(req);
         if bye {
             // Not forgotten yet: the BYE's 200 and the retransmissions still take the lane.
             self.config.urgent.end(req.headers().call_id().unwrap_or_default(), Instant::now());

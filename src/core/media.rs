@@ -82,6 +82,33 @@
 //! call's media alone. A first 2xx from a target the anchor is not in (no leg: not a browser,
 //! or no WebRTC offer could be made for it) leaves the call unanchored.
 //!
+//! # A carrier forks the browser's call (several early dialogs behind one branch)
+//!
+//! A trunk may answer the edge's one INVITE branch from several To-tags: a forking proxy
+//! downstream (RFC 3261 §16.7), each 18x with a new To-tag an early dialog of its own
+//! (§12.1, §13.2.2.4). The browser made one offer and has one leg:
+//!
+//! - Each early dialog's answer gets that leg's WebRTC answer (the same ICE credentials,
+//!   fingerprint and codec in every dialog: each dialog has an answer to the one offer, RFC
+//!   3264 §5, and a browser's one peer connection can take only one DTLS session for it).
+//! - Each dialog's plain answer is remembered by its To-tag. Before the 2xx the leg's plain
+//!   address is the latest answer's (the fork that answered last has the early media, as
+//!   pjsip's `follow_early_media_fork` and rtpengine, where the last answer is the offer's
+//!   reverse side), and the leg latches to the first RTP from there (symmetric RTP,
+//!   src/media/anchor.rs: once latched, another source's packets are dropped).
+//! - The call's 2xx decides: its dialog's address (from its SDP, or from that dialog's 18x
+//!   when the 2xx repeats no answer, RFC 3262 §5) becomes the leg's, latching again if it
+//!   moved, and the other dialogs are forgotten. Their forks are released by the forking
+//!   proxy (CANCEL, §16.7 step 10); a second 2xx (RFC 6026) reaches the browser with the
+//!   leg's answer but does not move the leg, the browser's stack ACKs and BYEs it
+//!   (§13.2.2.4), and that BYE leaves the call's media, capacity, history and emergency
+//!   state alone (src/core/busy.rs).
+//!
+//! For comparison, rtpengine separates forks by `via-branch` only when the proxy forked
+//! itself (one offer per branch); answers with several To-tags on one branch are not told
+//! apart there and the last answer wins (sipwise/rtpengine issues 502, 1330). The edge does
+//! the same for early media and then gives the 2xx's fork the call.
+//!
 //! # Early dialogs (RFC 3262 §5 offer in a PRACK, RFC 3311 UPDATE before the 2xx)
 //!
 //! Once a dialog's first offer/answer is done (an answer in a reliable 18x, or the PRACK's
@@ -146,10 +173,11 @@
 //!   forbids it while an offer is outstanding) passes unchanged, as does a PRACK with SDP
 //!   when the reliable 18x it acknowledges carried no offer of the edge's and its dialog has
 //!   no leg yet (no answer in it).
-//! - A carrier forking downstream (several early dialogs toward a browser that called): the
-//!   browser's one leg serves them all; with a delayed offer only the first dialog's reliable
-//!   18x carries the edge's WebRTC offer. The answers of later dialogs reach the leg, whose
-//!   plain address follows the last one.
+//! - A carrier forking downstream (see above): with a delayed offer only the first dialog's
+//!   reliable 18x carries the edge's WebRTC offer. A fork whose answer chose another codec
+//!   than the leg's (fixed by the first answer) is not refused or transcoded. After the 2xx
+//!   moves the leg to its fork, a losing fork still sending (before its CANCEL lands) may be
+//!   latched first: latching does not yet prefer the announced address.
 //! - Early media in a forked call is that of the first browser to answer: another branch's
 //!   browser has ICE and DTLS up but no relayed media until its 2xx wins.
 //! - The plain side's RTCP does not keep a leg alive for `[media] timeout` (a long hold with
@@ -238,6 +266,11 @@ struct Session {
     /// provisional response, so that their 2xx without SDP stays without (RFC 3261 §13.2.1:
     /// no second answer).
     answered_reliably: Vec<String>,
+    /// The browser calls: the plain RTP address each early dialog's answer named, by the
+    /// callee's tag (a carrier forking downstream of the edge: several To-tags on the one
+    /// branch). The call's 2xx gives the leg its dialog's address, whether or not it
+    /// repeats the answer ([`fork_answered`]).
+    plain_dialogs: Vec<(String, std::net::SocketAddr)>,
     /// A browser is called: each browser branch that answered, with its own description for
     /// the plain side (forking, RFC 3261 §13.2.1: each early dialog has its answer). The one
     /// in `leg` has the call's port; the 2xx's branch takes it ([`promote`]).
@@ -545,6 +578,44 @@ fn other_fork(s: &Session, req: &Request) -> bool {
     dialog.is_some_and(|d| d != callee.tag)
 }
 
+/// The browser calls, and a response of the plain side in the early dialog `tag` (a carrier
+/// may fork downstream: several To-tags on the one branch, see the module docs): its answer's
+/// RTP address is that dialog's; the call's 2xx (`the_call_s`) gives the leg its own
+/// dialog's address, from its SDP or, when it repeats none (the answer went in a reliable
+/// 18x), from its dialog's 18x, so that the winning fork has the media whichever fork
+/// answered last before it.
+fn fork_answered(
+    media: &Arc<Media>,
+    s: &mut Session,
+    tag: Option<&str>,
+    the_call_s: bool,
+    response: &Response,
+) {
+    let Some(tag) = tag else { return };
+    let named = response_sdp(response)
+        .and_then(|t| Sdp::parse(&t).ok())
+        .and_then(|answer| answer.rtp_address());
+    if let Some(addr) = named {
+        match s.plain_dialogs.iter_mut().find(|(t, _)| t == tag) {
+            Some((_, a)) => *a = addr,
+            None => s.plain_dialogs.push((tag.to_owned(), addr)),
+        }
+    }
+    if !the_call_s {
+        return;
+    }
+    let addr = s.plain_dialogs.iter().find(|(t, _)| t == tag).map(|(_, a)| *a);
+    if let (Some(leg), Some(addr)) = (s.leg, addr) {
+        if s.plain_dialogs.len() > 1 {
+            tracing::info!("a forked early dialog's 2xx: its fork has the call's media");
+        }
+        media.set_trunk(leg, addr);
+    }
+    // The other forks' dialogs end with the 2xx (their branches are cancelled downstream,
+    // or the browser ends a second 2xx's dialog): only the call's address is kept.
+    s.plain_dialogs.retain(|(t, _)| t == tag);
+}
+
 /// The payloads the plain side was given in the dialog whose callee has tag `tag`.
 fn dialog_payloads<'a>(s: &'a Session, tag: Option<&str>) -> &'a [(u8, Codec)] {
     s.answers
@@ -848,6 +919,7 @@ fn new_session(media: &Media, req: &Request, source: Peer, port: Reservation) ->
         settled: false,
         early: Vec::new(),
         answered_reliably: Vec::new(),
+        plain_dialogs: Vec::new(),
         answers: Vec::new(),
         broken_early: Vec::new(),
         broken: false,
@@ -1072,6 +1144,9 @@ impl Core {
         // The call's 2xx (the first, or a retransmission of it): another fork's 2xx, also
         // forwarded (RFC 6026), is for a dialog the caller ends at once.
         let the_call_s = is_2xx && s.callee.as_ref().is_some_and(|c| Some(&c.tag) == tag.as_ref());
+        if s.browser_calls && s.pair.is_none() {
+            fork_answered(&media, s, tag.as_deref(), the_call_s, response);
+        }
         if s.late {
             let urgent = self.config.urgent.contains(call_id);
             self.media_late_response(&media, call_id, index, urgent, the_call_s, response);
@@ -1145,7 +1220,11 @@ impl Core {
         if s.browser_calls {
             // The plain side answered the browser's call.
             if let Some(webrtc) = &s.to_browser {
-                if let (Some(leg), Some(addr)) = (s.leg, answer.rtp_address()) {
+                // Another fork's 2xx after the call's (RFC 6026) is a dialog the browser ends
+                // at once: its address is not the call's.
+                if let (Some(leg), Some(addr), false) =
+                    (s.leg, answer.rtp_address(), is_2xx && s.callee.is_some() && !the_call_s)
+                {
                     media.set_trunk(leg, addr);
                 }
                 let webrtc = webrtc.clone();
@@ -1201,9 +1280,12 @@ impl Core {
         let answer = text.as_deref().and_then(|t| Sdp::parse(t).ok());
         let ready = if s.browser_calls {
             // The plain side answered: the browser is offered its codec.
+            let other_2xx =
+                (200..300).contains(&response.status()) && s.callee.is_some() && !the_call_s;
             match (&answer, s.leg) {
                 (Some(answer), Some(leg)) => {
-                    if let Some(addr) = answer.rtp_address() {
+                    // Not another fork's 2xx after the call's (RFC 6026).
+                    if let (Some(addr), false) = (answer.rtp_address(), other_2xx) {
                         media.set_trunk(leg, addr);
                     }
                 }

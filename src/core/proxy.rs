@@ -308,7 +308,9 @@ impl Core {
                 // A new offer the media anchor cannot relay (src/core/media.rs).
                 return self.respond(now, key, &req, r);
             }
-            if *req.method() == Method::Bye {
+            // A losing fork's BYE (another 2xx's dialog, RFC 3261 §13.2.2.4) ends nothing of
+            // the call's (src/core/busy.rs).
+            if *req.method() == Method::Bye && !self.calls_of.other_dialog_of(&req) {
                 self.calls_of.ended(req.headers().call_id().unwrap_or_default());
                 self.history.ended(now, req.headers().call_id().unwrap_or_default());
             }
@@ -710,7 +712,9 @@ impl Core {
                     .chain(call.branch_agents.get(index as usize).into_iter().flatten())
                     .cloned()
                     .collect();
-                self.calls_of.answered(call.call_id.to_string(), agents, now);
+                let tag = response.headers().to().ok().and_then(|t| t.tag().map(str::to_owned));
+                let tag = tag.filter(|_| !call.in_dialog);
+                self.calls_of.answered(call.call_id.to_string(), agents, tag.as_deref(), now);
             }
             self.history_answered(now, key, index);
         }
