@@ -79,9 +79,8 @@ impl CallsOf {
             return false;
         }
         let h = req.headers();
-        let from = h.from().ok().and_then(|f| f.tag().map(str::to_owned));
-        let to = h.to().ok().and_then(|t| t.tag().map(str::to_owned));
-        self.other_dialog(h.call_id().unwrap_or_default(), from.as_deref(), to.as_deref())
+        let (from, to) = (h.from_tag().ok().flatten(), h.to_tag().ok().flatten());
+        self.other_dialog(h.call_id().unwrap_or_default(), from, to)
     }
 
     /// Call `call_id` ended.

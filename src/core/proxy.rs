@@ -712,9 +712,8 @@ impl Core {
                     .chain(call.branch_agents.get(index as usize).into_iter().flatten())
                     .cloned()
                     .collect();
-                let tag = response.headers().to().ok().and_then(|t| t.tag().map(str::to_owned));
-                let tag = tag.filter(|_| !call.in_dialog);
-                self.calls_of.answered(call.call_id.to_string(), agents, tag.as_deref(), now);
+                let tag = response.headers().to_tag().ok().flatten().filter(|_| !call.in_dialog);
+                self.calls_of.answered(call.call_id.to_string(), agents, tag, now);
             }
             self.history_answered(now, key, index);
         }
