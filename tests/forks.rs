@@ -65,6 +65,34 @@ async fn assert_audio_both_ways(phone: &Phone, when: &str) {
 }
 
 /// The carrier's offer: PCMU and telephone-event, RTP to 127.0.0.2:`port`.
+/// A fork's RTP socket that echoes every packet back: its port and its task.
+async fn echo_fork() -> (u16, tokio::task::JoinHandle<()>) {
+    let echo = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
+    let port = echo.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+            let _ = echo.send_to(&buf[..n], from).await;
+        }
+    });
+    (port, task)
+}
+
+/// A fork's RTP socket that only counts what reaches it: its port, the count and its task.
+async fn silent_fork() -> (u16, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let silent = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = count.clone();
+    let task = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while silent.recv_from(&mut buf).await.is_ok() {
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    (port, count, task)
+}
+
 fn carrier_sdp(port: u16) -> String {
     format!(
         "v=0\r\no=- 9 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
@@ -123,14 +151,7 @@ async fn a_losing_fork_s_bye_ends_none_of_the_call_s_capacity_history_or_media()
     let mut ws2 = register_alice_as(&edge, CONTACT_2, INSTANCE_2).await;
     let carrier = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
     let me = carrier.local_addr().unwrap();
-    let echo = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
-    let echo_port = echo.local_addr().unwrap().port();
-    let echoing = tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
-            let _ = echo.send_to(&buf[..n], from).await;
-        }
-    });
+    let (echo_port, echoing) = echo_fork().await;
     let sdp = carrier_sdp(echo_port);
     let request = |line: &str, cseq: u32, route: &str, to_tag: &str, body: &str| {
         carrier_request(me, "losing-fork", line, cseq, route, to_tag, body)
@@ -257,26 +278,8 @@ async fn a_carrier_forking_a_browser_s_call_gives_the_200_s_fork_the_media_and_n
     let port = edge.trunk_ports.0;
     let carrier = UdpSocket::bind((TRUNK_IP, port)).await.unwrap();
     // Fork f-a echoes RTP; fork f-b only counts what reaches it.
-    let echo = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
-    let port_a = echo.local_addr().unwrap().port();
-    let echoing = tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
-            let _ = echo.send_to(&buf[..n], from).await;
-        }
-    });
-    let silent = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
-    let port_b = silent.local_addr().unwrap().port();
-    let at_b = Arc::new(AtomicU64::new(0));
-    let counting = {
-        let at_b = at_b.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            while silent.recv_from(&mut buf).await.is_ok() {
-                at_b.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-    };
+    let (port_a, echoing) = echo_fork().await;
+    let (port_b, at_b, counting) = silent_fork().await;
 
     let (mut rtc, sock) = browser_rtc().await;
     let (offer, pending, mid) = make_offer(&mut rtc);
@@ -397,14 +400,7 @@ async fn a_psap_callback_s_early_dialog_that_fails_or_is_cancelled_leaves_nothin
 
     let psap = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
     let me = psap.local_addr().unwrap();
-    let echo = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
-    let echo_port = echo.local_addr().unwrap().port();
-    let echoing = tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
-            let _ = echo.send_to(&buf[..n], from).await;
-        }
-    });
+    let (echo_port, echoing) = echo_fork().await;
     let sdp = carrier_sdp(echo_port);
 
     // The PSAP calls back; alice's browser answers in a 183: early media both ways.
@@ -513,14 +509,7 @@ async fn crossing_re_invites_on_an_emergency_call_get_491_through_the_edge_and_t
     let port = edge.trunk_ports.0;
     let trunk = UdpSocket::bind((TRUNK_IP, port)).await.unwrap();
     let me = trunk.local_addr().unwrap();
-    let echo = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
-    let echo_port = echo.local_addr().unwrap().port();
-    let echoing = tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
-            let _ = echo.send_to(&buf[..n], from).await;
-        }
-    });
+    let (echo_port, echoing) = echo_fork().await;
 
     // alice's 933 call with a WebRTC offer; the carrier answers 200.
     let (mut rtc, sock) = browser_rtc().await;
@@ -624,26 +613,8 @@ async fn an_emergency_call_s_losing_fork_neither_takes_the_media_nor_ends_the_dn
     let before = presence(&edge).await;
     let port = edge.trunk_ports.0;
     let trunk = UdpSocket::bind((TRUNK_IP, port)).await.unwrap();
-    let echo = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
-    let echo_port = echo.local_addr().unwrap().port();
-    let echoing = tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
-            let _ = echo.send_to(&buf[..n], from).await;
-        }
-    });
-    let silent = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
-    let silent_port = silent.local_addr().unwrap().port();
-    let at_t2 = Arc::new(AtomicU64::new(0));
-    let counting = {
-        let at_t2 = at_t2.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            while silent.recv_from(&mut buf).await.is_ok() {
-                at_t2.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-    };
+    let (echo_port, echoing) = echo_fork().await;
+    let (silent_port, at_t2, counting) = silent_fork().await;
 
     // alice's 933 call; the carrier forks it and both forks answer 200.
     let (mut rtc, sock) = browser_rtc().await;
