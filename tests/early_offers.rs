@@ -44,7 +44,10 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::anchored::{CALL_NUMBER, DID, refuse_emergency_call, sipp_uac, start};
+use common::anchored::{
+    CALL_NUMBER, DID, carrier_request, carrier_sdp, refuse_emergency_call, route, sipp_uac, start,
+    target,
+};
 use common::sipp::Sipp;
 use common::ua::{header, parse_request, uas_response, udp_recv_until};
 use common::webrtc::{
@@ -686,49 +689,6 @@ async fn when_two_forks_answer_200_the_first_keeps_the_media_and_the_other_s_bye
     let (_, _, legs) = media_metrics(&edge).await;
     assert_eq!(legs, 0);
     edge.stop().await;
-}
-
-/// The carrier's offer: PCMU and telephone-event, RTP to 127.0.0.2:`port`.
-fn carrier_sdp(port: u16) -> String {
-    format!(
-        "v=0\r\no=- 9 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
-         a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
-    )
-}
-
-/// A request of a scripted carrier at `me` calling alice's DID in call `call` (From-tag
-/// `c-1`): `line` is its method and Request-URI, `to_tag` the To's `;tag=...` if any.
-fn carrier_request(
-    me: std::net::SocketAddr,
-    call: &str,
-    line: &str,
-    cseq: u32,
-    route: &str,
-    to_tag: &str,
-    body: &str,
-) -> String {
-    let method = line.split(' ').next().unwrap();
-    let ct = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
-    format!(
-        "{line} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call}{method}{cseq}{}\r\n\
-         {route}Max-Forwards: 70\r\nFrom: <sip:+12025550100@127.0.0.2>;tag=c-1\r\n\
-         To: <sip:{DID}@localhost>{to_tag}\r\nCall-ID: {call}\r\nCSeq: {cseq} {method}\r\n\
-         Contact: <sip:carrier@{me}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
-        to_tag.trim_start_matches(";tag="),
-        body.len()
-    )
-}
-
-/// The remote target of a 2xx: its Contact's URI.
-fn target(ok: &str) -> String {
-    let contact = header(ok, "Contact")[0];
-    contact.trim_start_matches('<').split('>').next().unwrap().to_owned()
-}
-
-/// The route set a UAC takes from a 2xx: its Record-Route reversed, as Route lines.
-fn route(ok: &str) -> String {
-    header(ok, "Record-Route").iter().rev().map(|r| format!("Route: {r}\r\n")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -103,3 +103,46 @@ Content-Length: 0\r\n\r\n",
     ws_send(ws, ack).await;
     did
 }
+
+/// The carrier's offer: PCMU and telephone-event, RTP to 127.0.0.2:`port`.
+pub fn carrier_sdp(port: u16) -> String {
+    format!(
+        "v=0\r\no=- 9 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+    )
+}
+
+/// A request of a scripted carrier at `me` calling alice's DID in call `call` (From-tag
+/// `c-1`): `line` is its method and Request-URI, `to_tag` the To's `;tag=...` if any.
+pub fn carrier_request(
+    me: std::net::SocketAddr,
+    call: &str,
+    line: &str,
+    cseq: u32,
+    route: &str,
+    to_tag: &str,
+    body: &str,
+) -> String {
+    let method = line.split(' ').next().unwrap();
+    let ct = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+    format!(
+        "{line} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call}{method}{cseq}{}\r\n\
+         {route}Max-Forwards: 70\r\nFrom: <sip:+12025550100@127.0.0.2>;tag=c-1\r\n\
+         To: <sip:{DID}@localhost>{to_tag}\r\nCall-ID: {call}\r\nCSeq: {cseq} {method}\r\n\
+         Contact: <sip:carrier@{me}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+        to_tag.trim_start_matches(";tag="),
+        body.len()
+    )
+}
+
+/// The remote target of a 2xx: its Contact's URI.
+pub fn target(ok: &str) -> String {
+    let contact = header(ok, "Contact")[0];
+    contact.trim_start_matches('<').split('>').next().unwrap().to_owned()
+}
+
+/// The route set a UAC takes from a 2xx: its Record-Route reversed, as Route lines.
+pub fn route(ok: &str) -> String {
+    header(ok, "Record-Route").iter().rev().map(|r| format!("Route: {r}\r\n")).collect()
+}
