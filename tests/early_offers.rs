@@ -45,54 +45,21 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::anchored::{
-    CALL_NUMBER, DID, carrier_request, carrier_sdp, refuse_emergency_call, route, sipp_uac, start,
-    target,
+    CALL_NUMBER, DID, carrier_request, carrier_sdp, echo_fork, refuse_emergency_call, route,
+    sipp_uac, start, target,
 };
 use common::sipp::Sipp;
 use common::ua::{header, parse_request, uas_response, udp_recv_until};
 use common::webrtc::{
-    CONTACT, Phone, Ws, body, browser_rtc, make_offer, media_metrics, register_alice,
-    register_alice_as, ws_call, ws_callee_request, ws_in_dialog, ws_recv_until, ws_response,
-    ws_response_as, ws_response_with, ws_send,
+    CONTACT, CONTACT_2, INSTANCE_2, Phone, Ws, assert_audio_both_ways, assert_same_session,
+    attribute, body, browser_rtc, make_offer, media_metrics, register_alice, register_alice_as,
+    ws_call, ws_callee_request, ws_in_dialog, ws_recv_until, ws_response, ws_response_as,
+    ws_response_with, ws_send,
 };
 use common::{Edge, TRUNK_IP, TempDir, ports};
 use lifeline::media::sdp::{Direction, Sdp};
 use str0m::media::Direction as RtcDirection;
 use tokio::net::UdpSocket;
-
-/// The value of the first `a=NAME:` line of an SDP.
-fn attribute<'a>(sdp: &'a str, name: &str) -> &'a str {
-    let prefix = format!("a={name}:");
-    sdp.lines().find_map(|l| l.strip_prefix(prefix.as_str())).unwrap_or_else(|| panic!("{sdp}"))
-}
-
-/// An offer of the edge to the browser on the session `first` set up: WebRTC, the same ICE
-/// credentials and DTLS fingerprint, `actpass` (RFC 8842 §5.2), with `direction`.
-fn assert_same_session(offer: &str, first: &str, direction: Direction) {
-    let sdp = Sdp::parse(offer).unwrap();
-    assert!(sdp.is_webrtc() && offer.contains("a=ice-lite"), "{offer}");
-    assert!(offer.contains("a=setup:actpass"), "{offer}");
-    for name in ["ice-ufrag", "ice-pwd", "fingerprint"] {
-        assert_eq!(attribute(offer, name), attribute(first, name), "{name}: {offer}");
-    }
-    assert_eq!(sdp.direction, direction, "{offer}");
-}
-
-/// Audio both ways through the edge while a second passes.
-async fn assert_audio_both_ways(phone: &Phone, when: &str) {
-    for _ in 0..100 {
-        if phone.heard().await.connected {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let heard = phone.heard_during(Duration::from_millis(1200)).await;
-    assert!(heard.sent > 30, "{when}: the browser sends: {heard:?}");
-    assert!(
-        heard.received > 30,
-        "{when}: the carrier's echo comes back through the edge: {heard:?}"
-    );
-}
 
 const RELIABLE: &str = "Require: 100rel\r\nRSeq: 1\r\n";
 
@@ -291,12 +258,7 @@ async fn a_connected_leg_relays_rtcp_both_ways_and_reports_to_the_browser_itself
     let me = carrier.local_addr().unwrap();
     let (echo, carrier_rtcp) = rtp_and_rtcp(TRUNK_IP).await;
     let echo_port = echo.local_addr().unwrap().port();
-    let echoing = tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
-            let _ = echo.send_to(&buf[..n], from).await;
-        }
-    });
+    let echoing = common::anchored::echo(echo);
     let request = |line: &str, cseq: u32, route: &str, to_tag: &str, body: &str| {
         carrier_request(me, "rtcp2", line, cseq, route, to_tag, body)
     };
@@ -357,10 +319,6 @@ async fn a_connected_leg_relays_rtcp_both_ways_and_reports_to_the_browser_itself
     echoing.abort();
     edge.stop().await;
 }
-
-/// alice's second browser.
-const CONTACT_2: &str = "<sip:x9c4m2pq@p7d2w5k1n8b3.invalid;transport=ws>";
-const INSTANCE_2: &str = "0b7d6c1e-9a2f-4c3b-8e5d-1f4a2b6c9d70";
 
 /// A call from SIPp (`scenario`, 100rel, to `service`) forked to alice's two browsers
 /// (`ws1`, `ws2`): each answers in a reliable 183 of its own early dialog and takes the PRACK
@@ -628,14 +586,7 @@ async fn when_two_forks_answer_200_the_first_keeps_the_media_and_the_other_s_bye
     // The carrier: SIP from a scripted UDP peer, RTP echoed back from another socket.
     let carrier = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
     let me = carrier.local_addr().unwrap();
-    let echo = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
-    let echo_port = echo.local_addr().unwrap().port();
-    let echoing = tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
-            let _ = echo.send_to(&buf[..n], from).await;
-        }
-    });
+    let (echo_port, echoing) = echo_fork().await;
     let sdp = carrier_sdp(echo_port);
     let request = |line: &str, cseq: u32, route: &str, to_tag: &str, body: &str| {
         carrier_request(me, "fork200", line, cseq, route, to_tag, body)

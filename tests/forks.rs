@@ -36,65 +36,21 @@ mod common;
 
 use std::time::Duration;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use common::anchored::{
-    AGENTS, CALL_NUMBER, DID, PLAN, carrier_request, carrier_sdp, refuse_emergency_call, route,
-    start, target,
+    AGENTS, CALL_NUMBER, DID, PLAN, carrier_request, carrier_sdp, echo_fork, refuse_emergency_call,
+    route, silent_fork, start, target,
 };
 use common::ua::{header, parse_request, uas_response, udp_recv_until};
 use common::webrtc::{
-    CONTACT, Phone, body, browser_rtc, make_offer, media_metrics, register_alice,
-    register_alice_as, ws_call, ws_in_dialog, ws_recv_until, ws_response, ws_response_as, ws_send,
+    CONTACT, CONTACT_2, INSTANCE_2, Phone, assert_audio_both_ways, body, browser_rtc, make_offer,
+    media_metrics, register_alice, register_alice_as, ws_call, ws_in_dialog, ws_recv_until,
+    ws_response, ws_response_as, ws_send,
 };
 use common::{Edge, Opts, TRUNK_IP};
 use lifeline::media::sdp::Sdp;
 use tokio::net::UdpSocket;
-
-const CONTACT_2: &str = "<sip:x9c4m2pq@p7d2w5k1n8b3.invalid;transport=ws>";
-const INSTANCE_2: &str = "0b7d6c1e-9a2f-4c3b-8e5d-1f4a2b6c9d70";
-
-async fn assert_audio_both_ways(phone: &Phone, when: &str) {
-    for _ in 0..100 {
-        if phone.heard().await.connected {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let heard = phone.heard_during(Duration::from_millis(1200)).await;
-    assert!(heard.sent > 30, "{when}: the browser sends: {heard:?}");
-    assert!(heard.received > 30, "{when}: the carrier's echo comes back: {heard:?}");
-}
-
-/// The carrier's offer: PCMU and telephone-event, RTP to 127.0.0.2:`port`.
-/// A fork's RTP socket that echoes every packet back: its port and its task.
-async fn echo_fork() -> (u16, tokio::task::JoinHandle<()>) {
-    let echo = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
-    let port = echo.local_addr().unwrap().port();
-    let task = tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
-            let _ = echo.send_to(&buf[..n], from).await;
-        }
-    });
-    (port, task)
-}
-
-/// A fork's RTP socket that only counts what reaches it: its port, the count and its task.
-async fn silent_fork() -> (u16, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
-    let silent = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
-    let port = silent.local_addr().unwrap().port();
-    let count = Arc::new(AtomicU64::new(0));
-    let counted = count.clone();
-    let task = tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        while silent.recv_from(&mut buf).await.is_ok() {
-            counted.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-    (port, count, task)
-}
 
 /// The call-history rows of answered calls (`GET /api/calls`; the refused calls' rows are
 /// not looked at).

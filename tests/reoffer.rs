@@ -36,52 +36,20 @@ use common::anchored::{CALL_NUMBER, DID, refuse_emergency_call, sipp_uac, start}
 use common::sipp::Sipp;
 use common::ua::{header, parse_request, uas_response, udp_recv_until};
 use common::webrtc::{
-    CONTACT, Phone, Ws, body, browser_rtc, make_offer, media_metrics, register_alice, ws_call,
-    ws_in_dialog, ws_recv_until, ws_response, ws_response_with, ws_send,
+    CONTACT, Phone, Ws, assert_audio_both_ways, assert_same_session, attribute, body, browser_rtc,
+    make_offer, media_metrics, register_alice, ws_call, ws_in_dialog, ws_recv_until, ws_response,
+    ws_response_with, ws_send,
 };
 use common::{Edge, TRUNK_IP, TempDir, ports};
 use lifeline::media::sdp::{Direction, Sdp};
 use str0m::media::Direction as RtcDirection;
 use tokio::net::UdpSocket;
 
-/// The value of the first `a=NAME:` line of an SDP.
-fn attribute<'a>(sdp: &'a str, name: &str) -> &'a str {
-    let prefix = format!("a={name}:");
-    sdp.lines().find_map(|l| l.strip_prefix(prefix.as_str())).unwrap_or_else(|| panic!("{sdp}"))
-}
-
-/// An offer of the edge to the browser on the session its first offer or answer (`first`)
-/// set up: WebRTC, ICE-lite, the same ICE credentials and DTLS fingerprint, `actpass` (RFC
-/// 8842 §5.2), with `direction`.
-fn assert_same_session(offer: &str, first: &str, direction: Direction) {
-    let sdp = Sdp::parse(offer).unwrap();
-    assert!(sdp.is_webrtc() && offer.contains("a=ice-lite"), "{offer}");
-    assert!(offer.contains("a=setup:actpass"), "{offer}");
-    for name in ["ice-ufrag", "ice-pwd", "fingerprint"] {
-        assert_eq!(attribute(offer, name), attribute(first, name), "{name}: {offer}");
-    }
-    assert_eq!(sdp.direction, direction, "{offer}");
-}
-
 /// The browser answers `req` 200 with its phone's answer to the offer in it.
 async fn answer_in_200(ws: &mut Ws, phone: &Phone, req: &str) -> String {
     let answer = phone.accept_offer(body(req)).await;
     ws_send(ws, ws_response(req, 200, Some(&answer))).await;
     answer
-}
-
-/// Audio both ways through the edge while a second passes: what the browser sent reached
-/// SIPp and its echo came back.
-async fn assert_audio_both_ways(phone: &Phone, when: &str) {
-    for _ in 0..100 {
-        if phone.heard().await.connected {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let heard = phone.heard_during(Duration::from_millis(1200)).await;
-    assert!(heard.sent > 30, "{when}: the browser sends: {heard:?}");
-    assert!(heard.received > 30, "{when}: SIPp's echo comes back through the edge: {heard:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,8 @@
 //! echo.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::net::UdpSocket;
 
@@ -145,4 +147,37 @@ pub fn target(ok: &str) -> String {
 /// The route set a UAC takes from a 2xx: its Record-Route reversed, as Route lines.
 pub fn route(ok: &str) -> String {
     header(ok, "Record-Route").iter().rev().map(|r| format!("Route: {r}\r\n")).collect()
+}
+
+/// Echoes every datagram `socket` receives back to its sender (a carrier's RTP echo), until
+/// the task is aborted.
+pub fn echo(socket: UdpSocket) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let _ = socket.send_to(&buf[..n], from).await;
+        }
+    })
+}
+
+/// A fork's RTP socket that echoes every packet back ([`echo`]): its port and its task.
+pub async fn echo_fork() -> (u16, tokio::task::JoinHandle<()>) {
+    let socket = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (port, echo(socket))
+}
+
+/// A fork's RTP socket that only counts what reaches it: its port, the count and its task.
+pub async fn silent_fork() -> (u16, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let silent = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = count.clone();
+    let task = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while silent.recv_from(&mut buf).await.is_ok() {
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    (port, count, task)
 }

@@ -23,6 +23,10 @@ use super::ua::header;
 /// The browser's Contact (what JsSIP registers).
 pub const CONTACT: &str = "<sip:r2u7lq5c@k3vq8d0h2m1a.invalid;transport=ws>";
 
+/// A second browser of alice's ([`register_alice_as`]): its Contact and instance.
+pub const CONTACT_2: &str = "<sip:x9c4m2pq@p7d2w5k1n8b3.invalid;transport=ws>";
+pub const INSTANCE_2: &str = "0b7d6c1e-9a2f-4c3b-8e5d-1f4a2b6c9d70";
+
 pub type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 
 // ---- SIP over WebSocket -----------------------------------------------------------------
@@ -499,4 +503,42 @@ pub async fn media_metrics(edge: &Edge) -> (u64, u64, u64) {
         value("lifeline_media_packets_total{dir=\"to_browser\"}"),
         value("lifeline_media_legs"),
     )
+}
+
+// ---- Assertions on SDP and audio ----------------------------------------------------------
+
+/// The value of the first `a=NAME:` line of an SDP.
+pub fn attribute<'a>(sdp: &'a str, name: &str) -> &'a str {
+    let prefix = format!("a={name}:");
+    sdp.lines().find_map(|l| l.strip_prefix(prefix.as_str())).unwrap_or_else(|| panic!("{sdp}"))
+}
+
+/// An offer of the edge to the browser on the session its first offer or answer (`first`)
+/// set up: WebRTC, ICE-lite, the same ICE credentials and DTLS fingerprint, `actpass` (RFC
+/// 8842 §5.2), with `direction`.
+pub fn assert_same_session(offer: &str, first: &str, direction: lifeline::media::sdp::Direction) {
+    let sdp = lifeline::media::sdp::Sdp::parse(offer).unwrap();
+    assert!(sdp.is_webrtc() && offer.contains("a=ice-lite"), "{offer}");
+    assert!(offer.contains("a=setup:actpass"), "{offer}");
+    for name in ["ice-ufrag", "ice-pwd", "fingerprint"] {
+        assert_eq!(attribute(offer, name), attribute(first, name), "{name}: {offer}");
+    }
+    assert_eq!(sdp.direction, direction, "{offer}");
+}
+
+/// Audio both ways through the edge while a second passes: what the browser sent reached the
+/// far end (SIPp, a scripted carrier) and its echo came back.
+pub async fn assert_audio_both_ways(phone: &Phone, when: &str) {
+    for _ in 0..100 {
+        if phone.heard().await.connected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let heard = phone.heard_during(Duration::from_millis(1200)).await;
+    assert!(heard.sent > 30, "{when}: the browser sends: {heard:?}");
+    assert!(
+        heard.received > 30,
+        "{when}: the far end's echo comes back through the edge: {heard:?}"
+    );
 }
