@@ -670,33 +670,12 @@ async fn plain_task(
     media: Arc<Media>,
     leg: LegId,
     socket: Arc<UdpSocket>,
-    mut stopped: oneshot::Receiver<()>,
+    stopped: oneshot::Receiver<()>,
 ) {
-    let mut batch = Batch::<PLAIN_BATCH>::new();
-    loop {
-        let received = tokio::select! {
-            r = socket.recv_batch(&mut batch) => r,
-            _ = &mut stopped => return,
-        };
-        let n = match received {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::debug!(%leg, error = %e, "rtp socket");
-                continue;
-            }
-        };
-        let now = Instant::now();
-        let queued = {
-            let mut inner = media.lock();
-            for (source, bytes) in batch.datagrams(n) {
-                inner.anchor.handle_trunk(now, leg, source, bytes);
-            }
-            inner.anchor.has_transmit()
-        };
-        if queued {
-            media.queued.notify_one();
-        }
-    }
+    let handle = |anchor: &mut Anchor, now, source, bytes: &[u8]| {
+        anchor.handle_trunk(now, leg, source, bytes);
+    };
+    trunk_socket_task(media, socket, stopped, ("rtp socket", Some(leg)), handle).await;
 }
 
 /// A WebRTC leg's RTCP port ([`Media::reserve_leg`]), until `stopped`: what arrives goes to
@@ -705,7 +684,25 @@ async fn rtcp_task(
     media: Arc<Media>,
     socket: Arc<UdpSocket>,
     leg: Arc<AtomicU64>,
+    stopped: oneshot::Receiver<()>,
+) {
+    let handle = |anchor: &mut Anchor, now, source, bytes: &[u8]| {
+        if let Some(id) = LegId::from_number(leg.load(Ordering::Relaxed)) {
+            anchor.handle_trunk_rtcp(now, id, source, bytes);
+        }
+    };
+    trunk_socket_task(media, socket, stopped, ("rtcp socket", None), handle).await;
+}
+
+/// Reads a trunk-side socket of a WebRTC leg in batches until `stopped`, giving every datagram
+/// to `handle` with the anchor locked, and wakes the sender when the anchor queued packets.
+/// `what` names the socket (and its leg, when fixed) in the log of a failed read.
+async fn trunk_socket_task(
+    media: Arc<Media>,
+    socket: Arc<UdpSocket>,
     mut stopped: oneshot::Receiver<()>,
+    (what, leg): (&'static str, Option<LegId>),
+    mut handle: impl FnMut(&mut Anchor, Instant, SocketAddr, &[u8]),
 ) {
     let mut batch = Batch::<PLAIN_BATCH>::new();
     loop {
@@ -716,16 +713,15 @@ async fn rtcp_task(
         let n = match received {
             Ok(n) => n,
             Err(e) => {
-                tracing::debug!(error = %e, "rtcp socket");
+                tracing::debug!(leg = leg.map(tracing::field::display), error = %e, "{what}");
                 continue;
             }
         };
-        let Some(id) = LegId::from_number(leg.load(Ordering::Relaxed)) else { continue };
         let now = Instant::now();
         let queued = {
             let mut inner = media.lock();
             for (source, bytes) in batch.datagrams(n) {
-                inner.anchor.handle_trunk_rtcp(now, id, source, bytes);
+                handle(&mut inner.anchor, now, source, bytes);
             }
             inner.anchor.has_transmit()
         };
