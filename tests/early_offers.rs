@@ -29,9 +29,7 @@
 //!   the first browser has the early media, and the second browser's 200 gets the call's
 //!   media (audio both ways with it, the first browser's leg closed). The same for a PSAP
 //!   callback.
-//! - Two forks answering 200 at once (RFC 6026, a scripted carrier with an RTP echo): each
-//!   200 carries a plain answer, the first browser keeps the call's media, and the carrier's
-//!   BYE of the other dialog leaves it.
+//! - Two forks answering 200 at once: see tests/forks.rs.
 //! - alice's plain-RTP desk phone (SIPp, registered next to her browser) answering after the
 //!   browser's early media: its own answer reaches the carrier as it came (the call is not
 //!   anchored), and the edge ends nothing.
@@ -45,8 +43,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::anchored::{
-    CALL_NUMBER, DID, carrier_request, carrier_sdp, echo_fork, refuse_emergency_call, route,
-    sipp_uac, start, target,
+    CALL_NUMBER, DID, carrier_request, carrier_sdp, refuse_emergency_call, route, sipp_uac, start,
+    target,
 };
 use common::sipp::Sipp;
 use common::ua::{header, parse_request, uas_response, udp_recv_until};
@@ -575,70 +573,6 @@ async fn an_update_crossing_the_edge_s_offer_in_a_reliable_183_gets_491_and_the_
     ws_send(&mut ws, uas_response(&parse_request(&bye), 200, "OK", "b-tag", CONTACT)).await;
     phone.stop().await;
     carrier.passes().await;
-    edge.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_two_forks_answer_200_the_first_keeps_the_media_and_the_other_s_bye_leaves_it() {
-    let edge = start("35700-35799").await;
-    let mut ws1 = register_alice(&edge).await;
-    let mut ws2 = register_alice_as(&edge, CONTACT_2, INSTANCE_2).await;
-    // The carrier: SIP from a scripted UDP peer, RTP echoed back from another socket.
-    let carrier = UdpSocket::bind((TRUNK_IP, 0)).await.unwrap();
-    let me = carrier.local_addr().unwrap();
-    let (echo_port, echoing) = echo_fork().await;
-    let sdp = carrier_sdp(echo_port);
-    let request = |line: &str, cseq: u32, route: &str, to_tag: &str, body: &str| {
-        carrier_request(me, "fork200", line, cseq, route, to_tag, body)
-    };
-    let invite = request(&format!("INVITE sip:{DID}@127.0.0.1"), 1, "", "", &sdp);
-    carrier.send_to(invite.as_bytes(), edge.udp).await.unwrap();
-
-    // Both browsers answer 200 at once; the carrier gets both (RFC 6026), each with a plain
-    // answer.
-    let invite1 = ws_recv_until(&mut ws1, "INVITE ").await;
-    let invite2 = ws_recv_until(&mut ws2, "INVITE ").await;
-    let (mut rtc1, sock1) = browser_rtc().await;
-    let answer1 = common::webrtc::answer_offer(&mut rtc1, body(&invite1));
-    let phone1 = Phone::start(rtc1, sock1);
-    let (mut rtc2, _sock2) = browser_rtc().await;
-    let answer2 = common::webrtc::answer_offer(&mut rtc2, body(&invite2));
-    ws_send(&mut ws1, ws_response_as(&invite1, 200, "", Some(&answer1), "b-1", CONTACT)).await;
-    let ok1 = udp_recv_until(&carrier, "SIP/2.0 200").await;
-    ws_send(&mut ws2, ws_response_as(&invite2, 200, "", Some(&answer2), "b-2", CONTACT_2)).await;
-    let ok2 = udp_recv_until(&carrier, "SIP/2.0 200").await;
-    for ok in [&ok1, &ok2] {
-        assert!(!Sdp::parse(body(ok)).unwrap().is_webrtc(), "a plain answer: {ok}");
-    }
-    assert!(
-        header(&ok1, "To")[0].ends_with("tag=b-1") && header(&ok2, "To")[0].ends_with("tag=b-2")
-    );
-
-    // The carrier acknowledges both and ends the second fork's dialog.
-    for (ok, tag) in [(&ok1, ";tag=b-1"), (&ok2, ";tag=b-2")] {
-        let ack = request(&format!("ACK {}", target(ok)), 1, &route(ok), tag, "");
-        carrier.send_to(ack.as_bytes(), edge.udp).await.unwrap();
-    }
-    ws_recv_until(&mut ws1, "ACK ").await;
-    ws_recv_until(&mut ws2, "ACK ").await;
-    let bye2 = request(&format!("BYE {}", target(&ok2)), 2, &route(&ok2), ";tag=b-2", "");
-    carrier.send_to(bye2.as_bytes(), edge.udp).await.unwrap();
-    let bye = ws_recv_until(&mut ws2, "BYE ").await;
-    ws_send(&mut ws2, ws_response_as(&bye, 200, "", None, "b-2", CONTACT_2)).await;
-    udp_recv_until(&carrier, "SIP/2.0 200").await;
-
-    // The first browser still has the call's media.
-    assert_audio_both_ways(&phone1, "the first fork's call after the other's BYE").await;
-    let (_, _, legs) = media_metrics(&edge).await;
-    assert_eq!(legs, 1);
-    let bye1 = request(&format!("BYE {}", target(&ok1)), 3, &route(&ok1), ";tag=b-1", "");
-    carrier.send_to(bye1.as_bytes(), edge.udp).await.unwrap();
-    let bye = ws_recv_until(&mut ws1, "BYE ").await;
-    ws_send(&mut ws1, ws_response_as(&bye, 200, "", None, "b-1", CONTACT)).await;
-    phone1.stop().await;
-    echoing.abort();
-    let (_, _, legs) = media_metrics(&edge).await;
-    assert_eq!(legs, 0);
     edge.stop().await;
 }
 

@@ -2,8 +2,8 @@
 //! scripted carrier on the trunk's address (SIP over UDP, RTP echoed from another socket) and
 //! "browsers" registered over WebSocket whose WebRTC is str0m ([`common::webrtc`]).
 //!
-//! - A carrier's call to alice's DID rings two browsers of hers, both answer 200: the first
-//!   2xx is the call. The carrier's BYE of the other dialog (the losing fork) ends none of the
+//! - A carrier's call to alice's DID rings two browsers of hers, both answer 200 (each 200
+//!   with a plain answer): the first 2xx is the call. The carrier's BYE of the other dialog (the losing fork) ends none of the
 //!   call's accounting: alice (capacity 1) still refuses a new call with 486, no call-history
 //!   row is written, and the first browser keeps the media; the call's own BYE then ends all
 //!   of it (the row comes, alice takes calls again, no leg is left).
@@ -88,6 +88,10 @@ async fn a_losing_fork_s_bye_ends_none_of_the_call_s_capacity_history_or_media()
     let ok1 = udp_recv_until(&carrier, "SIP/2.0 200").await;
     ws_send(&mut ws2, ws_response_as(&invite2, 200, "", Some(&answer2), "b-2", CONTACT_2)).await;
     let ok2 = udp_recv_until(&carrier, "SIP/2.0 200").await;
+    for ok in [&ok1, &ok2] {
+        assert!(!Sdp::parse(body(ok)).unwrap().is_webrtc(), "a plain answer: {ok}");
+    }
+    assert!(header(&ok1, "To")[0].ends_with("tag=b-1"), "{ok1}");
     assert!(header(&ok2, "To")[0].ends_with("tag=b-2"), "{ok2}");
     for (ok, tag) in [(&ok1, ";tag=b-1"), (&ok2, ";tag=b-2")] {
         let ack = request(&format!("ACK {}", target(ok)), 1, &route(ok), tag, "");
