@@ -722,25 +722,16 @@ impl Anchor {
 
     /// A datagram that arrived on the shared WebRTC address. Returns whether a leg took it.
     pub fn handle_browser(&mut self, now: Instant, source: SocketAddr, bytes: &[u8]) -> bool {
-        if is_srtp(bytes)
+        // The browser's SRTP and SRTCP, once the leg relays its own: the anchor's, not str0m's.
+        let (srtp, srtcp) = (is_srtp(bytes), is_srtcp(bytes));
+        if (srtp || srtcp)
             && let Some(&id) = self.by_source.get(&source)
             && let Some(leg) = self.legs.get_mut(&id)
             && !leg.closed
             && leg.relay(now).is_some()
         {
-            if let Some(t) = relay_srtp(id, leg, now, source, bytes, &mut self.spare) {
-                self.out.push_back(t);
-            }
-            return true;
-        }
-        // The browser's SRTCP, once the leg relays its own SRTP: the anchor's, not str0m's.
-        if is_srtcp(bytes)
-            && let Some(&id) = self.by_source.get(&source)
-            && let Some(leg) = self.legs.get_mut(&id)
-            && !leg.closed
-            && leg.relay(now).is_some()
-        {
-            if let Some(t) = relay_srtcp(id, leg, now, source, bytes, &mut self.spare) {
+            let relay = if srtp { relay_srtp } else { relay_srtcp };
+            if let Some(t) = relay(id, leg, now, source, bytes, &mut self.spare) {
                 self.out.push_back(t);
             }
             return true;
